@@ -15,9 +15,10 @@ pub mod checkpoint {
     pub const SPLIT: &str = "split.json";
     /// Weights of the epoch with the best validation loss.
     pub const WEIGHTS: &str = "weights.safetensors";
-    /// Weights and optimizer state of the last finished epoch, for `--resume`.
+    /// Weights, optimizer moments and counters of the last finished epoch in one file, so that
+    /// `--resume` always finds a consistent state (it is replaced atomically after every epoch).
     pub const LAST: &str = "last.safetensors";
-    pub const OPTIMIZER: &str = "optimizer.safetensors";
+    /// Human-readable mirror of the counters in `last.safetensors`.
     pub const TRAIN_STATE: &str = "train_state.json";
     pub const TRAINING: &str = "training.json";
     pub const LOG: &str = "log.jsonl";
@@ -76,6 +77,10 @@ pub struct VerifyDigest {
     pub count: usize,
     /// sha256 of each record's canonical JSON line, in order.
     pub records: Vec<String>,
+    /// Per record: short sha256 (16 hex digits) of its sampled label visit, then of each sampled visit
+    /// (vocabulary indices), so that `halo-sample verify` can tell from which visit a record differs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visits: Vec<Vec<String>>,
 }
 
 /// `manifest.json` of a model directory: everything a sampler needs besides the ONNX files.

@@ -1,0 +1,110 @@
+//! From records on disk to encoded splits and to batches of multi-hot tensors.
+
+use anyhow::{Context, Result};
+use halo_core::encoding::{EncodedPatient, Encoding, EncodingOptions, LabelSpec};
+use halo_core::record::{Dataset, Patient, Split};
+use halo_core::split::SplitAssignment;
+use halo_core::{Format, ReadOptions};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Encoded patients of one split, with their ids.
+#[derive(Debug, Default)]
+pub struct EncodedSplit {
+    pub ids: Vec<String>,
+    pub patients: Vec<EncodedPatient>,
+}
+
+/// What encoding had to change, reported to the user.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct EncodeReport {
+    /// Records longer than the context: their most recent `n_ctx - 2` visits were kept.
+    pub truncated_records: usize,
+    /// Code or label occurrences not in the vocabulary (only when encoding new data with a fitted encoding).
+    pub unknown_codes: usize,
+}
+
+pub fn read(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
+    halo_core::read_dataset(path, format, options)
+        .with_context(|| format!("reading records from {}", path.display()))
+}
+
+/// Fits the encoding: vocabulary over every patient, bucket edges over the training split.
+pub fn fit_encoding(
+    patients: &[Patient],
+    split: &SplitAssignment,
+    spec: Option<&LabelSpec>,
+    options: EncodingOptions,
+) -> Result<Encoding> {
+    let lookup = split.lookup();
+    let train: Vec<&Patient> = patients
+        .iter()
+        .filter(|p| lookup.get(p.id.as_str()) == Some(&Split::Train))
+        .collect();
+    Ok(Encoding::fit(patients, &train, spec, options)?)
+}
+
+/// Encodes the patients of each split.
+pub fn encode_splits(
+    patients: &[Patient],
+    split: &SplitAssignment,
+    encoding: &Encoding,
+    spec: Option<&LabelSpec>,
+) -> (HashMap<Split, EncodedSplit>, EncodeReport) {
+    let index = encoding.index();
+    let lookup = split.lookup();
+    let mut out: HashMap<Split, EncodedSplit> = HashMap::new();
+    let mut report = EncodeReport::default();
+    for p in patients {
+        let Some(s) = lookup.get(p.id.as_str()) else {
+            continue;
+        };
+        if p.visits.len() > encoding.options.max_visits {
+            report.truncated_records += 1;
+        }
+        let e = encoding.encode(p, &index, spec, &mut report.unknown_codes);
+        let entry = out.entry(*s).or_default();
+        entry.ids.push(p.id.clone());
+        entry.patients.push(e);
+    }
+    (out, report)
+}
+
+/// One batch: inputs [B, L, V] (start visit, label visit, visits, pad visits) and the mask [B, L-1] of the
+/// scored rows of the shifted targets (the label visit and every real visit).
+pub struct Batch {
+    pub visits: Tensor,
+    pub mask: Tensor,
+}
+
+/// Builds a batch padded to its longest record; the end code goes on each record's last real visit.
+pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Device) -> Batch {
+    let v = encoding.vocab_size() as i64;
+    let b = patients.len() as i64;
+    let l = patients.iter().map(|p| p.visits.len()).max().unwrap_or(0) as i64 + 2;
+    let mut hot: Vec<i64> = Vec::new();
+    let mut mask = vec![0f32; (b * (l - 1)) as usize];
+    for (i, p) in patients.iter().enumerate() {
+        let row = |t: i64| (i as i64 * l + t) * v;
+        hot.push(row(0) + encoding.start_index() as i64);
+        hot.extend(p.labels.iter().map(|c| row(1) + *c as i64));
+        let t_last = p.visits.len() as i64 + 1;
+        for (t, visit) in p.visits.iter().enumerate() {
+            hot.extend(visit.iter().map(|c| row(t as i64 + 2) + *c as i64));
+        }
+        hot.push(row(t_last) + encoding.end_index() as i64);
+        for t in t_last + 1..l {
+            hot.push(row(t) + encoding.pad_index() as i64);
+        }
+        for t in 0..t_last {
+            mask[i * (l - 1) as usize + t as usize] = 1.0;
+        }
+    }
+    let index = Tensor::from_slice(&hot).to_device(device);
+    let visits = Tensor::zeros([b * l * v], (Kind::Float, device))
+        .index_fill(0, &index, 1.0)
+        .view([b, l, v]);
+    let mask = Tensor::from_slice(&mask).to_device(device).view([b, l - 1]);
+    Batch { visits, mask }
+}

@@ -1,0 +1,454 @@
+//! The training loop: seeded split, per-epoch validation, best checkpoint kept, exact resume.
+
+use crate::data::{self, EncodedSplit};
+use crate::model::Halo;
+use crate::optim::Adam;
+use crate::score;
+use anyhow::{bail, Context, Result};
+use halo_core::config::{ModelConfig, Preset};
+use halo_core::encoding::{CodeOrder, Encoding, EncodingOptions, LabelSpec};
+use halo_core::fsutil::{read_json, temp_sibling, write_json_atomic};
+use halo_core::manifest::{checkpoint as ck, TrainingSummary};
+use halo_core::record::Split;
+use halo_core::split::{self, SplitAssignment};
+use halo_core::{Format, ReadOptions};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// Everything `halo train` was asked for.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub format: Option<Format>,
+    pub preset: Preset,
+    pub epochs: usize,
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub resume: bool,
+    pub device: Device,
+    pub label_spec: Option<PathBuf>,
+    pub split_file: Option<PathBuf>,
+    pub encoding: EncodingOptions,
+    pub n_embd: Option<usize>,
+    pub n_layer: Option<usize>,
+    pub n_head: Option<usize>,
+    pub n_ctx: Option<usize>,
+    pub coarse: bool,
+    pub read: ReadOptions,
+    pub quiet: bool,
+}
+
+/// Counters of a run, mirrored in `train_state.json` and stored as tensors in `last.safetensors`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub step: i64,
+    pub best_val_loss: f64,
+    pub best_epoch: usize,
+    pub epochs_planned: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+/// The fitted pieces of a run that resume must reuse unchanged.
+struct Setup {
+    config: ModelConfig,
+    encoding: Encoding,
+    splits: HashMap<Split, EncodedSplit>,
+}
+
+fn is_nonempty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let resuming = args.resume && args.out.join(ck::LAST).is_file();
+    if args.resume && !resuming {
+        eprintln!(
+            "halo train: nothing to resume in {} (no {}); starting a new run",
+            args.out.display(),
+            ck::LAST
+        );
+    }
+    if !resuming && is_nonempty_dir(&args.out) {
+        bail!(
+            "{} exists and is not empty: pass --resume to continue the run in it, or choose another --out",
+            args.out.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let dataset = data::read(&args.data, args.format, &args.read)?;
+    eprintln!(
+        "halo train: read {} ({})",
+        args.data.display(),
+        serde_json::to_string(&dataset.report)?
+    );
+    if dataset.patients.is_empty() {
+        bail!(
+            "{}: no patient with at least one visit",
+            args.data.display()
+        );
+    }
+    let setup = if resuming {
+        resume_setup(args, &dataset.patients)?
+    } else {
+        new_setup(args, &dataset.patients)?
+    };
+    let train = setup
+        .splits
+        .get(&Split::Train)
+        .map(|s| s.patients.as_slice())
+        .unwrap_or_default();
+    let val = setup
+        .splits
+        .get(&Split::Val)
+        .map(|s| s.patients.as_slice())
+        .unwrap_or_default();
+    if train.is_empty() {
+        bail!("the training split is empty");
+    }
+
+    tch::manual_seed(args.seed as i64);
+    let mut vs = nn::VarStore::new(args.device);
+    let model = Halo::load(&vs.root(), &setup.config);
+    let lr = args.lr.unwrap_or(args.preset.dims().4);
+    let mut adam = Adam::new(&vs, lr);
+    let mut state = TrainState {
+        epochs_done: 0,
+        step: 0,
+        best_val_loss: f64::INFINITY,
+        best_epoch: 0,
+        epochs_planned: args.epochs,
+        lr,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
+    if resuming {
+        state = load_last(&args.out, &mut vs, &mut adam)?;
+        state.epochs_planned = args.epochs;
+        eprintln!(
+            "halo train: resuming after epoch {} (best validation loss {:.5} at epoch {})",
+            state.epochs_done, state.best_val_loss, state.best_epoch
+        );
+    }
+
+    let n_params: i64 = vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum();
+    eprintln!(
+        "halo train: {} train / {} val records, vocabulary {} ({} codes, {} labels), {} parameters, device {:?}",
+        train.len(),
+        val.len(),
+        setup.config.total_vocab_size,
+        setup.config.code_vocab_size,
+        setup.config.label_vocab_size,
+        n_params,
+        args.device
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.out.join(ck::LOG))?;
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    for epoch in state.epochs_done + 1..=args.epochs {
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        // Shuffle seeded by (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+        );
+        order.shuffle(&mut rng);
+        let n_batches = order.len().div_ceil(args.batch_size);
+        let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(args.batch_size) {
+            let refs: Vec<_> = chunk.iter().map(|i| &train[*i]).collect();
+            let batch = data::make_batch(&refs, &setup.encoding, args.device);
+            adam.zero_grad();
+            let loss = score::loss(&model, &batch);
+            loss.backward();
+            adam.step();
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                bail!("training diverged at epoch {epoch} (loss {l}); try a smaller --lr");
+            }
+            loss_sum += l * chunk.len() as f64;
+            bar.set_message(format!("loss {l:.5}"));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_loss = loss_sum / train.len() as f64;
+        let val_loss = if val.is_empty() {
+            train_loss
+        } else {
+            score::score(
+                &model,
+                val,
+                &setup.encoding,
+                args.batch_size * 2,
+                args.device,
+            )
+            .scores()
+            .bce
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        state.epochs_done = epoch;
+        state.step = adam.step;
+        let improved = val_loss < state.best_val_loss;
+        if improved {
+            state.best_val_loss = val_loss;
+            state.best_epoch = epoch;
+            save_weights(&args.out.join(ck::WEIGHTS), &vs, &[])?;
+        }
+        save_last(&args.out, &vs, &adam, &state)?;
+        let line = serde_json::json!({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
+            "seconds": seconds, "records_per_s": train.len() as f64 / seconds,
+        });
+        writeln!(log, "{line}")?;
+        if !args.quiet {
+            eprintln!(
+                "epoch {epoch:>3}/{}: train loss {train_loss:.5}  val loss {val_loss:.5}{}  {seconds:.1}s ({:.0} records/s)",
+                args.epochs,
+                if improved { " *" } else { "" },
+                train.len() as f64 / seconds
+            );
+        }
+    }
+    eprintln!(
+        "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
+        state.best_val_loss,
+        state.best_epoch,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn progress_bar(len: u64, epoch: usize, epochs: usize, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} batches {{per_sec}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn new_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Result<Setup> {
+    let given = match &args.split_file {
+        Some(p) => Some(split::read_split_file(p)?),
+        None => None,
+    };
+    let split = split::assign(patients, given.as_ref(), args.seed)?;
+    let labels_given = patients.iter().any(|p| p.labels.is_some());
+    let spec = match (&args.label_spec, labels_given) {
+        (Some(p), _) => Some(LabelSpec::read(p)?),
+        (None, true) => None,
+        (None, false) => Some(LabelSpec::default_omop()),
+    };
+    let (n_embd, n_layer, n_head, n_ctx, _) = args.preset.dims();
+    let n_ctx = args.n_ctx.unwrap_or(n_ctx);
+    let mut options = args.encoding.clone();
+    options.max_visits = n_ctx - 2;
+    let encoding = data::fit_encoding(patients, &split, spec.as_ref(), options)?;
+    let mut config = ModelConfig::new(
+        args.preset,
+        encoding.code_vocab_size,
+        encoding.label_vocab_size,
+    );
+    config.n_embd = args.n_embd.unwrap_or(n_embd);
+    config.n_layer = args.n_layer.unwrap_or(n_layer);
+    config.n_head = args.n_head.unwrap_or(n_head);
+    config.n_ctx = n_ctx;
+    config.n_positions = config.n_positions.max(n_ctx);
+    config.coarse = args.coarse;
+    config
+        .validate(Path::new("command line"))
+        .context("invalid model size")?;
+    let (splits, report) = data::encode_splits(patients, &split, &encoding, spec.as_ref());
+    eprintln!(
+        "halo train: split {} ({} train / {} val / {} test); {} records truncated to the last {} visits",
+        split.source,
+        split.train.len(),
+        split.val.len(),
+        split.test.len(),
+        report.truncated_records,
+        encoding.options.max_visits
+    );
+    let summary = summarize(&splits, patients.len(), &args.data);
+    let out = &args.out;
+    write_json_atomic(&out.join(ck::CONFIG), &config)?;
+    write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
+    write_json_atomic(&out.join(ck::SPLIT), &split)?;
+    write_json_atomic(&out.join(ck::TRAINING), &summary)?;
+    if let Some(spec) = &spec {
+        write_json_atomic(&out.join(ck::LABEL_SPEC), spec)?;
+    }
+    Ok(Setup {
+        config,
+        encoding,
+        splits,
+    })
+}
+
+fn resume_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Result<Setup> {
+    let out = &args.out;
+    let config = ModelConfig::read(&out.join(ck::CONFIG))?;
+    let encoding: Encoding = read_json(&out.join(ck::ENCODING), "encoding")?;
+    let split: SplitAssignment = read_json(&out.join(ck::SPLIT), "split")?;
+    let spec_path = out.join(ck::LABEL_SPEC);
+    let spec = if spec_path.is_file() {
+        Some(LabelSpec::read(&spec_path)?)
+    } else {
+        None
+    };
+    let (splits, _) = data::encode_splits(patients, &split, &encoding, spec.as_ref());
+    Ok(Setup {
+        config,
+        encoding,
+        splits,
+    })
+}
+
+fn summarize(
+    splits: &HashMap<Split, EncodedSplit>,
+    records: usize,
+    data: &Path,
+) -> TrainingSummary {
+    let train = splits
+        .get(&Split::Train)
+        .map(|s| s.patients.as_slice())
+        .unwrap_or_default();
+    let visits: usize = train.iter().map(|p| p.visits.len()).sum();
+    let codes: usize = train.iter().flat_map(|p| &p.visits).map(|v| v.len()).sum();
+    TrainingSummary {
+        records,
+        train_records: train.len(),
+        mean_visits: visits as f64 / train.len().max(1) as f64,
+        mean_codes_per_visit: codes as f64 / visits.max(1) as f64,
+        source: data.display().to_string(),
+    }
+}
+
+/// Writes the model's weights (plus `extra` tensors) to `path` through a temporary file.
+fn save_weights(path: &Path, vs: &nn::VarStore, extra: &[(String, Tensor)]) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.extend(extra.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+    let refs: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu)))
+        .collect();
+    let refs2: Vec<(&str, &Tensor)> = refs.iter().map(|(n, t)| (*n, t)).collect();
+    let tmp = temp_sibling(path);
+    Tensor::write_safetensors(&refs2, &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+fn save_last(out: &Path, vs: &nn::VarStore, adam: &Adam, state: &TrainState) -> Result<()> {
+    let mut extra = adam.named_state();
+    extra.push((
+        "train.epochs_done".into(),
+        Tensor::from_slice(&[state.epochs_done as i64]),
+    ));
+    extra.push(("train.step".into(), Tensor::from_slice(&[state.step])));
+    extra.push((
+        "train.best_val_loss".into(),
+        Tensor::from_slice(&[state.best_val_loss]),
+    ));
+    extra.push((
+        "train.best_epoch".into(),
+        Tensor::from_slice(&[state.best_epoch as i64]),
+    ));
+    save_weights(&out.join(ck::LAST), vs, &extra)?;
+    write_json_atomic(&out.join(ck::TRAIN_STATE), state)?;
+    Ok(())
+}
+
+fn load_last(out: &Path, vs: &mut nn::VarStore, adam: &mut Adam) -> Result<TrainState> {
+    let path = out.join(ck::LAST);
+    let saved: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .with_context(|| {
+            format!(
+                "reading {} (truncated or not a safetensors file?)",
+                path.display()
+            )
+        })?
+        .into_iter()
+        .collect();
+    load_into(vs, &saved, &path)?;
+    let scalar = |name: &str| -> Result<f64> {
+        Ok(saved
+            .get(name)
+            .with_context(|| {
+                format!(
+                    "{}: `{name}` missing (not a resumable checkpoint)",
+                    path.display()
+                )
+            })?
+            .to_kind(Kind::Double)
+            .double_value(&[0]))
+    };
+    let step = scalar("train.step")? as i64;
+    adam.load_state(&saved, step, &path)?;
+    let state: TrainState = read_json(&out.join(ck::TRAIN_STATE), "train state")?;
+    Ok(TrainState {
+        epochs_done: scalar("train.epochs_done")? as usize,
+        step,
+        best_val_loss: scalar("train.best_val_loss")?,
+        best_epoch: scalar("train.best_epoch")? as usize,
+        ..state
+    })
+}
+
+/// Copies named tensors into the variables, checking names and shapes.
+pub fn load_into(
+    vs: &mut nn::VarStore,
+    saved: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let t = saved
+            .get(&name)
+            .with_context(|| format!("{}: tensor `{name}` missing", path.display()))?;
+        if t.size() != var.size() {
+            bail!(
+                "{}: tensor `{name}` has shape {:?}, the model expects {:?}",
+                path.display(),
+                t.size(),
+                var.size()
+            );
+        }
+        var.copy_(t);
+    }
+    Ok(())
+}
+
+/// Parses a code order name for the command line.
+pub fn parse_code_order(s: &str) -> Result<CodeOrder, String> {
+    CodeOrder::parse(s).ok_or_else(|| {
+        format!("unknown code order `{s}` (expected shuffled, frequency or lexical)")
+    })
+}

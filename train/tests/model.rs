@@ -1,0 +1,186 @@
+//! The model's factorization and loss, pinned on tiny cases.
+
+use halo_core::config::{ModelConfig, Preset};
+use halo_core::encoding::{EncodedPatient, Encoding, EncodingOptions, Token};
+use halo_train::data::make_batch;
+use halo_train::model::Halo;
+use halo_train::score;
+use std::collections::BTreeMap;
+use tch::{nn, Device, Kind, Tensor};
+
+fn tiny_config(codes: usize, labels: usize) -> ModelConfig {
+    let mut c = ModelConfig::new(Preset::Small, codes, labels);
+    c.n_embd = 8;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_ctx = 6;
+    c.n_positions = 6;
+    c
+}
+
+fn tiny_encoding() -> Encoding {
+    Encoding {
+        options: EncodingOptions::default(),
+        tokens: vec![
+            Token::Code { code: "a".into() },
+            Token::Code { code: "b".into() },
+            Token::Label { name: "L".into() },
+            Token::Start,
+            Token::End,
+            Token::Pad,
+        ],
+        code_vocab_size: 2,
+        label_vocab_size: 1,
+        demographic_categories: vec![],
+        gap_edges_days: vec![0.0, 1.0],
+        age_edges_years: vec![0.0, 1.0],
+        lab_edges: BTreeMap::new(),
+        labels_given: true,
+    }
+}
+
+#[test]
+fn parameter_names_and_shapes_are_the_reference_state_dict() {
+    let cfg = tiny_config(5, 2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = Halo::load(&vs.root(), &cfg);
+    let mut ours: Vec<(String, Vec<usize>)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.size().iter().map(|d| *d as usize).collect()))
+        .collect();
+    ours.sort();
+    let mut expected = cfg.parameter_shapes();
+    expected.sort();
+    assert_eq!(ours, expected);
+    assert!(ours
+        .iter()
+        .any(|(n, s)| n == "ehr_head.auto1.weight" && s == &vec![8 + 10, 8 + 10]));
+}
+
+#[test]
+fn code_logits_see_only_earlier_codes_of_their_visit_and_earlier_visits() {
+    tch::manual_seed(7);
+    let cfg = tiny_config(9, 2);
+    let v = cfg.total_vocab_size as i64;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Halo::load(&vs.root(), &cfg);
+    let visits = Tensor::rand([1, 5, v], (Kind::Float, Device::Cpu))
+        .gt(0.6)
+        .to_kind(Kind::Float);
+    let base = tch::no_grad(|| model.forward(&visits));
+    let (t, j) = (3i64, 4i64); // perturb code j of input row t, which row t-1 predicts
+    let perturbed = visits.copy();
+    let flipped = 1.0 - visits.double_value(&[0, t, j]);
+    let _ = perturbed.get(0).get(t).get(j).fill_(flipped);
+    let after = tch::no_grad(|| model.forward(&perturbed));
+    let diff = (&after - &base).abs();
+    // Earlier predicted rows are untouched.
+    assert_eq!(diff.narrow(1, 0, t - 1).max().double_value(&[]), 0.0);
+    // In the row predicting visit t, codes <= j are untouched ...
+    assert_eq!(
+        diff.get(0)
+            .get(t - 1)
+            .narrow(0, 0, j + 1)
+            .max()
+            .double_value(&[]),
+        0.0
+    );
+    // ... and later codes do react (the test would pass trivially otherwise).
+    assert!(
+        diff.get(0)
+            .get(t - 1)
+            .narrow(0, j + 1, v - j - 1)
+            .max()
+            .double_value(&[])
+            > 1e-6
+    );
+    // Later rows see the change through the history.
+    assert!(diff.narrow(1, t, 4 - t).max().double_value(&[]) > 1e-6);
+}
+
+#[test]
+fn loss_matches_a_hand_computed_case() {
+    let enc = tiny_encoding();
+    let mut cfg = tiny_config(2, 1);
+    cfg.n_ctx = 6;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Halo::load(&vs.root(), &cfg);
+    let e = cfg.n_embd as i64;
+    // Zero every weight: the history is ln_f.bias = 0, auto1 gives relu(0) = 0, so the logits are
+    // auto2.bias[E-1 .. E-1+V] = [0, ln 3, -ln 3, 0, 0, 0], i.e. p = [.5, .75, .25, .5, .5, .5].
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            let _ = t.zero_();
+            if name == "ehr_head.auto2.bias" {
+                let _ = t.narrow(0, e, 1).fill_(3f64.ln());
+                let _ = t.narrow(0, e + 1, 1).fill_(-(3f64.ln()));
+            }
+        }
+    });
+    // One record: label L, one visit {a}. Scored rows: the label visit (target L) and visit 1
+    // (target a + end). Row 0 BCE: ln2 + ln4 + ln4 + 3 ln2 = 8 ln2.
+    // Row 1 BCE: ln2 (a) + ln4 (b absent, p .75) + ln(4/3) (L absent, p .25) + ln2 + ln2 (end) + ln2 = 6 ln2 + ln(4/3).
+    let patient = EncodedPatient {
+        labels: vec![2],
+        visits: vec![vec![0]],
+    };
+    let batch = make_batch(&[&patient], &enc, Device::Cpu);
+    let loss = score::loss(&model, &batch).double_value(&[]);
+    let ln2 = 2f64.ln();
+    let total = 14.0 * ln2 + (4.0f64 / 3.0).ln();
+    assert!(
+        (loss - total / 12.0).abs() < 1e-6,
+        "loss {loss} expected {}",
+        total / 12.0
+    );
+    let sums = score::score(&model, &[patient], &enc, 4, Device::Cpu);
+    let scores = sums.scores();
+    assert!((scores.log_likelihood + total).abs() < 1e-6);
+    assert_eq!(scores.present_codes, 3.0);
+    assert!((scores.perplexity - (total / 3.0).exp()).abs() < 1e-6);
+    // Thresholding at 0.5: only b (p .75, absent) is predicted present: tp 0, fp 2 (both rows), fn 3.
+    assert_eq!(scores.f1, 0.0);
+}
+
+#[test]
+fn batches_put_start_labels_visits_end_and_pad_where_the_reference_does() {
+    let enc = tiny_encoding();
+    let long = EncodedPatient {
+        labels: vec![2],
+        visits: vec![vec![0], vec![0, 1]],
+    };
+    let short = EncodedPatient {
+        labels: vec![],
+        visits: vec![vec![1]],
+    };
+    let batch = make_batch(&[&long, &short], &enc, Device::Cpu);
+    let rows = |i: i64| -> Vec<Vec<f32>> {
+        let t = batch.visits.get(i);
+        (0..t.size()[0])
+            .map(|r| Vec::<f32>::try_from(t.get(r)).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        rows(0),
+        vec![
+            vec![0., 0., 0., 1., 0., 0.],
+            vec![0., 0., 1., 0., 0., 0.],
+            vec![1., 0., 0., 0., 0., 0.],
+            vec![1., 1., 0., 0., 1., 0.],
+        ]
+    );
+    assert_eq!(
+        rows(1),
+        vec![
+            vec![0., 0., 0., 1., 0., 0.],
+            vec![0., 0., 0., 0., 0., 0.],
+            vec![0., 1., 0., 0., 1., 0.],
+            vec![0., 0., 0., 0., 0., 1.],
+        ]
+    );
+    assert_eq!(
+        Vec::<f32>::try_from(batch.mask.view([-1])).unwrap(),
+        vec![1., 1., 1., 1., 1., 0.]
+    );
+}
