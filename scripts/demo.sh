@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up (idempotent), then the whole path on the bundled Synthea-1k OMOP CDM data:
+# train a small HALO, test it, export it, sample as many records as the training split, evaluate.
+# HALO_DEMO_EPOCHS (default 50) and HALO_DEMO_DIR (default runs/demo) change the run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+./scripts/setup.sh
+epochs="${HALO_DEMO_EPOCHS:-50}"
+out="${HALO_DEMO_DIR:-runs/demo}"
+halo=target/release/halo
+sample=target/release/halo-sample
+rm -rf "$out"
+mkdir -p "$out"
+set -x
+"$halo" train --data data/synthea1k-omop --out "$out/checkpoint" --preset small --epochs "$epochs"
+"$halo" test --checkpoint "$out/checkpoint" | tee "$out/test.json"
+"$halo" export --checkpoint "$out/checkpoint" --out "$out/model"
+"$sample" verify --model "$out/model"
+n_train="$(.venv/bin/python -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["train"]))' "$out/checkpoint/split.json")"
+"$sample" --model "$out/model" --count "$n_train" --seed 1 --out "$out/synthetic.jsonl"
+"$halo" evaluate --real data/synthea1k-omop --synthetic "$out/synthetic.jsonl" --checkpoint "$out/checkpoint" \
+  --out "$out/report"
+set +x
+echo "demo: report in $out/report/report.html (figures in $out/report/report.json)" >&2

@@ -1,0 +1,144 @@
+//! `halo train` and `halo test` as a user runs them: real training runs on small real records.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn halo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_halo")).args(args).output().expect("run halo")
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name).display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--data", data, "--out", out.to_str().unwrap(), "--device", "cpu", "--quiet"];
+    args.extend(["--n-embd", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "16"]);
+    args.extend(extra);
+    halo(&args)
+}
+
+fn json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_resumed_run_ends_exactly_where_an_uninterrupted_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
+    let data = fixture("synthea-60.jsonl");
+    assert!(train(&data, &whole, &["--epochs", "3"]).status.success());
+    // "Killed" after two epochs, then resumed to three.
+    let first = train(&data, &split, &["--epochs", "2"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let resumed = train(&data, &split, &["--epochs", "3", "--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("resuming after epoch 2"));
+    assert_eq!(json(split.join("train_state.json"))["epochs_done"], 3);
+    let read = |p: &Path| std::fs::read(p.join("last.safetensors")).unwrap();
+    assert!(read(&whole) == read(&split), "resumed weights differ from the uninterrupted run's");
+    let log = std::fs::read_to_string(split.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+}
+
+#[test]
+fn test_prints_the_metrics_of_the_test_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let out = train(&fixture("synthea-60.jsonl"), &ck, &["--epochs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let split = json(ck.join("split.json"));
+    assert_eq!(split["source"], "seeded");
+    assert_eq!(split["test"].as_array().unwrap().len(), 12);
+    assert_eq!(split["val"].as_array().unwrap().len(), 5);
+    assert_eq!(split["train"].as_array().unwrap().len(), 43);
+    let out = halo(&["test", "--checkpoint", ck.to_str().unwrap(), "--device", "cpu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["records"], 12);
+    assert_eq!(m["scored"], "test split");
+    let (ppl, bce, f1) = (m["perplexity"].as_f64().unwrap(), m["bce"].as_f64().unwrap(), m["f1"].as_f64().unwrap());
+    assert!(ppl > 1.0 && ppl.is_finite() && bce > 0.0 && (0.0..=1.0).contains(&f1), "{m}");
+}
+
+#[test]
+fn given_labels_and_splits_shape_the_vocabulary_label_visit_and_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r.jsonl");
+    let mut lines = String::new();
+    for i in 0..12 {
+        let split = ["train", "train", "val", "test"][i % 4];
+        let label = if i % 2 == 0 { "{\"diabetes\":1,\"asthma\":0}" } else { "[\"asthma\"]" };
+        lines.push_str(&format!(
+            "{{\"id\":\"p{i}\",\"split\":\"{split}\",\"labels\":{label},\"visits\":[{{\"codes\":[\"X{}\",\"Y\"]}},{{\"codes\":[\"Z\"]}}]}}\n",
+            i % 3
+        ));
+    }
+    std::fs::write(&data, lines).unwrap();
+    let ck = dir.path().join("ck");
+    let out = train(data.to_str().unwrap(), &ck, &["--epochs", "1", "--code-order", "lexical"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let enc = json(ck.join("encoding.json"));
+    let tokens: Vec<String> = enc["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.get("code").or(t.get("name")).map(|s| s.as_str().unwrap().to_string()).unwrap_or(t["kind"].as_str().unwrap().into()))
+        .collect();
+    // No dates, no demographics: codes as given (lexical order), the given labels, then start/end/pad.
+    assert_eq!(tokens, ["X0", "X1", "X2", "Y", "Z", "diabetes", "asthma", "start", "end", "pad"]);
+    assert_eq!(enc["labels_given"], true);
+    let split = json(ck.join("split.json"));
+    assert_eq!(split["source"], "given");
+    assert_eq!(split["train"], serde_json::json!(["p0", "p1", "p4", "p5", "p8", "p9"]));
+    assert_eq!(split["val"], serde_json::json!(["p2", "p6", "p10"]));
+    assert_eq!(split["test"], serde_json::json!(["p3", "p7", "p11"]));
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("ck");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("not json", "{\"id\":1,\"visits\":[{\"codes\":[\"a\"]}]}\nnot json\n".into(), ":2: not a record"),
+        ("unknown split", "{\"id\":1,\"split\":\"dev\",\"visits\":[{\"codes\":[\"a\"]}]}\n".into(), ":1: unknown split `dev`"),
+        ("label not 0/1", "{\"id\":1,\"labels\":{\"x\":2},\"visits\":[{\"codes\":[\"a\"]}]}\n".into(), ":1: label `x` is 2; expected 0 or 1"),
+    ];
+    for (what, text, expected) in cases {
+        let data = dir.path().join("bad.jsonl");
+        std::fs::write(&data, text).unwrap();
+        let out = train(data.to_str().unwrap(), &out_dir, &["--epochs", "1"]);
+        assert!(!out.status.success(), "{what}: should fail");
+        assert!(stderr(&out).contains(expected), "{what}: {}", stderr(&out));
+    }
+    let out = train("/nonexistent/records.jsonl", &out_dir, &[]);
+    assert!(stderr(&out).contains("/nonexistent/records.jsonl: no such file or folder"), "{}", stderr(&out));
+    let out = halo(&["test", "--checkpoint", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a checkpoint folder: config.json is missing"), "{}", stderr(&out));
+    // An existing, non-empty output folder is not overwritten.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("keep.txt"), "x").unwrap();
+    let out = train(&fixture("synthea-60.jsonl"), &out_dir, &["--epochs", "1"]);
+    assert!(stderr(&out).contains("exists and is not empty"), "{}", stderr(&out));
+    assert!(out_dir.join("keep.txt").is_file());
+}
+
+#[test]
+fn records_without_visits_are_counted_not_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r.jsonl");
+    let mut text = String::from("{\"id\":\"empty\",\"visits\":[]}\n");
+    for l in std::fs::read_to_string(fixture("synthea-60.jsonl")).unwrap().lines().take(20) {
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(&data, text).unwrap();
+    let out = train(data.to_str().unwrap(), &dir.path().join("ck"), &["--epochs", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"patients_without_visits\":1"), "{}", stderr(&out));
+}
