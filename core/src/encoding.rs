@@ -134,10 +134,7 @@ impl LabelSpec {
             ("obesity", &["condition/433736", "condition/162864005"]),
             ("asthma", &["condition/317009"]),
             ("copd", &["condition/255573", "condition/261325"]),
-            (
-                "coronary_heart_disease",
-                &["condition/317576", "condition/4329847"],
-            ),
+            ("coronary_heart_disease", &["condition/317576", "condition/4329847"]),
             (
                 "chronic_kidney_disease",
                 &[
@@ -155,12 +152,7 @@ impl LabelSpec {
         LabelSpec {
             labels: spec
                 .iter()
-                .map(|(name, codes)| {
-                    (
-                        name.to_string(),
-                        codes.iter().map(|c| c.to_string()).collect(),
-                    )
-                })
+                .map(|(name, codes)| (name.to_string(), codes.iter().map(|c| c.to_string()).collect()))
                 .collect(),
             lab_edges: BTreeMap::new(),
             gap_edges_days: None,
@@ -173,9 +165,7 @@ impl LabelSpec {
             Error::line(
                 path,
                 e.line(),
-                format!(
-                    "not a label spec ({e}); expected {{\"labels\": {{name: [codes or prefix*]}}}}"
-                ),
+                format!("not a label spec ({e}); expected {{\"labels\": {{name: [codes or prefix*]}}}}"),
             )
         })?;
         for (lab, edges) in &spec.lab_edges {
@@ -208,9 +198,7 @@ impl LabelSpec {
 }
 
 /// Default gap bucket edges in days; the last bucket is closed by the largest gap seen in training.
-pub const DEFAULT_GAP_EDGES_DAYS: [f64; 12] = [
-    0.0, 1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0, 1825.0,
-];
+pub const DEFAULT_GAP_EDGES_DAYS: [f64; 12] = [0.0, 1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0, 1825.0];
 /// Default age bucket width in years for the age at the first visit.
 pub const AGE_BUCKET_YEARS: f64 = 5.0;
 
@@ -313,12 +301,7 @@ fn birth_year(patient: &Patient) -> Option<i32> {
 }
 
 fn birth_time(patient: &Patient) -> Option<chrono::NaiveDateTime> {
-    if let Some(t) = patient
-        .demographics
-        .birth_date
-        .as_deref()
-        .and_then(parse_time)
-    {
+    if let Some(t) = patient.demographics.birth_date.as_deref().and_then(parse_time) {
         return Some(t);
     }
     let y = patient.demographics.birth_year?;
@@ -352,11 +335,7 @@ fn closed_edges(base: &[f64], max_seen: f64) -> Vec<f64> {
         edges.push(0.0);
     }
     let last = *edges.last().unwrap();
-    edges.push(if max_seen > last {
-        max_seen
-    } else {
-        last + 1.0
-    });
+    edges.push(if max_seen > last { max_seen } else { last + 1.0 });
     edges
 }
 
@@ -371,24 +350,24 @@ impl Encoding {
         // Continuous values: edges from the training split.
         let mut max_gap: f64 = 0.0;
         let mut max_age: f64 = 0.0;
+        let (mut any_gap, mut any_age) = (false, false);
         let mut lab_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for p in train {
             let days = visit_days(p);
             for w in days.windows(2) {
                 if let (Some(a), Some(b)) = (w[0], w[1]) {
                     max_gap = max_gap.max(b - a);
+                    any_gap = true;
                 }
             }
             if let Some(age) = age_at_first_visit(p) {
                 max_age = max_age.max(age);
+                any_age = true;
             }
             if options.labs {
                 for v in &p.visits {
                     for lab in &v.labs {
-                        lab_values
-                            .entry(lab.code.clone())
-                            .or_default()
-                            .push(lab.value);
+                        lab_values.entry(lab.code.clone()).or_default().push(lab.value);
                     }
                 }
             }
@@ -409,9 +388,7 @@ impl Encoding {
         }
         if let Some(spec) = spec {
             for (code, edges) in &spec.lab_edges {
-                lab_edges
-                    .entry(code.clone())
-                    .or_insert_with(|| edges.clone());
+                lab_edges.entry(code.clone()).or_insert_with(|| edges.clone());
             }
         }
 
@@ -424,12 +401,7 @@ impl Encoding {
                 }
             }
         }
-        let mut medical: Vec<Token> = freq
-            .keys()
-            .map(|c| Token::Code {
-                code: c.to_string(),
-            })
-            .collect();
+        let mut medical: Vec<Token> = freq.keys().map(|c| Token::Code { code: c.to_string() }).collect();
         for (code, edges) in &lab_edges {
             for bucket in 0..edges.len() - 1 {
                 medical.push(Token::Lab {
@@ -448,11 +420,7 @@ impl Encoding {
                     Token::Lab { code, .. } => freq.get(code.as_str()).copied().unwrap_or(0),
                     _ => 0,
                 };
-                medical.sort_by(|a, b| {
-                    count(b)
-                        .cmp(&count(a))
-                        .then_with(|| a.to_string().cmp(&b.to_string()))
-                });
+                medical.sort_by(|a, b| count(b).cmp(&count(a)).then_with(|| a.to_string().cmp(&b.to_string())));
             }
             CodeOrder::Shuffled => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.order_seed);
@@ -461,11 +429,12 @@ impl Encoding {
         }
         // Time codes come first in a visit: gap, then age (first visit only).
         let mut tokens = Vec::new();
-        if options.gaps {
+        // Only when the training records have dates at all.
+        if options.gaps && any_gap {
             tokens.extend((0..gap_edges_days.len() - 1).map(|bucket| Token::Gap { bucket }));
-            if all.iter().any(|p| age_at_first_visit(p).is_some()) {
-                tokens.extend((0..age_edges_years.len() - 1).map(|bucket| Token::Age { bucket }));
-            }
+        }
+        if options.gaps && any_age {
+            tokens.extend((0..age_edges_years.len() - 1).map(|bucket| Token::Age { bucket }));
         }
         tokens.extend(medical);
         let code_vocab_size = tokens.len();
@@ -484,17 +453,13 @@ impl Encoding {
             }
             names
         } else {
-            spec.map(|s| s.labels.keys().cloned().collect())
-                .unwrap_or_default()
+            spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default()
         };
         tokens.extend(label_names.into_iter().map(|name| Token::Label { name }));
         let mut demographic_categories = Vec::new();
         if options.demographics {
             for category in DEMOGRAPHIC_CATEGORIES {
-                let values: BTreeSet<String> = all
-                    .iter()
-                    .filter_map(|p| demographic_value(p, category))
-                    .collect();
+                let values: BTreeSet<String> = all.iter().filter_map(|p| demographic_value(p, category)).collect();
                 if values.is_empty() {
                     continue;
                 }
@@ -556,11 +521,7 @@ impl Encoding {
     ) -> EncodedPatient {
         let mut labels = BTreeSet::new();
         let label_names: Vec<String> = match (&patient.labels, self.labels_given) {
-            (Some(given), _) => given
-                .iter()
-                .filter(|(_, v)| **v)
-                .map(|(k, _)| k.clone())
-                .collect(),
+            (Some(given), _) => given.iter().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect(),
             (None, false) => spec
                 .map(|s| s.labels_of(patient).into_iter().collect())
                 .unwrap_or_default(),

@@ -89,8 +89,9 @@ fn given_labels_and_splits_shape_the_vocabulary_label_visit_and_split() {
         .iter()
         .map(|t| t.get("code").or(t.get("name")).map(|s| s.as_str().unwrap().to_string()).unwrap_or(t["kind"].as_str().unwrap().into()))
         .collect();
-    // No dates, no demographics: codes as given (lexical order), the given labels, then start/end/pad.
-    assert_eq!(tokens, ["X0", "X1", "X2", "Y", "Z", "diabetes", "asthma", "start", "end", "pad"]);
+    // No dates, no demographics: codes as given (lexical order), the given labels (first seen; a label map's
+    // names in lexical order), then start/end/pad.
+    assert_eq!(tokens, ["X0", "X1", "X2", "Y", "Z", "asthma", "diabetes", "start", "end", "pad"]);
     assert_eq!(enc["labels_given"], true);
     let split = json(ck.join("split.json"));
     assert_eq!(split["source"], "given");
