@@ -23,14 +23,14 @@ pub struct Checkpoint {
 
 pub fn load(dir: &Path, device: Device) -> Result<Checkpoint> {
     if !dir.is_dir() {
-        bail!(
-            "{}: not a checkpoint folder (no such folder)",
-            dir.display()
-        );
+        bail!("{}: not a checkpoint folder (no such folder)", dir.display());
     }
     for name in [ck::CONFIG, ck::ENCODING, ck::SPLIT, ck::WEIGHTS] {
         if !dir.join(name).is_file() {
-            bail!("{}: not a checkpoint folder: {name} is missing (expected the folder written by `halo train --out`)", dir.display());
+            bail!(
+                "{}: not a checkpoint folder: {name} is missing (expected the folder written by `halo train --out`)",
+                dir.display()
+            );
         }
     }
     let config = ModelConfig::read(&dir.join(ck::CONFIG))?;

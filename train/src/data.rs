@@ -26,8 +26,7 @@ pub struct EncodeReport {
 }
 
 pub fn read(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
-    halo_core::read_dataset(path, format, options)
-        .with_context(|| format!("reading records from {}", path.display()))
+    halo_core::read_dataset(path, format, options).with_context(|| format!("reading records from {}", path.display()))
 }
 
 /// Fits the encoding: vocabulary over every patient, bucket edges over the training split.
@@ -76,6 +75,11 @@ pub fn encode_splits(
 pub struct Batch {
     pub visits: Tensor,
     pub mask: Tensor,
+    /// Flattened [B * (L-1)] indices of the scored rows, in row-major order.
+    pub rows: Tensor,
+    /// The codes of the visit each scored row predicts, as embedding-bag indices and offsets.
+    pub bag_codes: Tensor,
+    pub bag_offsets: Tensor,
 }
 
 /// Builds a batch padded to its longest record; the end code goes on each record's last real visit.
@@ -85,7 +89,19 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
     let l = patients.iter().map(|p| p.visits.len()).max().unwrap_or(0) as i64 + 2;
     let mut hot: Vec<i64> = Vec::new();
     let mut mask = vec![0f32; (b * (l - 1)) as usize];
+    let (mut rows, mut bag_codes, mut bag_offsets) = (Vec::new(), Vec::new(), Vec::new());
     for (i, p) in patients.iter().enumerate() {
+        // Scored rows predict the label visit, then each real visit (the last one with the end code).
+        let n_visits = p.visits.len();
+        for t in 0..=n_visits {
+            rows.push(i as i64 * (l - 1) + t as i64);
+            bag_offsets.push(bag_codes.len() as i64);
+            let codes = if t == 0 { &p.labels } else { &p.visits[t - 1] };
+            bag_codes.extend(codes.iter().map(|c| *c as i64));
+            if t == n_visits {
+                bag_codes.push(encoding.end_index() as i64);
+            }
+        }
         let row = |t: i64| (i as i64 * l + t) * v;
         hot.push(row(0) + encoding.start_index() as i64);
         hot.extend(p.labels.iter().map(|c| row(1) + *c as i64));
@@ -106,5 +122,11 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
         .index_fill(0, &index, 1.0)
         .view([b, l, v]);
     let mask = Tensor::from_slice(&mask).to_device(device).view([b, l - 1]);
-    Batch { visits, mask }
+    Batch {
+        visits,
+        mask,
+        rows: Tensor::from_slice(&rows).to_device(device),
+        bag_codes: Tensor::from_slice(&bag_codes).to_device(device),
+        bag_offsets: Tensor::from_slice(&bag_offsets).to_device(device),
+    }
 }

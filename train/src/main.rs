@@ -265,18 +265,13 @@ fn run_test(cmd: TestCmd) -> Result<()> {
         Some(p) => p.clone(),
         None => {
             let summary: halo_core::manifest::TrainingSummary = halo_core::fsutil::read_json(
-                &cmd.checkpoint
-                    .join(halo_core::manifest::checkpoint::TRAINING),
+                &cmd.checkpoint.join(halo_core::manifest::checkpoint::TRAINING),
                 "training summary",
             )?;
             PathBuf::from(summary.source)
         }
     };
-    let dataset = data::read(
-        &data_path,
-        cmd.data_args.format,
-        &cmd.data_args.read_options(),
-    )?;
+    let dataset = data::read(&data_path, cmd.data_args.format, &cmd.data_args.read_options())?;
     let in_test = ck.split.lookup();
     let mut scored: Vec<_> = dataset
         .patients
@@ -294,18 +289,9 @@ fn run_test(cmd: TestCmd) -> Result<()> {
     let mut unknown = 0;
     let encoded: Vec<_> = scored
         .iter()
-        .map(|p| {
-            ck.encoding
-                .encode(p, &index, ck.spec.as_ref(), &mut unknown)
-        })
+        .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
         .collect();
-    let sums = score::score(
-        &ck.model,
-        &encoded,
-        &ck.encoding,
-        cmd.batch_size,
-        cmd.device,
-    );
+    let sums = score::score(&ck.model, &encoded, &ck.encoding, cmd.batch_size, cmd.device);
     let mut out = serde_json::to_value(sums.scores())?;
     out["scored"] = which.into();
     out["unknown_codes"] = unknown.into();

@@ -84,12 +84,9 @@ impl Adam {
         for (name, _, m, v) in &mut self.state {
             for (prefix, slot) in [("adam.exp_avg", m), ("adam.exp_avg_sq", v)] {
                 let key = format!("{prefix}.{name}");
-                let t = saved.get(&key).with_context(|| {
-                    format!(
-                        "{}: `{key}` missing (not a resumable checkpoint)",
-                        path.display()
-                    )
-                })?;
+                let t = saved
+                    .get(&key)
+                    .with_context(|| format!("{}: `{key}` missing (not a resumable checkpoint)", path.display()))?;
                 slot.copy_(t);
             }
         }

@@ -9,11 +9,15 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// Elementwise binary cross-entropy of the scored rows (label visit and real visits): [N, V], with the
 /// flattened row index of each.
 pub fn scored_bce(model: &Halo, batch: &Batch) -> (Tensor, Tensor, Tensor) {
-    let rows = batch.mask.view([-1]).nonzero().squeeze_dim(1);
-    let (logits, targets) = model.forward_rows(&batch.visits, &rows);
-    let bce =
-        logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::None);
-    (bce, logits, rows)
+    let (b, t, v) = batch.visits.size3().unwrap();
+    let logits = model.forward_batch(batch);
+    let targets = batch
+        .visits
+        .narrow(1, 1, t - 1)
+        .reshape([b * (t - 1), v])
+        .index_select(0, &batch.rows);
+    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::None);
+    (bce, logits, batch.rows.shallow_clone())
 }
 
 /// Mean BCE over the scored entries (scored rows x every code): the training loss.

@@ -66,9 +66,7 @@ struct Setup {
 }
 
 fn is_nonempty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
+    std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
@@ -86,8 +84,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let dataset = data::read(&args.data, args.format, &args.read)?;
     eprintln!(
@@ -96,10 +93,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         serde_json::to_string(&dataset.report)?
     );
     if dataset.patients.is_empty() {
-        bail!(
-            "{}: no patient with at least one visit",
-            args.data.display()
-        );
+        bail!("{}: no patient with at least one visit", args.data.display());
     }
     let setup = if resuming {
         resume_setup(args, &dataset.patients)?
@@ -144,11 +138,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         );
     }
 
-    let n_params: i64 = vs
-        .trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum();
+    let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
     eprintln!(
         "halo train: {} train / {} val records, vocabulary {} ({} codes, {} labels), {} parameters, device {:?}",
         train.len(),
@@ -168,9 +158,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         // Shuffle seeded by (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-            args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
-        );
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(args.batch_size);
         let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
@@ -195,15 +184,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let val_loss = if val.is_empty() {
             train_loss
         } else {
-            score::score(
-                &model,
-                val,
-                &setup.encoding,
-                args.batch_size * 2,
-                args.device,
-            )
-            .scores()
-            .bce
+            score::score(&model, val, &setup.encoding, args.batch_size * 2, args.device)
+                .scores()
+                .bce
         };
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch;
@@ -269,11 +252,7 @@ fn new_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Resul
     let mut options = args.encoding.clone();
     options.max_visits = n_ctx - 2;
     let encoding = data::fit_encoding(patients, &split, spec.as_ref(), options)?;
-    let mut config = ModelConfig::new(
-        args.preset,
-        encoding.code_vocab_size,
-        encoding.label_vocab_size,
-    );
+    let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
     config.n_embd = args.n_embd.unwrap_or(n_embd);
     config.n_layer = args.n_layer.unwrap_or(n_layer);
     config.n_head = args.n_head.unwrap_or(n_head);
@@ -328,11 +307,7 @@ fn resume_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Re
     })
 }
 
-fn summarize(
-    splits: &HashMap<Split, EncodedSplit>,
-    records: usize,
-    data: &Path,
-) -> TrainingSummary {
+fn summarize(splits: &HashMap<Split, EncodedSplit>, records: usize, data: &Path) -> TrainingSummary {
     let train = splits
         .get(&Split::Train)
         .map(|s| s.patients.as_slice())
@@ -359,10 +334,8 @@ fn save_weights(path: &Path, vs: &nn::VarStore, extra: &[(String, Tensor)]) -> R
         .collect();
     let refs2: Vec<(&str, &Tensor)> = refs.iter().map(|(n, t)| (*n, t)).collect();
     let tmp = temp_sibling(path);
-    Tensor::write_safetensors(&refs2, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Tensor::write_safetensors(&refs2, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -373,10 +346,7 @@ fn save_last(out: &Path, vs: &nn::VarStore, adam: &Adam, state: &TrainState) -> 
         Tensor::from_slice(&[state.epochs_done as i64]),
     ));
     extra.push(("train.step".into(), Tensor::from_slice(&[state.step])));
-    extra.push((
-        "train.best_val_loss".into(),
-        Tensor::from_slice(&[state.best_val_loss]),
-    ));
+    extra.push(("train.best_val_loss".into(), Tensor::from_slice(&[state.best_val_loss])));
     extra.push((
         "train.best_epoch".into(),
         Tensor::from_slice(&[state.best_epoch as i64]),
@@ -389,24 +359,14 @@ fn save_last(out: &Path, vs: &nn::VarStore, adam: &Adam, state: &TrainState) -> 
 fn load_last(out: &Path, vs: &mut nn::VarStore, adam: &mut Adam) -> Result<TrainState> {
     let path = out.join(ck::LAST);
     let saved: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
-        .with_context(|| {
-            format!(
-                "reading {} (truncated or not a safetensors file?)",
-                path.display()
-            )
-        })?
+        .with_context(|| format!("reading {} (truncated or not a safetensors file?)", path.display()))?
         .into_iter()
         .collect();
     load_into(vs, &saved, &path)?;
     let scalar = |name: &str| -> Result<f64> {
         Ok(saved
             .get(name)
-            .with_context(|| {
-                format!(
-                    "{}: `{name}` missing (not a resumable checkpoint)",
-                    path.display()
-                )
-            })?
+            .with_context(|| format!("{}: `{name}` missing (not a resumable checkpoint)", path.display()))?
             .to_kind(Kind::Double)
             .double_value(&[0]))
     };
@@ -423,11 +383,7 @@ fn load_last(out: &Path, vs: &mut nn::VarStore, adam: &mut Adam) -> Result<Train
 }
 
 /// Copies named tensors into the variables, checking names and shapes.
-pub fn load_into(
-    vs: &mut nn::VarStore,
-    saved: &HashMap<String, Tensor>,
-    path: &Path,
-) -> Result<()> {
+pub fn load_into(vs: &mut nn::VarStore, saved: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let _guard = tch::no_grad_guard();
     for (name, mut var) in vs.variables() {
         let t = saved
@@ -448,7 +404,5 @@ pub fn load_into(
 
 /// Parses a code order name for the command line.
 pub fn parse_code_order(s: &str) -> Result<CodeOrder, String> {
-    CodeOrder::parse(s).ok_or_else(|| {
-        format!("unknown code order `{s}` (expected shuffled, frequency or lexical)")
-    })
+    CodeOrder::parse(s).ok_or_else(|| format!("unknown code order `{s}` (expected shuffled, frequency or lexical)"))
 }

@@ -4,11 +4,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn halo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_halo")).args(args).output().expect("run halo")
+    Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args(args)
+        .output()
+        .expect("run halo")
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn stderr(o: &Output) -> String {
@@ -16,8 +23,26 @@ fn stderr(o: &Output) -> String {
 }
 
 fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["train", "--data", data, "--out", out.to_str().unwrap(), "--device", "cpu", "--quiet"];
-    args.extend(["--n-embd", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "16"]);
+    let mut args = vec![
+        "train",
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    args.extend([
+        "--n-embd",
+        "16",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--batch-size",
+        "16",
+    ]);
     args.extend(extra);
     halo(&args)
 }
@@ -40,7 +65,10 @@ fn a_resumed_run_ends_exactly_where_an_uninterrupted_one_does() {
     assert!(stderr(&resumed).contains("resuming after epoch 2"));
     assert_eq!(json(split.join("train_state.json"))["epochs_done"], 3);
     let read = |p: &Path| std::fs::read(p.join("last.safetensors")).unwrap();
-    assert!(read(&whole) == read(&split), "resumed weights differ from the uninterrupted run's");
+    assert!(
+        read(&whole) == read(&split),
+        "resumed weights differ from the uninterrupted run's"
+    );
     let log = std::fs::read_to_string(split.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
 }
@@ -61,8 +89,15 @@ fn test_prints_the_metrics_of_the_test_split() {
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["records"], 12);
     assert_eq!(m["scored"], "test split");
-    let (ppl, bce, f1) = (m["perplexity"].as_f64().unwrap(), m["bce"].as_f64().unwrap(), m["f1"].as_f64().unwrap());
-    assert!(ppl > 1.0 && ppl.is_finite() && bce > 0.0 && (0.0..=1.0).contains(&f1), "{m}");
+    let (ppl, bce, f1) = (
+        m["perplexity"].as_f64().unwrap(),
+        m["bce"].as_f64().unwrap(),
+        m["f1"].as_f64().unwrap(),
+    );
+    assert!(
+        ppl > 1.0 && ppl.is_finite() && bce > 0.0 && (0.0..=1.0).contains(&f1),
+        "{m}"
+    );
 }
 
 #[test]
@@ -72,7 +107,11 @@ fn given_labels_and_splits_shape_the_vocabulary_label_visit_and_split() {
     let mut lines = String::new();
     for i in 0..12 {
         let split = ["train", "train", "val", "test"][i % 4];
-        let label = if i % 2 == 0 { "{\"diabetes\":1,\"asthma\":0}" } else { "[\"asthma\"]" };
+        let label = if i % 2 == 0 {
+            "{\"diabetes\":1,\"asthma\":0}"
+        } else {
+            "[\"asthma\"]"
+        };
         lines.push_str(&format!(
             "{{\"id\":\"p{i}\",\"split\":\"{split}\",\"labels\":{label},\"visits\":[{{\"codes\":[\"X{}\",\"Y\"]}},{{\"codes\":[\"Z\"]}}]}}\n",
             i % 3
@@ -80,18 +119,30 @@ fn given_labels_and_splits_shape_the_vocabulary_label_visit_and_split() {
     }
     std::fs::write(&data, lines).unwrap();
     let ck = dir.path().join("ck");
-    let out = train(data.to_str().unwrap(), &ck, &["--epochs", "1", "--code-order", "lexical"]);
+    let out = train(
+        data.to_str().unwrap(),
+        &ck,
+        &["--epochs", "1", "--code-order", "lexical"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let enc = json(ck.join("encoding.json"));
     let tokens: Vec<String> = enc["tokens"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t.get("code").or(t.get("name")).map(|s| s.as_str().unwrap().to_string()).unwrap_or(t["kind"].as_str().unwrap().into()))
+        .map(|t| {
+            t.get("code")
+                .or(t.get("name"))
+                .map(|s| s.as_str().unwrap().to_string())
+                .unwrap_or(t["kind"].as_str().unwrap().into())
+        })
         .collect();
     // No dates, no demographics: codes as given (lexical order), the given labels (first seen; a label map's
     // names in lexical order), then start/end/pad.
-    assert_eq!(tokens, ["X0", "X1", "X2", "Y", "Z", "asthma", "diabetes", "start", "end", "pad"]);
+    assert_eq!(
+        tokens,
+        ["X0", "X1", "X2", "Y", "Z", "asthma", "diabetes", "start", "end", "pad"]
+    );
     assert_eq!(enc["labels_given"], true);
     let split = json(ck.join("split.json"));
     assert_eq!(split["source"], "given");
@@ -105,9 +156,21 @@ fn bad_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("ck");
     let cases: Vec<(&str, String, &str)> = vec![
-        ("not json", "{\"id\":1,\"visits\":[{\"codes\":[\"a\"]}]}\nnot json\n".into(), ":2: not a record"),
-        ("unknown split", "{\"id\":1,\"split\":\"dev\",\"visits\":[{\"codes\":[\"a\"]}]}\n".into(), ":1: unknown split `dev`"),
-        ("label not 0/1", "{\"id\":1,\"labels\":{\"x\":2},\"visits\":[{\"codes\":[\"a\"]}]}\n".into(), ":1: label `x` is 2; expected 0 or 1"),
+        (
+            "not json",
+            "{\"id\":1,\"visits\":[{\"codes\":[\"a\"]}]}\nnot json\n".into(),
+            ":2: not a record",
+        ),
+        (
+            "unknown split",
+            "{\"id\":1,\"split\":\"dev\",\"visits\":[{\"codes\":[\"a\"]}]}\n".into(),
+            ":1: unknown split `dev`",
+        ),
+        (
+            "label not 0/1",
+            "{\"id\":1,\"labels\":{\"x\":2},\"visits\":[{\"codes\":[\"a\"]}]}\n".into(),
+            ":1: label `x` is 2; expected 0 or 1",
+        ),
     ];
     for (what, text, expected) in cases {
         let data = dir.path().join("bad.jsonl");
@@ -117,10 +180,18 @@ fn bad_inputs_get_clear_errors() {
         assert!(stderr(&out).contains(expected), "{what}: {}", stderr(&out));
     }
     let out = train("/nonexistent/records.jsonl", &out_dir, &[]);
-    assert!(stderr(&out).contains("/nonexistent/records.jsonl: no such file or folder"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/records.jsonl: no such file or folder"),
+        "{}",
+        stderr(&out)
+    );
     let out = halo(&["test", "--checkpoint", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not a checkpoint folder: config.json is missing"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a checkpoint folder: config.json is missing"),
+        "{}",
+        stderr(&out)
+    );
     // An existing, non-empty output folder is not overwritten.
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("keep.txt"), "x").unwrap();
@@ -134,12 +205,20 @@ fn records_without_visits_are_counted_not_trained_on() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("r.jsonl");
     let mut text = String::from("{\"id\":\"empty\",\"visits\":[]}\n");
-    for l in std::fs::read_to_string(fixture("synthea-60.jsonl")).unwrap().lines().take(20) {
+    for l in std::fs::read_to_string(fixture("synthea-60.jsonl"))
+        .unwrap()
+        .lines()
+        .take(20)
+    {
         text.push_str(l);
         text.push('\n');
     }
     std::fs::write(&data, text).unwrap();
     let out = train(data.to_str().unwrap(), &dir.path().join("ck"), &["--epochs", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("\"patients_without_visits\":1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"patients_without_visits\":1"),
+        "{}",
+        stderr(&out)
+    );
 }
