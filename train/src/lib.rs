@@ -6,3 +6,4 @@ pub mod model;
 pub mod optim;
 pub mod score;
 pub mod train;
+pub mod utility;

@@ -304,7 +304,124 @@ fn run_export(_cmd: ExportCmd) -> Result<()> {
     bail!("export: not wired yet")
 }
 
-fn run_evaluate(_cmd: EvaluateCmd) -> Result<()> {
-    let _ = Context::context::<&str>(Ok::<(), anyhow::Error>(()), "");
-    bail!("evaluate: not wired yet")
+fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
+    use halo_evaluate::{EvalOptions, LabelSource};
+    use std::collections::BTreeSet;
+    let read_options = cmd.data_args.read_options();
+    let real = data::read(&cmd.real, cmd.data_args.format, &read_options)?;
+    let synthetic = data::read(&cmd.synthetic, None, &read_options).context("reading the synthetic records")?;
+    if synthetic.patients.is_empty() {
+        bail!("{}: no synthetic record with a visit", cmd.synthetic.display());
+    }
+    let ck = match &cmd.checkpoint {
+        Some(dir) => Some(checkpoint::load(dir, cmd.device)?),
+        None => None,
+    };
+    // The split training used: the checkpoint's, else the records' own, else the trainer's default seeded one.
+    let split = match &ck {
+        Some(ck) => ck.split.clone(),
+        None => halo_core::split::assign(&real.patients, None, 4)?,
+    };
+    if ck.is_none() && cmd.model.is_some() {
+        eprintln!("halo evaluate: no --checkpoint: using the records' own split, else the default seeded split (seed 4)");
+    }
+    let spec = ck.as_ref().and_then(|c| c.spec.clone());
+    let given = |p: &halo_core::record::Patient| -> BTreeSet<String> {
+        p.labels.iter().flatten().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect()
+    };
+    let real_labels: Vec<BTreeSet<String>> = real
+        .patients
+        .iter()
+        .map(|p| match (&p.labels, &spec) {
+            (None, Some(spec)) => spec.labels_of(p),
+            _ => given(p),
+        })
+        .collect();
+    let syn_labels: Vec<BTreeSet<String>> = synthetic.patients.iter().map(given).collect();
+    let mut options = EvalOptions {
+        labels: LabelSource::Precomputed {
+            real: &real_labels,
+            synthetic: &syn_labels,
+        },
+        ..EvalOptions::default()
+    };
+    if let Some(ck) = &ck {
+        let attacked = halo_evaluate::attacked_records(&real.patients, &split, &options)?;
+        let index = ck.encoding.index();
+        let mut unknown = 0;
+        let encoded: Vec<_> = attacked
+            .members
+            .iter()
+            .chain(&attacked.non_members)
+            .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
+            .collect();
+        options.log_likelihoods = Some(score::score(&ck.model, &encoded, &ck.encoding, 96, cmd.device).per_record);
+    }
+    let mut report = halo_evaluate::evaluate(&real.patients, &split, &synthetic.patients, &options)?;
+    report.utility = utility(&real.patients, &real_labels, &split, &synthetic.patients, &syn_labels, cmd.device, &mut report.notes);
+    halo_evaluate::write_report(&cmd.out, &report)?;
+    eprintln!("halo evaluate: wrote {}/report.json and report.html", cmd.out.display());
+    Ok(())
+}
+
+/// Train-on-synthetic, test-on-real phenotype classifiers, one per label with enough records of each class.
+fn utility(
+    real: &[halo_core::record::Patient],
+    real_labels: &[std::collections::BTreeSet<String>],
+    split: &halo_core::split::SplitAssignment,
+    synthetic: &[halo_core::record::Patient],
+    syn_labels: &[std::collections::BTreeSet<String>],
+    device: Device,
+    notes: &mut Vec<String>,
+) -> Vec<halo_evaluate::UtilityResult> {
+    use halo_evaluate::utility::positives;
+    use halo_train::utility::{train_and_score, CodeIndex};
+    let lookup = split.lookup();
+    let in_split = |s: Split| -> Vec<usize> { (0..real.len()).filter(|i| lookup.get(real[*i].id.as_str()) == Some(&s)).collect() };
+    let (train_idx, test_idx) = (in_split(Split::Train), in_split(Split::Test));
+    let index = CodeIndex::new(real.iter().flat_map(|p| p.all_codes()));
+    let real_seq: Vec<Vec<Vec<i64>>> = real.iter().map(|p| index.encode(p)).collect();
+    let syn_seq: Vec<Vec<Vec<i64>>> = synthetic.iter().map(|p| index.encode(p)).collect();
+    let names: std::collections::BTreeSet<&String> = real_labels.iter().flatten().collect();
+    let mut results = Vec::new();
+    for name in names {
+        let train_labels: Vec<_> = train_idx.iter().map(|i| real_labels[*i].clone()).collect();
+        let test_labels: Vec<_> = test_idx.iter().map(|i| real_labels[*i].clone()).collect();
+        let (train_pos, test_pos, syn_pos) = (positives(&train_labels, name), positives(&test_labels, name), positives(syn_labels, name));
+        let sizes = halo_evaluate::UtilitySizes::default();
+        let (Ok(real_split), Ok(syn_split)) = (
+            halo_evaluate::balanced_split(name, &train_pos, &test_pos, sizes, 4),
+            halo_evaluate::balanced_split(name, &syn_pos, &test_pos, sizes, 4),
+        ) else {
+            notes.push(format!("utility: label `{name}` skipped (too few positive or negative records)"));
+            continue;
+        };
+        let pick = |seqs: &[Vec<Vec<i64>>], base: Option<&[usize]>, idx: &[usize]| -> Vec<Vec<Vec<i64>>> {
+            idx.iter().map(|i| seqs[base.map(|b| b[*i]).unwrap_or(*i)].clone()).collect()
+        };
+        let test_x = pick(&real_seq, Some(&test_idx), &real_split.test);
+        let test_y: Vec<bool> = real_split.test.iter().map(|i| test_pos[*i]).collect();
+        let test_refs: Vec<&Vec<Vec<i64>>> = test_x.iter().collect();
+        let fit = |seqs: &[Vec<Vec<i64>>], base: Option<&[usize]>, pos: &[bool], s: &halo_evaluate::utility::BalancedSplit| {
+            let tx = pick(seqs, base, &s.train);
+            let vx = pick(seqs, base, &s.val);
+            let ty: Vec<bool> = s.train.iter().map(|i| pos[*i]).collect();
+            let vy: Vec<bool> = s.val.iter().map(|i| pos[*i]).collect();
+            let (tr, vr): (Vec<_>, Vec<_>) = (tx.iter().collect(), vx.iter().collect());
+            train_and_score((&tr, &ty), (&vr, &vy), (&test_refs, &test_y), index.len(), 4, device)
+        };
+        let real_scores = fit(&real_seq, Some(&train_idx), &train_pos, &real_split);
+        let syn_scores = fit(&syn_seq, None, &syn_pos, &syn_split);
+        let note = [real_split.note.clone(), syn_split.note.clone()].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        results.push(halo_evaluate::UtilityResult {
+            label: name.clone(),
+            real: real_scores,
+            synthetic: syn_scores,
+            n_train: real_split.train.len(),
+            n_val: real_split.val.len(),
+            n_test: real_split.test.len(),
+            note: if note.is_empty() { None } else { Some(note) },
+        });
+    }
+    results
 }
