@@ -80,7 +80,7 @@ impl ModelConfig {
 
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::field(path, field, msg));
-        if self.n_embd == 0 || self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_embd == 0 || self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return bad(
                 "n_head",
                 format!(
@@ -92,15 +92,10 @@ impl ModelConfig {
         if self.n_ctx < 3 || self.n_positions < self.n_ctx {
             return bad(
                 "n_ctx",
-                format!(
-                    "need 3 <= n_ctx ({}) <= n_positions ({})",
-                    self.n_ctx, self.n_positions
-                ),
+                format!("need 3 <= n_ctx ({}) <= n_positions ({})", self.n_ctx, self.n_positions),
             );
         }
-        if self.special_vocab_size != 3
-            || self.total_vocab_size != self.code_vocab_size + self.label_vocab_size + 3
-        {
+        if self.special_vocab_size != 3 || self.total_vocab_size != self.code_vocab_size + self.label_vocab_size + 3 {
             return bad(
                 "total_vocab_size",
                 format!(
@@ -109,7 +104,7 @@ impl ModelConfig {
                 ),
             );
         }
-        if !(self.layer_norm_epsilon > 0.0) {
+        if self.layer_norm_epsilon.is_nan() || self.layer_norm_epsilon <= 0.0 {
             return bad("layer_norm_epsilon", "must be positive".into());
         }
         Ok(())

@@ -31,8 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `value` as pretty JSON to `path` atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| Error::file(path, e.to_string()))?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::file(path, e.to_string()))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
@@ -40,6 +39,5 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 /// Reads and parses a JSON file, naming the file and line on error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::line(path, e.line(), format!("not a valid {what}: {e}")))
+    serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("not a valid {what}: {e}")))
 }

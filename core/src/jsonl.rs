@@ -52,15 +52,11 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
         if line.trim().is_empty() {
             continue;
         }
-        let raw: RawRecord = serde_json::from_str(&line)
-            .map_err(|e| Error::line(path, lineno, format!("not a record: {e}")))?;
+        let raw: RawRecord =
+            serde_json::from_str(&line).map_err(|e| Error::line(path, lineno, format!("not a record: {e}")))?;
         let patient = parse_record(raw, path, lineno, &mut ds.report)?;
         if !seen_ids.insert(patient.id.clone()) {
-            return Err(Error::line(
-                path,
-                lineno,
-                format!("duplicate id `{}`", patient.id),
-            ));
+            return Err(Error::line(path, lineno, format!("duplicate id `{}`", patient.id)));
         }
         ds.report.patients += 1;
         if patient.visits.is_empty() {
@@ -72,20 +68,12 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
         ds.patients.push(patient);
     }
     if ds.report.patients == 0 {
-        return Err(Error::file(
-            path,
-            "no records (expected one JSON object a line)",
-        ));
+        return Err(Error::file(path, "no records (expected one JSON object a line)"));
     }
     Ok(ds)
 }
 
-fn parse_record(
-    raw: RawRecord,
-    path: &Path,
-    line: usize,
-    report: &mut ReadReport,
-) -> Result<Patient> {
+fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadReport) -> Result<Patient> {
     let id = match raw.id {
         Value::String(s) => s,
         Value::Number(n) => n.to_string(),
@@ -99,26 +87,19 @@ fn parse_record(
     };
     let split = match raw.split.as_deref() {
         None => None,
-        Some(s) => Some(Split::parse(s).ok_or_else(|| {
-            Error::line(
-                path,
-                line,
-                format!("unknown split `{s}` (expected train, val or test)"),
-            )
-        })?),
+        Some(s) => Some(
+            Split::parse(s)
+                .ok_or_else(|| Error::line(path, line, format!("unknown split `{s}` (expected train, val or test)")))?,
+        ),
     };
     let labels = match raw.labels {
         None | Some(Value::Null) => None,
         Some(Value::Array(names)) => {
             let mut m = BTreeMap::new();
             for n in names {
-                let name = n.as_str().ok_or_else(|| {
-                    Error::line(
-                        path,
-                        line,
-                        format!("`labels` list must hold label names, got {n}"),
-                    )
-                })?;
+                let name = n
+                    .as_str()
+                    .ok_or_else(|| Error::line(path, line, format!("`labels` list must hold label names, got {n}")))?;
                 m.insert(name.to_string(), true);
             }
             Some(m)
@@ -130,13 +111,7 @@ fn parse_record(
                     Value::Bool(b) => *b,
                     Value::Number(n) if n.as_f64() == Some(0.0) => false,
                     Value::Number(n) if n.as_f64() == Some(1.0) => true,
-                    _ => {
-                        return Err(Error::line(
-                            path,
-                            line,
-                            format!("label `{k}` is {v}; expected 0 or 1"),
-                        ))
-                    }
+                    _ => return Err(Error::line(path, line, format!("label `{k}` is {v}; expected 0 or 1"))),
                 };
                 m.insert(k, present);
             }
@@ -154,7 +129,11 @@ fn parse_record(
     for (vi, v) in raw.visits.into_iter().enumerate() {
         if let Some(t) = &v.time {
             if crate::encoding::parse_time(t).is_none() {
-                return Err(Error::line(path, line, format!("visits[{vi}].time `{t}` is not a date or timestamp (expected YYYY-MM-DD[THH:MM:SS])")));
+                return Err(Error::line(
+                    path,
+                    line,
+                    format!("visits[{vi}].time `{t}` is not a date or timestamp (expected YYYY-MM-DD[THH:MM:SS])"),
+                ));
             }
         }
         let mut labs = Vec::with_capacity(v.labs.len());

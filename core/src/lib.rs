@@ -52,12 +52,18 @@ impl Format {
             if name.ends_with(".parquet") {
                 return Ok(Format::Meds);
             }
-            return Err(Error::file(path, "cannot tell the format of this file (expected .jsonl or .parquet; or give --format)"));
+            return Err(Error::file(
+                path,
+                "cannot tell the format of this file (expected .jsonl or .parquet; or give --format)",
+            ));
         }
         if !path.exists() {
             return Err(Error::file(path, "no such file or folder"));
         }
-        if path.join("person.csv").is_file() || path.join("PERSON.csv").is_file() {
+        let has_person_table = std::fs::read_dir(path)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case("person.csv")))
+            .unwrap_or(false);
+        if has_person_table {
             return Ok(Format::Omop);
         }
         if path.join("data").is_dir() {
@@ -100,10 +106,7 @@ pub fn sort_visits(p: &mut Patient, report: &mut ReadReport) {
     }
     let sorted = days.windows(2).all(|w| w[0] <= w[1]);
     if !sorted {
-        let mut paired: Vec<_> = days
-            .into_iter()
-            .zip(std::mem::take(&mut p.visits))
-            .collect();
+        let mut paired: Vec<_> = days.into_iter().zip(std::mem::take(&mut p.visits)).collect();
         paired.sort_by(|a, b| a.0.unwrap().total_cmp(&b.0.unwrap()));
         p.visits = paired.into_iter().map(|(_, v)| v).collect();
         report.skip("records with visits out of time order (sorted)");

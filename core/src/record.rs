@@ -91,9 +91,7 @@ pub struct Patient {
 impl Patient {
     /// Every distinct code the patient ever has, in no particular order.
     pub fn all_codes(&self) -> impl Iterator<Item = &str> {
-        self.visits
-            .iter()
-            .flat_map(|v| v.codes.iter().map(String::as_str))
+        self.visits.iter().flat_map(|v| v.codes.iter().map(String::as_str))
     }
 }
 

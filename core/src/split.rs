@@ -43,21 +43,11 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Split>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut out = HashMap::new();
     if text.trim_start().starts_with('{') {
-        let m: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-            Error::line(
-                path,
-                e.line(),
-                format!("expected a JSON object id -> split: {e}"),
-            )
-        })?;
+        let m: BTreeMap<String, String> = serde_json::from_str(&text)
+            .map_err(|e| Error::line(path, e.line(), format!("expected a JSON object id -> split: {e}")))?;
         for (id, s) in m {
-            let split = Split::parse(&s).ok_or_else(|| {
-                Error::field(
-                    path,
-                    &id,
-                    format!("unknown split `{s}` (expected train, val or test)"),
-                )
-            })?;
+            let split = Split::parse(&s)
+                .ok_or_else(|| Error::field(path, &id, format!("unknown split `{s}` (expected train, val or test)")))?;
             out.insert(id, split);
         }
         return Ok(out);
@@ -84,11 +74,7 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Split>> {
 
 /// Assigns splits: given ones win (from the split file, else the records' own `split`);
 /// otherwise a seeded shuffle gives 0.8/0.2 train/test, then 0.9/0.1 of train into train/validation.
-pub fn assign(
-    patients: &[Patient],
-    given: Option<&HashMap<String, Split>>,
-    seed: u64,
-) -> Result<SplitAssignment> {
+pub fn assign(patients: &[Patient], given: Option<&HashMap<String, Split>>, seed: u64) -> Result<SplitAssignment> {
     let any_given = given.is_some() || patients.iter().any(|p| p.split.is_some());
     let mut a = SplitAssignment {
         source: if any_given { "given" } else { "seeded" }.into(),
@@ -100,7 +86,10 @@ pub fn assign(
     if any_given {
         for p in patients {
             let split = given.and_then(|g| g.get(&p.id).copied()).or(p.split).ok_or_else(|| {
-                Error::Invalid(format!("patient `{}` has no split while others do (give every record a split, or none)", p.id))
+                Error::Invalid(format!(
+                    "patient `{}` has no split while others do (give every record a split, or none)",
+                    p.id
+                ))
             })?;
             match split {
                 Split::Train => a.train.push(p.id.clone()),
