@@ -287,13 +287,38 @@ fn run_test(cmd: TestCmd) -> Result<()> {
     };
     let index = ck.encoding.index();
     let mut unknown = 0;
-    let encoded: Vec<_> = scored
+    let mut encoded: Vec<_> = scored
         .iter()
         .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
         .collect();
+    let all_codes = score::score(&ck.model, &encoded, &ck.encoding, cmd.batch_size, cmd.device).scores();
+    // As the reference test_model.py does: codes that never occur in the training split cannot be learned,
+    // so they are taken out of the test records; the figures with them kept are reported beside.
+    let train_ids: std::collections::HashSet<&str> = ck.split.train.iter().map(String::as_str).collect();
+    let mut seen = vec![false; ck.encoding.vocab_size()];
+    let mut train_found = 0;
+    for p in dataset.patients.iter().filter(|p| train_ids.contains(p.id.as_str())) {
+        train_found += 1;
+        for c in ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut 0).visits.iter().flatten() {
+            seen[*c as usize] = true;
+        }
+    }
+    let mut removed = 0usize;
+    if train_found > 0 {
+        for visit in encoded.iter_mut().flat_map(|p| p.visits.iter_mut()) {
+            let before = visit.len();
+            visit.retain(|c| seen[*c as usize]);
+            removed += before - visit.len();
+        }
+    }
     let sums = score::score(&ck.model, &encoded, &ck.encoding, cmd.batch_size, cmd.device);
     let mut out = serde_json::to_value(sums.scores())?;
     out["scored"] = which.into();
+    out["codes_unseen_in_training_removed"] = removed.into();
+    out["with_unseen_codes"] = serde_json::to_value(all_codes)?;
+    if train_found == 0 {
+        out["note"] = "the training records are not in this data: codes unseen in training could not be removed".into();
+    }
     out["unknown_codes"] = unknown.into();
     out["data"] = data_path.display().to_string().into();
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -384,7 +409,9 @@ fn utility(
     let syn_seq: Vec<Vec<Vec<i64>>> = synthetic.iter().map(|p| index.encode(p)).collect();
     let names: std::collections::BTreeSet<&String> = real_labels.iter().flatten().collect();
     let mut results = Vec::new();
-    for name in names {
+    let n_labels = names.len();
+    for (k, name) in names.into_iter().enumerate() {
+        eprintln!("halo evaluate: utility classifiers for `{name}` ({}/{n_labels})", k + 1);
         let train_labels: Vec<_> = train_idx.iter().map(|i| real_labels[*i].clone()).collect();
         let test_labels: Vec<_> = test_idx.iter().map(|i| real_labels[*i].clone()).collect();
         let (train_pos, test_pos, syn_pos) = (positives(&train_labels, name), positives(&test_labels, name), positives(syn_labels, name));

@@ -3,7 +3,7 @@
 
 use halo_evaluate::ClassifierScores;
 use std::collections::HashMap;
-use tch::nn::{self, Module, OptimizerConfig, RNN};
+use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 /// Records as visits of code ids, ready for the classifier.
@@ -12,7 +12,7 @@ pub struct CodeIndex {
 }
 
 /// Most recent visits a classifier sees per record.
-const MAX_VISITS: usize = 48;
+const MAX_VISITS: usize = 24;
 
 impl CodeIndex {
     pub fn new<'a>(codes: impl IntoIterator<Item = &'a str>) -> CodeIndex {
@@ -36,32 +36,79 @@ impl CodeIndex {
     }
 }
 
+/// At most this many epochs, stopping after PATIENCE epochs without a better validation loss.
+const EPOCHS: usize = 10;
+const PATIENCE: usize = 2;
+
+/// One direction of an LSTM, written out with plain tensor ops (libtorch's fused CPU LSTM backward takes a
+/// slow reference path on some machines).
+struct LstmDirection {
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Tensor,
+    hidden: i64,
+}
+
+impl LstmDirection {
+    fn new(p: nn::Path, input: i64, hidden: i64) -> LstmDirection {
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = nn::Init::Uniform { lo: -bound, up: bound };
+        LstmDirection {
+            w_ih: p.var("w_ih", &[input, 4 * hidden], init),
+            w_hh: p.var("w_hh", &[hidden, 4 * hidden], init),
+            bias: p.var("bias", &[4 * hidden], init),
+            hidden,
+        }
+    }
+
+    /// x [B, T, I], mask [B, T] -> outputs [B, T, H]; padded steps leave the state unchanged.
+    fn run(&self, x: &Tensor, mask: &Tensor, reverse: bool) -> Tensor {
+        let (b, t, _) = x.size3().unwrap();
+        let projected = x.matmul(&self.w_ih) + &self.bias;
+        let mut h = Tensor::zeros([b, self.hidden], (Kind::Float, x.device()));
+        let mut c = h.zeros_like();
+        let mut outputs = Vec::with_capacity(t as usize);
+        let steps: Vec<i64> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
+        for step in steps {
+            let gates = projected.select(1, step) + h.matmul(&self.w_hh);
+            let g = gates.chunk(4, 1);
+            let (i, f, cell, o) = (g[0].sigmoid(), g[1].sigmoid(), g[2].tanh(), g[3].sigmoid());
+            let m = mask.select(1, step).unsqueeze(1);
+            let c_new = f * &c + i * cell;
+            let h_new = o * c_new.tanh();
+            c = &m * c_new + (1.0 - &m) * &c;
+            h = &m * h_new + (1.0 - &m) * &h;
+            outputs.push((step, &h * &m));
+        }
+        outputs.sort_by_key(|(s, _)| *s);
+        Tensor::stack(&outputs.into_iter().map(|(_, o)| o).collect::<Vec<_>>(), 1)
+    }
+}
+
 struct Classifier {
     embed: nn::Linear,
-    lstm: nn::LSTM,
+    forward_lstm: LstmDirection,
+    backward_lstm: LstmDirection,
     out: nn::Linear,
 }
 
 impl Classifier {
     fn new(p: &nn::Path, n_codes: i64) -> Classifier {
         let hidden = 64;
-        let cfg = nn::RNNConfig {
-            bidirectional: true,
-            batch_first: true,
-            ..Default::default()
-        };
         Classifier {
             embed: nn::linear(p / "embed", n_codes, hidden, Default::default()),
-            lstm: nn::lstm(p / "lstm", hidden, hidden, cfg),
+            forward_lstm: LstmDirection::new(p / "lstm_fwd", hidden, hidden),
+            backward_lstm: LstmDirection::new(p / "lstm_bwd", hidden, hidden),
             out: nn::linear(p / "out", 2 * hidden, 1, Default::default()),
         }
     }
 
     /// Logit per record: mean of the BiLSTM outputs over the record's visits.
     fn forward(&self, visits: &Tensor, mask: &Tensor) -> Tensor {
-        let (out, _) = self.lstm.seq(&self.embed.forward(visits).relu());
-        let m = mask.unsqueeze(-1);
-        let pooled = (out * &m).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / m.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0);
+        let x = self.embed.forward(visits).relu();
+        let out = Tensor::cat(&[self.forward_lstm.run(&x, mask, false), self.backward_lstm.run(&x, mask, true)], 2);
+        let steps = mask.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0).unsqueeze(1);
+        let pooled = out.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / steps;
         self.out.forward(&pooled).squeeze_dim(-1)
     }
 }
@@ -113,7 +160,8 @@ pub fn train_and_score(
     let mut order: Vec<usize> = (0..train.0.len()).collect();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
     let targets = |y: &[bool]| Tensor::from_slice(&y.iter().map(|b| *b as i32 as f32).collect::<Vec<_>>()).to_device(device);
-    for _epoch in 0..15 {
+    let mut since_best = 0;
+    for _epoch in 0..EPOCHS {
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
         for chunk in order.chunks(64) {
             let recs: Vec<_> = chunk.iter().map(|i| train.0[*i]).collect();
@@ -126,6 +174,12 @@ pub fn train_and_score(
         let val_loss: f64 = p.iter().zip(val.1).map(|(p, y)| -(if *y { p.max(1e-7).ln() } else { (1.0 - p).max(1e-7).ln() })).sum::<f64>() / p.len().max(1) as f64;
         if val_loss < best.0 {
             best = (val_loss, best_copy(&vs));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= PATIENCE {
+                break;
+            }
         }
     }
     tch::no_grad(|| {
