@@ -1,1 +1,230 @@
-//! halo-export
+//! halo-export: turns a HALO checkpoint folder (written by `halo train`) into a model directory that the
+//! ONNX Runtime sampler reads, without libtorch.
+//!
+//! A model directory holds three ONNX graphs (names and inputs/outputs in
+//! [`halo_core::manifest::graph`]) and `manifest.json` ([`Manifest`]):
+//! - `visit_transformer.onnx`: visits [batch, visits, V] -> history [batch, visits, E];
+//! - `visit_transformer_step.onnx`: one visit plus a key/value cache -> history [batch, E] and the cache;
+//! - `code_head.onnx`: history [batch, E] and the visit so far -> code logits [batch, V].
+//!
+//! Modules: [`onnx`] (protobuf messages), [`builder`] (graph builder), one module per graph,
+//! [`checkpoint`] (reading a checkpoint and writing a random one).
+
+pub mod blocks;
+pub mod builder;
+pub mod checkpoint;
+pub mod code_head;
+mod error;
+pub mod onnx;
+pub mod visit_step;
+pub mod visit_transformer;
+
+pub use builder::{IR_VERSION, OPSET};
+pub use checkpoint::{read_checkpoint, write_random_checkpoint, Checkpoint, Tensor};
+pub use error::{ExportError, Result};
+
+use halo_core::fsutil;
+use halo_core::manifest::{graph, sha256_hex, Manifest, ManifestFiles, OnnxFile, MANIFEST, MANIFEST_FORMAT_VERSION};
+use std::path::{Path, PathBuf};
+
+/// How the weights are stored in the graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Weight matrices stored as fp16 and cast to fp32 inside the graph; inputs and outputs stay fp32.
+    Fp16,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "fp32" => Some(Precision::Fp32),
+            "fp16" => Some(Precision::Fp16),
+            _ => None,
+        }
+    }
+    /// The manifest's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+/// Weights of one graph above this many bytes go to a `<graph>.onnx.data` file (protobuf's limit is 2 GiB).
+pub const DEFAULT_EXTERNAL_DATA_THRESHOLD: u64 = 1_800_000_000;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub precision: Precision,
+    /// Replace `out` when it is a previous model directory.
+    pub overwrite: bool,
+    /// Initializer bytes of a graph above which its weights are written as external data.
+    pub external_data_threshold: u64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            precision: Precision::Fp32,
+            overwrite: false,
+            external_data_threshold: DEFAULT_EXTERNAL_DATA_THRESHOLD,
+        }
+    }
+}
+
+/// Exports the checkpoint folder `checkpoint` to the model directory `out` and returns its manifest
+/// (`verify` unset). The directory is written beside `out` under a temporary name and renamed into
+/// place at the end; nothing is left behind on error. The same checkpoint and options give
+/// byte-identical files.
+pub fn export(checkpoint: &Path, out: &Path, opts: &ExportOptions) -> Result<Manifest> {
+    let ck = read_checkpoint(checkpoint)?;
+    check_output(out, opts)?;
+    let tmp = sibling(out, "export.tmp")?;
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    let written = write_model_dir(&ck, &tmp, opts).and_then(|m| {
+        replace_dir(&tmp, out)?;
+        Ok(m)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
+}
+
+/// Writes (atomically) a model directory's `manifest.json`, e.g. after filling in `verify`.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    Ok(fsutil::write_json_atomic(&dir.join(MANIFEST), manifest)?)
+}
+
+type BuildGraph = fn(&Checkpoint, Precision) -> builder::GraphBuilder;
+
+/// The three graphs, by file name; built one at a time to keep memory down.
+const GRAPHS: [(&str, BuildGraph); 3] = [
+    (graph::VISIT_TRANSFORMER, visit_transformer::build),
+    (graph::VISIT_TRANSFORMER_STEP, visit_step::build),
+    (graph::CODE_HEAD, code_head::build),
+];
+
+fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<Manifest> {
+    let c = &ck.config;
+    let doc = format!(
+        "HALO ({}): n_embd {}, n_layer {}, n_head {}, n_ctx {}, vocabulary {} ({} codes, {} labels), {} weights",
+        if c.coarse { "coarse" } else { "fine" },
+        c.n_embd,
+        c.n_layer,
+        c.n_head,
+        c.n_ctx,
+        c.total_vocab_size,
+        c.code_vocab_size,
+        c.label_vocab_size,
+        opts.precision.as_str()
+    );
+    let mut files = Vec::new();
+    for (name, build) in GRAPHS {
+        let g = build(ck, opts.precision);
+        let data_name = format!("{name}.data");
+        let s = g.finish(&doc, opts.external_data_threshold, &data_name);
+        if let Some(data) = &s.external_data {
+            let path = dir.join(&data_name);
+            std::fs::write(&path, data).map_err(|e| ExportError::io(&path, e))?;
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, &s.model).map_err(|e| ExportError::io(&path, e))?;
+        files.push(OnnxFile {
+            name: name.to_string(),
+            sha256: sha256_hex(&s.model),
+        });
+    }
+    let [visit_transformer, visit_transformer_step, code_head] =
+        <[OnnxFile; 3]>::try_from(files).expect("three graphs");
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        model: ck.config.clone(),
+        encoding: ck.encoding.clone(),
+        files: ManifestFiles {
+            visit_transformer,
+            visit_transformer_step,
+            code_head,
+        },
+        ir_version: IR_VERSION,
+        opset: OPSET,
+        precision: opts.precision.as_str().to_string(),
+        training: ck.training.clone(),
+        verify: None,
+    };
+    write_manifest(dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// `out` may be absent, an empty folder, or (with `overwrite`) a previous model directory.
+fn check_output(out: &Path, opts: &ExportOptions) -> Result<()> {
+    let fail = |message: String| {
+        Err(ExportError::Output {
+            path: out.to_path_buf(),
+            message,
+        })
+    };
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return fail("exists and is not a folder; choose another output path".into());
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| ExportError::io(out, e))?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    if !out.join(MANIFEST).is_file() {
+        return fail(
+            "exists and is not empty, and is not a model directory (no manifest.json); \
+             choose another output path"
+                .into(),
+        );
+    }
+    if !opts.overwrite {
+        return fail("holds a previous model; pass --overwrite to replace it".into());
+    }
+    Ok(())
+}
+
+/// A hidden sibling of `path`: `.<name>.<pid>.<suffix>`.
+fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| ExportError::Output {
+            path: path.to_path_buf(),
+            message: "output path has no folder name".into(),
+        })?
+        .to_string_lossy();
+    Ok(path.with_file_name(format!(".{name}.{}.{suffix}", std::process::id())))
+}
+
+/// Moves the finished folder `new` to `out`: directly when `out` is absent or empty, else by moving the
+/// old folder aside, moving the new one in, and deleting the old one.
+fn replace_dir(new: &Path, out: &Path) -> Result<()> {
+    if !out.exists() {
+        return std::fs::rename(new, out).map_err(|e| ExportError::io(out, e));
+    }
+    let empty = std::fs::read_dir(out)
+        .map_err(|e| ExportError::io(out, e))?
+        .next()
+        .is_none();
+    if empty {
+        std::fs::remove_dir(out).map_err(|e| ExportError::io(out, e))?;
+        return std::fs::rename(new, out).map_err(|e| ExportError::io(out, e));
+    }
+    let old = sibling(out, "old")?;
+    std::fs::rename(out, &old).map_err(|e| ExportError::io(out, e))?;
+    if let Err(e) = std::fs::rename(new, out) {
+        // Put the previous model back.
+        let _ = std::fs::rename(&old, out);
+        return Err(ExportError::io(out, e));
+    }
+    std::fs::remove_dir_all(&old).map_err(|e| ExportError::io(&old, e))
+}

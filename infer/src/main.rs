@@ -1,1 +1,447 @@
-fn main() {}
+//! `halo-sample`: synthetic patient records from an exported HALO model directory.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use halo_infer::output::{Output, OutputFormat};
+use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
+use halo_infer::{generate, shard_range, Conditions, Model, Plan};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const ABOUT: &str = "Samples synthetic patient records from a HALO model directory (written by `halo export`).";
+
+const LONG_ABOUT: &str = "\
+Samples synthetic patient records from a HALO model directory (the folder written by `halo export`:
+manifest.json and three .onnx files). It needs no Python and no GPU: the model runs on ONNX Runtime,
+on the CPU by default.
+
+Records are reproducible: record number i depends only on --seed, i and the model, so the same
+command always writes the same file, whatever --batch-size or --threads, and shards (--shard) or
+ranges (--start) written on different machines concatenate to the file one run would have written.
+(On CUDA this holds only approximately: GPU arithmetic may round differently, which can change a
+record where a probability lies very close to its random draw.)
+
+Before sampling, every .onnx file is checked against the sha256 in manifest.json, so a damaged or
+incomplete copy of a model directory is refused. `halo-sample verify` additionally re-samples the
+records the exporter fingerprinted and reports whether this machine reproduces them.
+
+The ONNX Runtime library (libonnxruntime.so) is looked up in this order: --ort-lib, the environment
+variable ORT_DYLIB_PATH, next to the halo-sample executable (scripts/setup.sh links it there), and the
+project's Python virtualenv (.venv/lib/python3*/site-packages/onnxruntime/capi/) found by walking up
+from the executable's folder. The one used is printed on stderr.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # 10,000 records, reproducible with seed 42, as JSON lines
+  halo-sample --model runs/mimic/model --count 10000 --seed 42 --out synthetic.jsonl
+
+  # the same 10,000 records made by 4 machines (shards 0..3), then joined
+  halo-sample --model M --count 10000 --seed 42 --shard 0/4 --out part0.jsonl
+  ...
+  halo-sample --model M --count 10000 --seed 42 --shard 3/4 --out part3.jsonl
+  cat part0.jsonl part1.jsonl part2.jsonl part3.jsonl > synthetic.jsonl
+
+  # only records with diabetes, female
+  halo-sample --model M --count 500 --seed 1 --condition diabetes=1,SEX/F=1 --out diabetic_women.jsonl
+
+  # check that this machine reproduces the exporter's records
+  halo-sample verify --model M
+
+  # throughput and peak memory at several batch sizes
+  halo-sample bench --model M --batch-sizes 1,64,256 --count 256
+
+Exit status: 0 on success, 1 on any error (nothing is written then), 2 for unknown flags.";
+
+#[derive(Parser)]
+#[command(
+    name = "halo-sample",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    sample: SampleArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-samples the records fingerprinted by `halo export` (manifest.json `verify`) on the CPU and
+    /// reports whether they are identical, or which records differ and from which visit.
+    Verify(VerifyArgs),
+    /// Measures records per second and peak memory at several batch sizes (writes no records).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct RuntimeArgs {
+    /// Path of the ONNX Runtime library (libonnxruntime.so*, or a folder holding libonnxruntime.so).
+    /// Default: $ORT_DYLIB_PATH, then next to this executable, then the project's .venv.
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// CPU threads used by ONNX Runtime for each graph run. Default: the number of CPU cores.
+    #[arg(long, value_name = "T")]
+    threads: Option<usize>,
+    /// Print nothing but errors (no progress bar, no library line).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Model directory written by `halo export` (contains manifest.json and the .onnx files).
+    #[arg(long, value_name = "MODEL_DIR", required = true)]
+    model: Option<PathBuf>,
+    /// Number of records to write. With --shard: the total over all shards.
+    #[arg(long, value_name = "N", required = true)]
+    count: Option<u64>,
+    /// Random seed. The same seed, model and record numbers always give the same records.
+    #[arg(long, value_name = "S", required = true)]
+    seed: Option<u64>,
+    /// Output path: a .jsonl file for --format jsonl, a folder for --format meds. Must not exist yet; it
+    /// appears only once every record was written.
+    #[arg(long, value_name = "PATH", required = true)]
+    out: Option<PathBuf>,
+    /// Output format: jsonl (one JSON record a line, the schema `halo` reads) or meds (MEDS folder).
+    #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "meds"])]
+    format: String,
+    /// Records sampled together. Larger batches are faster per record but use more memory (at 256:
+    /// about 50 MiB for a small model, about 1.2 GiB for a paper-size one); the output does not depend
+    /// on it.
+    #[arg(long, value_name = "B", default_value_t = 256)]
+    batch_size: usize,
+    /// Write only shard K of N (K counts from 0): records K*ceil(COUNT/N) up to (K+1)*ceil(COUNT/N)
+    /// of the --count records. Shards 0..N-1 concatenated in order equal the unsharded output.
+    #[arg(long, value_name = "K/N", conflicts_with = "start")]
+    shard: Option<String>,
+    /// Number the records from I instead of 0 (records I..I+COUNT; ids are the record numbers).
+    #[arg(long, value_name = "I")]
+    start: Option<u64>,
+    /// Conditional generation. Either a list applied to every record, e.g. `diabetes=1,SEX/F=1,asthma=0`
+    /// (names as in the model's vocabulary: phenotype labels by name, demographics as SEX/.., RACE/..,
+    /// ETHNICITY/.., BIRTH_YEAR/1970-1979), or a JSONL file with one object a line used by record
+    /// i mod lines: {"labels": {"diabetes": 1}} fixes labels, {"proportions": {"diabetes": 0.3}} gives
+    /// each record the label with that probability. The other labels and all visits are sampled
+    /// conditionally on the fixed ones.
+    #[arg(long, value_name = "FILE_OR_LABELS")]
+    condition: Option<String>,
+    /// Where the model runs: cpu, cuda (fails if CUDA cannot be used) or auto (CUDA when available,
+    /// otherwise CPU, and says so). CUDA needs an ONNX Runtime library built with CUDA.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
+    device: String,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Model directory written by `halo export`.
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Model directory written by `halo export`.
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    /// Comma-separated batch sizes to measure.
+    #[arg(long, value_name = "LIST", default_value = "1,64,256", value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Records sampled per batch size.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    count: u64,
+    /// Random seed.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Where the model runs: cpu, cuda or auto.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
+    device: String,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn load_runtime(args: &RuntimeArgs) -> Result<&'static Runtime> {
+    let rt = runtime::init(args.ort_lib.as_deref())?;
+    if !args.quiet {
+        eprintln!(
+            "halo-sample: ONNX Runtime {} from {} (found via {})",
+            rt.version,
+            rt.library.display(),
+            rt.source
+        );
+    }
+    Ok(rt)
+}
+
+fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs) -> Result<Model> {
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let model = Model::load(
+        dir,
+        rt,
+        &SessionOptions {
+            device,
+            threads: args.threads,
+        },
+    )?;
+    if let Some(note) = &model.note {
+        eprintln!("halo-sample: {note}");
+    }
+    if !args.quiet {
+        let c = model.config();
+        eprintln!(
+            "halo-sample: model {} ({} codes, {} labels, n_embd {}, {} layers, {} visits at most) on {}",
+            dir.display(),
+            c.code_vocab_size,
+            c.label_vocab_size,
+            c.n_embd,
+            c.n_layer,
+            c.n_ctx - 2,
+            match model.placement {
+                Placement::Cpu => format!("CPU, {} threads", args.threads.unwrap_or_else(runtime::default_threads)),
+                Placement::Cuda => "CUDA".to_string(),
+            }
+        );
+    }
+    Ok(model)
+}
+
+fn progress(total: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} records, {per_sec}, ETA {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+fn sample(args: SampleArgs) -> Result<()> {
+    let (model_dir, count, seed, out) = (
+        args.model.expect("required"),
+        args.count.expect("required"),
+        args.seed.expect("required"),
+        args.out.expect("required"),
+    );
+    if count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let records = match (&args.shard, args.start) {
+        (Some(s), _) => {
+            let (k, n) = s
+                .split_once('/')
+                .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)))
+                .with_context(|| format!("--shard {s}: expected K/N, e.g. 0/4"))?;
+            shard_range(count, k, n)?
+        }
+        (None, Some(i)) => i
+            .checked_add(count)
+            .map(|end| i..end)
+            .context("--start + --count overflows")?,
+        (None, None) => 0..count,
+    };
+    let format = OutputFormat::parse(&args.format).expect("checked by clap");
+    let device = Device::parse(&args.device).expect("checked by clap");
+
+    // Cheap checks first: the output location, the manifest, the conditions.
+    let mut output = Output::create(&out, format)?;
+    let manifest = halo_infer::model::read_manifest(&model_dir)?;
+    let conditions = args
+        .condition
+        .as_deref()
+        .map(|c| Conditions::parse(c, &manifest.encoding))
+        .transpose()?;
+    drop(manifest);
+
+    let rt = load_runtime(&args.runtime)?;
+    let mut model = load_model(&model_dir, rt, device, &args.runtime)?;
+    if !args.runtime.quiet {
+        if let Some(c) = &conditions {
+            eprintln!(
+                "halo-sample: conditioned on {} ({} condition set{})",
+                c.source,
+                c.len(),
+                if c.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    let n = records.end - records.start;
+    let pb = progress(n, args.runtime.quiet);
+    let started = Instant::now();
+    let plan = Plan {
+        seed,
+        records: records.clone(),
+        batch_size: args.batch_size,
+        conditions,
+    };
+    generate(&mut model, &plan, |batch| {
+        let k = batch.len() as u64;
+        output.write(batch.into_iter().map(|s| s.patient).collect())?;
+        pb.inc(k);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    output.finish()?;
+    if !args.runtime.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "halo-sample: wrote records {}..{} ({n} records) to {} in {secs:.1} s ({:.1} records/s)",
+            records.start,
+            records.end,
+            out.display(),
+            n as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<bool> {
+    let rt = load_runtime(&args.runtime)?;
+    let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime)?;
+    let outcome = halo_infer::verify::verify(&mut model)?;
+    let count = outcome.expected.count;
+    if outcome.identical() {
+        println!(
+            "verify: identical: the {count} records at seed {} match the exporter's digest (all ONNX files match their sha256)",
+            outcome.expected.seed
+        );
+        return Ok(true);
+    }
+    println!(
+        "verify: DIFFERENT: {} of {count} records at seed {} differ from the exporter's digest:",
+        outcome.mismatches.len(),
+        outcome.expected.seed
+    );
+    for m in &outcome.mismatches {
+        println!("  record {} differs {}", m.record, m.difference);
+    }
+    println!(
+        "The ONNX files match their checksums, so the difference comes from arithmetic: another ONNX Runtime \
+         version or CPU type rounds differently (the records are still valid samples, but not the exporter's)."
+    );
+    Ok(false)
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Resets the peak resident memory to the current one (Linux: `5` into /proc/self/clear_refs).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
+        bail!("--batch-sizes: expected positive numbers, e.g. 1,64,256");
+    }
+    let device = Device::parse(&args.device).expect("checked by clap");
+    let rt = load_runtime(&args.runtime)?;
+    let loaded = Instant::now();
+    let mut model = load_model(&args.model, rt, device, &args.runtime)?;
+    let load_secs = loaded.elapsed().as_secs_f64();
+    let c = model.config().clone();
+    println!(
+        "model: {} | codes {} | labels {} | n_embd {} | layers {} | heads {} | n_ctx {} | load {:.2} s | peak after load {} MiB",
+        args.model.display(),
+        c.code_vocab_size,
+        c.label_vocab_size,
+        c.n_embd,
+        c.n_layer,
+        c.n_head,
+        c.n_ctx,
+        load_secs,
+        peak_rss_kib().map(|k| k / 1024).unwrap_or(0)
+    );
+    println!(
+        "{:>6} {:>8} {:>9} {:>10} {:>13} {:>12} {:>12} {:>10} {:>9}",
+        "batch", "records", "seconds", "records/s", "passes/batch", "visits/rec", "codes/visit", "steps", "peak MiB"
+    );
+    for &b in &args.batch_sizes {
+        let reset = reset_peak_rss();
+        let started = Instant::now();
+        let (mut visits, mut codes) = (0usize, 0usize);
+        let end = model.manifest.encoding.end_index() as u32;
+        let stats = generate(
+            &mut model,
+            &Plan {
+                seed: args.seed,
+                records: 0..args.count,
+                batch_size: b,
+                conditions: None,
+            },
+            |batch| {
+                for s in &batch {
+                    visits += s.raw.visits.len();
+                    codes += s
+                        .raw
+                        .visits
+                        .iter()
+                        .map(|v| v.iter().filter(|c| **c != end).count())
+                        .sum::<usize>();
+                }
+                Ok(())
+            },
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        let peak = peak_rss_kib()
+            .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
+            .unwrap_or_else(|| "?".into());
+        println!(
+            "{:>6} {:>8} {:>9.2} {:>10.1} {:>13.1} {:>12.2} {:>12.2} {:>10} {:>9}",
+            b,
+            args.count,
+            secs,
+            args.count as f64 / secs.max(1e-9),
+            stats.head_passes as f64 / stats.batches.max(1) as f64,
+            visits as f64 / args.count as f64,
+            codes as f64 / visits.max(1) as f64,
+            stats.steps,
+            peak
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => sample(cli.sample).map(|()| true),
+        Some(Command::Verify(a)) => verify(a),
+        Some(Command::Bench(a)) => bench(a).map(|()| true),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("halo-sample: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -325,8 +325,30 @@ fn run_test(cmd: TestCmd) -> Result<()> {
     Ok(())
 }
 
-fn run_export(_cmd: ExportCmd) -> Result<()> {
-    bail!("export: not wired yet")
+fn run_export(cmd: ExportCmd) -> Result<()> {
+    let precision = match cmd.precision.as_str() {
+        "fp32" => halo_export::Precision::Fp32,
+        "fp16" => halo_export::Precision::Fp16,
+        other => bail!("unknown --precision `{other}` (expected fp32 or fp16)"),
+    };
+    let options = halo_export::ExportOptions {
+        precision,
+        ..Default::default()
+    };
+    let mut manifest = halo_export::export(&cmd.checkpoint, &cmd.out, &options)
+        .with_context(|| format!("exporting {} to {}", cmd.checkpoint.display(), cmd.out.display()))?;
+    if cmd.verify_count > 0 {
+        // The reference records a site's `halo-sample verify` must reproduce.
+        let digest = halo_infer::verify_digest(&cmd.out, 0, cmd.verify_count).context("sampling the verify digest")?;
+        manifest.verify = Some(digest);
+        halo_export::write_manifest(&cmd.out, &manifest)?;
+    }
+    for f in [&manifest.files.visit_transformer, &manifest.files.visit_transformer_step, &manifest.files.code_head] {
+        let size = std::fs::metadata(cmd.out.join(&f.name)).map(|m| m.len()).unwrap_or(0);
+        eprintln!("halo export: {} ({:.1} MB, sha256 {})", f.name, size as f64 / 1e6, &f.sha256[..16]);
+    }
+    eprintln!("halo export: model directory {}", cmd.out.display());
+    Ok(())
 }
 
 fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {

@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+/// Why an evaluation could not be done or written.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("the synthetic data set has no records with visits ({records} records read, all without visits); nothing to evaluate")]
+    EmptySynthetic { records: usize },
+    #[error("the real data has no {split} records with visits under the split ({hint})")]
+    EmptySplit { split: &'static str, hint: String },
+    #[error("{what}: expected {expected} values, got {got} ({hint})")]
+    Length {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+        hint: &'static str,
+    },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Core(#[from] halo_core::Error),
+}

@@ -1,0 +1,245 @@
+//! Reading a checkpoint folder (config.json, encoding.json, weights.safetensors, training.json) and
+//! writing one with random weights, for tests and benchmarks.
+
+use crate::error::{ExportError, Result};
+use halo_core::config::ModelConfig;
+use halo_core::encoding::Encoding;
+use halo_core::fsutil;
+use halo_core::manifest::{checkpoint, TrainingSummary};
+use rand::{Rng, SeedableRng};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An f32 tensor, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A checkpoint as read from its folder; every tensor of `config.parameter_shapes()` is present with
+/// that shape.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    pub encoding: Encoding,
+    pub tensors: BTreeMap<String, Tensor>,
+    pub training: TrainingSummary,
+}
+
+impl Checkpoint {
+    /// A parameter by name; the names are those of `ModelConfig::parameter_shapes()`.
+    pub fn tensor(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("checkpoint has no tensor {name} (read_checkpoint checks)"))
+    }
+}
+
+/// Reads and checks a checkpoint folder: the config is valid, the encoding matches it, and the weights
+/// hold every parameter with the shape the config implies. `training.json` is optional.
+pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
+    if !dir.is_dir() {
+        return Err(ExportError::NotCheckpoint {
+            dir: dir.to_path_buf(),
+            missing: "the folder itself".into(),
+        });
+    }
+    for file in [checkpoint::CONFIG, checkpoint::ENCODING, checkpoint::WEIGHTS] {
+        if !dir.join(file).is_file() {
+            return Err(ExportError::NotCheckpoint {
+                dir: dir.to_path_buf(),
+                missing: file.into(),
+            });
+        }
+    }
+    let config = ModelConfig::read(&dir.join(checkpoint::CONFIG))?;
+    let encoding_path = dir.join(checkpoint::ENCODING);
+    let encoding: Encoding = fsutil::read_json(&encoding_path, "HALO encoding.json")?;
+    encoding.validate(&encoding_path)?;
+    if encoding.vocab_size() != config.total_vocab_size
+        || encoding.code_vocab_size != config.code_vocab_size
+        || encoding.label_vocab_size != config.label_vocab_size
+    {
+        return Err(halo_core::Error::field(
+            &encoding_path,
+            "tokens",
+            format!(
+                "{} tokens ({} codes, {} labels) but config.json has total_vocab_size {} ({} codes, {} labels)",
+                encoding.vocab_size(),
+                encoding.code_vocab_size,
+                encoding.label_vocab_size,
+                config.total_vocab_size,
+                config.code_vocab_size,
+                config.label_vocab_size
+            ),
+        )
+        .into());
+    }
+    let tensors = read_weights(&dir.join(checkpoint::WEIGHTS), &config)?;
+    let training_path = dir.join(checkpoint::TRAINING);
+    let training = if training_path.is_file() {
+        fsutil::read_json(&training_path, "training summary")?
+    } else {
+        TrainingSummary::default()
+    };
+    Ok(Checkpoint {
+        config,
+        encoding,
+        tensors,
+        training,
+    })
+}
+
+fn read_weights(path: &Path, config: &ModelConfig) -> Result<BTreeMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| ExportError::io(path, e))?;
+    let weights_error = |message: String| ExportError::Weights {
+        path: path.to_path_buf(),
+        message,
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        weights_error(format!(
+            "{e} ({} bytes; the file may be truncated or not a safetensors file)",
+            bytes.len()
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, expected) in config.parameter_shapes() {
+        let view = st.tensor(&name).map_err(|_| ExportError::MissingTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            expected: expected.clone(),
+        })?;
+        if view.shape() != expected.as_slice() {
+            return Err(ExportError::ShapeMismatch {
+                path: path.to_path_buf(),
+                name,
+                expected,
+                found: view.shape().to_vec(),
+            });
+        }
+        if view.dtype() != Dtype::F32 {
+            return Err(weights_error(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(weights_error(format!(
+                "tensor `{name}` holds a non-finite value at flat index {i}"
+            )));
+        }
+        out.insert(name, Tensor { shape: expected, data });
+    }
+    Ok(out)
+}
+
+/// Writes a checkpoint folder with random weights: normal(0, 0.02) matrices and biases drawn the same
+/// way, LayerNorm weight 1 and bias 0, from a ChaCha stream seeded with `seed` (so the same arguments
+/// give the same files). `code_bias[j]`, when given, becomes the output bias of code j (column E-1+j of
+/// `ehr_head.auto2.bias`, or `ehr_head.bias[j]` for a coarse model), which shapes how many codes a
+/// random model samples per visit.
+pub fn write_random_checkpoint(
+    dir: &Path,
+    config: &ModelConfig,
+    encoding: &Encoding,
+    seed: u64,
+    code_bias: Option<&[f32]>,
+) -> Result<()> {
+    config.validate(&dir.join(checkpoint::CONFIG))?;
+    if encoding.vocab_size() != config.total_vocab_size {
+        return Err(ExportError::Invalid(format!(
+            "encoding has {} tokens but the config's total_vocab_size is {}",
+            encoding.vocab_size(),
+            config.total_vocab_size
+        )));
+    }
+    if let Some(bias) = code_bias {
+        if bias.len() > config.total_vocab_size {
+            return Err(ExportError::Invalid(format!(
+                "code_bias has {} entries, more than the vocabulary's {}",
+                bias.len(),
+                config.total_vocab_size
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, shape) in config.parameter_shapes() {
+        let n: usize = shape.iter().product();
+        let mut data: Vec<f32> = if name.contains(".ln_") {
+            vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
+        } else {
+            normal_samples(&mut rng, n, 0.02)
+        };
+        if let Some(bias) = code_bias {
+            if name == "ehr_head.auto2.bias" {
+                let first = config.n_embd - 1;
+                data[first..first + bias.len()].copy_from_slice(bias);
+            } else if name == "ehr_head.bias" {
+                data[..bias.len()].copy_from_slice(bias);
+            }
+        }
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name, shape, bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match");
+            (name.clone(), view)
+        })
+        .collect();
+    let weights_path = dir.join(checkpoint::WEIGHTS);
+    let bytes = safetensors::serialize(views, None).map_err(|e| ExportError::Weights {
+        path: weights_path.clone(),
+        message: e.to_string(),
+    })?;
+    fsutil::write_atomic(&weights_path, &bytes)?;
+    fsutil::write_json_atomic(&dir.join(checkpoint::CONFIG), config)?;
+    fsutil::write_json_atomic(&dir.join(checkpoint::ENCODING), encoding)?;
+    let training = TrainingSummary {
+        source: format!("random weights (seed {seed})"),
+        ..Default::default()
+    };
+    fsutil::write_json_atomic(&dir.join(checkpoint::TRAINING), &training)?;
+    Ok(())
+}
+
+/// `n` draws from normal(0, std) by the Box-Muller transform.
+fn normal_samples(rng: &mut impl Rng, n: usize, std: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let theta = std::f64::consts::TAU * u2;
+        out.push((r * theta.cos()) as f32);
+        out.push((r * theta.sin()) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_samples_have_the_requested_spread() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let x = normal_samples(&mut rng, 100_001, 0.02);
+        assert_eq!(x.len(), 100_001);
+        let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 5e-4, "mean {mean}");
+        assert!((var.sqrt() - 0.02).abs() < 5e-4, "std {}", var.sqrt());
+    }
+}

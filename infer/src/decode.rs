@@ -1,0 +1,186 @@
+//! Turning sampled vocabulary indices back into a patient record.
+//!
+//! - Medical codes become their strings, in vocabulary (sampling) order.
+//! - `GAP/k` (days since the previous visit in bucket k) becomes a day offset drawn uniformly inside
+//!   the bucket and accumulated; a later visit without a gap code is placed on the previous visit's day,
+//!   and with several the first is used.
+//! - `AGE/k` on the first visit becomes the age at the first visit, drawn inside the bucket.
+//! - `LAB/<code>/q<k>` becomes a lab value drawn uniformly inside the lab's bucket k.
+//! - Label codes become the `labels` map (every label of the model, true or false); demographic codes
+//!   become sex, race, ethnicity and a birth year drawn inside the decade (with a birth date in it).
+//! - Visit times are synthetic: birth date + age at the first visit when both are known, otherwise
+//!   2000-01-01, plus the day offsets. Models without gap codes give visits no day or time.
+//! - Visits left without codes and lab values are dropped (their gap still counts), except a record's
+//!   only visit.
+//!
+//! Every draw comes from the record's own random stream, after all its visits were sampled, in the order
+//! birth year, birth day, age, then per visit its gap and its lab values.
+
+use crate::sampler::RawRecord;
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+use halo_core::encoding::{Encoding, Token};
+use halo_core::record::{Demographics, LabValue, Patient, Visit};
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+
+/// Base date of visit times when the birth date or the age at the first visit is unknown.
+pub const BASE_DATE: (i32, u32, u32) = (2000, 1, 1);
+
+fn uniform_in(rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> f64 {
+    let u: f64 = rng.random();
+    if hi > lo {
+        lo + u * (hi - lo)
+    } else {
+        lo
+    }
+}
+
+fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
+    Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
+}
+
+/// `1970-1979` -> (1970, 1979); a single year `1975` -> (1975, 1975).
+fn year_range(value: &str) -> Option<(i32, i32)> {
+    let value = value.trim();
+    if let Ok(y) = value.parse::<i32>() {
+        return Some((y, y));
+    }
+    let (a, b) = value.split_once('-')?;
+    let (a, b) = (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?);
+    (a <= b).then_some((a, b))
+}
+
+fn iso(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// Decodes a sampled record; `rng` is the record's stream, positioned after sampling.
+pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient {
+    let has_gaps = enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. }));
+
+    // Labels and demographics from the label visit.
+    let mut labels: BTreeMap<String, bool> = enc
+        .tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Label { name } => Some((name.clone(), false)),
+            _ => None,
+        })
+        .collect();
+    let any_labels = !labels.is_empty();
+    let mut demographics = Demographics::default();
+    let mut birth_decade = None;
+    for &i in &raw.labels {
+        match &enc.tokens[i as usize] {
+            Token::Label { name } => {
+                labels.insert(name.clone(), true);
+            }
+            Token::Demographic { category, value } => match category.as_str() {
+                "sex" => demographics.sex = Some(value.clone()),
+                "race" => demographics.race = Some(value.clone()),
+                "ethnicity" => demographics.ethnicity = Some(value.clone()),
+                "birth_year" => birth_decade = year_range(value),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let mut birth: Option<NaiveDate> = None;
+    if let Some((lo, hi)) = birth_decade {
+        let year = rng.random_range(lo..=hi);
+        let start = NaiveDate::from_ymd_opt(year, 1, 1);
+        let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+            366
+        } else {
+            365
+        };
+        let day = rng.random_range(0..days);
+        demographics.birth_year = Some(year);
+        if let Some(d) = start.and_then(|s| s.checked_add_signed(Duration::days(day))) {
+            demographics.birth_date = Some(d.format("%Y-%m-%d").to_string());
+            birth = Some(d);
+        }
+    }
+
+    // Age at the first visit.
+    let mut age_years = None;
+    if let Some(first) = raw.visits.first() {
+        if let Some(bucket) = first.iter().find_map(|&i| match enc.tokens[i as usize] {
+            Token::Age { bucket } => Some(bucket),
+            _ => None,
+        }) {
+            if let Some((lo, hi)) = edge_range(&enc.age_edges_years, bucket) {
+                age_years = Some(uniform_in(rng, lo, hi));
+            }
+        }
+    }
+    let base = match (birth, age_years) {
+        (Some(b), Some(age)) => {
+            let secs = (age * 365.25 * 86_400.0).round() as i64;
+            b.and_hms_opt(0, 0, 0)
+                .and_then(|t| t.checked_add_signed(Duration::seconds(secs)))
+        }
+        _ => None,
+    }
+    .or_else(|| NaiveDate::from_ymd_opt(BASE_DATE.0, BASE_DATE.1, BASE_DATE.2).and_then(|d| d.and_hms_opt(0, 0, 0)))
+    .expect("valid base date");
+
+    let mut visits = Vec::with_capacity(raw.visits.len());
+    let mut offset_secs: i64 = 0;
+    for (t, codes) in raw.visits.iter().enumerate() {
+        let mut visit = Visit::default();
+        if t > 0 {
+            if let Some(bucket) = codes.iter().find_map(|&i| match enc.tokens[i as usize] {
+                Token::Gap { bucket } => Some(bucket),
+                _ => None,
+            }) {
+                if let Some((lo, hi)) = edge_range(&enc.gap_edges_days, bucket) {
+                    offset_secs += (uniform_in(rng, lo, hi) * 86_400.0).round() as i64;
+                }
+            }
+        }
+        for &i in codes {
+            match &enc.tokens[i as usize] {
+                Token::Code { code } => visit.codes.push(code.clone()),
+                Token::Lab { code, bucket } => {
+                    if let Some((lo, hi)) = enc.lab_edges.get(code).and_then(|e| edge_range(e, *bucket)) {
+                        visit.labs.push(LabValue {
+                            code: code.clone(),
+                            value: uniform_in(rng, lo, hi),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if has_gaps {
+            visit.day = Some(offset_secs as f64 / 86_400.0);
+            visit.time = base.checked_add_signed(Duration::seconds(offset_secs)).map(iso);
+        }
+        visits.push(visit);
+    }
+    // Visits without any code or lab value (only time codes, or only the end code) are left out, as the
+    // reference implementation does; time still passes over them. Day offsets count from the first
+    // visit kept.
+    // A record keeps at least its first visit, so that every record has one.
+    let first = visits.first().cloned();
+    visits.retain(|v| !(v.codes.is_empty() && v.labs.is_empty()));
+    if visits.is_empty() {
+        visits.extend(first);
+    }
+    if let Some(first) = visits.first().and_then(|v| v.day) {
+        for v in &mut visits {
+            if let Some(d) = v.day.as_mut() {
+                *d -= first;
+            }
+        }
+    }
+    Patient {
+        id: raw.index.to_string(),
+        split: None,
+        demographics,
+        labels: any_labels.then_some(labels),
+        visits,
+    }
+}

@@ -1,0 +1,102 @@
+//! halo-infer: samples synthetic patient records from a HALO model directory (written by `halo export`)
+//! with ONNX Runtime. No libtorch.
+//!
+//! - [`runtime`]: finds and loads the ONNX Runtime library, creates CPU or CUDA sessions.
+//! - [`model`]: a loaded model directory (manifest, checksums, the step and code-head sessions).
+//! - [`sampler`]: exact ancestral sampling, batched, one random stream per record.
+//! - [`decode`]: sampled vocabulary indices -> [`halo_core::record::Patient`].
+//! - [`conditions`]: `--condition` (fixed labels or label proportions).
+//! - [`verify`]: the digest of the first records at a fixed seed, stored in the manifest by
+//!   `halo export` ([`verify_digest`]) and checked by `halo-sample verify`.
+//!
+//! # Reproducibility
+//! Record `i` depends only on the seed, `i` and the model: its random numbers come from its own
+//! ChaCha20 stream (seeded from the seed, stream number `i`). On the CPU the output is identical for any
+//! batch size, thread count and shard split. On CUDA, floating-point reductions may be ordered
+//! differently from run to run and from the CPU; a record changes when a code's probability moves to
+//! the other side of the uniform number drawn for it, so CUDA output is not guaranteed bitwise
+//! reproducible (it is still a correct sample).
+
+pub mod conditions;
+pub mod decode;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod runtime;
+pub mod sampler;
+pub mod verify;
+
+pub use conditions::Conditions;
+pub use error::{Error, Result};
+pub use model::Model;
+pub use runtime::{Device, SessionOptions};
+pub use sampler::{RawRecord, SampleStats};
+pub use verify::verify_digest;
+
+use halo_core::record::Patient;
+use std::ops::Range;
+
+/// What to sample.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    /// Global indices of the records to sample.
+    pub records: Range<u64>,
+    /// Records sampled together (one batch of the graphs).
+    pub batch_size: usize,
+    pub conditions: Option<Conditions>,
+}
+
+/// One sampled record: its vocabulary indices and the decoded patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub raw: RawRecord,
+    pub patient: Patient,
+}
+
+/// Records `[K * ceil(count / N), min((K + 1) * ceil(count / N), count))`: shard `k` (0-based) of `n`.
+pub fn shard_range(count: u64, k: u64, n: u64) -> Result<Range<u64>> {
+    if n == 0 || k >= n {
+        return Err(Error::Invalid(format!(
+            "--shard {k}/{n}: expected K/N with 0 <= K < N (shards are numbered from 0)"
+        )));
+    }
+    let per = count.div_ceil(n);
+    let start = (k * per).min(count);
+    let end = ((k + 1) * per).min(count);
+    Ok(start..end)
+}
+
+/// Samples `plan.records` batch by batch, calling `on_batch` with each batch's records in index order.
+pub fn generate<F>(model: &mut Model, plan: &Plan, mut on_batch: F) -> Result<SampleStats>
+where
+    F: FnMut(Vec<Sampled>) -> Result<()>,
+{
+    if plan.batch_size == 0 {
+        return Err(Error::Invalid("--batch-size must be at least 1".to_string()));
+    }
+    let mut stats = SampleStats::default();
+    let mut start = plan.records.start;
+    while start < plan.records.end {
+        let end = (start + plan.batch_size as u64).min(plan.records.end);
+        let batch = sampler::sample_batch(model, plan.seed, start..end, plan.conditions.as_ref(), &mut stats)?;
+        let enc = &model.manifest.encoding;
+        let sampled = batch
+            .into_iter()
+            .map(|(raw, mut rng)| {
+                let patient = decode::decode(enc, &raw, &mut rng);
+                Sampled { raw, patient }
+            })
+            .collect();
+        on_batch(sampled)?;
+        start = end;
+    }
+    Ok(stats)
+}
+
+/// A record's JSONL line, exactly as written (JSON plus a newline).
+pub fn record_line(p: &Patient) -> Vec<u8> {
+    let mut buf = Vec::new();
+    halo_core::jsonl::write_record(&mut buf, p).expect("writing to memory");
+    buf
+}

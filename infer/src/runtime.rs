@@ -1,0 +1,266 @@
+//! Finding and loading the ONNX Runtime shared library, and creating sessions on CPU or CUDA.
+
+use crate::error::{Error, Result};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// File name of the ONNX Runtime library on Linux.
+pub const LIBRARY_NAME: &str = "libonnxruntime.so";
+/// Environment variable naming the library (the ort crate's convention).
+pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
+
+/// Where the ONNX Runtime library was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// `--ort-lib`.
+    Flag,
+    /// `ORT_DYLIB_PATH`.
+    EnvVar,
+    /// Next to the executable (the set-up script links it into `target/release/`).
+    NextToBinary,
+    /// The project's Python virtualenv (`.venv/lib/python3*/site-packages/onnxruntime/capi/`).
+    Virtualenv,
+}
+
+impl std::fmt::Display for LibrarySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LibrarySource::Flag => "--ort-lib",
+            LibrarySource::EnvVar => LIBRARY_ENV,
+            LibrarySource::NextToBinary => "next to the executable",
+            LibrarySource::Virtualenv => "the project's .venv",
+        })
+    }
+}
+
+/// Which hardware runs the graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// CUDA execution provider; an error when it cannot be used.
+    Cuda,
+    /// CUDA when it can be used, otherwise CPU (and says so).
+    Auto,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Option<Device> {
+        match s {
+            "cpu" => Some(Device::Cpu),
+            "cuda" | "gpu" => Some(Device::Cuda),
+            "auto" => Some(Device::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// The loaded runtime: one per process.
+pub struct Runtime {
+    pub(crate) env: Environment,
+    pub library: PathBuf,
+    pub source: LibrarySource,
+    pub version: String,
+}
+
+static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+
+/// Resolves a path given by flag or environment: a file, or a folder holding `libonnxruntime.so`.
+fn explicit_library(path: &Path, what: &str) -> Result<PathBuf> {
+    if path.is_dir() {
+        let inside = path.join(LIBRARY_NAME);
+        if inside.exists() {
+            return Ok(inside);
+        }
+        return Err(Error::Runtime(format!(
+            "{what} {} is a folder without {LIBRARY_NAME}",
+            path.display()
+        )));
+    }
+    if !path.exists() {
+        return Err(Error::Runtime(format!(
+            "{what} {} does not exist (expected the path of {LIBRARY_NAME}, e.g. .venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1)",
+            path.display()
+        )));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// `libonnxruntime.so*` inside `<dir>/.venv/lib/python3*/site-packages/onnxruntime/capi/`.
+fn venv_library(dir: &Path) -> Option<PathBuf> {
+    let lib = dir.join(".venv").join("lib");
+    let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path())
+        .collect();
+    pythons.sort();
+    for py in pythons {
+        let capi = py.join("site-packages/onnxruntime/capi");
+        let Ok(entries) = std::fs::read_dir(&capi) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(LIBRARY_NAME))
+            .map(|e| e.path())
+            .collect();
+        // Prefer the fully versioned file name (libonnxruntime.so.1.31.1) over shorter links.
+        found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        if let Some(p) = found.into_iter().next() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Finds the ONNX Runtime library: `explicit` (the `--ort-lib` flag), then `ORT_DYLIB_PATH`, then
+/// `libonnxruntime.so` next to the executable, then the project's `.venv` found by walking up from the
+/// executable's folder.
+pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource)> {
+    if let Some(p) = explicit {
+        return Ok((explicit_library(p, "--ort-lib")?, LibrarySource::Flag));
+    }
+    if let Some(p) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {
+        return Ok((explicit_library(Path::new(&p), LIBRARY_ENV)?, LibrarySource::EnvVar));
+    }
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    if let Some(dir) = exe_dir {
+        let next = dir.join(LIBRARY_NAME);
+        if next.exists() {
+            return Ok((next, LibrarySource::NextToBinary));
+        }
+        for ancestor in dir.ancestors() {
+            if let Some(p) = venv_library(ancestor) {
+                return Ok((p, LibrarySource::Virtualenv));
+            }
+        }
+    }
+    Err(Error::Runtime(format!(
+        "cannot find the ONNX Runtime library ({LIBRARY_NAME}): give --ort-lib PATH or set {LIBRARY_ENV}, \
+         put {LIBRARY_NAME} next to the halo-sample executable{}, or run scripts/setup.sh (it links it there \
+         and into the project's .venv)",
+        exe_dir.map(|d| format!(" ({})", d.display())).unwrap_or_default()
+    )))
+}
+
+/// Loads ONNX Runtime once per process (later calls return the runtime loaded first).
+pub fn init(explicit: Option<&Path>) -> Result<&'static Runtime> {
+    let r = RUNTIME.get_or_init(|| {
+        let (library, source) = find_library(explicit).map_err(|e| e.to_string())?;
+        let builder = ort::init_from(&library)
+            .map_err(|e| format!("could not load {} (found via {source}): {e}", library.display()))?;
+        let env = builder
+            .with_name("halo-sample")
+            .build()
+            .map_err(|e| format!("could not create the environment: {e}"))?;
+        let version = version_of(&library, ort::info());
+        Ok(Runtime {
+            env,
+            library,
+            source,
+            version,
+        })
+    });
+    r.as_ref().map_err(|e| Error::Runtime(e.clone()))
+}
+
+/// How sessions are created.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub device: Device,
+    /// Intra-op threads; `None` means the number of cores.
+    pub threads: Option<usize>,
+}
+
+/// Default thread count: the number of cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// What a session ended up running on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Cpu,
+    Cuda,
+}
+
+/// Creates a session for `path` with graph optimisation level 3 on the chosen device.
+/// Returns the session and where it runs; with `Device::Auto` the note says why CUDA was not used.
+pub(crate) fn create_session(
+    rt: &Runtime,
+    path: &Path,
+    options: &SessionOptions,
+) -> Result<(Session, Placement, Option<String>)> {
+    let threads = options.threads.unwrap_or_else(default_threads).max(1);
+    let base = || -> Result<ort::session::builder::SessionBuilder> {
+        let b = Session::builder(&rt.env)
+            .map_err(Error::runtime)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(Error::runtime)?
+            .with_intra_threads(threads)
+            .map_err(Error::runtime)?
+            .with_inter_threads(1)
+            .map_err(Error::runtime)?;
+        Ok(b)
+    };
+    let load_err = |e: ort::Error| Error::model(path, format!("ONNX Runtime could not load this graph: {e}"));
+    match options.device {
+        Device::Cpu => {
+            let s = base()?.commit_from_file(path).map_err(load_err)?;
+            Ok((s, Placement::Cpu, None))
+        }
+        Device::Cuda | Device::Auto => {
+            let cuda = ort::ep::CUDA::default().build().error_on_failure();
+            let attempt = base()?
+                .with_execution_providers([cuda])
+                .map_err(|e| e.to_string())
+                .and_then(|mut b| b.commit_from_file(path).map_err(|e| e.to_string()));
+            match (attempt, options.device) {
+                (Ok(s), _) => Ok((s, Placement::Cuda, None)),
+                (Err(e), Device::Cuda) => Err(Error::Runtime(format!(
+                    "--device cuda: the CUDA execution provider cannot be used with {} ({e}). \
+                     It needs an ONNX Runtime build with CUDA (the onnxruntime-gpu package) and a working \
+                     CUDA/cuDNN installation; use --device cpu or --device auto to run on the CPU",
+                    rt.library.display()
+                ))),
+                (Err(e), _) => {
+                    let s = base()?.commit_from_file(path).map_err(load_err)?;
+                    Ok((
+                        s,
+                        Placement::Cpu,
+                        Some(format!("CUDA is not available ({e}); running on the CPU")),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The release of the library: from its (resolved) file name `libonnxruntime.so.1.31.1`, else from the
+/// build string (`git-branch=rel-1.31.1`, or the commit id).
+fn version_of(library: &Path, info: &str) -> String {
+    let resolved = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_path_buf());
+    for p in [&resolved, library] {
+        if let Some(v) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("libonnxruntime.so."))
+        {
+            return v.to_string();
+        }
+    }
+    let field = |key: &str| {
+        info.split(|c: char| c == ',' || c.is_whitespace())
+            .find_map(|part| part.strip_prefix(key))
+            .map(str::to_string)
+    };
+    field("git-branch=rel-")
+        .or_else(|| field("git-commit-id=").map(|c| format!("(build {c})")))
+        .unwrap_or_else(|| "(unknown version)".to_string())
+}

@@ -1,0 +1,172 @@
+//! The verify digest: sha256 of the first records sampled at a fixed seed on the CPU, stored in the
+//! manifest by `halo export` and compared by `halo-sample verify` to check that a copied model directory
+//! and the local ONNX Runtime reproduce the exporter's records.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::runtime::{self, Device, SessionOptions};
+use crate::{generate, record_line, Plan, Sampled};
+use halo_core::manifest::{sha256_hex, VerifyDigest, MANIFEST};
+use std::path::Path;
+
+/// Short digest of one sampled visit (its vocabulary indices).
+fn visit_digest(codes: &[u32]) -> String {
+    let text: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
+    sha256_hex(text.join(",").as_bytes())[..16].to_string()
+}
+
+/// Digest of sampled records (in index order, starting at 0).
+pub fn digest_of(seed: u64, records: &[Sampled]) -> VerifyDigest {
+    VerifyDigest {
+        seed,
+        count: records.len(),
+        records: records.iter().map(|s| sha256_hex(&record_line(&s.patient))).collect(),
+        visits: records
+            .iter()
+            .map(|s| {
+                std::iter::once(visit_digest(&s.raw.labels))
+                    .chain(s.raw.visits.iter().map(|v| visit_digest(v)))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// Samples records `0..count` at `seed` with a loaded model and returns their digest.
+pub fn digest_with(model: &mut Model, seed: u64, count: usize) -> Result<VerifyDigest> {
+    let mut all = Vec::with_capacity(count);
+    generate(
+        model,
+        &Plan {
+            seed,
+            records: 0..count as u64,
+            batch_size: count.clamp(1, 64),
+            conditions: None,
+        },
+        |batch| {
+            all.extend(batch);
+            Ok(())
+        },
+    )?;
+    Ok(digest_of(seed, &all))
+}
+
+/// Loads `model_dir` on the CPU (ONNX Runtime found as `halo-sample` finds it: `ORT_DYLIB_PATH`, next to
+/// the executable, or the project's `.venv`) and returns the digest of records `0..count` at `seed`.
+/// `halo export` stores it in the manifest.
+pub fn verify_digest(model_dir: &Path, seed: u64, count: usize) -> Result<VerifyDigest> {
+    let rt = runtime::init(None)?;
+    let mut model = Model::load(
+        model_dir,
+        rt,
+        &SessionOptions {
+            device: Device::Cpu,
+            threads: None,
+        },
+    )?;
+    digest_with(&mut model, seed, count)
+}
+
+/// Where a record first differs from the stored digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// Labels or demographics (the sampled label visit).
+    LabelVisit,
+    /// Visit `n` (1-based) has other codes.
+    Visit(usize),
+    /// All visits the digest knows agree, but the record has a different number of visits.
+    VisitCount { expected: usize, actual: usize },
+    /// Same codes everywhere, but decoded values (times, lab values) differ.
+    Decoding,
+    /// The digest stores no per-visit information (older manifest).
+    Unknown,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::LabelVisit => write!(f, "from its label visit (labels/demographics)"),
+            Difference::Visit(n) => write!(f, "from visit {n}"),
+            Difference::VisitCount { expected, actual } => {
+                write!(f, "in its number of visits ({actual}, expected {expected})")
+            }
+            Difference::Decoding => write!(
+                f,
+                "in decoded values only (times or lab values; the sampled codes agree)"
+            ),
+            Difference::Unknown => write!(f, "(the manifest has no per-visit digests)"),
+        }
+    }
+}
+
+/// A record whose digest differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub record: usize,
+    pub difference: Difference,
+}
+
+/// Result of `halo-sample verify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyOutcome {
+    pub expected: VerifyDigest,
+    pub actual: VerifyDigest,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl VerifyOutcome {
+    pub fn identical(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// Compares an actual digest with the expected one.
+pub fn compare(expected: &VerifyDigest, actual: &VerifyDigest) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for i in 0..expected.records.len().max(actual.records.len()) {
+        if expected.records.get(i) == actual.records.get(i) {
+            continue;
+        }
+        let difference = match (expected.visits.get(i), actual.visits.get(i)) {
+            (Some(e), Some(a)) => match e.iter().zip(a).position(|(x, y)| x != y) {
+                Some(0) => Difference::LabelVisit,
+                Some(k) => Difference::Visit(k),
+                None if e.len() != a.len() => Difference::VisitCount {
+                    expected: e.len().saturating_sub(1),
+                    actual: a.len().saturating_sub(1),
+                },
+                None => Difference::Decoding,
+            },
+            _ => Difference::Unknown,
+        };
+        out.push(Mismatch { record: i, difference });
+    }
+    out
+}
+
+/// Samples the manifest's verify records with a model loaded on the CPU and compares them.
+pub fn verify(model: &mut Model) -> Result<VerifyOutcome> {
+    let Some(expected) = model.manifest.verify.clone() else {
+        return Err(Error::model(
+            &model.dir.join(MANIFEST),
+            "has no `verify` digest (export the model again with a current `halo export`)",
+        ));
+    };
+    if expected.records.len() != expected.count {
+        return Err(Error::model(
+            &model.dir.join(MANIFEST),
+            format!(
+                "field `verify.records` has {} digests but `verify.count` is {}",
+                expected.records.len(),
+                expected.count
+            ),
+        ));
+    }
+    let actual = digest_with(model, expected.seed, expected.count)?;
+    let mismatches = compare(&expected, &actual);
+    Ok(VerifyOutcome {
+        expected,
+        actual,
+        mismatches,
+    })
+}

@@ -1,0 +1,88 @@
+//! The property that makes records independent of the batch size: ONNX Runtime computes each row of a
+//! batch exactly as it computes that row alone (bitwise), for both graphs.
+
+mod common;
+
+use halo_infer::runtime::{self, Device, SessionOptions};
+use halo_infer::Model;
+use rand::{Rng, SeedableRng};
+
+#[test]
+fn graph_rows_do_not_depend_on_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Wide enough for the matrix kernels' blocking to matter (D = E + V > 200).
+    let mut spec = common::Spec::fixture();
+    spec.codes = 200;
+    spec.n_embd = 64;
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 10.0, 2.0);
+    let dir = common::build_model(tmp.path(), &spec, 1, Some(&bias), None);
+    for threads in [1, 2] {
+        let rt = runtime::init(None).unwrap();
+        let mut model = Model::load(
+            &dir,
+            rt,
+            &SessionOptions {
+                device: Device::Cpu,
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let c = model.config().clone();
+        let (v, e) = (c.total_vocab_size, c.n_embd);
+        let cache_row = c.n_layer * 2 * c.n_head * c.head_dim();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(threads as u64);
+        for n in [2usize, 5, 33, 100] {
+            let visits: Vec<f32> = (0..n * v)
+                .map(|_| if rng.random::<f64>() < 0.05 { 1.0 } else { 0.0 })
+                .collect();
+            let history: Vec<f32> = (0..n * e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+            let (mut all, mut one) = (Vec::new(), Vec::new());
+            model.head(&history, &visits, n, &mut all).unwrap();
+            for r in [0, n / 2, n - 1] {
+                model
+                    .head(&history[r * e..(r + 1) * e], &visits[r * v..(r + 1) * v], 1, &mut one)
+                    .unwrap();
+                assert!(
+                    one.iter()
+                        .zip(&all[r * v..(r + 1) * v])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "code head row {r} of {n} differs from the row alone ({threads} threads)"
+                );
+            }
+            // Step graph with a 3-visit cache.
+            let past_len = 3;
+            let past: Vec<f32> = (0..n * cache_row * past_len)
+                .map(|_| rng.random::<f32>() - 0.5)
+                .collect();
+            let (mut h_all, mut p_all, mut h_one, mut p_one) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            model.step(&visits, &past, n, past_len, &mut h_all, &mut p_all).unwrap();
+            // Row r alone: its slice of every [layer, k/v] block of the cache.
+            let block = c.n_head * past_len * c.head_dim();
+            for r in [0, n - 1] {
+                let mut past_r = Vec::new();
+                for b in 0..c.n_layer * 2 {
+                    let base = b * n * block;
+                    past_r.extend_from_slice(&past[base + r * block..base + (r + 1) * block]);
+                }
+                model
+                    .step(
+                        &visits[r * v..(r + 1) * v],
+                        &past_r,
+                        1,
+                        past_len,
+                        &mut h_one,
+                        &mut p_one,
+                    )
+                    .unwrap();
+                assert!(
+                    h_one
+                        .iter()
+                        .zip(&h_all[r * e..(r + 1) * e])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "step row {r} of {n} differs from the row alone ({threads} threads)"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The `halo-sample` command: output, reproducibility across shards, verify, and clear errors with a
+//! non-zero exit status and no partial output for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_halo-sample"))
+        .args(args)
+        .output()
+        .expect("run halo-sample")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A copy of the fixture model to damage.
+fn copy_model(to: &Path) -> PathBuf {
+    let dir = to.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(fixture()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Names in a folder (to check that nothing, not even a temporary file, was left).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sample_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--model", model, "--count", "40", "--seed", "3", "--out", out, "--quiet",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn writes_records_and_shards_concatenate_to_the_same_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let model = model.to_str().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    let o = run(&sample_args(model, all.to_str().unwrap(), &["--batch-size", "7"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&all).unwrap();
+    assert_eq!(text.lines().count(), 40);
+    // Every line is a record `halo` reads back.
+    let ds = halo_core::jsonl::read_jsonl(&all).unwrap();
+    assert_eq!(ds.patients.len(), 40);
+    assert_eq!(ds.patients[39].id, "39");
+
+    let mut joined = String::new();
+    for k in 0..3 {
+        let part = tmp.path().join(format!("part{k}.jsonl"));
+        let shard = format!("{k}/3");
+        let o = run(&sample_args(model, part.to_str().unwrap(), &["--shard", &shard]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        joined.push_str(&std::fs::read_to_string(&part).unwrap());
+    }
+    assert_eq!(joined, text);
+
+    // --start numbers records from I: the tail of the full file.
+    let tail = tmp.path().join("tail.jsonl");
+    let o = run(&[
+        "--model",
+        model,
+        "--count",
+        "10",
+        "--seed",
+        "3",
+        "--start",
+        "30",
+        "--out",
+        tail.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected: String = text.lines().skip(30).map(|l| format!("{l}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&tail).unwrap(), expected);
+    // Without --quiet it says which ONNX Runtime library it loaded.
+    assert!(stderr(&o).contains("libonnxruntime"), "{}", stderr(&o));
+}
+
+#[test]
+fn conditioned_records_carry_the_fixed_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let out = tmp.path().join("c.jsonl");
+    let o = run(&sample_args(
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--condition", "phenotype_2=1,SEX/F=1"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ds = halo_core::jsonl::read_jsonl(&out).unwrap();
+    for p in &ds.patients {
+        assert!(p.labels.as_ref().unwrap()["phenotype_2"]);
+        assert_eq!(p.demographics.sex.as_deref(), Some("F"));
+    }
+}
+
+#[test]
+fn verify_says_identical_or_names_the_differing_records() {
+    let o = run(&["verify", "--model", fixture().to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("identical"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model(tmp.path());
+    let mut m = halo_core::manifest::Manifest::read(&dir).unwrap();
+    m.verify.as_mut().unwrap().records[4] = "0".repeat(64);
+    halo_core::fsutil::write_json_atomic(&dir.join("manifest.json"), &m).unwrap();
+    let o = run(&["verify", "--model", dir.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("DIFFERENT") && out.contains("record 4 differs"), "{out}");
+}
+
+#[test]
+fn bad_input_fails_clearly_without_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("records.jsonl");
+    let out_s = out.to_str().unwrap();
+    let fixture = fixture();
+    let model = fixture.to_str().unwrap();
+
+    let check = |args: Vec<&str>, expect: &[&str]| {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{args:?}: expected `{e}` in: {err}");
+        }
+        assert!(err.contains("halo-sample: error:"), "{err}");
+        assert!(entries(&out_dir).is_empty(), "{args:?} left {:?}", entries(&out_dir));
+    };
+
+    // Missing model directory.
+    let missing = tmp.path().join("no-model");
+    check(
+        sample_args(missing.to_str().unwrap(), out_s, &[]),
+        &["no-model", "model directory not found"],
+    );
+
+    // A folder that is not a model directory.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    check(
+        sample_args(empty.to_str().unwrap(), out_s, &[]),
+        &["not a model directory", "manifest.json"],
+    );
+
+    // Truncated ONNX file.
+    let damaged = copy_model(&tmp.path().join("t"));
+    let step = damaged.join("visit_transformer_step.onnx");
+    let bytes = std::fs::read(&step).unwrap();
+    std::fs::write(&step, &bytes[..bytes.len() / 2]).unwrap();
+    check(
+        sample_args(damaged.to_str().unwrap(), out_s, &[]),
+        &["visit_transformer_step.onnx", "sha256", "truncated"],
+    );
+
+    // Manifest checksum that does not match the file.
+    let damaged = copy_model(&tmp.path().join("m"));
+    let mut m = halo_core::manifest::Manifest::read(&damaged).unwrap();
+    m.files.code_head.sha256 = "ab".repeat(32);
+    halo_core::fsutil::write_json_atomic(&damaged.join("manifest.json"), &m).unwrap();
+    check(
+        sample_args(damaged.to_str().unwrap(), out_s, &[]),
+        &["code_head.onnx", "does not match", "files.code_head.sha256"],
+    );
+
+    // Unknown condition label.
+    check(
+        sample_args(model, out_s, &["--condition", "diabetes=1"]),
+        &["unknown label `diabetes`", "phenotype_0"],
+    );
+
+    // Count 0.
+    check(
+        vec!["--model", model, "--count", "0", "--seed", "1", "--out", out_s],
+        &["--count must be at least 1"],
+    );
+
+    // Unwritable output path: its folder is a file.
+    let file = out_dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let inside = file.join("records.jsonl");
+    let o = run(&sample_args(model, inside.to_str().unwrap(), &[]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    std::fs::remove_file(&file).unwrap();
+    // ... or a folder that does not exist.
+    let nowhere = tmp.path().join("nowhere/records.jsonl");
+    check(
+        sample_args(model, nowhere.to_str().unwrap(), &[]),
+        &["nowhere", "does not exist"],
+    );
+
+    // Shard out of range.
+    check(sample_args(model, out_s, &["--shard", "3/3"]), &["--shard 3/3"]);
+
+    // Existing output: refused and left as it was.
+    std::fs::write(&out, "keep me\n").unwrap();
+    let o = run(&sample_args(model, out_s, &[]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me\n");
+    assert_eq!(entries(&out_dir), vec!["records.jsonl".to_string()]);
+}
+
+#[test]
+fn cuda_fails_clearly_and_auto_falls_back() {
+    // The CPU build of ONNX Runtime has no CUDA execution provider; on a machine with a CUDA build and a
+    // GPU this test only checks that both succeed.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let model = model.to_str().unwrap();
+    let a = tmp.path().join("a.jsonl");
+    let o = run(&sample_args(model, a.to_str().unwrap(), &["--device", "auto"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = tmp.path().join("c.jsonl");
+    let o = run(&sample_args(model, c.to_str().unwrap(), &["--device", "cuda"]));
+    if !o.status.success() {
+        let err = stderr(&o);
+        assert!(err.contains("--device cuda") && err.contains("CUDA"), "{err}");
+        assert!(!c.exists());
+        let o = run(&[
+            "--model",
+            model,
+            "--count",
+            "2",
+            "--seed",
+            "1",
+            "--device",
+            "auto",
+            "--out",
+            tmp.path().join("b.jsonl").to_str().unwrap(),
+        ]);
+        assert!(stderr(&o).contains("CUDA is not available"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn help_describes_every_flag() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--model",
+        "--count",
+        "--seed",
+        "--out",
+        "--format",
+        "--batch-size",
+        "--shard",
+        "--start",
+        "--condition",
+        "--device",
+        "--threads",
+        "--quiet",
+        "--ort-lib",
+        "verify",
+        "bench",
+        "ORT_DYLIB_PATH",
+        "Examples:",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn writes_meds_that_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let out = tmp.path().join("meds");
+    let o = run(&sample_args(
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--format", "meds"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("data").is_dir() && out.join("metadata/dataset.json").is_file());
+    let ds = halo_core::read_dataset(&out, None, &halo_core::ReadOptions::default()).unwrap();
+    let jsonl = tmp.path().join("same.jsonl");
+    let o = run(&sample_args(model.to_str().unwrap(), jsonl.to_str().unwrap(), &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut expected = halo_core::jsonl::read_jsonl(&jsonl).unwrap();
+    // A record whose only visit is empty has no event to write in MEDS.
+    expected
+        .patients
+        .retain(|p| p.visits.iter().any(|v| !v.codes.is_empty() || !v.labs.is_empty()));
+    assert!(expected.patients.len() >= 35);
+    assert_eq!(ds.patients.len(), expected.patients.len());
+    for (a, b) in ds.patients.iter().zip(&expected.patients) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.demographics.sex, b.demographics.sex);
+        let codes = |p: &halo_core::record::Patient| {
+            let mut c: Vec<String> = p.all_codes().map(str::to_string).collect();
+            c.sort();
+            c.dedup();
+            c
+        };
+        let lab_codes = |p: &halo_core::record::Patient| {
+            p.visits
+                .iter()
+                .flat_map(|v| v.labs.iter().map(|l| l.code.clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut want = codes(b);
+        want.extend(lab_codes(b));
+        want.sort();
+        want.dedup();
+        assert_eq!(codes(a), want, "record {}", a.id);
+    }
+    // An existing MEDS folder is refused.
+    let o = run(&sample_args(
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--format", "meds"],
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}

@@ -1,0 +1,173 @@
+//! Conditional generation and the label visit's demographic categories.
+
+mod common;
+
+use halo_infer::runtime::{self, SessionOptions};
+use halo_infer::{generate, Conditions, Model, Plan, Sampled};
+use std::path::{Path, PathBuf};
+
+fn model_dir(tmp: &Path) -> PathBuf {
+    let spec = common::Spec::fixture();
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 4.0, 2.0);
+    common::build_model(tmp, &spec, 21, Some(&bias), Some(5.0))
+}
+
+fn load(dir: &Path) -> Model {
+    let rt = runtime::init(None).unwrap();
+    Model::load(dir, rt, &SessionOptions::default()).unwrap()
+}
+
+fn sample(model: &mut Model, n: u64, conditions: Option<Conditions>) -> Vec<Sampled> {
+    let mut out = Vec::new();
+    generate(
+        model,
+        &Plan {
+            seed: 9,
+            records: 0..n,
+            batch_size: 64,
+            conditions,
+        },
+        |b| {
+            out.extend(b);
+            Ok(())
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn has_label(s: &Sampled, name: &str) -> bool {
+    s.patient.labels.as_ref().unwrap()[name]
+}
+
+#[test]
+fn every_record_has_one_value_per_demographic_category() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let mut model = load(&dir);
+    let enc = model.manifest.encoding.clone();
+    let records = sample(&mut model, 200, None);
+    let mut sexes = std::collections::BTreeSet::new();
+    for s in &records {
+        for cat in &enc.demographic_categories {
+            let first = enc.code_vocab_size + cat.first;
+            let n = s
+                .raw
+                .labels
+                .iter()
+                .filter(|&&c| (first..first + cat.len).contains(&(c as usize)))
+                .count();
+            assert_eq!(n, 1, "record {} has {n} {} values", s.raw.index, cat.name);
+        }
+        let d = &s.patient.demographics;
+        sexes.insert(d.sex.clone().unwrap());
+        assert!(d.race.is_some());
+        let year = d.birth_year.unwrap();
+        assert!((1940..1970).contains(&year), "birth year {year}");
+        assert!(d.birth_date.as_deref().unwrap().starts_with(&year.to_string()));
+        // Every label of the model is listed.
+        assert_eq!(s.patient.labels.as_ref().unwrap().len(), 3);
+    }
+    assert_eq!(sexes.len(), 2, "both sexes are sampled");
+}
+
+#[test]
+fn fixed_labels_are_carried_by_every_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let mut model = load(&dir);
+    let enc = model.manifest.encoding.clone();
+    let free = sample(&mut model, 200, None);
+    let free_rate = free.iter().filter(|s| has_label(s, "phenotype_1")).count();
+    assert!(
+        free_rate > 0 && free_rate < 200,
+        "phenotype_1 in {free_rate}/200 unconditioned"
+    );
+
+    let c = Conditions::parse("phenotype_1=1,phenotype_2=0,SEX/M=1", &enc).unwrap();
+    let records = sample(&mut model, 200, Some(c));
+    for s in &records {
+        assert!(has_label(s, "phenotype_1"), "record {}", s.patient.id);
+        assert!(!has_label(s, "phenotype_2"), "record {}", s.patient.id);
+        assert_eq!(s.patient.demographics.sex.as_deref(), Some("M"));
+        assert!(s.patient.demographics.race.is_some());
+    }
+    // Excluding a value leaves the category to the others.
+    let c = Conditions::parse("sex/F=0", &enc).unwrap();
+    for s in sample(&mut model, 100, Some(c)) {
+        assert_eq!(s.patient.demographics.sex.as_deref(), Some("M"));
+    }
+}
+
+#[test]
+fn condition_files_cycle_lines_and_draw_proportions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let mut model = load(&dir);
+    let enc = model.manifest.encoding.clone();
+
+    let file = tmp.path().join("labels.jsonl");
+    std::fs::write(
+        &file,
+        "{\"labels\": {\"phenotype_0\": 1}}\n{\"labels\": {\"phenotype_0\": 0, \"SEX/F\": 1}}\n",
+    )
+    .unwrap();
+    let c = Conditions::parse(file.to_str().unwrap(), &enc).unwrap();
+    assert_eq!(c.len(), 2);
+    for s in sample(&mut model, 60, Some(c)) {
+        let even = s.raw.index % 2 == 0;
+        assert_eq!(has_label(&s, "phenotype_0"), even, "record {}", s.raw.index);
+        if !even {
+            assert_eq!(s.patient.demographics.sex.as_deref(), Some("F"));
+        }
+    }
+
+    let file = tmp.path().join("proportions.jsonl");
+    std::fs::write(
+        &file,
+        "{\"proportions\": {\"phenotype_0\": 0.3, \"RACE/asian\": 0.5, \"RACE/black\": 0.5}}\n",
+    )
+    .unwrap();
+    let c = Conditions::parse(file.to_str().unwrap(), &enc).unwrap();
+    let records = sample(&mut model, 600, Some(c));
+    let rate = records.iter().filter(|s| has_label(s, "phenotype_0")).count() as f64 / 600.0;
+    // Binomial(600, 0.3): standard deviation 0.019; fixed seed.
+    assert!((rate - 0.3).abs() < 0.06, "phenotype_0 rate {rate}");
+    let asian = records
+        .iter()
+        .filter(|s| s.patient.demographics.race.as_deref() == Some("asian"))
+        .count() as f64
+        / 600.0;
+    assert!((asian - 0.5).abs() < 0.07, "asian rate {asian}");
+    assert!(records
+        .iter()
+        .all(|s| s.patient.demographics.race.as_deref() != Some("white")));
+}
+
+#[test]
+fn bad_conditions_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = common::encoding(&common::Spec::fixture());
+    let err = Conditions::parse("diabetes=1", &enc).unwrap_err().to_string();
+    assert!(err.contains("unknown label `diabetes`"), "{err}");
+    assert!(err.contains("phenotype_0") && err.contains("SEX/F"), "{err}");
+    let err = Conditions::parse("phenotype_0=2", &enc).unwrap_err().to_string();
+    assert!(err.contains("must be 0 or 1"), "{err}");
+    let err = Conditions::parse("SEX/F=1,SEX/M=1", &enc).unwrap_err().to_string();
+    assert!(err.contains("both set to 1"), "{err}");
+    let err = Conditions::parse("SEX/F=0,SEX/M=0", &enc).unwrap_err().to_string();
+    assert!(err.contains("every sex value is set to 0"), "{err}");
+    let err = Conditions::parse("no-such-file.jsonl", &enc).unwrap_err().to_string();
+    assert!(err.contains("neither an existing file"), "{err}");
+    let file = tmp.path().join("c.jsonl");
+    std::fs::write(&file, "{\"labels\": {\"phenotype_0\": 1}}\n{\"proportion\": {}}\n").unwrap();
+    let err = Conditions::parse(file.to_str().unwrap(), &enc).unwrap_err().to_string();
+    assert!(
+        err.contains("c.jsonl:2") && err.contains("unknown key `proportion`"),
+        "{err}"
+    );
+    std::fs::write(&file, "{\"proportions\": {\"phenotype_0\": 1.5}}\n").unwrap();
+    let err = Conditions::parse(file.to_str().unwrap(), &enc).unwrap_err().to_string();
+    assert!(err.contains("between 0 and 1"), "{err}");
+}

@@ -1,0 +1,113 @@
+//! The verify digest: reproduced by an intact model directory, refused when an ONNX file changed, and
+//! reported record by record (with the first differing visit) when the digest does not match.
+
+mod common;
+
+use halo_core::manifest::Manifest;
+use halo_infer::runtime::{self, Device, SessionOptions};
+use halo_infer::verify::{self, Difference};
+use halo_infer::Model;
+use std::path::{Path, PathBuf};
+
+fn model_dir(tmp: &Path) -> PathBuf {
+    let spec = common::Spec::fixture();
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 4.0, 2.5);
+    let dir = common::build_model(tmp, &spec, 5, Some(&bias), None);
+    common::add_verify(&dir, 3, 12);
+    dir
+}
+
+fn load(dir: &Path) -> halo_infer::Result<Model> {
+    let rt = runtime::init(None).unwrap();
+    Model::load(
+        dir,
+        rt,
+        &SessionOptions {
+            device: Device::Cpu,
+            threads: None,
+        },
+    )
+}
+
+#[test]
+fn verify_passes_on_an_intact_model_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let m = Manifest::read(&dir).unwrap();
+    let digest = m.verify.as_ref().unwrap();
+    assert_eq!((digest.seed, digest.count, digest.records.len()), (3, 12, 12));
+    assert_eq!(digest.visits.len(), 12);
+    assert!(digest.visits.iter().all(|v| v.len() >= 2), "label visit + visits");
+    let mut model = load(&dir).unwrap();
+    let outcome = verify::verify(&mut model).unwrap();
+    assert!(outcome.identical(), "{:?}", outcome.mismatches);
+    // The digest is that of the records' JSONL lines.
+    assert_eq!(outcome.actual, *digest);
+}
+
+#[test]
+fn verify_refuses_an_altered_weight_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let path = dir.join("code_head.onnx");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Find the weights of the code head's output bias (the code biases given to the checkpoint,
+    // stored as little-endian f32 in the graph) and change one byte of them.
+    let enc = common::encoding(&common::Spec::fixture());
+    let bias = common::mimic_like_bias(&enc, 4.0, 2.5);
+    let pattern: Vec<u8> = bias[..3].iter().flat_map(|b| b.to_le_bytes()).collect();
+    let i = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("bias weights in code_head.onnx");
+    bytes[i + 1] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("code_head.onnx") && err.contains("does not match") && err.contains("sha256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_reports_records_that_differ_from_the_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let mut m = Manifest::read(&dir).unwrap();
+    let d = m.verify.as_mut().unwrap();
+    // Record 2: its digest and the digest of its first visit altered; record 5: only its line.
+    d.records[2] = "0".repeat(64);
+    d.visits[2][1] = "0".repeat(16);
+    d.records[5] = "f".repeat(64);
+    halo_export::write_manifest(&dir, &m).unwrap();
+    let mut model = load(&dir).unwrap();
+    let outcome = verify::verify(&mut model).unwrap();
+    assert!(!outcome.identical());
+    let found: Vec<(usize, Difference)> = outcome
+        .mismatches
+        .iter()
+        .map(|m| (m.record, m.difference.clone()))
+        .collect();
+    assert_eq!(found, vec![(2, Difference::Visit(1)), (5, Difference::Decoding)]);
+}
+
+#[test]
+fn digests_compare_visit_by_visit() {
+    use halo_core::manifest::VerifyDigest;
+    let d = |records: &[&str], visits: &[&[&str]]| VerifyDigest {
+        seed: 0,
+        count: records.len(),
+        records: records.iter().map(|s| s.to_string()).collect(),
+        visits: visits
+            .iter()
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .collect(),
+    };
+    let expected = d(&["a", "b", "c"], &[&["l", "1"], &["l", "1", "2"], &["l", "1"]]);
+    let actual = d(&["x", "b", "y"], &[&["L", "1"], &["l", "1", "2"], &["l", "1", "2"]]);
+    let m = verify::compare(&expected, &actual);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].difference, Difference::LabelVisit);
+    assert_eq!(m[1].difference, Difference::VisitCount { expected: 1, actual: 2 });
+}
