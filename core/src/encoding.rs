@@ -169,7 +169,11 @@ impl LabelSpec {
             )
         })?;
         for (lab, edges) in &spec.lab_edges {
-            if edges.len() < 2 || edges.windows(2).any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
+            if edges.len() < 2
+                || edges
+                    .windows(2)
+                    .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+            {
                 return Err(Error::field(
                     path,
                     &format!("lab_edges.{lab}"),

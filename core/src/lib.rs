@@ -61,7 +61,10 @@ impl Format {
             return Err(Error::file(path, "no such file or folder"));
         }
         let has_person_table = std::fs::read_dir(path)
-            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case("person.csv")))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case("person.csv"))
+            })
             .unwrap_or(false);
         if has_person_table {
             return Ok(Format::Omop);

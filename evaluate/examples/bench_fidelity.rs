@@ -67,6 +67,19 @@ fn generate(n: usize, seed: u64, shift: usize, names: &[String]) -> Vec<Patient>
         .collect()
 }
 
+/// CPU seconds (user + system) this process has used so far, from /proc/self/stat (in USER_HZ = 100 ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    if f.len() > 13 {
+        (f[11] + f[12]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
 fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -98,6 +111,7 @@ fn main() {
     );
 
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut interner = Interner::default();
     let train = Corpus::build(&real[..n_train], &mut interner);
     let test = Corpus::build(&real[n_train..], &mut interner);
@@ -116,6 +130,7 @@ fn main() {
     );
 
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let bound = interner.len() as u32;
     let counts = [
         fidelity::count_codes(&train, bound, threads),
@@ -131,12 +146,16 @@ fn main() {
             c.consecutive.len()
         );
     }
-    println!("counting: {t_count:.2} s");
+    println!("counting: {t_count:.2} s ({:.2} CPU seconds)", cpu_seconds() - cpu);
 
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let comparisons = fidelity::code_probabilities(&counts[0], &counts[1], &counts[2], &interner, 1000);
     let t_r2 = t.elapsed().as_secs_f64();
-    println!("R² and plot points (3 comparisons x 3 statistics x 2 levels): {t_r2:.2} s");
+    println!(
+        "R² and plot points (3 comparisons x 3 statistics x 2 levels): {t_r2:.2} s ({:.2} CPU seconds)",
+        cpu_seconds() - cpu
+    );
     for c in &comparisons {
         println!(
             "  {:>12} {:<24} R² synthetic vs train {:.4}, vs test {:.4}, ceiling {:.4}",
@@ -152,7 +171,8 @@ fn main() {
     let t_shape = t.elapsed().as_secs_f64();
     let total = start.elapsed().as_secs_f64();
     println!(
-        "histograms: {t_shape:.2} s\nfidelity total (interning, counting, R², histograms): {total:.2} s on {threads} threads"
+        "histograms: {t_shape:.2} s\nfidelity total (interning, counting, R², histograms): {total:.2} s wall, {:.2} CPU seconds, on {threads} threads",
+        cpu_seconds() - cpu_start
     );
     match peak_memory_mib() {
         Some(m) => println!("peak memory (VmHWM, including the generated records): {m:.0} MiB"),

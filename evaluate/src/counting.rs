@@ -224,28 +224,36 @@ fn count_pass(corpus: &Corpus, bound: u32, pairs: Pairs, range: Range<u32>, buf:
     run
 }
 
-/// LSD radix sort of `items` (values below `2^bits`), 11 bits a pass; `scratch` is reused between calls.
+/// LSD radix sort of `items` (values below `2^bits`), 11 bits a digit; `scratch` is reused between calls.
 pub fn radix_sort(items: &mut Vec<u64>, scratch: &mut Vec<u64>, bits: u32) {
     const DIGIT: u32 = 11;
     const BUCKETS: usize = 1 << DIGIT;
+    let digits = bits.div_ceil(DIGIT) as usize;
+    // Every digit's histogram in one read of the items.
+    let mut offsets = vec![[0usize; BUCKETS]; digits];
+    for &x in items.iter() {
+        for (d, hist) in offsets.iter_mut().enumerate() {
+            hist[(x >> (d as u32 * DIGIT)) as usize & (BUCKETS - 1)] += 1;
+        }
+    }
     scratch.clear();
     scratch.resize(items.len(), 0);
-    for pass in 0..bits.div_ceil(DIGIT) {
-        let shift = pass * DIGIT;
-        let mut offsets = vec![0usize; BUCKETS];
-        for &x in items.iter() {
-            offsets[(x >> shift) as usize & (BUCKETS - 1)] += 1;
+    for (d, hist) in offsets.iter_mut().enumerate() {
+        // A digit that is the same for every item leaves the order as it is.
+        if hist.contains(&items.len()) {
+            continue;
         }
         let mut sum = 0;
-        for o in offsets.iter_mut() {
+        for o in hist.iter_mut() {
             let n = *o;
             *o = sum;
             sum += n;
         }
+        let shift = d as u32 * DIGIT;
         for &x in items.iter() {
-            let d = (x >> shift) as usize & (BUCKETS - 1);
-            scratch[offsets[d]] = x;
-            offsets[d] += 1;
+            let bucket = (x >> shift) as usize & (BUCKETS - 1);
+            scratch[hist[bucket]] = x;
+            hist[bucket] += 1;
         }
         std::mem::swap(items, scratch);
     }
@@ -274,6 +282,14 @@ mod tests {
         expected.sort_unstable();
         radix_sort(&mut items, &mut Vec::new(), 30);
         assert_eq!(items, expected);
+        // A middle digit constant across items (skipped) and an empty input.
+        let mut items = vec![(5 << 11) | 3 | (2 << 22), (5 << 11) | 1 | (1 << 22), (5 << 11) | 2];
+        radix_sort(&mut items, &mut Vec::new(), 33);
+        assert_eq!(
+            items,
+            vec![(5 << 11) | 2, (5 << 11) | 1 | (1 << 22), (5 << 11) | 3 | (2 << 22)]
+        );
+        radix_sort(&mut Vec::new(), &mut Vec::new(), 33);
     }
 
     #[test]

@@ -299,7 +299,13 @@ fn run_test(cmd: TestCmd) -> Result<()> {
     let mut train_found = 0;
     for p in dataset.patients.iter().filter(|p| train_ids.contains(p.id.as_str())) {
         train_found += 1;
-        for c in ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut 0).visits.iter().flatten() {
+        for c in ck
+            .encoding
+            .encode(p, &index, ck.spec.as_ref(), &mut 0)
+            .visits
+            .iter()
+            .flatten()
+        {
             seen[*c as usize] = true;
         }
     }
@@ -343,9 +349,18 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
         manifest.verify = Some(digest);
         halo_export::write_manifest(&cmd.out, &manifest)?;
     }
-    for f in [&manifest.files.visit_transformer, &manifest.files.visit_transformer_step, &manifest.files.code_head] {
+    for f in [
+        &manifest.files.visit_transformer,
+        &manifest.files.visit_transformer_step,
+        &manifest.files.code_head,
+    ] {
         let size = std::fs::metadata(cmd.out.join(&f.name)).map(|m| m.len()).unwrap_or(0);
-        eprintln!("halo export: {} ({:.1} MB, sha256 {})", f.name, size as f64 / 1e6, &f.sha256[..16]);
+        eprintln!(
+            "halo export: {} ({:.1} MB, sha256 {})",
+            f.name,
+            size as f64 / 1e6,
+            &f.sha256[..16]
+        );
     }
     eprintln!("halo export: model directory {}", cmd.out.display());
     Ok(())
@@ -370,11 +385,18 @@ fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
         None => halo_core::split::assign(&real.patients, None, 4)?,
     };
     if ck.is_none() && cmd.model.is_some() {
-        eprintln!("halo evaluate: no --checkpoint: using the records' own split, else the default seeded split (seed 4)");
+        eprintln!(
+            "halo evaluate: no --checkpoint: using the records' own split, else the default seeded split (seed 4)"
+        );
     }
     let spec = ck.as_ref().and_then(|c| c.spec.clone());
     let given = |p: &halo_core::record::Patient| -> BTreeSet<String> {
-        p.labels.iter().flatten().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect()
+        p.labels
+            .iter()
+            .flatten()
+            .filter(|(_, v)| **v)
+            .map(|(k, _)| k.clone())
+            .collect()
     };
     let real_labels: Vec<BTreeSet<String>> = real
         .patients
@@ -405,7 +427,15 @@ fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
         options.log_likelihoods = Some(score::score(&ck.model, &encoded, &ck.encoding, 96, cmd.device).per_record);
     }
     let mut report = halo_evaluate::evaluate(&real.patients, &split, &synthetic.patients, &options)?;
-    report.utility = utility(&real.patients, &real_labels, &split, &synthetic.patients, &syn_labels, cmd.device, &mut report.notes);
+    report.utility = utility(
+        &real.patients,
+        &real_labels,
+        &split,
+        &synthetic.patients,
+        &syn_labels,
+        cmd.device,
+        &mut report.notes,
+    );
     halo_evaluate::write_report(&cmd.out, &report)?;
     eprintln!("halo evaluate: wrote {}/report.json and report.html", cmd.out.display());
     Ok(())
@@ -424,7 +454,11 @@ fn utility(
     use halo_evaluate::utility::positives;
     use halo_train::utility::{train_and_score, CodeIndex};
     let lookup = split.lookup();
-    let in_split = |s: Split| -> Vec<usize> { (0..real.len()).filter(|i| lookup.get(real[*i].id.as_str()) == Some(&s)).collect() };
+    let in_split = |s: Split| -> Vec<usize> {
+        (0..real.len())
+            .filter(|i| lookup.get(real[*i].id.as_str()) == Some(&s))
+            .collect()
+    };
     let (train_idx, test_idx) = (in_split(Split::Train), in_split(Split::Test));
     let index = CodeIndex::new(real.iter().flat_map(|p| p.all_codes()));
     let real_seq: Vec<Vec<Vec<i64>>> = real.iter().map(|p| index.encode(p)).collect();
@@ -436,22 +470,33 @@ fn utility(
         eprintln!("halo evaluate: utility classifiers for `{name}` ({}/{n_labels})", k + 1);
         let train_labels: Vec<_> = train_idx.iter().map(|i| real_labels[*i].clone()).collect();
         let test_labels: Vec<_> = test_idx.iter().map(|i| real_labels[*i].clone()).collect();
-        let (train_pos, test_pos, syn_pos) = (positives(&train_labels, name), positives(&test_labels, name), positives(syn_labels, name));
+        let (train_pos, test_pos, syn_pos) = (
+            positives(&train_labels, name),
+            positives(&test_labels, name),
+            positives(syn_labels, name),
+        );
         let sizes = halo_evaluate::UtilitySizes::default();
         let (Ok(real_split), Ok(syn_split)) = (
             halo_evaluate::balanced_split(name, &train_pos, &test_pos, sizes, 4),
             halo_evaluate::balanced_split(name, &syn_pos, &test_pos, sizes, 4),
         ) else {
-            notes.push(format!("utility: label `{name}` skipped (too few positive or negative records)"));
+            notes.push(format!(
+                "utility: label `{name}` skipped (too few positive or negative records)"
+            ));
             continue;
         };
         let pick = |seqs: &[Vec<Vec<i64>>], base: Option<&[usize]>, idx: &[usize]| -> Vec<Vec<Vec<i64>>> {
-            idx.iter().map(|i| seqs[base.map(|b| b[*i]).unwrap_or(*i)].clone()).collect()
+            idx.iter()
+                .map(|i| seqs[base.map(|b| b[*i]).unwrap_or(*i)].clone())
+                .collect()
         };
         let test_x = pick(&real_seq, Some(&test_idx), &real_split.test);
         let test_y: Vec<bool> = real_split.test.iter().map(|i| test_pos[*i]).collect();
         let test_refs: Vec<&Vec<Vec<i64>>> = test_x.iter().collect();
-        let fit = |seqs: &[Vec<Vec<i64>>], base: Option<&[usize]>, pos: &[bool], s: &halo_evaluate::utility::BalancedSplit| {
+        let fit = |seqs: &[Vec<Vec<i64>>],
+                   base: Option<&[usize]>,
+                   pos: &[bool],
+                   s: &halo_evaluate::utility::BalancedSplit| {
             let tx = pick(seqs, base, &s.train);
             let vx = pick(seqs, base, &s.val);
             let ty: Vec<bool> = s.train.iter().map(|i| pos[*i]).collect();
@@ -461,7 +506,11 @@ fn utility(
         };
         let real_scores = fit(&real_seq, Some(&train_idx), &train_pos, &real_split);
         let syn_scores = fit(&syn_seq, None, &syn_pos, &syn_split);
-        let note = [real_split.note.clone(), syn_split.note.clone()].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        let note = [real_split.note.clone(), syn_split.note.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
         results.push(halo_evaluate::UtilityResult {
             label: name.clone(),
             real: real_scores,

@@ -32,7 +32,11 @@ impl CodeIndex {
     /// Visits of known code ids (unknown codes dropped), the most recent MAX_VISITS.
     pub fn encode(&self, p: &halo_core::record::Patient) -> Vec<Vec<i64>> {
         let skip = p.visits.len().saturating_sub(MAX_VISITS);
-        p.visits.iter().skip(skip).map(|v| v.codes.iter().filter_map(|c| self.ids.get(c).copied()).collect()).collect()
+        p.visits
+            .iter()
+            .skip(skip)
+            .map(|v| v.codes.iter().filter_map(|c| self.ids.get(c).copied()).collect())
+            .collect()
     }
 }
 
@@ -68,7 +72,11 @@ impl LstmDirection {
         let mut h = Tensor::zeros([b, self.hidden], (Kind::Float, x.device()));
         let mut c = h.zeros_like();
         let mut outputs = Vec::with_capacity(t as usize);
-        let steps: Vec<i64> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
+        let steps: Vec<i64> = if reverse {
+            (0..t).rev().collect()
+        } else {
+            (0..t).collect()
+        };
         for step in steps {
             let gates = projected.select(1, step) + h.matmul(&self.w_hh);
             let g = gates.chunk(4, 1);
@@ -106,8 +114,17 @@ impl Classifier {
     /// Logit per record: mean of the BiLSTM outputs over the record's visits.
     fn forward(&self, visits: &Tensor, mask: &Tensor) -> Tensor {
         let x = self.embed.forward(visits).relu();
-        let out = Tensor::cat(&[self.forward_lstm.run(&x, mask, false), self.backward_lstm.run(&x, mask, true)], 2);
-        let steps = mask.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0).unsqueeze(1);
+        let out = Tensor::cat(
+            &[
+                self.forward_lstm.run(&x, mask, false),
+                self.backward_lstm.run(&x, mask, true),
+            ],
+            2,
+        );
+        let steps = mask
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            .clamp_min(1.0)
+            .unsqueeze(1);
         let pooled = out.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / steps;
         self.out.forward(&pooled).squeeze_dim(-1)
     }
@@ -135,7 +152,16 @@ fn predict(model: &Classifier, records: &[&Vec<Vec<i64>>], n_codes: i64, device:
     let mut out = Vec::with_capacity(records.len());
     for chunk in records.chunks(256) {
         let (x, m) = batch(chunk, n_codes, device);
-        out.extend(Vec::<f64>::try_from(model.forward(&x, &m).sigmoid().to_kind(Kind::Double).to_device(Device::Cpu)).unwrap());
+        out.extend(
+            Vec::<f64>::try_from(
+                model
+                    .forward(&x, &m)
+                    .sigmoid()
+                    .to_kind(Kind::Double)
+                    .to_device(Device::Cpu),
+            )
+            .unwrap(),
+        );
     }
     out
 }
@@ -155,11 +181,17 @@ pub fn train_and_score(
     let model = Classifier::new(&vs.root(), n_codes);
     let mut opt = nn::Adam::default().build(&vs, 1e-3).expect("optimizer");
     let mut best = (f64::INFINITY, vs.variables());
-    let best_copy = |vs: &nn::VarStore| -> HashMap<String, Tensor> { vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect() };
+    let best_copy = |vs: &nn::VarStore| -> HashMap<String, Tensor> {
+        vs.variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach().copy()))
+            .collect()
+    };
     best.1 = best_copy(&vs);
     let mut order: Vec<usize> = (0..train.0.len()).collect();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-    let targets = |y: &[bool]| Tensor::from_slice(&y.iter().map(|b| *b as i32 as f32).collect::<Vec<_>>()).to_device(device);
+    let targets =
+        |y: &[bool]| Tensor::from_slice(&y.iter().map(|b| *b as i32 as f32).collect::<Vec<_>>()).to_device(device);
     let mut since_best = 0;
     for _epoch in 0..EPOCHS {
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
@@ -167,11 +199,21 @@ pub fn train_and_score(
             let recs: Vec<_> = chunk.iter().map(|i| train.0[*i]).collect();
             let ys: Vec<bool> = chunk.iter().map(|i| train.1[*i]).collect();
             let (x, m) = batch(&recs, n_codes, device);
-            let loss = model.forward(&x, &m).binary_cross_entropy_with_logits::<Tensor>(&targets(&ys), None, None, tch::Reduction::Mean);
+            let loss = model.forward(&x, &m).binary_cross_entropy_with_logits::<Tensor>(
+                &targets(&ys),
+                None,
+                None,
+                tch::Reduction::Mean,
+            );
             opt.backward_step(&loss);
         }
         let p = predict(&model, val.0, n_codes, device);
-        let val_loss: f64 = p.iter().zip(val.1).map(|(p, y)| -(if *y { p.max(1e-7).ln() } else { (1.0 - p).max(1e-7).ln() })).sum::<f64>() / p.len().max(1) as f64;
+        let val_loss: f64 = p
+            .iter()
+            .zip(val.1)
+            .map(|(p, y)| -(if *y { p.max(1e-7).ln() } else { (1.0 - p).max(1e-7).ln() }))
+            .sum::<f64>()
+            / p.len().max(1) as f64;
         if val_loss < best.0 {
             best = (val_loss, best_copy(&vs));
             since_best = 0;
