@@ -2,11 +2,13 @@
 //! records over 6,900 codes (about 1.3 visits of about 15 codes per record, code frequencies Zipf-like), then
 //! the code counting, R² and plot sampling are timed, and the process's peak memory is printed.
 //!
-//!     cargo run --release -p halo-evaluate --example bench_fidelity -- [SYNTHETIC_RECORDS] [REAL_RECORDS] [THREADS]
+//!     cargo run --release -p halo-evaluate --example bench_fidelity -- [SYNTHETIC_RECORDS] [REAL_RECORDS] [THREADS] [full]
 //!
 //! Defaults: 1,000,000 synthetic records, 1,000,000 real records (80% training, 20% test), 2 threads.
+//! With `full`, the whole `evaluate` (fidelity, privacy with default sample caps) is timed afterwards too.
 
 use halo_core::record::{Patient, Visit};
+use halo_core::split::SplitAssignment;
 use halo_evaluate::corpus::{Corpus, Interner};
 use halo_evaluate::fidelity;
 use rand::{Rng, SeedableRng};
@@ -80,16 +82,19 @@ fn cpu_seconds() -> f64 {
     }
 }
 
-fn peak_memory_mib() -> Option<f64> {
+/// A memory figure of /proc/self/status (`VmHWM` = peak resident, `VmRSS` = resident now) in MiB.
+fn memory_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
 
 fn main() {
+    let full = std::env::args().any(|a| a == "full");
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .filter(|a| a != "full")
         .map(|a| a.replace('_', "").parse().expect("arguments are numbers"))
         .collect();
     let n_syn = args.first().copied().unwrap_or(1_000_000);
@@ -109,6 +114,9 @@ fn main() {
         n_syn,
         t.elapsed().as_secs_f64()
     );
+    if let Some(m) = memory_mib("VmRSS:") {
+        println!("resident after generating: {m:.0} MiB");
+    }
 
     let start = Instant::now();
     let cpu_start = cpu_seconds();
@@ -117,8 +125,6 @@ fn main() {
     let test = Corpus::build(&real[n_train..], &mut interner);
     let syn = Corpus::build(&synthetic, &mut interner);
     let t_intern = start.elapsed().as_secs_f64();
-    drop(real);
-    drop(synthetic);
     println!(
         "interning: {t_intern:.2} s ({} codes; {} + {} + {} visits, {:.2} visits/record, {:.1} codes/visit)",
         interner.len(),
@@ -174,7 +180,37 @@ fn main() {
         "histograms: {t_shape:.2} s\nfidelity total (interning, counting, R², histograms): {total:.2} s wall, {:.2} CPU seconds, on {threads} threads",
         cpu_seconds() - cpu_start
     );
-    match peak_memory_mib() {
+    if full {
+        let split = SplitAssignment {
+            source: "seeded".into(),
+            seed: 0,
+            train: real[..n_train].iter().map(|p| p.id.clone()).collect(),
+            val: vec![],
+            test: real[n_train..].iter().map(|p| p.id.clone()).collect(),
+        };
+        drop(counts);
+        let t = Instant::now();
+        let cpu = cpu_seconds();
+        let options = halo_evaluate::EvalOptions {
+            threads,
+            ..Default::default()
+        };
+        let report = halo_evaluate::evaluate(&real, &split, &synthetic, &options).expect("evaluate");
+        println!(
+            "evaluate (everything): {:.2} s ({:.2} CPU seconds); dataset attack accuracy {:.3}, exact copies {}",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - cpu,
+            report
+                .privacy
+                .membership
+                .dataset_attack
+                .as_ref()
+                .map_or(f64::NAN, |a| a.accuracy),
+            report.privacy.exact_copies.synthetic_copies
+        );
+    }
+    match memory_mib("VmHWM:") {
+        // The records stay in memory throughout, as they do for a caller of `evaluate`.
         Some(m) => println!("peak memory (VmHWM, including the generated records): {m:.0} MiB"),
         None => println!("peak memory: /proc/self/status not readable"),
     }

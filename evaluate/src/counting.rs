@@ -71,6 +71,7 @@ pub fn count_unigrams(corpus: &Corpus, bound: u32) -> Run {
 
 /// Visit and record counts of every pair (code ids below `bound`), sorted by key, on `threads` threads.
 pub fn count_pairs(corpus: &Corpus, bound: u32, pairs: Pairs, threads: usize, budget: usize) -> Run {
+    assert!(bound <= 1 << 30, "{bound} distinct codes: pair keys need bound² < 2^62");
     let passes = plan_passes(&first_code_weights(corpus, bound, pairs), budget.max(1));
     let threads = threads.clamp(1, passes.len().max(1));
     // Thread t takes passes t, t + threads, ...

@@ -10,7 +10,8 @@
 //! - [`report`], [`plot`]: the report and its SVG plots.
 //!
 //! Everything works on code strings (interned to ids in [`corpus`]), never on a model's vocabulary, and counts
-//! sparsely: hash maps of codes and pairs, never vocabulary-by-vocabulary matrices.
+//! sparsely: sorted tables of the codes and pairs that occur ([`counting`]), never vocabulary-by-vocabulary
+//! matrices.
 //!
 //! ```no_run
 //! # use halo_evaluate::*;

@@ -206,7 +206,7 @@ pub fn histogram(h: &Histogram) -> String {
     }
     for (s, series) in h.series.iter().enumerate() {
         let y = TOP + 10.0 + s as f64 * 14.0;
-        let x = LEFT + pw - 110.0;
+        let x = LEFT + pw - 150.0;
         let _ = write!(
             out,
             r#"<rect x="{x}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{} (n={})</text>"#,

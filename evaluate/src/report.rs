@@ -253,11 +253,10 @@ fn fidelity_section(o: &mut String, r: &Report) {
     for p in &f.probabilities {
         let title = format!("{} {}", p.level.title(), p.statistic.title());
         let note = format!(
-            "R² = {} (ceiling {}), {} of {} points",
+            "R² = {} (ceiling {}), {} points shown",
             opt(p.r2_synthetic_vs_train),
             opt(p.r2_test_vs_train),
-            p.points.len(),
-            p.keys_train.max(p.keys_synthetic)
+            p.points.len()
         );
         o.push_str(&plot::scatter(
             &title,

@@ -166,9 +166,29 @@ fn code_probabilities_and_r2_by_hand() {
         comparison(&report, Statistic::ConsecutiveVisitBigram, Level::Record).r2_synthetic_vs_train,
         -5.25,
     );
-    // Scatter points name pairs by their codes.
-    let keys: BTreeSet<&str> = p.points.iter().map(|p| p.key.as_str()).collect();
-    assert!(keys.contains("C -> A") && keys.contains("A -> B"), "{keys:?}");
+    // The plotted probabilities themselves (R² alone cannot see a denominator that scales both sides alike).
+    let point = |s, l, key: &str| {
+        let p = comparison(&report, s, l).points.iter().find(|p| p.key == key).unwrap();
+        (p.real, p.synthetic)
+    };
+    let third = 1.0 / 3.0;
+    assert_eq!(point(Statistic::Unigram, Level::Visit, "B"), (2.0 * third, third));
+    assert_eq!(point(Statistic::Unigram, Level::Record, "C"), (0.5, 1.0));
+    assert_eq!(point(Statistic::SameVisitBigram, Level::Visit, "A + C"), (0.0, third));
+    assert_eq!(point(Statistic::SameVisitBigram, Level::Record, "A + B"), (0.5, 0.5));
+    // Consecutive pairs per transition: 1 of 1 on both sides; per record: 1 of 2.
+    assert_eq!(
+        point(Statistic::ConsecutiveVisitBigram, Level::Visit, "A -> B"),
+        (1.0, 0.0)
+    );
+    assert_eq!(
+        point(Statistic::ConsecutiveVisitBigram, Level::Visit, "C -> A"),
+        (0.0, 1.0)
+    );
+    assert_eq!(
+        point(Statistic::ConsecutiveVisitBigram, Level::Record, "B -> B"),
+        (0.5, 0.0)
+    );
 }
 
 #[test]
