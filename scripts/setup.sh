@@ -57,6 +57,6 @@ if [ "${HALO_SKIP_BUILD:-0}" != 1 ]; then
   export PATH="$root/.venv/bin:$PATH"
   cargo build --release --quiet --bin halo --bin halo-sample
   ort_lib="$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
-  ln -sfn "$ort_lib" target/release/libonnxruntime.so
+  ln -sfn "$ort_lib" "${CARGO_TARGET_DIR:-target}/release/libonnxruntime.so"
 fi
 echo "setup: ready (virtualenv .venv -> $venv)" >&2
