@@ -463,13 +463,21 @@ fn utility(
     let index = CodeIndex::new(real.iter().flat_map(|p| p.all_codes()));
     let real_seq: Vec<Vec<Vec<i64>>> = real.iter().map(|p| index.encode(p)).collect();
     let syn_seq: Vec<Vec<Vec<i64>>> = synthetic.iter().map(|p| index.encode(p)).collect();
+    type Seq = Vec<Vec<i64>>;
+    let in_part = |idx: &[usize]| -> (Vec<&Seq>, Vec<std::collections::BTreeSet<String>>) {
+        (
+            idx.iter().map(|i| &real_seq[*i]).collect(),
+            idx.iter().map(|i| real_labels[*i].clone()).collect(),
+        )
+    };
+    let (train_seq, train_labels) = in_part(&train_idx);
+    let (test_seq, test_labels) = in_part(&test_idx);
+    let syn_seq: Vec<&Seq> = syn_seq.iter().collect();
     let names: std::collections::BTreeSet<&String> = real_labels.iter().flatten().collect();
     let mut results = Vec::new();
     let n_labels = names.len();
     for (k, name) in names.into_iter().enumerate() {
         eprintln!("halo evaluate: utility classifiers for `{name}` ({}/{n_labels})", k + 1);
-        let train_labels: Vec<_> = train_idx.iter().map(|i| real_labels[*i].clone()).collect();
-        let test_labels: Vec<_> = test_idx.iter().map(|i| real_labels[*i].clone()).collect();
         let (train_pos, test_pos, syn_pos) = (
             positives(&train_labels, name),
             positives(&test_labels, name),
@@ -485,27 +493,26 @@ fn utility(
             ));
             continue;
         };
-        let pick = |seqs: &[Vec<Vec<i64>>], base: Option<&[usize]>, idx: &[usize]| -> Vec<Vec<Vec<i64>>> {
-            idx.iter()
-                .map(|i| seqs[base.map(|b| b[*i]).unwrap_or(*i)].clone())
-                .collect()
+        fn pick<'a>(seqs: &[&'a Seq], pos: &[bool], idx: &[usize]) -> (Vec<&'a Seq>, Vec<bool>) {
+            (
+                idx.iter().map(|i| seqs[*i]).collect(),
+                idx.iter().map(|i| pos[*i]).collect(),
+            )
+        }
+        let test = pick(&test_seq, &test_pos, &real_split.test);
+        let fit = |seqs: &[&Seq], pos: &[bool], s: &halo_evaluate::utility::BalancedSplit| {
+            let (train, val) = (pick(seqs, pos, &s.train), pick(seqs, pos, &s.val));
+            train_and_score(
+                (&train.0, &train.1),
+                (&val.0, &val.1),
+                (&test.0, &test.1),
+                index.len(),
+                4,
+                device,
+            )
         };
-        let test_x = pick(&real_seq, Some(&test_idx), &real_split.test);
-        let test_y: Vec<bool> = real_split.test.iter().map(|i| test_pos[*i]).collect();
-        let test_refs: Vec<&Vec<Vec<i64>>> = test_x.iter().collect();
-        let fit = |seqs: &[Vec<Vec<i64>>],
-                   base: Option<&[usize]>,
-                   pos: &[bool],
-                   s: &halo_evaluate::utility::BalancedSplit| {
-            let tx = pick(seqs, base, &s.train);
-            let vx = pick(seqs, base, &s.val);
-            let ty: Vec<bool> = s.train.iter().map(|i| pos[*i]).collect();
-            let vy: Vec<bool> = s.val.iter().map(|i| pos[*i]).collect();
-            let (tr, vr): (Vec<_>, Vec<_>) = (tx.iter().collect(), vx.iter().collect());
-            train_and_score((&tr, &ty), (&vr, &vy), (&test_refs, &test_y), index.len(), 4, device)
-        };
-        let real_scores = fit(&real_seq, Some(&train_idx), &train_pos, &real_split);
-        let syn_scores = fit(&syn_seq, None, &syn_pos, &syn_split);
+        let real_scores = fit(&train_seq, &train_pos, &real_split);
+        let syn_scores = fit(&syn_seq, &syn_pos, &syn_split);
         let note = [real_split.note.clone(), syn_split.note.clone()]
             .into_iter()
             .flatten()

@@ -122,7 +122,7 @@ impl VisitTransformer {
 
 /// Linear layer whose weight [out, in] is masked to in <= out: HALO's autoregressive code module layer.
 #[derive(Debug)]
-struct AutoregressiveLinear {
+pub struct AutoregressiveLinear {
     weight: Tensor,
     bias: Tensor,
     mask: Tensor,
@@ -151,16 +151,12 @@ impl AutoregressiveLinear {
 #[derive(Debug)]
 pub enum CodeHead {
     Fine {
-        auto1: AutoregressiveLinearBox,
-        auto2: AutoregressiveLinearBox,
+        auto1: AutoregressiveLinear,
+        auto2: AutoregressiveLinear,
     },
     /// HALO-Coarse: every code predicted from the history alone.
     Coarse { weight: Tensor, bias: Tensor },
 }
-
-/// Boxed to keep the private layer type out of the public enum's API.
-#[derive(Debug)]
-pub struct AutoregressiveLinearBox(AutoregressiveLinear);
 
 impl CodeHead {
     pub fn load(p: Path, cfg: &ModelConfig) -> CodeHead {
@@ -174,8 +170,8 @@ impl CodeHead {
         }
         let d = e + v;
         CodeHead::Fine {
-            auto1: AutoregressiveLinearBox(AutoregressiveLinear::load(&p / "auto1", d)),
-            auto2: AutoregressiveLinearBox(AutoregressiveLinear::load(&p / "auto2", d)),
+            auto1: AutoregressiveLinear::load(&p / "auto1", d),
+            auto2: AutoregressiveLinear::load(&p / "auto2", d),
         }
     }
 
@@ -186,7 +182,7 @@ impl CodeHead {
         match self {
             CodeHead::Coarse { weight, bias } => history.matmul(&weight.tr()) + bias,
             CodeHead::Fine { auto1, auto2 } => {
-                let l1 = &auto1.0;
+                let l1 = auto1;
                 let e = history.size()[1];
                 let d = l1.weight.size()[0];
                 let w1 = &l1.weight * &l1.mask;
@@ -195,7 +191,7 @@ impl CodeHead {
                 let (from_visit, _, _, _) =
                     Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
                 let h = (from_history + from_visit + &l1.bias).relu();
-                auto2.0.forward(&h, Some((e - 1, d - e)))
+                auto2.forward(&h, Some((e - 1, d - e)))
             }
         }
     }
@@ -208,9 +204,9 @@ impl CodeHead {
                 let e = history.size().last().copied().unwrap();
                 let v = visits.size().last().copied().unwrap();
                 let x = Tensor::cat(&[history, visits], -1);
-                let h = auto1.0.forward(&x, None).relu();
+                let h = auto1.forward(&x, None).relu();
                 // Only outputs E-1 .. E-1+V are logits; skip computing the others.
-                auto2.0.forward(&h, Some((e - 1, v)))
+                auto2.forward(&h, Some((e - 1, v)))
             }
         }
     }

@@ -6,8 +6,8 @@ use crate::model::Halo;
 use halo_core::encoding::{EncodedPatient, Encoding};
 use tch::{Device, Kind, Reduction, Tensor};
 
-/// Elementwise binary cross-entropy of the scored rows (label visit and real visits): [N, V], with the
-/// flattened row index of each.
+/// Elementwise binary cross-entropy of the scored rows (label visit and real visits), with their logits and
+/// targets: three [N, V] tensors, rows in the order of `batch.rows`.
 pub fn scored_bce(model: &Halo, batch: &Batch) -> (Tensor, Tensor, Tensor) {
     let (b, t, v) = batch.visits.size3().unwrap();
     let logits = model.forward_batch(batch);
@@ -17,7 +17,7 @@ pub fn scored_bce(model: &Halo, batch: &Batch) -> (Tensor, Tensor, Tensor) {
         .reshape([b * (t - 1), v])
         .index_select(0, &batch.rows);
     let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::None);
-    (bce, logits, batch.rows.shallow_clone())
+    (bce, logits, targets)
 }
 
 /// Mean BCE over the scored entries (scored rows x every code): the training loss.
@@ -99,12 +99,8 @@ pub fn score(
         let refs: Vec<&EncodedPatient> = chunk.iter().collect();
         let batch = make_batch(&refs, encoding, device);
         let per_row = batch.visits.size()[1] - 1;
-        let (bce, logits, rows) = scored_bce(model, &batch);
-        let targets = batch
-            .visits
-            .narrow(1, 1, per_row)
-            .reshape([-1, v as i64])
-            .index_select(0, &rows);
+        let (bce, logits, targets) = scored_bce(model, &batch);
+        let rows = &batch.rows;
         let record_of_row = rows.divide_scalar_mode(per_row, "floor");
         let per_record = Tensor::zeros([chunk.len() as i64], (Kind::Double, device)).index_add(
             0,
