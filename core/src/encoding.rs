@@ -493,6 +493,29 @@ impl Encoding {
         })
     }
 
+    /// An encoding of plain codes and labels only (no time, lab or demographic codes), in the given order:
+    /// for fixtures, tests and benchmarks that build a vocabulary by hand.
+    pub fn plain(codes: Vec<String>, labels: Vec<String>, max_visits: usize) -> Encoding {
+        let (code_vocab_size, label_vocab_size) = (codes.len(), labels.len());
+        let mut tokens: Vec<Token> = codes.into_iter().map(|code| Token::Code { code }).collect();
+        tokens.extend(labels.into_iter().map(|name| Token::Label { name }));
+        tokens.extend([Token::Start, Token::End, Token::Pad]);
+        Encoding {
+            options: EncodingOptions {
+                max_visits,
+                ..Default::default()
+            },
+            tokens,
+            code_vocab_size,
+            label_vocab_size,
+            demographic_categories: Vec::new(),
+            gap_edges_days: vec![0.0, 1.0],
+            age_edges_years: vec![0.0, 5.0],
+            lab_edges: BTreeMap::new(),
+            labels_given: true,
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }

@@ -8,7 +8,7 @@
 //! instead of writing a random one.
 
 use halo_core::config::{ModelConfig, Preset};
-use halo_core::encoding::{Encoding, EncodingOptions, Token};
+use halo_core::encoding::Encoding;
 use halo_export::{export, write_random_checkpoint, ExportOptions, Precision};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -87,27 +87,7 @@ fn size(path: &Path) -> String {
 }
 
 fn encoding_for(c: &ModelConfig) -> Encoding {
-    let mut tokens: Vec<Token> = (0..c.code_vocab_size)
-        .map(|i| Token::Code {
-            code: format!("code/{i}"),
-        })
-        .collect();
-    tokens.extend((0..c.label_vocab_size).map(|i| Token::Label {
-        name: format!("label{i}"),
-    }));
-    tokens.extend([Token::Start, Token::End, Token::Pad]);
-    Encoding {
-        options: EncodingOptions {
-            max_visits: c.n_ctx - 2,
-            ..Default::default()
-        },
-        tokens,
-        code_vocab_size: c.code_vocab_size,
-        label_vocab_size: c.label_vocab_size,
-        demographic_categories: Vec::new(),
-        gap_edges_days: vec![0.0, 1.0],
-        age_edges_years: vec![0.0, 5.0],
-        lab_edges: Default::default(),
-        labels_given: true,
-    }
+    let codes = (0..c.code_vocab_size).map(|i| format!("code/{i}")).collect();
+    let labels = (0..c.label_vocab_size).map(|i| format!("label{i}")).collect();
+    Encoding::plain(codes, labels, c.n_ctx - 2)
 }

@@ -1,11 +1,10 @@
 //! The model's factorization and loss, pinned on tiny cases.
 
 use halo_core::config::{ModelConfig, Preset};
-use halo_core::encoding::{EncodedPatient, Encoding, EncodingOptions, Token};
+use halo_core::encoding::{EncodedPatient, Encoding};
 use halo_train::data::make_batch;
 use halo_train::model::Halo;
 use halo_train::score;
-use std::collections::BTreeMap;
 use tch::{nn, Device, Kind, Tensor};
 
 fn tiny_config(codes: usize, labels: usize) -> ModelConfig {
@@ -19,24 +18,7 @@ fn tiny_config(codes: usize, labels: usize) -> ModelConfig {
 }
 
 fn tiny_encoding() -> Encoding {
-    Encoding {
-        options: EncodingOptions::default(),
-        tokens: vec![
-            Token::Code { code: "a".into() },
-            Token::Code { code: "b".into() },
-            Token::Label { name: "L".into() },
-            Token::Start,
-            Token::End,
-            Token::Pad,
-        ],
-        code_vocab_size: 2,
-        label_vocab_size: 1,
-        demographic_categories: vec![],
-        gap_edges_days: vec![0.0, 1.0],
-        age_edges_years: vec![0.0, 1.0],
-        lab_edges: BTreeMap::new(),
-        labels_given: true,
-    }
+    Encoding::plain(vec!["a".into(), "b".into()], vec!["L".into()], 46)
 }
 
 #[test]
