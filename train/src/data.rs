@@ -70,6 +70,28 @@ pub fn encode_splits(
     (out, report)
 }
 
+/// Log-odds of each vocabulary entry over the scored rows of `patients` (label visit, real visits, end
+/// code on the last), smoothed by half a count so unseen entries get a finite, very negative value.
+pub fn prior_logits(patients: &[EncodedPatient], encoding: &Encoding) -> Tensor {
+    let mut counts = vec![0f64; encoding.vocab_size()];
+    let mut rows = 0f64;
+    for p in patients {
+        rows += (p.visits.len() + 1) as f64;
+        for c in p.labels.iter().chain(p.visits.iter().flatten()) {
+            counts[*c as usize] += 1.0;
+        }
+        counts[encoding.end_index()] += 1.0;
+    }
+    let logits: Vec<f32> = counts
+        .iter()
+        .map(|c| {
+            let p = (c + 0.5) / (rows + 1.0);
+            (p / (1.0 - p)).ln() as f32
+        })
+        .collect();
+    Tensor::from_slice(&logits)
+}
+
 /// One batch: inputs [B, L, V] (start visit, label visit, visits, pad visits) and the mask [B, L-1] of the
 /// scored rows of the shifted targets (the label visit and every real visit).
 pub struct Batch {

@@ -120,6 +120,10 @@ struct TrainCmd {
     /// Train the HALO-Coarse ablation (no code-level module).
     #[arg(long)]
     coarse: bool,
+    /// Initialise the code module's output biases as the reference does (uniform) instead of from each
+    /// code's log-odds in the training split; for like-for-like comparisons with the reference
+    #[arg(long)]
+    reference_init: bool,
     /// No per-epoch lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -254,6 +258,7 @@ fn run_train(cmd: TrainCmd) -> Result<()> {
         n_head: cmd.n_head,
         n_ctx: cmd.n_ctx,
         coarse: cmd.coarse,
+        reference_init: cmd.reference_init,
         quiet: cmd.quiet,
     };
     train::run(&args)

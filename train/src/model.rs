@@ -238,6 +238,21 @@ impl Halo {
             .forward(&history.narrow(1, 0, t - 1), &visits.narrow(1, 1, t - 1))
     }
 
+    /// Sets the output bias of every code's logit (the `[V]` slice the code module emits) to `logits`.
+    /// Used to start training from each code's training log-odds: Adam moves a bias by about `lr` per step,
+    /// so from the default init (logit near 0, probability 0.5 for every code) it takes thousands of steps
+    /// to learn that most codes are rare; starting from the prior, the steps go to the conditionals instead.
+    pub fn set_output_bias(&self, logits: &Tensor) {
+        let _guard = tch::no_grad_guard();
+        let v = self.config.total_vocab_size as i64;
+        let e = self.config.n_embd as i64;
+        let mut slice = match &self.head {
+            CodeHead::Coarse { bias, .. } => bias.shallow_clone(),
+            CodeHead::Fine { auto2, .. } => auto2.bias.narrow(0, e - 1, v),
+        };
+        slice.copy_(&logits.to_device(slice.device()));
+    }
+
     /// Logits of the scored rows of a batch, with the first code-module layer fed by code bags.
     pub fn forward_batch(&self, batch: &crate::data::Batch) -> Tensor {
         let (b, t, _) = batch.visits.size3().unwrap();

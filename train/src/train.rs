@@ -41,6 +41,8 @@ pub struct TrainArgs {
     pub n_head: Option<usize>,
     pub n_ctx: Option<usize>,
     pub coarse: bool,
+    /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
+    pub reference_init: bool,
     pub read: ReadOptions,
     pub quiet: bool,
 }
@@ -56,6 +58,13 @@ pub struct TrainState {
     pub lr: f64,
     pub batch_size: usize,
     pub seed: u64,
+    /// How the code module's output biases started: `prior` (training log-odds) or `reference`.
+    #[serde(default = "default_bias_init")]
+    pub output_bias_init: String,
+}
+
+fn default_bias_init() -> String {
+    "reference".into()
 }
 
 /// The fitted pieces of a run that resume must reuse unchanged.
@@ -128,7 +137,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         lr,
         batch_size: args.batch_size,
         seed: args.seed,
+        output_bias_init: if args.reference_init { "reference" } else { "prior" }.into(),
     };
+    if !args.reference_init {
+        model.set_output_bias(&data::prior_logits(train, &setup.encoding));
+    }
     if resuming {
         state = load_last(&args.out, &mut vs, &mut adam)?;
         state.epochs_planned = args.epochs;
