@@ -192,7 +192,7 @@ pub enum Placement {
 
 /// Creates a session for `path` with graph optimisation level 3 on the chosen device.
 /// Returns the session and where it runs; with `Device::Auto` the note says why CUDA was not used.
-pub(crate) fn create_session(
+pub fn create_session(
     rt: &Runtime,
     path: &Path,
     options: &SessionOptions,

@@ -104,12 +104,12 @@ fn conditioned_records_carry_the_fixed_labels() {
     let o = run(&sample_args(
         model.to_str().unwrap(),
         out.to_str().unwrap(),
-        &["--condition", "phenotype_2=1,SEX/F=1"],
+        &["--condition", "hypertension=1,SEX/F=1"],
     ));
     assert!(o.status.success(), "{}", stderr(&o));
     let ds = halo_core::jsonl::read_jsonl(&out).unwrap();
     for p in &ds.patients {
-        assert!(p.labels.as_ref().unwrap()["phenotype_2"]);
+        assert!(p.labels.as_ref().unwrap()["hypertension"]);
         assert_eq!(p.demographics.sex.as_deref(), Some("F"));
     }
 }
@@ -190,8 +190,8 @@ fn bad_input_fails_clearly_without_output() {
 
     // Unknown condition label.
     check(
-        sample_args(model, out_s, &["--condition", "diabetes=1"]),
-        &["unknown label `diabetes`", "phenotype_0"],
+        sample_args(model, out_s, &["--condition", "lupus=1"]),
+        &["unknown label `lupus`", "hypertension"],
     );
 
     // Count 0.

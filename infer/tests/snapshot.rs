@@ -1,39 +1,63 @@
-//! Pins the JSONL output of the fixture model (fixtures/tiny-model) at a fixed seed, so that any change
-//! to sampling or decoding shows up as a reviewed snapshot change.
+//! Pins the JSONL output of the fixture model (fixtures/tiny-model, trained on fixtures/tiny-omop) at seeds
+//! 0, 1 and 42, so that any change to sampling or decoding shows up as a reviewed snapshot change. The same
+//! text must come out for batch sizes 1 and 64 and for three shards concatenated.
 
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::{generate, record_line, Model, Plan};
+use halo_infer::{generate, record_line, shard_range, Model, Plan};
 use std::path::Path;
+
+const RECORDS: u64 = 12;
+
+fn sample(model: &mut Model, seed: u64, records: std::ops::Range<u64>, batch_size: usize) -> String {
+    let mut text = String::new();
+    let plan = Plan {
+        seed,
+        records,
+        batch_size,
+        conditions: None,
+    };
+    generate(model, &plan, |batch| {
+        for s in batch {
+            text.push_str(&String::from_utf8(record_line(&s.patient)).unwrap());
+        }
+        Ok(())
+    })
+    .unwrap();
+    text
+}
+
+fn pinned(seed: u64) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+    let rt = runtime::init(None).unwrap();
+    let options = SessionOptions {
+        device: Device::Cpu,
+        threads: Some(1),
+    };
+    let mut model = Model::load(&dir, rt, &options).unwrap();
+    let one_by_one = sample(&mut model, seed, 0..RECORDS, 1);
+    assert_eq!(
+        sample(&mut model, seed, 0..RECORDS, 64),
+        one_by_one,
+        "batch 64 vs 1, seed {seed}"
+    );
+    let sharded: String = (0..3)
+        .map(|k| sample(&mut model, seed, shard_range(RECORDS, k, 3).unwrap(), 5))
+        .collect();
+    assert_eq!(sharded, one_by_one, "3 shards vs one run, seed {seed}");
+    one_by_one
+}
+
+#[test]
+fn fixture_model_output_at_seed_0() {
+    insta::assert_snapshot!(pinned(0));
+}
+
+#[test]
+fn fixture_model_output_at_seed_1() {
+    insta::assert_snapshot!(pinned(1));
+}
 
 #[test]
 fn fixture_model_output_at_seed_42() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
-    let rt = runtime::init(None).unwrap();
-    let mut model = Model::load(
-        &dir,
-        rt,
-        &SessionOptions {
-            device: Device::Cpu,
-            threads: Some(1),
-        },
-    )
-    .unwrap();
-    let mut text = String::new();
-    generate(
-        &mut model,
-        &Plan {
-            seed: 42,
-            records: 0..8,
-            batch_size: 8,
-            conditions: None,
-        },
-        |batch| {
-            for s in batch {
-                text.push_str(&String::from_utf8(record_line(&s.patient)).unwrap());
-            }
-            Ok(())
-        },
-    )
-    .unwrap();
-    insta::assert_snapshot!(text);
+    insta::assert_snapshot!(pinned(42));
 }

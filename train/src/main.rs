@@ -124,6 +124,10 @@ struct TrainCmd {
     /// code's log-odds in the training split; for like-for-like comparisons with the reference
     #[arg(long)]
     reference_init: bool,
+    /// CPU threads for libtorch [default: libtorch's choice, all cores]. With 1, a CPU run gives the same
+    /// bytes on any machine with the same libtorch build (used to regenerate fixtures/tiny-model)
+    #[arg(long)]
+    threads: Option<usize>,
     /// No per-epoch lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -227,6 +231,9 @@ fn main() -> ExitCode {
 }
 
 fn run_train(cmd: TrainCmd) -> Result<()> {
+    if let Some(n) = cmd.threads {
+        tch::set_num_threads(n.max(1) as i32);
+    }
     if cmd.batch_size == 0 || cmd.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates fixtures/tiny-model byte for byte: trains on fixtures/tiny-omop with one CPU thread and a
+# fixed seed, then exports. Usage: scripts/make-fixture-model.sh [OUT_DIR] (default fixtures/tiny-model).
+# Needs the release binary (scripts/setup.sh builds it). train/tests/fixture.rs checks that this still
+# reproduces the committed files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-fixtures/tiny-model}"
+halo="${HALO_BIN:-${CARGO_TARGET_DIR:-target}/release/halo}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+"$halo" train --data fixtures/tiny-omop --out "$work/ckpt" --device cpu --threads 1 --seed 1 \
+    --n-embd 16 --n-layer 2 --n-head 2 --n-ctx 10 --epochs 40 --batch-size 8 --lab-buckets 3 --quiet
+rm -rf "$out"
+"$halo" export --checkpoint "$work/ckpt" --out "$out"
