@@ -53,7 +53,7 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
             continue;
         }
         let raw: RawRecord =
-            serde_json::from_str(&line).map_err(|e| Error::line(path, lineno, format!("not a record: {e}")))?;
+            serde_json::from_str(&line).map_err(|e| Error::line(path, lineno, not_a_record(&line, &e)))?;
         let patient = parse_record(raw, path, lineno, &mut ds.report)?;
         if !seen_ids.insert(patient.id.clone()) {
             return Err(Error::line(path, lineno, format!("duplicate id `{}`", patient.id)));
@@ -71,6 +71,28 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
         return Err(Error::file(path, "no records (expected one JSON object a line)"));
     }
     Ok(ds)
+}
+
+/// Why a line is not a record, in the words of the JSONL format: not JSON, JSON but not an object, or an
+/// object with a field of the wrong type (serde's message, with its position given as a column).
+fn not_a_record(line: &str, e: &serde_json::Error) -> String {
+    let kind = match serde_json::from_str::<Value>(line) {
+        Err(_) => return format!("not JSON ({e})"),
+        Ok(Value::Object(_)) => None,
+        Ok(Value::Array(_)) => Some("an array"),
+        Ok(Value::String(_)) => Some("a string"),
+        Ok(Value::Number(_)) => Some("a number"),
+        Ok(Value::Bool(_)) => Some("a boolean"),
+        Ok(Value::Null) => Some("null"),
+    };
+    match kind {
+        Some(kind) => format!("expected a record (a JSON object with `id` and `visits`), got {kind}"),
+        None => {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            format!("not a record: {message} (column {})", e.column())
+        }
+    }
 }
 
 fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadReport) -> Result<Patient> {

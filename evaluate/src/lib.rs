@@ -266,6 +266,18 @@ pub fn evaluate(
     let n_known = interner.len() as u32;
     let syn = Corpus::build(syn_p.iter().copied(), &mut interner);
     let inputs = inputs(real.len(), &parts, synthetic.len(), &syn, n_known, &interner);
+    if inputs.unknown_code_occurrences > 0 && inputs.unknown_code_occurrences == inputs.synthetic_code_occurrences {
+        let examples: Vec<&str> = inputs
+            .unknown_code_examples
+            .iter()
+            .take(3)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        return Err(EvalError::NoCommonCodes {
+            occurrences: inputs.unknown_code_occurrences,
+            examples: examples.join(", "),
+        });
+    }
     if inputs.unknown_code_occurrences > 0 {
         notes.push(format!(
             "{} of {} synthetic code occurrences ({:.4}%) are codes absent from the real data",

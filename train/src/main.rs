@@ -183,6 +183,9 @@ struct EvaluateCmd {
     /// Model directory (for the real data's split when no checkpoint is given).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Skip the train-on-synthetic, test-on-real classifiers (the slow part: minutes per label on a CPU).
+    #[arg(long)]
+    no_utility: bool,
     #[command(flatten)]
     data_args: DataArgs,
     #[arg(long, default_value = "auto", value_parser = parse_device)]
@@ -439,15 +442,19 @@ fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
         options.log_likelihoods = Some(score::score(&ck.model, &encoded, &ck.encoding, 96, cmd.device).per_record);
     }
     let mut report = halo_evaluate::evaluate(&real.patients, &split, &synthetic.patients, &options)?;
-    report.utility = utility(
-        &real.patients,
-        &real_labels,
-        &split,
-        &synthetic.patients,
-        &syn_labels,
-        cmd.device,
-        &mut report.notes,
-    );
+    if cmd.no_utility {
+        report.notes.push("utility classifiers skipped (--no-utility)".into());
+    } else {
+        report.utility = utility(
+            &real.patients,
+            &real_labels,
+            &split,
+            &synthetic.patients,
+            &syn_labels,
+            cmd.device,
+            &mut report.notes,
+        );
+    }
     halo_evaluate::write_report(&cmd.out, &report)?;
     eprintln!("halo evaluate: wrote {}/report.json and report.html", cmd.out.display());
     Ok(())

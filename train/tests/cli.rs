@@ -159,7 +159,7 @@ fn bad_inputs_get_clear_errors() {
         (
             "not json",
             "{\"id\":1,\"visits\":[{\"codes\":[\"a\"]}]}\nnot json\n".into(),
-            ":2: not a record",
+            ":2: not JSON",
         ),
         (
             "unknown split",

@@ -181,3 +181,52 @@ fn the_code_bag_path_equals_the_multi_hot_path() {
     assert_eq!(bags.size(), vec![6, 6]);
     assert!((bags - dense).abs().max().double_value(&[]) < 1e-5);
 }
+
+#[test]
+fn prior_logits_are_the_training_log_odds_and_land_on_the_code_outputs() {
+    let enc = tiny_encoding();
+    let v = enc.vocab_size();
+    // Two patients, 2 + 3 scored rows (label visit + visits): code 0 in 2 rows, code 1 in 2, the label in
+    // 1, the end code in 2 (one per patient), the start and pad codes in none.
+    let label = enc.code_vocab_size as u32;
+    let patients = vec![
+        EncodedPatient {
+            labels: vec![label],
+            visits: vec![vec![0, 1]],
+        },
+        EncodedPatient {
+            labels: vec![],
+            visits: vec![vec![0], vec![1]],
+        },
+    ];
+    let logits = Vec::<f32>::try_from(halo_train::data::prior_logits(&patients, &enc)).unwrap();
+    let log_odds = |count: f64| {
+        let p = (count + 0.5) / 6.0;
+        (p / (1.0 - p)).ln() as f32
+    };
+    let mut counts = vec![0.0; v];
+    counts[0] = 2.0;
+    counts[1] = 2.0;
+    counts[label as usize] = 1.0;
+    counts[enc.end_index()] = 2.0;
+    for (j, c) in counts.iter().enumerate() {
+        assert!(
+            (logits[j] - log_odds(*c)).abs() < 1e-6,
+            "token {j}: {} vs {}",
+            logits[j],
+            log_odds(*c)
+        );
+    }
+
+    // set_output_bias writes them to auto2.bias[E-1 .. E-1+V] and nowhere else.
+    let config = tiny_config(enc.code_vocab_size, enc.label_vocab_size);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Halo::load(&vs.root(), &config);
+    let before = vs.variables()["ehr_head.auto2.bias"].copy();
+    model.set_output_bias(&Tensor::from_slice(&logits));
+    let after = vs.variables()["ehr_head.auto2.bias"].copy();
+    let e = config.n_embd as i64;
+    let got = Vec::<f32>::try_from(after.narrow(0, e - 1, v as i64)).unwrap();
+    assert_eq!(got, logits);
+    assert!(after.narrow(0, 0, e - 1).equal(&before.narrow(0, 0, e - 1)));
+}

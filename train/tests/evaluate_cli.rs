@@ -1,0 +1,117 @@
+//! `halo evaluate` as a user runs it, on the inputs a user gets wrong: an empty synthetic file, a file in
+//! another format, synthetic codes the real data does not have.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn real() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/synthea-60.jsonl")
+}
+
+fn evaluate(synthetic: &Path, out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args(["evaluate", "--real", real().to_str().unwrap(), "--synthetic"])
+        .arg(synthetic)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu", "--no-utility"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The real fixture with every code of every record `f`-mapped, as synthetic records.
+fn renamed(dir: &Path, f: impl Fn(usize, &str) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(real()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+        for visit in record["visits"].as_array_mut().unwrap() {
+            for (i, code) in visit["codes"].as_array_mut().unwrap().iter_mut().enumerate() {
+                *code = serde_json::Value::String(f(i, code.as_str().unwrap()));
+            }
+        }
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    let path = dir.join("synthetic.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn empty_and_misformatted_synthetic_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let o = evaluate(&empty, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("empty.jsonl") && stderr(&o).contains("no records"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A CSV table given where records are expected.
+    let csv = tmp.path().join("visits.csv");
+    std::fs::write(&csv, "person_id,visit_start_date\n1,2020-01-01\n").unwrap();
+    let o = evaluate(&csv, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("visits.csv"), "{}", stderr(&o));
+
+    // JSON, but not records: the line is named.
+    let not_records = tmp.path().join("other.jsonl");
+    std::fs::write(&not_records, "{\"id\": \"a\", \"visits\": []}\n[1, 2]\n").unwrap();
+    let o = evaluate(&not_records, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("other.jsonl:2: expected a record"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Real data read with a format it is not in.
+    let o = evaluate(&real(), &out, &["--format", "meds"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("synthea-60.jsonl"), "{}", stderr(&o));
+    assert!(!out.exists(), "a failed evaluation left {}", out.display());
+}
+
+#[test]
+fn unknown_synthetic_codes_are_counted_and_all_unknown_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Every third code renamed: evaluated, and the unknown codes are counted in the report.
+    let some = renamed(
+        tmp.path(),
+        |i, c| if i % 3 == 0 { format!("XX/{c}") } else { c.to_string() },
+    );
+    let out = tmp.path().join("report");
+    let o = evaluate(&some, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let inputs = &report["inputs"];
+    let unknown = inputs["unknown_code_occurrences"].as_u64().unwrap();
+    let all = inputs["synthetic_code_occurrences"].as_u64().unwrap();
+    assert!(unknown > 0 && unknown < all, "{inputs}");
+    assert!(
+        report["notes"].to_string().contains("absent from the real data"),
+        "{}",
+        report["notes"]
+    );
+
+    // Every code renamed: a clear error, no report.
+    let none = renamed(tmp.path(), |_, c| format!("XX/{c}"));
+    let out = tmp.path().join("report2");
+    let o = evaluate(&none, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("none of the"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
