@@ -210,6 +210,15 @@ pub fn write_random_checkpoint(
         ..Default::default()
     };
     fsutil::write_json_atomic(&dir.join(checkpoint::TRAINING), &training)?;
+    // No data, so an empty split: the folder is then a complete checkpoint for `halo test` and friends.
+    let split = halo_core::split::SplitAssignment {
+        source: "none (random weights)".into(),
+        seed,
+        train: vec![],
+        val: vec![],
+        test: vec![],
+    };
+    fsutil::write_json_atomic(&dir.join(checkpoint::SPLIT), &split)?;
     Ok(())
 }
 

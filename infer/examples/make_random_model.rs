@@ -40,7 +40,10 @@ fn main() {
     let t = std::time::Instant::now();
     halo_export::write_random_checkpoint(&ck, &cfg, &enc, seed, Some(&bias)).expect("checkpoint");
     halo_export::export(&ck, &out, &halo_export::ExportOptions::default()).expect("export");
-    std::fs::remove_dir_all(&ck).ok();
+    // HALO_KEEP_CHECKPOINT=1 keeps it, e.g. for the trainer's parity test at these dimensions.
+    if std::env::var_os("HALO_KEEP_CHECKPOINT").is_none() {
+        std::fs::remove_dir_all(&ck).ok();
+    }
     common::add_verify(&out, 0, 16);
     eprintln!(
         "wrote {} ({} codes, {} labels, n_embd {}, {} layers, n_ctx {}) in {:.1} s",

@@ -188,6 +188,16 @@ fn bad_input_fails_clearly_without_output() {
         &["code_head.onnx", "does not match", "files.code_head.sha256"],
     );
 
+    // Manifest whose model config disagrees with the graphs' shapes (checksums still match).
+    let reshaped = copy_model(&tmp.path().join("m2"));
+    let mut m = halo_core::manifest::Manifest::read(&reshaped).unwrap();
+    m.model.n_embd *= 2;
+    halo_core::fsutil::write_json_atomic(&reshaped.join("manifest.json"), &m).unwrap();
+    check(
+        sample_args(reshaped.to_str().unwrap(), out_s, &[]),
+        &["has shape", "manifest's model config needs"],
+    );
+
     // Unknown condition label.
     check(
         sample_args(model, out_s, &["--condition", "lupus=1"]),

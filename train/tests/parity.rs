@@ -146,9 +146,6 @@ fn random_weights_agree() {
     config.n_positions = 16;
     let ckpt = tmp.path().join("ckpt");
     halo_export::write_random_checkpoint(&ckpt, &config, &enc, 5, None).unwrap();
-    // The trainer's checkpoint loader also wants the split; a random model has none.
-    let split = r#"{"source": "given", "seed": 0, "train": [], "val": [], "test": []}"#;
-    std::fs::write(ckpt.join("split.json"), split).unwrap();
     check(&ckpt);
 }
 
