@@ -139,9 +139,33 @@ fn walk(
             w.done = true;
             return false;
         }
+        let fixed_at = |k: usize| if plan.forced { forced.and_then(|f| f[k]) } else { None };
+        // An exclusive category (sex, race, ...) with no value fixed is drawn once, at its first position:
+        // one value, with probabilities the category's conditionals of this pass renormalised. Each value's
+        // logit then conditions on the same prefix; walking the values one by one would instead lean on
+        // "earlier values of the category were not drawn", a dependence the code module carries through a
+        // single hidden unit and learns poorly (measured on Synthea: 64% F walking, 49% in the data).
+        if let Some((start, end)) = plan.category[pos] {
+            if pos == start && !(start..end).any(|k| fixed_at(k) == Some(true)) {
+                let Some(logits) = logits.filter(|_| !w.stale) else {
+                    return true;
+                };
+                let weights: Vec<(usize, f64)> = (start..end)
+                    .filter(|k| fixed_at(*k) != Some(false))
+                    .map(|k| (k, sigmoid(logits[plan.cands[k]])))
+                    .collect();
+                if let Some(chosen) = categorical(&weights, rng) {
+                    let j = plan.cands[chosen];
+                    visit[j] = 1.0;
+                    drawn.push(j as u32);
+                    w.stale = !coarse;
+                }
+                w.pos = end;
+                continue;
+            }
+        }
         let j = plan.cands[pos];
-        let fixed = if plan.forced { forced.and_then(|f| f[pos]) } else { None };
-        match fixed {
+        match fixed_at(pos) {
             Some(true) => {
                 visit[j] = 1.0;
                 drawn.push(j as u32);
@@ -164,42 +188,22 @@ fn walk(
                 }
             }
         }
-        // Nothing set at `pos`. Passing the last code of an exclusive category with none of its values
-        // set: draw one value from the current conditionals renormalised over the category.
-        if let Some((start, end)) = plan.category[pos] {
-            if pos + 1 == end {
-                let allowed = |k: usize| !(plan.forced && forced.and_then(|f| f[k]) == Some(false));
-                if let Some(logits) = logits.filter(|_| !w.stale) {
-                    let weights: Vec<(usize, f64)> = (start..end)
-                        .filter(|k| allowed(*k))
-                        .map(|k| (k, sigmoid(logits[plan.cands[k]])))
-                        .collect();
-                    let total: f64 = weights.iter().map(|(_, p)| p).sum();
-                    if !weights.is_empty() {
-                        let u: f64 = rng.random::<f64>() * total;
-                        let mut acc = 0.0;
-                        let mut chosen = weights[weights.len() - 1].0;
-                        for (k, p) in &weights {
-                            acc += p;
-                            if u < acc {
-                                chosen = *k;
-                                break;
-                            }
-                        }
-                        let jj = plan.cands[chosen];
-                        visit[jj] = 1.0;
-                        drawn.push(jj as u32);
-                        w.stale = !coarse;
-                    }
-                } else if (start..end).any(allowed) {
-                    // Needs fresh logits first. (Not reached in practice: a category with a free value
-                    // had that value walked with fresh logits, and nothing changed the visit since.)
-                    return true;
-                }
-            }
-        }
         w.pos = pos + 1;
     }
+}
+
+/// Draws one of `weights` (index, weight) with probability proportional to its weight; `None` when empty.
+fn categorical(weights: &[(usize, f64)], rng: &mut ChaCha20Rng) -> Option<usize> {
+    let total: f64 = weights.iter().map(|(_, p)| p).sum();
+    let u: f64 = rng.random::<f64>() * total;
+    let mut acc = 0.0;
+    for (k, p) in weights {
+        acc += p;
+        if u < acc {
+            return Some(*k);
+        }
+    }
+    weights.last().map(|(k, _)| *k)
 }
 
 /// Samples one visit for every row. `visits` [n, V] must be zero on entry; it holds the sampled visits

@@ -171,3 +171,39 @@ fn bad_conditions_are_refused_clearly() {
     let err = Conditions::parse(file.to_str().unwrap(), &enc).unwrap_err().to_string();
     assert!(err.contains("between 0 and 1"), "{err}");
 }
+
+#[test]
+fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
+    // No phenotype labels: sex is the label visit's first category, so its conditionals come from the
+    // very first code-head pass of a record, which the test can run itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = common::Spec::fixture();
+    spec.labels = 0;
+    let enc = common::encoding(&spec);
+    let dir = common::build_model(tmp.path(), &spec, 33, None, Some(5.0));
+    let mut model = load(&dir);
+    let (v, e) = (enc.vocab_size(), spec.n_embd);
+    let mut start = vec![0f32; v];
+    start[enc.start_index()] = 1.0;
+    let (mut history, mut present, mut logits) = (Vec::new(), Vec::new(), Vec::new());
+    model.step(&start, &[], 1, 0, &mut history, &mut present).unwrap();
+    assert_eq!(history.len(), e);
+    model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();
+    let p = |j: usize| 1.0 / (1.0 + (-logits[j] as f64).exp());
+    let (f, m) = (enc.code_vocab_size, enc.code_vocab_size + 1);
+    let expected_f = p(f) / (p(f) + p(m));
+    let n = 3000;
+    let records = sample(&mut model, n, None);
+    let share_f = records
+        .iter()
+        .filter(|s| s.patient.demographics.sex.as_deref() == Some("F"))
+        .count() as f64
+        / n as f64;
+    let sd = (expected_f * (1.0 - expected_f) / n as f64).sqrt();
+    assert!(
+        (share_f - expected_f).abs() < 4.0 * sd,
+        "F in {share_f:.3} of records, expected {expected_f:.3} (p(F) {:.3}, p(M | F not set) {:.3})",
+        p(f),
+        p(m)
+    );
+}
