@@ -1,5 +1,5 @@
 //! `code_head.onnx`: the code-level module. `history` [batch, E] (history vector of the previous
-//! position) and `visit` [batch, V] (the visit's codes so far, 0/1) -> `logits` [batch, V].
+//! position) and `visit` [batch, V] (the visit's codes so far) -> `logits` [batch, V].
 //!
 //! The autoregressive masks (output r sees inputs c <= r) are folded into the weights, and only what the
 //! logits need is computed: the logits are outputs E-1..E-1+V of auto2, which see hidden units up to
@@ -30,37 +30,16 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
 
     let d = c.head_width();
     let hidden = d - 1;
-    // auto1: rows 0..D-1 of the masked [D, D] weight, transposed to [D, D-1]; its first E rows act on the
-    // history, the other V on the visit. The visit is a multi-hot with a handful of ones, so instead of a
-    // dense [batch, V] x [V, D-1] product the rows of the codes that are set are gathered and added to the
-    // history's product (NonZero -> Gather -> ScatterND add): about half the work of a sampling pass.
+    let input = b.node("Concat", "head_input", &[&history, &visit], &[("axis", Attr::Int(1))]);
+    // auto1: rows 0..D-1 of the masked [D, D] weight, transposed to [D, D-1].
     let w1 = masked_rows_t(&ck.tensor("ehr_head.auto1.weight").data, d, 0, hidden);
-    let w1_history = b.weight(
-        "ehr_head.auto1.weight_masked_t.history",
-        &[e, hidden],
-        &w1[..e * hidden],
-    );
-    let w1_visit = b.weight("ehr_head.auto1.weight_masked_t.visit", &[v, hidden], &w1[e * hidden..]);
+    let w1 = b.weight("ehr_head.auto1.weight_masked_t", &[d, hidden], &w1);
     let b1 = b.weight(
         "ehr_head.auto1.bias_used",
         &[hidden],
         &ck.tensor("ehr_head.auto1.bias").data[..hidden],
     );
-    let from_history = b.node("Gemm", "auto1.history", &[&history, &w1_history, &b1], &[]);
-    let set = b.node("NonZero", "visit.set", &[&visit], &[]); // [2, n_set]: (row, code) pairs
-    let axis0 = [("axis", Attr::Int(0))];
-    let first = b.const_i64("first", &[1], &[0]);
-    let second = b.const_i64("second", &[], &[1]);
-    let rows = b.node("Gather", "visit.set.rows", &[&set, &first], &axis0); // [1, n_set]
-    let rows = b.node("Transpose", "visit.set.row_index", &[&rows], &[]); // [n_set, 1]
-    let codes = b.node("Gather", "visit.set.codes", &[&set, &second], &axis0); // [n_set]
-    let columns = b.node("Gather", "auto1.visit.rows", &[&w1_visit, &codes], &axis0); // [n_set, D-1]
-    let h1 = b.node(
-        "ScatterND",
-        "auto1",
-        &[&from_history, &rows, &columns],
-        &[("reduction", Attr::Str("add"))],
-    );
+    let h1 = b.node("Gemm", "auto1", &[&input, &w1, &b1], &[]);
     let h1 = b.node("Relu", "auto1.relu", &[&h1], &[]);
     // auto2: rows E-1..E-1+V of the masked weight, columns 0..D-1, transposed to [D-1, V].
     let w2_full = masked_rows_t(&ck.tensor("ehr_head.auto2.weight").data, d, e - 1, v);
