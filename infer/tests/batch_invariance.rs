@@ -86,3 +86,39 @@ fn graph_rows_do_not_depend_on_the_batch() {
         }
     }
 }
+
+/// Repeated runs of the same input give the same bits with several threads, at a realistic width (a graph
+/// whose kernels race across threads, such as ScatterND with reduction=add, fails this).
+#[test]
+fn graphs_repeat_bitwise_with_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = common::Spec::fixture();
+    spec.codes = 1500;
+    spec.n_embd = 64;
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 10.0, 2.0);
+    let dir = common::build_model(tmp.path(), &spec, 2, Some(&bias), None);
+    let rt = runtime::init(None).unwrap();
+    let options = SessionOptions {
+        device: Device::Cpu,
+        threads: Some(2),
+    };
+    let mut model = Model::load(&dir, rt, &options).unwrap();
+    let c = model.config().clone();
+    let (v, e) = (c.total_vocab_size, c.n_embd);
+    let n = 64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let visits: Vec<f32> = (0..n * v)
+        .map(|_| if rng.random::<f64>() < 0.01 { 1.0 } else { 0.0 })
+        .collect();
+    let history: Vec<f32> = (0..n * e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    model.head(&history, &visits, n, &mut first).unwrap();
+    for _ in 0..5 {
+        model.head(&history, &visits, n, &mut again).unwrap();
+        assert!(
+            first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "the code head gave different logits for the same input"
+        );
+    }
+}
