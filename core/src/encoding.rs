@@ -275,7 +275,8 @@ pub fn visit_days(patient: &Patient) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.f]` or with a space instead of `T`.
+/// Parses `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-MM-DDTHH:MM[:SS[.f]]` (or a space instead of `T`), optionally
+/// with a UTC offset (the local time is kept).
 pub fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     let s = s.trim();
     for fmt in [
@@ -283,14 +284,28 @@ pub fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S",
         "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
     ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t);
         }
     }
-    chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    // With a UTC offset (`+02:00`, `-0500`, `Z`): the local wall-clock time is kept, as a visit's day is.
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.naive_local());
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, fmt) {
+            return Some(t.naive_local());
+        }
+    }
+    let date = s
+        .get(..10)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        // Compact dates (`20200115`) as some database exports write them.
+        .or_else(|| (s.len() == 8).then(|| chrono::NaiveDate::parse_from_str(s, "%Y%m%d").ok())?);
+    date.and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 fn birth_year(patient: &Patient) -> Option<i32> {

@@ -10,8 +10,10 @@
 //!   (each optional; an absent table is reported in [`ReadReport::skipped`]): `visit_occurrence_id`, the
 //!   table's concept id and source value, and for measurements `value_as_number`.
 //!
-//! File names match case-insensitively (`PERSON.csv`), and columns are found by header name
-//! (case-insensitive), never by position. A missing required file or column, a row with the wrong number
+//! File names match case-insensitively (`PERSON.csv`) and may end in `.csv`, `.tsv` or `.txt`, each
+//! optionally gzipped (`.csv.gz`); the delimiter (comma, tab, pipe or semicolon) is read off the header
+//! line, since database exports often use tabs or pipes whatever the name says. Columns are found by header
+//! name (case-insensitive), never by position. A missing required file or column, a row with the wrong number
 //! of fields or an unparseable id is an error naming the file and line (the header is line 1).
 //! Files are streamed row by row: memory grows with the output, not with the files.
 //!
@@ -53,7 +55,7 @@ use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit}
 use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// A clinical event table and how its rows become codes.
@@ -142,7 +144,9 @@ impl TableFiles {
                 Some(n) => n.to_string_lossy().to_ascii_lowercase(),
                 None => continue,
             };
-            if let Some(stem) = name.strip_suffix(".csv") {
+            let plain = name.strip_suffix(".gz").unwrap_or(&name);
+            let stem = [".csv", ".tsv", ".txt"].iter().find_map(|ext| plain.strip_suffix(ext));
+            if let Some(stem) = stem {
                 if path.is_file() {
                     by_stem.entry(stem.to_string()).or_default().push(path);
                 }
@@ -158,7 +162,7 @@ impl TableFiles {
             Some(many) => Err(Error::file(
                 &many[0],
                 format!(
-                    "table {table} has {} files differing only in case; keep one",
+                    "table {table} has {} files (names differing only in case or extension); keep one",
                     many.len()
                 ),
             )),
@@ -175,10 +179,34 @@ impl TableFiles {
     }
 }
 
+/// A table file opened for reading: gzip-decompressed when its name ends in `.gz`.
+fn open_table(path: &Path) -> Result<Box<dyn Read>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let is_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    Ok(if is_gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// The field delimiter of a table, from its header line: tab, comma, pipe or semicolon, whichever occurs
+/// most (exports from database tools are often tab- or pipe-delimited whatever the file name says).
+fn sniff_delimiter(path: &Path) -> Result<u8> {
+    let mut header = Vec::new();
+    let mut reader = BufReader::new(open_table(path)?);
+    reader.read_until(b'\n', &mut header).map_err(|e| Error::io(path, e))?;
+    let count = |d: u8| header.iter().filter(|&&b| b == d).count();
+    Ok([b',', b'\t', b'|', b';']
+        .into_iter()
+        .max_by_key(|d| (count(*d), *d == b','))
+        .unwrap_or(b','))
+}
+
 /// A CSV file read row by row, with its columns found by header name.
 struct CsvTable {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
+    reader: csv::Reader<BufReader<Box<dyn Read>>>,
     columns: HashMap<String, usize>,
     width: usize,
     record: csv::StringRecord,
@@ -186,11 +214,12 @@ struct CsvTable {
 
 impl CsvTable {
     fn open(path: &Path) -> Result<CsvTable> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let delimiter = sniff_delimiter(path)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(BufReader::new(file));
+            .delimiter(delimiter)
+            .from_reader(BufReader::new(open_table(path)?));
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let mut columns = HashMap::new();
         for (i, name) in headers.iter().enumerate() {
@@ -697,6 +726,66 @@ mod tests {
              5,2,3012888,abc,20,8462-4\n",
         );
         tmp
+    }
+
+    /// Rewrites every table of `from` into `to` with another delimiter and file name, gzipped or not.
+    fn rewrite(from: &Path, to: &Path, delimiter: char, ext: &str, gzip: bool) {
+        use std::io::Write;
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(',', &delimiter.to_string());
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let name = format!("{stem}.{ext}{}", if gzip { ".gz" } else { "" });
+            let mut file = std::fs::File::create(to.join(name)).unwrap();
+            if gzip {
+                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+                gz.write_all(text.as_bytes()).unwrap();
+                gz.finish().unwrap();
+            } else {
+                file.write_all(text.as_bytes()).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn tab_pipe_semicolon_and_gzipped_tables_read_like_csv() {
+        let csv = sample_folder();
+        let expected = read_omop(csv.path()).unwrap();
+        for (delimiter, ext, gzip) in [
+            ('\t', "tsv", false),
+            ('\t', "csv", true),
+            ('|', "txt", false),
+            (';', "csv", true),
+        ] {
+            let other = tempfile::tempdir().unwrap();
+            rewrite(csv.path(), other.path(), delimiter, ext, gzip);
+            let ds = read_omop(other.path()).unwrap_or_else(|e| panic!("{delimiter:?} {ext} gz={gzip}: {e}"));
+            assert_eq!(ds.patients, expected.patients, "{delimiter:?} {ext} gz={gzip}");
+            assert_eq!(ds.report, expected.report, "{delimiter:?} {ext} gz={gzip}");
+        }
+        // The same table twice (plain and gzipped) is ambiguous: an error, not a silent pick.
+        let both = tempfile::tempdir().unwrap();
+        rewrite(csv.path(), both.path(), ',', "csv", false);
+        rewrite(csv.path(), both.path(), ',', "csv", true);
+        let err = read_omop(both.path()).unwrap_err().to_string();
+        assert!(err.contains("keep one"), "{err}");
+    }
+
+    #[test]
+    fn compact_and_offset_dates_parse() {
+        use crate::encoding::parse_time;
+        let t = |s: &str| parse_time(s).map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string());
+        assert_eq!(t("20200115").as_deref(), Some("2020-01-15T00:00:00"));
+        assert_eq!(t("2020-01-15 10:30").as_deref(), Some("2020-01-15T10:30:00"));
+        assert_eq!(t("2020-01-15T10:30:00+02:00").as_deref(), Some("2020-01-15T10:30:00"));
+        assert_eq!(
+            t("2020-01-15 10:30:00.123-0500").as_deref(),
+            Some("2020-01-15T10:30:00")
+        );
+        assert_eq!(t("2020-1-5"), None);
+        assert_eq!(t("202001150"), None);
     }
 
     #[test]
