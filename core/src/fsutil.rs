@@ -41,3 +41,14 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("not a valid {what}: {e}")))
 }
+
+/// Opens a file for reading, gzip-decompressing it when its name ends in `.gz`.
+pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn std::io::Read>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let is_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    Ok(if is_gz {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(file)
+    })
+}

@@ -43,7 +43,7 @@ struct RawLab {
 
 /// Reads a JSONL file of records. Blank lines are ignored; records without visits are counted and left out.
 pub fn read_jsonl(path: &Path) -> Result<Dataset> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::fsutil::open_maybe_gz(path)?;
     let mut ds = Dataset::default();
     let mut seen_ids = std::collections::HashSet::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -199,4 +199,25 @@ pub fn write_jsonl(path: &Path, patients: &[Patient]) -> Result<()> {
         write_record(&mut buf, p).map_err(|e| Error::io(path, e))?;
     }
     crate::fsutil::write_atomic(path, &buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn gzipped_jsonl_reads_like_plain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = "{\"id\": \"a\", \"visits\": [{\"codes\": [\"x\", \"y\"]}]}\n{\"id\": 2, \"visits\": [{\"day\": 3, \"codes\": [\"z\"]}]}\n";
+        let plain = tmp.path().join("r.jsonl");
+        std::fs::write(&plain, text).unwrap();
+        let gz = tmp.path().join("r.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(crate::Format::detect(&gz).unwrap(), crate::Format::Jsonl);
+        let (a, b) = (super::read_jsonl(&plain).unwrap(), super::read_jsonl(&gz).unwrap());
+        assert_eq!(a.patients, b.patients);
+        assert_eq!(b.patients.len(), 2);
+    }
 }

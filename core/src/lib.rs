@@ -46,6 +46,7 @@ impl Format {
     pub fn detect(path: &Path) -> Result<Format> {
         if path.is_file() {
             let name = path.to_string_lossy().to_ascii_lowercase();
+            let name = name.strip_suffix(".gz").unwrap_or(&name);
             if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
                 return Ok(Format::Jsonl);
             }
@@ -54,7 +55,7 @@ impl Format {
             }
             return Err(Error::file(
                 path,
-                "cannot tell the format of this file (expected .jsonl or .parquet; or give --format)",
+                "cannot tell the format of this file (expected .jsonl, .jsonl.gz or .parquet; or give --format)",
             ));
         }
         if !path.exists() {
@@ -63,7 +64,7 @@ impl Format {
         let has_person_table = std::fs::read_dir(path)
             .map(|d| {
                 d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case("person.csv"))
+                    .any(|e| crate::omop::is_table_file(&e.file_name().to_string_lossy(), "person"))
             })
             .unwrap_or(false);
         if has_person_table {

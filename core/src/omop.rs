@@ -51,10 +51,10 @@
 
 use crate::encoding::parse_time;
 use crate::error::{Error, Result};
+use crate::fsutil::open_maybe_gz;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -124,6 +124,21 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
 // ---------------------------------------------------------------------------------------------------
 // Files and CSV access
 
+/// The table name of a file name (`PERSON.csv.gz` -> `person`), when it has a table file's extension.
+fn table_stem(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    let plain = name.strip_suffix(".gz").unwrap_or(&name);
+    [".csv", ".tsv", ".txt"]
+        .iter()
+        .find_map(|ext| plain.strip_suffix(ext))
+        .map(str::to_string)
+}
+
+/// Whether `name` is a file of OMOP table `table` (any case, any accepted extension).
+pub fn is_table_file(name: &str, table: &str) -> bool {
+    table_stem(name).as_deref() == Some(table)
+}
+
 /// The CSV files of a folder, by lowercase file stem.
 struct TableFiles {
     by_stem: HashMap<String, Vec<PathBuf>>,
@@ -144,11 +159,9 @@ impl TableFiles {
                 Some(n) => n.to_string_lossy().to_ascii_lowercase(),
                 None => continue,
             };
-            let plain = name.strip_suffix(".gz").unwrap_or(&name);
-            let stem = [".csv", ".tsv", ".txt"].iter().find_map(|ext| plain.strip_suffix(ext));
-            if let Some(stem) = stem {
+            if let Some(stem) = table_stem(&name) {
                 if path.is_file() {
-                    by_stem.entry(stem.to_string()).or_default().push(path);
+                    by_stem.entry(stem).or_default().push(path);
                 }
             }
         }
@@ -179,22 +192,11 @@ impl TableFiles {
     }
 }
 
-/// A table file opened for reading: gzip-decompressed when its name ends in `.gz`.
-fn open_table(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let is_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    Ok(if is_gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(file)
-    })
-}
-
 /// The field delimiter of a table, from its header line: tab, comma, pipe or semicolon, whichever occurs
 /// most (exports from database tools are often tab- or pipe-delimited whatever the file name says).
 fn sniff_delimiter(path: &Path) -> Result<u8> {
     let mut header = Vec::new();
-    let mut reader = BufReader::new(open_table(path)?);
+    let mut reader = BufReader::new(open_maybe_gz(path)?);
     reader.read_until(b'\n', &mut header).map_err(|e| Error::io(path, e))?;
     let count = |d: u8| header.iter().filter(|&&b| b == d).count();
     Ok([b',', b'\t', b'|', b';']
@@ -219,7 +221,7 @@ impl CsvTable {
             .has_headers(true)
             .flexible(true)
             .delimiter(delimiter)
-            .from_reader(BufReader::new(open_table(path)?));
+            .from_reader(BufReader::new(open_maybe_gz(path)?));
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let mut columns = HashMap::new();
         for (i, name) in headers.iter().enumerate() {
@@ -764,6 +766,7 @@ mod tests {
             let ds = read_omop(other.path()).unwrap_or_else(|e| panic!("{delimiter:?} {ext} gz={gzip}: {e}"));
             assert_eq!(ds.patients, expected.patients, "{delimiter:?} {ext} gz={gzip}");
             assert_eq!(ds.report, expected.report, "{delimiter:?} {ext} gz={gzip}");
+            assert_eq!(crate::Format::detect(other.path()).unwrap(), crate::Format::Omop);
         }
         // The same table twice (plain and gzipped) is ambiguous: an error, not a silent pick.
         let both = tempfile::tempdir().unwrap();
