@@ -4,8 +4,10 @@
 //! # Reading
 //! A MEDS dataset is a folder with `data/**/*.parquet` (read recursively, files in sorted path order; a
 //! folder without `data/` is searched itself, leaving out `metadata/`), or a single parquet file. Columns:
-//! `subject_id` int64, `time` timestamp (any unit, read as microseconds; null = a static row), `code`
-//! string (utf8, large utf8 or utf8 view) and optionally `numeric_value` float32 or float64 (nullable).
+//! `subject_id` int64 (other integer widths are accepted), `time` timestamp (any unit, read as
+//! microseconds; date32/date64 as midnight; null = a static row), `code` string (utf8, large utf8, utf8
+//! view, or dictionary-encoded as polars writes categoricals) and optionally `numeric_value` float32 or
+//! float64 (nullable).
 //! Other columns are not read. A column of another type is an error naming the file, the column, the type
 //! found and the type expected. Files are read in record batches; only the per-subject event lists grow.
 //!
@@ -218,15 +220,23 @@ impl MedsColumns {
                 ))
             }
         };
-        check(columns.subject, |t| *t == DataType::Int64, "int64")?;
+        check(columns.subject, |t| t.is_integer(), "int64")?;
         check(
             columns.time,
-            |t| matches!(t, DataType::Timestamp(_, _) | DataType::Null),
+            |t| {
+                matches!(
+                    t,
+                    DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null
+                )
+            },
             "timestamp[us]",
         )?;
         check(
             columns.code,
-            |t| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            |t| match t {
+                DataType::Dictionary(_, values) => matches!(**values, DataType::Utf8 | DataType::LargeUtf8),
+                t => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            },
             "string (utf8)",
         )?;
         if let Some(v) = columns.value {
@@ -272,9 +282,11 @@ fn read_meds_file(path: &Path, store: &mut EventStore, report: &mut ReadReport) 
     Ok(())
 }
 
-/// Typed access to one record batch's MEDS columns (after projection, found by name).
+/// Typed access to one record batch's MEDS columns (after projection, found by name). Columns whose type
+/// only differs from the MEDS schema's in width or encoding (int32 subject ids, date-only times,
+/// dictionary-encoded codes as polars writes categoricals) are converted here.
 struct BatchView<'a> {
-    subject: &'a Int64Array,
+    subject: Int64Array,
     time: TimeColumn,
     code: CodeColumn<'a>,
     value: ValueColumn<'a>,
@@ -290,6 +302,8 @@ enum CodeColumn<'a> {
     Utf8(&'a StringArray),
     LargeUtf8(&'a LargeStringArray),
     View(&'a StringViewArray),
+    /// Dictionary-encoded: each row's key into the values (`None` for a null row).
+    Dictionary(Vec<Option<usize>>, Box<CodeColumn<'a>>),
 }
 
 enum ValueColumn<'a> {
@@ -303,7 +317,7 @@ impl<'a> BatchView<'a> {
     fn new(batch: &'a RecordBatch) -> BatchView<'a> {
         let column = |name: &str| batch.column_by_name(name);
         BatchView {
-            subject: column("subject_id").expect("checked").as_primitive::<Int64Type>(),
+            subject: subject_column(column("subject_id").expect("checked")),
             time: TimeColumn::new(column("time").expect("checked")),
             code: CodeColumn::new(column("code").expect("checked")),
             value: column("numeric_value").map_or(ValueColumn::Absent, ValueColumn::new),
@@ -311,10 +325,52 @@ impl<'a> BatchView<'a> {
     }
 }
 
+/// Subject ids of any integer type as int64 (unsigned ids beyond int64 become null, reported as such).
+fn subject_column(array: &ArrayRef) -> Int64Array {
+    if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+        return a.clone();
+    }
+    let any = |i: usize| -> Option<i64> {
+        if array.is_null(i) {
+            return None;
+        }
+        macro_rules! value {
+            ($($t:ty),*) => {
+                $(if let Some(a) = array.as_primitive_opt::<$t>() {
+                    return i64::try_from(a.value(i)).ok();
+                })*
+            };
+        }
+        value!(
+            arrow_array::types::Int8Type,
+            arrow_array::types::Int16Type,
+            arrow_array::types::Int32Type,
+            arrow_array::types::UInt8Type,
+            arrow_array::types::UInt16Type,
+            arrow_array::types::UInt32Type,
+            arrow_array::types::UInt64Type
+        );
+        None
+    };
+    (0..array.len()).map(any).collect()
+}
+
 impl TimeColumn {
     fn new(array: &ArrayRef) -> TimeColumn {
         let raw = |a: Int64Array, factor| TimeColumn::Values(a, factor);
         match array.data_type() {
+            DataType::Date32 => raw(
+                array
+                    .as_primitive::<arrow_array::types::Date32Type>()
+                    .unary::<_, Int64Type>(i64::from),
+                86_400 * MICROS_PER_SECOND,
+            ),
+            DataType::Date64 => raw(
+                array
+                    .as_primitive::<arrow_array::types::Date64Type>()
+                    .reinterpret_cast::<Int64Type>(),
+                1000,
+            ),
             DataType::Timestamp(TimeUnit::Second, _) => raw(
                 array
                     .as_primitive::<TimestampSecondType>()
@@ -359,6 +415,12 @@ impl<'a> CodeColumn<'a> {
         match array.data_type() {
             DataType::LargeUtf8 => CodeColumn::LargeUtf8(array.as_string::<i64>()),
             DataType::Utf8View => CodeColumn::View(array.as_string_view()),
+            DataType::Dictionary(_, _) => {
+                let dict = array.as_any_dictionary();
+                let keys = dict.normalized_keys();
+                let rows = (0..array.len()).map(|i| (!array.is_null(i)).then(|| keys[i])).collect();
+                CodeColumn::Dictionary(rows, Box::new(CodeColumn::new(dict.values())))
+            }
             _ => CodeColumn::Utf8(array.as_string::<i32>()),
         }
     }
@@ -368,6 +430,7 @@ impl<'a> CodeColumn<'a> {
             CodeColumn::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
             CodeColumn::LargeUtf8(a) => (!a.is_null(i)).then(|| a.value(i)),
             CodeColumn::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+            CodeColumn::Dictionary(rows, values) => rows[i].and_then(|k| values.get(k)),
         }
     }
 }
@@ -1292,6 +1355,39 @@ mod tests {
             vec![Patient {
                 id: "3".into(),
                 visits: vec![visit("1970-01-01T00:00:01", &["a", "b"], &[("b", 0.1)])],
+                ..Patient::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn int32_subjects_date_times_and_dictionary_codes_are_read() {
+        // What polars writes for an un-cast frame: int32 ids, date-only times, categorical codes.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.parquet");
+        let subject: arrow_array::Int32Array = vec![Some(7), Some(7), Some(7)].into_iter().collect();
+        let time: arrow_array::Date32Array = vec![Some(1), Some(1), Some(3)].into_iter().collect();
+        let code: arrow_array::DictionaryArray<arrow_array::types::Int32Type> =
+            vec![Some("b"), Some("a"), Some("b")].into_iter().collect();
+        let value: Float64Array = vec![Some(2.5), None, None].into_iter().collect();
+        write_parquet(
+            &path,
+            vec![
+                ("subject_id", Arc::new(subject)),
+                ("time", Arc::new(time)),
+                ("code", Arc::new(code)),
+                ("numeric_value", Arc::new(value)),
+            ],
+        );
+        let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+        assert_eq!(
+            ds.patients,
+            vec![Patient {
+                id: "7".into(),
+                visits: vec![
+                    visit("1970-01-02T00:00:00", &["b", "a"], &[("b", 2.5)]),
+                    visit("1970-01-04T00:00:00", &["b"], &[]),
+                ],
                 ..Patient::default()
             }]
         );
