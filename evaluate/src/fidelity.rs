@@ -535,6 +535,10 @@ pub struct LabelPrevalence {
     pub train: f64,
     pub test: f64,
     pub synthetic: f64,
+    /// Share of synthetic records whose sampled label is what the label spec gives for their own codes
+    /// (1 in real data whose labels come from that spec); only when labels come from a spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_agreement: Option<f64>,
 }
 
 /// One lab: in what fraction of visits it is measured and its mean value.

@@ -109,6 +109,9 @@ pub struct EvalOptions<'a> {
     /// Log-likelihood under the model of each record of [`attacked_records`] (members first, then
     /// non-members); enables the model attack.
     pub log_likelihoods: Option<Vec<f64>>,
+    /// The labels each synthetic record's own codes imply (by the label spec the real labels came from),
+    /// by synthetic record index; enables the label agreement of [`LabelPrevalence`].
+    pub synthetic_labels_from_codes: Option<&'a [BTreeSet<String>]>,
 }
 
 impl Default for EvalOptions<'_> {
@@ -123,6 +126,7 @@ impl Default for EvalOptions<'_> {
             attribute_common_codes: 100,
             plot_points: 1000,
             log_likelihoods: None,
+            synthetic_labels_from_codes: None,
         }
     }
 }
@@ -309,7 +313,27 @@ pub fn evaluate(
     };
     drop(counts);
     let histograms = fidelity::shape_histograms([&train, &test, &syn]);
-    let labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
+    let mut labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
+    if let Some(implied) = options.synthetic_labels_from_codes {
+        if implied.len() != synthetic.len() {
+            return Err(EvalError::Length {
+                what: "synthetic_labels_from_codes",
+                expected: synthetic.len(),
+                got: implied.len(),
+                hint: "one label set per synthetic record",
+            });
+        }
+        for l in &mut labels {
+            let agreeing = syn_idx
+                .iter()
+                .filter(|&&i| {
+                    let sampled = options.labels.labels(&synthetic[i], true, i).contains(&l.label);
+                    sampled == implied[i].contains(&l.label)
+                })
+                .count();
+            l.synthetic_agreement = Some(agreeing as f64 / syn_idx.len().max(1) as f64);
+        }
+    }
     let continuous = fidelity::continuous(&train_p, &test_p, &syn_p);
 
     // Privacy.
@@ -412,6 +436,7 @@ fn label_prevalence(
             train: rate(&sides[0], &l),
             test: rate(&sides[1], &l),
             synthetic: rate(&sides[2], &l),
+            synthetic_agreement: None,
             label: l,
         })
         .collect()

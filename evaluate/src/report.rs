@@ -299,13 +299,28 @@ fn fidelity_section(o: &mut String, r: &Report) {
     if f.labels.is_empty() {
         o.push_str("<p>No labels.</p>");
     } else {
+        let agreement = f.labels.iter().any(|l| l.synthetic_agreement.is_some());
         let rows: Vec<Vec<String>> = f
             .labels
             .iter()
-            .map(|l| vec![l.label.clone(), pct(l.train), pct(l.test), pct(l.synthetic)])
+            .map(|l| {
+                let mut row = vec![l.label.clone(), pct(l.train), pct(l.test), pct(l.synthetic)];
+                if agreement {
+                    row.push(l.synthetic_agreement.map_or("–".into(), pct));
+                }
+                row
+            })
             .collect();
-        table(o, &["label", "train", "test", "synthetic"], &rows);
-        explain(o, "Share of records with each label. Good: synthetic close to train.");
+        let mut header = vec!["label", "train", "test", "synthetic"];
+        if agreement {
+            header.push("synthetic label agrees with its codes");
+        }
+        table(o, &header, &rows);
+        explain(
+            o,
+            "Share of records with each label. Good: synthetic close to train. The last column, when shown: share \
+             of synthetic records whose sampled label is what the label spec gives for their own codes (good: near 100%).",
+        );
     }
 
     o.push_str("<h3>Continuous variables</h3>");

@@ -636,3 +636,38 @@ fn report_is_written_whole_and_self_contained() {
     names.sort();
     assert_eq!(names, ["report.html", "report.json"]);
 }
+
+#[test]
+fn synthetic_labels_are_checked_against_what_their_codes_imply() {
+    // Both synthetic records carry label x; suppose the spec says x means "has code B": s1 has B (agrees),
+    // s2 has not (disagrees), so agreement is 1/2.
+    let (real, split, synthetic) = small_data();
+    let implied: Vec<BTreeSet<String>> = synthetic
+        .iter()
+        .map(|p| {
+            if p.all_codes().any(|c| c == "B") {
+                ["x".to_string()].into()
+            } else {
+                BTreeSet::new()
+            }
+        })
+        .collect();
+    let options = EvalOptions {
+        synthetic_labels_from_codes: Some(&implied),
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options).unwrap();
+    let l = &r.fidelity.labels[0];
+    assert_eq!((l.label.as_str(), l.synthetic_agreement), ("x", Some(0.5)));
+    // Without it, no agreement is reported.
+    let r = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    assert_eq!(r.fidelity.labels[0].synthetic_agreement, None);
+    // One set per synthetic record, or a clear error.
+    let short = &implied[..1];
+    let bad = EvalOptions {
+        synthetic_labels_from_codes: Some(short),
+        ..EvalOptions::default()
+    };
+    let err = evaluate(&real, &split, &synthetic, &bad).unwrap_err();
+    assert!(err.to_string().contains("synthetic_labels_from_codes"), "{err}");
+}

@@ -422,11 +422,16 @@ fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
         })
         .collect();
     let syn_labels: Vec<BTreeSet<String>> = synthetic.patients.iter().map(given).collect();
+    // With a label spec, what each synthetic record's own codes imply, to check its sampled labels against.
+    let syn_implied: Option<Vec<BTreeSet<String>>> = spec
+        .as_ref()
+        .map(|spec| synthetic.patients.iter().map(|p| spec.labels_of(p)).collect());
     let mut options = EvalOptions {
         labels: LabelSource::Precomputed {
             real: &real_labels,
             synthetic: &syn_labels,
         },
+        synthetic_labels_from_codes: syn_implied.as_deref(),
         ..EvalOptions::default()
     };
     if let Some(ck) = &ck {
