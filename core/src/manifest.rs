@@ -61,6 +61,16 @@ pub struct TrainingSummary {
 pub struct OnnxFile {
     pub name: String,
     pub sha256: String,
+    /// The graph's weights when stored beside it as external data (graphs past protobuf's 2 GB limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_data: Option<DataFile>,
+}
+
+/// An external weights file and its checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub name: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

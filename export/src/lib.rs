@@ -24,7 +24,9 @@ pub use checkpoint::{read_checkpoint, write_random_checkpoint, Checkpoint, Tenso
 pub use error::{ExportError, Result};
 
 use halo_core::fsutil;
-use halo_core::manifest::{graph, sha256_hex, Manifest, ManifestFiles, OnnxFile, MANIFEST, MANIFEST_FORMAT_VERSION};
+use halo_core::manifest::{
+    graph, sha256_hex, DataFile, Manifest, ManifestFiles, OnnxFile, MANIFEST, MANIFEST_FORMAT_VERSION,
+};
 use std::path::{Path, PathBuf};
 
 /// How the weights are stored in the graphs.
@@ -130,15 +132,23 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         let g = build(ck, opts.precision);
         let data_name = format!("{name}.data");
         let s = g.finish(&doc, opts.external_data_threshold, &data_name);
-        if let Some(data) = &s.external_data {
-            let path = dir.join(&data_name);
-            std::fs::write(&path, data).map_err(|e| ExportError::io(&path, e))?;
-        }
+        let external_data = match &s.external_data {
+            Some(data) => {
+                let path = dir.join(&data_name);
+                std::fs::write(&path, data).map_err(|e| ExportError::io(&path, e))?;
+                Some(DataFile {
+                    name: data_name.clone(),
+                    sha256: sha256_hex(data),
+                })
+            }
+            None => None,
+        };
         let path = dir.join(name);
         std::fs::write(&path, &s.model).map_err(|e| ExportError::io(&path, e))?;
         files.push(OnnxFile {
             name: name.to_string(),
             sha256: sha256_hex(&s.model),
+            external_data,
         });
     }
     let [visit_transformer, visit_transformer_step, code_head] =

@@ -77,5 +77,17 @@ fn external_weights_load_and_match_the_reference() {
     ] {
         assert!(files.contains(&f.to_string()), "{files:?}");
     }
+    // The manifest carries each weights file's checksum.
+    let m = halo_core::manifest::Manifest::read(&out).unwrap();
+    for graph in [
+        &m.files.visit_transformer,
+        &m.files.visit_transformer_step,
+        &m.files.code_head,
+    ] {
+        let data = graph.external_data.as_ref().expect("external data listed");
+        assert_eq!(data.name, format!("{}.data", graph.name));
+        let bytes = std::fs::read(out.join(&data.name)).unwrap();
+        assert_eq!(data.sha256, halo_core::manifest::sha256_hex(&bytes));
+    }
     reference_check(&ck, &out, &[]);
 }

@@ -40,7 +40,15 @@ pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
 }
 
 fn check_file(dir: &Path, field: &str, file: &OnnxFile) -> Result<()> {
-    let path = dir.join(&file.name);
+    check_one(dir, field, &file.name, &file.sha256)?;
+    if let Some(data) = &file.external_data {
+        check_one(dir, &format!("{field}.external_data"), &data.name, &data.sha256)?;
+    }
+    Ok(())
+}
+
+fn check_one(dir: &Path, field: &str, name: &str, sha256: &str) -> Result<()> {
+    let path = dir.join(name);
     if !path.is_file() {
         return Err(Error::model(
             &path,
@@ -51,13 +59,13 @@ fn check_file(dir: &Path, field: &str, file: &OnnxFile) -> Result<()> {
         ));
     }
     let actual = file_sha256(&path)?;
-    if !actual.eq_ignore_ascii_case(&file.sha256) {
+    if !actual.eq_ignore_ascii_case(sha256) {
         return Err(Error::model(
             &path,
             format!(
                 "sha256 {actual} does not match {MANIFEST} `{field}.sha256` {}: the file was changed or \
                  truncated after export (copy the model directory again, or re-export it)",
-                file.sha256
+                sha256
             ),
         ));
     }

@@ -71,6 +71,33 @@ fn verify_refuses_an_altered_weight_byte() {
 }
 
 #[test]
+fn an_altered_external_weights_file_is_refused() {
+    // A model exported with its weights beside the graphs (as past protobuf's 2 GB limit).
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = common::Spec::fixture();
+    let enc = common::encoding(&spec);
+    let ck = tmp.path().join("checkpoint");
+    halo_export::write_random_checkpoint(&ck, &common::config(&spec, &enc), &enc, 8, None).unwrap();
+    let dir = tmp.path().join("model");
+    let opts = halo_export::ExportOptions {
+        external_data_threshold: 1000,
+        ..Default::default()
+    };
+    halo_export::export(&ck, &dir, &opts).unwrap();
+    assert!(load(&dir).is_ok());
+    let data = dir.join("code_head.onnx.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("code_head.onnx.data") && err.contains("files.code_head.external_data.sha256"),
+        "{err}"
+    );
+}
+
+#[test]
 fn verify_reports_records_that_differ_from_the_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = model_dir(tmp.path());
