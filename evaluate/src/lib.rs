@@ -323,15 +323,16 @@ pub fn evaluate(
                 hint: "one label set per synthetic record",
             });
         }
-        for l in &mut labels {
-            let agreeing = syn_idx
-                .iter()
-                .filter(|&&i| {
-                    let sampled = options.labels.labels(&synthetic[i], true, i).contains(&l.label);
-                    sampled == implied[i].contains(&l.label)
-                })
-                .count();
-            l.synthetic_agreement = Some(agreeing as f64 / syn_idx.len().max(1) as f64);
+        // Each record's sampled labels once, then every label against them.
+        let mut agreeing = vec![0usize; labels.len()];
+        for &i in &syn_idx {
+            let sampled = options.labels.labels(&synthetic[i], true, i);
+            for (count, l) in agreeing.iter_mut().zip(&labels) {
+                *count += usize::from(sampled.contains(&l.label) == implied[i].contains(&l.label));
+            }
+        }
+        for (l, count) in labels.iter_mut().zip(agreeing) {
+            l.synthetic_agreement = Some(count as f64 / syn_idx.len().max(1) as f64);
         }
     }
     let continuous = fidelity::continuous(&train_p, &test_p, &syn_p);
