@@ -279,6 +279,12 @@ pub fn visit_days(patient: &Patient) -> Vec<Option<f64>> {
 /// with a UTC offset (the local time is kept).
 pub fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     let s = s.trim();
+    // A plain date, the commonest form in OMOP tables, without trying the datetime forms first.
+    if s.len() == 10 {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return d.and_hms_opt(0, 0, 0);
+        }
+    }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",

@@ -327,32 +327,28 @@ impl<'a> BatchView<'a> {
 
 /// Subject ids of any integer type as int64 (unsigned ids beyond int64 become null, reported as such).
 fn subject_column(array: &ArrayRef) -> Int64Array {
-    if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-        return a.clone();
+    use arrow_array::types::{Int16Type, Int32Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+    macro_rules! widen {
+        ($t:ty) => {
+            array
+                .as_primitive::<$t>()
+                .iter()
+                .map(|v| v.and_then(|x| i64::try_from(x).ok()))
+                .collect()
+        };
     }
-    let any = |i: usize| -> Option<i64> {
-        if array.is_null(i) {
-            return None;
-        }
-        macro_rules! value {
-            ($($t:ty),*) => {
-                $(if let Some(a) = array.as_primitive_opt::<$t>() {
-                    return i64::try_from(a.value(i)).ok();
-                })*
-            };
-        }
-        value!(
-            arrow_array::types::Int8Type,
-            arrow_array::types::Int16Type,
-            arrow_array::types::Int32Type,
-            arrow_array::types::UInt8Type,
-            arrow_array::types::UInt16Type,
-            arrow_array::types::UInt32Type,
-            arrow_array::types::UInt64Type
-        );
-        None
-    };
-    (0..array.len()).map(any).collect()
+    match array.data_type() {
+        DataType::Int64 => array.as_primitive::<Int64Type>().clone(),
+        DataType::Int32 => widen!(Int32Type),
+        DataType::Int16 => widen!(Int16Type),
+        DataType::Int8 => widen!(Int8Type),
+        DataType::UInt64 => widen!(UInt64Type),
+        DataType::UInt32 => widen!(UInt32Type),
+        DataType::UInt16 => widen!(UInt16Type),
+        DataType::UInt8 => widen!(UInt8Type),
+        // `locate` admits integer types only.
+        _ => Int64Array::new_null(array.len()),
+    }
 }
 
 impl TimeColumn {

@@ -100,44 +100,48 @@ pub struct Corpus {
 impl Corpus {
     /// Interns the records' codes (new codes get new ids) and stores the records.
     pub fn build<'p>(patients: impl IntoIterator<Item = &'p Patient>, interner: &mut Interner) -> Corpus {
-        let mut corpus = Corpus {
-            record_visits: vec![0],
-            visit_codes: vec![0],
-            codes: Vec::new(),
-        };
+        let mut corpus = Corpus::empty();
         for p in patients {
             for visit in &p.visits {
-                let start = corpus.codes.len();
-                corpus.codes.extend(visit.codes.iter().map(|c| interner.intern(c)));
-                corpus.codes[start..].sort_unstable();
-                let distinct = dedup_sorted(&mut corpus.codes[start..]);
-                corpus.codes.truncate(start + distinct);
-                corpus.visit_codes.push(corpus.codes.len());
+                corpus.push_visit(visit.codes.iter().map(|c| interner.intern(c)));
             }
-            corpus.record_visits.push(corpus.visit_codes.len() - 1);
+            corpus.end_record();
         }
         corpus
     }
 
     /// Builds a corpus from visits of ids directly (tests and benchmarks).
     pub fn from_ids(records: &[Vec<Vec<u32>>]) -> Corpus {
-        let mut corpus = Corpus {
+        let mut corpus = Corpus::empty();
+        for r in records {
+            for v in r {
+                corpus.push_visit(v.iter().copied());
+            }
+            corpus.end_record();
+        }
+        corpus
+    }
+
+    fn empty() -> Corpus {
+        Corpus {
             record_visits: vec![0],
             visit_codes: vec![0],
             codes: Vec::new(),
-        };
-        for r in records {
-            for v in r {
-                let start = corpus.codes.len();
-                corpus.codes.extend_from_slice(v);
-                corpus.codes[start..].sort_unstable();
-                let distinct = dedup_sorted(&mut corpus.codes[start..]);
-                corpus.codes.truncate(start + distinct);
-                corpus.visit_codes.push(corpus.codes.len());
-            }
-            corpus.record_visits.push(corpus.visit_codes.len() - 1);
         }
-        corpus
+    }
+
+    /// Appends a visit to the current record, its codes sorted and deduplicated.
+    fn push_visit(&mut self, ids: impl Iterator<Item = u32>) {
+        let start = self.codes.len();
+        self.codes.extend(ids);
+        self.codes[start..].sort_unstable();
+        let distinct = dedup_sorted(&mut self.codes[start..]);
+        self.codes.truncate(start + distinct);
+        self.visit_codes.push(self.codes.len());
+    }
+
+    fn end_record(&mut self) {
+        self.record_visits.push(self.visit_codes.len() - 1);
     }
 
     /// Number of records.

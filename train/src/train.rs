@@ -139,7 +139,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         seed: args.seed,
         output_bias_init: if args.reference_init { "reference" } else { "prior" }.into(),
     };
-    if !args.reference_init {
+    if !resuming && !args.reference_init {
         model.set_output_bias(&data::prior_logits(train, &setup.encoding));
     }
     if resuming {
