@@ -78,6 +78,17 @@ impl ModelConfig {
         self.n_embd + self.total_vocab_size
     }
 
+    /// Hidden units of auto1 that the logits read: the last of its `head_width()` outputs feeds no logit.
+    pub fn head_hidden_used(&self) -> usize {
+        self.head_width() - 1
+    }
+
+    /// Output row of auto2 that is the logit of code 0 (code j's is this + j): output r predicts input
+    /// r + 1, and the visit's codes start after the n_embd history inputs.
+    pub fn first_logit_row(&self) -> usize {
+        self.n_embd - 1
+    }
+
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::field(path, field, msg));
         if self.n_embd == 0 || self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {

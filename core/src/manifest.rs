@@ -36,11 +36,29 @@ pub mod graph {
     /// f32 [batch, V] (the visit's codes set so far) -> `logits` f32 [batch, V]; the logit of code j depends
     /// only on the history and on visit codes < j.
     pub const CODE_HEAD: &str = "code_head.onnx";
+    /// The code-level module split for incremental sampling (format version 2), first part: `history` f32
+    /// [batch, E] -> `pre` f32 [batch, H], the pre-activations of auto1's H = E + V - 1 used hidden units
+    /// for an empty visit. Setting visit code `k` then adds column `E + k` of the masked auto1 weight
+    /// (the manifest's `columns` file) to `pre`.
+    pub const CODE_HEAD_START: &str = "code_head_start.onnx";
+    /// Second part: `pre` f32 [batch, K] (a prefix of the pre-activations), `first` and `end` int64 [1]
+    /// -> `logits` f32 [batch, end - first], the logits of codes first..end. Needs K >= E + end - 1 (the
+    /// logit of code j reads hidden units up to E - 1 + j); extra columns are ignored.
+    pub const CODE_HEAD_BLOCK: &str = "code_head_block.onnx";
+    /// The visit columns of the masked auto1 weight, for `pre` updates outside the graphs: for each code
+    /// k in 0..V, rows E + k .. H of column E + k (the rows the mask keeps), as little-endian f32,
+    /// concatenated (V (V - 1) / 2 values; code k starts at k (V - 1) - k (k - 1) / 2). In fp16 exports the
+    /// values are the fp16-rounded weights, as the graphs use them.
+    pub const CODE_HEAD_COLUMNS: &str = "code_head_columns.f32";
 
     pub const IN_VISITS: &str = "visits";
     pub const IN_VISIT: &str = "visit";
     pub const IN_PAST: &str = "past";
     pub const IN_HISTORY: &str = "history";
+    pub const IN_PRE: &str = "pre";
+    pub const IN_FIRST: &str = "first";
+    pub const IN_END: &str = "end";
+    pub const OUT_PRE: &str = "pre";
     pub const OUT_HISTORY: &str = "history";
     pub const OUT_PRESENT: &str = "present";
     pub const OUT_LOGITS: &str = "logits";
@@ -78,6 +96,31 @@ pub struct ManifestFiles {
     pub visit_transformer: OnnxFile,
     pub visit_transformer_step: OnnxFile,
     pub code_head: OnnxFile,
+    /// The code-level module split for incremental sampling (format version 2; absent for HALO-Coarse
+    /// models and in directories of format version 1, which samplers run through `code_head`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_head_incremental: Option<IncrementalHeadFiles>,
+}
+
+/// Files of the incremental code module ([`graph::CODE_HEAD_START`], [`graph::CODE_HEAD_BLOCK`],
+/// [`graph::CODE_HEAD_COLUMNS`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncrementalHeadFiles {
+    pub start: OnnxFile,
+    pub block: OnnxFile,
+    pub columns: DataFile,
+}
+
+impl IncrementalHeadFiles {
+    /// Number of f32 values in the columns file of a model with `v` vocabulary entries.
+    pub fn column_values(v: usize) -> usize {
+        v * v.saturating_sub(1) / 2
+    }
+
+    /// Offset (in values) of code `k`'s column in the columns file; it holds `v - 1 - k` values.
+    pub fn column_offset(v: usize, k: usize) -> usize {
+        k * (v - 1) - k * k.saturating_sub(1) / 2
+    }
 }
 
 /// Digest of the first records sampled at a fixed seed on CPU, for `halo-sample verify`.
@@ -110,7 +153,11 @@ pub struct Manifest {
 }
 
 pub const MANIFEST: &str = "manifest.json";
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version written. 2 added `files.code_head_incremental`; version 1 directories are still read (and sampled
+/// through the dense `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Oldest version read.
+pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 
 impl Manifest {
     pub fn read(dir: &Path) -> Result<Manifest> {
@@ -122,14 +169,32 @@ impl Manifest {
         }
         let path = dir.join(MANIFEST);
         let m: Manifest = crate::fsutil::read_json(&path, "model manifest")?;
-        if m.format_version != MANIFEST_FORMAT_VERSION {
+        if m.format_version > MANIFEST_FORMAT_VERSION {
             return Err(Error::field(
                 &path,
                 "format_version",
                 format!(
-                    "{} is not supported (expected {MANIFEST_FORMAT_VERSION})",
+                    "{} is newer than this toolkit reads ({MANIFEST_OLDEST_VERSION} to {MANIFEST_FORMAT_VERSION}): \
+                     the model was exported by a newer version; use a halo-sample of that version",
                     m.format_version
                 ),
+            ));
+        }
+        if m.format_version < MANIFEST_OLDEST_VERSION {
+            return Err(Error::field(
+                &path,
+                "format_version",
+                format!(
+                    "{} is not supported (expected {MANIFEST_OLDEST_VERSION} to {MANIFEST_FORMAT_VERSION})",
+                    m.format_version
+                ),
+            ));
+        }
+        if m.format_version < 2 && m.files.code_head_incremental.is_some() {
+            return Err(Error::field(
+                &path,
+                "files.code_head_incremental",
+                "needs format_version 2 or later".to_string(),
             ));
         }
         m.model.validate(&path)?;

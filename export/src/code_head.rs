@@ -57,7 +57,7 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
 
 /// Rows `first..first+count` of the lower-triangular-masked [d, d] weight (row r keeps columns <= r),
 /// transposed: [d, count], so that `input @ result` gives those outputs.
-fn masked_rows_t(w: &[f32], d: usize, first: usize, count: usize) -> Vec<f32> {
+pub(crate) fn masked_rows_t(w: &[f32], d: usize, first: usize, count: usize) -> Vec<f32> {
     assert_eq!(w.len(), d * d);
     let mut out = vec![0.0; d * count];
     for (j, r) in (first..first + count).enumerate() {

@@ -5,7 +5,9 @@
 //! [`halo_core::manifest::graph`]) and `manifest.json` ([`Manifest`]):
 //! - `visit_transformer.onnx`: visits [batch, visits, V] -> history [batch, visits, E];
 //! - `visit_transformer_step.onnx`: one visit plus a key/value cache -> history [batch, E] and the cache;
-//! - `code_head.onnx`: history [batch, E] and the visit so far -> code logits [batch, V].
+//! - `code_head.onnx`: history [batch, E] and the visit so far -> code logits [batch, V];
+//! - `code_head_start.onnx`, `code_head_block.onnx` and `code_head_columns.f32`: the same module split for
+//!   incremental sampling ([`code_head_incremental`]; not for HALO-Coarse models).
 //!
 //! Modules: [`onnx`] (protobuf messages), [`builder`] (graph builder), one module per graph,
 //! [`checkpoint`] (reading a checkpoint and writing a random one).
@@ -14,6 +16,7 @@ pub mod blocks;
 pub mod builder;
 pub mod checkpoint;
 pub mod code_head;
+pub mod code_head_incremental;
 mod error;
 pub mod onnx;
 pub mod visit_step;
@@ -25,7 +28,8 @@ pub use error::{ExportError, Result};
 
 use halo_core::fsutil;
 use halo_core::manifest::{
-    graph, sha256_hex, DataFile, Manifest, ManifestFiles, OnnxFile, MANIFEST, MANIFEST_FORMAT_VERSION,
+    graph, sha256_hex, DataFile, IncrementalHeadFiles, Manifest, ManifestFiles, OnnxFile, MANIFEST,
+    MANIFEST_FORMAT_VERSION,
 };
 use std::path::{Path, PathBuf};
 
@@ -129,30 +133,39 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     );
     let mut files = Vec::new();
     for (name, build) in GRAPHS {
-        let g = build(ck, opts.precision);
-        let data_name = format!("{name}.data");
-        let s = g.finish(&doc, opts.external_data_threshold, &data_name);
-        let external_data = match &s.external_data {
-            Some(data) => {
-                let path = dir.join(&data_name);
-                std::fs::write(&path, data).map_err(|e| ExportError::io(&path, e))?;
-                Some(DataFile {
-                    name: data_name.clone(),
-                    sha256: sha256_hex(data),
-                })
-            }
-            None => None,
-        };
-        let path = dir.join(name);
-        std::fs::write(&path, &s.model).map_err(|e| ExportError::io(&path, e))?;
-        files.push(OnnxFile {
-            name: name.to_string(),
-            sha256: sha256_hex(&s.model),
-            external_data,
-        });
+        files.push(write_graph(dir, name, build(ck, opts.precision), &doc, opts)?);
     }
     let [visit_transformer, visit_transformer_step, code_head] =
         <[OnnxFile; 3]>::try_from(files).expect("three graphs");
+    let code_head_incremental = if c.coarse {
+        None
+    } else {
+        let start = write_graph(
+            dir,
+            graph::CODE_HEAD_START,
+            code_head_incremental::build_start(ck, opts.precision),
+            &doc,
+            opts,
+        )?;
+        let block = write_graph(
+            dir,
+            graph::CODE_HEAD_BLOCK,
+            code_head_incremental::build_block(ck, opts.precision),
+            &doc,
+            opts,
+        )?;
+        let columns = code_head_incremental::columns(ck, opts.precision);
+        let path = dir.join(graph::CODE_HEAD_COLUMNS);
+        std::fs::write(&path, &columns).map_err(|e| ExportError::io(&path, e))?;
+        Some(IncrementalHeadFiles {
+            start,
+            block,
+            columns: DataFile {
+                name: graph::CODE_HEAD_COLUMNS.to_string(),
+                sha256: sha256_hex(&columns),
+            },
+        })
+    };
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         model: ck.config.clone(),
@@ -161,6 +174,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             visit_transformer,
             visit_transformer_step,
             code_head,
+            code_head_incremental,
         },
         ir_version: IR_VERSION,
         opset: OPSET,
@@ -170,6 +184,30 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     };
     write_manifest(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Serialises one graph into `dir` (with its external data file when large) and returns its manifest entry.
+fn write_graph(dir: &Path, name: &str, g: builder::GraphBuilder, doc: &str, opts: &ExportOptions) -> Result<OnnxFile> {
+    let data_name = format!("{name}.data");
+    let s = g.finish(doc, opts.external_data_threshold, &data_name);
+    let external_data = match &s.external_data {
+        Some(data) => {
+            let path = dir.join(&data_name);
+            std::fs::write(&path, data).map_err(|e| ExportError::io(&path, e))?;
+            Some(DataFile {
+                name: data_name.clone(),
+                sha256: sha256_hex(data),
+            })
+        }
+        None => None,
+    };
+    let path = dir.join(name);
+    std::fs::write(&path, &s.model).map_err(|e| ExportError::io(&path, e))?;
+    Ok(OnnxFile {
+        name: name.to_string(),
+        sha256: sha256_hex(&s.model),
+        external_data,
+    })
 }
 
 /// `out` may be absent, an empty folder, or (with `overwrite`) a previous model directory.

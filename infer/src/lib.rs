@@ -17,6 +17,7 @@
 //! the other side of the uniform number drawn for it, so CUDA output is not guaranteed bitwise
 //! reproducible (it is still a correct sample).
 
+mod code_module;
 pub mod conditions;
 pub mod decode;
 pub mod error;
@@ -25,10 +26,11 @@ pub mod output;
 pub mod runtime;
 pub mod sampler;
 pub mod verify;
+mod walk;
 
 pub use conditions::Conditions;
 pub use error::{Error, Result};
-pub use model::Model;
+pub use model::{CodeModule, Model};
 pub use runtime::{Device, SessionOptions};
 pub use sampler::{RawRecord, SampleStats};
 pub use verify::verify_digest;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use halo_core::config::ModelConfig;
-use halo_core::manifest::{graph, Manifest, OnnxFile, MANIFEST};
+use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile, MANIFEST};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::Digest;
@@ -35,6 +35,16 @@ pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
         ("files.code_head", &files.code_head),
     ] {
         check_file(dir, field, file)?;
+    }
+    if let Some(inc) = &files.code_head_incremental {
+        check_file(dir, "files.code_head_incremental.start", &inc.start)?;
+        check_file(dir, "files.code_head_incremental.block", &inc.block)?;
+        check_one(
+            dir,
+            "files.code_head_incremental.columns",
+            &inc.columns.name,
+            &inc.columns.sha256,
+        )?;
     }
     Ok(())
 }
@@ -83,24 +93,103 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(Manifest::read(dir)?)
 }
 
+/// How the sampler runs the code-level module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodeModule {
+    /// Incremental when the model directory has it (format version 2), otherwise dense.
+    #[default]
+    Auto,
+    /// The full `code_head.onnx`: all V logits from the history and the visit, once per drawn code.
+    Dense,
+    /// `code_head_start.onnx` + `code_head_block.onnx` + column updates: only the logits the walk reads.
+    Incremental,
+    /// Incremental, and every block of logits is also computed densely and compared (for tests; slow).
+    Compared,
+}
+
+/// An ONNX Runtime session and the file it came from (for messages).
+struct Graph {
+    session: Session,
+    path: PathBuf,
+}
+
+impl Graph {
+    fn runtime_error(&self, e: ort::Error) -> Error {
+        run_error(&self.path, e)
+    }
+}
+
+fn run_error(path: &Path, e: ort::Error) -> Error {
+    Error::Runtime(format!("running {} failed: {e}", path.display()))
+}
+
+/// Checks an output's shape and copies it into `out`.
+fn take_output(
+    path: &Path,
+    outputs: &ort::session::SessionOutputs,
+    name: &str,
+    want: &[usize],
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let (shape, data) = outputs[name]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| run_error(path, e))?;
+    if shape.iter().copied().ne(want.iter().map(|d| *d as i64)) {
+        return Err(Error::Runtime(format!(
+            "{}: output `{name}` has shape {shape:?}, expected {want:?}",
+            path.display()
+        )));
+    }
+    out.clear();
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// The incremental code module: two sessions and the auto1 visit columns.
+struct Incremental {
+    start: Graph,
+    block: Graph,
+    columns: Vec<f32>,
+}
+
 /// A model directory loaded for sampling.
 pub struct Model {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    step: Session,
-    head: Session,
-    step_path: PathBuf,
-    head_path: PathBuf,
+    step: Graph,
+    /// The dense code head (loaded for [`CodeModule::Dense`], [`CodeModule::Compared`], and for models
+    /// without the incremental files).
+    dense: Option<Graph>,
+    incremental: Option<Incremental>,
     /// Where the sessions run.
     pub placement: Placement,
     /// Why CUDA was not used with `--device auto`.
     pub note: Option<String>,
 }
 
-/// One input or output a graph must have: name and expected dims (`None` = dynamic).
+/// One input or output a graph must have: name and expected dims (`None` = dynamic), float32 unless
+/// `int64`.
 struct Expect {
     name: &'static str,
     dims: Vec<Option<usize>>,
+    int64: bool,
+}
+
+impl Expect {
+    fn f32(name: &'static str, dims: Vec<Option<usize>>) -> Expect {
+        Expect {
+            name,
+            dims,
+            int64: false,
+        }
+    }
+    fn i64(name: &'static str, dims: Vec<Option<usize>>) -> Expect {
+        Expect {
+            name,
+            dims,
+            int64: true,
+        }
+    }
 }
 
 fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expected: &[Expect]) -> Result<()> {
@@ -124,10 +213,15 @@ fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expect
                 ))
             }
         };
-        if ty != TensorElementType::Float32 {
+        let want_ty = if exp.int64 {
+            TensorElementType::Int64
+        } else {
+            TensorElementType::Float32
+        };
+        if ty != want_ty {
             return Err(Error::model(
                 path,
-                format!("{what} `{}` is {ty:?}, expected float32", exp.name),
+                format!("{what} `{}` is {ty:?}, expected {want_ty:?}", exp.name),
             ));
         }
         let dims: Vec<i64> = shape.iter().copied().collect();
@@ -155,51 +249,86 @@ fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expect
     Ok(())
 }
 
+/// Creates a session and checks its inputs and outputs.
+fn open_graph(
+    rt: &Runtime,
+    path: PathBuf,
+    options: &SessionOptions,
+    inputs: &[Expect],
+    outputs: &[Expect],
+) -> Result<(Graph, Placement, Option<String>)> {
+    let (session, placement, note) = runtime::create_session(rt, &path, options)?;
+    check_outlets(&path, "input", session.inputs(), inputs)?;
+    check_outlets(&path, "output", session.outputs(), outputs)?;
+    Ok((Graph { session, path }, placement, note))
+}
+
+/// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values.
+fn read_columns(path: &Path, v: usize) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let want = IncrementalHeadFiles::column_values(v);
+    if bytes.len() != want * 4 {
+        return Err(Error::model(
+            path,
+            format!(
+                "holds {} bytes, expected {} (V (V - 1) / 2 f32 values for V = {v})",
+                bytes.len(),
+                want * 4
+            ),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 impl Model {
-    /// Reads `manifest.json`, checks every ONNX file's sha256, creates the step and code-head sessions
-    /// and checks their inputs and outputs against the manifest's model config.
+    /// Reads `manifest.json`, checks every file's sha256, creates the sessions the sampler runs and
+    /// checks their inputs and outputs against the manifest's model config. Runs the code module
+    /// incrementally when the directory has it.
     pub fn load(dir: &Path, rt: &Runtime, options: &SessionOptions) -> Result<Model> {
+        Model::load_with(dir, rt, options, CodeModule::Auto)
+    }
+
+    /// As [`Model::load`], with the code module path chosen.
+    pub fn load_with(dir: &Path, rt: &Runtime, options: &SessionOptions, code_module: CodeModule) -> Result<Model> {
         let manifest = read_manifest(dir)?;
         check_files(dir, &manifest)?;
         let c = manifest.model.clone();
-        let (e, v) = (c.n_embd, c.total_vocab_size);
+        let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
         let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
+        let inc_files = manifest.files.code_head_incremental.clone();
+        if inc_files.is_none() && matches!(code_module, CodeModule::Incremental | CodeModule::Compared) {
+            return Err(Error::model(
+                dir,
+                format!(
+                    "has no incremental code module (format version {}{}); only the dense path can run it",
+                    manifest.format_version,
+                    if c.coarse { ", HALO-Coarse" } else { "" }
+                ),
+            ));
+        }
+        let use_incremental = inc_files.is_some() && code_module != CodeModule::Dense;
+        let use_dense = !use_incremental || code_module == CodeModule::Compared;
 
-        let step_path = dir.join(&manifest.files.visit_transformer_step.name);
-        let (step, placement, note) = runtime::create_session(rt, &step_path, options)?;
-        check_outlets(
-            &step_path,
-            "input",
-            step.inputs(),
+        let (step, placement, note) = open_graph(
+            rt,
+            dir.join(&manifest.files.visit_transformer_step.name),
+            options,
             &[
-                Expect {
-                    name: graph::IN_VISIT,
-                    dims: vec![None, Some(v)],
-                },
-                Expect {
-                    name: graph::IN_PAST,
-                    dims: vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
-                },
+                Expect::f32(graph::IN_VISIT, vec![None, Some(v)]),
+                Expect::f32(graph::IN_PAST, vec![Some(l), Some(2), None, Some(h), None, Some(hd)]),
+            ],
+            &[
+                Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)]),
+                Expect::f32(
+                    graph::OUT_PRESENT,
+                    vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
+                ),
             ],
         )?;
-        check_outlets(
-            &step_path,
-            "output",
-            step.outputs(),
-            &[
-                Expect {
-                    name: graph::OUT_HISTORY,
-                    dims: vec![None, Some(e)],
-                },
-                Expect {
-                    name: graph::OUT_PRESENT,
-                    dims: vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
-                },
-            ],
-        )?;
-
-        let head_path = dir.join(&manifest.files.code_head.name);
-        // The code head goes where the step went (with --device auto both fall back together).
+        // The code module goes where the step went (with --device auto both fall back together).
         let head_options = SessionOptions {
             device: match placement {
                 Placement::Cpu => runtime::Device::Cpu,
@@ -207,38 +336,52 @@ impl Model {
             },
             threads: options.threads,
         };
-        let (head, _, _) = runtime::create_session(rt, &head_path, &head_options)?;
-        check_outlets(
-            &head_path,
-            "input",
-            head.inputs(),
-            &[
-                Expect {
-                    name: graph::IN_HISTORY,
-                    dims: vec![None, Some(e)],
-                },
-                Expect {
-                    name: graph::IN_VISIT,
-                    dims: vec![None, Some(v)],
-                },
-            ],
-        )?;
-        check_outlets(
-            &head_path,
-            "output",
-            head.outputs(),
-            &[Expect {
-                name: graph::OUT_LOGITS,
-                dims: vec![None, Some(v)],
-            }],
-        )?;
+        let dense = if use_dense {
+            let (g, _, _) = open_graph(
+                rt,
+                dir.join(&manifest.files.code_head.name),
+                &head_options,
+                &[
+                    Expect::f32(graph::IN_HISTORY, vec![None, Some(e)]),
+                    Expect::f32(graph::IN_VISIT, vec![None, Some(v)]),
+                ],
+                &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(v)])],
+            )?;
+            Some(g)
+        } else {
+            None
+        };
+        let incremental = match inc_files.filter(|_| use_incremental) {
+            Some(files) => {
+                let (start, _, _) = open_graph(
+                    rt,
+                    dir.join(&files.start.name),
+                    &head_options,
+                    &[Expect::f32(graph::IN_HISTORY, vec![None, Some(e)])],
+                    &[Expect::f32(graph::OUT_PRE, vec![None, Some(hidden)])],
+                )?;
+                let (block, _, _) = open_graph(
+                    rt,
+                    dir.join(&files.block.name),
+                    &head_options,
+                    &[
+                        Expect::f32(graph::IN_PRE, vec![None, None]),
+                        Expect::i64(graph::IN_FIRST, vec![Some(1)]),
+                        Expect::i64(graph::IN_END, vec![Some(1)]),
+                    ],
+                    &[Expect::f32(graph::OUT_LOGITS, vec![None, None])],
+                )?;
+                let columns = read_columns(&dir.join(&files.columns.name), v)?;
+                Some(Incremental { start, block, columns })
+            }
+            None => None,
+        };
         Ok(Model {
             dir: dir.to_path_buf(),
             manifest,
             step,
-            head,
-            step_path,
-            head_path,
+            dense,
+            incremental,
             placement,
             note,
         })
@@ -246,6 +389,16 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.manifest.model
+    }
+
+    /// Whether the code module runs incrementally.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental.is_some()
+    }
+
+    /// Whether every incremental block is also computed densely and compared ([`CodeModule::Compared`]).
+    pub fn compares_dense(&self) -> bool {
+        self.incremental.is_some() && self.dense.is_some()
     }
 
     /// One visit-transformer step: `visits` [n, V] at position `past_len`, `past` [L, 2, n, H, past_len, hd].
@@ -261,61 +414,98 @@ impl Model {
     ) -> Result<()> {
         let c = &self.manifest.model;
         let (l, h, hd, v, e) = (c.n_layer, c.n_head, c.head_dim(), c.total_vocab_size, c.n_embd);
-        let path = &self.step_path;
-        let rt_err = |e: ort::Error| Error::Runtime(format!("running {} failed: {e}", path.display()));
-        let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(rt_err)?;
-        let past_t = TensorRef::from_array_view(([l, 2, n, h, past_len, hd], past)).map_err(rt_err)?;
-        let outputs = self
-            .step
+        let g = &mut self.step;
+        let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
+        let past_t = TensorRef::from_array_view(([l, 2, n, h, past_len, hd], past)).map_err(|e| g.runtime_error(e))?;
+        let outputs = g
+            .session
             .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => past_t])
-            .map_err(rt_err)?;
-        let (shape, hist) = outputs[graph::OUT_HISTORY]
-            .try_extract_tensor::<f32>()
-            .map_err(rt_err)?;
-        if shape.iter().copied().collect::<Vec<i64>>() != [n as i64, e as i64] {
-            return Err(Error::Runtime(format!(
-                "{}: output `history` has shape {shape:?}, expected [{n}, {e}]",
-                path.display()
-            )));
-        }
-        history.clear();
-        history.extend_from_slice(hist);
-        let (shape, pres) = outputs[graph::OUT_PRESENT]
-            .try_extract_tensor::<f32>()
-            .map_err(rt_err)?;
-        let want = [l, 2, n, h, past_len + 1, hd].map(|d| d as i64);
-        if shape.iter().copied().collect::<Vec<i64>>() != want {
-            return Err(Error::Runtime(format!(
-                "{}: output `present` has shape {shape:?}, expected {want:?}",
-                path.display()
-            )));
-        }
-        present.clear();
-        present.extend_from_slice(pres);
-        Ok(())
+            .map_err(|e| run_error(&g.path, e))?;
+        take_output(&g.path, &outputs, graph::OUT_HISTORY, &[n, e], history)?;
+        take_output(
+            &g.path,
+            &outputs,
+            graph::OUT_PRESENT,
+            &[l, 2, n, h, past_len + 1, hd],
+            present,
+        )
     }
 
-    /// The code head: `history` [n, E] and `visits` [n, V] -> `logits` [n, V].
+    /// The dense code head: `history` [n, E] and `visits` [n, V] -> `logits` [n, V].
     pub fn head(&mut self, history: &[f32], visits: &[f32], n: usize, logits: &mut Vec<f32>) -> Result<()> {
         let c = &self.manifest.model;
         let (v, e) = (c.total_vocab_size, c.n_embd);
-        let path = &self.head_path;
-        let rt_err = |e: ort::Error| Error::Runtime(format!("running {} failed: {e}", path.display()));
-        let hist_t = TensorRef::from_array_view(([n, e], history)).map_err(rt_err)?;
-        let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(rt_err)?;
-        let outputs = self
-            .head
+        let Some(g) = self.dense.as_mut() else {
+            return Err(Error::Invalid("the dense code head was not loaded".into()));
+        };
+        let hist_t = TensorRef::from_array_view(([n, e], history)).map_err(|e| g.runtime_error(e))?;
+        let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
+        let outputs = g
+            .session
             .run(ort::inputs![graph::IN_HISTORY => hist_t, graph::IN_VISIT => visit_t])
-            .map_err(rt_err)?;
-        let (shape, out) = outputs[graph::OUT_LOGITS].try_extract_tensor::<f32>().map_err(rt_err)?;
-        if shape.iter().copied().collect::<Vec<i64>>() != [n as i64, v as i64] {
-            return Err(Error::Runtime(format!(
-                "{}: output `logits` has shape {shape:?}, expected [{n}, {v}]",
-                path.display()
-            )));
-        }
-        logits.clear();
-        logits.extend_from_slice(out);
+            .map_err(|e| run_error(&g.path, e))?;
+        take_output(&g.path, &outputs, graph::OUT_LOGITS, &[n, v], logits)
+    }
+
+    /// Incremental code module, visit start: `history` [n, E] -> `pre` [n, H] (auto1's pre-activations
+    /// for an empty visit).
+    pub fn head_start(&mut self, history: &[f32], n: usize, pre: &mut Vec<f32>) -> Result<()> {
+        let c = &self.manifest.model;
+        let (e, hidden) = (c.n_embd, c.head_hidden_used());
+        let Some(inc) = self.incremental.as_mut() else {
+            return Err(Error::Invalid("the incremental code module was not loaded".into()));
+        };
+        let g = &mut inc.start;
+        let hist_t = TensorRef::from_array_view(([n, e], history)).map_err(|e| g.runtime_error(e))?;
+        let outputs = g
+            .session
+            .run(ort::inputs![graph::IN_HISTORY => hist_t])
+            .map_err(|e| run_error(&g.path, e))?;
+        take_output(&g.path, &outputs, graph::OUT_PRE, &[n, hidden], pre)
+    }
+
+    /// Incremental code module, a block of logits: `pre` [n, K] (prefixes of the pre-activations, K >=
+    /// E + end - 1) -> `logits` [n, end - first] of codes first..end.
+    pub fn head_block(
+        &mut self,
+        pre: &[f32],
+        n: usize,
+        prefix: usize,
+        codes: std::ops::Range<usize>,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let Some(inc) = self.incremental.as_mut() else {
+            return Err(Error::Invalid("the incremental code module was not loaded".into()));
+        };
+        let g = &mut inc.block;
+        let (first, end) = ([codes.start as i64], [codes.end as i64]);
+        // ONNX Runtime multiplies a single row with another kernel (MLAS's M = 1 path), which rounds
+        // differently: a lone row is run as two so that records do not depend on the batch.
+        let padded: Vec<f32>;
+        let (pre, rows) = if n == 1 {
+            padded = [pre, pre].concat();
+            (&padded[..], 2)
+        } else {
+            (pre, n)
+        };
+        let pre_t = TensorRef::from_array_view(([rows, prefix], pre)).map_err(|e| g.runtime_error(e))?;
+        let first_t = TensorRef::from_array_view(([1usize], &first[..])).map_err(|e| g.runtime_error(e))?;
+        let end_t = TensorRef::from_array_view(([1usize], &end[..])).map_err(|e| g.runtime_error(e))?;
+        let outputs = g
+            .session
+            .run(ort::inputs![graph::IN_PRE => pre_t, graph::IN_FIRST => first_t, graph::IN_END => end_t])
+            .map_err(|e| run_error(&g.path, e))?;
+        take_output(&g.path, &outputs, graph::OUT_LOGITS, &[rows, codes.len()], logits)?;
+        logits.truncate(n * codes.len());
         Ok(())
+    }
+
+    /// Incremental code module: the auto1 column of visit code `k`, rows E + k .. H (add it to a row's
+    /// pre-activations at E + k .. when code k is set).
+    pub fn column(&self, k: usize) -> &[f32] {
+        let v = self.manifest.model.total_vocab_size;
+        let inc = self.incremental.as_ref().expect("incremental code module loaded");
+        let at = IncrementalHeadFiles::column_offset(v, k);
+        &inc.columns[at..at + (v - 1 - k)]
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::Model;
+use halo_infer::{CodeModule, Model};
 use rand::{Rng, SeedableRng};
 
 #[test]
@@ -19,13 +19,14 @@ fn graph_rows_do_not_depend_on_the_batch() {
     let dir = common::build_model(tmp.path(), &spec, 1, Some(&bias), None);
     for threads in [1, 2] {
         let rt = runtime::init(None).unwrap();
-        let mut model = Model::load(
+        let mut model = Model::load_with(
             &dir,
             rt,
             &SessionOptions {
                 device: Device::Cpu,
                 threads: Some(threads),
             },
+            CodeModule::Compared,
         )
         .unwrap();
         let c = model.config().clone();
@@ -48,6 +49,39 @@ fn graph_rows_do_not_depend_on_the_batch() {
                         .zip(&all[r * v..(r + 1) * v])
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "code head row {r} of {n} differs from the row alone ({threads} threads)"
+                );
+            }
+            // Incremental code module: visit-start pre-activations and a block of logits in mid-vocabulary.
+            let hidden = c.head_hidden_used();
+            let (mut pre_all, mut pre_one) = (Vec::new(), Vec::new());
+            model.head_start(&history, n, &mut pre_all).unwrap();
+            let codes = 64..128;
+            let prefix = e + codes.end - 1;
+            let prefixes: Vec<f32> = (0..n)
+                .flat_map(|r| pre_all[r * hidden..r * hidden + prefix].to_vec())
+                .collect();
+            let (mut block_all, mut block_one) = (Vec::new(), Vec::new());
+            model
+                .head_block(&prefixes, n, prefix, codes.clone(), &mut block_all)
+                .unwrap();
+            for r in [0, n / 2, n - 1] {
+                model.head_start(&history[r * e..(r + 1) * e], 1, &mut pre_one).unwrap();
+                assert!(
+                    bitwise_equal(&pre_one, &pre_all[r * hidden..(r + 1) * hidden]),
+                    "code_head_start row {r} of {n} differs from the row alone ({threads} threads)"
+                );
+                model
+                    .head_block(
+                        &prefixes[r * prefix..(r + 1) * prefix],
+                        1,
+                        prefix,
+                        codes.clone(),
+                        &mut block_one,
+                    )
+                    .unwrap();
+                assert!(
+                    bitwise_equal(&block_one, &block_all[r * codes.len()..(r + 1) * codes.len()]),
+                    "code_head_block row {r} of {n} differs from the row alone ({threads} threads)"
                 );
             }
             // Step graph with a 3-visit cache.
@@ -103,9 +137,9 @@ fn graphs_repeat_bitwise_with_two_threads() {
         device: Device::Cpu,
         threads: Some(2),
     };
-    let mut model = Model::load(&dir, rt, &options).unwrap();
+    let mut model = Model::load_with(&dir, rt, &options, CodeModule::Compared).unwrap();
     let c = model.config().clone();
-    let (v, e) = (c.total_vocab_size, c.n_embd);
+    let (v, e, hidden) = (c.total_vocab_size, c.n_embd, c.head_hidden_used());
     let n = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let visits: Vec<f32> = (0..n * v)
@@ -121,4 +155,30 @@ fn graphs_repeat_bitwise_with_two_threads() {
             "the code head gave different logits for the same input"
         );
     }
+    let (mut pre, mut pre_again) = (Vec::new(), Vec::new());
+    model.head_start(&history, n, &mut pre).unwrap();
+    let codes = 640..1280;
+    let prefix = e + codes.end - 1;
+    let prefixes: Vec<f32> = (0..n)
+        .flat_map(|r| pre[r * hidden..r * hidden + prefix].to_vec())
+        .collect();
+    let (mut block, mut block_again) = (Vec::new(), Vec::new());
+    model
+        .head_block(&prefixes, n, prefix, codes.clone(), &mut block)
+        .unwrap();
+    for _ in 0..5 {
+        model.head_start(&history, n, &mut pre_again).unwrap();
+        assert!(bitwise_equal(&pre, &pre_again), "code_head_start repeated differently");
+        model
+            .head_block(&prefixes, n, prefix, codes.clone(), &mut block_again)
+            .unwrap();
+        assert!(
+            bitwise_equal(&block, &block_again),
+            "code_head_block repeated differently"
+        );
+    }
+}
+
+fn bitwise_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }

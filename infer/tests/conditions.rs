@@ -3,7 +3,7 @@
 mod common;
 
 use halo_infer::runtime::{self, SessionOptions};
-use halo_infer::{generate, Conditions, Model, Plan, Sampled};
+use halo_infer::{generate, CodeModule, Conditions, Model, Plan, Sampled};
 use std::path::{Path, PathBuf};
 
 fn model_dir(tmp: &Path) -> PathBuf {
@@ -181,7 +181,9 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     spec.labels = 0;
     let enc = common::encoding(&spec);
     let dir = common::build_model(tmp.path(), &spec, 33, None, Some(5.0));
-    let mut model = load(&dir);
+    // Compared: the dense code head is loaded too (the test reads its first pass).
+    let rt = runtime::init(None).unwrap();
+    let mut model = Model::load_with(&dir, rt, &SessionOptions::default(), CodeModule::Compared).unwrap();
     let (v, e) = (enc.vocab_size(), spec.n_embd);
     let mut start = vec![0f32; v];
     start[enc.start_index()] = 1.0;

@@ -5,7 +5,7 @@
 mod common;
 
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::{generate, Model, Plan};
+use halo_infer::{generate, CodeModule, Model, Plan};
 use std::collections::BTreeMap;
 
 fn sigmoid(x: f32) -> f64 {
@@ -130,15 +130,11 @@ fn first_visits_follow_the_exact_distribution() {
     // Weights scaled up so that each code's probability depends strongly on the codes before it.
     let dir = common::build_model(tmp.path(), &spec, 3, Some(&bias), Some(50.0));
     let rt = runtime::init(None).unwrap();
-    let mut model = Model::load(
-        &dir,
-        rt,
-        &SessionOptions {
-            device: Device::Cpu,
-            threads: Some(1),
-        },
-    )
-    .unwrap();
+    let options = SessionOptions {
+        device: Device::Cpu,
+        threads: Some(1),
+    };
+    let mut model = Model::load_with(&dir, rt, &options, CodeModule::Dense).unwrap();
     let (v, e) = (8usize, spec.n_embd);
     let cands = [0usize, 1, 2, 3, 6];
 
@@ -194,11 +190,21 @@ fn first_visits_follow_the_exact_distribution() {
         "the model's codes hardly depend on each other ({max_diff}); the test would have no power"
     );
 
-    // 20,000 sampled records.
+    // 20,000 sampled records, with each way of running the code module; Compared also checks every
+    // incremental block against the dense logits.
+    for code_module in [CodeModule::Dense, CodeModule::Compared] {
+        let mut model = Model::load_with(&dir, rt, &options, code_module).unwrap();
+        let counts = sample_first_visits(&mut model, &cands);
+        check_fit(&counts, &exact, &independent, code_module);
+    }
+}
+
+/// Counts of (label, first visit) cells over 20,000 records sampled at seed 2024.
+fn sample_first_visits(model: &mut Model, cands: &[usize]) -> Vec<u64> {
     let n = 20_000u64;
     let mut counts = vec![0u64; 64];
-    generate(
-        &mut model,
+    let stats = generate(
+        model,
         &Plan {
             seed: 2024,
             records: 0..n,
@@ -220,16 +226,27 @@ fn first_visits_follow_the_exact_distribution() {
         },
     )
     .unwrap();
-    let (stat, p, cells) = chi_square_p(&counts, &exact);
-    let (stat_ind, p_ind, _) = chi_square_p(&counts, &independent);
-    eprintln!("chi2 {stat:.1} over {cells} cells, p {p:.3}; independent: chi2 {stat_ind:.1}, p {p_ind:.2e}; max diff {max_diff:.3}");
+    if model.compares_dense() {
+        // Not only close in distribution: the same logits.
+        assert!(stats.max_dense_difference <= 1e-5, "{stats:?}");
+    }
+    counts
+}
+
+fn check_fit(counts: &[u64], exact: &[f64], independent: &[f64], code_module: CodeModule) {
+    let n: u64 = counts.iter().sum();
+    let (stat, p, cells) = chi_square_p(counts, exact);
+    let (stat_ind, p_ind, _) = chi_square_p(counts, independent);
+    eprintln!(
+        "{code_module:?}: chi2 {stat:.1} over {cells} cells, p {p:.3}; independent: chi2 {stat_ind:.1}, p {p_ind:.2e}"
+    );
     let mut top: BTreeMap<usize, (u64, f64)> = BTreeMap::new();
-    for (i, (c, e)) in counts.iter().zip(&exact).enumerate() {
+    for (i, (c, e)) in counts.iter().zip(exact).enumerate() {
         top.insert(i, (*c, e * n as f64));
     }
     assert!(
         p > 0.001,
-        "sampled records do not follow the model: chi2 {stat:.1} over {cells} cells, p {p:.2e}; (count, expected) per cell {top:?}"
+        "{code_module:?}: sampled records do not follow the model: chi2 {stat:.1} over {cells} cells, p {p:.2e}; (count, expected) per cell {top:?}"
     );
     // The test can tell a wrong sampler apart: the samples reject the independent-codes distribution.
     assert!(

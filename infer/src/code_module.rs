@@ -1,0 +1,336 @@
+//! Sampling one visit for every row of a batch, with the code module run densely or incrementally.
+//!
+//! Dense (`code_head.onnx`): every pass computes all V logits of every row that needs logits, from its
+//! history and visit; a set code makes all of the row's logits stale.
+//!
+//! Incremental (`code_head_start.onnx`, `code_head_block.onnx`, the auto1 columns): a row keeps auto1's
+//! pre-activations, computed from the history at the visit's start and updated by one column when a code
+//! is set, and asks only for the logits its walk reaches, a block of [`BLOCK`] codes at a time. Blocks are
+//! aligned to multiples of [`BLOCK`], so rows that need the same block share one run. The logit of code j
+//! reads hidden units up to E - 1 + j, which depend on codes < j only: setting code k leaves the logits of
+//! codes <= k valid, so no logit is ever recomputed for a code the walk has passed.
+
+use crate::error::Result;
+use crate::model::Model;
+use crate::sampler::{Row, SampleStats};
+use crate::walk::{walk, Cursor, Progress, VisitPlan};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// Codes per block of logits. The block a row asks for depends only on the row's own state, so records
+/// do not depend on the batch size.
+pub const BLOCK: usize = 64;
+
+/// Dense: the row's logits of the last pass, while no code was set since.
+struct DenseCursor<'a> {
+    logits: Option<&'a [f32]>,
+    visit: &'a mut [f32],
+    coarse: bool,
+}
+
+impl Cursor for DenseCursor<'_> {
+    fn logit(&self, j: usize) -> Option<f32> {
+        self.logits.map(|l| l[j])
+    }
+    fn set(&mut self, j: usize) {
+        self.visit[j] = 1.0;
+        // HALO-Coarse logits do not depend on the visit.
+        if !self.coarse {
+            self.logits = None;
+        }
+    }
+}
+
+/// Multiply-adds of one dense pass for one row.
+pub fn dense_macs(model: &Model) -> u64 {
+    let c = model.config();
+    if c.coarse {
+        (c.n_embd * c.total_vocab_size) as u64
+    } else {
+        let (d, h, v) = (c.head_width(), c.head_hidden_used(), c.total_vocab_size);
+        (d * h + h * v) as u64
+    }
+}
+
+/// Samples one visit for every row with the dense code head. `visits` [n, V] must be zero on entry; it
+/// holds the sampled visits on return, and `drawn[r]` the set codes of row `r` in sampling order.
+pub(crate) fn sample_visit_dense(
+    model: &mut Model,
+    plan: &VisitPlan,
+    rows: &mut [Row],
+    history: &[f32],
+    visits: &mut [f32],
+    drawn: &mut [Vec<u32>],
+    stats: &mut SampleStats,
+) -> Result<()> {
+    let (e, v) = (model.config().n_embd, model.config().total_vocab_size);
+    let coarse = model.config().coarse;
+    let pass_macs = dense_macs(model);
+    let n = rows.len();
+    let mut pos = vec![0usize; n];
+    let mut pending: Vec<usize> = Vec::with_capacity(n);
+    for r in 0..n {
+        drawn[r].clear();
+        let row = &mut rows[r];
+        let mut cursor = DenseCursor {
+            logits: None,
+            visit: &mut visits[r * v..(r + 1) * v],
+            coarse,
+        };
+        if walk(
+            &mut pos[r],
+            plan,
+            row.forced.as_ref(),
+            &mut cursor,
+            &mut drawn[r],
+            &mut row.rng,
+        ) != Progress::Done
+        {
+            pending.push(r);
+        }
+    }
+    let mut hist_buf: Vec<f32> = Vec::new();
+    let mut visit_buf: Vec<f32> = Vec::new();
+    let mut logits: Vec<f32> = Vec::new();
+    while !pending.is_empty() {
+        let m = pending.len();
+        let (hist_in, visit_in): (&[f32], &[f32]) = if m == n {
+            (history, visits)
+        } else {
+            gather_rows(&mut hist_buf, history, e, &pending);
+            gather_rows(&mut visit_buf, visits, v, &pending);
+            (&hist_buf, &visit_buf)
+        };
+        model.head(hist_in, visit_in, m, &mut logits)?;
+        stats.head_passes += 1;
+        stats.code_module_macs += pass_macs * m as u64;
+        let mut next = Vec::with_capacity(m);
+        for (k, &r) in pending.iter().enumerate() {
+            let row = &mut rows[r];
+            let mut cursor = DenseCursor {
+                logits: Some(&logits[k * v..(k + 1) * v]),
+                visit: &mut visits[r * v..(r + 1) * v],
+                coarse,
+            };
+            if walk(
+                &mut pos[r],
+                plan,
+                row.forced.as_ref(),
+                &mut cursor,
+                &mut drawn[r],
+                &mut row.rng,
+            ) != Progress::Done
+            {
+                next.push(r);
+            }
+        }
+        pending = next;
+    }
+    Ok(())
+}
+
+/// Copies rows `rows` (of width `width`) of `src` into `buf`, in that order.
+fn gather_rows(buf: &mut Vec<f32>, src: &[f32], width: usize, rows: &[usize]) {
+    buf.clear();
+    for &r in rows {
+        buf.extend_from_slice(&src[r * width..(r + 1) * width]);
+    }
+}
+
+/// Incremental: the row's pre-activations and its last block of logits.
+struct BlockCursor<'a> {
+    /// Logits of vocabulary indices `known` (a prefix of the last block that no set code has touched).
+    logits: &'a [f32],
+    first: usize,
+    known: Range<usize>,
+    visit: &'a mut [f32],
+    /// auto1 pre-activations [H] of this row.
+    pre: &'a mut [f32],
+    model: &'a Model,
+    n_embd: usize,
+    /// Multiply-adds of the column updates.
+    macs: u64,
+}
+
+impl Cursor for BlockCursor<'_> {
+    fn logit(&self, j: usize) -> Option<f32> {
+        self.known.contains(&j).then(|| self.logits[j - self.first])
+    }
+    fn set(&mut self, j: usize) {
+        self.visit[j] = 1.0;
+        let column = self.model.column(j);
+        for (p, w) in self.pre[self.n_embd + j..].iter_mut().zip(column) {
+            *p += w;
+        }
+        self.macs += column.len() as u64;
+        // Logits of codes <= j do not read code j.
+        self.known.end = self.known.end.min(j + 1);
+    }
+}
+
+/// Per-row block of logits while a visit is sampled.
+#[derive(Clone, Default)]
+struct Block {
+    first: usize,
+    known: Range<usize>,
+    logits: Vec<f32>,
+}
+
+/// The aligned block that serves `need`: starts at the multiple of [`BLOCK`] at or below `need.start`, and
+/// covers at least [`BLOCK`] codes and all of `need` (an exclusive category may span a block border).
+fn block_for(need: &Range<usize>, v: usize) -> Range<usize> {
+    let first = need.start / BLOCK * BLOCK;
+    first..(first + BLOCK).max(need.end).min(v)
+}
+
+/// The rows of a batch while the incremental code module samples their visit.
+struct Walkers<'a> {
+    rows: &'a mut [Row],
+    visits: &'a mut [f32],
+    drawn: &'a mut [Vec<u32>],
+    /// auto1 pre-activations [n, H].
+    pre: Vec<f32>,
+    pos: Vec<usize>,
+    blocks: Vec<Block>,
+}
+
+impl Walkers<'_> {
+    /// Walks row `r` as far as its block allows; returns the block it needs next, if any.
+    fn advance(&mut self, model: &Model, plan: &VisitPlan, r: usize, stats: &mut SampleStats) -> Option<Range<usize>> {
+        let c = model.config();
+        let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
+        let row = &mut self.rows[r];
+        let b = &self.blocks[r];
+        let mut cursor = BlockCursor {
+            logits: &b.logits,
+            first: b.first,
+            known: b.known.clone(),
+            visit: &mut self.visits[r * v..(r + 1) * v],
+            pre: &mut self.pre[r * hidden..(r + 1) * hidden],
+            model,
+            n_embd: e,
+            macs: 0,
+        };
+        let progress = walk(
+            &mut self.pos[r],
+            plan,
+            row.forced.as_ref(),
+            &mut cursor,
+            &mut self.drawn[r],
+            &mut row.rng,
+        );
+        stats.code_module_macs += cursor.macs;
+        match progress {
+            Progress::Done => None,
+            Progress::Need(need) => Some(block_for(&need, v)),
+        }
+    }
+}
+
+/// Samples one visit for every row with the incremental code module; same contract as
+/// [`sample_visit_dense`]. With [`crate::model::CodeModule::Compared`], every block is also computed
+/// densely and the largest absolute difference is kept in `stats.max_dense_difference`.
+pub(crate) fn sample_visit_incremental(
+    model: &mut Model,
+    plan: &VisitPlan,
+    rows: &mut [Row],
+    history: &[f32],
+    visits: &mut [f32],
+    drawn: &mut [Vec<u32>],
+    stats: &mut SampleStats,
+) -> Result<()> {
+    let c = model.config();
+    let (e, hidden) = (c.n_embd, c.head_hidden_used());
+    let n = rows.len();
+    let mut pre = Vec::new();
+    model.head_start(history, n, &mut pre)?;
+    stats.code_module_macs += (n * e * hidden) as u64;
+    drawn.iter_mut().for_each(Vec::clear);
+    let mut w = Walkers {
+        rows,
+        visits,
+        drawn,
+        pre,
+        pos: vec![0; n],
+        blocks: vec![Block::default(); n],
+    };
+
+    // Rows by the block they need next; blocks in vocabulary order.
+    let mut needs: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for r in 0..n {
+        if let Some(b) = w.advance(model, plan, r, stats) {
+            needs.entry((b.start, b.end)).or_default().push(r);
+        }
+    }
+    let mut buf: Vec<f32> = Vec::new();
+    let mut logits: Vec<f32> = Vec::new();
+    let mut dense = DenseCheck::default();
+    while !needs.is_empty() {
+        let round = std::mem::take(&mut needs);
+        for (&(first, end), group) in &round {
+            // Code j's logit reads hidden units 0 ..= E - 1 + j.
+            let prefix = e + end - 1;
+            buf.clear();
+            for &r in group {
+                buf.extend_from_slice(&w.pre[r * hidden..r * hidden + prefix]);
+            }
+            let m = group.len();
+            model.head_block(&buf, m, prefix, first..end, &mut logits)?;
+            stats.head_passes += 1;
+            stats.code_module_macs += (m * prefix * (end - first)) as u64;
+            if model.compares_dense() {
+                let diff = dense.difference(model, history, w.visits, group, &logits, first..end)?;
+                stats.max_dense_difference = stats.max_dense_difference.max(diff);
+            }
+            for (i, &r) in group.iter().enumerate() {
+                let b = &mut w.blocks[r];
+                b.first = first;
+                b.known = first..end;
+                b.logits.clear();
+                b.logits
+                    .extend_from_slice(&logits[i * (end - first)..(i + 1) * (end - first)]);
+            }
+            for &r in group {
+                if let Some(b) = w.advance(model, plan, r, stats) {
+                    needs.entry((b.start, b.end)).or_default().push(r);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Buffers for comparing a block with the dense code head.
+#[derive(Default)]
+struct DenseCheck {
+    hist: Vec<f32>,
+    visit: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl DenseCheck {
+    /// Largest |block logit - dense logit| over the group's rows and the block's codes.
+    fn difference(
+        &mut self,
+        model: &mut Model,
+        history: &[f32],
+        visits: &[f32],
+        group: &[usize],
+        block: &[f32],
+        codes: Range<usize>,
+    ) -> Result<f64> {
+        let (e, v) = (model.config().n_embd, model.config().total_vocab_size);
+        gather_rows(&mut self.hist, history, e, group);
+        gather_rows(&mut self.visit, visits, v, group);
+        model.head(&self.hist, &self.visit, group.len(), &mut self.logits)?;
+        let width = codes.len();
+        let mut worst = 0f64;
+        for i in 0..group.len() {
+            for (k, j) in codes.clone().enumerate() {
+                let d = (block[i * width + k] as f64 - self.logits[i * v + j] as f64).abs();
+                worst = worst.max(d);
+            }
+        }
+        Ok(worst)
+    }
+}
