@@ -33,7 +33,7 @@ pub use error::{Error, Result};
 pub use model::{CodeModule, Model};
 pub use runtime::{Device, SessionOptions};
 pub use sampler::{RawRecord, SampleStats};
-pub use verify::verify_digest;
+pub use verify::{verify_digest, verify_digest_with_progress};
 
 use halo_core::record::Patient;
 use std::ops::Range;

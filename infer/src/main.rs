@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
-use halo_infer::{generate, shard_range, Conditions, Model, Plan};
+use halo_infer::{generate, shard_range, CodeModule, Conditions, Model, Plan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -363,69 +363,119 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     let device = Device::parse(&args.device).expect("checked by clap");
     let rt = load_runtime(&args.runtime)?;
-    let loaded = Instant::now();
-    let mut model = load_model(&args.model, rt, device, &args.runtime)?;
-    let load_secs = loaded.elapsed().as_secs_f64();
-    let c = model.config().clone();
+    let manifest = halo_infer::model::read_manifest(&args.model)?;
+    let c = manifest.model.clone();
     println!(
-        "model: {} | codes {} | labels {} | n_embd {} | layers {} | heads {} | n_ctx {} | load {:.2} s | peak after load {} MiB",
+        "model: {} | format {} | codes {} | labels {} | n_embd {} | layers {} | heads {} | n_ctx {}",
         args.model.display(),
+        manifest.format_version,
         c.code_vocab_size,
         c.label_vocab_size,
         c.n_embd,
         c.n_layer,
         c.n_head,
         c.n_ctx,
-        load_secs,
-        peak_rss_kib().map(|k| k / 1024).unwrap_or(0)
     );
-    println!(
-        "{:>6} {:>8} {:>9} {:>10} {:>13} {:>12} {:>12} {:>10} {:>9}",
-        "batch", "records", "seconds", "records/s", "passes/batch", "visits/rec", "codes/visit", "steps", "peak MiB"
-    );
-    for &b in &args.batch_sizes {
-        let reset = reset_peak_rss();
-        let started = Instant::now();
-        let (mut visits, mut codes) = (0usize, 0usize);
-        let end = model.manifest.encoding.end_index() as u32;
-        let stats = generate(
-            &mut model,
-            &Plan {
-                seed: args.seed,
-                records: 0..args.count,
-                batch_size: b,
-                conditions: None,
-            },
-            |batch| {
-                for s in &batch {
-                    visits += s.raw.visits.len();
-                    codes += s
-                        .raw
-                        .visits
-                        .iter()
-                        .map(|v| v.iter().filter(|c| **c != end).count())
-                        .sum::<usize>();
-                }
-                Ok(())
-            },
-        )?;
-        let secs = started.elapsed().as_secs_f64();
-        let peak = peak_rss_kib()
-            .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
-            .unwrap_or_else(|| "?".into());
-        println!(
-            "{:>6} {:>8} {:>9.2} {:>10.1} {:>13.1} {:>12.2} {:>12.2} {:>10} {:>9}",
-            b,
-            args.count,
-            secs,
-            args.count as f64 / secs.max(1e-9),
-            stats.head_passes as f64 / stats.batches.max(1) as f64,
-            visits as f64 / args.count as f64,
-            codes as f64 / visits.max(1) as f64,
-            stats.steps,
-            peak
-        );
+    let mut paths = vec![CodeModule::Dense];
+    if manifest.files.code_head_incremental.is_some() {
+        paths.push(CodeModule::Incremental);
+    } else {
+        println!("(no incremental code module in this model directory: dense path only)");
     }
+    drop(manifest);
+    println!(
+        "{:>12} {:>6} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
+        "code module",
+        "batch",
+        "records",
+        "seconds",
+        "records/s",
+        "head MMAC/rec",
+        "runs/batch",
+        "visits/rec",
+        "codes/visit",
+        "peak MiB"
+    );
+    let mut first_records: Option<Vec<u8>> = None;
+    let mut identical = true;
+    for path in paths {
+        let name = match path {
+            CodeModule::Dense => "dense",
+            _ => "incremental",
+        };
+        let reset = reset_peak_rss();
+        let loaded = Instant::now();
+        let mut model = halo_infer::Model::load_with(
+            &args.model,
+            rt,
+            &SessionOptions {
+                device,
+                threads: args.runtime.threads,
+            },
+            path,
+        )?;
+        let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
+        println!(
+            "{name:>12} loaded in {:.2} s, peak {load_mib}{} MiB",
+            loaded.elapsed().as_secs_f64(),
+            if reset { "" } else { "*" }
+        );
+        for &b in &args.batch_sizes {
+            let reset = reset_peak_rss();
+            let started = Instant::now();
+            let (mut visits, mut codes) = (0usize, 0usize);
+            let end = model.manifest.encoding.end_index() as u32;
+            let mut lines: Vec<u8> = Vec::new();
+            let stats = generate(
+                &mut model,
+                &Plan {
+                    seed: args.seed,
+                    records: 0..args.count,
+                    batch_size: b,
+                    conditions: None,
+                },
+                |batch| {
+                    for s in &batch {
+                        visits += s.raw.visits.len();
+                        codes += s
+                            .raw
+                            .visits
+                            .iter()
+                            .map(|v| v.iter().filter(|c| **c != end).count())
+                            .sum::<usize>();
+                        lines.extend(halo_infer::record_line(&s.patient));
+                    }
+                    Ok(())
+                },
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            let peak = peak_rss_kib()
+                .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
+                .unwrap_or_else(|| "?".into());
+            println!(
+                "{:>12} {:>6} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
+                name,
+                b,
+                args.count,
+                secs,
+                args.count as f64 / secs.max(1e-9),
+                stats.code_module_macs as f64 / 1e6 / args.count as f64,
+                stats.head_passes as f64 / stats.batches.max(1) as f64,
+                visits as f64 / args.count as f64,
+                codes as f64 / visits.max(1) as f64,
+                peak
+            );
+            // Every path and batch size must give the same records.
+            match &first_records {
+                None => first_records = Some(lines),
+                Some(first) => identical &= *first == lines,
+            }
+        }
+    }
+    println!(
+        "records identical across code modules and batch sizes: {}",
+        if identical { "yes" } else { "NO" }
+    );
     Ok(())
 }
 

@@ -34,6 +34,16 @@ pub fn digest_of(seed: u64, records: &[Sampled]) -> VerifyDigest {
 
 /// Samples records `0..count` at `seed` with a loaded model and returns their digest.
 pub fn digest_with(model: &mut Model, seed: u64, count: usize) -> Result<VerifyDigest> {
+    digest_with_progress(model, seed, count, &mut |_| {})
+}
+
+/// As [`digest_with`], calling `progress` with the number of records sampled so far after each batch.
+pub fn digest_with_progress(
+    model: &mut Model,
+    seed: u64,
+    count: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<VerifyDigest> {
     let mut all = Vec::with_capacity(count);
     generate(
         model,
@@ -45,6 +55,7 @@ pub fn digest_with(model: &mut Model, seed: u64, count: usize) -> Result<VerifyD
         },
         |batch| {
             all.extend(batch);
+            progress(all.len());
             Ok(())
         },
     )?;
@@ -55,6 +66,16 @@ pub fn digest_with(model: &mut Model, seed: u64, count: usize) -> Result<VerifyD
 /// the executable, or the project's `.venv`) and returns the digest of records `0..count` at `seed`.
 /// `halo export` stores it in the manifest.
 pub fn verify_digest(model_dir: &Path, seed: u64, count: usize) -> Result<VerifyDigest> {
+    verify_digest_with_progress(model_dir, seed, count, &mut |_| {})
+}
+
+/// As [`verify_digest`], calling `progress` with the number of records sampled so far after each batch.
+pub fn verify_digest_with_progress(
+    model_dir: &Path,
+    seed: u64,
+    count: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<VerifyDigest> {
     let rt = runtime::init(None)?;
     let mut model = Model::load(
         model_dir,
@@ -64,7 +85,7 @@ pub fn verify_digest(model_dir: &Path, seed: u64, count: usize) -> Result<Verify
             threads: None,
         },
     )?;
-    digest_with(&mut model, seed, count)
+    digest_with_progress(&mut model, seed, count, progress)
 }
 
 /// Where a record first differs from the stored digest.

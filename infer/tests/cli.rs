@@ -350,3 +350,11 @@ fn writes_meds_that_reads_back() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
 }
+
+#[test]
+fn verify_passes_on_a_format_1_model_directory() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model-v1");
+    let o = run(&["verify", "--model", old.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("identical"));
+}

@@ -138,3 +138,57 @@ fn digests_compare_visit_by_visit() {
     assert_eq!(m[0].difference, Difference::LabelVisit);
     assert_eq!(m[1].difference, Difference::VisitCount { expected: 1, actual: 2 });
 }
+
+/// Model directories of format version 1 (three graphs, no incremental code module) keep working: the
+/// sampler falls back to the dense code head, `verify` passes, and the records equal those of the same
+/// model exported as format 2 (fixtures/tiny-model-v1 is fixtures/tiny-model as exported before format 2).
+#[test]
+fn a_format_1_model_directory_verifies_and_gives_the_records_of_format_2() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let (old, new) = (fixtures.join("tiny-model-v1"), fixtures.join("tiny-model"));
+    let old_manifest = Manifest::read(&old).unwrap();
+    let new_manifest = Manifest::read(&new).unwrap();
+    assert_eq!(old_manifest.format_version, 1);
+    assert!(old_manifest.files.code_head_incremental.is_none());
+    assert!(new_manifest.files.code_head_incremental.is_some());
+
+    let mut old_model = load(&old).unwrap();
+    assert!(!old_model.is_incremental(), "format 1 has only the dense code head");
+    let old_outcome = verify::verify(&mut old_model).unwrap();
+    assert!(old_outcome.identical(), "{:?}", old_outcome.mismatches);
+
+    let mut new_model = load(&new).unwrap();
+    assert!(new_model.is_incremental());
+    let new_outcome = verify::verify(&mut new_model).unwrap();
+    assert!(new_outcome.identical(), "{:?}", new_outcome.mismatches);
+    assert_eq!(
+        old_outcome.actual, new_outcome.actual,
+        "dense and incremental records differ"
+    );
+    // Asking for the incremental path on a format 1 directory is a clear error.
+    let rt = runtime::init(None).unwrap();
+    let err = Model::load_with(
+        &old,
+        rt,
+        &SessionOptions::default(),
+        halo_infer::CodeModule::Incremental,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("no incremental code module"), "{err}");
+}
+
+/// A manifest from a newer toolkit is refused with a message that says so.
+#[test]
+fn a_manifest_of_a_newer_format_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let newer = text.replacen("\"format_version\": 2", "\"format_version\": 99", 1);
+    assert_ne!(text, newer);
+    std::fs::write(&path, newer).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(err.contains("format_version") && err.contains("newer"), "{err}");
+}

@@ -360,21 +360,47 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
         .with_context(|| format!("exporting {} to {}", cmd.checkpoint.display(), cmd.out.display()))?;
     if cmd.verify_count > 0 {
         // The reference records a site's `halo-sample verify` must reproduce.
-        let digest = halo_infer::verify_digest(&cmd.out, 0, cmd.verify_count).context("sampling the verify digest")?;
+        let pb = indicatif::ProgressBar::new(cmd.verify_count as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "halo export: verify digest {bar:30} {pos}/{len} records ({elapsed}, ETA {eta})",
+            )
+            .expect("template"),
+        );
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let started = std::time::Instant::now();
+        let digest =
+            halo_infer::verify_digest_with_progress(&cmd.out, 0, cmd.verify_count, &mut |n| pb.set_position(n as u64))
+                .context("sampling the verify digest")?;
+        pb.finish_and_clear();
+        eprintln!(
+            "halo export: verify digest of {} records at seed 0 in {:.1} s",
+            cmd.verify_count,
+            started.elapsed().as_secs_f64()
+        );
         manifest.verify = Some(digest);
         halo_export::write_manifest(&cmd.out, &manifest)?;
     }
-    for f in [
-        &manifest.files.visit_transformer,
-        &manifest.files.visit_transformer_step,
-        &manifest.files.code_head,
-    ] {
-        let size = std::fs::metadata(cmd.out.join(&f.name)).map(|m| m.len()).unwrap_or(0);
+    let files = &manifest.files;
+    let mut listed = vec![
+        (&files.visit_transformer.name, &files.visit_transformer.sha256),
+        (&files.visit_transformer_step.name, &files.visit_transformer_step.sha256),
+        (&files.code_head.name, &files.code_head.sha256),
+    ];
+    if let Some(inc) = &files.code_head_incremental {
+        listed.extend([
+            (&inc.start.name, &inc.start.sha256),
+            (&inc.block.name, &inc.block.sha256),
+            (&inc.columns.name, &inc.columns.sha256),
+        ]);
+    }
+    for (name, sha256) in listed {
+        let size = std::fs::metadata(cmd.out.join(name)).map(|m| m.len()).unwrap_or(0);
         eprintln!(
-            "halo export: {} ({:.1} MB, sha256 {})",
-            f.name,
+            "halo export: {name} ({:.1} MB, sha256 {})",
             size as f64 / 1e6,
-            &f.sha256[..16]
+            &sha256[..16]
         );
     }
     eprintln!("halo export: model directory {}", cmd.out.display());
