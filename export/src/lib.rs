@@ -1,7 +1,7 @@
 //! halo-export: turns a HALO checkpoint folder (written by `halo train`) into a model directory that the
 //! ONNX Runtime sampler reads, without libtorch.
 //!
-//! A model directory holds three ONNX graphs (names and inputs/outputs in
+//! A model directory holds five ONNX graphs and a weights file (names and inputs/outputs in
 //! [`halo_core::manifest::graph`]) and `manifest.json` ([`Manifest`]):
 //! - `visit_transformer.onnx`: visits [batch, visits, V] -> history [batch, visits, E];
 //! - `visit_transformer_step.onnx`: one visit plus a key/value cache -> history [batch, E] and the cache;

@@ -5,8 +5,8 @@
 //!
 //! Incremental (`code_head_start.onnx`, `code_head_block.onnx`, the auto1 columns): a row keeps auto1's
 //! pre-activations, computed from the history at the visit's start and updated by one column when a code
-//! is set, and asks only for the logits its walk reaches, a block of [`BLOCK`] codes at a time. Blocks are
-//! aligned to multiples of [`BLOCK`], so rows that need the same block share one run. The logit of code j
+//! is set, and asks only for the logits its walk reaches, a block of [`block_len`] codes at a time. Blocks
+//! start at multiples of [`BLOCK_ALIGN`], so rows at nearby positions share one run. The logit of code j
 //! reads hidden units up to E - 1 + j, which depend on codes < j only: setting code k leaves the logits of
 //! codes <= k valid, so no logit is ever recomputed for a code the walk has passed.
 
@@ -17,9 +17,22 @@ use crate::walk::{walk, Cursor, Progress, VisitPlan};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// Codes per block of logits. The block a row asks for depends only on the row's own state, so records
-/// do not depend on the batch size.
-pub const BLOCK: usize = 64;
+/// Blocks of logits start at multiples of this many codes, so that rows at nearby positions share a run.
+pub const BLOCK_ALIGN: usize = 64;
+
+/// Multiply-adds per row that a block of logits should cost at least: a graph run has a fixed cost (tens
+/// of microseconds), so blocks are made long enough for the arithmetic to dominate it.
+const BLOCK_MACS: usize = 1 << 14;
+
+/// Codes per block of logits for a model: a multiple of [`BLOCK_ALIGN`] whose block costs about
+/// [`BLOCK_MACS`] per row at mid-vocabulary (64 codes and up; the whole vocabulary for small models). It
+/// depends only on the model, so the blocks a record asks for do not depend on the batch.
+pub fn block_len(config: &halo_core::config::ModelConfig) -> usize {
+    let mid_prefix = config.n_embd + config.total_vocab_size / 2;
+    (BLOCK_MACS / mid_prefix.max(1))
+        .next_multiple_of(BLOCK_ALIGN)
+        .clamp(BLOCK_ALIGN, config.total_vocab_size.next_multiple_of(BLOCK_ALIGN))
+}
 
 /// Dense: the row's logits of the last pass, while no code was set since.
 struct DenseCursor<'a> {
@@ -176,11 +189,11 @@ struct Block {
     logits: Vec<f32>,
 }
 
-/// The aligned block that serves `need`: starts at the multiple of [`BLOCK`] at or below `need.start`, and
-/// covers at least [`BLOCK`] codes and all of `need` (an exclusive category may span a block border).
-fn block_for(need: &Range<usize>, v: usize) -> Range<usize> {
-    let first = need.start / BLOCK * BLOCK;
-    first..(first + BLOCK).max(need.end).min(v)
+/// The block that serves `need`: starts at the multiple of [`BLOCK_ALIGN`] at or below `need.start`, and
+/// covers `len` codes (up to the vocabulary's end) and all of `need` (an exclusive category may be longer).
+fn block_for(need: &Range<usize>, len: usize, v: usize) -> Range<usize> {
+    let first = need.start / BLOCK_ALIGN * BLOCK_ALIGN;
+    first..(first + len).max(need.end).min(v)
 }
 
 /// The rows of a batch while the incremental code module samples their visit.
@@ -192,6 +205,7 @@ struct Walkers<'a> {
     pre: Vec<f32>,
     pos: Vec<usize>,
     blocks: Vec<Block>,
+    block_len: usize,
 }
 
 impl Walkers<'_> {
@@ -222,7 +236,7 @@ impl Walkers<'_> {
         stats.code_module_macs += cursor.macs;
         match progress {
             Progress::Done => None,
-            Progress::Need(need) => Some(block_for(&need, v)),
+            Progress::Need(need) => Some(block_for(&need, self.block_len, v)),
         }
     }
 }
@@ -240,7 +254,7 @@ pub(crate) fn sample_visit_incremental(
     stats: &mut SampleStats,
 ) -> Result<()> {
     let c = model.config();
-    let (e, hidden) = (c.n_embd, c.head_hidden_used());
+    let (e, hidden, len) = (c.n_embd, c.head_hidden_used(), block_len(c));
     let n = rows.len();
     let mut pre = Vec::new();
     model.head_start(history, n, &mut pre)?;
@@ -253,6 +267,7 @@ pub(crate) fn sample_visit_incremental(
         pre,
         pos: vec![0; n],
         blocks: vec![Block::default(); n],
+        block_len: len,
     };
 
     // Rows by the block they need next; blocks in vocabulary order.

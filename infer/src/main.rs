@@ -14,7 +14,7 @@ const ABOUT: &str = "Samples synthetic patient records from a HALO model directo
 
 const LONG_ABOUT: &str = "\
 Samples synthetic patient records from a HALO model directory (the folder written by `halo export`:
-manifest.json and three .onnx files). It needs no Python and no GPU: the model runs on ONNX Runtime,
+manifest.json and the .onnx files). It needs no Python and no GPU: the model runs on ONNX Runtime,
 on the CPU by default.
 
 Records are reproducible: record number i depends only on --seed, i and the model, so the same
