@@ -26,6 +26,11 @@ pub mod checkpoint {
 
 /// ONNX graph file names and their input/output names.
 pub mod graph {
+    /// File name of block `b`'s graph of the incremental code module.
+    pub fn block_file_name(b: usize) -> String {
+        format!("{CODE_HEAD_BLOCK_PREFIX}{b:04}.onnx")
+    }
+
     /// Full sequence: `visits` f32 [batch, visits, V] -> `history` f32 [batch, visits, E].
     pub const VISIT_TRANSFORMER: &str = "visit_transformer.onnx";
     /// One visit with a key/value cache: `visit` f32 [batch, V], `past` f32
@@ -41,10 +46,12 @@ pub mod graph {
     /// for an empty visit. Setting visit code `k` then adds column `E + k` of the masked auto1 weight
     /// (the manifest's `columns` file) to `pre`.
     pub const CODE_HEAD_START: &str = "code_head_start.onnx";
-    /// Second part: `pre` f32 [batch, K] (a prefix of the pre-activations), `first` and `end` int64 [1]
-    /// -> `logits` f32 [batch, end - first], the logits of codes first..end. Needs K >= E + end - 1 (the
-    /// logit of code j reads hidden units up to E - 1 + j); extra columns are ignored.
-    pub const CODE_HEAD_BLOCK: &str = "code_head_block.onnx";
+    /// Second part, one graph per block of codes (file names from [`block_file_name`]): block b holds codes
+    /// b L .. min((b + 1) L, V) for the manifest's `block_len` L; `pre` f32 [batch, K_b], the first
+    /// K_b = E + end_b - 1 pre-activations (the logit of code j reads hidden units up to E - 1 + j) ->
+    /// `logits` f32 [batch, end_b - b L]. Each block's weights are constants of its graph, so a runtime can
+    /// keep them pre-packed.
+    pub const CODE_HEAD_BLOCK_PREFIX: &str = "code_head_block_";
     /// The visit columns of the masked auto1 weight, for `pre` updates outside the graphs: for each code
     /// k in 0..V, rows E + k .. H of column E + k (the rows the mask keeps), as little-endian f32,
     /// concatenated (V (V - 1) / 2 values; code k starts at k (V - 1) - k (k - 1) / 2). In fp16 exports the
@@ -56,8 +63,6 @@ pub mod graph {
     pub const IN_PAST: &str = "past";
     pub const IN_HISTORY: &str = "history";
     pub const IN_PRE: &str = "pre";
-    pub const IN_FIRST: &str = "first";
-    pub const IN_END: &str = "end";
     pub const OUT_PRE: &str = "pre";
     pub const OUT_HISTORY: &str = "history";
     pub const OUT_PRESENT: &str = "present";
@@ -102,16 +107,24 @@ pub struct ManifestFiles {
     pub code_head_incremental: Option<IncrementalHeadFiles>,
 }
 
-/// Files of the incremental code module ([`graph::CODE_HEAD_START`], [`graph::CODE_HEAD_BLOCK`],
-/// [`graph::CODE_HEAD_COLUMNS`]).
+/// Files of the incremental code module ([`graph::CODE_HEAD_START`], the block graphs
+/// [`graph::block_file_name`], [`graph::CODE_HEAD_COLUMNS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncrementalHeadFiles {
     pub start: OnnxFile,
-    pub block: OnnxFile,
+    /// Codes per block (the last block may be shorter).
+    pub block_len: usize,
+    /// One graph per block, in vocabulary order: ceil(V / block_len) of them.
+    pub blocks: Vec<OnnxFile>,
     pub columns: DataFile,
 }
 
 impl IncrementalHeadFiles {
+    /// Vocabulary indices of block `b` of a model with `v` entries.
+    pub fn block_codes(&self, b: usize, v: usize) -> std::ops::Range<usize> {
+        b * self.block_len..((b + 1) * self.block_len).min(v)
+    }
+
     /// Number of f32 values in the columns file of a model with `v` vocabulary entries.
     pub fn column_values(v: usize) -> usize {
         v * v.saturating_sub(1) / 2
@@ -196,6 +209,21 @@ impl Manifest {
                 "files.code_head_incremental",
                 "needs format_version 2 or later".to_string(),
             ));
+        }
+        if let Some(inc) = &m.files.code_head_incremental {
+            let v = m.model.total_vocab_size;
+            let want = v.div_ceil(inc.block_len.max(1));
+            if inc.block_len == 0 || inc.blocks.len() != want {
+                return Err(Error::field(
+                    &path,
+                    "files.code_head_incremental.blocks",
+                    format!(
+                        "{} block graphs of {} codes for a vocabulary of {v} (expected {want} of a positive length)",
+                        inc.blocks.len(),
+                        inc.block_len
+                    ),
+                ));
+            }
         }
         m.model.validate(&path)?;
         m.encoding.validate(&path)?;

@@ -104,13 +104,6 @@ impl GraphBuilder {
         name
     }
 
-    /// An int64 graph input (indices).
-    pub fn input_i64(&mut self, name: &str, dims: &[Dim]) -> String {
-        let name = self.reserve(name);
-        self.inputs.push(value_info(&name, data_type::INT64, dims));
-        name
-    }
-
     /// Declares a graph output; a node must then write it via [`GraphBuilder::node_to`].
     pub fn output(&mut self, name: &str, dims: &[Dim]) -> String {
         let name = self.reserve(name);

@@ -3,11 +3,12 @@
 //! auto1 is linear in `[history; visit]`, so its pre-activations for an empty visit come from the history
 //! alone (`code_head_start.onnx`), and setting visit code k adds one column of the masked weight
 //! (`code_head_columns.f32`, applied by the sampler). auto2 is lower-triangular, so the logit of code j
-//! reads only hidden units up to E - 1 + j: `code_head_block.onnx` computes the logits of a block of codes
-//! from a prefix of the pre-activations. Together they give the same logits as `code_head.onnx` (up to
+//! reads only hidden units up to E - 1 + j: each `code_head_block_NNNN.onnx` computes the logits of one
+//! block of codes from a prefix of the pre-activations, with that block's weights as constants (so ONNX
+//! Runtime packs them once, and no run copies a weight). Together they give the same logits as `code_head.onnx` (up to
 //! float summation order) at a fraction of the work per drawn code.
 
-use crate::builder::{Attr, Dim, GraphBuilder};
+use crate::builder::{Dim, GraphBuilder};
 use crate::checkpoint::Checkpoint;
 use crate::code_head::masked_rows_t;
 use crate::Precision;
@@ -36,37 +37,44 @@ pub fn build_start(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     b
 }
 
-/// `pre` [batch, K], `first`, `end` [1] -> `logits` [batch, end - first] = relu(pre) @ W2[:K, first..end] + b2.
-pub fn build_block(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
+/// Codes per block of the incremental code module: a multiple of 64 whose blocks cost about 16K
+/// multiply-adds per row at mid-vocabulary (a graph run has a fixed cost of some microseconds, so a block
+/// should not be much cheaper than that), and 64 for large vocabularies.
+pub fn block_len(config: &halo_core::config::ModelConfig) -> usize {
+    const ALIGN: usize = 64;
+    const MACS: usize = 1 << 14;
+    let mid_prefix = config.n_embd + config.total_vocab_size / 2;
+    (MACS / mid_prefix.max(1))
+        .next_multiple_of(ALIGN)
+        .clamp(ALIGN, config.total_vocab_size.next_multiple_of(ALIGN))
+}
+
+/// Block `b` (codes `codes`): `pre` [batch, K] -> `logits` [batch, codes.len()] = relu(pre) @ W2[:K, codes] +
+/// b2[codes], with K = E + codes.end - 1 and the masked weight block a constant.
+pub fn build_block(ck: &Checkpoint, precision: Precision, b: usize, codes: std::ops::Range<usize>) -> GraphBuilder {
     let c = &ck.config;
-    let (d, v, hidden) = (c.head_width(), c.total_vocab_size, c.head_hidden_used());
-    let mut b = GraphBuilder::new("halo_code_head_block", precision);
-    let pre = b.input(graph::IN_PRE, &[Dim::Param("batch"), Dim::Param("prefix")]);
-    let first = b.input_i64(graph::IN_FIRST, &[Dim::Fixed(1)]);
-    let end = b.input_i64(graph::IN_END, &[Dim::Fixed(1)]);
-    let logits = b.output(graph::OUT_LOGITS, &[Dim::Param("batch"), Dim::Param("codes")]);
-
-    // auto2's logit rows, masked and transposed to [H, V] (hidden unit x code), as in code_head.onnx.
-    let w2 = masked_rows_t(&ck.tensor("ehr_head.auto2.weight").data, d, c.first_logit_row(), v);
-    let w2 = b.weight("ehr_head.auto2.weight_masked_t", &[hidden, v], &w2[..hidden * v]);
-    let b2 = b.weight(
-        "ehr_head.auto2.bias_logits",
-        &[v],
-        &ck.tensor("ehr_head.auto2.bias").data[c.first_logit_row()..c.first_logit_row() + v],
+    let d = c.head_width();
+    let prefix = c.n_embd + codes.end - 1;
+    let mut g = GraphBuilder::new(&format!("halo_code_head_block_{b}"), precision);
+    let pre = g.input(graph::IN_PRE, &[Dim::Param("batch"), Dim::Fixed(prefix)]);
+    let logits = g.output(graph::OUT_LOGITS, &[Dim::Param("batch"), Dim::Fixed(codes.len())]);
+    // auto2's logit rows of these codes, masked and transposed to [D, L] (hidden unit x code); rows from K on
+    // are zero (masked) and left out.
+    let first_row = c.first_logit_row() + codes.start;
+    let w = masked_rows_t(&ck.tensor("ehr_head.auto2.weight").data, d, first_row, codes.len());
+    let w = g.weight(
+        "ehr_head.auto2.weight_masked_t_block",
+        &[prefix, codes.len()],
+        &w[..prefix * codes.len()],
     );
-
-    // The weight block: rows 0..K (K = the width of `pre`), columns first..end.
-    let prefix = b.node("Shape", "prefix", &[&pre], &[("start", Attr::Int(1))]);
-    let zero = b.const_i64("zero", &[1], &[0]);
-    let starts = b.node("Concat", "block_starts", &[&zero, &first], &[("axis", Attr::Int(0))]);
-    let ends = b.node("Concat", "block_ends", &[&prefix, &end], &[("axis", Attr::Int(0))]);
-    let w_block = b.node("Slice", "w2_block", &[&w2, &starts, &ends], &[]);
-    let b_block = b.node("Slice", "b2_block", &[&b2, &first, &end], &[]);
-    let hidden_act = b.node("Relu", "auto1.relu", &[&pre], &[]);
-    // Gemm, not MatMul: ONNX Runtime's MatMul takes another kernel for a single row, which rounds
-    // differently, and records must not depend on how many rows share a block.
-    b.node_to("Gemm", &logits, &[&hidden_act, &w_block, &b_block], &[]);
-    b
+    let bias = g.weight(
+        "ehr_head.auto2.bias_block",
+        &[codes.len()],
+        &ck.tensor("ehr_head.auto2.bias").data[first_row..first_row + codes.len()],
+    );
+    let hidden = g.node("Relu", "auto1.relu", &[&pre], &[]);
+    g.node_to("Gemm", &logits, &[&hidden, &w, &bias], &[]);
+    g
 }
 
 /// The columns file: for each code k, rows E + k .. H of auto1's column E + k (what the mask keeps), in the

@@ -1,13 +1,14 @@
 //! halo-export: turns a HALO checkpoint folder (written by `halo train`) into a model directory that the
 //! ONNX Runtime sampler reads, without libtorch.
 //!
-//! A model directory holds five ONNX graphs and a weights file (names and inputs/outputs in
+//! A model directory holds ONNX graphs and a weights file (names and inputs/outputs in
 //! [`halo_core::manifest::graph`]) and `manifest.json` ([`Manifest`]):
 //! - `visit_transformer.onnx`: visits [batch, visits, V] -> history [batch, visits, E];
 //! - `visit_transformer_step.onnx`: one visit plus a key/value cache -> history [batch, E] and the cache;
 //! - `code_head.onnx`: history [batch, E] and the visit so far -> code logits [batch, V];
-//! - `code_head_start.onnx`, `code_head_block.onnx` and `code_head_columns.f32`: the same module split for
-//!   incremental sampling ([`code_head_incremental`]; not for HALO-Coarse models).
+//! - `code_head_start.onnx`, `code_head_block_NNNN.onnx` (one per block of codes) and
+//!   `code_head_columns.f32`: the same module split for incremental sampling ([`code_head_incremental`];
+//!   not for HALO-Coarse models).
 //!
 //! Modules: [`onnx`] (protobuf messages), [`builder`] (graph builder), one module per graph,
 //! [`checkpoint`] (reading a checkpoint and writing a random one).
@@ -147,19 +148,21 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             &doc,
             opts,
         )?;
-        let block = write_graph(
-            dir,
-            graph::CODE_HEAD_BLOCK,
-            code_head_incremental::build_block(ck, opts.precision),
-            &doc,
-            opts,
-        )?;
+        let block_len = code_head_incremental::block_len(c);
+        let v = c.total_vocab_size;
+        let mut blocks = Vec::new();
+        for b in 0..v.div_ceil(block_len) {
+            let codes = b * block_len..((b + 1) * block_len).min(v);
+            let g = code_head_incremental::build_block(ck, opts.precision, b, codes);
+            blocks.push(write_graph(dir, &graph::block_file_name(b), g, &doc, opts)?);
+        }
         let columns = code_head_incremental::columns(ck, opts.precision);
         let path = dir.join(graph::CODE_HEAD_COLUMNS);
         std::fs::write(&path, &columns).map_err(|e| ExportError::io(&path, e))?;
         Some(IncrementalHeadFiles {
             start,
-            block,
+            block_len,
+            blocks,
             columns: DataFile {
                 name: graph::CODE_HEAD_COLUMNS.to_string(),
                 sha256: sha256_hex(&columns),

@@ -5,8 +5,8 @@
 //!
 //! Incremental (`code_head_start.onnx`, `code_head_block.onnx`, the auto1 columns): a row keeps auto1's
 //! pre-activations, computed from the history at the visit's start and updated by one column when a code
-//! is set, and asks only for the logits its walk reaches, a block of [`block_len`] codes at a time. Blocks
-//! start at multiples of [`BLOCK_ALIGN`], so rows at nearby positions share one run. The logit of code j
+//! is set, and asks only for the logits its walk reaches, one block of codes at a time (one graph per
+//! block, whose weights ONNX Runtime keeps packed); rows that need the same block share one run. The logit of code j
 //! reads hidden units up to E - 1 + j, which depend on codes < j only: setting code k leaves the logits of
 //! codes <= k valid, so no logit is ever recomputed for a code the walk has passed.
 
@@ -16,23 +16,6 @@ use crate::sampler::{Row, SampleStats};
 use crate::walk::{walk, Cursor, Progress, VisitPlan};
 use std::collections::BTreeMap;
 use std::ops::Range;
-
-/// Blocks of logits start at multiples of this many codes, so that rows at nearby positions share a run.
-pub const BLOCK_ALIGN: usize = 64;
-
-/// Multiply-adds per row that a block of logits should cost at least: a graph run has a fixed cost (tens
-/// of microseconds), so blocks are made long enough for the arithmetic to dominate it.
-const BLOCK_MACS: usize = 1 << 14;
-
-/// Codes per block of logits for a model: a multiple of [`BLOCK_ALIGN`] whose block costs about
-/// [`BLOCK_MACS`] per row at mid-vocabulary (64 codes and up; the whole vocabulary for small models). It
-/// depends only on the model, so the blocks a record asks for do not depend on the batch.
-pub fn block_len(config: &halo_core::config::ModelConfig) -> usize {
-    let mid_prefix = config.n_embd + config.total_vocab_size / 2;
-    (BLOCK_MACS / mid_prefix.max(1))
-        .next_multiple_of(BLOCK_ALIGN)
-        .clamp(BLOCK_ALIGN, config.total_vocab_size.next_multiple_of(BLOCK_ALIGN))
-}
 
 /// Dense: the row's logits of the last pass, while no code was set since.
 struct DenseCursor<'a> {
@@ -150,9 +133,9 @@ fn gather_rows(buf: &mut Vec<f32>, src: &[f32], width: usize, rows: &[usize]) {
     }
 }
 
-/// Incremental: the row's pre-activations and its last block of logits.
+/// Incremental: the row's pre-activations and the logits it has of the current visit.
 struct BlockCursor<'a> {
-    /// Logits of vocabulary indices `known` (a prefix of the last block that no set code has touched).
+    /// Logits of vocabulary indices `known` (from `first` on; no set code has touched them).
     logits: &'a [f32],
     first: usize,
     known: Range<usize>,
@@ -181,19 +164,14 @@ impl Cursor for BlockCursor<'_> {
     }
 }
 
-/// Per-row block of logits while a visit is sampled.
+/// A row's logits of the current visit: consecutive blocks, and how many of the blocks it asked for are
+/// still to come.
 #[derive(Clone, Default)]
-struct Block {
+struct Known {
     first: usize,
-    known: Range<usize>,
+    end: usize,
     logits: Vec<f32>,
-}
-
-/// The block that serves `need`: starts at the multiple of [`BLOCK_ALIGN`] at or below `need.start`, and
-/// covers `len` codes (up to the vocabulary's end) and all of `need` (an exclusive category may be longer).
-fn block_for(need: &Range<usize>, len: usize, v: usize) -> Range<usize> {
-    let first = need.start / BLOCK_ALIGN * BLOCK_ALIGN;
-    first..(first + len).max(need.end).min(v)
+    waiting: usize,
 }
 
 /// The rows of a batch while the incremental code module samples their visit.
@@ -204,21 +182,22 @@ struct Walkers<'a> {
     /// auto1 pre-activations [n, H].
     pre: Vec<f32>,
     pos: Vec<usize>,
-    blocks: Vec<Block>,
+    known: Vec<Known>,
     block_len: usize,
 }
 
 impl Walkers<'_> {
-    /// Walks row `r` as far as its block allows; returns the block it needs next, if any.
+    /// Walks row `r` as far as its logits allow; returns the blocks it needs next (indices), if any.
     fn advance(&mut self, model: &Model, plan: &VisitPlan, r: usize, stats: &mut SampleStats) -> Option<Range<usize>> {
         let c = model.config();
-        let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
+        let (e, hidden) = (c.n_embd, c.head_hidden_used());
+        let v = c.total_vocab_size;
         let row = &mut self.rows[r];
-        let b = &self.blocks[r];
+        let k = &self.known[r];
         let mut cursor = BlockCursor {
-            logits: &b.logits,
-            first: b.first,
-            known: b.known.clone(),
+            logits: &k.logits,
+            first: k.first,
+            known: k.first..k.end,
             visit: &mut self.visits[r * v..(r + 1) * v],
             pre: &mut self.pre[r * hidden..(r + 1) * hidden],
             model,
@@ -236,13 +215,31 @@ impl Walkers<'_> {
         stats.code_module_macs += cursor.macs;
         match progress {
             Progress::Done => None,
-            Progress::Need(need) => Some(block_for(&need, self.block_len, v)),
+            // An exclusive category may span a block border: then it needs two blocks.
+            Progress::Need(need) => Some(need.start / self.block_len..(need.end - 1) / self.block_len + 1),
         }
+    }
+
+    /// Block `b`'s logits `logits` (first code `first`) arrived for row `r`; returns whether the row has
+    /// all the blocks it asked for.
+    fn receive(&mut self, r: usize, first: usize, logits: &[f32]) -> bool {
+        let k = &mut self.known[r];
+        if k.end != first {
+            // The first block of a new request.
+            k.first = first;
+            k.logits.clear();
+        }
+        k.logits.extend_from_slice(logits);
+        k.end = first + logits.len();
+        k.waiting -= 1;
+        k.waiting == 0
     }
 }
 
 /// Samples one visit for every row with the incremental code module; same contract as
-/// [`sample_visit_dense`]. With [`crate::model::CodeModule::Compared`], every block is also computed
+/// [`sample_visit_dense`]. Blocks are run in vocabulary order, each for all the rows that need it (a row
+/// that sets a code in a block needs it again, with its new pre-activations, before moving on), so rows
+/// share as many runs as they can. With [`crate::model::CodeModule::Compared`], every block is also computed
 /// densely and the largest absolute difference is kept in `stats.max_dense_difference`.
 pub(crate) fn sample_visit_incremental(
     model: &mut Model,
@@ -254,7 +251,8 @@ pub(crate) fn sample_visit_incremental(
     stats: &mut SampleStats,
 ) -> Result<()> {
     let c = model.config();
-    let (e, hidden, len) = (c.n_embd, c.head_hidden_used(), block_len(c));
+    let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
+    let block_len = model.block_len();
     let n = rows.len();
     let mut pre = Vec::new();
     model.head_start(history, n, &mut pre)?;
@@ -266,48 +264,48 @@ pub(crate) fn sample_visit_incremental(
         drawn,
         pre,
         pos: vec![0; n],
-        blocks: vec![Block::default(); n],
-        block_len: len,
+        known: vec![Known::default(); n],
+        block_len,
     };
 
-    // Rows by the block they need next; blocks in vocabulary order.
-    let mut needs: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    // Rows by the block they need next.
+    let mut needs: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let ask = |w: &mut Walkers, needs: &mut BTreeMap<usize, Vec<usize>>, r: usize, blocks: Range<usize>| {
+        w.known[r].waiting = blocks.len();
+        w.known[r].end = usize::MAX;
+        for b in blocks {
+            needs.entry(b).or_default().push(r);
+        }
+    };
     for r in 0..n {
-        if let Some(b) = w.advance(model, plan, r, stats) {
-            needs.entry((b.start, b.end)).or_default().push(r);
+        if let Some(blocks) = w.advance(model, plan, r, stats) {
+            ask(&mut w, &mut needs, r, blocks);
         }
     }
     let mut buf: Vec<f32> = Vec::new();
     let mut logits: Vec<f32> = Vec::new();
     let mut dense = DenseCheck::default();
-    while !needs.is_empty() {
-        let round = std::mem::take(&mut needs);
-        for (&(first, end), group) in &round {
-            // Code j's logit reads hidden units 0 ..= E - 1 + j.
-            let prefix = e + end - 1;
-            buf.clear();
-            for &r in group {
-                buf.extend_from_slice(&w.pre[r * hidden..r * hidden + prefix]);
-            }
-            let m = group.len();
-            model.head_block(&buf, m, prefix, first..end, &mut logits)?;
-            stats.head_passes += 1;
-            stats.code_module_macs += (m * prefix * (end - first)) as u64;
-            if model.compares_dense() {
-                let diff = dense.difference(model, history, w.visits, group, &logits, first..end)?;
-                stats.max_dense_difference = stats.max_dense_difference.max(diff);
-            }
-            for (i, &r) in group.iter().enumerate() {
-                let b = &mut w.blocks[r];
-                b.first = first;
-                b.known = first..end;
-                b.logits.clear();
-                b.logits
-                    .extend_from_slice(&logits[i * (end - first)..(i + 1) * (end - first)]);
-            }
-            for &r in group {
-                if let Some(b) = w.advance(model, plan, r, stats) {
-                    needs.entry((b.start, b.end)).or_default().push(r);
+    while let Some((b, group)) = needs.pop_first() {
+        let codes = b * block_len..((b + 1) * block_len).min(v);
+        // Code j's logit reads hidden units 0 ..= E - 1 + j.
+        let prefix = e + codes.end - 1;
+        buf.clear();
+        for &r in &group {
+            buf.extend_from_slice(&w.pre[r * hidden..r * hidden + prefix]);
+        }
+        let m = group.len();
+        model.head_block(&buf, m, b, &mut logits)?;
+        stats.head_passes += 1;
+        stats.code_module_macs += (m * prefix * codes.len()) as u64;
+        if model.compares_dense() {
+            let diff = dense.difference(model, history, w.visits, &group, &logits, codes.clone())?;
+            stats.max_dense_difference = stats.max_dense_difference.max(diff);
+        }
+        let width = codes.len();
+        for (i, &r) in group.iter().enumerate() {
+            if w.receive(r, codes.start, &logits[i * width..(i + 1) * width]) {
+                if let Some(blocks) = w.advance(model, plan, r, stats) {
+                    ask(&mut w, &mut needs, r, blocks);
                 }
             }
         }

@@ -38,7 +38,9 @@ pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     }
     if let Some(inc) = &files.code_head_incremental {
         check_file(dir, "files.code_head_incremental.start", &inc.start)?;
-        check_file(dir, "files.code_head_incremental.block", &inc.block)?;
+        for (b, block) in inc.blocks.iter().enumerate() {
+            check_file(dir, &format!("files.code_head_incremental.blocks[{b}]"), block)?;
+        }
         check_one(
             dir,
             "files.code_head_incremental.columns",
@@ -93,6 +95,27 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(Manifest::read(dir)?)
 }
 
+/// The visit transformer's key/value cache between steps.
+pub enum KvCache {
+    /// Rows gathered on the host (the first step's empty cache, or after records left the batch).
+    Host(Vec<f32>),
+    /// The `present` output of the last step, as ONNX Runtime wrote it.
+    Runtime(ort::value::DynValue),
+}
+
+impl KvCache {
+    /// The cache's values, row-major [L, 2, n, H, len, hd].
+    pub fn data(&self) -> Result<&[f32]> {
+        match self {
+            KvCache::Host(data) => Ok(data),
+            KvCache::Runtime(value) => value
+                .try_extract_tensor::<f32>()
+                .map(|(_, data)| data)
+                .map_err(|e| Error::Runtime(format!("reading the key/value cache: {e}"))),
+        }
+    }
+}
+
 /// How the sampler runs the code-level module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CodeModule {
@@ -145,10 +168,12 @@ fn take_output(
     Ok(())
 }
 
-/// The incremental code module: two sessions and the auto1 visit columns.
+/// The incremental code module: the visit-start session, one session per block of codes, and the auto1
+/// visit columns.
 struct Incremental {
     start: Graph,
-    block: Graph,
+    blocks: Vec<Graph>,
+    block_len: usize,
     columns: Vec<f32>,
 }
 
@@ -167,28 +192,15 @@ pub struct Model {
     pub note: Option<String>,
 }
 
-/// One input or output a graph must have: name and expected dims (`None` = dynamic), float32 unless
-/// `int64`.
+/// One float32 input or output a graph must have: name and expected dims (`None` = dynamic).
 struct Expect {
     name: &'static str,
     dims: Vec<Option<usize>>,
-    int64: bool,
 }
 
 impl Expect {
     fn f32(name: &'static str, dims: Vec<Option<usize>>) -> Expect {
-        Expect {
-            name,
-            dims,
-            int64: false,
-        }
-    }
-    fn i64(name: &'static str, dims: Vec<Option<usize>>) -> Expect {
-        Expect {
-            name,
-            dims,
-            int64: true,
-        }
+        Expect { name, dims }
     }
 }
 
@@ -213,15 +225,10 @@ fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expect
                 ))
             }
         };
-        let want_ty = if exp.int64 {
-            TensorElementType::Int64
-        } else {
-            TensorElementType::Float32
-        };
-        if ty != want_ty {
+        if ty != TensorElementType::Float32 {
             return Err(Error::model(
                 path,
-                format!("{what} `{}` is {ty:?}, expected {want_ty:?}", exp.name),
+                format!("{what} `{}` is {ty:?}, expected float32", exp.name),
             ));
         }
         let dims: Vec<i64> = shape.iter().copied().collect();
@@ -257,10 +264,38 @@ fn open_graph(
     inputs: &[Expect],
     outputs: &[Expect],
 ) -> Result<(Graph, Placement, Option<String>)> {
-    let (session, placement, note) = runtime::create_session(rt, &path, options)?;
+    open_graph_with(rt, path, options, true, inputs, outputs)
+}
+
+/// As [`open_graph`], with or without the CPU memory arena ([`runtime::create_session_with`]).
+fn open_graph_with(
+    rt: &Runtime,
+    path: PathBuf,
+    options: &SessionOptions,
+    cpu_arena: bool,
+    inputs: &[Expect],
+    outputs: &[Expect],
+) -> Result<(Graph, Placement, Option<String>)> {
+    let (session, placement, note) = runtime::create_session_with(rt, &path, options, cpu_arena)?;
     check_outlets(&path, "input", session.inputs(), inputs)?;
     check_outlets(&path, "output", session.outputs(), outputs)?;
     Ok((Graph { session, path }, placement, note))
+}
+
+/// Returns the heap memory freed while loading (ONNX Runtime parses each graph file into memory before
+/// building its weights) to the operating system: glibc keeps freed blocks in the heap otherwise, which
+/// showed as about 120 MiB of extra resident memory after loading a paper-size model.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it is safe to call at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values.
@@ -360,22 +395,30 @@ impl Model {
                     &[Expect::f32(graph::IN_HISTORY, vec![None, Some(e)])],
                     &[Expect::f32(graph::OUT_PRE, vec![None, Some(hidden)])],
                 )?;
-                let (block, _, _) = open_graph(
-                    rt,
-                    dir.join(&files.block.name),
-                    &head_options,
-                    &[
-                        Expect::f32(graph::IN_PRE, vec![None, None]),
-                        Expect::i64(graph::IN_FIRST, vec![Some(1)]),
-                        Expect::i64(graph::IN_END, vec![Some(1)]),
-                    ],
-                    &[Expect::f32(graph::OUT_LOGITS, vec![None, None])],
-                )?;
+                let mut blocks = Vec::with_capacity(files.blocks.len());
+                for (b, file) in files.blocks.iter().enumerate() {
+                    let codes = files.block_codes(b, v);
+                    let (g, _, _) = open_graph_with(
+                        rt,
+                        dir.join(&file.name),
+                        &head_options,
+                        false,
+                        &[Expect::f32(graph::IN_PRE, vec![None, Some(e + codes.end - 1)])],
+                        &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(codes.len())])],
+                    )?;
+                    blocks.push(g);
+                }
                 let columns = read_columns(&dir.join(&files.columns.name), v)?;
-                Some(Incremental { start, block, columns })
+                Some(Incremental {
+                    start,
+                    blocks,
+                    block_len: files.block_len,
+                    columns,
+                })
             }
             None => None,
         };
+        release_freed_heap();
         Ok(Model {
             dir: dir.to_path_buf(),
             manifest,
@@ -412,23 +455,52 @@ impl Model {
         history: &mut Vec<f32>,
         present: &mut Vec<f32>,
     ) -> Result<()> {
+        let out = self.step_kv(visits, &KvCache::Host(past.to_vec()), n, past_len, history)?;
+        present.clear();
+        present.extend_from_slice(out.data()?);
+        Ok(())
+    }
+
+    /// One visit-transformer step keeping the key/value cache as ONNX Runtime wrote it (no copy between
+    /// steps): `past` [L, 2, n, H, past_len, hd] -> the new cache (past_len + 1); writes `history` [n, E].
+    pub fn step_kv(
+        &mut self,
+        visits: &[f32],
+        past: &KvCache,
+        n: usize,
+        past_len: usize,
+        history: &mut Vec<f32>,
+    ) -> Result<KvCache> {
         let c = &self.manifest.model;
         let (l, h, hd, v, e) = (c.n_layer, c.n_head, c.head_dim(), c.total_vocab_size, c.n_embd);
+        let past_shape = [l, 2, n, h, past_len, hd];
         let g = &mut self.step;
         let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
-        let past_t = TensorRef::from_array_view(([l, 2, n, h, past_len, hd], past)).map_err(|e| g.runtime_error(e))?;
-        let outputs = g
-            .session
-            .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => past_t])
-            .map_err(|e| run_error(&g.path, e))?;
+        let mut outputs = match past {
+            KvCache::Runtime(value) => g
+                .session
+                .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => value]),
+            KvCache::Host(data) => {
+                let past_t =
+                    TensorRef::from_array_view((past_shape, data.as_slice())).map_err(|e| g.runtime_error(e))?;
+                g.session
+                    .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => past_t])
+            }
+        }
+        .map_err(|e| run_error(&g.path, e))?;
         take_output(&g.path, &outputs, graph::OUT_HISTORY, &[n, e], history)?;
-        take_output(
-            &g.path,
-            &outputs,
-            graph::OUT_PRESENT,
-            &[l, 2, n, h, past_len + 1, hd],
-            present,
-        )
+        let present = outputs
+            .remove(graph::OUT_PRESENT)
+            .ok_or_else(|| Error::Runtime(format!("{}: no output `present`", g.path.display())))?;
+        let want = [l, 2, n, h, past_len + 1, hd];
+        let (shape, _) = present.try_extract_tensor::<f32>().map_err(|e| run_error(&g.path, e))?;
+        if shape.iter().copied().ne(want.iter().map(|d| *d as i64)) {
+            return Err(Error::Runtime(format!(
+                "{}: output `present` has shape {shape:?}, expected {want:?}",
+                g.path.display()
+            )));
+        }
+        Ok(KvCache::Runtime(present))
     }
 
     /// The dense code head: `history` [n, E] and `visits` [n, V] -> `logits` [n, V].
@@ -464,21 +536,22 @@ impl Model {
         take_output(&g.path, &outputs, graph::OUT_PRE, &[n, hidden], pre)
     }
 
-    /// Incremental code module, a block of logits: `pre` [n, K] (prefixes of the pre-activations, K >=
-    /// E + end - 1) -> `logits` [n, end - first] of codes first..end.
-    pub fn head_block(
-        &mut self,
-        pre: &[f32],
-        n: usize,
-        prefix: usize,
-        codes: std::ops::Range<usize>,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
+    /// Incremental code module: codes per block (the last block may be shorter).
+    pub fn block_len(&self) -> usize {
+        self.incremental.as_ref().map(|inc| inc.block_len).unwrap_or(0)
+    }
+
+    /// Incremental code module, block `b`: `pre` [n, K_b] (the first K_b = E + end - 1 pre-activations of
+    /// each row, for the block's codes first..end) -> `logits` [n, end - first].
+    pub fn head_block(&mut self, pre: &[f32], n: usize, b: usize, logits: &mut Vec<f32>) -> Result<()> {
+        let c = &self.manifest.model;
+        let (e, v) = (c.n_embd, c.total_vocab_size);
         let Some(inc) = self.incremental.as_mut() else {
             return Err(Error::Invalid("the incremental code module was not loaded".into()));
         };
-        let g = &mut inc.block;
-        let (first, end) = ([codes.start as i64], [codes.end as i64]);
+        let codes = b * inc.block_len..((b + 1) * inc.block_len).min(v);
+        let prefix = e + codes.end - 1;
+        let g = &mut inc.blocks[b];
         // ONNX Runtime multiplies a single row with another kernel (MLAS's M = 1 path), which rounds
         // differently: a lone row is run as two so that records do not depend on the batch.
         let padded: Vec<f32>;
@@ -489,11 +562,9 @@ impl Model {
             (pre, n)
         };
         let pre_t = TensorRef::from_array_view(([rows, prefix], pre)).map_err(|e| g.runtime_error(e))?;
-        let first_t = TensorRef::from_array_view(([1usize], &first[..])).map_err(|e| g.runtime_error(e))?;
-        let end_t = TensorRef::from_array_view(([1usize], &end[..])).map_err(|e| g.runtime_error(e))?;
         let outputs = g
             .session
-            .run(ort::inputs![graph::IN_PRE => pre_t, graph::IN_FIRST => first_t, graph::IN_END => end_t])
+            .run(ort::inputs![graph::IN_PRE => pre_t])
             .map_err(|e| run_error(&g.path, e))?;
         take_output(&g.path, &outputs, graph::OUT_LOGITS, &[rows, codes.len()], logits)?;
         logits.truncate(n * codes.len());

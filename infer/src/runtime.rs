@@ -197,6 +197,18 @@ pub fn create_session(
     path: &Path,
     options: &SessionOptions,
 ) -> Result<(Session, Placement, Option<String>)> {
+    create_session_with(rt, path, options, true)
+}
+
+/// As [`create_session`]; `cpu_arena` false makes a CPU session free its intermediate buffers after each
+/// run instead of keeping them in its own memory arena (for the many small sessions of the incremental
+/// code module, whose arenas would together hold hundreds of MiB at large batches).
+pub fn create_session_with(
+    rt: &Runtime,
+    path: &Path,
+    options: &SessionOptions,
+    cpu_arena: bool,
+) -> Result<(Session, Placement, Option<String>)> {
     let threads = options.threads.unwrap_or_else(default_threads).max(1);
     let base = || -> Result<ort::session::builder::SessionBuilder> {
         let b = Session::builder(&rt.env)
@@ -205,6 +217,10 @@ pub fn create_session(
             .map_err(Error::runtime)?
             .with_intra_threads(threads)
             .map_err(Error::runtime)?
+            // The sampler runs many sessions one after another (the step, the code module's start and
+            // blocks); threads that spin after a run would take the core from the next session's run.
+            .with_intra_op_spinning(false)
+            .map_err(Error::runtime)?
             .with_inter_threads(1)
             .map_err(Error::runtime)?;
         Ok(b)
@@ -212,7 +228,12 @@ pub fn create_session(
     let load_err = |e: ort::Error| Error::model(path, format!("ONNX Runtime could not load this graph: {e}"));
     match options.device {
         Device::Cpu => {
-            let s = base()?.commit_from_file(path).map_err(load_err)?;
+            let cpu = ort::ep::CPU::default().with_arena_allocator(cpu_arena).build();
+            let s = base()?
+                .with_execution_providers([cpu])
+                .map_err(Error::runtime)?
+                .commit_from_file(path)
+                .map_err(load_err)?;
             Ok((s, Placement::Cpu, None))
         }
         Device::Cuda | Device::Auto => {

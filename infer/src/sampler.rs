@@ -17,7 +17,7 @@
 use crate::code_module;
 use crate::conditions::{Conditions, Forced};
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -159,11 +159,8 @@ pub fn sample_batch(
         visits[r * v + enc.start_index()] = 1.0;
     }
     let mut history = Vec::new();
-    let mut past = Vec::new();
-    let mut present = Vec::new();
-    model.step(&visits, &[], n, 0, &mut history, &mut present)?;
+    let mut past = model.step_kv(&visits, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
     stats.steps += 1;
-    std::mem::swap(&mut past, &mut present);
     let mut past_len = 1;
 
     let mut drawn: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -176,9 +173,8 @@ pub fn sample_batch(
         codes.sort_unstable();
         row.labels = codes;
     }
-    model.step(&visits, &past, n, past_len, &mut history, &mut present)?;
+    past = model.step_kv(&visits, &past, n, past_len, &mut history)?;
     stats.steps += 1;
-    std::mem::swap(&mut past, &mut present);
     past_len += 1;
 
     for t in 1..=max_visits {
@@ -215,13 +211,12 @@ pub fn sample_batch(
         if rows.len() != n {
             compact_rows(&mut history, e, &keep);
             compact_rows(&mut visits, v, &keep);
-            past = compact_cache(&past, l * 2, n, h * past_len * hd, &keep);
+            past = KvCache::Host(compact_cache(past.data()?, l * 2, n, h * past_len * hd, &keep));
             drawn.truncate(rows.len());
             n = rows.len();
         }
-        model.step(&visits, &past, n, past_len, &mut history, &mut present)?;
+        past = model.step_kv(&visits, &past, n, past_len, &mut history)?;
         stats.steps += 1;
-        std::mem::swap(&mut past, &mut present);
         past_len += 1;
     }
     out.sort_by_key(|(r, _)| r.index);

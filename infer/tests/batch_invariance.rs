@@ -55,15 +55,14 @@ fn graph_rows_do_not_depend_on_the_batch() {
             let hidden = c.head_hidden_used();
             let (mut pre_all, mut pre_one) = (Vec::new(), Vec::new());
             model.head_start(&history, n, &mut pre_all).unwrap();
-            let codes = 64..128;
+            let b = 1;
+            let codes = model.block_len()..(2 * model.block_len()).min(v);
             let prefix = e + codes.end - 1;
             let prefixes: Vec<f32> = (0..n)
                 .flat_map(|r| pre_all[r * hidden..r * hidden + prefix].to_vec())
                 .collect();
             let (mut block_all, mut block_one) = (Vec::new(), Vec::new());
-            model
-                .head_block(&prefixes, n, prefix, codes.clone(), &mut block_all)
-                .unwrap();
+            model.head_block(&prefixes, n, b, &mut block_all).unwrap();
             for r in [0, n / 2, n - 1] {
                 model.head_start(&history[r * e..(r + 1) * e], 1, &mut pre_one).unwrap();
                 assert!(
@@ -71,13 +70,7 @@ fn graph_rows_do_not_depend_on_the_batch() {
                     "code_head_start row {r} of {n} differs from the row alone ({threads} threads)"
                 );
                 model
-                    .head_block(
-                        &prefixes[r * prefix..(r + 1) * prefix],
-                        1,
-                        prefix,
-                        codes.clone(),
-                        &mut block_one,
-                    )
+                    .head_block(&prefixes[r * prefix..(r + 1) * prefix], 1, b, &mut block_one)
                     .unwrap();
                 assert!(
                     bitwise_equal(&block_one, &block_all[r * codes.len()..(r + 1) * codes.len()]),
@@ -157,25 +150,25 @@ fn graphs_repeat_bitwise_with_two_threads() {
     }
     let (mut pre, mut pre_again) = (Vec::new(), Vec::new());
     model.head_start(&history, n, &mut pre).unwrap();
-    let codes = 640..1280;
-    let prefix = e + codes.end - 1;
-    let prefixes: Vec<f32> = (0..n)
-        .flat_map(|r| pre[r * hidden..r * hidden + prefix].to_vec())
-        .collect();
-    let (mut block, mut block_again) = (Vec::new(), Vec::new());
-    model
-        .head_block(&prefixes, n, prefix, codes.clone(), &mut block)
-        .unwrap();
     for _ in 0..5 {
         model.head_start(&history, n, &mut pre_again).unwrap();
         assert!(bitwise_equal(&pre, &pre_again), "code_head_start repeated differently");
-        model
-            .head_block(&prefixes, n, prefix, codes.clone(), &mut block_again)
-            .unwrap();
-        assert!(
-            bitwise_equal(&block, &block_again),
-            "code_head_block repeated differently"
-        );
+    }
+    let len = model.block_len();
+    for b in 0..v.div_ceil(len) {
+        let prefix = e + ((b + 1) * len).min(v) - 1;
+        let prefixes: Vec<f32> = (0..n)
+            .flat_map(|r| pre[r * hidden..r * hidden + prefix].to_vec())
+            .collect();
+        let (mut block, mut block_again) = (Vec::new(), Vec::new());
+        model.head_block(&prefixes, n, b, &mut block).unwrap();
+        for _ in 0..3 {
+            model.head_block(&prefixes, n, b, &mut block_again).unwrap();
+            assert!(
+                bitwise_equal(&block, &block_again),
+                "code_head_block {b} repeated differently"
+            );
+        }
     }
 }
 

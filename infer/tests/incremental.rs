@@ -55,7 +55,10 @@ fn check(dir: &Path, count: u64, batch: usize, tolerance: f64) -> (SampleStats, 
         stats.max_dense_difference
     );
     let (dense, dense_stats) = sample(dir, CodeModule::Dense, count, batch);
-    assert!(compared == dense, "the incremental and the dense path wrote different records");
+    assert!(
+        compared == dense,
+        "the incremental and the dense path wrote different records"
+    );
     (stats, dense_stats)
 }
 

@@ -20,7 +20,15 @@ cfg = manifest["model"]
 V, E, L, H = cfg["total_vocab_size"], cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
 HD = E // H
 
-for key, entry in manifest["files"].items():
+files = manifest["files"]
+incremental = files.get("code_head_incremental")
+graphs = [files["visit_transformer"], files["visit_transformer_step"], files["code_head"]]
+if incremental:
+    graphs += [incremental["start"]] + incremental["blocks"]
+    columns = incremental["columns"]
+    digest = hashlib.sha256(open(os.path.join(model_dir, columns["name"]), "rb").read()).hexdigest()
+    assert digest == columns["sha256"], f"{columns['name']}: sha256 {digest} != manifest {columns['sha256']}"
+for entry in graphs:
     path = os.path.join(model_dir, entry["name"])
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert digest == entry["sha256"], f"{entry['name']}: sha256 {digest} != manifest {entry['sha256']}"
@@ -60,4 +68,24 @@ flipped[:, V - 1] = 1 - flipped[:, V - 1]
 logits2 = head.run(None, {"history": history_full[:, -1], "visit": flipped})[0]
 assert np.array_equal(logits[:, : V - 1], logits2[:, : V - 1]) or np.abs(logits[:, : V - 1] - logits2[:, : V - 1]).max() < 1e-6
 print(f"code head: logits {logits.shape}, finite, earlier logits unchanged by the last code")
+
+if incremental:
+    # The incremental module as the manifest describes it: pre-activations from the history, plus the auto1
+    # column of every visit code set, then each block's logits from a prefix of them, equal the dense head's.
+    start = load(incremental["start"]["name"])
+    cols = np.fromfile(os.path.join(model_dir, incremental["columns"]["name"]), dtype="<f4")
+    assert cols.size == V * (V - 1) // 2, (cols.size, V)
+    hist, visit = history_full[:, -1], visits[:, -1]
+    pre = start.run(None, {"history": hist})[0]
+    for k in range(V):
+        offset = k * (V - 1) - k * (k - 1) // 2
+        column = cols[offset : offset + V - 1 - k]
+        pre[:, E + k :] += visit[:, k : k + 1] * column
+    block_len, worst = incremental["block_len"], 0.0
+    for b, entry in enumerate(incremental["blocks"]):
+        first, end = b * block_len, min((b + 1) * block_len, V)
+        block = load(entry["name"]).run(None, {"pre": pre[:, : E + end - 1]})[0]
+        worst = max(worst, float(np.abs(block - logits[:, first:end]).max()))
+    assert worst < 1e-4, f"incremental logits differ from the dense head's by {worst}"
+    print(f"incremental code module: {len(incremental['blocks'])} blocks, max |block - dense| = {worst:.2e}")
 print("ok")

@@ -391,16 +391,25 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
     if let Some(inc) = &files.code_head_incremental {
         listed.extend([
             (&inc.start.name, &inc.start.sha256),
-            (&inc.block.name, &inc.block.sha256),
             (&inc.columns.name, &inc.columns.sha256),
         ]);
     }
+    let size = |name: &str| std::fs::metadata(cmd.out.join(name)).map(|m| m.len()).unwrap_or(0);
     for (name, sha256) in listed {
-        let size = std::fs::metadata(cmd.out.join(name)).map(|m| m.len()).unwrap_or(0);
         eprintln!(
             "halo export: {name} ({:.1} MB, sha256 {})",
-            size as f64 / 1e6,
+            size(name) as f64 / 1e6,
             &sha256[..16]
+        );
+    }
+    if let Some(inc) = &files.code_head_incremental {
+        let total: u64 = inc.blocks.iter().map(|b| size(&b.name)).sum();
+        eprintln!(
+            "halo export: {} block graphs of {} codes, {}0000.onnx .. ({:.1} MB in all)",
+            inc.blocks.len(),
+            inc.block_len,
+            halo_core::manifest::graph::CODE_HEAD_BLOCK_PREFIX,
+            total as f64 / 1e6
         );
     }
     eprintln!("halo export: model directory {}", cmd.out.display());

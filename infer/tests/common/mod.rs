@@ -97,12 +97,24 @@ impl Spec {
         }
     }
 
+    /// The `small` preset's dimensions with a MEDS ICU export's vocabulary (about 10,500 codes with lab
+    /// buckets), for the export-time benchmark.
+    pub fn icu() -> Spec {
+        Spec {
+            codes: 9_900,
+            labs: 100,
+            lab_buckets: 5,
+            ..Spec::small()
+        }
+    }
+
     pub fn preset(name: &str) -> Option<Spec> {
         match name {
             "tiny" => Some(Spec::tiny()),
             "fixture" => Some(Spec::fixture()),
             "small" => Some(Spec::small()),
             "paper" => Some(Spec::paper()),
+            "icu" => Some(Spec::icu()),
             _ => None,
         }
     }
