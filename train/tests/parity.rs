@@ -9,7 +9,7 @@ use halo_core::config::ModelConfig;
 use halo_core::encoding::Encoding;
 use halo_core::manifest::graph;
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::Model;
+use halo_infer::{CodeModule, Model};
 use halo_train::checkpoint;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -23,6 +23,8 @@ struct Figures {
     step_vs_full: f32,
     logits: f32,
     probs: f32,
+    /// Logits of the incremental code module (start graph, columns, block graphs) against libtorch.
+    incremental_logits: f32,
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -73,7 +75,8 @@ fn check(ckpt: &Path) -> Figures {
         device: Device::Cpu,
         threads: Some(1),
     };
-    let mut onnx = Model::load(&dir, rt, &options).unwrap();
+    // Compared: the dense code head and the incremental module are both loaded.
+    let mut onnx = Model::load_with(&dir, rt, &options, CodeModule::Compared).unwrap();
     let (mut full, _, _) = runtime::create_session(rt, &dir.join(graph::VISIT_TRANSFORMER), &options).unwrap();
     let (v, e) = (c.total_vocab_size, c.n_embd);
     let cache_row = c.n_layer * 2 * c.n_head * c.head_dim();
@@ -122,6 +125,34 @@ fn check(ckpt: &Path) -> Figures {
             let reference = to_vec(&logits_t);
             fig.logits = fig.logits.max(max_diff(&logits, &reference));
             fig.probs = fig.probs.max(max_diff(&sigmoid(&logits), &sigmoid(&reference)));
+
+            // The incremental code module on the same inputs: pre-activations from the history, one auto1
+            // column per set code, then every block of logits.
+            let (rows, hidden) = (b * t, c.head_hidden_used());
+            let mut pre = Vec::new();
+            onnx.head_start(&history_full, rows, &mut pre).unwrap();
+            for r in 0..rows {
+                for k in (0..v).filter(|k| next[r * v + k] != 0.0) {
+                    let column = onnx.column(k).to_vec();
+                    for (p, w) in pre[r * hidden + e + k..(r + 1) * hidden].iter_mut().zip(&column) {
+                        *p += w;
+                    }
+                }
+            }
+            let (len, mut block) = (onnx.block_len(), Vec::new());
+            for bi in 0..v.div_ceil(len) {
+                let codes = bi * len..((bi + 1) * len).min(v);
+                let prefix = e + codes.end - 1;
+                let input: Vec<f32> = (0..rows)
+                    .flat_map(|r| pre[r * hidden..r * hidden + prefix].to_vec())
+                    .collect();
+                onnx.head_block(&input, rows, bi, &mut block).unwrap();
+                for r in 0..rows {
+                    let want = &reference[r * v + codes.start..r * v + codes.end];
+                    let got = &block[r * codes.len()..(r + 1) * codes.len()];
+                    fig.incremental_logits = fig.incremental_logits.max(max_diff(got, want));
+                }
+            }
         }
     }
     eprintln!("{}: {fig:?}", ckpt.display());
@@ -133,6 +164,11 @@ fn check(ckpt: &Path) -> Figures {
     );
     assert!(fig.logits < 1e-4, "logits differ by {}", fig.logits);
     assert!(fig.probs < 1e-5, "probabilities differ by {}", fig.probs);
+    assert!(
+        fig.incremental_logits < 1e-4,
+        "incremental logits differ by {}",
+        fig.incremental_logits
+    );
     fig
 }
 
