@@ -264,19 +264,7 @@ fn open_graph(
     inputs: &[Expect],
     outputs: &[Expect],
 ) -> Result<(Graph, Placement, Option<String>)> {
-    open_graph_with(rt, path, options, true, inputs, outputs)
-}
-
-/// As [`open_graph`], with or without the CPU memory arena ([`runtime::create_session_with`]).
-fn open_graph_with(
-    rt: &Runtime,
-    path: PathBuf,
-    options: &SessionOptions,
-    cpu_arena: bool,
-    inputs: &[Expect],
-    outputs: &[Expect],
-) -> Result<(Graph, Placement, Option<String>)> {
-    let (session, placement, note) = runtime::create_session_with(rt, &path, options, cpu_arena)?;
+    let (session, placement, note) = runtime::create_session(rt, &path, options)?;
     check_outlets(&path, "input", session.inputs(), inputs)?;
     check_outlets(&path, "output", session.outputs(), outputs)?;
     Ok((Graph { session, path }, placement, note))
@@ -398,11 +386,10 @@ impl Model {
                 let mut blocks = Vec::with_capacity(files.blocks.len());
                 for (b, file) in files.blocks.iter().enumerate() {
                     let codes = files.block_codes(b, v);
-                    let (g, _, _) = open_graph_with(
+                    let (g, _, _) = open_graph(
                         rt,
                         dir.join(&file.name),
                         &head_options,
-                        false,
                         &[Expect::f32(graph::IN_PRE, vec![None, Some(e + codes.end - 1)])],
                         &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(codes.len())])],
                     )?;
