@@ -1,7 +1,8 @@
 //! halo-core: the data model shared by the trainer (`halo`), the exporter and the sampler (`halo-sample`).
 //!
 //! - [`record`]: patients, visits, codes and lab values; the one data model of every crate.
-//! - [`jsonl`], [`omop`], [`meds`]: readers (and writers) of the three record formats.
+//! - [`jsonl`], [`omop`], [`meds`]: readers (and writers) of the three record formats; [`omop_write`]:
+//!   records as OMOP CDM 5.4 tables (what `halo-sample --format omop` writes and [`omop`] reads back).
 //! - [`encoding`]: HALO's vocabulary and the encoding of a patient as visits of code indices.
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
 
@@ -13,6 +14,7 @@ pub mod jsonl;
 pub mod manifest;
 pub mod meds;
 pub mod omop;
+pub mod omop_write;
 pub mod record;
 pub mod split;
 

@@ -699,9 +699,7 @@ impl MedsWriteOptions {
         MedsWriteOptions {
             shard_size,
             metadata: MedsDatasetMetadata::now("halo-synthetic", env!("CARGO_PKG_VERSION")),
-            base_time: NaiveDate::from_ymd_opt(2000, 1, 1)
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .expect("valid date"),
+            base_time: crate::record::synthetic_base_time(),
         }
     }
 }

@@ -24,9 +24,6 @@ use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
 
-/// Base date of visit times when the birth date or the age at the first visit is unknown.
-pub const BASE_DATE: (i32, u32, u32) = (2000, 1, 1);
-
 fn uniform_in(rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> f64 {
     let u: f64 = rng.random();
     if hi > lo {
@@ -123,8 +120,7 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         }
         _ => None,
     }
-    .or_else(|| NaiveDate::from_ymd_opt(BASE_DATE.0, BASE_DATE.1, BASE_DATE.2).and_then(|d| d.and_hms_opt(0, 0, 0)))
-    .expect("valid base date");
+    .unwrap_or_else(halo_core::record::synthetic_base_time);
 
     let mut visits = Vec::with_capacity(raw.visits.len());
     let mut offset_secs: i64 = 0;
