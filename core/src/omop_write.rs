@@ -16,8 +16,10 @@
 //!   there with concept id 0 and the whole code as the source value; so does any other code, into
 //!   `observation` (a model trained on MEDS or JSONL).
 //! - A lab value goes to the row of its code in that visit (`value_as_number`), or to a row of its own
-//!   when the visit has no such code (or the code has several values). Its table is its code's table,
-//!   `measurement` for the codes of other domains.
+//!   when the visit has no such code (or the code has several values). Values of codes whose table has
+//!   no `value_as_number` go to `observation` (concept id 0, the whole code as source value).
+//!
+//! [`as_read_back`] says exactly what [`crate::omop::read_omop`] gives back for a written record.
 //!
 //! # Persons, visits and dates
 //! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::record::synthetic_base_time`])
@@ -25,7 +27,9 @@
 //! the first visit's date to the last one's. Sex, race and ethnicity keep the model's value as the source
 //! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
 //! as the reader keeps ids without a source value; else 0). A record without a birth year gets its first
-//! visit's year (`year_of_birth` is NOT NULL), counted in [`OmopWriteReport::persons_without_birth_year`].
+//! visit's year (`year_of_birth` is NOT NULL), counted in [`OmopWriteReport::persons_without_birth_year`];
+//! one born after its first visit (the sampler dates a first visit without an age bucket 2000-01-01) is
+//! written as born on that visit's date, counted in [`OmopWriteReport::births_after_first_visit`].
 //! Type concepts are 32817 (EHR).
 //!
 //! # Ids
@@ -108,6 +112,16 @@ impl EventTable {
             EventTable::Measurement => "measurement",
             EventTable::Observation => "observation",
         }
+    }
+
+    /// Whether the table has `value_as_number`.
+    pub fn has_value(self) -> bool {
+        matches!(self, EventTable::Measurement | EventTable::Observation)
+    }
+
+    /// Whether [`crate::omop`] reads the table back.
+    fn is_read(self) -> bool {
+        self != EventTable::Observation
     }
 
     fn from_prefix(prefix: &str) -> Option<EventTable> {
@@ -307,6 +321,146 @@ pub fn route(code: &str) -> Route<'_> {
     }
 }
 
+/// The record [`crate::omop::read_omop`] reads from what [`OmopWriter::write`] wrote for `p` at
+/// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
+/// measurement; `observation` is not read) with each lab value's code among them; lab values in their
+/// rows' order; visits without codes left out; times at whole seconds, days and labels not kept; sex
+/// given as a concept id read as `M`/`F`; the birth of a record without a birth year, or born after its
+/// first visit, in the first visit's year (on its date, for the latter).
+/// A record left without visits is not read back at all.
+pub fn as_read_back(index: u64, p: &Patient) -> Patient {
+    let mut visits = Vec::new();
+    for v in &p.visits {
+        let mut used = vec![false; v.labs.len()];
+        // (table, code, value) in the order rows are written.
+        let mut rows: Vec<(EventTable, &str, Option<f64>)> = Vec::new();
+        for code in &v.codes {
+            let lab = v.labs.iter().enumerate().position(|(i, l)| !used[i] && &l.code == code);
+            if let Some(i) = lab {
+                used[i] = true;
+            }
+            rows.push((route(code).table, code, lab.map(|i| v.labs[i].value)));
+        }
+        for (lab, _) in v.labs.iter().zip(&used).filter(|(_, u)| !**u) {
+            rows.push((route(&lab.code).table, &lab.code, Some(lab.value)));
+        }
+        let read_code = |table: EventTable, code: &str, value: Option<f64>| {
+            let r = route(code);
+            let table = if value.is_some() && !table.has_value() {
+                EventTable::Observation
+            } else {
+                table
+            };
+            if !table.is_read() {
+                return None;
+            }
+            Some(match (r.concept_id, r.source_value) {
+                (0, source) => format!("{}/src:{source}", table.domain()),
+                (id, _) => format!("{}/{id}", table.domain()),
+            })
+        };
+        let mut codes: Vec<(EventTable, String)> = Vec::new();
+        let mut labs = Vec::new();
+        for table in EventTable::ALL {
+            for &(t, code, value) in rows.iter().filter(|r| r.0 == table) {
+                let Some(read) = read_code(t, code, value) else {
+                    continue;
+                };
+                if !codes.iter().any(|(_, c)| c == &read) {
+                    codes.push((t, read.clone()));
+                }
+                if let (Some(value), true) = (value, t.has_value()) {
+                    labs.push(crate::record::LabValue { code: read, value });
+                }
+            }
+        }
+        if codes.is_empty() {
+            continue;
+        }
+        let time = visit_time(v).format("%Y-%m-%dT%H:%M:%S").to_string();
+        visits.push(Visit {
+            day: None,
+            time: Some(time),
+            codes: codes.into_iter().map(|c| c.1).collect(),
+            labs,
+        });
+    }
+    let mut demographics = p.demographics.clone();
+    // Values that are concept ids are written as concepts only; the reader names the two genders.
+    demographics.sex = demographics.sex.and_then(|s| match s.trim().parse::<i64>() {
+        Ok(8507) => Some("M".to_string()),
+        Ok(8532) => Some("F".to_string()),
+        Ok(_) => None,
+        Err(_) => Some(s),
+    });
+    for value in [&mut demographics.race, &mut demographics.ethnicity] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.trim().parse::<i64>().is_ok_and(|id| id <= 0))
+        {
+            *value = None;
+        }
+    }
+    let first = p
+        .visits
+        .first()
+        .map_or_else(crate::record::synthetic_base_time, visit_time)
+        .date();
+    let birth = birth_of(&p.demographics, first);
+    demographics.birth_year = Some(birth.year);
+    demographics.birth_date = birth.date.map(|b| b.format("%Y-%m-%d").to_string());
+    Patient {
+        id: (index + 1).to_string(),
+        split: None,
+        demographics,
+        labels: None,
+        visits,
+    }
+}
+
+/// Why a person's birth differs from the record's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BirthAdjustment {
+    /// No birth year: the first visit's year.
+    Missing,
+    /// Born after the first visit (a first visit without an age bucket is dated 2000-01-01): born on the
+    /// first visit's date instead.
+    AfterFirstVisit,
+}
+
+struct Birth {
+    year: i32,
+    date: Option<NaiveDate>,
+    adjusted: Option<BirthAdjustment>,
+}
+
+/// The birth written for a record whose first visit is on `first` (never after it).
+fn birth_of(d: &Demographics, first: NaiveDate) -> Birth {
+    let date = d
+        .birth_date
+        .as_deref()
+        .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok());
+    let Some(year) = d.birth_year.or(date.map(|b| b.year())) else {
+        return Birth {
+            year: first.year(),
+            date: None,
+            adjusted: Some(BirthAdjustment::Missing),
+        };
+    };
+    if date.is_some_and(|b| b > first) || year > first.year() {
+        return Birth {
+            year: first.year(),
+            date: Some(first),
+            adjusted: Some(BirthAdjustment::AfterFirstVisit),
+        };
+    }
+    Birth {
+        year,
+        date,
+        adjusted: None,
+    }
+}
+
 /// The concept id of a demographic value of `category` (`sex`, `race`, `ethnicity`); 0 when unknown.
 pub fn demographic_concept(category: &str, value: &str) -> i64 {
     if let Ok(id) = value.trim().parse::<i64>() {
@@ -363,6 +517,9 @@ pub struct OmopWriteReport {
     pub unprefixed_rows: u64,
     /// Persons whose `year_of_birth` is their first visit's year (the model has no birth year).
     pub persons_without_birth_year: u64,
+    /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
+    /// dated 2000-01-01), written as born on the first visit's date.
+    pub births_after_first_visit: u64,
     /// Source values longer than the DDL's varchar(50) (written whole; DuckDB accepts them, stricter
     /// databases may not).
     pub long_source_values: u64,
@@ -586,18 +743,17 @@ impl OmopWriter {
     }
 
     fn write_person(&mut self, person_id: u64, d: &Demographics, first: Option<NaiveDateTime>) -> Result<()> {
-        let birth = d
-            .birth_date
-            .as_deref()
-            .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok());
-        let year = match (d.birth_year, birth, first) {
-            (Some(y), _, _) => y,
-            (None, Some(b), _) => b.year(),
-            (None, None, first) => {
-                self.report.persons_without_birth_year += 1;
-                first.unwrap_or_else(crate::record::synthetic_base_time).year()
-            }
-        };
+        let first = first.unwrap_or_else(crate::record::synthetic_base_time).date();
+        let Birth {
+            year,
+            date: birth,
+            adjusted,
+        } = birth_of(d, first);
+        match adjusted {
+            Some(BirthAdjustment::Missing) => self.report.persons_without_birth_year += 1,
+            Some(BirthAdjustment::AfterFirstVisit) => self.report.births_after_first_visit += 1,
+            None => {}
+        }
         let concept =
             |category: &str, value: &Option<String>| value.as_deref().map_or(0, |v| demographic_concept(category, v));
         // A value that is a concept id is kept as the concept only, as the reader read it.
@@ -660,8 +816,14 @@ impl OmopWriter {
 
     fn write_event(&mut self, ctx: &RowContext, code: &str, value: Option<f64>, rows: &mut [u64; 5]) -> Result<()> {
         let mut r = route(code);
-        if value.is_some() && !matches!(r.table, EventTable::Measurement | EventTable::Observation) {
-            r.table = EventTable::Measurement;
+        if value.is_some() && !r.table.has_value() {
+            // A value of a condition, drug or procedure code: an observation of that code.
+            r = Route {
+                table: EventTable::Observation,
+                concept_id: 0,
+                source_value: code,
+                unprefixed: r.unprefixed,
+            };
         }
         let t = r.table as usize;
         let id = self.id(ctx.index, rows[t], r.table.name())?;

@@ -2,11 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use halo_core::omop_write::{CdmSource, OmopCohort};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
 use halo_infer::{generate, shard_range, CodeModule, Conditions, Model, Plan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -105,12 +107,15 @@ struct SampleArgs {
     /// Random seed. The same seed, model and record numbers always give the same records.
     #[arg(long, value_name = "S", required = true)]
     seed: Option<u64>,
-    /// Output path: a .jsonl file for --format jsonl, a folder for --format meds. Must not exist yet; it
-    /// appears only once every record was written.
+    /// Output path: a .jsonl file for --format jsonl, a folder for --format meds and omop. Must not exist
+    /// yet; it appears only once every record was written.
     #[arg(long, value_name = "PATH", required = true)]
     out: Option<PathBuf>,
-    /// Output format: jsonl (one JSON record a line, the schema `halo` reads) or meds (MEDS folder).
-    #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "meds"])]
+    /// Output format: jsonl (one JSON record a line, the schema `halo` reads), meds (MEDS folder) or omop
+    /// (OMOP CDM 5.4 tables as CSV: person, observation_period, visit_occurrence, condition_occurrence,
+    /// drug_exposure, procedure_occurrence, measurement, observation, cdm_source; ids from the record
+    /// numbers, so the folders of shards concatenate table by table).
+    #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "meds", "omop"])]
     format: String,
     /// Records sampled together. Larger batches are faster per record but use more memory (at 256:
     /// about 50 MiB for a small model, about 1.2 GiB for a paper-size one); the output does not depend
@@ -243,6 +248,8 @@ fn sample(args: SampleArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    // One past the last record of the whole cohort, the same for every shard (OMOP ids depend on it).
+    let mut cohort_end = count;
     let records = match (&args.shard, args.start) {
         (Some(s), _) => {
             let (k, n) = s
@@ -251,18 +258,27 @@ fn sample(args: SampleArgs) -> Result<()> {
                 .with_context(|| format!("--shard {s}: expected K/N, e.g. 0/4"))?;
             shard_range(count, k, n)?
         }
-        (None, Some(i)) => i
-            .checked_add(count)
-            .map(|end| i..end)
-            .context("--start + --count overflows")?,
+        (None, Some(i)) => {
+            cohort_end = i.checked_add(count).context("--start + --count overflows")?;
+            i..cohort_end
+        }
         (None, None) => 0..count,
     };
     let format = OutputFormat::parse(&args.format).expect("checked by clap");
     let device = Device::parse(&args.device).expect("checked by clap");
 
     // Cheap checks first: the output location, the manifest, the conditions.
-    let mut output = Output::create(&out, format)?;
+    let cohort = match format {
+        OutputFormat::Omop => Some(omop_cohort(&model_dir, seed, &records, cohort_end)?),
+        _ => None,
+    };
+    let mut output = Output::create(&out, format, cohort)?;
     let manifest = halo_infer::model::read_manifest(&model_dir)?;
+    if format == OutputFormat::Omop {
+        for note in halo_infer::output::omop_notes(&manifest.encoding) {
+            eprintln!("halo-sample: note: {note}");
+        }
+    }
     let conditions = args
         .condition
         .as_deref()
@@ -293,12 +309,19 @@ fn sample(args: SampleArgs) -> Result<()> {
     };
     generate(&mut model, &plan, |batch| {
         let k = batch.len() as u64;
-        output.write(batch.into_iter().map(|s| s.patient).collect())?;
+        output.write(batch)?;
         pb.inc(k);
         Ok(())
     })?;
     pb.finish_and_clear();
-    output.finish()?;
+    let omop = output.finish()?;
+    if let Some(r) = omop.filter(|r| r.births_after_first_visit > 0) {
+        eprintln!(
+            "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
+             without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
+            r.births_after_first_visit, r.persons
+        );
+    }
     if !args.runtime.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
@@ -310,6 +333,38 @@ fn sample(args: SampleArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `cdm_source` of an OMOP output: which records, model, toolkit version and seed; dated today (UTC),
+/// or at `SOURCE_DATE_EPOCH` when set, so that a run can be reproduced byte for byte.
+fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u64) -> Result<OmopCohort> {
+    let manifest = model_dir.join(halo_core::manifest::MANIFEST);
+    let digest = halo_infer::model::file_sha256(&manifest)?;
+    let release_date = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => {
+            let secs: i64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH is `{v}`, expected seconds since 1970"))?;
+            chrono::DateTime::from_timestamp(secs, 0)
+                .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?
+                .date_naive()
+        }
+        Err(_) => chrono::Utc::now().date_naive(),
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    Ok(OmopCohort {
+        records_end: cohort_end,
+        source: CdmSource {
+            description: format!(
+                "Synthetic records {}..{} of a cohort of {cohort_end}, sampled by halo-sample {version} with seed \
+                 {seed} from the HALO model whose manifest.json has sha256 {digest}. No real persons.",
+                records.start, records.end
+            ),
+            etl_reference: format!("halo-sample {version} --format omop"),
+            release_date,
+        },
+    })
 }
 
 fn verify(args: VerifyArgs) -> Result<bool> {

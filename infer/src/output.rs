@@ -1,7 +1,10 @@
-//! Writing sampled records: JSONL streamed into a temporary sibling file, or a MEDS folder, and moved
-//! to the requested path only when everything was written. An existing output path is refused.
+//! Writing sampled records: JSONL streamed into a temporary sibling file, OMOP CDM tables streamed into a
+//! temporary sibling folder, or a MEDS folder, each moved to the requested path only when everything was
+//! written. An existing output path is refused.
 
 use crate::error::{Error, Result};
+use crate::Sampled;
+use halo_core::omop_write::{OmopCohort, OmopWriteReport, OmopWriter};
 use halo_core::record::Patient;
 use std::fs::File;
 use std::io::BufWriter;
@@ -16,6 +19,8 @@ pub enum OutputFormat {
     /// A MEDS dataset folder (`data/<k>.parquet` shards of 10,000 subjects, `metadata/`); the records
     /// are held in memory until the end.
     Meds,
+    /// OMOP CDM 5.4 tables as CSV files in a folder (`person.csv`, `visit_occurrence.csv`, ...), streamed.
+    Omop,
 }
 
 impl OutputFormat {
@@ -23,6 +28,7 @@ impl OutputFormat {
         match s {
             "jsonl" => Some(OutputFormat::Jsonl),
             "meds" => Some(OutputFormat::Meds),
+            "omop" => Some(OutputFormat::Omop),
             _ => None,
         }
     }
@@ -36,6 +42,7 @@ pub struct Output {
     writer: Option<BufWriter<File>>,
     /// MEDS is written in one go at the end.
     held: Vec<Patient>,
+    omop: Option<OmopWriter>,
     finished: bool,
 }
 
@@ -63,9 +70,21 @@ fn check_target(path: &Path) -> Result<()> {
 
 impl Output {
     /// Prepares `path`: refuses it when it exists and creates the temporary file now, so that an
-    /// unwritable location fails before any sampling.
-    pub fn create(path: &Path, format: OutputFormat) -> Result<Output> {
+    /// unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`].
+    pub fn create(path: &Path, format: OutputFormat, cohort: Option<OmopCohort>) -> Result<Output> {
         check_target(path)?;
+        if format == OutputFormat::Omop {
+            let cohort = cohort.ok_or_else(|| Error::Invalid("OMOP output needs its cohort".into()))?;
+            return Ok(Output {
+                path: path.to_path_buf(),
+                format,
+                tmp: PathBuf::new(),
+                writer: None,
+                held: Vec::new(),
+                omop: Some(OmopWriter::create(path, cohort)?),
+                finished: false,
+            });
+        }
         let tmp = halo_core::fsutil::temp_sibling(path);
         let file = File::create(&tmp).map_err(|e| {
             Error::Invalid(format!(
@@ -75,7 +94,7 @@ impl Output {
         })?;
         let writer = match format {
             OutputFormat::Jsonl => Some(BufWriter::with_capacity(1 << 20, file)),
-            OutputFormat::Meds => {
+            OutputFormat::Meds | OutputFormat::Omop => {
                 // Only a probe of the folder's writability; MEDS is written at the end.
                 drop(file);
                 let _ = std::fs::remove_file(&tmp);
@@ -88,6 +107,7 @@ impl Output {
             tmp,
             writer,
             held: Vec::new(),
+            omop: None,
             finished: false,
         })
     }
@@ -97,21 +117,29 @@ impl Output {
     }
 
     /// Appends records (in order).
-    pub fn write(&mut self, patients: Vec<Patient>) -> Result<()> {
+    pub fn write(&mut self, records: Vec<Sampled>) -> Result<()> {
         match self.format {
             OutputFormat::Jsonl => {
                 let w = self.writer.as_mut().expect("open writer");
-                for p in &patients {
-                    halo_core::jsonl::write_record(w, p).map_err(|e| Error::io(&self.tmp, e))?;
+                for s in &records {
+                    halo_core::jsonl::write_record(w, &s.patient).map_err(|e| Error::io(&self.tmp, e))?;
                 }
             }
-            OutputFormat::Meds => self.held.extend(patients),
+            OutputFormat::Meds => self.held.extend(records.into_iter().map(|s| s.patient)),
+            OutputFormat::Omop => {
+                let w = self.omop.as_mut().expect("open OMOP writer");
+                for s in &records {
+                    w.write(s.raw.index, &s.patient)?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Completes the output: flushes and moves it to its path (never replacing an existing one).
-    pub fn finish(mut self) -> Result<()> {
+    /// Completes the output: flushes and moves it to its path (never replacing an existing one). For
+    /// OMOP, returns what was written.
+    pub fn finish(mut self) -> Result<Option<OmopWriteReport>> {
+        let mut report = None;
         match self.format {
             OutputFormat::Jsonl => {
                 let w = self.writer.take().expect("open writer");
@@ -124,9 +152,12 @@ impl Output {
                 check_target(&self.path)?;
                 write_meds(&self.path, &self.held)?;
             }
+            OutputFormat::Omop => {
+                report = Some(self.omop.take().expect("open OMOP writer").finish()?);
+            }
         }
         self.finished = true;
-        Ok(())
+        Ok(report)
     }
 }
 
@@ -163,4 +194,53 @@ pub const MEDS_SHARD_SIZE: usize = 10_000;
 
 fn write_meds(path: &Path, patients: &[Patient]) -> Result<()> {
     Ok(halo_core::meds::write_meds(path, patients, MEDS_SHARD_SIZE)?)
+}
+
+/// What `--format omop` must say once about a model before sampling: codes that go to `observation`
+/// for lack of a domain prefix, and dates or birth years the model cannot give.
+pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {
+    use halo_core::encoding::Token;
+    use halo_core::omop_write::route;
+    let mut codes: Vec<&str> = enc
+        .tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Code { code } | Token::Lab { code, .. } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let unprefixed: Vec<&str> = codes.iter().copied().filter(|c| route(c).unprefixed).collect();
+    let mut notes = Vec::new();
+    if let Some(example) = unprefixed.first() {
+        notes.push(format!(
+            "{} of the model's {} codes carry no OMOP domain prefix (condition/, drug/, procedure/, \
+             measurement/, observation/; e.g. `{example}`): they go to observation.csv with concept id 0 and \
+             the code as observation_source_value",
+            unprefixed.len(),
+            codes.len()
+        ));
+    }
+    let long = codes
+        .iter()
+        .filter(|c| route(c).source_value.chars().count() > 50)
+        .count();
+    if long > 0 {
+        notes.push(format!(
+            "{long} codes have source values longer than the DDL's varchar(50); they are written whole \
+             (DuckDB loads them, stricter databases may refuse them)"
+        ));
+    }
+    if !enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. })) {
+        notes.push("the model has no visit gaps: every visit is dated 2000-01-01".into());
+    }
+    let has_birth = enc
+        .tokens
+        .iter()
+        .any(|t| matches!(t, Token::Demographic { category, .. } if category == "birth_year"));
+    if !has_birth {
+        notes.push("the model has no birth years: each person's year_of_birth is the year of their first visit".into());
+    }
+    notes
 }
