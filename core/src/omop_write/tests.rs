@@ -84,7 +84,10 @@ fn read_table(dir: &Path, table: &str) -> (Vec<String>, Vec<Vec<String>>) {
 
 /// What reading an OMOP folder gives for a written record: lab codes also among the visit's codes, codes
 /// and lab values compared as sets (OMOP rows have no order within a visit), no ids, labels or days.
-fn normalized(p: &Patient) -> (Demographics, Vec<(String, Vec<String>, Vec<String>)>) {
+/// A visit as (time, sorted codes, sorted lab values).
+type VisitSets = (String, Vec<String>, Vec<String>);
+
+fn normalized(p: &Patient) -> (Demographics, Vec<VisitSets>) {
     let visits = p
         .visits
         .iter()

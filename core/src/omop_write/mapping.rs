@@ -1,0 +1,228 @@
+//! Where records' contents go in OMOP: codes to tables, demographic values to concepts, births, ids; and
+//! what the reader gives back for a written record.
+
+use super::tables::{EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
+use super::visit_time;
+use crate::record::{Demographics, Patient, Visit};
+use chrono::{Datelike, NaiveDate};
+
+/// Where a code goes: its table, concept id (0 when it has none) and source value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub table: EventTable,
+    pub concept_id: i64,
+    pub source_value: &'a str,
+    /// The code's prefix named no table's domain: it went to `observation`.
+    pub unprefixed: bool,
+}
+
+/// Where `code` goes (see the module documentation).
+pub fn route(code: &str) -> Route<'_> {
+    if let Some((prefix, rest)) = code.split_once('/') {
+        if let Some(table) = EventTable::from_prefix(prefix) {
+            let exact_domain = prefix == table.domain();
+            if exact_domain {
+                if let Some(source) = rest.strip_prefix("src:") {
+                    return Route {
+                        table,
+                        concept_id: 0,
+                        source_value: source,
+                        unprefixed: false,
+                    };
+                }
+                if let Ok(id) = rest.parse::<i64>() {
+                    if id > 0 && id <= i32::MAX as i64 {
+                        return Route {
+                            table,
+                            concept_id: id,
+                            source_value: "",
+                            unprefixed: false,
+                        };
+                    }
+                }
+            }
+            return Route {
+                table,
+                concept_id: 0,
+                source_value: code,
+                unprefixed: false,
+            };
+        }
+    }
+    Route {
+        table: EventTable::Observation,
+        concept_id: 0,
+        source_value: code,
+        unprefixed: true,
+    }
+}
+
+/// The record [`crate::omop::read_omop`] reads from what [`OmopWriter::write`] wrote for `p` at
+/// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
+/// measurement; `observation` is not read) with each lab value's code among them; lab values in their
+/// rows' order; visits without codes left out; times at whole seconds, days and labels not kept; sex
+/// given as a concept id read as `M`/`F`; the birth of a record without a birth year, or born after its
+/// first visit, in the first visit's year (on its date, for the latter).
+/// A record left without visits is not read back at all.
+pub fn as_read_back(index: u64, p: &Patient) -> Patient {
+    let mut visits = Vec::new();
+    for v in &p.visits {
+        let mut used = vec![false; v.labs.len()];
+        // (table, code, value) in the order rows are written.
+        let mut rows: Vec<(EventTable, &str, Option<f64>)> = Vec::new();
+        for code in &v.codes {
+            let lab = v.labs.iter().enumerate().position(|(i, l)| !used[i] && &l.code == code);
+            if let Some(i) = lab {
+                used[i] = true;
+            }
+            rows.push((route(code).table, code, lab.map(|i| v.labs[i].value)));
+        }
+        for (lab, _) in v.labs.iter().zip(&used).filter(|(_, u)| !**u) {
+            rows.push((route(&lab.code).table, &lab.code, Some(lab.value)));
+        }
+        let read_code = |table: EventTable, code: &str, value: Option<f64>| {
+            let r = route(code);
+            let table = if value.is_some() && !table.has_value() {
+                EventTable::Observation
+            } else {
+                table
+            };
+            if !table.is_read() {
+                return None;
+            }
+            Some(match (r.concept_id, r.source_value) {
+                (0, source) => format!("{}/src:{source}", table.domain()),
+                (id, _) => format!("{}/{id}", table.domain()),
+            })
+        };
+        let mut codes: Vec<(EventTable, String)> = Vec::new();
+        let mut labs = Vec::new();
+        for table in EventTable::ALL {
+            for &(t, code, value) in rows.iter().filter(|r| r.0 == table) {
+                let Some(read) = read_code(t, code, value) else {
+                    continue;
+                };
+                if !codes.iter().any(|(_, c)| c == &read) {
+                    codes.push((t, read.clone()));
+                }
+                if let (Some(value), true) = (value, t.has_value()) {
+                    labs.push(crate::record::LabValue { code: read, value });
+                }
+            }
+        }
+        if codes.is_empty() {
+            continue;
+        }
+        let time = visit_time(v).format("%Y-%m-%dT%H:%M:%S").to_string();
+        visits.push(Visit {
+            day: None,
+            time: Some(time),
+            codes: codes.into_iter().map(|c| c.1).collect(),
+            labs,
+        });
+    }
+    let mut demographics = p.demographics.clone();
+    // Values that are concept ids are written as concepts only; the reader names the two genders.
+    demographics.sex = demographics.sex.and_then(|s| match s.trim().parse::<i64>() {
+        Ok(8507) => Some("M".to_string()),
+        Ok(8532) => Some("F".to_string()),
+        Ok(_) => None,
+        Err(_) => Some(s),
+    });
+    for value in [&mut demographics.race, &mut demographics.ethnicity] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.trim().parse::<i64>().is_ok_and(|id| id <= 0))
+        {
+            *value = None;
+        }
+    }
+    let first = p
+        .visits
+        .first()
+        .map_or_else(crate::record::synthetic_base_time, visit_time)
+        .date();
+    let birth = birth_of(&p.demographics, first);
+    demographics.birth_year = Some(birth.year);
+    demographics.birth_date = birth.date.map(|b| b.format("%Y-%m-%d").to_string());
+    Patient {
+        id: (index + 1).to_string(),
+        split: None,
+        demographics,
+        labels: None,
+        visits,
+    }
+}
+
+/// Why a person's birth differs from the record's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BirthAdjustment {
+    /// No birth year: the first visit's year.
+    Missing,
+    /// Born after the first visit (a first visit without an age bucket is dated 2000-01-01): born on the
+    /// first visit's date instead.
+    AfterFirstVisit,
+}
+
+pub(super) struct Birth {
+    pub(super) year: i32,
+    pub(super) date: Option<NaiveDate>,
+    pub(super) adjusted: Option<BirthAdjustment>,
+}
+
+/// The birth written for a record whose first visit is on `first` (never after it).
+pub(super) fn birth_of(d: &Demographics, first: NaiveDate) -> Birth {
+    let date = d
+        .birth_date
+        .as_deref()
+        .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok());
+    let Some(year) = d.birth_year.or(date.map(|b| b.year())) else {
+        return Birth {
+            year: first.year(),
+            date: None,
+            adjusted: Some(BirthAdjustment::Missing),
+        };
+    };
+    if date.is_some_and(|b| b > first) || year > first.year() {
+        return Birth {
+            year: first.year(),
+            date: Some(first),
+            adjusted: Some(BirthAdjustment::AfterFirstVisit),
+        };
+    }
+    Birth {
+        year,
+        date,
+        adjusted: None,
+    }
+}
+
+/// The concept id of a demographic value of `category` (`sex`, `race`, `ethnicity`); 0 when unknown.
+pub fn demographic_concept(category: &str, value: &str) -> i64 {
+    if let Ok(id) = value.trim().parse::<i64>() {
+        if id > 0 && id <= i32::MAX as i64 {
+            return id;
+        }
+    }
+    DEMOGRAPHIC_CONCEPTS
+        .iter()
+        .find(|(c, v, _)| *c == category && v.eq_ignore_ascii_case(value.trim()))
+        .map_or(0, |&(_, _, id)| id)
+}
+
+/// The rows per table a record may have so that ids up to `end` records fit 32-bit columns.
+pub fn id_stride(end: u64) -> u64 {
+    let raw = MAX_ID / end.max(1);
+    let mut best = 1;
+    let mut scale = 1u64;
+    while scale <= 1_000_000 {
+        for m in [1, 2, 5] {
+            let s = m * scale;
+            if s <= raw && s <= 1_000_000 {
+                best = s;
+            }
+        }
+        scale *= 10;
+    }
+    best
+}

@@ -1,0 +1,433 @@
+//! OMOP CDM 5.4 writer: records as the CSV tables a site loads into its OMOP database, streamed (memory
+//! does not grow with the number of records) into a temporary folder that is renamed into place at the end.
+//!
+//! # Tables
+//! `person`, `observation_period`, `visit_occurrence`, `condition_occurrence`, `drug_exposure`,
+//! `procedure_occurrence`, `measurement`, `observation` and `cdm_source`, each `<table>.csv` with a header
+//! of the OMOP CDM 5.4 column names in the DDL's order (so `COPY ... FROM` maps them by position), comma
+//! separated, dates `YYYY-MM-DD`, datetimes `YYYY-MM-DD HH:MM:SS`, empty fields for NULL.
+//!
+//! # Where a code goes ([`route`], the one place of this mapping)
+//! - `<domain>/<concept_id>` (what [`crate::omop`] reads) goes to the domain's table with that concept id;
+//!   `<domain>/src:<value>` goes there with concept id 0 and `<value>` as the source value. Domains:
+//!   `condition`, `drug`, `procedure`, `measurement` (the reader's) and `observation`.
+//! - A code whose first `/`-separated part names a table's domain some other way (case-insensitive:
+//!   `diagnosis`/`dx` -> condition, `medication`/`rx` -> drug, `px` -> procedure, `lab` -> measurement) goes
+//!   there with concept id 0 and the whole code as the source value; so does any other code, into
+//!   `observation` (a model trained on MEDS or JSONL).
+//! - A lab value goes to the row of its code in that visit (`value_as_number`), or to a row of its own
+//!   when the visit has no such code (or the code has several values). Values of codes whose table has
+//!   no `value_as_number` go to `observation` (concept id 0, the whole code as source value).
+//!
+//! [`as_read_back`] says exactly what [`crate::omop::read_omop`] gives back for a written record.
+//!
+//! # Persons, visits and dates
+//! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::record::synthetic_base_time`])
+//! with `visit_concept_id` 0; its events carry the visit's date and id; the observation period runs from
+//! the first visit's date to the last one's. Sex, race and ethnicity keep the model's value as the source
+//! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
+//! as the reader keeps ids without a source value; else 0). A record without a birth year gets its first
+//! visit's year (`year_of_birth` is NOT NULL), counted in [`OmopWriteReport::persons_without_birth_year`];
+//! one born after its first visit (the sampler dates a first visit without an age bucket 2000-01-01) is
+//! written as born on that visit's date, counted in [`OmopWriteReport::births_after_first_visit`].
+//! Type concepts are 32817 (EHR).
+//!
+//! # Ids
+//! Ids derive from the record's global index `i` alone, so shards of one cohort concatenate: `person_id` =
+//! `observation_period_id` = `i + 1`, every other id = `i * stride + n + 1` for the record's `n`-th row of
+//! that table. The stride is the largest 1, 2 or 5 x 10^k (at most 1,000,000) with `end * stride` <=
+//! 2^31 - 1, where `end` is one past the cohort's last record index: the ids fit the DDL's 32-bit
+//! `integer` columns. For 10,000,000 records the stride is 200 rows of one table per record; a record with
+//! more is an error that says how many records fit.
+
+mod mapping;
+mod tables;
+
+pub use mapping::{as_read_back, demographic_concept, id_stride, route, Route};
+pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
+
+use crate::error::{Error, Result};
+use crate::record::{Demographics, Patient, Visit};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use mapping::{birth_of, Birth, BirthAdjustment};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tables::{
+    Slot, CDM_54_CONCEPT, CDM_SOURCE_COLUMNS, EHR_TYPE_CONCEPT, MAX_ID, PERIOD_COLUMNS, PERSON_COLUMNS, VISIT_COLUMNS,
+};
+
+/// The one `cdm_source` row: what the data are and where they came from (no training data in it).
+#[derive(Debug, Clone)]
+pub struct CdmSource {
+    pub description: String,
+    pub etl_reference: String,
+    pub release_date: NaiveDate,
+}
+
+/// What the cohort is: where its record indices end (for the id stride) and its `cdm_source` row.
+#[derive(Debug, Clone)]
+pub struct OmopCohort {
+    pub records_end: u64,
+    pub source: CdmSource,
+}
+
+/// Counts of what was written, and of what needed a default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OmopWriteReport {
+    pub persons: u64,
+    pub visits: u64,
+    /// Rows of each event table, in [`EventTable::ALL`] order.
+    pub events: [u64; 5],
+    /// Rows of codes whose prefix named no table (written to `observation`).
+    pub unprefixed_rows: u64,
+    /// Persons whose `year_of_birth` is their first visit's year (the model has no birth year).
+    pub persons_without_birth_year: u64,
+    /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
+    /// dated 2000-01-01), written as born on the first visit's date.
+    pub births_after_first_visit: u64,
+    /// Source values longer than the DDL's varchar(50) (written whole; DuckDB accepts them, stricter
+    /// databases may not).
+    pub long_source_values: u64,
+}
+
+/// An OMOP folder being written; dropped without [`OmopWriter::finish`], it leaves nothing behind.
+pub struct OmopWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    stride: u64,
+    records_end: u64,
+    source: CdmSource,
+    person: BufWriter<File>,
+    period: BufWriter<File>,
+    visit: BufWriter<File>,
+    events: Vec<BufWriter<File>>,
+    report: OmopWriteReport,
+    line: String,
+    finished: bool,
+}
+
+/// Appends `value` as one CSV field, quoted when it holds a delimiter, quote or line break.
+fn push_field(line: &mut String, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        line.push('"');
+        line.push_str(&value.replace('"', "\"\""));
+        line.push('"');
+    } else {
+        line.push_str(value);
+    }
+}
+
+fn header(columns: impl Iterator<Item = &'static str>) -> String {
+    let mut line = columns.collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
+}
+
+fn create_table(dir: &Path, table: &str, header: &str) -> Result<BufWriter<File>> {
+    let path = dir.join(format!("{table}.csv"));
+    let mut w = BufWriter::with_capacity(1 << 18, File::create(&path).map_err(|e| Error::io(&path, e))?);
+    w.write_all(header.as_bytes()).map_err(|e| Error::io(&path, e))?;
+    Ok(w)
+}
+
+/// The date and time of a visit: its `time`, else the base date at midnight.
+fn visit_time(visit: &Visit) -> NaiveDateTime {
+    visit
+        .time
+        .as_deref()
+        .and_then(crate::encoding::parse_time)
+        .unwrap_or_else(crate::record::synthetic_base_time)
+}
+
+impl OmopWriter {
+    /// Creates `dir`'s temporary sibling and the table files; refuses an existing `dir`.
+    pub fn create(dir: &Path, cohort: OmopCohort) -> Result<OmopWriter> {
+        if dir.symlink_metadata().is_ok() {
+            return Err(Error::file(
+                dir,
+                "already exists; an OMOP output is never written over anything",
+            ));
+        }
+        let tmp = crate::fsutil::temp_sibling(dir);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let opened = (|| {
+            let events = EventTable::ALL
+                .iter()
+                .map(|t| create_table(&tmp, t.name(), &header(t.columns().iter().map(|c| c.0))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok::<_, Error>((
+                create_table(&tmp, "person", &header(PERSON_COLUMNS.iter().copied()))?,
+                create_table(&tmp, "observation_period", &header(PERIOD_COLUMNS.iter().copied()))?,
+                create_table(&tmp, "visit_occurrence", &header(VISIT_COLUMNS.iter().copied()))?,
+                events,
+            ))
+        })();
+        let (person, period, visit, events) = match opened {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        Ok(OmopWriter {
+            dir: dir.to_path_buf(),
+            tmp,
+            stride: id_stride(cohort.records_end),
+            records_end: cohort.records_end,
+            source: cohort.source,
+            person,
+            period,
+            visit,
+            events,
+            report: OmopWriteReport::default(),
+            line: String::with_capacity(512),
+            finished: false,
+        })
+    }
+
+    /// Rows per table a record may have (see the module documentation).
+    pub fn stride(&self) -> u64 {
+        self.stride
+    }
+
+    /// Writes the record with global index `index`.
+    pub fn write(&mut self, index: u64, patient: &Patient) -> Result<()> {
+        if index >= self.records_end {
+            return Err(Error::Invalid(format!(
+                "record {index} lies outside the cohort of {} records the OMOP ids were laid out for",
+                self.records_end
+            )));
+        }
+        let person_id = index + 1;
+        let times: Vec<NaiveDateTime> = patient.visits.iter().map(visit_time).collect();
+        self.write_person(person_id, &patient.demographics, times.first().copied())?;
+        if let (Some(start), Some(end)) = (
+            times.iter().map(|t| t.date()).min(),
+            times.iter().map(|t| t.date()).max(),
+        ) {
+            let line = format!("{person_id},{person_id},{start},{end},{EHR_TYPE_CONCEPT}\n");
+            self.period
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(&self.tmp, e))?;
+        }
+        let mut rows = [0u64; 5];
+        for (n, (visit, time)) in patient.visits.iter().zip(&times).enumerate() {
+            let visit_id = self.id(index, n as u64, "visit_occurrence")?;
+            let (date, datetime) = (time.format("%Y-%m-%d"), time.format("%Y-%m-%d %H:%M:%S"));
+            let line =
+                format!("{visit_id},{person_id},0,{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,,,,,,,\n");
+            self.visit
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(&self.tmp, e))?;
+            self.report.visits += 1;
+            let ctx = RowContext {
+                index,
+                person_id,
+                visit_id,
+                time: *time,
+            };
+            self.write_events(&ctx, visit, &mut rows)?;
+        }
+        self.report.persons += 1;
+        Ok(())
+    }
+
+    fn id(&self, index: u64, n: u64, table: &str) -> Result<u64> {
+        if n >= self.stride {
+            let fits = MAX_ID / (n + 1);
+            return Err(Error::Invalid(format!(
+                "record {index} has more than {} {table} rows, the most 32-bit ids leave a record in a cohort \
+                 of {} records; cohorts of such records fit up to about {fits} records",
+                self.stride, self.records_end
+            )));
+        }
+        Ok(index * self.stride + n + 1)
+    }
+
+    fn write_person(&mut self, person_id: u64, d: &Demographics, first: Option<NaiveDateTime>) -> Result<()> {
+        let first = first.unwrap_or_else(crate::record::synthetic_base_time).date();
+        let Birth {
+            year,
+            date: birth,
+            adjusted,
+        } = birth_of(d, first);
+        match adjusted {
+            Some(BirthAdjustment::Missing) => self.report.persons_without_birth_year += 1,
+            Some(BirthAdjustment::AfterFirstVisit) => self.report.births_after_first_visit += 1,
+            None => {}
+        }
+        let concept =
+            |category: &str, value: &Option<String>| value.as_deref().map_or(0, |v| demographic_concept(category, v));
+        // A value that is a concept id is kept as the concept only, as the reader read it.
+        let source = |value: &Option<String>| match value.as_deref() {
+            Some(v) if v.trim().parse::<i64>().is_err() => v.to_string(),
+            _ => String::new(),
+        };
+        let fields: [String; 18] = [
+            person_id.to_string(),
+            concept("sex", &d.sex).to_string(),
+            year.to_string(),
+            birth.map(|b| b.month().to_string()).unwrap_or_default(),
+            birth.map(|b| b.day().to_string()).unwrap_or_default(),
+            birth.map(|b| format!("{b} 00:00:00")).unwrap_or_default(),
+            concept("race", &d.race).to_string(),
+            concept("ethnicity", &d.ethnicity).to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            source(&d.sex),
+            String::new(),
+            source(&d.race),
+            String::new(),
+            source(&d.ethnicity),
+            String::new(),
+        ];
+        self.line.clear();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                self.line.push(',');
+            }
+            push_field(&mut self.line, f);
+        }
+        self.line.push('\n');
+        self.person
+            .write_all(self.line.as_bytes())
+            .map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    fn write_events(&mut self, ctx: &RowContext, visit: &Visit, rows: &mut [u64; 5]) -> Result<()> {
+        // Each lab value joins the first row of its code that has no value yet; the rest get rows.
+        let mut used = vec![false; visit.labs.len()];
+        for code in &visit.codes {
+            let lab = visit
+                .labs
+                .iter()
+                .enumerate()
+                .position(|(i, l)| !used[i] && &l.code == code);
+            if let Some(i) = lab {
+                used[i] = true;
+            }
+            self.write_event(ctx, code, lab.map(|i| visit.labs[i].value), rows)?;
+        }
+        for (lab, _) in visit.labs.iter().zip(&used).filter(|(_, u)| !**u) {
+            self.write_event(ctx, &lab.code, Some(lab.value), rows)?;
+        }
+        Ok(())
+    }
+
+    fn write_event(&mut self, ctx: &RowContext, code: &str, value: Option<f64>, rows: &mut [u64; 5]) -> Result<()> {
+        let mut r = route(code);
+        if value.is_some() && !r.table.has_value() {
+            // A value of a condition, drug or procedure code: an observation of that code.
+            r = Route {
+                table: EventTable::Observation,
+                concept_id: 0,
+                source_value: code,
+                unprefixed: r.unprefixed,
+            };
+        }
+        let t = r.table as usize;
+        let id = self.id(ctx.index, rows[t], r.table.name())?;
+        rows[t] += 1;
+        self.report.events[t] += 1;
+        self.report.unprefixed_rows += u64::from(r.unprefixed);
+        self.report.long_source_values += u64::from(r.source_value.chars().count() > 50);
+        self.line.clear();
+        for (i, (_, slot)) in r.table.columns().iter().enumerate() {
+            if i > 0 {
+                self.line.push(',');
+            }
+            use std::fmt::Write as _;
+            let l = &mut self.line;
+            let _ = match slot {
+                Slot::Id => write!(l, "{id}"),
+                Slot::Person => write!(l, "{}", ctx.person_id),
+                Slot::Concept => write!(l, "{}", r.concept_id),
+                Slot::Date => write!(l, "{}", ctx.time.format("%Y-%m-%d")),
+                Slot::DateTime => write!(l, "{}", ctx.time.format("%Y-%m-%d %H:%M:%S")),
+                Slot::TypeConcept => write!(l, "{EHR_TYPE_CONCEPT}"),
+                Slot::Visit => write!(l, "{}", ctx.visit_id),
+                Slot::Source => {
+                    push_field(l, r.source_value);
+                    Ok(())
+                }
+                // Shortest representation that reads back to the same f64.
+                Slot::Value => value.map_or(Ok(()), |v| write!(l, "{v:?}")),
+                Slot::Zero => write!(l, "0"),
+                Slot::Null => Ok(()),
+            };
+        }
+        self.line.push('\n');
+        self.events[t]
+            .write_all(self.line.as_bytes())
+            .map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    /// Writes `cdm_source`, flushes every table and moves the folder into place.
+    pub fn finish(mut self) -> Result<OmopWriteReport> {
+        let release = self.source.release_date.format("%Y-%m-%d").to_string();
+        let values = [
+            "HALO synthetic cohort",
+            "HALO synthetic",
+            "synthetic data: no real persons",
+            &self.source.description,
+            "",
+            &self.source.etl_reference,
+            &release,
+            &release,
+            "5.4",
+            &CDM_54_CONCEPT.to_string(),
+            "unknown",
+        ];
+        let mut text = header(CDM_SOURCE_COLUMNS.iter().copied());
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            push_field(&mut text, v);
+        }
+        text.push('\n');
+        let cdm_source = self.tmp.join("cdm_source.csv");
+        std::fs::write(&cdm_source, text).map_err(|e| Error::io(&cdm_source, e))?;
+        let tmp = self.tmp.clone();
+        for w in [&mut self.person, &mut self.period, &mut self.visit]
+            .into_iter()
+            .chain(self.events.iter_mut())
+        {
+            w.flush().map_err(|e| Error::io(&tmp, e))?;
+            w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
+        }
+        if self.dir.symlink_metadata().is_ok() {
+            return Err(Error::file(
+                &self.dir,
+                "appeared while writing; not overwritten (nothing was written)",
+            ));
+        }
+        std::fs::rename(&self.tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        self.finished = true;
+        Ok(self.report.clone())
+    }
+}
+
+struct RowContext {
+    index: u64,
+    person_id: u64,
+    visit_id: u64,
+    time: NaiveDateTime,
+}
+
+impl Drop for OmopWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
