@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (idempotent), then the whole path on the bundled Synthea-1k OMOP CDM data:
-# train a small HALO, test it, export it, sample as many records as the training split, evaluate.
+# train a small HALO, test it, export it, sample as many records as the training split (JSONL, and OMOP CDM
+# tables loaded into DuckDB), evaluate.
 # HALO_DEMO_EPOCHS (default 50) and HALO_DEMO_DIR (default runs/demo) change the run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,10 @@ set -x
 "$sample" verify --model "$out/model"
 n_train="$(.venv/bin/python -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["train"]))' "$out/checkpoint/split.json")"
 "$sample" --model "$out/model" --count "$n_train" --seed 1 --out "$out/synthetic.jsonl"
+"$sample" --model "$out/model" --count "$n_train" --seed 1 --format omop --out "$out/omop"
+.venv/bin/python tests/python/check_omop_duckdb.py "$out/omop" data/omop-ddl-5.4-duckdb \
+  --database "$out/omop.duckdb" > "$out/omop-check.txt"
+.venv/bin/python -c 'import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True); print("demo: DuckDB: synthetic persons with a hypertension condition (concept 316866):", c.execute("SELECT count(DISTINCT person_id) FROM cdm.condition_occurrence WHERE condition_concept_id = 316866").fetchone()[0], "of", c.execute("SELECT count(*) FROM cdm.person").fetchone()[0])' "$out/omop.duckdb"
 "$halo" evaluate --real data/synthea1k-omop --synthetic "$out/synthetic.jsonl" --checkpoint "$out/checkpoint" \
   --out "$out/report"
 set +x
