@@ -217,7 +217,11 @@ impl OmopWriter {
         let mut rows = [0u64; 5];
         for (n, (visit, time)) in patient.visits.iter().zip(&times).enumerate() {
             let visit_id = self.id(index, n as u64, "visit_occurrence")?;
-            let (date, datetime) = (time.format("%Y-%m-%d"), time.format("%Y-%m-%d %H:%M:%S"));
+            // Formatted once a visit: every row of the visit carries them.
+            let (date, datetime) = (
+                time.format("%Y-%m-%d").to_string(),
+                time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            );
             let line =
                 format!("{visit_id},{person_id},0,{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,,,,,,,\n");
             self.visit
@@ -228,7 +232,8 @@ impl OmopWriter {
                 index,
                 person_id,
                 visit_id,
-                time: *time,
+                date,
+                datetime,
             };
             self.write_events(&ctx, visit, &mut rows)?;
         }
@@ -348,8 +353,14 @@ impl OmopWriter {
                 Slot::Id => write!(l, "{id}"),
                 Slot::Person => write!(l, "{}", ctx.person_id),
                 Slot::Concept => write!(l, "{}", r.concept_id),
-                Slot::Date => write!(l, "{}", ctx.time.format("%Y-%m-%d")),
-                Slot::DateTime => write!(l, "{}", ctx.time.format("%Y-%m-%d %H:%M:%S")),
+                Slot::Date => {
+                    l.push_str(&ctx.date);
+                    Ok(())
+                }
+                Slot::DateTime => {
+                    l.push_str(&ctx.datetime);
+                    Ok(())
+                }
                 Slot::TypeConcept => write!(l, "{EHR_TYPE_CONCEPT}"),
                 Slot::Visit => write!(l, "{}", ctx.visit_id),
                 Slot::Source => {
@@ -418,7 +429,8 @@ struct RowContext {
     index: u64,
     person_id: u64,
     visit_id: u64,
-    time: NaiveDateTime,
+    date: String,
+    datetime: String,
 }
 
 impl Drop for OmopWriter {
