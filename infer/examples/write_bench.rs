@@ -68,7 +68,8 @@ fn main() {
             continue;
         }
         let cohort = (format == OutputFormat::Omop).then(|| halo_core::omop_write::OmopCohort {
-            records_end: total,
+            records: 0..total,
+            cohort_end: total,
             source: halo_core::omop_write::CdmSource {
                 description: "write_bench".into(),
                 etl_reference: "write_bench".into(),

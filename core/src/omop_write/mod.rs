@@ -33,17 +33,19 @@
 //! Type concepts are 32817 (EHR).
 //!
 //! # Ids
-//! Ids derive from the record's global index `i` alone, so shards of one cohort concatenate: `person_id` =
-//! `observation_period_id` = `i + 1`, every other id = `i * stride + n + 1` for the record's `n`-th row of
-//! that table. The stride is the largest 1, 2 or 5 x 10^k (at most 1,000,000) with `end * stride` <=
-//! 2^31 - 1, where `end` is one past the cohort's last record index: the ids fit the DDL's 32-bit
-//! `integer` columns. For 10,000,000 records the stride is 200 rows of one table per record; a record with
-//! more is an error that says how many records fit.
+//! `person_id` = `observation_period_id` = `i + 1` for the record with global index `i`. Every other table
+//! numbers its rows in writing order within an id range that derives from the output's record range
+//! `a..b` alone: `a * share + 1 ..= b * share`, where `share` = floor((2^31 - 1) / `end`) and `end` is one
+//! past the cohort's last record index. So the folders of shards (and of `--start` runs) of one cohort
+//! never share an id and concatenate table by table, an unsharded output numbers each table 1, 2, 3, ...,
+//! and every id fits the DDL's 32-bit `integer` columns. The limit: the output's rows of one table may
+//! average at most `share` a record (214 for a cohort of 10,000,000 records, 2,147 for 1,000,000);
+//! beyond it the writer stops with an error that names the table and the cohort size that fits.
 
 mod mapping;
 mod tables;
 
-pub use mapping::{as_read_back, demographic_concept, id_stride, route, Route};
+pub use mapping::{as_read_back, demographic_concept, id_share, route, Route};
 pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
 
 use crate::error::{Error, Result};
@@ -65,10 +67,14 @@ pub struct CdmSource {
     pub release_date: NaiveDate,
 }
 
-/// What the cohort is: where its record indices end (for the id stride) and its `cdm_source` row.
+/// What is written: the output's records, where the cohort's record indices end (both lay out the ids)
+/// and the `cdm_source` row.
 #[derive(Debug, Clone)]
 pub struct OmopCohort {
-    pub records_end: u64,
+    /// Global indices of the records of this output (a shard's, or the whole cohort's).
+    pub records: std::ops::Range<u64>,
+    /// One past the last record index of the whole cohort (the same for every shard).
+    pub cohort_end: u64,
     pub source: CdmSource,
 }
 
@@ -95,8 +101,14 @@ pub struct OmopWriteReport {
 pub struct OmopWriter {
     dir: PathBuf,
     tmp: PathBuf,
-    stride: u64,
-    records_end: u64,
+    records: std::ops::Range<u64>,
+    cohort_end: u64,
+    /// Ids each record adds to every table's range.
+    share: u64,
+    /// The next id of visit_occurrence, then of each event table in [`EventTable::ALL`] order.
+    next_id: [u64; 6],
+    /// The last id this output may give.
+    last_id: u64,
     source: CdmSource,
     person: BufWriter<File>,
     period: BufWriter<File>,
@@ -149,6 +161,14 @@ impl OmopWriter {
                 "already exists; an OMOP output is never written over anything",
             ));
         }
+        let (a, b) = (cohort.records.start, cohort.records.end);
+        if a > b || b > cohort.cohort_end || cohort.cohort_end > MAX_ID {
+            return Err(Error::Invalid(format!(
+                "records {a}..{b} of a cohort of {}: OMOP ids need 0 <= start <= end <= cohort size <= {MAX_ID}",
+                cohort.cohort_end
+            )));
+        }
+        let share = id_share(cohort.cohort_end);
         let tmp = crate::fsutil::temp_sibling(dir);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -176,8 +196,11 @@ impl OmopWriter {
         Ok(OmopWriter {
             dir: dir.to_path_buf(),
             tmp,
-            stride: id_stride(cohort.records_end),
-            records_end: cohort.records_end,
+            records: cohort.records.clone(),
+            cohort_end: cohort.cohort_end,
+            share,
+            next_id: [cohort.records.start * share + 1; 6],
+            last_id: cohort.records.end * share,
             source: cohort.source,
             person,
             period,
@@ -189,17 +212,17 @@ impl OmopWriter {
         })
     }
 
-    /// Rows per table a record may have (see the module documentation).
-    pub fn stride(&self) -> u64 {
-        self.stride
+    /// Rows of one table a record may average (see the module documentation).
+    pub fn share(&self) -> u64 {
+        self.share
     }
 
     /// Writes the record with global index `index`.
     pub fn write(&mut self, index: u64, patient: &Patient) -> Result<()> {
-        if index >= self.records_end {
+        if !self.records.contains(&index) {
             return Err(Error::Invalid(format!(
-                "record {index} lies outside the cohort of {} records the OMOP ids were laid out for",
-                self.records_end
+                "record {index} lies outside the records {}..{} the OMOP ids were laid out for",
+                self.records.start, self.records.end
             )));
         }
         let person_id = index + 1;
@@ -214,9 +237,8 @@ impl OmopWriter {
                 .write_all(line.as_bytes())
                 .map_err(|e| Error::io(&self.tmp, e))?;
         }
-        let mut rows = [0u64; 5];
-        for (n, (visit, time)) in patient.visits.iter().zip(&times).enumerate() {
-            let visit_id = self.id(index, n as u64, "visit_occurrence")?;
+        for (visit, time) in patient.visits.iter().zip(&times) {
+            let visit_id = self.next_id(0, "visit_occurrence")?;
             // Formatted once a visit: every row of the visit carries them.
             let (date, datetime) = (
                 time.format("%Y-%m-%d").to_string(),
@@ -229,28 +251,34 @@ impl OmopWriter {
                 .map_err(|e| Error::io(&self.tmp, e))?;
             self.report.visits += 1;
             let ctx = RowContext {
-                index,
                 person_id,
                 visit_id,
                 date,
                 datetime,
             };
-            self.write_events(&ctx, visit, &mut rows)?;
+            self.write_events(&ctx, visit)?;
         }
         self.report.persons += 1;
         Ok(())
     }
 
-    fn id(&self, index: u64, n: u64, table: &str) -> Result<u64> {
-        if n >= self.stride {
-            let fits = MAX_ID / (n + 1);
+    /// The next id of table `t` (0: visit_occurrence, 1 + k: event table k).
+    fn next_id(&mut self, t: usize, table: &str) -> Result<u64> {
+        let id = self.next_id[t];
+        if id > self.last_id {
+            let (a, b) = (self.records.start, self.records.end);
+            let average = (id - 1 - a * self.share) / (b - a).max(1);
             return Err(Error::Invalid(format!(
-                "record {index} has more than {} {table} rows, the most 32-bit ids leave a record in a cohort \
-                 of {} records; cohorts of such records fit up to about {fits} records",
-                self.stride, self.records_end
+                "records {a}..{b} have more {table} rows than 32-bit ids leave them in a cohort of {} records \
+                 ({} a record on average, and these average more than {average}); a cohort of up to {} such \
+                 records fits",
+                self.cohort_end,
+                self.share,
+                MAX_ID / (average + 1).max(1)
             )));
         }
-        Ok(index * self.stride + n + 1)
+        self.next_id[t] += 1;
+        Ok(id)
     }
 
     fn write_person(&mut self, person_id: u64, d: &Demographics, first: Option<NaiveDateTime>) -> Result<()> {
@@ -305,7 +333,7 @@ impl OmopWriter {
             .map_err(|e| Error::io(&self.tmp, e))
     }
 
-    fn write_events(&mut self, ctx: &RowContext, visit: &Visit, rows: &mut [u64; 5]) -> Result<()> {
+    fn write_events(&mut self, ctx: &RowContext, visit: &Visit) -> Result<()> {
         // Each lab value joins the first row of its code that has no value yet; the rest get rows.
         let mut used = vec![false; visit.labs.len()];
         for code in &visit.codes {
@@ -317,15 +345,15 @@ impl OmopWriter {
             if let Some(i) = lab {
                 used[i] = true;
             }
-            self.write_event(ctx, code, lab.map(|i| visit.labs[i].value), rows)?;
+            self.write_event(ctx, code, lab.map(|i| visit.labs[i].value))?;
         }
         for (lab, _) in visit.labs.iter().zip(&used).filter(|(_, u)| !**u) {
-            self.write_event(ctx, &lab.code, Some(lab.value), rows)?;
+            self.write_event(ctx, &lab.code, Some(lab.value))?;
         }
         Ok(())
     }
 
-    fn write_event(&mut self, ctx: &RowContext, code: &str, value: Option<f64>, rows: &mut [u64; 5]) -> Result<()> {
+    fn write_event(&mut self, ctx: &RowContext, code: &str, value: Option<f64>) -> Result<()> {
         let mut r = route(code);
         if value.is_some() && !r.table.has_value() {
             // A value of a condition, drug or procedure code: an observation of that code.
@@ -337,8 +365,7 @@ impl OmopWriter {
             };
         }
         let t = r.table as usize;
-        let id = self.id(ctx.index, rows[t], r.table.name())?;
-        rows[t] += 1;
+        let id = self.next_id(1 + t, r.table.name())?;
         self.report.events[t] += 1;
         self.report.unprefixed_rows += u64::from(r.unprefixed);
         self.report.long_source_values += u64::from(r.source_value.chars().count() > 50);
@@ -426,7 +453,6 @@ impl OmopWriter {
 }
 
 struct RowContext {
-    index: u64,
     person_id: u64,
     visit_id: u64,
     date: String,

@@ -1,9 +1,10 @@
 use super::*;
 use crate::record::{LabValue, Visit};
 
-fn cohort(records_end: u64) -> OmopCohort {
+fn cohort(records: std::ops::Range<u64>, cohort_end: u64) -> OmopCohort {
     OmopCohort {
-        records_end,
+        records,
+        cohort_end,
         source: CdmSource {
             description: "test cohort, seed 1".into(),
             etl_reference: "halo-sample test".into(),
@@ -103,8 +104,9 @@ fn normalized(p: &Patient) -> (Demographics, Vec<VisitSets>) {
     (p.demographics.clone(), visits)
 }
 
-fn write_all(dir: &Path, records: &[Patient], first_index: u64, records_end: u64) -> OmopWriteReport {
-    let mut w = OmopWriter::create(dir, cohort(records_end)).unwrap();
+fn write_all(dir: &Path, records: &[Patient], first_index: u64, cohort_end: u64) -> OmopWriteReport {
+    let range = first_index..first_index + records.len() as u64;
+    let mut w = OmopWriter::create(dir, cohort(range, cohort_end)).unwrap();
     for (i, p) in records.iter().enumerate() {
         w.write(first_index + i as u64, p).unwrap();
     }
@@ -165,16 +167,13 @@ fn demographic_values_map_to_standard_concepts() {
 }
 
 #[test]
-fn id_stride_keeps_every_id_within_32_bits() {
-    assert_eq!(id_stride(1), 1_000_000);
-    assert_eq!(id_stride(1_000), 1_000_000);
-    assert_eq!(id_stride(5_000), 200_000);
-    assert_eq!(id_stride(1_000_000), 2_000);
-    assert_eq!(id_stride(10_000_000), 200);
-    assert_eq!(id_stride(MAX_ID), 1);
+fn id_share_keeps_every_id_within_32_bits() {
+    assert_eq!(id_share(1), MAX_ID);
+    assert_eq!(id_share(1_000_000), 2_147);
+    assert_eq!(id_share(10_000_000), 214);
+    assert_eq!(id_share(MAX_ID), 1);
     for end in [1, 7, 999, 10_000_000, 123_456_789, MAX_ID] {
-        let s = id_stride(end);
-        assert!((end - 1) * s + s <= MAX_ID, "end {end} stride {s}");
+        assert!(end * id_share(end) <= MAX_ID, "end {end}");
     }
 }
 
@@ -226,7 +225,7 @@ fn every_row_has_its_header_width_and_ids_are_unique_and_inside_the_visits() {
         .collect();
     assert_eq!(
         visits.iter().map(|v| v[0].as_str()).collect::<Vec<_>>(),
-        ["10000001", "10000002", "10000003", "11000001"]
+        ["21474831", "21474832", "21474833", "21474834"]
     );
     let (_, persons) = read_table(&dir, "person");
     assert_eq!(
@@ -294,26 +293,33 @@ fn unprefixed_codes_go_to_observation_with_their_source_value() {
 }
 
 #[test]
-fn a_record_with_more_rows_than_its_ids_allow_is_an_error_and_nothing_is_left() {
+fn more_rows_than_the_records_ids_allow_is_an_error_and_nothing_is_left() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("omop");
-    let end = MAX_ID / 2; // stride 2
-    let mut w = OmopWriter::create(&dir, cohort(end)).unwrap();
-    assert_eq!(w.stride(), 2);
-    let p = Patient {
+    let end = MAX_ID / 2; // 2 ids a record
+    let mut w = OmopWriter::create(&dir, cohort(4..6, end)).unwrap();
+    assert_eq!(w.share(), 2);
+    let conditions = |n: usize| Patient {
         visits: vec![visit(
             "2010-01-01T00:00:00",
-            &["condition/1", "condition/2", "condition/3"],
+            &["condition/1", "condition/2", "condition/3", "condition/4"][..n],
             &[],
         )],
         ..Patient::default()
     };
-    let err = w.write(0, &p).unwrap_err().to_string();
+    // Two records share 4 ids: 3 + 1 rows fit, as an average of 2.
+    w.write(4, &conditions(3)).unwrap();
+    w.write(5, &conditions(1)).unwrap();
+    let err = w.write(5, &conditions(1)).unwrap_err().to_string();
     assert!(
-        err.contains("record 0 has more than 2 condition_occurrence rows"),
+        err.contains("records 4..6 have more condition_occurrence rows than 32-bit ids leave them"),
         "{err}"
     );
-    assert!(w.write(end, &p).unwrap_err().to_string().contains("outside the cohort"));
+    assert!(w
+        .write(6, &conditions(1))
+        .unwrap_err()
+        .to_string()
+        .contains("outside the records 4..6"));
     drop(w);
     assert!(
         std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
@@ -322,8 +328,31 @@ fn a_record_with_more_rows_than_its_ids_allow_is_an_error_and_nothing_is_left() 
 }
 
 #[test]
+fn ids_of_shards_never_meet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = &patients()[0];
+    let mut seen = std::collections::HashSet::new();
+    for (k, range) in [0..2u64, 2..3, 3..5].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("part{k}"));
+        let mut w = OmopWriter::create(&dir, cohort(range.clone(), 5)).unwrap();
+        for i in range {
+            w.write(i, p).unwrap();
+        }
+        w.finish().unwrap();
+        for table in ["visit_occurrence", "condition_occurrence", "measurement"] {
+            for row in read_table(&dir, table).1 {
+                assert!(seen.insert((table, row[0].clone())), "{table} id {} twice", row[0]);
+            }
+        }
+    }
+}
+
+#[test]
 fn an_existing_output_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = OmopWriter::create(tmp.path(), cohort(1)).err().unwrap().to_string();
+    let err = OmopWriter::create(tmp.path(), cohort(0..1, 1))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("already exists"), "{err}");
 }
