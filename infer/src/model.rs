@@ -273,7 +273,7 @@ fn open_graph(
 /// Returns the heap memory freed while loading (ONNX Runtime parses each graph file into memory before
 /// building its weights) to the operating system: glibc keeps freed blocks in the heap otherwise, which
 /// showed as about 120 MiB of extra resident memory after loading a paper-size model.
-fn release_freed_heap() {
+pub(crate) fn release_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         extern "C" {

@@ -220,5 +220,8 @@ pub fn sample_batch(
         past_len += 1;
     }
     out.sort_by_key(|(r, _)| r.index);
+    // The batch's buffers (of many sizes, as rows finish) are free now: give them back to the system
+    // instead of letting them fragment the heap over a long run.
+    crate::model::release_freed_heap();
     Ok(out)
 }
