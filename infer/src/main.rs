@@ -118,7 +118,7 @@ struct SampleArgs {
     #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "meds", "omop"])]
     format: String,
     /// Records sampled together. Larger batches are faster per record but use more memory (at 256:
-    /// about 50 MiB for a small model, about 1.2 GiB for a paper-size one); the output does not depend
+    /// about 100 MiB for a small model, about 0.9 GiB for a paper-size one); the output does not depend
     /// on it.
     #[arg(long, value_name = "B", default_value_t = 256)]
     batch_size: usize,

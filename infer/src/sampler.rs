@@ -84,6 +84,10 @@ fn sample_visit(
     }
 }
 
+/// Free heap bytes above which a finished batch returns them to the system (see
+/// [`crate::model::release_freed_heap_above`]).
+const HEAP_TRIM_THRESHOLD: usize = 64 << 20;
+
 /// Keeps rows (and their slices of row-major buffers) where `keep` is true.
 fn compact_rows(buf: &mut Vec<f32>, width: usize, keep: &[bool]) {
     let mut w = 0;
@@ -220,8 +224,8 @@ pub fn sample_batch(
         past_len += 1;
     }
     out.sort_by_key(|(r, _)| r.index);
-    // The batch's buffers (of many sizes, as rows finish) are free now: give them back to the system
-    // instead of letting them fragment the heap over a long run.
-    crate::model::release_freed_heap();
+    // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
+    // them back to the system instead of letting them fragment the heap over a long run.
+    crate::model::release_freed_heap_above(HEAP_TRIM_THRESHOLD);
     Ok(out)
 }
