@@ -119,6 +119,48 @@ pub struct IncrementalHeadFiles {
     pub columns: DataFile,
 }
 
+impl ManifestFiles {
+    /// Every file the manifest names: (manifest field, file name, sha256), in loading order.
+    pub fn all(&self) -> Vec<(String, &str, &str)> {
+        fn onnx<'a>(field: String, f: &'a OnnxFile, out: &mut Vec<(String, &'a str, &'a str)>) {
+            out.push((format!("{field}.name"), f.name.as_str(), f.sha256.as_str()));
+            if let Some(d) = &f.external_data {
+                out.push((
+                    format!("{field}.external_data.name"),
+                    d.name.as_str(),
+                    d.sha256.as_str(),
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        onnx("files.visit_transformer".into(), &self.visit_transformer, &mut out);
+        onnx(
+            "files.visit_transformer_step".into(),
+            &self.visit_transformer_step,
+            &mut out,
+        );
+        onnx("files.code_head".into(), &self.code_head, &mut out);
+        if let Some(inc) = &self.code_head_incremental {
+            onnx("files.code_head_incremental.start".into(), &inc.start, &mut out);
+            for (b, block) in inc.blocks.iter().enumerate() {
+                onnx(format!("files.code_head_incremental.blocks[{b}]"), block, &mut out);
+            }
+            out.push((
+                "files.code_head_incremental.columns.name".into(),
+                inc.columns.name.as_str(),
+                inc.columns.sha256.as_str(),
+            ));
+        }
+        out
+    }
+}
+
+/// Whether `name` names a file directly inside the model folder: not empty, not `.` or `..`, no path
+/// separator (so no absolute path and no way out of the folder).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
 impl IncrementalHeadFiles {
     /// Vocabulary indices of block `b` of a model with `v` entries.
     pub fn block_codes(&self, b: usize, v: usize) -> std::ops::Range<usize> {
@@ -222,6 +264,16 @@ impl Manifest {
                         inc.blocks.len(),
                         inc.block_len
                     ),
+                ));
+            }
+        }
+        // Refused before anything is opened: a manifest must not point outside its folder.
+        for (field, name, _) in m.files.all() {
+            if !is_plain_file_name(name) {
+                return Err(Error::field(
+                    &path,
+                    &field,
+                    format!("`{name}` is not a plain file name inside the model folder (no path separators, not `..`)"),
                 ));
             }
         }

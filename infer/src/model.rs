@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use halo_core::config::ModelConfig;
-use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile, MANIFEST};
+use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, MANIFEST};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::Digest;
@@ -26,35 +26,11 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Checks that each ONNX file named by the manifest exists and has the manifest's sha256.
+/// Checks that each file named by the manifest exists and has the manifest's sha256 (the names were
+/// checked to be plain file names when the manifest was read).
 pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let files = &manifest.files;
-    for (field, file) in [
-        ("files.visit_transformer", &files.visit_transformer),
-        ("files.visit_transformer_step", &files.visit_transformer_step),
-        ("files.code_head", &files.code_head),
-    ] {
-        check_file(dir, field, file)?;
-    }
-    if let Some(inc) = &files.code_head_incremental {
-        check_file(dir, "files.code_head_incremental.start", &inc.start)?;
-        for (b, block) in inc.blocks.iter().enumerate() {
-            check_file(dir, &format!("files.code_head_incremental.blocks[{b}]"), block)?;
-        }
-        check_one(
-            dir,
-            "files.code_head_incremental.columns",
-            &inc.columns.name,
-            &inc.columns.sha256,
-        )?;
-    }
-    Ok(())
-}
-
-fn check_file(dir: &Path, field: &str, file: &OnnxFile) -> Result<()> {
-    check_one(dir, field, &file.name, &file.sha256)?;
-    if let Some(data) = &file.external_data {
-        check_one(dir, &format!("{field}.external_data"), &data.name, &data.sha256)?;
+    for (field, name, sha256) in manifest.files.all() {
+        check_one(dir, field.trim_end_matches(".name"), name, sha256)?;
     }
     Ok(())
 }

@@ -188,6 +188,36 @@ fn bad_input_fails_clearly_without_output() {
         &["code_head.onnx", "does not match", "files.code_head.sha256"],
     );
 
+    // File names that leave the model folder are refused before anything is opened: with the sha256 of the
+    // target in the manifest, it would otherwise be read and handed to ONNX Runtime.
+    let outside = tmp.path().join("outside.onnx");
+    std::fs::copy(fixture.join("code_head.onnx"), &outside).unwrap();
+    for (k, name) in [
+        "../outside.onnx".to_string(),
+        outside.to_str().unwrap().to_string(),
+        "..".to_string(),
+        "sub\\code_head.onnx".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let escaped = copy_model(&tmp.path().join(format!("escape{k}")));
+        let mut m = halo_core::manifest::Manifest::read(&escaped).unwrap();
+        m.files.code_head.name = name.clone();
+        halo_core::fsutil::write_json_atomic(&escaped.join("manifest.json"), &m).unwrap();
+        check(
+            sample_args(escaped.to_str().unwrap(), out_s, &[]),
+            &[
+                "files.code_head.name",
+                "not a plain file name inside the model folder",
+                &name,
+            ],
+        );
+        let o = run(&["verify", "--model", escaped.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("not a plain file name"), "{}", stderr(&o));
+    }
+
     // Manifest whose model config disagrees with the graphs' shapes (checksums still match).
     let reshaped = copy_model(&tmp.path().join("m2"));
     let mut m = halo_core::manifest::Manifest::read(&reshaped).unwrap();
