@@ -34,7 +34,9 @@
 //!
 //! # Assembly
 //! Events join visits by `visit_occurrence_id`; events with an empty or unknown visit id are counted in
-//! `events_without_visit` and left out. A visit's codes are the distinct codes of its events in
+//! `events_without_visit` and left out, and so are events whose `person_id` (when the table has the
+//! column) is not their visit's person (counted in `skipped`: such a row is a broken export, and adding
+//! it to either person would mix two records). A visit's codes are the distinct codes of its events in
 //! first-seen order (tables in the order above, rows in file order); its `time` is the visit start as
 //! `YYYY-MM-DDTHH:MM:SS`. Visits without codes are dropped (counted as `visits without codes`), visits are
 //! put in time order with [`crate::sort_visits`] (ties keep file order), and persons left without visits
@@ -114,7 +116,7 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
     let mut codes = CodeTable::default();
     for table in &EVENT_TABLES {
         match files.optional(table.table)? {
-            Some(path) => read_events(&path, table, &mut visits, &mut codes, &mut report)?,
+            Some(path) => read_events(&path, table, &persons, &mut visits, &mut codes, &mut report)?,
             None => report.skip(&format!("table {}.csv absent", table.table)),
         }
     }
@@ -536,12 +538,15 @@ enum LabField {
 /// One parsed event row.
 struct EventRow {
     visit_id: Option<i64>,
+    /// The row's `person_id`, when the table has the column.
+    person_id: Option<i64>,
     code: Option<String>,
     value: LabField,
 }
 
 struct EventColumns {
     visit: usize,
+    person: Option<usize>,
     concept: usize,
     source: Option<usize>,
     value: Option<usize>,
@@ -550,6 +555,7 @@ struct EventColumns {
 fn read_events(
     path: &Path,
     table: &EventTable,
+    persons: &Persons,
     visits: &mut Visits,
     codes: &mut CodeTable,
     report: &mut ReadReport,
@@ -557,19 +563,24 @@ fn read_events(
     let mut t = CsvTable::open(path)?;
     let cols = EventColumns {
         visit: t.column("visit_occurrence_id")?,
+        person: t.optional_column("person_id"),
         concept: t.column(table.concept_column)?,
         source: t.optional_column(table.source_column),
         value: table.value_column.and_then(|c| t.optional_column(c)),
     };
     while let Some(line) = t.next_row()? {
         let row = parse_event(&t, table, &cols, line)?;
-        attach_event(row, visits, codes, report);
+        attach_event(row, persons, visits, codes, report);
     }
     Ok(())
 }
 
 fn parse_event(t: &CsvTable, table: &EventTable, cols: &EventColumns, line: usize) -> Result<EventRow> {
     let visit_id = parse_optional_id(t.get(cols.visit), &t.path, line, "visit_occurrence_id")?;
+    let person_id = match cols.person {
+        Some(c) => parse_optional_id(t.get(c), &t.path, line, "person_id")?,
+        None => None,
+    };
     let concept = parse_optional_id(t.get(cols.concept), &t.path, line, table.concept_column)?;
     let source = t.get_opt(cols.source);
     let code = match concept {
@@ -579,6 +590,7 @@ fn parse_event(t: &CsvTable, table: &EventTable, cols: &EventColumns, line: usiz
     };
     Ok(EventRow {
         visit_id,
+        person_id,
         code,
         value: parse_lab_field(t.get_opt(cols.value)),
     })
@@ -594,7 +606,13 @@ fn parse_lab_field(value: &str) -> LabField {
     }
 }
 
-fn attach_event(row: EventRow, visits: &mut Visits, codes: &mut CodeTable, report: &mut ReadReport) {
+fn attach_event(
+    row: EventRow,
+    persons: &Persons,
+    visits: &mut Visits,
+    codes: &mut CodeTable,
+    report: &mut ReadReport,
+) {
     let Some(code) = row.code else {
         report.skip("events without a concept id or source value");
         return;
@@ -603,6 +621,11 @@ fn attach_event(row: EventRow, visits: &mut Visits, codes: &mut CodeTable, repor
         report.events_without_visit += 1;
         return;
     };
+    // An event filed under another person's visit belongs to neither record.
+    if row.person_id.is_some_and(|p| p != persons.rows[visits.list[vi].person].id) {
+        report.skip("events whose person_id is not their visit's person");
+        return;
+    }
     let code = codes.intern(code);
     let visit = &mut visits.list[vi];
     visit.events += 1;
@@ -677,8 +700,8 @@ mod tests {
         std::fs::write(dir.join(name), text).unwrap();
     }
 
-    /// A small folder exercising most rules: visits out of order, unknown and empty visit ids, a NaN
-    /// measurement, upper-case file and column names, a source-value code, an absent table.
+    /// A small folder exercising most rules: visits out of order, unknown and empty visit ids, an event
+    /// of one person in another's visit, a NaN measurement, upper-case file and column names, a source-value code, an absent table.
     fn sample_folder() -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
@@ -708,7 +731,8 @@ mod tests {
              3,1,316866,10,38341003\n\
              4,1,201826,99,44054006\n\
              5,1,201826,,44054006\n\
-             6,2,320128,20,59621000\n",
+             6,2,320128,20,59621000\n\
+             7,2,201826,10,44054006\n",
         );
         write(
             d,
@@ -866,6 +890,8 @@ mod tests {
             ("table procedure_occurrence.csv absent", 1),
             ("visits without codes", 1),
             ("records with visits out of time order (sorted)", 1),
+            // Row 7: person 2's event filed under person 1's visit 10.
+            ("events whose person_id is not their visit's person", 1),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
