@@ -606,13 +606,7 @@ fn parse_lab_field(value: &str) -> LabField {
     }
 }
 
-fn attach_event(
-    row: EventRow,
-    persons: &Persons,
-    visits: &mut Visits,
-    codes: &mut CodeTable,
-    report: &mut ReadReport,
-) {
+fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &mut CodeTable, report: &mut ReadReport) {
     let Some(code) = row.code else {
         report.skip("events without a concept id or source value");
         return;
@@ -622,7 +616,10 @@ fn attach_event(
         return;
     };
     // An event filed under another person's visit belongs to neither record.
-    if row.person_id.is_some_and(|p| p != persons.rows[visits.list[vi].person].id) {
+    if row
+        .person_id
+        .is_some_and(|p| p != persons.rows[visits.list[vi].person].id)
+    {
         report.skip("events whose person_id is not their visit's person");
         return;
     }

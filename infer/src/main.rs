@@ -274,6 +274,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     };
     let mut output = Output::create(&out, format, cohort)?;
     let manifest = halo_infer::model::read_manifest(&model_dir)?;
+    halo_infer::output::check_model_for(format, &manifest.encoding)?;
     if format == OutputFormat::Omop {
         for note in halo_infer::output::omop_notes(&manifest.encoding) {
             eprintln!("halo-sample: note: {note}");

@@ -196,6 +196,21 @@ fn write_meds(path: &Path, patients: &[Patient]) -> Result<()> {
     Ok(halo_core::meds::write_meds(path, patients, MEDS_SHARD_SIZE)?)
 }
 
+/// Refuses, before any sampling, a format the model cannot fill: MEDS rows need a time, which a model
+/// without gap codes (trained with `--no-gaps`, or on records without dates) does not give.
+pub fn check_model_for(format: OutputFormat, enc: &halo_core::encoding::Encoding) -> Result<()> {
+    use halo_core::encoding::Token;
+    let has_times = enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. }));
+    if format == OutputFormat::Meds && !has_times {
+        return Err(Error::Invalid(
+            "--format meds needs visit times, and this model gives none (it has no gap codes: trained with \
+             --no-gaps or on records without dates); use --format jsonl, or --format omop (visits dated 2000-01-01)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What `--format omop` must say once about a model before sampling: codes that go to `observation`
 /// for lack of a domain prefix, and dates or birth years the model cannot give.
 pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {

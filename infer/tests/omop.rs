@@ -233,3 +233,37 @@ fn a_model_without_domain_prefixes_writes_valid_tables_in_observation_and_says_s
         .skip(1)
         .all(|l| l.contains(",0,") && (l.contains("ICD9/") || l.contains("LOINC/"))));
 }
+
+#[test]
+fn a_model_without_times_is_refused_for_meds_before_sampling_and_dated_for_omop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::build_model(tmp.path(), &common::Spec::tiny(), 1, None, None);
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_halo-sample"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(out.join("meds"))
+        .args(["--count", "100000000", "--seed", "1", "--format", "meds", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--format meds needs visit times"), "{stderr}");
+    // Refused up front: 10^8 records were not sampled first, and nothing was left behind.
+    assert!(started.elapsed().as_secs() < 60);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+    let omop = out.join("omop");
+    let o = sample(&model, &omop, 30, &["--format", "omop"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the model has no visit gaps: every visit is dated 2000-01-01"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the model has no birth years"), "{stderr}");
+    let f = check_in_duckdb(&omop);
+    assert_eq!(f["rows"]["person"], 30);
+}
