@@ -419,6 +419,14 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
 fn run_evaluate(cmd: EvaluateCmd) -> Result<()> {
     use halo_evaluate::{EvalOptions, LabelSource};
     use std::collections::BTreeSet;
+    // Checked first: an evaluation takes minutes, and an earlier report is never written over.
+    if std::fs::read_dir(&cmd.out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{}: already exists and is not empty; halo evaluate never writes over an earlier report (choose \
+             another --out or remove it)",
+            cmd.out.display()
+        );
+    }
     let read_options = cmd.data_args.read_options();
     let real = data::read(&cmd.real, cmd.data_args.format, &read_options)?;
     let synthetic = data::read(&cmd.synthetic, None, &read_options).context("reading the synthetic records")?;

@@ -1,5 +1,5 @@
 //! `halo evaluate` as a user runs it, on the inputs a user gets wrong: an empty synthetic file, a file in
-//! another format, synthetic codes the real data does not have.
+//! another format, synthetic codes the real data does not have, an --out that already holds a report.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -106,6 +106,17 @@ fn unknown_synthetic_codes_are_counted_and_all_unknown_is_an_error() {
         "{}",
         report["notes"]
     );
+
+    // The same --out again: refused before any work, the first report untouched.
+    let before = std::fs::read(out.join("report.json")).unwrap();
+    let o = evaluate(&some, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("never writes over an earlier report"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), before);
 
     // Every code renamed: a clear error, no report.
     let none = renamed(tmp.path(), |_, c| format!("XX/{c}"));
