@@ -76,7 +76,9 @@ pub struct TrainingSummary {
     pub train_records: usize,
     pub mean_visits: f64,
     pub mean_codes_per_visit: f64,
-    #[serde(default)]
+    /// Where the data were read (the checkpoint keeps it for `halo test`); empty in model directories,
+    /// which leave the training machine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
 }
 

@@ -29,7 +29,7 @@ pub use error::{ExportError, Result};
 
 use halo_core::fsutil;
 use halo_core::manifest::{
-    graph, sha256_hex, DataFile, IncrementalHeadFiles, Manifest, ManifestFiles, OnnxFile, MANIFEST,
+    graph, sha256_hex, DataFile, IncrementalHeadFiles, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST,
     MANIFEST_FORMAT_VERSION,
 };
 use std::path::{Path, PathBuf};
@@ -182,7 +182,11 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         ir_version: IR_VERSION,
         opset: OPSET,
         precision: opts.precision.as_str().to_string(),
-        training: ck.training.clone(),
+        // Aggregate counts only: the data's path stays on the training machine.
+        training: TrainingSummary {
+            source: String::new(),
+            ..ck.training.clone()
+        },
         verify: None,
     };
     write_manifest(dir, &manifest)?;

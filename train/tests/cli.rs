@@ -222,3 +222,38 @@ fn records_without_visits_are_counted_not_trained_on() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_model_directory_holds_no_path_of_the_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // The data under a folder whose name would be found if any path travelled.
+    let planted = dir.path().join("PLANTED_site_path_7f3a");
+    std::fs::create_dir(&planted).unwrap();
+    let data = planted.join("records.jsonl");
+    std::fs::copy(fixture("synthea-60.jsonl"), &data).unwrap();
+    let ck = dir.path().join("ck");
+    let o = train(data.to_str().unwrap(), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The checkpoint keeps it (for `halo test`); the model directory must not.
+    assert!(std::fs::read_to_string(ck.join("training.json"))
+        .unwrap()
+        .contains("PLANTED_site_path_7f3a"));
+    let model = dir.path().join("model");
+    let o = halo(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for e in std::fs::read_dir(&model).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(15).any(|w| w == b"PLANTED_site_pa"),
+            "{} holds the training data's path",
+            path.display()
+        );
+    }
+}
