@@ -52,3 +52,17 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn std::io::Read>> {
         Box::new(file)
     })
 }
+
+/// The time stamped into outputs (MEDS `created_at`, OMOP `cdm_source` dates): now, or `SOURCE_DATE_EPOCH`
+/// (seconds since 1970, the reproducible-builds convention) when set, so that two runs can give the same bytes.
+pub fn stamp_time() -> Result<chrono::DateTime<chrono::Utc>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            .ok_or_else(|| Error::Invalid(format!("SOURCE_DATE_EPOCH is `{v}`, expected whole seconds since 1970"))),
+        Err(_) => Ok(chrono::Utc::now()),
+    }
+}

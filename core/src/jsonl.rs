@@ -46,14 +46,40 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
     let file = crate::fsutil::open_maybe_gz(path)?;
     let mut ds = Dataset::default();
     let mut seen_ids = std::collections::HashSet::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let lineno = i + 1;
-        let line = line.map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::new();
+    for lineno in 1.. {
+        bytes.clear();
+        if reader.read_until(b'\n', &mut bytes).map_err(|e| Error::io(path, e))? == 0 {
+            break;
+        }
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(Error::line(
+                    path,
+                    lineno,
+                    format!(
+                        "not UTF-8 text (invalid byte 0x{:02x} at column {}); JSONL records are UTF-8: convert the \
+                         file, e.g. with iconv",
+                        bytes[e.valid_up_to()],
+                        e.valid_up_to() + 1
+                    ),
+                ))
+            }
+        };
+        // A byte-order mark, as Windows tools write at the start of a file, is not part of the record.
+        let text = if lineno == 1 {
+            text.strip_prefix('\u{feff}').unwrap_or(text)
+        } else {
+            text
+        };
+        let line = text.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
             continue;
         }
         let raw: RawRecord =
-            serde_json::from_str(&line).map_err(|e| Error::line(path, lineno, not_a_record(&line, &e)))?;
+            serde_json::from_str(line).map_err(|e| Error::line(path, lineno, not_a_record(line, &e)))?;
         let patient = parse_record(raw, path, lineno, &mut ds.report)?;
         if !seen_ids.insert(patient.id.clone()) {
             return Err(Error::line(path, lineno, format!("duplicate id `{}`", patient.id)));
@@ -219,5 +245,32 @@ mod tests {
         let (a, b) = (super::read_jsonl(&plain).unwrap(), super::read_jsonl(&gz).unwrap());
         assert_eq!(a.patients, b.patients);
         assert_eq!(b.patients.len(), 2);
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_lines_read_like_plain_utf8() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain.jsonl");
+        std::fs::write(&plain, "{\"id\": \"a\", \"visits\": [{\"codes\": [\"x\"]}]}\n{\"id\": \"b\", \"visits\": [{\"codes\": [\"y\"]}]}\n").unwrap();
+        let windows = tmp.path().join("windows.jsonl");
+        std::fs::write(&windows, "\u{feff}{\"id\": \"a\", \"visits\": [{\"codes\": [\"x\"]}]}\r\n{\"id\": \"b\", \"visits\": [{\"codes\": [\"y\"]}]}\r\n").unwrap();
+        assert_eq!(
+            super::read_jsonl(&windows).unwrap().patients,
+            super::read_jsonl(&plain).unwrap().patients
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("latin1.jsonl");
+        let mut bytes = b"{\"id\": \"a\", \"visits\": [{\"codes\": [\"x\"]}]}\n".to_vec();
+        bytes.extend_from_slice(b"{\"id\": \"b\", \"visits\": [{\"codes\": [\"caf\xe9\"]}]}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let err = super::read_jsonl(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("latin1.jsonl:2: not UTF-8 text (invalid byte 0xe9 at column 39)"),
+            "{err}"
+        );
     }
 }

@@ -677,8 +677,12 @@ impl MedsDatasetMetadata {
     }
 
     /// Same as [`MedsDatasetMetadata::new`], created now (UTC).
+    /// Created now, or at `SOURCE_DATE_EPOCH` when set and valid ([`crate::fsutil::stamp_time`]).
     pub fn now(dataset_name: &str, dataset_version: &str) -> MedsDatasetMetadata {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+        let now = crate::fsutil::stamp_time()
+            .unwrap_or_else(|_| chrono::Utc::now())
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string();
         MedsDatasetMetadata::new(dataset_name, dataset_version, &now)
     }
 }

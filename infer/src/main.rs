@@ -24,6 +24,8 @@ command always writes the same file, whatever --batch-size or --threads, and sha
 ranges (--start) written on different machines concatenate to the file one run would have written.
 (On CUDA this holds only approximately: GPU arithmetic may round differently, which can change a
 record where a probability lies very close to its random draw.)
+MEDS and OMOP outputs also carry a creation date (MEDS dataset.json, OMOP cdm_source): set
+SOURCE_DATE_EPOCH (seconds since 1970) to fix it, and two runs give the same bytes.
 
 Before sampling, every .onnx file is checked against the sha256 in manifest.json, so a damaged or
 incomplete copy of a model directory is refused. `halo-sample verify` additionally re-samples the
@@ -248,6 +250,8 @@ fn sample(args: SampleArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    // Checked before any work: the time stamped into MEDS and OMOP outputs.
+    halo_core::fsutil::stamp_time()?;
     // One past the last record of the whole cohort, the same for every shard (OMOP ids depend on it).
     let mut cohort_end = count;
     let records = match (&args.shard, args.start) {
@@ -341,18 +345,7 @@ fn sample(args: SampleArgs) -> Result<()> {
 fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u64) -> Result<OmopCohort> {
     let manifest = model_dir.join(halo_core::manifest::MANIFEST);
     let digest = halo_infer::model::file_sha256(&manifest)?;
-    let release_date = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => {
-            let secs: i64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH is `{v}`, expected seconds since 1970"))?;
-            chrono::DateTime::from_timestamp(secs, 0)
-                .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?
-                .date_naive()
-        }
-        Err(_) => chrono::Utc::now().date_naive(),
-    };
+    let release_date = halo_core::fsutil::stamp_time()?.date_naive();
     let version = env!("CARGO_PKG_VERSION");
     Ok(OmopCohort {
         records: records.clone(),

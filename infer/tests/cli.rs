@@ -388,3 +388,58 @@ fn verify_passes_on_a_format_1_model_directory() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("identical"));
 }
+
+/// Every file under `dir` with its bytes, by relative path.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn source_date_epoch_makes_two_meds_and_omop_runs_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let model = model.to_str().unwrap();
+    for format in ["meds", "omop"] {
+        let runs: Vec<_> = (0..2)
+            .map(|k| {
+                let out = tmp.path().join(format!("{format}{k}"));
+                let o = Command::new(env!("CARGO_BIN_EXE_halo-sample"))
+                    .args(sample_args(model, out.to_str().unwrap(), &["--format", format]))
+                    .env("SOURCE_DATE_EPOCH", "1796256000")
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", stderr(&o));
+                tree(&out)
+            })
+            .collect();
+        assert!(runs[0].len() >= 2);
+        assert!(runs[0] == runs[1], "{format}: two runs differ");
+    }
+    let bad = tmp.path().join("bad");
+    let o = Command::new(env!("CARGO_BIN_EXE_halo-sample"))
+        .args(sample_args(model, bad.to_str().unwrap(), &["--format", "meds"]))
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("SOURCE_DATE_EPOCH is `yesterday`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+}
