@@ -13,6 +13,9 @@ export MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$halo" train --data fixtures/tiny-omop --out "$work/ckpt" --device cpu --threads 1 --seed 1 \
-    --n-embd 16 --n-layer 2 --n-head 2 --n-ctx 10 --epochs 40 --batch-size 8 --lab-buckets 3 --quiet
+    --n-embd 16 --n-layer 2 --n-head 2 --n-ctx 10 --epochs 40 --batch-size 8 --lab-buckets 3 --quiet \
+    --min-patients 1
 rm -rf "$out"
-"$halo" export --checkpoint "$work/ckpt" --out "$out"
+# The fixture pins the sampler's behaviour on every code of a 40-person cut of public synthetic data, so it
+# keeps codes of single patients (--min-patients 1), which a model of real data never ships.
+"$halo" export --checkpoint "$work/ckpt" --out "$out" --allow-small-cells

@@ -91,6 +91,19 @@ pub struct EncodingOptions {
     pub lab_buckets: usize,
     /// Most recent visits kept per record: `n_ctx - 2`.
     pub max_visits: usize,
+    /// The small-cell rule: a code, `src:` value, lab or demographic value seen in fewer distinct patients
+    /// is left out of the vocabulary, and bucket edges come only from groups of at least this many
+    /// patients, so that nothing of a single patient ships in a model directory. Encodings written
+    /// before the rule read as 1 (everything kept).
+    #[serde(default = "min_patients_of_old_encodings")]
+    pub min_patients: usize,
+}
+
+/// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
+pub const DEFAULT_MIN_PATIENTS: usize = 10;
+
+fn min_patients_of_old_encodings() -> usize {
+    1
 }
 
 impl Default for EncodingOptions {
@@ -103,6 +116,7 @@ impl Default for EncodingOptions {
             order_seed: 0,
             lab_buckets: 5,
             max_visits: 46,
+            min_patients: DEFAULT_MIN_PATIENTS,
         }
     }
 }
@@ -229,6 +243,17 @@ pub struct Encoding {
     pub lab_edges: BTreeMap<String, Vec<f64>>,
     /// Whether the labels came from the records themselves (JSONL `labels`) instead of a label spec.
     pub labels_given: bool,
+    /// What the small-cell rule left out (counts only).
+    #[serde(default)]
+    pub left_out: LeftOut,
+}
+
+/// Distinct values the small-cell rule ([`EncodingOptions::min_patients`]) left out of a vocabulary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub codes: usize,
+    pub labs: usize,
+    pub demographic_values: usize,
 }
 
 /// A patient as HALO sees it: label codes, then visits of code indices (each sorted, distinct).
@@ -340,17 +365,54 @@ pub fn bucket_of(edges: &[f64], x: f64) -> usize {
     k.saturating_sub(1).min(n - 1)
 }
 
-fn quantile_edges(values: &mut [f64], buckets: usize) -> Vec<f64> {
+/// `x` rounded to 3 significant digits: a bucket edge that is not any one patient's exact value.
+fn coarse(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+/// Quantile edges of `values` (of `patients` distinct patients): at most `buckets` buckets, fewer when
+/// a bucket would hold fewer than `min_patients` patients' worth of values, each edge rounded by
+/// [`coarse`] when `min_patients` > 1.
+fn quantile_edges(values: &mut [f64], buckets: usize, patients: usize, min_patients: usize) -> Vec<f64> {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
+    let buckets = if min_patients > 1 {
+        buckets.min((patients / min_patients).max(1))
+    } else {
+        buckets
+    };
     let mut edges: Vec<f64> = (0..=buckets)
         .map(|i| values[((i as f64 / buckets as f64) * (n - 1) as f64).round() as usize])
+        .map(|e| if min_patients > 1 { coarse(e) } else { e })
         .collect();
     edges.dedup();
     if edges.len() < 2 {
         edges.push(edges[0] + 1.0);
     }
     edges
+}
+
+/// The value that closes the last bucket: the largest seen, or with the small-cell rule the
+/// `min_patients`-th largest rounded up (so that no single patient's value is an edge; larger values
+/// fall into the last bucket all the same).
+fn closing_value(values: &mut [f64], min_patients: usize) -> f64 {
+    values.sort_by(|a, b| b.total_cmp(a));
+    match min_patients {
+        0 | 1 => values.first().copied().unwrap_or(0.0),
+        k => {
+            let v = values.get(k - 1).or(values.last()).copied().unwrap_or(0.0);
+            let up = coarse(v);
+            if up < v {
+                coarse(v * 1.005)
+            } else {
+                up
+            }
+        }
+    }
 }
 
 /// Closes an open list of edges with the largest value seen (or one step further when nothing is larger).
@@ -372,31 +434,38 @@ impl Encoding {
         spec: Option<&LabelSpec>,
         options: EncodingOptions,
     ) -> Result<Encoding> {
+        let k = options.min_patients.max(1);
+        let mut left_out = LeftOut::default();
         // Continuous values: edges from the training split.
-        let mut max_gap: f64 = 0.0;
-        let mut max_age: f64 = 0.0;
-        let (mut any_gap, mut any_age) = (false, false);
-        let mut lab_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut gaps: Vec<f64> = Vec::new();
+        let mut ages: Vec<f64> = Vec::new();
+        // Per lab: its values and the number of distinct patients they come from.
+        let mut lab_values: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
         for p in train {
             let days = visit_days(p);
-            for w in days.windows(2) {
-                if let (Some(a), Some(b)) = (w[0], w[1]) {
-                    max_gap = max_gap.max(b - a);
-                    any_gap = true;
-                }
-            }
-            if let Some(age) = age_at_first_visit(p) {
-                max_age = max_age.max(age);
-                any_age = true;
-            }
+            // A patient's largest gap stands for them (the closing edge is about patients, not visits).
+            let largest = days
+                .windows(2)
+                .filter_map(|w| Some(w[1]? - w[0]?))
+                .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
+            gaps.extend(largest);
+            ages.extend(age_at_first_visit(p));
             if options.labs {
+                let mut seen = BTreeSet::new();
                 for v in &p.visits {
                     for lab in &v.labs {
-                        lab_values.entry(lab.code.clone()).or_default().push(lab.value);
+                        let entry = lab_values.entry(lab.code.clone()).or_default();
+                        entry.0.push(lab.value);
+                        if seen.insert(lab.code.as_str()) {
+                            entry.1 += 1;
+                        }
                     }
                 }
             }
         }
+        let (any_gap, any_age) = (!gaps.is_empty(), !ages.is_empty());
+        let max_gap = closing_value(&mut gaps, k);
+        let max_age = closing_value(&mut ages, k);
         let gap_base = spec
             .and_then(|s| s.gap_edges_days.clone())
             .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
@@ -404,10 +473,14 @@ impl Encoding {
         let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
         let age_edges_years = closed_edges(&age_base, max_age);
         let mut lab_edges = BTreeMap::new();
-        for (code, mut values) in lab_values {
+        for (code, (mut values, patients)) in lab_values {
+            if patients < k {
+                left_out.labs += 1;
+                continue;
+            }
             let edges = match spec.and_then(|s| s.lab_edges.get(&code)) {
                 Some(e) => e.clone(),
-                None => quantile_edges(&mut values, options.lab_buckets.max(1)),
+                None => quantile_edges(&mut values, options.lab_buckets.max(1), patients, k),
             };
             lab_edges.insert(code, edges);
         }
@@ -419,14 +492,24 @@ impl Encoding {
 
         // Medical codes, with frequencies for the `frequency` order.
         let mut freq: HashMap<&str, usize> = HashMap::new();
+        let mut patients_with: HashMap<&str, usize> = HashMap::new();
         for p in all {
+            let mut seen = BTreeSet::new();
             for v in &p.visits {
                 for c in &v.codes {
                     *freq.entry(c.as_str()).or_default() += 1;
+                    if seen.insert(c.as_str()) {
+                        *patients_with.entry(c.as_str()).or_default() += 1;
+                    }
                 }
             }
         }
-        let mut medical: Vec<Token> = freq.keys().map(|c| Token::Code { code: c.to_string() }).collect();
+        left_out.codes = patients_with.values().filter(|&&n| n < k).count();
+        let mut medical: Vec<Token> = patients_with
+            .iter()
+            .filter(|(_, &n)| n >= k)
+            .map(|(c, _)| Token::Code { code: c.to_string() })
+            .collect();
         for (code, edges) in &lab_edges {
             for bucket in 0..edges.len() - 1 {
                 medical.push(Token::Lab {
@@ -484,7 +567,12 @@ impl Encoding {
         let mut demographic_categories = Vec::new();
         if options.demographics {
             for category in DEMOGRAPHIC_CATEGORIES {
-                let values: BTreeSet<String> = all.iter().filter_map(|p| demographic_value(p, category)).collect();
+                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                for value in all.iter().filter_map(|p| demographic_value(p, category)) {
+                    *counts.entry(value).or_default() += 1;
+                }
+                left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
+                let values: BTreeSet<String> = counts.into_iter().filter(|(_, n)| *n >= k).map(|(v, _)| v).collect();
                 if values.is_empty() {
                     continue;
                 }
@@ -511,6 +599,7 @@ impl Encoding {
             age_edges_years,
             lab_edges,
             labels_given,
+            left_out,
         })
     }
 
@@ -524,6 +613,8 @@ impl Encoding {
         Encoding {
             options: EncodingOptions {
                 max_visits,
+                // Given by hand, not fitted on patients.
+                min_patients: 1,
                 ..Default::default()
             },
             tokens,
@@ -534,6 +625,7 @@ impl Encoding {
             age_edges_years: vec![0.0, 5.0],
             lab_edges: BTreeMap::new(),
             labels_given: true,
+            left_out: LeftOut::default(),
         }
     }
 

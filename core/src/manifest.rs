@@ -80,6 +80,9 @@ pub struct TrainingSummary {
     /// which leave the training machine.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// What the small-cell rule left out of the vocabulary (counts only).
+    #[serde(default)]
+    pub left_out: crate::encoding::LeftOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

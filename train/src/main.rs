@@ -105,6 +105,12 @@ struct TrainCmd {
     /// Quantile buckets per lab value.
     #[arg(long, default_value_t = 5)]
     lab_buckets: usize,
+    /// The small-cell rule: codes, source values, labs and demographic values seen in fewer distinct
+    /// patients are left out of the vocabulary, and bucket edges come from groups of at least this many
+    /// patients, so that nothing of one patient ships in the model. `halo export` refuses models trained
+    /// with fewer than 5 unless given --allow-small-cells.
+    #[arg(long, default_value_t = halo_core::encoding::DEFAULT_MIN_PATIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    min_patients: usize,
     /// Override the preset's embedding width.
     #[arg(long)]
     n_embd: Option<usize>,
@@ -164,6 +170,10 @@ struct ExportCmd {
     /// Records sampled at seed 0 for the manifest's verify digest (0 to skip).
     #[arg(long, default_value_t = 100)]
     verify_count: usize,
+    /// Export a model trained with --min-patients below 5 (or before the rule existed): its vocabulary
+    /// and bucket edges may carry values of fewer than 5 patients. Only for data that may leave as is.
+    #[arg(long)]
+    allow_small_cells: bool,
 }
 
 #[derive(Args)]
@@ -262,6 +272,7 @@ fn run_train(cmd: TrainCmd) -> Result<()> {
             order_seed: cmd.seed,
             lab_buckets: cmd.lab_buckets,
             max_visits: 46,
+            min_patients: cmd.min_patients,
         },
         n_embd: cmd.n_embd,
         n_layer: cmd.n_layer,
@@ -352,6 +363,23 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
         "fp16" => halo_export::Precision::Fp16,
         other => bail!("unknown --precision `{other}` (expected fp32 or fp16)"),
     };
+    let encoding: halo_core::encoding::Encoding = halo_core::fsutil::read_json(
+        &cmd.checkpoint.join(halo_core::manifest::checkpoint::ENCODING),
+        "encoding",
+    )?;
+    let k = encoding.options.min_patients;
+    if k < 5 && !cmd.allow_small_cells {
+        bail!(
+            "{}: trained with --min-patients {k}: its vocabulary and bucket edges may carry values seen in fewer \
+             than 5 patients, and a model directory leaves the training machine. Retrain with --min-patients 5 \
+             or more (default {}), or pass --allow-small-cells if these data may leave as they are",
+            cmd.checkpoint.display(),
+            halo_core::encoding::DEFAULT_MIN_PATIENTS
+        );
+    }
+    if k < 5 {
+        eprintln!("halo export: --allow-small-cells: exporting a model trained with --min-patients {k}");
+    }
     let options = halo_export::ExportOptions {
         precision,
         ..Default::default()

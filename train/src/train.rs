@@ -285,7 +285,14 @@ fn new_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Resul
         report.truncated_records,
         encoding.options.max_visits
     );
-    let summary = summarize(&splits, patients.len(), &args.data);
+    let left = encoding.left_out;
+    eprintln!(
+        "halo train: small-cell rule (--min-patients {}): left out {} codes, {} labs and {} demographic values \
+         seen in fewer patients",
+        encoding.options.min_patients, left.codes, left.labs, left.demographic_values
+    );
+    let mut summary = summarize(&splits, patients.len(), &args.data);
+    summary.left_out = left;
     let out = &args.out;
     write_json_atomic(&out.join(ck::CONFIG), &config)?;
     write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
@@ -333,6 +340,7 @@ fn summarize(splits: &HashMap<Split, EncodedSplit>, records: usize, data: &Path)
         mean_visits: visits as f64 / train.len().max(1) as f64,
         mean_codes_per_visit: codes as f64 / visits.max(1) as f64,
         source: data.display().to_string(),
+        left_out: Default::default(),
     }
 }
 

@@ -122,7 +122,8 @@ fn given_labels_and_splits_shape_the_vocabulary_label_visit_and_split() {
     let out = train(
         data.to_str().unwrap(),
         &ck,
-        &["--epochs", "1", "--code-order", "lexical"],
+        // X0, X1, X2 are each held by 4 of the 12 persons: kept at --min-patients 4 (at the boundary).
+        &["--epochs", "1", "--code-order", "lexical", "--min-patients", "4"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let enc = json(ck.join("encoding.json"));
@@ -255,5 +256,106 @@ fn the_model_directory_holds_no_path_of_the_training_data() {
             "{} holds the training data's path",
             path.display()
         );
+    }
+}
+
+/// Whether `x` has at most 3 significant digits (a rounded edge, not a patient's exact value).
+fn is_coarse(x: f64) -> bool {
+    x == 0.0 || format!("{x:.2e}").parse::<f64>().unwrap() == x
+}
+
+#[test]
+fn rare_values_stay_on_the_training_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("omop");
+    std::fs::create_dir(&data).unwrap();
+    for e in std::fs::read_dir(fixture("tiny-omop")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    // Planted: a free-text source value in one event of one patient (visit 5 of person 1).
+    let conditions = data.join("CONDITION_OCCURRENCE.csv");
+    let mut text = std::fs::read_to_string(&conditions).unwrap();
+    text.push_str("999001,1,0,2011-08-19,2011-08-19 00:00:00,,,32020,0,,,5,0,\"John Smith MRN 555-12-3456\",0,\n");
+    std::fs::write(&conditions, text).unwrap();
+
+    // With the rule off, the string would ship: the test can see it.
+    let ck_all = dir.path().join("ck-all");
+    let o = train(
+        data.to_str().unwrap(),
+        &ck_all,
+        &["--epochs", "1", "--min-patients", "1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(ck_all.join("encoding.json"))
+        .unwrap()
+        .contains("555-12-3456"));
+    // ... and export refuses such a model unless told.
+    let refused = dir.path().join("refused");
+    let o = halo(&[
+        "export",
+        "--checkpoint",
+        ck_all.to_str().unwrap(),
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("trained with --min-patients 1"), "{}", stderr(&o));
+    assert!(!refused.exists());
+
+    // The default rule (10 patients).
+    let ck = dir.path().join("ck");
+    let o = train(data.to_str().unwrap(), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("small-cell rule (--min-patients 10): left out"),
+        "{}",
+        stderr(&o)
+    );
+    let training = json(ck.join("training.json"));
+    assert!(training["left_out"]["codes"].as_u64().unwrap() > 0, "{training}");
+    let model = dir.path().join("model");
+    let o = halo(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for e in std::fs::read_dir(&model).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for planted in [&b"John Smith"[..], b"555-12-3456"] {
+            assert!(
+                !bytes.windows(planted.len()).any(|w| w == planted),
+                "{} holds a planted value",
+                path.display()
+            );
+        }
+    }
+    // No bucket edge taken from the data is one patient's exact value: the closing edges of gaps and ages
+    // (the others are fixed steps) and every lab edge.
+    let manifest = json(model.join("manifest.json"));
+    let enc = &manifest["encoding"];
+    let mut edges: Vec<f64> = Vec::new();
+    for key in ["gap_edges_days", "age_edges_years"] {
+        edges.push(enc[key].as_array().unwrap().last().unwrap().as_f64().unwrap());
+    }
+    for lab in enc["lab_edges"].as_object().unwrap().values() {
+        edges.extend(lab.as_array().unwrap().iter().map(|e| e.as_f64().unwrap()));
+    }
+    assert!(edges.len() > 6);
+    assert!(edges.iter().all(|&e| is_coarse(e)), "{edges:?}");
+    // Every code left in the vocabulary is held by at least 10 of the 40 persons.
+    let dataset = halo_core::read_dataset(&data, None, &halo_core::ReadOptions::default()).unwrap();
+    for t in enc["tokens"].as_array().unwrap().iter().filter(|t| t["kind"] == "code") {
+        let code = t["code"].as_str().unwrap();
+        let n = dataset
+            .patients
+            .iter()
+            .filter(|p| p.all_codes().any(|c| c == code))
+            .count();
+        assert!(n >= 10, "{code}: {n} patients");
     }
 }

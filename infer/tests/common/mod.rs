@@ -189,6 +189,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
             order_seed: 0,
             lab_buckets: spec.lab_buckets.max(1),
             max_visits: spec.n_ctx - 2,
+            min_patients: 1,
         },
         tokens,
         code_vocab_size,
@@ -198,6 +199,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         age_edges_years,
         lab_edges,
         labels_given: false,
+        left_out: Default::default(),
     }
 }
 
