@@ -4,8 +4,10 @@
 //! - [`jsonl`], [`omop`], [`meds`]: readers (and writers) of the three record formats; [`omop_write`]:
 //!   records as OMOP CDM 5.4 tables (what `halo-sample --format omop` writes and [`omop`] reads back).
 //! - [`encoding`]: HALO's vocabulary and the encoding of a patient as visits of code indices.
+//! - [`buckets`]: bucket edges of gaps, ages and lab values (rounded, top-coded: no patient's exact value).
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
 
+pub mod buckets;
 pub mod config;
 pub mod encoding;
 pub mod error;

@@ -1,0 +1,70 @@
+//! Bucket edges of continuous values (gaps, ages, lab values): how they are fitted so that no edge is one
+//! patient's value, and which bucket a value falls in.
+
+/// Index of the bucket `[edges[k], edges[k+1])` holding `x`, clamped to the outer buckets.
+pub fn bucket_of(edges: &[f64], x: f64) -> usize {
+    let n = edges.len().saturating_sub(1).max(1);
+    let k = edges.partition_point(|e| *e <= x);
+    k.saturating_sub(1).min(n - 1)
+}
+
+/// `x` rounded to 3 significant digits: a bucket edge that is not any one patient's exact value.
+fn coarse(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+/// Quantile edges of `values` (of `patients` distinct patients): at most `buckets` buckets, fewer when
+/// a bucket would hold fewer than `min_patients` patients' worth of values, each edge rounded by
+/// [`coarse`] when `min_patients` > 1.
+pub(crate) fn quantile_edges(values: &mut [f64], buckets: usize, patients: usize, min_patients: usize) -> Vec<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    let buckets = if min_patients > 1 {
+        buckets.min((patients / min_patients).max(1))
+    } else {
+        buckets
+    };
+    let mut edges: Vec<f64> = (0..=buckets)
+        .map(|i| values[((i as f64 / buckets as f64) * (n - 1) as f64).round() as usize])
+        .map(|e| if min_patients > 1 { coarse(e) } else { e })
+        .collect();
+    edges.dedup();
+    if edges.len() < 2 {
+        edges.push(edges[0] + 1.0);
+    }
+    edges
+}
+
+/// The value that closes the last bucket: the largest seen, or with the small-cell rule the
+/// `min_patients`-th largest rounded up (so that no single patient's value is an edge; larger values
+/// fall into the last bucket all the same).
+pub(crate) fn closing_value(values: &mut [f64], min_patients: usize) -> f64 {
+    values.sort_by(|a, b| b.total_cmp(a));
+    match min_patients {
+        0 | 1 => values.first().copied().unwrap_or(0.0),
+        k => {
+            let v = values.get(k - 1).or(values.last()).copied().unwrap_or(0.0);
+            let up = coarse(v);
+            if up < v {
+                coarse(v * 1.005)
+            } else {
+                up
+            }
+        }
+    }
+}
+
+/// Closes an open list of edges with the largest value seen (or one step further when nothing is larger).
+pub(crate) fn closed_edges(base: &[f64], max_seen: f64) -> Vec<f64> {
+    let mut edges: Vec<f64> = base.iter().copied().filter(|e| *e < max_seen).collect();
+    if edges.is_empty() {
+        edges.push(0.0);
+    }
+    let last = *edges.last().unwrap();
+    edges.push(if max_seen > last { max_seen } else { last + 1.0 });
+    edges
+}
