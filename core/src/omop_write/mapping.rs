@@ -57,6 +57,44 @@ pub fn route(code: &str) -> Route<'_> {
     }
 }
 
+/// One row a visit gives: where it goes, and its value.
+pub(super) struct EventRow<'a> {
+    pub(super) route: Route<'a>,
+    pub(super) value: Option<f64>,
+}
+
+fn event_row(code: &str, value: Option<f64>) -> EventRow<'_> {
+    let mut route = route(code);
+    if value.is_some() && !route.table.has_value() {
+        // A value of a condition, drug or procedure code: an observation of that code.
+        route = Route {
+            table: EventTable::Observation,
+            concept_id: 0,
+            source_value: code,
+            unprefixed: route.unprefixed,
+        };
+    }
+    EventRow { route, value }
+}
+
+/// A visit's rows in writing order: each code with the first of its lab values not yet placed, then each
+/// lab value left over under its code.
+pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
+    let mut used = vec![false; v.labs.len()];
+    let mut rows = Vec::with_capacity(v.codes.len() + v.labs.len());
+    for code in &v.codes {
+        let lab = (0..v.labs.len()).find(|&i| !used[i] && &v.labs[i].code == code);
+        if let Some(i) = lab {
+            used[i] = true;
+        }
+        rows.push(event_row(code, lab.map(|i| v.labs[i].value)));
+    }
+    for (lab, _) in v.labs.iter().zip(&used).filter(|(_, u)| !**u) {
+        rows.push(event_row(&lab.code, Some(lab.value)));
+    }
+    rows
+}
+
 /// The record [`crate::omop::read_omop`] reads from what [`OmopWriter::write`] wrote for `p` at
 /// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
 /// measurement; `observation` is not read) with each lab value's code among them; lab values in their
@@ -67,45 +105,19 @@ pub fn route(code: &str) -> Route<'_> {
 pub fn as_read_back(index: u64, p: &Patient) -> Patient {
     let mut visits = Vec::new();
     for v in &p.visits {
-        let mut used = vec![false; v.labs.len()];
-        // (table, code, value) in the order rows are written.
-        let mut rows: Vec<(EventTable, &str, Option<f64>)> = Vec::new();
-        for code in &v.codes {
-            let lab = v.labs.iter().enumerate().position(|(i, l)| !used[i] && &l.code == code);
-            if let Some(i) = lab {
-                used[i] = true;
-            }
-            rows.push((route(code).table, code, lab.map(|i| v.labs[i].value)));
-        }
-        for (lab, _) in v.labs.iter().zip(&used).filter(|(_, u)| !**u) {
-            rows.push((route(&lab.code).table, &lab.code, Some(lab.value)));
-        }
-        let read_code = |table: EventTable, code: &str, value: Option<f64>| {
-            let r = route(code);
-            let table = if value.is_some() && !table.has_value() {
-                EventTable::Observation
-            } else {
-                table
-            };
-            if !table.is_read() {
-                return None;
-            }
-            Some(match (r.concept_id, r.source_value) {
-                (0, source) => format!("{}/src:{source}", table.domain()),
-                (id, _) => format!("{}/{id}", table.domain()),
-            })
-        };
-        let mut codes: Vec<(EventTable, String)> = Vec::new();
+        let rows = visit_rows(v);
+        let mut codes: Vec<String> = Vec::new();
         let mut labs = Vec::new();
-        for table in EventTable::ALL {
-            for &(t, code, value) in rows.iter().filter(|r| r.0 == table) {
-                let Some(read) = read_code(t, code, value) else {
-                    continue;
+        for table in EventTable::ALL.into_iter().filter(|t| t.is_read()) {
+            for row in rows.iter().filter(|r| r.route.table == table) {
+                let read = match row.route.concept_id {
+                    0 => format!("{}/src:{}", table.domain(), row.route.source_value),
+                    id => format!("{}/{id}", table.domain()),
                 };
-                if !codes.iter().any(|(_, c)| c == &read) {
-                    codes.push((t, read.clone()));
+                if !codes.contains(&read) {
+                    codes.push(read.clone());
                 }
-                if let (Some(value), true) = (value, t.has_value()) {
+                if let Some(value) = row.value {
                     labs.push(crate::record::LabValue { code: read, value });
                 }
             }
@@ -117,7 +129,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
         visits.push(Visit {
             day: None,
             time: Some(time),
-            codes: codes.into_iter().map(|c| c.1).collect(),
+            codes,
             labs,
         });
     }

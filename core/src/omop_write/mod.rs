@@ -51,7 +51,7 @@ pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
 use crate::error::{Error, Result};
 use crate::record::{Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
-use mapping::{birth_of, Birth, BirthAdjustment};
+use mapping::{birth_of, visit_rows, Birth, BirthAdjustment, EventRow};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -334,36 +334,14 @@ impl OmopWriter {
     }
 
     fn write_events(&mut self, ctx: &RowContext, visit: &Visit) -> Result<()> {
-        // Each lab value joins the first row of its code that has no value yet; the rest get rows.
-        let mut used = vec![false; visit.labs.len()];
-        for code in &visit.codes {
-            let lab = visit
-                .labs
-                .iter()
-                .enumerate()
-                .position(|(i, l)| !used[i] && &l.code == code);
-            if let Some(i) = lab {
-                used[i] = true;
-            }
-            self.write_event(ctx, code, lab.map(|i| visit.labs[i].value))?;
-        }
-        for (lab, _) in visit.labs.iter().zip(&used).filter(|(_, u)| !**u) {
-            self.write_event(ctx, &lab.code, Some(lab.value))?;
+        for row in visit_rows(visit) {
+            self.write_event(ctx, &row)?;
         }
         Ok(())
     }
 
-    fn write_event(&mut self, ctx: &RowContext, code: &str, value: Option<f64>) -> Result<()> {
-        let mut r = route(code);
-        if value.is_some() && !r.table.has_value() {
-            // A value of a condition, drug or procedure code: an observation of that code.
-            r = Route {
-                table: EventTable::Observation,
-                concept_id: 0,
-                source_value: code,
-                unprefixed: r.unprefixed,
-            };
-        }
+    fn write_event(&mut self, ctx: &RowContext, row: &EventRow) -> Result<()> {
+        let (r, value) = (&row.route, row.value);
         let t = r.table as usize;
         let id = self.next_id(1 + t, r.table.name())?;
         self.report.events[t] += 1;
