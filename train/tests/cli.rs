@@ -224,6 +224,33 @@ fn records_without_visits_are_counted_not_trained_on() {
     );
 }
 
+/// `halo export` of checkpoint `ck` into `out`.
+fn export(ck: &Path, out: &Path) -> Output {
+    halo(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// Asserts that no file of `dir` contains any of `needles`.
+fn assert_nowhere_in(dir: &Path, needles: &[&str]) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in needles {
+            let n = needle.as_bytes();
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "{} holds `{needle}`",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_model_directory_holds_no_path_of_the_training_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,23 +267,9 @@ fn the_model_directory_holds_no_path_of_the_training_data() {
         .unwrap()
         .contains("PLANTED_site_path_7f3a"));
     let model = dir.path().join("model");
-    let o = halo(&[
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let o = export(&ck, &model);
     assert!(o.status.success(), "{}", stderr(&o));
-    for e in std::fs::read_dir(&model).unwrap() {
-        let path = e.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            !bytes.windows(15).any(|w| w == b"PLANTED_site_pa"),
-            "{} holds the training data's path",
-            path.display()
-        );
-    }
+    assert_nowhere_in(&model, &["PLANTED_site_path_7f3a"]);
 }
 
 /// Whether `x` has at most 3 significant digits (a rounded edge, not a patient's exact value).
@@ -292,13 +305,7 @@ fn rare_values_stay_on_the_training_machine() {
         .contains("555-12-3456"));
     // ... and export refuses such a model unless told.
     let refused = dir.path().join("refused");
-    let o = halo(&[
-        "export",
-        "--checkpoint",
-        ck_all.to_str().unwrap(),
-        "--out",
-        refused.to_str().unwrap(),
-    ]);
+    let o = export(&ck_all, &refused);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("trained with --min-patients 1"), "{}", stderr(&o));
     assert!(!refused.exists());
@@ -315,25 +322,9 @@ fn rare_values_stay_on_the_training_machine() {
     let training = json(ck.join("training.json"));
     assert!(training["left_out"]["codes"].as_u64().unwrap() > 0, "{training}");
     let model = dir.path().join("model");
-    let o = halo(&[
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let o = export(&ck, &model);
     assert!(o.status.success(), "{}", stderr(&o));
-    for e in std::fs::read_dir(&model).unwrap() {
-        let path = e.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        for planted in [&b"John Smith"[..], b"555-12-3456"] {
-            assert!(
-                !bytes.windows(planted.len()).any(|w| w == planted),
-                "{} holds a planted value",
-                path.display()
-            );
-        }
-    }
+    assert_nowhere_in(&model, &["John Smith", "555-12-3456"]);
     // No bucket edge taken from the data is one patient's exact value: the closing edges of gaps and ages
     // (the others are fixed steps) and every lab edge.
     let manifest = json(model.join("manifest.json"));
