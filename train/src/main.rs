@@ -69,7 +69,7 @@ struct TrainCmd {
     #[arg(long, default_value_t = 50)]
     epochs: usize,
     /// Adam learning rate [default: the preset's].
-    #[arg(long)]
+    #[arg(long, value_parser = train::parse_learning_rate)]
     lr: Option<f64>,
     /// Records per batch.
     #[arg(long, default_value_t = 48)]

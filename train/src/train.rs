@@ -186,7 +186,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             adam.step();
             let l = loss.double_value(&[]);
             if !l.is_finite() {
-                bail!("training diverged at epoch {epoch} (loss {l}); try a smaller --lr");
+                bail!(
+                    "training diverged at epoch {epoch} (loss {l}); the files keep the state after epoch {}; try a \
+                     smaller --lr",
+                    epoch - 1
+                );
             }
             loss_sum += l * chunk.len() as f64;
             bar.set_message(format!("loss {l:.5}"));
@@ -201,6 +205,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 .scores()
                 .bce
         };
+        if !train_loss.is_finite() || !val_loss.is_finite() {
+            // Checked before anything is saved: the files keep the last good epoch's state.
+            bail!(
+                "training diverged at epoch {epoch} (train loss {train_loss}, validation loss {val_loss}); {}; try \
+                 a smaller --lr",
+                if state.best_epoch > 0 {
+                    format!("the best weights (epoch {}) are kept", state.best_epoch)
+                } else {
+                    "no weights were saved".to_string()
+                }
+            );
+        }
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch;
         state.step = adam.step;
@@ -421,6 +437,16 @@ pub fn load_into(vs: &mut nn::VarStore, saved: &HashMap<String, Tensor>, path: &
         var.copy_(t);
     }
     Ok(())
+}
+
+/// Parses a learning rate for the command line: a finite number above 0.
+pub fn parse_learning_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
+        _ => Err(format!(
+            "`{s}` is not a learning rate (expected a finite number above 0, e.g. 1e-4)"
+        )),
+    }
 }
 
 /// Parses a code order name for the command line.

@@ -350,3 +350,36 @@ fn rare_values_stay_on_the_training_machine() {
         assert!(n >= 10, "{code}: {n} patients");
     }
 }
+
+#[test]
+fn a_learning_rate_that_is_not_one_is_refused_and_divergence_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture("synthea-60.jsonl");
+    for bad in ["nan", "inf", "0", "-1e-3"] {
+        let lr = format!("--lr={bad}");
+        let o = train(&data, &dir.path().join(format!("ck-{bad}")), &["--epochs", "1", &lr]);
+        assert_eq!(o.status.code(), Some(2), "--lr {bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("not a learning rate"), "{}", stderr(&o));
+    }
+    let ck = dir.path().join("ck");
+    let o = train(&data, &ck, &["--epochs", "3", "--lr", "1e9"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("training diverged at epoch"), "{}", stderr(&o));
+    // Whatever was saved holds finite numbers only (no NaN weights to resume from).
+    for name in ["weights.safetensors", "last.safetensors"] {
+        let path = ck.join(name);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            for (tname, t) in tensors.tensors() {
+                if t.dtype() == safetensors::Dtype::F32 {
+                    assert!(
+                        t.data()
+                            .chunks(4)
+                            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+                        "{name}: {tname} holds non-finite values"
+                    );
+                }
+            }
+        }
+    }
+}
