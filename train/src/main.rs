@@ -170,6 +170,10 @@ struct ExportCmd {
     /// Records sampled at seed 0 for the manifest's verify digest (0 to skip).
     #[arg(long, default_value_t = 100)]
     verify_count: usize,
+    /// Replace a model directory already at --out (written by `halo export`; anything else there is refused).
+    /// The new directory is built beside it and swapped in only when complete.
+    #[arg(long)]
+    overwrite: bool,
     /// Export a model trained with --min-patients below 5 (or before the rule existed): its vocabulary
     /// and bucket edges may carry values of fewer than 5 patients. Only for data that may leave as is.
     #[arg(long)]
@@ -382,6 +386,7 @@ fn run_export(cmd: ExportCmd) -> Result<()> {
     }
     let options = halo_export::ExportOptions {
         precision,
+        overwrite: cmd.overwrite,
         ..Default::default()
     };
     let mut manifest = halo_export::export(&cmd.checkpoint, &cmd.out, &options)

@@ -272,6 +272,35 @@ fn the_model_directory_holds_no_path_of_the_training_data() {
     assert_nowhere_in(&model, &["PLANTED_site_path_7f3a"]);
 }
 
+#[test]
+fn export_replaces_a_previous_model_only_with_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let o = train(&fixture("synthea-60.jsonl"), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = dir.path().join("model");
+    assert!(export(&ck, &model).status.success());
+    let before = std::fs::read(model.join("manifest.json")).unwrap();
+    // The refusal names the flag that exists.
+    let o = export(&ck, &model);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pass --overwrite to replace it"), "{}", stderr(&o));
+    let o = halo(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(model.join("manifest.json")).unwrap(),
+        before,
+        "the same checkpoint, the same model"
+    );
+}
+
 /// Whether `x` has at most 3 significant digits (a rounded edge, not a patient's exact value).
 fn is_coarse(x: f64) -> bool {
     x == 0.0 || format!("{x:.2e}").parse::<f64>().unwrap() == x
