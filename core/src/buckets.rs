@@ -10,11 +10,27 @@ pub fn bucket_of(edges: &[f64], x: f64) -> usize {
 
 /// `x` rounded to 3 significant digits: a bucket edge that is not any one patient's exact value.
 fn coarse(x: f64) -> f64 {
+    three_digits(x, f64::round)
+}
+
+/// `x` rounded up to 3 significant digits.
+fn coarse_up(x: f64) -> f64 {
+    three_digits(x, f64::ceil)
+}
+
+/// `x` to 3 significant digits by `step` (round or ceil), scaling by an exact power of ten.
+fn three_digits(x: f64, step: fn(f64) -> f64) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }
-    let scale = 10f64.powi(2 - x.abs().log10().floor() as i32);
-    (x * scale).round() / scale
+    let e = 2 - x.abs().log10().floor() as i32;
+    if e >= 0 {
+        let scale = 10f64.powi(e);
+        step(x * scale) / scale
+    } else {
+        let scale = 10f64.powi(-e);
+        step(x / scale) * scale
+    }
 }
 
 /// Quantile edges of `values` (of `patients` distinct patients): at most `buckets` buckets, fewer when
@@ -46,15 +62,7 @@ pub(crate) fn closing_value(values: &mut [f64], min_patients: usize) -> f64 {
     values.sort_by(|a, b| b.total_cmp(a));
     match min_patients {
         0 | 1 => values.first().copied().unwrap_or(0.0),
-        k => {
-            let v = values.get(k - 1).or(values.last()).copied().unwrap_or(0.0);
-            let up = coarse(v);
-            if up < v {
-                coarse(v * 1.005)
-            } else {
-                up
-            }
-        }
+        k => values.get(k - 1).or(values.last()).copied().map_or(0.0, coarse_up),
     }
 }
 
@@ -67,4 +75,25 @@ pub(crate) fn closed_edges(base: &[f64], max_seen: f64) -> Vec<f64> {
     let last = *edges.last().unwrap();
     edges.push(if max_seen > last { max_seen } else { last + 1.0 });
     edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_keep_three_significant_digits_and_the_closing_edge_tops_code() {
+        assert_eq!(coarse(40.016427), 40.0);
+        assert_eq!(coarse(0.0123456), 0.0123);
+        assert_eq!(coarse_up(40.016427), 40.1);
+        assert_eq!(coarse_up(5643.2), 5650.0);
+        assert_eq!(coarse_up(5650.0), 5650.0);
+        let mut ages = vec![97.31, 40.016427, 88.02, 91.5, 12.0];
+        assert_eq!(
+            closing_value(&mut ages.clone(), 1),
+            97.31,
+            "without the rule: the largest"
+        );
+        assert_eq!(closing_value(&mut ages, 3), 88.1, "the 3rd largest, rounded up");
+    }
 }

@@ -37,13 +37,18 @@ impl OutputFormat {
 /// An output being written; dropped without [`Output::finish`], it leaves nothing behind.
 pub struct Output {
     path: PathBuf,
-    format: OutputFormat,
-    tmp: PathBuf,
-    writer: Option<BufWriter<File>>,
-    /// MEDS is written in one go at the end.
-    held: Vec<Patient>,
-    omop: Option<OmopWriter>,
-    finished: bool,
+    /// Taken by [`Output::finish`].
+    sink: Option<Sink>,
+}
+
+/// Where the records go until the output is finished.
+enum Sink {
+    /// Streamed into a temporary sibling file.
+    Jsonl { tmp: PathBuf, writer: BufWriter<File> },
+    /// Held, and written in one go at the end.
+    Meds { held: Vec<Patient> },
+    /// Streamed into a temporary sibling folder (the writer removes it when dropped unfinished).
+    Omop(Box<OmopWriter>),
 }
 
 /// Refuses an existing path; checks that its folder exists.
@@ -69,46 +74,38 @@ fn check_target(path: &Path) -> Result<()> {
 }
 
 impl Output {
-    /// Prepares `path`: refuses it when it exists and creates the temporary file now, so that an
-    /// unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`].
+    /// Prepares `path`: refuses it when it exists and creates the temporary file or folder now, so that
+    /// an unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`].
     pub fn create(path: &Path, format: OutputFormat, cohort: Option<OmopCohort>) -> Result<Output> {
         check_target(path)?;
-        if format == OutputFormat::Omop {
-            let cohort = cohort.ok_or_else(|| Error::Invalid("OMOP output needs its cohort".into()))?;
-            return Ok(Output {
-                path: path.to_path_buf(),
-                format,
-                tmp: PathBuf::new(),
-                writer: None,
-                held: Vec::new(),
-                omop: Some(OmopWriter::create(path, cohort)?),
-                finished: false,
-            });
-        }
         let tmp = halo_core::fsutil::temp_sibling(path);
-        let file = File::create(&tmp).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: cannot write here ({e}); choose a writable --out",
-                path.display()
-            ))
-        })?;
-        let writer = match format {
-            OutputFormat::Jsonl => Some(BufWriter::with_capacity(1 << 20, file)),
-            OutputFormat::Meds | OutputFormat::Omop => {
+        let probe = || {
+            File::create(&tmp).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: cannot write here ({e}); choose a writable --out",
+                    path.display()
+                ))
+            })
+        };
+        let sink = match format {
+            OutputFormat::Jsonl => Sink::Jsonl {
+                writer: BufWriter::with_capacity(1 << 20, probe()?),
+                tmp,
+            },
+            OutputFormat::Meds => {
                 // Only a probe of the folder's writability; MEDS is written at the end.
-                drop(file);
+                drop(probe()?);
                 let _ = std::fs::remove_file(&tmp);
-                None
+                Sink::Meds { held: Vec::new() }
+            }
+            OutputFormat::Omop => {
+                let cohort = cohort.ok_or_else(|| Error::Invalid("OMOP output needs its cohort".into()))?;
+                Sink::Omop(Box::new(OmopWriter::create(path, cohort)?))
             }
         };
         Ok(Output {
             path: path.to_path_buf(),
-            format,
-            tmp,
-            writer,
-            held: Vec::new(),
-            omop: None,
-            finished: false,
+            sink: Some(sink),
         })
     }
 
@@ -118,16 +115,14 @@ impl Output {
 
     /// Appends records (in order).
     pub fn write(&mut self, records: Vec<Sampled>) -> Result<()> {
-        match self.format {
-            OutputFormat::Jsonl => {
-                let w = self.writer.as_mut().expect("open writer");
+        match self.sink.as_mut().expect("output not finished") {
+            Sink::Jsonl { tmp, writer } => {
                 for s in &records {
-                    halo_core::jsonl::write_record(w, &s.patient).map_err(|e| Error::io(&self.tmp, e))?;
+                    halo_core::jsonl::write_record(writer, &s.patient).map_err(|e| Error::io(tmp, e))?;
                 }
             }
-            OutputFormat::Meds => self.held.extend(records.into_iter().map(|s| s.patient)),
-            OutputFormat::Omop => {
-                let w = self.omop.as_mut().expect("open OMOP writer");
+            Sink::Meds { held } => held.extend(records.into_iter().map(|s| s.patient)),
+            Sink::Omop(w) => {
                 for s in &records {
                     w.write(s.raw.index, &s.patient)?;
                 }
@@ -139,33 +134,34 @@ impl Output {
     /// Completes the output: flushes and moves it to its path (never replacing an existing one). For
     /// OMOP, returns what was written.
     pub fn finish(mut self) -> Result<Option<OmopWriteReport>> {
-        let mut report = None;
-        match self.format {
-            OutputFormat::Jsonl => {
-                let w = self.writer.take().expect("open writer");
-                let file = w.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-                file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-                drop(file);
-                publish(&self.tmp, &self.path)?;
+        match self.sink.take().expect("output not finished") {
+            Sink::Jsonl { tmp, writer } => {
+                let result = (|| {
+                    let file = writer.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+                    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+                    drop(file);
+                    publish(&tmp, &self.path)
+                })();
+                if result.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                result.map(|()| None)
             }
-            OutputFormat::Meds => {
+            Sink::Meds { held } => {
                 check_target(&self.path)?;
-                write_meds(&self.path, &self.held)?;
+                write_meds(&self.path, &held)?;
+                Ok(None)
             }
-            OutputFormat::Omop => {
-                report = Some(self.omop.take().expect("open OMOP writer").finish()?);
-            }
+            Sink::Omop(w) => Ok(Some(w.finish()?)),
         }
-        self.finished = true;
-        Ok(report)
     }
 }
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if !self.finished {
-            self.writer.take();
-            let _ = std::fs::remove_file(&self.tmp);
+        if let Some(Sink::Jsonl { tmp, writer }) = self.sink.take() {
+            drop(writer);
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 }

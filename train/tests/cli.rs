@@ -224,15 +224,17 @@ fn records_without_visits_are_counted_not_trained_on() {
     );
 }
 
-/// `halo export` of checkpoint `ck` into `out`.
-fn export(ck: &Path, out: &Path) -> Output {
-    halo(&[
+/// `halo export` of checkpoint `ck` into `out`, with `extra` flags.
+fn export(ck: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "export",
         "--checkpoint",
         ck.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ])
+    ];
+    args.extend(extra);
+    halo(&args)
 }
 
 /// Asserts that no file of `dir` contains any of `needles`.
@@ -267,7 +269,7 @@ fn the_model_directory_holds_no_path_of_the_training_data() {
         .unwrap()
         .contains("PLANTED_site_path_7f3a"));
     let model = dir.path().join("model");
-    let o = export(&ck, &model);
+    let o = export(&ck, &model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_nowhere_in(&model, &["PLANTED_site_path_7f3a"]);
 }
@@ -279,20 +281,13 @@ fn export_replaces_a_previous_model_only_with_overwrite() {
     let o = train(&fixture("synthea-60.jsonl"), &ck, &["--epochs", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let model = dir.path().join("model");
-    assert!(export(&ck, &model).status.success());
+    assert!(export(&ck, &model, &[]).status.success());
     let before = std::fs::read(model.join("manifest.json")).unwrap();
     // The refusal names the flag that exists.
-    let o = export(&ck, &model);
+    let o = export(&ck, &model, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("pass --overwrite to replace it"), "{}", stderr(&o));
-    let o = halo(&[
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-        "--overwrite",
-    ]);
+    let o = export(&ck, &model, &["--overwrite"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read(model.join("manifest.json")).unwrap(),
@@ -334,7 +329,7 @@ fn rare_values_stay_on_the_training_machine() {
         .contains("555-12-3456"));
     // ... and export refuses such a model unless told.
     let refused = dir.path().join("refused");
-    let o = export(&ck_all, &refused);
+    let o = export(&ck_all, &refused, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("trained with --min-patients 1"), "{}", stderr(&o));
     assert!(!refused.exists());
@@ -351,7 +346,7 @@ fn rare_values_stay_on_the_training_machine() {
     let training = json(ck.join("training.json"));
     assert!(training["left_out"]["codes"].as_u64().unwrap() > 0, "{training}");
     let model = dir.path().join("model");
-    let o = export(&ck, &model);
+    let o = export(&ck, &model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_nowhere_in(&model, &["John Smith", "555-12-3456"]);
     // No bucket edge taken from the data is one patient's exact value: the closing edges of gaps and ages
