@@ -53,6 +53,7 @@ fn main() {
         Ok(())
     })
     .expect("sampling");
+    let encoding = model.manifest.encoding.clone();
     drop(model);
     eprintln!("sampled {records} records in {:.1} s", t.elapsed().as_secs_f64());
 
@@ -77,7 +78,7 @@ fn main() {
             },
         });
         let t = Instant::now();
-        let mut output = Output::create(&out, format, cohort).expect("output");
+        let mut output = Output::create(&out, format, cohort, Some(&encoding)).expect("output");
         for r in 0..repeats {
             let batch: Vec<Sampled> = sampled
                 .iter()

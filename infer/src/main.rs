@@ -276,8 +276,8 @@ fn sample(args: SampleArgs) -> Result<()> {
         OutputFormat::Omop => Some(omop_cohort(&model_dir, seed, &records, cohort_end)?),
         _ => None,
     };
-    let mut output = Output::create(&out, format, cohort)?;
     let manifest = halo_infer::model::read_manifest(&model_dir)?;
+    let mut output = Output::create(&out, format, cohort, Some(&manifest.encoding))?;
     halo_infer::output::check_model_for(format, &manifest.encoding)?;
     if format == OutputFormat::Omop {
         for note in halo_infer::output::omop_notes(&manifest.encoding) {

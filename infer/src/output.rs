@@ -4,8 +4,10 @@
 
 use crate::error::{Error, Result};
 use crate::Sampled;
+use halo_core::encoding::Encoding;
+use halo_core::meds::{static_code, MedsWriteOptions, MedsWriter, ShardNames, BIRTH_CODE};
 use halo_core::omop_write::{OmopCohort, OmopWriteReport, OmopWriter};
-use halo_core::record::Patient;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -16,8 +18,8 @@ pub enum OutputFormat {
     /// One JSON record a line (the schema `halo` reads).
     #[default]
     Jsonl,
-    /// A MEDS dataset folder (`data/<k>.parquet` shards of 10,000 subjects, `metadata/`); the records
-    /// are held in memory until the end.
+    /// A MEDS dataset folder (`data/<first record, 12 digits>.parquet` files of 10,000 subjects,
+    /// `metadata/` listing the model's whole vocabulary), streamed.
     Meds,
     /// OMOP CDM 5.4 tables as CSV files in a folder (`person.csv`, `visit_occurrence.csv`, ...), streamed.
     Omop,
@@ -45,8 +47,8 @@ pub struct Output {
 enum Sink {
     /// Streamed into a temporary sibling file.
     Jsonl { tmp: PathBuf, writer: BufWriter<File> },
-    /// Held, and written in one go at the end.
-    Meds { held: Vec<Patient> },
+    /// Streamed into a temporary sibling folder (the writer removes it when dropped unfinished).
+    Meds(Box<MedsWriter>),
     /// Streamed into a temporary sibling folder (the writer removes it when dropped unfinished).
     Omop(Box<OmopWriter>),
 }
@@ -75,8 +77,14 @@ fn check_target(path: &Path) -> Result<()> {
 
 impl Output {
     /// Prepares `path`: refuses it when it exists and creates the temporary file or folder now, so that
-    /// an unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`].
-    pub fn create(path: &Path, format: OutputFormat, cohort: Option<OmopCohort>) -> Result<Output> {
+    /// an unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`],
+    /// `encoding` (the model's) for [`OutputFormat::Meds`].
+    pub fn create(
+        path: &Path,
+        format: OutputFormat,
+        cohort: Option<OmopCohort>,
+        encoding: Option<&Encoding>,
+    ) -> Result<Output> {
         check_target(path)?;
         let tmp = halo_core::fsutil::temp_sibling(path);
         let probe = || {
@@ -93,10 +101,14 @@ impl Output {
                 tmp,
             },
             OutputFormat::Meds => {
-                // Only a probe of the folder's writability; MEDS is written at the end.
-                drop(probe()?);
-                let _ = std::fs::remove_file(&tmp);
-                Sink::Meds { held: Vec::new() }
+                let encoding =
+                    encoding.ok_or_else(|| Error::Invalid("MEDS output needs the model's encoding".into()))?;
+                let options = MedsWriteOptions {
+                    shard_names: ShardNames::FirstSubject,
+                    codes: Some(meds_codes(encoding)),
+                    ..MedsWriteOptions::new(MEDS_SHARD_SIZE)
+                };
+                Sink::Meds(Box::new(MedsWriter::create(path, options)?))
             }
             OutputFormat::Omop => {
                 let cohort = cohort.ok_or_else(|| Error::Invalid("OMOP output needs its cohort".into()))?;
@@ -121,7 +133,11 @@ impl Output {
                     halo_core::jsonl::write_record(writer, &s.patient).map_err(|e| Error::io(tmp, e))?;
                 }
             }
-            Sink::Meds { held } => held.extend(records.into_iter().map(|s| s.patient)),
+            Sink::Meds(w) => {
+                for s in &records {
+                    w.write(meds_subject(s.raw.index)?, &s.patient)?;
+                }
+            }
             Sink::Omop(w) => {
                 for s in &records {
                     w.write(s.raw.index, &s.patient)?;
@@ -147,9 +163,8 @@ impl Output {
                 }
                 result.map(|()| None)
             }
-            Sink::Meds { held } => {
-                check_target(&self.path)?;
-                write_meds(&self.path, &held)?;
+            Sink::Meds(w) => {
+                w.finish()?;
                 Ok(None)
             }
             Sink::Omop(w) => Ok(Some(w.finish()?)),
@@ -185,11 +200,28 @@ fn publish(tmp: &Path, path: &Path) -> Result<()> {
     }
 }
 
-/// Subjects per MEDS data shard (`data/<k>.parquet`).
+/// Subjects per MEDS data file.
 pub const MEDS_SHARD_SIZE: usize = 10_000;
 
-fn write_meds(path: &Path, patients: &[Patient]) -> Result<()> {
-    Ok(halo_core::meds::write_meds(path, patients, MEDS_SHARD_SIZE)?)
+/// A record's MEDS `subject_id`: its record number.
+fn meds_subject(index: u64) -> Result<i64> {
+    i64::try_from(index).map_err(|_| Error::Invalid(format!("record number {index} does not fit a MEDS subject_id")))
+}
+
+/// Every code a MEDS output of a model can hold (its codes, lab codes, demographic static codes, and
+/// `MEDS_BIRTH` when it samples birth years), so that `metadata/codes.parquet` is the same for every shard
+/// of a cohort.
+pub fn meds_codes(enc: &Encoding) -> BTreeSet<String> {
+    use halo_core::encoding::Token;
+    enc.tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Code { code } | Token::Lab { code, .. } => Some(code.clone()),
+            Token::Demographic { category, .. } if category == "birth_year" => Some(BIRTH_CODE.to_string()),
+            Token::Demographic { category, value } => static_code(category, value),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Refuses, before any sampling, a format the model cannot fill: MEDS rows need a time, which a model

@@ -1,0 +1,649 @@
+//! MEDS (Medical Event Data Standard, <https://github.com/Medical-Event-Data-Standard/meds>) reader and
+//! writer.
+//!
+//! # Reading
+//! A MEDS dataset is a folder with `data/**/*.parquet` (read recursively, files in sorted path order; a
+//! folder without `data/` is searched itself, leaving out `metadata/`), or a single parquet file. Columns:
+//! `subject_id` int64 (other integer widths are accepted), `time` timestamp (any unit, read as
+//! microseconds; date32/date64 as midnight; null = a static row), `code` string (utf8, large utf8, utf8
+//! view, or dictionary-encoded as polars writes categoricals) and optionally `numeric_value` float32 or
+//! float64 (nullable).
+//! Other columns are not read. A column of another type is an error naming the file, the column, the type
+//! found and the type expected. Files are read in record batches; only the per-subject event lists grow.
+//!
+//! A subject's rows may be spread over files and unsorted: they are grouped by `subject_id` across all
+//! files, put in time order (ties keep file order) and cut into visits: an event joins the current visit
+//! when it falls within [`ReadOptions::meds_visit_window_seconds`] of the visit's first event, or, when
+//! that is `None`, on the same calendar day. A visit's `time` is its first event's time
+//! (`YYYY-MM-DDTHH:MM:SS`); its codes are the distinct codes of its events in first-seen order.
+//! `numeric_value`, when not null, becomes a [`LabValue`] under the row's code; float32 values are widened
+//! through their shortest decimal form (a stored `0.1f32` reads as `0.1`); NaN and infinite values are
+//! counted in `non_finite_values` (the code is kept).
+//!
+//! Special codes: `MEDS_BIRTH` sets `birth_date` and `birth_year` and is not a visit code; `MEDS_DEATH`
+//! stays an ordinary code of the visit at its time. Static rows whose code is a demographic
+//! (`GENDER//x`, `SEX//x`, `RACE//x`, `ETHNICITY//x`; prefix case-insensitive, a single `/` accepted)
+//! fill the demographics (first row of a category wins; `GENDER` fills `sex`); other static rows are
+//! counted in `skipped`. Subjects without timed events are counted in `patients_without_visits`.
+//! Patients come out sorted by `subject_id`, with the id as a string.
+//!
+//! Report counts: `patients` = subjects, `visits` = visits output, `events` = rows placed in a visit.
+//!
+//! # Writing
+//! [`write_meds`] writes `data/<k>.parquet` shards (`subject_id` int64, `time` timestamp\[us\] null only
+//! on static rows, `code` utf8, `numeric_value` float32 nullable), sorted by subject then time, with
+//! `shard_size` subjects a shard and no subject split, plus `metadata/codes.parquet` (one row per distinct
+//! code: `code`, `description`, `parent_codes`, the last two null) and `metadata/dataset.json`.
+//! Per patient: static rows `SEX//<sex>`, `RACE//<race>`, `ETHNICITY//<ethnicity>`; a `MEDS_BIRTH` row at the
+//! birth date (January 1st of the birth year when only the year is known); then each visit's codes at the
+//! visit's time. A code with lab values in the visit is written as one row per value (with
+//! `numeric_value`) instead of a row without one; lab values whose code is not among the visit's codes
+//! follow. A visit's time is its `time`, else its `day` added to the first visit's time (or, when the
+//! first visit has no time either, to [`MedsWriteOptions::base_time`]). Patient ids that parse as `i64`
+//! become `subject_id`s; otherwise (or when two would collide) every patient gets its record index.
+//! Reading a written dataset back gives the same patients, except that visits falling in one visit
+//! window (by default the same calendar day) merge, lab codes missing from a visit's codes join them, and
+//! lab values pass through float32.
+
+use crate::error::{Error, Result};
+use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
+use crate::ReadOptions;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int64Array, LargeStringArray, RecordBatch, StringArray,
+    StringViewArray,
+};
+use arrow_schema::{DataType, Schema, TimeUnit};
+use chrono::{DateTime, NaiveDateTime};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The code of a subject's birth event.
+pub const BIRTH_CODE: &str = "MEDS_BIRTH";
+/// The code of a subject's death event.
+pub const DEATH_CODE: &str = "MEDS_DEATH";
+/// The MEDS schema version written to `metadata/dataset.json`.
+pub const MEDS_VERSION: &str = "0.3.3";
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+/// Rows per record batch, reading and writing.
+const BATCH_ROWS: usize = 8192;
+
+// ===================================================================================================
+// Reading
+
+/// Reads a MEDS folder or parquet file (see the module documentation).
+pub fn read_meds(path: &Path, options: &ReadOptions) -> Result<Dataset> {
+    let files = meds_files(path)?;
+    let mut store = EventStore::default();
+    let mut report = ReadReport::default();
+    for file in &files {
+        read_meds_file(file, &mut store, &mut report)?;
+    }
+    if store.subjects.is_empty() {
+        return Err(Error::file(path, "no events (expected rows of subject_id, time, code)"));
+    }
+    Ok(assemble(store, options.meds_visit_window_seconds, report))
+}
+
+/// The parquet files of a MEDS dataset, in sorted path order.
+fn meds_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(Error::file(path, "no such file or folder"));
+    }
+    let data = path.join("data");
+    let root = if data.is_dir() { data } else { path.to_path_buf() };
+    let mut files = Vec::new();
+    collect_parquet(&root, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::file(
+            &root,
+            "no .parquet files (expected a MEDS folder with data/**/*.parquet)",
+        ));
+    }
+    Ok(files)
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if name != "metadata" {
+                collect_parquet(&path, out)?;
+            }
+        } else if name.ends_with(".parquet") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Interned code strings.
+#[derive(Default)]
+struct CodeTable {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl CodeTable {
+    fn intern(&mut self, code: &str) -> u32 {
+        if let Some(&i) = self.index.get(code) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(code.to_string());
+        self.index.insert(code.to_string(), i);
+        i
+    }
+
+    fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+}
+
+/// One row, as kept until its subject is assembled.
+#[derive(Debug, Clone, Copy)]
+struct RawEvent {
+    /// Microseconds since the Unix epoch; `None` for a static row.
+    time: Option<i64>,
+    value: Option<f64>,
+    code: u32,
+}
+
+/// Every subject's rows, across all files.
+#[derive(Default)]
+struct EventStore {
+    codes: CodeTable,
+    subjects: HashMap<i64, Vec<RawEvent>>,
+}
+
+/// The MEDS columns of one file: where they are and how to read them.
+struct MedsColumns {
+    subject: usize,
+    time: usize,
+    code: usize,
+    value: Option<usize>,
+}
+
+impl MedsColumns {
+    fn locate(schema: &Schema, path: &Path) -> Result<MedsColumns> {
+        let required = |name: &str| {
+            schema.index_of(name).map_err(|_| {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                Error::field(
+                    path,
+                    name,
+                    format!("missing MEDS column (the file has {})", names.join(", ")),
+                )
+            })
+        };
+        let columns = MedsColumns {
+            subject: required("subject_id")?,
+            time: required("time")?,
+            code: required("code")?,
+            value: schema.index_of("numeric_value").ok(),
+        };
+        let check = |index: usize, ok: fn(&DataType) -> bool, expected: &str| {
+            let field = schema.field(index);
+            if ok(field.data_type()) {
+                Ok(())
+            } else {
+                Err(Error::field(
+                    path,
+                    field.name(),
+                    format!("has type {}, expected {expected}", field.data_type()),
+                ))
+            }
+        };
+        check(columns.subject, |t| t.is_integer(), "int64")?;
+        check(
+            columns.time,
+            |t| {
+                matches!(
+                    t,
+                    DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null
+                )
+            },
+            "timestamp[us]",
+        )?;
+        check(
+            columns.code,
+            |t| match t {
+                DataType::Dictionary(_, values) => matches!(**values, DataType::Utf8 | DataType::LargeUtf8),
+                t => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            },
+            "string (utf8)",
+        )?;
+        if let Some(v) = columns.value {
+            check(
+                v,
+                |t| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Null),
+                "float32",
+            )?;
+        }
+        Ok(columns)
+    }
+
+    fn indices(&self) -> Vec<usize> {
+        [Some(self.subject), Some(self.time), Some(self.code), self.value]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::file(path, format!("cannot read parquet: {e}"))
+}
+
+/// Reads one parquet file into `store`, batch by batch, reading only the MEDS columns.
+fn read_meds_file(path: &Path, store: &mut EventStore, report: &mut ReadReport) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
+    let columns = MedsColumns::locate(builder.schema(), path)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns.indices());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| parquet_error(path, e))?;
+    let mut first_row = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_error(path, e))?;
+        let view = BatchView::new(&batch);
+        append_batch(&view, path, first_row, store, report)?;
+        first_row += batch.num_rows();
+    }
+    Ok(())
+}
+
+/// Typed access to one record batch's MEDS columns (after projection, found by name). Columns whose type
+/// only differs from the MEDS schema's in width or encoding (int32 subject ids, date-only times,
+/// dictionary-encoded codes as polars writes categoricals) are converted here.
+struct BatchView<'a> {
+    subject: Int64Array,
+    time: TimeColumn,
+    code: CodeColumn<'a>,
+    value: ValueColumn<'a>,
+}
+
+enum TimeColumn {
+    AllNull,
+    /// Raw values and the factor that turns them into microseconds (negative: a divisor).
+    Values(Int64Array, i64),
+}
+
+enum CodeColumn<'a> {
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    View(&'a StringViewArray),
+    /// Dictionary-encoded: each row's key into the values (`None` for a null row).
+    Dictionary(Vec<Option<usize>>, Box<CodeColumn<'a>>),
+}
+
+enum ValueColumn<'a> {
+    Absent,
+    F32(&'a Float32Array),
+    F64(&'a Float64Array),
+}
+
+impl<'a> BatchView<'a> {
+    /// The column types were checked by [`MedsColumns::locate`].
+    fn new(batch: &'a RecordBatch) -> BatchView<'a> {
+        let column = |name: &str| batch.column_by_name(name);
+        BatchView {
+            subject: subject_column(column("subject_id").expect("checked")),
+            time: TimeColumn::new(column("time").expect("checked")),
+            code: CodeColumn::new(column("code").expect("checked")),
+            value: column("numeric_value").map_or(ValueColumn::Absent, ValueColumn::new),
+        }
+    }
+}
+
+/// Subject ids of any integer type as int64 (unsigned ids beyond int64 become null, reported as such).
+fn subject_column(array: &ArrayRef) -> Int64Array {
+    use arrow_array::types::{Int16Type, Int32Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+    macro_rules! widen {
+        ($t:ty) => {
+            array
+                .as_primitive::<$t>()
+                .iter()
+                .map(|v| v.and_then(|x| i64::try_from(x).ok()))
+                .collect()
+        };
+    }
+    match array.data_type() {
+        DataType::Int64 => array.as_primitive::<Int64Type>().clone(),
+        DataType::Int32 => widen!(Int32Type),
+        DataType::Int16 => widen!(Int16Type),
+        DataType::Int8 => widen!(Int8Type),
+        DataType::UInt64 => widen!(UInt64Type),
+        DataType::UInt32 => widen!(UInt32Type),
+        DataType::UInt16 => widen!(UInt16Type),
+        DataType::UInt8 => widen!(UInt8Type),
+        // `locate` admits integer types only.
+        _ => Int64Array::new_null(array.len()),
+    }
+}
+
+impl TimeColumn {
+    fn new(array: &ArrayRef) -> TimeColumn {
+        let raw = |a: Int64Array, factor| TimeColumn::Values(a, factor);
+        match array.data_type() {
+            DataType::Date32 => raw(
+                array
+                    .as_primitive::<arrow_array::types::Date32Type>()
+                    .unary::<_, Int64Type>(i64::from),
+                86_400 * MICROS_PER_SECOND,
+            ),
+            DataType::Date64 => raw(
+                array
+                    .as_primitive::<arrow_array::types::Date64Type>()
+                    .reinterpret_cast::<Int64Type>(),
+                1000,
+            ),
+            DataType::Timestamp(TimeUnit::Second, _) => raw(
+                array
+                    .as_primitive::<TimestampSecondType>()
+                    .reinterpret_cast::<Int64Type>(),
+                MICROS_PER_SECOND,
+            ),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => raw(
+                array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .reinterpret_cast::<Int64Type>(),
+                1000,
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => raw(
+                array
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .reinterpret_cast::<Int64Type>(),
+                1,
+            ),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => raw(
+                array
+                    .as_primitive::<TimestampNanosecondType>()
+                    .reinterpret_cast::<Int64Type>(),
+                -1000,
+            ),
+            _ => TimeColumn::AllNull,
+        }
+    }
+
+    /// Microseconds since the epoch, or `None` for a static row.
+    fn get(&self, i: usize) -> Option<i64> {
+        match self {
+            TimeColumn::AllNull => None,
+            TimeColumn::Values(a, _) if a.is_null(i) => None,
+            TimeColumn::Values(a, factor) if *factor < 0 => Some(a.value(i).div_euclid(-factor)),
+            TimeColumn::Values(a, factor) => Some(a.value(i).saturating_mul(*factor)),
+        }
+    }
+}
+
+impl<'a> CodeColumn<'a> {
+    fn new(array: &'a ArrayRef) -> CodeColumn<'a> {
+        match array.data_type() {
+            DataType::LargeUtf8 => CodeColumn::LargeUtf8(array.as_string::<i64>()),
+            DataType::Utf8View => CodeColumn::View(array.as_string_view()),
+            DataType::Dictionary(_, _) => {
+                let dict = array.as_any_dictionary();
+                let keys = dict.normalized_keys();
+                let rows = (0..array.len()).map(|i| (!array.is_null(i)).then(|| keys[i])).collect();
+                CodeColumn::Dictionary(rows, Box::new(CodeColumn::new(dict.values())))
+            }
+            _ => CodeColumn::Utf8(array.as_string::<i32>()),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            CodeColumn::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            CodeColumn::LargeUtf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            CodeColumn::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+            CodeColumn::Dictionary(rows, values) => rows[i].and_then(|k| values.get(k)),
+        }
+    }
+}
+
+impl<'a> ValueColumn<'a> {
+    fn new(array: &'a ArrayRef) -> ValueColumn<'a> {
+        match array.data_type() {
+            DataType::Float32 => ValueColumn::F32(array.as_primitive::<Float32Type>()),
+            DataType::Float64 => ValueColumn::F64(array.as_primitive::<Float64Type>()),
+            _ => ValueColumn::Absent,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<f64> {
+        match self {
+            ValueColumn::Absent => None,
+            ValueColumn::F32(a) => (!a.is_null(i)).then(|| widen(a.value(i))),
+            ValueColumn::F64(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+/// Widens a float32 through its shortest decimal form, so that `0.1f32` becomes `0.1`.
+fn widen(x: f32) -> f64 {
+    if x.is_finite() {
+        x.to_string().parse().unwrap_or(f64::from(x))
+    } else {
+        f64::from(x)
+    }
+}
+
+fn append_batch(
+    view: &BatchView,
+    path: &Path,
+    first_row: usize,
+    store: &mut EventStore,
+    report: &mut ReadReport,
+) -> Result<()> {
+    for i in 0..view.subject.len() {
+        if view.subject.is_null(i) {
+            return Err(Error::field(
+                path,
+                "subject_id",
+                format!("null in row {} (expected a subject id on every row)", first_row + i + 1),
+            ));
+        }
+        let Some(code) = view.code.get(i) else {
+            report.skip("rows with a null code");
+            continue;
+        };
+        let event = RawEvent {
+            time: view.time.get(i),
+            value: view.value.get(i),
+            code: store.codes.intern(code),
+        };
+        store.subjects.entry(view.subject.value(i)).or_default().push(event);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Assembly of read events into patients
+
+fn assemble(store: EventStore, window_seconds: Option<i64>, mut report: ReadReport) -> Dataset {
+    let birth = store.codes.index.get(BIRTH_CODE).copied();
+    let mut subjects: Vec<(i64, Vec<RawEvent>)> = store.subjects.into_iter().collect();
+    subjects.sort_unstable_by_key(|(id, _)| *id);
+    let mut patients = Vec::new();
+    for (id, events) in subjects {
+        report.patients += 1;
+        let patient = build_patient(id, events, &store.codes, birth, window_seconds, &mut report);
+        if patient.visits.is_empty() {
+            report.patients_without_visits += 1;
+            continue;
+        }
+        report.visits += patient.visits.len();
+        patients.push(patient);
+    }
+    Dataset { patients, report }
+}
+
+fn build_patient(
+    id: i64,
+    events: Vec<RawEvent>,
+    codes: &CodeTable,
+    birth: Option<u32>,
+    window_seconds: Option<i64>,
+    report: &mut ReadReport,
+) -> Patient {
+    let mut demographics = Demographics::default();
+    let mut birth_time: Option<i64> = None;
+    let mut timed = Vec::with_capacity(events.len());
+    for e in events {
+        match e.time {
+            None if Some(e.code) == birth => report.skip("MEDS_BIRTH rows without a time"),
+            None => apply_static(codes.name(e.code), &mut demographics, report),
+            Some(t) if Some(e.code) == birth => {
+                if birth_time.is_some() {
+                    report.skip("repeated MEDS_BIRTH rows (earliest kept)");
+                }
+                birth_time = Some(birth_time.map_or(t, |b| b.min(t)));
+            }
+            Some(_) => timed.push(e),
+        }
+    }
+    if let Some(date) = birth_time.and_then(datetime_of).map(|t| t.date()) {
+        demographics.birth_year = Some(chrono::Datelike::year(&date));
+        demographics.birth_date = Some(date.format("%Y-%m-%d").to_string());
+    }
+    timed.sort_by_key(|e| e.time);
+    let visits = group_visits(&timed, window_seconds)
+        .into_iter()
+        .map(|group| to_visit(group, codes, report))
+        .collect();
+    Patient {
+        id: id.to_string(),
+        demographics,
+        visits,
+        ..Patient::default()
+    }
+}
+
+/// Which demographic a static code sets, and its value: `SEX//F` -> (sex, F).
+fn parse_demographic(code: &str) -> Option<(DemographicField, &str)> {
+    let (key, rest) = code.split_once('/')?;
+    let value = rest.strip_prefix('/').unwrap_or(rest);
+    if value.is_empty() {
+        return None;
+    }
+    let field = match key.to_ascii_uppercase().as_str() {
+        "SEX" | "GENDER" => DemographicField::Sex,
+        "RACE" => DemographicField::Race,
+        "ETHNICITY" => DemographicField::Ethnicity,
+        _ => return None,
+    };
+    Some((field, value))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DemographicField {
+    Sex,
+    Race,
+    Ethnicity,
+}
+
+fn apply_static(code: &str, demographics: &mut Demographics, report: &mut ReadReport) {
+    let Some((field, value)) = parse_demographic(code) else {
+        report.skip("static rows that are not demographics");
+        return;
+    };
+    let slot = match field {
+        DemographicField::Sex => &mut demographics.sex,
+        DemographicField::Race => &mut demographics.race,
+        DemographicField::Ethnicity => &mut demographics.ethnicity,
+    };
+    match slot {
+        None => *slot = Some(value.to_string()),
+        Some(old) if old == value => {}
+        Some(_) => report.skip("conflicting static demographic rows (first kept)"),
+    }
+}
+
+/// Cuts time-sorted events into visits: each visit takes the events within the window of its first one.
+fn group_visits(timed: &[RawEvent], window_seconds: Option<i64>) -> Vec<&[RawEvent]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < timed.len() {
+        let first = timed[start].time.expect("timed events");
+        let mut end = start + 1;
+        while end < timed.len() && same_visit(first, timed[end].time.expect("timed"), window_seconds) {
+            end += 1;
+        }
+        groups.push(&timed[start..end]);
+        start = end;
+    }
+    groups
+}
+
+fn same_visit(first: i64, t: i64, window_seconds: Option<i64>) -> bool {
+    match window_seconds {
+        Some(w) => t - first <= w.saturating_mul(MICROS_PER_SECOND),
+        None => first.div_euclid(MICROS_PER_DAY) == t.div_euclid(MICROS_PER_DAY),
+    }
+}
+
+fn to_visit(group: &[RawEvent], codes: &CodeTable, report: &mut ReadReport) -> Visit {
+    let mut seen = HashSet::new();
+    let mut visit = Visit {
+        time: group[0].time.and_then(datetime_of).map(format_time),
+        ..Visit::default()
+    };
+    for e in group {
+        let code = codes.name(e.code);
+        if seen.insert(e.code) {
+            visit.codes.push(code.to_string());
+        }
+        match e.value {
+            Some(value) if value.is_finite() => visit.labs.push(LabValue {
+                code: code.to_string(),
+                value,
+            }),
+            Some(_) => report.non_finite_values += 1,
+            None => {}
+        }
+    }
+    report.events += group.len();
+    visit
+}
+
+fn datetime_of(micros: i64) -> Option<NaiveDateTime> {
+    DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc())
+}
+
+fn micros_of(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+fn format_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+mod write;
+pub use write::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,559 @@
+use super::write::{data_schema, patient_rows, subject_ids, Row};
+use super::*;
+use crate::encoding::parse_time;
+use arrow_schema::Field;
+use parquet::arrow::ArrowWriter;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
+    Visit {
+        day: None,
+        time: Some(time.to_string()),
+        codes: codes.iter().map(|c| c.to_string()).collect(),
+        labs: labs
+            .iter()
+            .map(|(c, v)| LabValue {
+                code: c.to_string(),
+                value: *v,
+            })
+            .collect(),
+    }
+}
+
+fn fixed_options(shard_size: usize) -> MedsWriteOptions {
+    MedsWriteOptions {
+        metadata: MedsDatasetMetadata::new("test", "1", "2024-01-01T00:00:00"),
+        ..MedsWriteOptions::new(shard_size)
+    }
+}
+
+fn sample_patients() -> Vec<Patient> {
+    vec![
+        Patient {
+            id: "42".into(),
+            demographics: Demographics {
+                sex: Some("F".into()),
+                race: Some("white".into()),
+                ethnicity: Some("hispanic".into()),
+                birth_year: Some(1970),
+                birth_date: Some("1970-05-17".into()),
+            },
+            visits: vec![
+                visit("2020-01-01T08:00:00", &["dx/a", "lab/x", "rx/b"], &[("lab/x", 0.1)]),
+                visit(
+                    "2020-02-03T09:30:00",
+                    &["lab/x", "dx/c"],
+                    &[("lab/x", 2.5), ("lab/x", -3.0)],
+                ),
+                visit("2021-06-01T00:00:00", &["MEDS_DEATH"], &[]),
+            ],
+            ..Patient::default()
+        },
+        Patient {
+            id: "7".into(),
+            visits: vec![visit("2019-03-04T12:00:00", &["dx/a"], &[])],
+            ..Patient::default()
+        },
+        Patient {
+            id: "100".into(),
+            demographics: Demographics {
+                sex: Some("M".into()),
+                ..Demographics::default()
+            },
+            visits: vec![
+                visit("2018-01-01T00:00:00", &["dx/z"], &[]),
+                visit("2018-01-02T00:00:00", &["dx/y"], &[("lab/q", 1e6)]),
+            ],
+            ..Patient::default()
+        },
+    ]
+}
+
+/// What the reader gives for a written patient: lab codes not among the codes join them.
+fn as_read(p: &Patient) -> Patient {
+    let mut p = p.clone();
+    for v in &mut p.visits {
+        for lab in &v.labs {
+            if !v.codes.contains(&lab.code) {
+                v.codes.push(lab.code.clone());
+            }
+        }
+    }
+    p
+}
+
+#[test]
+fn round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    let patients = sample_patients();
+    write_meds_with(&dir, &patients, &fixed_options(2)).unwrap();
+    assert!(dir.join("data/0.parquet").is_file());
+    assert!(dir.join("data/1.parquet").is_file());
+    assert!(!dir.join("data/2.parquet").exists());
+    let ds = read_meds(&dir, &ReadOptions::default()).unwrap();
+    let mut expected: Vec<Patient> = patients.iter().map(as_read).collect();
+    expected.sort_by_key(|p| p.id.parse::<i64>().unwrap());
+    assert_eq!(ds.patients, expected);
+    assert_eq!(ds.report.patients, 3);
+    assert_eq!(ds.report.visits, 6);
+    // Rows in visits: 3 + 3 (two values of lab/x) + 1, then 1, then 1 + 2 (dx/y and lab/q).
+    assert_eq!(ds.report.events, 11);
+    assert!(ds.report.skipped.is_empty(), "{:?}", ds.report.skipped);
+
+    let meta: MedsDatasetMetadata =
+        crate::fsutil::read_json(&dir.join("metadata/dataset.json"), "dataset.json").unwrap();
+    assert_eq!(meta, fixed_options(1).metadata);
+    assert_eq!(meta.meds_version, "0.3.3");
+    assert_eq!(meta.etl_name, "halo-sample");
+}
+
+fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let file = File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+#[test]
+fn written_rows_are_sorted_and_shards_keep_subjects_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    write_meds_with(&dir, &sample_patients(), &fixed_options(2)).unwrap();
+    let mut shard_subjects = Vec::new();
+    for k in 0..2 {
+        let batches = read_batches(&dir.join(format!("data/{k}.parquet")));
+        let batch = &batches[0];
+        assert_eq!(batch.schema(), data_schema());
+        let subject = batch.column(0).as_primitive::<Int64Type>();
+        let time = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+        let rows: Vec<(i64, Option<i64>)> = (0..batch.num_rows())
+            .map(|i| (subject.value(i), (!time.is_null(i)).then(|| time.value(i))))
+            .collect();
+        assert!(rows.windows(2).all(|w| w[0] <= w[1]), "{rows:?}");
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        ids.dedup();
+        shard_subjects.push(ids);
+    }
+    assert_eq!(shard_subjects, vec![vec![7, 42], vec![100]]);
+
+    // Subject 42's first rows: three static rows (null time), then MEDS_BIRTH.
+    let batch = &read_batches(&dir.join("data/0.parquet"))[0];
+    let code = batch.column(2).as_string::<i32>();
+    let codes: Vec<&str> = (0..batch.num_rows()).map(|i| code.value(i)).collect();
+    assert_eq!(
+        &codes[..6],
+        &[
+            "dx/a",
+            "SEX//F",
+            "RACE//white",
+            "ETHNICITY//hispanic",
+            "MEDS_BIRTH",
+            "dx/a"
+        ]
+    );
+
+    let codes_batch = &read_batches(&dir.join("metadata/codes.parquet"))[0];
+    let listed = codes_batch.column(0).as_string::<i32>();
+    let listed: Vec<&str> = (0..codes_batch.num_rows()).map(|i| listed.value(i)).collect();
+    assert_eq!(
+        listed,
+        vec![
+            "ETHNICITY//hispanic",
+            "MEDS_BIRTH",
+            "MEDS_DEATH",
+            "RACE//white",
+            "SEX//F",
+            "SEX//M",
+            "dx/a",
+            "dx/c",
+            "dx/y",
+            "dx/z",
+            "lab/q",
+            "lab/x",
+            "rx/b"
+        ]
+    );
+    assert_eq!(codes_batch.column(1).null_count(), codes_batch.num_rows());
+    assert_eq!(codes_batch.column(2).null_count(), codes_batch.num_rows());
+}
+
+#[test]
+fn refuses_a_non_empty_target_and_fills_an_empty_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    std::fs::create_dir(&dir).unwrap();
+    write_meds_with(&dir, &sample_patients(), &fixed_options(10)).unwrap();
+    assert!(dir.join("data/0.parquet").is_file());
+    let msg = write_meds_with(&dir, &sample_patients(), &fixed_options(10))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("not empty"), "{msg}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary folder left behind");
+}
+
+#[test]
+fn a_failed_write_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    let mut patients = sample_patients();
+    patients[1].visits[0].time = None;
+    let msg = write_meds_with(&dir, &patients, &fixed_options(10))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("patient `7` visit 0"), "{msg}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn visits_with_only_days_are_placed_after_the_first_time() {
+    let mut p = sample_patients().remove(2);
+    p.visits[1].time = None;
+    p.visits[1].day = Some(1.5);
+    let rows = patient_rows(&p, MedsWriteOptions::new(1).base_time).unwrap();
+    let t = |s: &str| Some(micros_of(parse_time(s).unwrap()));
+    assert_eq!(
+        rows,
+        vec![
+            Row::new(None, "SEX//M", None),
+            Row::new(t("2018-01-01T00:00:00"), "dx/z", None),
+            Row::new(t("2018-01-02T12:00:00"), "dx/y", None),
+            Row::new(t("2018-01-02T12:00:00"), "lab/q", Some(1e6)),
+        ]
+    );
+}
+
+#[test]
+fn non_numeric_ids_become_record_indices() {
+    let mut patients = sample_patients();
+    assert_eq!(subject_ids(&patients), vec![42, 7, 100]);
+    patients[0].id = "synthetic-a".into();
+    assert_eq!(subject_ids(&patients), vec![0, 7, 100]);
+    patients[1].id = "0".into();
+    assert_eq!(subject_ids(&patients), vec![0, 1, 2]);
+}
+
+/// A hand-written MEDS file: (subject, time, code, value) rows with free column types.
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect()).unwrap();
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn micros(s: &str) -> Option<i64> {
+    Some(micros_of(parse_time(s).unwrap()))
+}
+
+fn events_file(path: &Path, rows: &[(i64, Option<&str>, &str, Option<f32>)]) {
+    let subject: Int64Array = rows.iter().map(|r| Some(r.0)).collect();
+    let time: arrow_array::TimestampMicrosecondArray = rows.iter().map(|r| r.1.and_then(micros)).collect();
+    let code: StringArray = rows.iter().map(|r| Some(r.2)).collect();
+    let value: Float32Array = rows.iter().map(|r| r.3).collect();
+    write_parquet(
+        path,
+        vec![
+            ("subject_id", Arc::new(subject)),
+            ("time", Arc::new(time)),
+            ("code", Arc::new(code)),
+            ("numeric_value", Arc::new(value)),
+        ],
+    );
+}
+
+#[test]
+fn wrong_column_type_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.parquet");
+    let subject: StringArray = vec![Some("1")].into_iter().collect();
+    let time: arrow_array::TimestampMicrosecondArray = vec![Some(0i64)].into_iter().collect();
+    let code: StringArray = vec![Some("a")].into_iter().collect();
+    write_parquet(
+        &path,
+        vec![
+            ("subject_id", Arc::new(subject)),
+            ("time", Arc::new(time)),
+            ("code", Arc::new(code)),
+        ],
+    );
+    let msg = read_meds(&path, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("bad.parquet"), "{msg}");
+    assert!(msg.contains("`subject_id`"), "{msg}");
+    assert!(msg.contains("has type Utf8, expected int64"), "{msg}");
+}
+
+#[test]
+fn missing_column_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.parquet");
+    let subject: Int64Array = vec![Some(1)].into_iter().collect();
+    let code: StringArray = vec![Some("a")].into_iter().collect();
+    write_parquet(&path, vec![("subject_id", Arc::new(subject)), ("code", Arc::new(code))]);
+    let msg = read_meds(&path, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("field `time`: missing MEDS column"), "{msg}");
+}
+
+#[test]
+fn float64_values_large_strings_and_extra_columns_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.parquet");
+    let subject: Int64Array = vec![Some(3), Some(3)].into_iter().collect();
+    let extra: StringArray = vec![Some("u"), Some("v")].into_iter().collect();
+    let time: arrow_array::TimestampMillisecondArray = vec![Some(1_000), Some(2_000)].into_iter().collect();
+    let code: LargeStringArray = vec![Some("a"), Some("b")].into_iter().collect();
+    let value: Float64Array = vec![None, Some(0.1)].into_iter().collect();
+    write_parquet(
+        &path,
+        vec![
+            ("extra", Arc::new(extra)),
+            ("subject_id", Arc::new(subject)),
+            ("time", Arc::new(time)),
+            ("code", Arc::new(code)),
+            ("numeric_value", Arc::new(value)),
+        ],
+    );
+    let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+    assert_eq!(
+        ds.patients,
+        vec![Patient {
+            id: "3".into(),
+            visits: vec![visit("1970-01-01T00:00:01", &["a", "b"], &[("b", 0.1)])],
+            ..Patient::default()
+        }]
+    );
+}
+
+#[test]
+fn int32_subjects_date_times_and_dictionary_codes_are_read() {
+    // What polars writes for an un-cast frame: int32 ids, date-only times, categorical codes.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.parquet");
+    let subject: arrow_array::Int32Array = vec![Some(7), Some(7), Some(7)].into_iter().collect();
+    let time: arrow_array::Date32Array = vec![Some(1), Some(1), Some(3)].into_iter().collect();
+    let code: arrow_array::DictionaryArray<arrow_array::types::Int32Type> =
+        vec![Some("b"), Some("a"), Some("b")].into_iter().collect();
+    let value: Float64Array = vec![Some(2.5), None, None].into_iter().collect();
+    write_parquet(
+        &path,
+        vec![
+            ("subject_id", Arc::new(subject)),
+            ("time", Arc::new(time)),
+            ("code", Arc::new(code)),
+            ("numeric_value", Arc::new(value)),
+        ],
+    );
+    let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+    assert_eq!(
+        ds.patients,
+        vec![Patient {
+            id: "7".into(),
+            visits: vec![
+                visit("1970-01-02T00:00:00", &["b", "a"], &[("b", 2.5)]),
+                visit("1970-01-04T00:00:00", &["b"], &[]),
+            ],
+            ..Patient::default()
+        }]
+    );
+}
+
+#[test]
+fn visit_window_groups_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    // Subject 1 spread over two files, unsorted.
+    events_file(
+        &data.join("train/0.parquet"),
+        &[
+            (1, Some("2020-01-01T10:00:00"), "b", None),
+            (1, Some("2020-01-01T08:00:00"), "a", None),
+            (1, Some("2020-01-02T07:00:00"), "d", None),
+        ],
+    );
+    events_file(
+        &data.join("train/1.parquet"),
+        &[
+            (1, Some("2020-01-01T23:30:00"), "c", None),
+            (1, Some("2020-01-01T08:00:00"), "a2", None),
+        ],
+    );
+    let codes_of = |window: Option<i64>| -> Vec<(String, Vec<String>)> {
+        let options = ReadOptions {
+            meds_visit_window_seconds: window,
+        };
+        read_meds(tmp.path(), &options).unwrap().patients[0]
+            .visits
+            .iter()
+            .map(|v| (v.time.clone().unwrap(), v.codes.clone()))
+            .collect()
+    };
+    let s = |x: &[&str]| x.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    // Same calendar day.
+    assert_eq!(
+        codes_of(None),
+        vec![
+            ("2020-01-01T08:00:00".into(), s(&["a", "a2", "b", "c"])),
+            ("2020-01-02T07:00:00".into(), s(&["d"])),
+        ]
+    );
+    // Same timestamp only.
+    assert_eq!(codes_of(Some(0)).len(), 4);
+    // Within two hours of the visit's first event: 10:00 joins 08:00, 23:30 does not.
+    assert_eq!(
+        codes_of(Some(7200)),
+        vec![
+            ("2020-01-01T08:00:00".into(), s(&["a", "a2", "b"])),
+            ("2020-01-01T23:30:00".into(), s(&["c"])),
+            ("2020-01-02T07:00:00".into(), s(&["d"])),
+        ]
+    );
+    // Within a day of the first event: 07:00 the next day joins too, as windows run from the first.
+    assert_eq!(codes_of(Some(86_400)).len(), 1);
+}
+
+#[test]
+fn birth_static_rows_and_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("one.parquet");
+    events_file(
+        &path,
+        &[
+            (5, None, "GENDER//F", None),
+            (5, None, "race/Asian", None),
+            (5, None, "ethnicity//Not Hispanic", None),
+            (5, None, "SEX//M", None),
+            (5, None, "INSURANCE//medicare", None),
+            (5, Some("1980-02-29T06:00:00"), "MEDS_BIRTH", None),
+            (5, Some("2000-01-01T00:00:00"), "lab/x", Some(f32::NAN)),
+            (5, Some("2000-01-01T00:00:00"), "lab/x", Some(4.2)),
+            (5, Some("2003-01-01T00:00:00"), "MEDS_DEATH", None),
+            (6, None, "SEX//M", None),
+        ],
+    );
+    let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+    assert_eq!(
+        ds.patients,
+        vec![Patient {
+            id: "5".into(),
+            demographics: Demographics {
+                sex: Some("F".into()),
+                race: Some("Asian".into()),
+                ethnicity: Some("Not Hispanic".into()),
+                birth_year: Some(1980),
+                birth_date: Some("1980-02-29".into()),
+            },
+            visits: vec![
+                visit("2000-01-01T00:00:00", &["lab/x"], &[("lab/x", 4.2)]),
+                visit("2003-01-01T00:00:00", &["MEDS_DEATH"], &[]),
+            ],
+            ..Patient::default()
+        }]
+    );
+    let r = &ds.report;
+    assert_eq!(r.patients, 2);
+    assert_eq!(r.patients_without_visits, 1);
+    assert_eq!(r.non_finite_values, 1);
+    assert_eq!(r.events, 3);
+    assert_eq!(r.skipped.get("static rows that are not demographics"), Some(&1));
+    assert_eq!(
+        r.skipped.get("conflicting static demographic rows (first kept)"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn demographic_codes() {
+    use DemographicField::*;
+    assert_eq!(parse_demographic("SEX//F"), Some((Sex, "F")));
+    assert_eq!(parse_demographic("gender/M"), Some((Sex, "M")));
+    assert_eq!(
+        parse_demographic("Race//Black or African American"),
+        Some((Race, "Black or African American"))
+    );
+    assert_eq!(parse_demographic("ETHNICITY//"), None);
+    assert_eq!(parse_demographic("SEXUAL_HISTORY//x"), None);
+    assert_eq!(parse_demographic("MEDS_BIRTH"), None);
+}
+
+#[test]
+fn float32_values_widen_through_their_decimal() {
+    assert_eq!(widen(0.1), 0.1);
+    assert_eq!(widen(-3.25), -3.25);
+    assert!(widen(f32::NAN).is_nan());
+    assert_eq!(widen(f32::INFINITY), f64::INFINITY);
+}
+
+#[test]
+fn missing_input_and_empty_folder_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let msg = read_meds(&tmp.path().join("nope"), &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no such file"), "{msg}");
+    std::fs::create_dir(tmp.path().join("data")).unwrap();
+    let msg = read_meds(tmp.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("no .parquet files"), "{msg}");
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn streamed_files_are_named_by_first_subject_and_list_the_given_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    let listed: BTreeSet<String> = ["dx/a", "never/written"].iter().map(|c| c.to_string()).collect();
+    let options = MedsWriteOptions {
+        shard_names: ShardNames::FirstSubject,
+        codes: Some(listed),
+        ..fixed_options(2)
+    };
+    let mut writer = MedsWriter::create(&dir, options).unwrap();
+    for (i, p) in sample_patients().iter().enumerate() {
+        writer.write(1000 + i as i64, p).unwrap();
+    }
+    assert!(!dir.exists(), "the folder appears only when finished");
+    writer.finish().unwrap();
+    assert_eq!(
+        file_names(&dir.join("data")),
+        vec!["000000001000.parquet", "000000001002.parquet"]
+    );
+    let batch = &read_batches(&dir.join("metadata/codes.parquet"))[0];
+    let codes = batch.column(0).as_string::<i32>();
+    let codes: Vec<&str> = (0..batch.num_rows()).map(|i| codes.value(i)).collect();
+    assert!(
+        codes.contains(&"never/written") && codes.contains(&"lab/q"),
+        "{codes:?}"
+    );
+    // Read back: the same subjects, in order.
+    let ds = read_meds(&dir, &ReadOptions::default()).unwrap();
+    let ids: Vec<&str> = ds.patients.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, vec!["1000", "1001", "1002"]);
+}
+
+#[test]
+fn an_unfinished_writer_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    let mut writer = MedsWriter::create(&dir, fixed_options(1)).unwrap();
+    writer.write(1, &sample_patients()[0]).unwrap();
+    writer.write(2, &sample_patients()[1]).unwrap();
+    drop(writer);
+    assert!(file_names(tmp.path()).is_empty(), "{:?}", file_names(tmp.path()));
+}
