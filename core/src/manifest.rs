@@ -213,6 +213,9 @@ pub struct Manifest {
 }
 
 pub const MANIFEST: &str = "manifest.json";
+/// The detached minisign signature of `manifest.json` (`halo export --sign`); the manifest names the sha256
+/// of every other file, so the signature covers the whole model directory.
+pub const SIGNATURE: &str = "manifest.json.minisig";
 /// Version written. 2 added `files.code_head_incremental`; version 1 directories are still read (and sampled
 /// through the dense `code_head`).
 pub const MANIFEST_FORMAT_VERSION: u32 = 2;

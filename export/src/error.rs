@@ -43,6 +43,10 @@ pub enum ExportError {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// A step run on the complete model directory before it is moved into place.
+    #[error("finishing the model directory")]
+    Finish(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;

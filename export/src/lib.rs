@@ -20,6 +20,7 @@ pub mod code_head;
 pub mod code_head_incremental;
 mod error;
 pub mod onnx;
+pub mod signing;
 pub mod visit_step;
 pub mod visit_transformer;
 
@@ -87,6 +88,17 @@ impl Default for ExportOptions {
 /// place at the end; nothing is left behind on error. The same checkpoint and options give
 /// byte-identical files.
 pub fn export(checkpoint: &Path, out: &Path, opts: &ExportOptions) -> Result<Manifest> {
+    export_with(checkpoint, out, opts, &mut |_, _| Ok(()))
+}
+
+/// Work done on a complete model directory before it is moved into place: given the temporary folder and
+/// its manifest (e.g. filling in the verify digest, then signing). An error leaves nothing behind.
+pub type FinishStep<'a> =
+    dyn FnMut(&Path, &mut Manifest) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> + 'a;
+
+/// As [`export`], running `finish` on the temporary folder before it becomes `out`: `out` appears only
+/// when everything, `finish` included, succeeded.
+pub fn export_with(checkpoint: &Path, out: &Path, opts: &ExportOptions, finish: &mut FinishStep) -> Result<Manifest> {
     let ck = read_checkpoint(checkpoint)?;
     check_output(out, opts)?;
     let tmp = sibling(out, "export.tmp")?;
@@ -94,7 +106,8 @@ pub fn export(checkpoint: &Path, out: &Path, opts: &ExportOptions) -> Result<Man
         std::fs::remove_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
-    let written = write_model_dir(&ck, &tmp, opts).and_then(|m| {
+    let written = write_model_dir(&ck, &tmp, opts).and_then(|mut m| {
+        finish(&tmp, &mut m).map_err(ExportError::Finish)?;
         replace_dir(&tmp, out)?;
         Ok(m)
     });

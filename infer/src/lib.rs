@@ -25,6 +25,7 @@ pub mod model;
 pub mod output;
 pub mod runtime;
 pub mod sampler;
+pub mod trust;
 pub mod verify;
 mod walk;
 

@@ -28,8 +28,11 @@ MEDS and OMOP outputs also carry a creation date (MEDS dataset.json, OMOP cdm_so
 SOURCE_DATE_EPOCH (seconds since 1970) to fix it, and two runs give the same bytes.
 
 Before sampling, every .onnx file is checked against the sha256 in manifest.json, so a damaged or
-incomplete copy of a model directory is refused. `halo-sample verify` additionally re-samples the
-records the exporter fingerprinted and reports whether this machine reproduces them.
+incomplete copy of a model directory is refused. With --trust PUBLIC_KEY, the directory must also carry a
+good signature by that key (manifest.json.minisig, from `halo export --sign`; minisign's format, so
+`minisign -Vm manifest.json -p KEY.pub` checks it too). `halo-sample verify` reports each check on its own
+line: the signature, the sha256s, and the records the exporter fingerprinted, re-sampled at three batch
+sizes.
 
 The ONNX Runtime library (libonnxruntime.so) is looked up in this order: --ort-lib, the environment
 variable ORT_DYLIB_PATH, next to the halo-sample executable (scripts/setup.sh links it there), and the
@@ -50,8 +53,8 @@ Examples:
   # only records with diabetes, female
   halo-sample --model M --count 500 --seed 1 --condition diabetes=1,SEX/F=1 --out diabetic_women.jsonl
 
-  # check that this machine reproduces the exporter's records
-  halo-sample verify --model M
+  # check the signature, the files and that this machine reproduces the exporter's records
+  halo-sample verify --model M --trust halo.pub
 
   # throughput and peak memory at several batch sizes
   halo-sample bench --model M --batch-sizes 1,64,256 --count 256
@@ -96,6 +99,25 @@ struct RuntimeArgs {
     /// Print nothing but errors (no progress bar, no library line).
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct TrustArgs {
+    /// Refuse the model directory unless manifest.json carries a good signature (manifest.json.minisig,
+    /// from `halo export --sign`) by this public key: the path of its .pub file, or the key itself.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    trust: Option<String>,
+}
+
+impl TrustArgs {
+    /// Checks the signature when `--trust` was given; returns what it found.
+    fn check(&self, model_dir: &Path) -> Result<Option<halo_infer::trust::Signed>> {
+        let Some(key) = &self.trust else {
+            return Ok(None);
+        };
+        let key = halo_infer::trust::read_public_key(key)?;
+        Ok(Some(halo_infer::trust::check_signature(model_dir, &key)?))
+    }
 }
 
 #[derive(Args)]
@@ -144,6 +166,8 @@ struct SampleArgs {
     #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
     device: String,
     #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
 }
 
@@ -152,6 +176,8 @@ struct VerifyArgs {
     /// Model directory written by `halo export`.
     #[arg(long, value_name = "MODEL_DIR")]
     model: PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -271,7 +297,12 @@ fn sample(args: SampleArgs) -> Result<()> {
     let format = OutputFormat::parse(&args.format).expect("checked by clap");
     let device = Device::parse(&args.device).expect("checked by clap");
 
-    // Cheap checks first: the output location, the manifest, the conditions.
+    // Cheap checks first: the signature, the output location, the manifest, the conditions.
+    if let Some(signed) = args.trust.check(&model_dir)? {
+        if !args.runtime.quiet {
+            eprintln!("halo-sample: signature good ({})", signed.trusted_comment);
+        }
+    }
     let cohort = match format {
         OutputFormat::Omop => Some(omop_cohort(&model_dir, seed, &records, cohort_end)?),
         _ => None,
@@ -362,29 +393,65 @@ fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u6
     })
 }
 
+/// `halo-sample verify`: each check on its own line (signature, sha256, records at each batch size), then
+/// the verdict. Exit status 1 when a check fails.
 fn verify(args: VerifyArgs) -> Result<bool> {
+    use halo_core::manifest::SIGNATURE;
+    match args.trust.check(&args.model) {
+        Ok(Some(signed)) => println!("verify: signature: good ({})", signed.trusted_comment),
+        Ok(None) if args.model.join(SIGNATURE).is_file() => {
+            println!("verify: signature: not checked (the directory is signed: pass --trust PUBLIC_KEY to check it)")
+        }
+        Ok(None) => println!("verify: signature: not checked (the directory is not signed)"),
+        Err(e) => {
+            println!("verify: signature: FAILED: {e:#}");
+            println!("verify: FAILED (signature)");
+            return Ok(false);
+        }
+    }
+    let manifest = halo_infer::model::read_manifest(&args.model)?;
+    if let Err(e) = halo_infer::model::check_files(&args.model, &manifest) {
+        println!("verify: sha256: FAILED: {e:#}");
+        println!("verify: FAILED (sha256)");
+        return Ok(false);
+    }
+    println!(
+        "verify: sha256: all {} files match manifest.json",
+        manifest.files.all().len()
+    );
+    drop(manifest);
     let rt = load_runtime(&args.runtime)?;
     let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime)?;
     let outcome = halo_infer::verify::verify(&mut model)?;
-    let count = outcome.expected.count;
-    if outcome.identical() {
+    let (count, seed) = (outcome.expected.count, outcome.expected.seed);
+    let mut failed = Vec::new();
+    for check in &outcome.checks {
+        let b = check.batch_size;
+        if check.mismatches.is_empty() {
+            println!("verify: records at batch size {b}: identical ({count} records at seed {seed})");
+            continue;
+        }
+        failed.push(format!("records at batch size {b}"));
         println!(
-            "verify: identical: the {count} records at seed {} match the exporter's digest (all ONNX files match their sha256)",
-            outcome.expected.seed
+            "verify: records at batch size {b}: DIFFERENT: {} of {count} records at seed {seed} differ from the \
+             exporter's digest:",
+            check.mismatches.len()
+        );
+        for m in &check.mismatches {
+            println!("  record {} differs {}", m.record, m.difference);
+        }
+    }
+    if failed.is_empty() {
+        println!(
+            "verify: identical: this machine reproduces the exporter's records (ONNX Runtime {})",
+            rt.version
         );
         return Ok(true);
     }
     println!(
-        "verify: DIFFERENT: {} of {count} records at seed {} differ from the exporter's digest:",
-        outcome.mismatches.len(),
-        outcome.expected.seed
-    );
-    for m in &outcome.mismatches {
-        println!("  record {} differs {}", m.record, m.difference);
-    }
-    println!(
-        "The ONNX files match their checksums, so the difference comes from arithmetic: another ONNX Runtime \
-         version or CPU type rounds differently (the records are still valid samples, but not the exporter's)."
+        "verify: DIFFERENT ({}; ONNX Runtime {} here): these records are not the exporter's",
+        failed.join(", "),
+        rt.version
     );
     Ok(false)
 }

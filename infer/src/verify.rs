@@ -37,6 +37,11 @@ pub fn digest_with(model: &mut Model, seed: u64, count: usize) -> Result<VerifyD
     digest_with_progress(model, seed, count, &mut |_| {})
 }
 
+/// Batch size of the digest `halo export` stores.
+pub fn digest_batch_size(count: usize) -> usize {
+    count.clamp(1, 64)
+}
+
 /// As [`digest_with`], calling `progress` with the number of records sampled so far after each batch.
 pub fn digest_with_progress(
     model: &mut Model,
@@ -44,21 +49,35 @@ pub fn digest_with_progress(
     count: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<VerifyDigest> {
+    digest_at_batch_size(model, seed, count, digest_batch_size(count), progress)
+}
+
+/// The digest of records `0..count` sampled in batches of `batch_size`. When the batch is larger than
+/// `count`, records up to `batch_size` are sampled (so that the graphs run at that batch size) and the
+/// first `count` digested; a record does not depend on the others of its batch.
+fn digest_at_batch_size(
+    model: &mut Model,
+    seed: u64,
+    count: usize,
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<VerifyDigest> {
     let mut all = Vec::with_capacity(count);
     generate(
         model,
         &Plan {
             seed,
-            records: 0..count as u64,
-            batch_size: count.clamp(1, 64),
+            records: 0..count.max(batch_size) as u64,
+            batch_size,
             conditions: None,
         },
         |batch| {
             all.extend(batch);
-            progress(all.len());
+            progress(all.len().min(count));
             Ok(())
         },
     )?;
+    all.truncate(count);
     Ok(digest_of(seed, &all))
 }
 
@@ -127,17 +146,32 @@ pub struct Mismatch {
     pub difference: Difference,
 }
 
-/// Result of `halo-sample verify`.
+/// Batch sizes `halo-sample verify` samples at: the digest's own, one record at a time, and the sampler's
+/// default (a model whose graphs behaved differently at another batch size would show there).
+pub fn verify_batch_sizes(count: usize) -> Vec<usize> {
+    let mut sizes = vec![digest_batch_size(count), 1, 256];
+    sizes.dedup();
+    sizes
+}
+
+/// The records sampled at one batch size, compared with the digest.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VerifyOutcome {
-    pub expected: VerifyDigest,
+pub struct BatchCheck {
+    pub batch_size: usize,
     pub actual: VerifyDigest,
     pub mismatches: Vec<Mismatch>,
 }
 
+/// Result of `halo-sample verify`: one check per batch size of [`verify_batch_sizes`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyOutcome {
+    pub expected: VerifyDigest,
+    pub checks: Vec<BatchCheck>,
+}
+
 impl VerifyOutcome {
     pub fn identical(&self) -> bool {
-        self.mismatches.is_empty()
+        self.checks.iter().all(|c| c.mismatches.is_empty())
     }
 }
 
@@ -165,7 +199,8 @@ pub fn compare(expected: &VerifyDigest, actual: &VerifyDigest) -> Vec<Mismatch> 
     out
 }
 
-/// Samples the manifest's verify records with a model loaded on the CPU and compares them.
+/// Samples the manifest's verify records at each batch size of [`verify_batch_sizes`] with a model loaded
+/// on the CPU and compares them.
 pub fn verify(model: &mut Model) -> Result<VerifyOutcome> {
     let Some(expected) = model.manifest.verify.clone() else {
         return Err(Error::model(
@@ -183,11 +218,15 @@ pub fn verify(model: &mut Model) -> Result<VerifyOutcome> {
             ),
         ));
     }
-    let actual = digest_with(model, expected.seed, expected.count)?;
-    let mismatches = compare(&expected, &actual);
-    Ok(VerifyOutcome {
-        expected,
-        actual,
-        mismatches,
-    })
+    let mut checks = Vec::new();
+    for batch_size in verify_batch_sizes(expected.count) {
+        let actual = digest_at_batch_size(model, expected.seed, expected.count, batch_size, &mut |_| {})?;
+        let mismatches = compare(&expected, &actual);
+        checks.push(BatchCheck {
+            batch_size,
+            actual,
+            mismatches,
+        });
+    }
+    Ok(VerifyOutcome { expected, checks })
 }

@@ -41,9 +41,11 @@ fn verify_passes_on_an_intact_model_directory() {
     assert!(digest.visits.iter().all(|v| v.len() >= 2), "label visit + visits");
     let mut model = load(&dir).unwrap();
     let outcome = verify::verify(&mut model).unwrap();
-    assert!(outcome.identical(), "{:?}", outcome.mismatches);
-    // The digest is that of the records' JSONL lines.
-    assert_eq!(outcome.actual, *digest);
+    assert!(outcome.identical(), "{:?}", outcome.checks);
+    // Sampled at three batch sizes; the digest is that of the records' JSONL lines.
+    let sizes: Vec<usize> = outcome.checks.iter().map(|c| c.batch_size).collect();
+    assert_eq!(sizes, vec![12, 1, 256]);
+    assert!(outcome.checks.iter().all(|c| c.actual == *digest));
 }
 
 #[test]
@@ -111,7 +113,7 @@ fn verify_reports_records_that_differ_from_the_digest() {
     let mut model = load(&dir).unwrap();
     let outcome = verify::verify(&mut model).unwrap();
     assert!(!outcome.identical());
-    let found: Vec<(usize, Difference)> = outcome
+    let found: Vec<(usize, Difference)> = outcome.checks[0]
         .mismatches
         .iter()
         .map(|m| (m.record, m.difference.clone()))
@@ -155,14 +157,14 @@ fn a_format_1_model_directory_verifies_and_gives_the_records_of_format_2() {
     let mut old_model = load(&old).unwrap();
     assert!(!old_model.is_incremental(), "format 1 has only the dense code head");
     let old_outcome = verify::verify(&mut old_model).unwrap();
-    assert!(old_outcome.identical(), "{:?}", old_outcome.mismatches);
+    assert!(old_outcome.identical(), "{:?}", old_outcome.checks);
 
     let mut new_model = load(&new).unwrap();
     assert!(new_model.is_incremental());
     let new_outcome = verify::verify(&mut new_model).unwrap();
-    assert!(new_outcome.identical(), "{:?}", new_outcome.mismatches);
+    assert!(new_outcome.identical(), "{:?}", new_outcome.checks);
     assert_eq!(
-        old_outcome.actual, new_outcome.actual,
+        old_outcome.checks[0].actual, new_outcome.checks[0].actual,
         "dense and incremental records differ"
     );
     // Asking for the incremental path on a format 1 directory is a clear error.

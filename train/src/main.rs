@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tch::Device;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "halo",
@@ -29,7 +31,9 @@ enum Command {
     /// Score a checkpoint on its test split: prints JSON with bce, f1 and perplexity.
     Test(TestCmd),
     /// Write a checkpoint as an ONNX model directory for `halo-sample`.
-    Export(ExportCmd),
+    Export(cli::export::ExportCmd),
+    /// Write a key pair for signing model directories (`halo export --sign`), in minisign's format.
+    Keygen(cli::keygen::KeygenCmd),
     /// Compare synthetic records with real ones: fidelity, privacy and utility report.
     Evaluate(EvaluateCmd),
 }
@@ -157,30 +161,6 @@ struct TestCmd {
 }
 
 #[derive(Args)]
-struct ExportCmd {
-    /// Checkpoint folder written by `halo train`.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Model directory to write (must not exist, or be empty).
-    #[arg(long)]
-    out: PathBuf,
-    /// Weight precision: fp32 or fp16 (inputs and outputs stay fp32).
-    #[arg(long, default_value = "fp32")]
-    precision: String,
-    /// Records sampled at seed 0 for the manifest's verify digest (0 to skip).
-    #[arg(long, default_value_t = 100)]
-    verify_count: usize,
-    /// Replace a model directory already at --out (written by `halo export`; anything else there is refused).
-    /// The new directory is built beside it and swapped in only when complete.
-    #[arg(long)]
-    overwrite: bool,
-    /// Export a model trained with --min-patients below 5 (or before the rule existed): its vocabulary
-    /// and bucket edges may carry values of fewer than 5 patients. Only for data that may leave as is.
-    #[arg(long)]
-    allow_small_cells: bool,
-}
-
-#[derive(Args)]
 struct EvaluateCmd {
     /// Real records (the training data).
     #[arg(long)]
@@ -232,7 +212,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(cmd) => run_train(cmd),
         Command::Test(cmd) => run_test(cmd),
-        Command::Export(cmd) => run_export(cmd),
+        Command::Export(cmd) => cli::export::run(cmd),
+        Command::Keygen(cmd) => cli::keygen::run(cmd),
         Command::Evaluate(cmd) => run_evaluate(cmd),
     };
     match result {
@@ -358,94 +339,6 @@ fn run_test(cmd: TestCmd) -> Result<()> {
     out["unknown_codes"] = unknown.into();
     out["data"] = data_path.display().to_string().into();
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-fn run_export(cmd: ExportCmd) -> Result<()> {
-    let precision = match cmd.precision.as_str() {
-        "fp32" => halo_export::Precision::Fp32,
-        "fp16" => halo_export::Precision::Fp16,
-        other => bail!("unknown --precision `{other}` (expected fp32 or fp16)"),
-    };
-    let encoding: halo_core::encoding::Encoding = halo_core::fsutil::read_json(
-        &cmd.checkpoint.join(halo_core::manifest::checkpoint::ENCODING),
-        "encoding",
-    )?;
-    let k = encoding.options.min_patients;
-    if k < 5 && !cmd.allow_small_cells {
-        bail!(
-            "{}: trained with --min-patients {k}: its vocabulary and bucket edges may carry values seen in fewer \
-             than 5 patients, and a model directory leaves the training machine. Retrain with --min-patients 5 \
-             or more (default {}), or pass --allow-small-cells if these data may leave as they are",
-            cmd.checkpoint.display(),
-            halo_core::encoding::DEFAULT_MIN_PATIENTS
-        );
-    }
-    if k < 5 {
-        eprintln!("halo export: --allow-small-cells: exporting a model trained with --min-patients {k}");
-    }
-    let options = halo_export::ExportOptions {
-        precision,
-        overwrite: cmd.overwrite,
-        ..Default::default()
-    };
-    let mut manifest = halo_export::export(&cmd.checkpoint, &cmd.out, &options)
-        .with_context(|| format!("exporting {} to {}", cmd.checkpoint.display(), cmd.out.display()))?;
-    if cmd.verify_count > 0 {
-        // The reference records a site's `halo-sample verify` must reproduce.
-        let pb = indicatif::ProgressBar::new(cmd.verify_count as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "halo export: verify digest {bar:30} {pos}/{len} records ({elapsed}, ETA {eta})",
-            )
-            .expect("template"),
-        );
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        let started = std::time::Instant::now();
-        let digest =
-            halo_infer::verify_digest_with_progress(&cmd.out, 0, cmd.verify_count, &mut |n| pb.set_position(n as u64))
-                .context("sampling the verify digest")?;
-        pb.finish_and_clear();
-        eprintln!(
-            "halo export: verify digest of {} records at seed 0 in {:.1} s",
-            cmd.verify_count,
-            started.elapsed().as_secs_f64()
-        );
-        manifest.verify = Some(digest);
-        halo_export::write_manifest(&cmd.out, &manifest)?;
-    }
-    let files = &manifest.files;
-    let mut listed = vec![
-        (&files.visit_transformer.name, &files.visit_transformer.sha256),
-        (&files.visit_transformer_step.name, &files.visit_transformer_step.sha256),
-        (&files.code_head.name, &files.code_head.sha256),
-    ];
-    if let Some(inc) = &files.code_head_incremental {
-        listed.extend([
-            (&inc.start.name, &inc.start.sha256),
-            (&inc.columns.name, &inc.columns.sha256),
-        ]);
-    }
-    let size = |name: &str| std::fs::metadata(cmd.out.join(name)).map(|m| m.len()).unwrap_or(0);
-    for (name, sha256) in listed {
-        eprintln!(
-            "halo export: {name} ({:.1} MB, sha256 {})",
-            size(name) as f64 / 1e6,
-            &sha256[..16]
-        );
-    }
-    if let Some(inc) = &files.code_head_incremental {
-        let total: u64 = inc.blocks.iter().map(|b| size(&b.name)).sum();
-        eprintln!(
-            "halo export: {} block graphs of {} codes, {}0000.onnx .. ({:.1} MB in all)",
-            inc.blocks.len(),
-            inc.block_len,
-            halo_core::manifest::graph::CODE_HEAD_BLOCK_PREFIX,
-            total as f64 / 1e6
-        );
-    }
-    eprintln!("halo export: model directory {}", cmd.out.display());
     Ok(())
 }
 

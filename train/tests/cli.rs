@@ -1,51 +1,9 @@
 //! `halo train` and `halo test` as a user runs them: real training runs on small real records.
 
+mod common;
+
+use common::{export, fixture, halo, stderr, train};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn halo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_halo"))
-        .args(args)
-        .output()
-        .expect("run halo")
-}
-
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data,
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ];
-    args.extend([
-        "--n-embd",
-        "16",
-        "--n-layer",
-        "1",
-        "--n-head",
-        "2",
-        "--batch-size",
-        "16",
-    ]);
-    args.extend(extra);
-    halo(&args)
-}
 
 fn json(path: PathBuf) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
@@ -225,18 +183,6 @@ fn records_without_visits_are_counted_not_trained_on() {
 }
 
 /// `halo export` of checkpoint `ck` into `out`, with `extra` flags.
-fn export(ck: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    halo(&args)
-}
-
 /// Asserts that no file of `dir` contains any of `needles`.
 fn assert_nowhere_in(dir: &Path, needles: &[&str]) {
     for e in std::fs::read_dir(dir).unwrap() {

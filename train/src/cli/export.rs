@@ -1,0 +1,153 @@
+//! `halo export`: a checkpoint folder to an ONNX model directory, with its verify digest and, with
+//! `--sign`, a signature; the directory appears only when all of that succeeded.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use halo_export::signing;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct ExportCmd {
+    /// Checkpoint folder written by `halo train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Model directory to write (must not exist, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight precision: fp32 or fp16 (inputs and outputs stay fp32).
+    #[arg(long, default_value = "fp32")]
+    precision: String,
+    /// Records sampled at seed 0 for the manifest's verify digest (0 to skip).
+    #[arg(long, default_value_t = 100)]
+    verify_count: usize,
+    /// Replace a model directory already at --out (written by `halo export`; anything else there is refused).
+    /// The new directory is built beside it and swapped in only when complete.
+    #[arg(long)]
+    overwrite: bool,
+    /// Export a model trained with --min-patients below 5 (or before the rule existed): its vocabulary
+    /// and bucket edges may carry values of fewer than 5 patients. Only for data that may leave as is.
+    #[arg(long)]
+    allow_small_cells: bool,
+    /// Sign the model directory with this secret key (from `halo keygen`): writes manifest.json.minisig, a
+    /// minisign signature of manifest.json, which names the sha256 of every other file. A password-protected
+    /// key reads its password from HALO_KEY_PASSWORD, or asks for it on a terminal.
+    #[arg(long, value_name = "SECRET_KEY")]
+    sign: Option<PathBuf>,
+}
+
+pub fn run(cmd: ExportCmd) -> Result<()> {
+    let precision = match cmd.precision.as_str() {
+        "fp32" => halo_export::Precision::Fp32,
+        "fp16" => halo_export::Precision::Fp16,
+        other => bail!("unknown --precision `{other}` (expected fp32 or fp16)"),
+    };
+    let encoding: halo_core::encoding::Encoding = halo_core::fsutil::read_json(
+        &cmd.checkpoint.join(halo_core::manifest::checkpoint::ENCODING),
+        "encoding",
+    )?;
+    let k = encoding.options.min_patients;
+    if k < 5 && !cmd.allow_small_cells {
+        bail!(
+            "{}: trained with --min-patients {k}: its vocabulary and bucket edges may carry values seen in fewer \
+             than 5 patients, and a model directory leaves the training machine. Retrain with --min-patients 5 \
+             or more (default {}), or pass --allow-small-cells if these data may leave as they are",
+            cmd.checkpoint.display(),
+            halo_core::encoding::DEFAULT_MIN_PATIENTS
+        );
+    }
+    if k < 5 {
+        eprintln!("halo export: --allow-small-cells: exporting a model trained with --min-patients {k}");
+    }
+    // Opened before the minutes of export: a key that does not open fails now.
+    let key = cmd
+        .sign
+        .as_deref()
+        .map(|path| signing::SigningKey::open(path, super::keygen::password_for_existing_key()))
+        .transpose()
+        .context("opening the --sign key")?;
+    let options = halo_export::ExportOptions {
+        precision,
+        overwrite: cmd.overwrite,
+        ..Default::default()
+    };
+    let finish = |dir: &Path, manifest: &mut halo_core::manifest::Manifest| -> Result<()> {
+        if cmd.verify_count > 0 {
+            manifest.verify = Some(verify_digest(dir, cmd.verify_count)?);
+            halo_export::write_manifest(dir, manifest)?;
+        }
+        if let Some(key) = &key {
+            key.sign_model_dir(dir)?;
+        }
+        Ok(())
+    };
+    let manifest = halo_export::export_with(&cmd.checkpoint, &cmd.out, &options, &mut |dir, m| {
+        finish(dir, m).map_err(Into::into)
+    })
+    .with_context(|| format!("exporting {} to {}", cmd.checkpoint.display(), cmd.out.display()))?;
+    report_files(&cmd.out, &manifest);
+    if let Some(key) = &key {
+        let pk = key.public_base64();
+        eprintln!(
+            "halo export: signed: {} (check with `halo-sample verify --trust KEY` or `minisign -Vm manifest.json -P {pk}`)",
+            halo_core::manifest::SIGNATURE
+        );
+    }
+    eprintln!("halo export: model directory {}", cmd.out.display());
+    Ok(())
+}
+
+/// The reference records a site's `halo-sample verify` must reproduce, sampled from the model in `dir`.
+fn verify_digest(dir: &Path, count: usize) -> Result<halo_core::manifest::VerifyDigest> {
+    let pb = indicatif::ProgressBar::new(count as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "halo export: verify digest {bar:30} {pos}/{len} records ({elapsed}, ETA {eta})",
+        )
+        .expect("template"),
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let digest = halo_infer::verify_digest_with_progress(dir, 0, count, &mut |n| pb.set_position(n as u64))
+        .context("sampling the verify digest")?;
+    pb.finish_and_clear();
+    eprintln!(
+        "halo export: verify digest of {count} records at seed 0 in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(digest)
+}
+
+/// One line per graph file: size and the start of its sha256.
+fn report_files(out: &Path, manifest: &halo_core::manifest::Manifest) {
+    let files = &manifest.files;
+    let mut listed = vec![
+        (&files.visit_transformer.name, &files.visit_transformer.sha256),
+        (&files.visit_transformer_step.name, &files.visit_transformer_step.sha256),
+        (&files.code_head.name, &files.code_head.sha256),
+    ];
+    if let Some(inc) = &files.code_head_incremental {
+        listed.extend([
+            (&inc.start.name, &inc.start.sha256),
+            (&inc.columns.name, &inc.columns.sha256),
+        ]);
+    }
+    let size = |name: &str| std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0);
+    for (name, sha256) in listed {
+        eprintln!(
+            "halo export: {name} ({:.1} MB, sha256 {})",
+            size(name) as f64 / 1e6,
+            &sha256[..16]
+        );
+    }
+    if let Some(inc) = &files.code_head_incremental {
+        let total: u64 = inc.blocks.iter().map(|b| size(&b.name)).sum();
+        eprintln!(
+            "halo export: {} block graphs of {} codes, {}0000.onnx .. ({:.1} MB in all)",
+            inc.blocks.len(),
+            inc.block_len,
+            halo_core::manifest::graph::CODE_HEAD_BLOCK_PREFIX,
+            total as f64 / 1e6
+        );
+    }
+}

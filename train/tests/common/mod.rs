@@ -1,0 +1,80 @@
+//! Running the `halo` and `halo-sample` commands as a user does, on small real records.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn halo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args(args)
+        .output()
+        .expect("run halo")
+}
+
+pub fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    args.extend([
+        "--n-embd",
+        "16",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--batch-size",
+        "16",
+    ]);
+    args.extend(extra);
+    halo(&args)
+}
+
+pub fn export(ck: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    halo(&args)
+}
+
+/// `halo-sample`, built next to `halo` by the workspace build (`cargo test --workspace` builds both).
+pub fn halo_sample(args: &[&str]) -> Output {
+    let exe = Path::new(env!("CARGO_BIN_EXE_halo")).with_file_name("halo-sample");
+    assert!(
+        exe.is_file(),
+        "{} missing: build it first (cargo build --release -p halo-infer, or cargo test --workspace)",
+        exe.display()
+    );
+    Command::new(exe).args(args).output().expect("run halo-sample")
+}
+
+/// A checkpoint trained for one epoch on the 60 Synthea records, in `dir/ck`.
+pub fn quick_checkpoint(dir: &Path) -> PathBuf {
+    let ck = dir.join("ck");
+    let o = train(&fixture("synthea-60.jsonl"), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ck
+}
