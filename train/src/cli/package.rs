@@ -1,0 +1,662 @@
+//! `halo package`: the one archive a partner site receives. `bin/halo-sample` with the ONNX Runtime library
+//! it loads (found next to it, no environment needed), `model/` unchanged, `SITE.md` (what to run and what to
+//! expect), `bundle.json`, licence notices, and `SHA256SUMS` over every file. The layout and file names are
+//! `halo_infer::site`'s, the contract `halo-sample verify` checks.
+
+use super::elf;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use halo_core::manifest::{Manifest, MANIFEST, SIGNATURE};
+use halo_infer::output::{Output, OutputFormat};
+use halo_infer::runtime::{self, Device, SessionOptions};
+use halo_infer::site::{self, BundleInfo, ExpectedFigures};
+use halo_infer::{generate, Model, Plan, Sampled};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The toolkit's licence, shipped in every bundle.
+const TOOLKIT_LICENSE: &str = include_str!("../../../LICENSE");
+/// ONNX Runtime release of the pinned wheels (requirements.txt; the GPU build from scripts/setup.sh).
+const ONNXRUNTIME_GPU_DIR: &str = "onnxruntime-gpu-1.31.1";
+/// Execution provider libraries a CUDA bundle carries next to libonnxruntime.
+const CUDA_PROVIDER_LIBRARIES: [&str; 2] = ["libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"];
+/// Records sampled for the expected figures.
+const FIGURE_RECORDS: u64 = 1000;
+
+#[derive(Args)]
+pub struct PackageCmd {
+    /// Model directory written by `halo export` (copied unchanged into the bundle's model/).
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    /// The archive to write (BUNDLE.tar.gz; must not exist). It unpacks into a folder of the same name.
+    #[arg(long, value_name = "BUNDLE.tar.gz")]
+    out: PathBuf,
+    /// Ship the CUDA build of ONNX Runtime (onnxruntime-gpu, same version) with its CUDA execution provider
+    /// instead of the CPU build. The site then needs an NVIDIA driver, CUDA 13 and cuDNN 9 (SITE.md lists
+    /// the libraries).
+    #[arg(long)]
+    cuda: bool,
+    /// Public key of a signed model directory (required when the model is signed): the signature is checked
+    /// now, and SITE.md gives the key and the command that checks it at the site.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    public_key: Option<PathBuf>,
+    /// The halo-sample binary to ship [default: the one next to this halo].
+    #[arg(long, value_name = "PATH")]
+    sampler: Option<PathBuf>,
+    /// The ONNX Runtime library to ship (the file, or its folder) [default: the CPU library halo-sample finds;
+    /// with --cuda, the onnxruntime-gpu wheel's, which scripts/setup.sh unpacks into the cache].
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+}
+
+/// One file of the bundle: its path inside the bundle and where its bytes come from.
+struct Entry {
+    path: String,
+    content: Content,
+    executable: bool,
+}
+
+enum Content {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+impl Entry {
+    fn file(path: impl Into<String>, source: PathBuf, executable: bool) -> Entry {
+        Entry {
+            path: path.into(),
+            content: Content::File(source),
+            executable,
+        }
+    }
+
+    fn bytes(path: impl Into<String>, bytes: Vec<u8>) -> Entry {
+        Entry {
+            path: path.into(),
+            content: Content::Bytes(bytes),
+            executable: false,
+        }
+    }
+
+    fn sha256(&self) -> Result<String> {
+        let mut hasher = Sha256::new();
+        match &self.content {
+            Content::Bytes(b) => hasher.update(b),
+            Content::File(p) => {
+                let mut f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).with_context(|| format!("reading {}", p.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+            }
+        }
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+pub fn run(cmd: PackageCmd) -> Result<()> {
+    let folder = bundle_folder_name(&cmd.out)?;
+    if cmd.out.exists() {
+        bail!(
+            "{}: already exists; halo package never overwrites a bundle",
+            cmd.out.display()
+        );
+    }
+
+    // The model: intact, signed as claimed.
+    let manifest = halo_infer::model::read_manifest(&cmd.model)?;
+    halo_infer::model::check_files(&cmd.model, &manifest)?;
+    let signed = cmd.model.join(SIGNATURE).is_file();
+    let public_key = match (&cmd.public_key, signed) {
+        (Some(key), true) => {
+            let text = key.to_string_lossy().into_owned();
+            let pk = halo_infer::trust::read_public_key(&text)?;
+            halo_infer::trust::check_signature(&cmd.model, &pk)?;
+            Some(public_key_line(key)?)
+        }
+        (Some(_), false) => bail!(
+            "{}: --public-key given but the model directory is not signed (no {SIGNATURE}); export it with \
+             `halo export --sign`",
+            cmd.model.display()
+        ),
+        (None, true) => bail!(
+            "{}: the model directory is signed; pass --public-key with its public key, so that SITE.md can tell \
+             the site how to check it",
+            cmd.model.display()
+        ),
+        (None, false) => {
+            eprintln!(
+                "halo package: note: the model directory is not signed; a site can check the files but not \
+                 where they came from (`halo export --sign`)"
+            );
+            None
+        }
+    };
+
+    // The sampler and the ONNX Runtime library it will load at the site.
+    let sampler = match &cmd.sampler {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("halo-sample"),
+    };
+    if !sampler.is_file() {
+        bail!(
+            "{}: no halo-sample binary (build it with scripts/setup.sh, or give --sampler PATH)",
+            sampler.display()
+        );
+    }
+    let ort = OrtFiles::find(cmd.ort_lib.as_deref(), cmd.cuda)?;
+
+    eprintln!("halo package: measuring the expected figures ({FIGURE_RECORDS} records on the CPU) ...");
+    let expected = measure(&cmd.model, &manifest)?;
+
+    let mut entries = vec![Entry::file(format!("{}/halo-sample", site::BIN), sampler.clone(), true)];
+    for (name, source) in &ort.libraries {
+        entries.push(Entry::file(format!("{}/{name}", site::BIN), source.clone(), true));
+    }
+    for file in site::files_under(&cmd.model)? {
+        let rel = file.strip_prefix(&cmd.model)?.to_string_lossy().into_owned();
+        entries.push(Entry::file(format!("{}/{rel}", site::MODEL), file, false));
+    }
+    entries.push(Entry::bytes(
+        format!("{}/halo-LICENSE", site::LICENSES),
+        TOOLKIT_LICENSE.as_bytes().to_vec(),
+    ));
+    entries.push(Entry::file(
+        format!("{}/onnxruntime-LICENSE", site::LICENSES),
+        ort.license.clone(),
+        false,
+    ));
+    entries.push(Entry::file(
+        format!("{}/onnxruntime-ThirdPartyNotices.txt", site::LICENSES),
+        ort.notices.clone(),
+        false,
+    ));
+
+    // What the binaries need from the site's system.
+    let mut glibc: Vec<u32> = Vec::new();
+    let mut system_libraries: Vec<String> = Vec::new();
+    let shipped: Vec<&str> = ort.libraries.iter().map(|(n, _)| n.as_str()).collect();
+    for path in std::iter::once(&sampler).chain(ort.libraries.iter().map(|(_, p)| p)) {
+        let needs = elf::needs(path)?;
+        if let Some(v) = needs.glibc.last() {
+            glibc = glibc.max(v.clone());
+        }
+        for lib in needs.libraries {
+            if !shipped.contains(&lib.as_str()) && !system_libraries.contains(&lib) {
+                system_libraries.push(lib);
+            }
+        }
+    }
+    system_libraries.sort();
+
+    let created = halo_core::fsutil::stamp_time()?;
+    let info = BundleInfo {
+        bundle_format: site::BUNDLE_FORMAT,
+        toolkit_version: halo_infer::TOOLKIT_VERSION.to_string(),
+        git_commit: halo_infer::GIT_COMMIT.to_string(),
+        onnxruntime_version: ort.version.clone(),
+        onnxruntime_build: if cmd.cuda { "cuda" } else { "cpu" }.to_string(),
+        model_manifest_sha256: halo_infer::model::file_sha256(&cmd.model.join(MANIFEST))?,
+        model_signed: signed,
+        created: created.format("%Y-%m-%d").to_string(),
+        min_glibc: elf::version_text(&glibc),
+        system_libraries,
+        expected,
+    };
+    let site_md = site_readme(&info, &manifest, public_key.as_deref());
+    entries.push(Entry::bytes(site::SITE_MD, site_md.into_bytes()));
+    let mut json = serde_json::to_vec_pretty(&info)?;
+    json.push(b'\n');
+    entries.push(Entry::bytes(site::BUNDLE_JSON, json));
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut sums = Vec::with_capacity(entries.len());
+    for e in &entries {
+        sums.push((e.path.clone(), e.sha256()?));
+    }
+    entries.push(Entry::bytes(site::SUMS, site::format_sums(&sums).into_bytes()));
+
+    write_archive(&cmd.out, &folder, &entries, created.timestamp().max(0) as u64)?;
+    let size = std::fs::metadata(&cmd.out)?.len();
+    eprintln!(
+        "halo package: wrote {} ({:.1} MB, {} files in {folder}/; ONNX Runtime {} {}; glibc >= {})",
+        cmd.out.display(),
+        size as f64 / 1e6,
+        entries.len(),
+        info.onnxruntime_version,
+        info.onnxruntime_build,
+        info.min_glibc
+    );
+    eprintln!("halo package: a site unpacks it and runs first: {folder}/bin/halo-sample verify --model {folder}/model");
+    Ok(())
+}
+
+/// The folder the archive unpacks into: its file name without `.tar.gz` / `.tgz`.
+fn bundle_folder_name(out: &Path) -> Result<String> {
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let stem = name
+        .strip_suffix(".tar.gz")
+        .or_else(|| name.strip_suffix(".tgz"))
+        .filter(|s| !s.is_empty() && halo_core::manifest::is_plain_file_name(s));
+    match stem {
+        Some(s) => Ok(s.to_string()),
+        None => bail!(
+            "--out {}: expected a file name ending in .tar.gz (e.g. site-bundle.tar.gz)",
+            out.display()
+        ),
+    }
+}
+
+/// The base64 line of a minisign public key file, or the key itself when given as text.
+fn public_key_line(key: &Path) -> Result<String> {
+    if key.is_file() {
+        let text = std::fs::read_to_string(key)?;
+        if let Some(line) = text.lines().nth(1) {
+            return Ok(line.trim().to_string());
+        }
+        bail!("{}: not a minisign public key file", key.display());
+    }
+    Ok(key.to_string_lossy().trim().to_string())
+}
+
+/// The ONNX Runtime files a bundle ships.
+struct OrtFiles {
+    /// (name in bin/, source): the library itself first, then execution provider libraries.
+    libraries: Vec<(String, PathBuf)>,
+    version: String,
+    license: PathBuf,
+    notices: PathBuf,
+}
+
+impl OrtFiles {
+    fn find(explicit: Option<&Path>, cuda: bool) -> Result<OrtFiles> {
+        let library = match (explicit, cuda) {
+            (Some(p), _) => runtime::find_library(Some(p))?.0,
+            (None, false) => runtime::find_library(None)?.0,
+            (None, true) => {
+                let cache = std::env::var_os("HALO_CACHE")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/halo")))
+                    .context("neither HALO_CACHE nor HOME is set")?;
+                let capi = cache.join(ONNXRUNTIME_GPU_DIR).join("capi");
+                runtime::find_library(Some(&capi))
+                    .with_context(|| {
+                        format!(
+                        "--cuda needs the onnxruntime-gpu library: run scripts/setup.sh (it unpacks it into {}), or \
+                         give --ort-lib",
+                        capi.display()
+                    )
+                    })?
+                    .0
+            }
+        };
+        let library = std::fs::canonicalize(&library).with_context(|| format!("resolving {}", library.display()))?;
+        let name = library
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let version = name
+            .strip_prefix(&format!("{}.", runtime::LIBRARY_NAME))
+            .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+            .with_context(|| {
+                format!(
+                    "{}: expected the versioned library file of an onnxruntime wheel (libonnxruntime.so.1.31.1)",
+                    library.display()
+                )
+            })?
+            .to_string();
+        let capi = library.parent().context("library without a folder")?;
+        let mut libraries = vec![(name, library.clone())];
+        let providers = capi.join(CUDA_PROVIDER_LIBRARIES[1]);
+        if cuda {
+            for p in CUDA_PROVIDER_LIBRARIES {
+                let path = capi.join(p);
+                if !path.is_file() {
+                    bail!(
+                        "{}: missing, so {} is not the onnxruntime-gpu build --cuda ships",
+                        path.display(),
+                        library.display()
+                    );
+                }
+                libraries.push((p.to_string(), path));
+            }
+        } else if providers.exists() {
+            bail!(
+                "{}: this is the onnxruntime-gpu build (it has {}); pass --cuda to ship it, or the CPU library",
+                library.display(),
+                CUDA_PROVIDER_LIBRARIES[1]
+            );
+        }
+        // The wheel keeps its notices one level up: onnxruntime/{LICENSE,ThirdPartyNotices.txt}.
+        let wheel = capi.parent().context("library folder without a parent")?;
+        let (license, notices) = (wheel.join("LICENSE"), wheel.join("ThirdPartyNotices.txt"));
+        for p in [&license, &notices] {
+            if !p.is_file() {
+                bail!(
+                    "{}: missing; ONNX Runtime's licence notices must ship with it (give the library of an unpacked \
+                     onnxruntime wheel)",
+                    p.display()
+                );
+            }
+        }
+        Ok(OrtFiles {
+            libraries,
+            version,
+            license,
+            notices,
+        })
+    }
+}
+
+/// Samples [`FIGURE_RECORDS`] records on the CPU (2 threads at most, batch 256) and writes them as JSONL and,
+/// when the model gives times, as MEDS: records per second and output size per 1,000 records.
+fn measure(model_dir: &Path, manifest: &Manifest) -> Result<ExpectedFigures> {
+    let rt = runtime::init(None)?;
+    let threads = runtime::default_threads().min(2);
+    let mut model = Model::load(
+        model_dir,
+        rt,
+        &SessionOptions {
+            device: Device::Cpu,
+            threads: Some(threads),
+        },
+    )?;
+    let scratch = tempfile::Builder::new().prefix(".halo-package.").tempdir()?;
+    let jsonl = scratch.path().join("records.jsonl");
+    let batch_size = 256;
+    let started = Instant::now();
+    let mut output = Output::create(&jsonl, OutputFormat::Jsonl, None, None)?;
+    let mut records: Vec<Sampled> = Vec::new();
+    generate(
+        &mut model,
+        &Plan {
+            seed: 1,
+            records: 0..FIGURE_RECORDS,
+            batch_size,
+            conditions: None,
+        },
+        |batch| {
+            output.write(batch.clone())?;
+            records.extend(batch);
+            Ok(())
+        },
+    )?;
+    output.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let per_1000 = |bytes: u64| bytes as f64 / 1e6 * 1000.0 / FIGURE_RECORDS as f64;
+    let jsonl_mb = per_1000(std::fs::metadata(&jsonl)?.len());
+    let meds_mb = if halo_infer::output::check_model_for(OutputFormat::Meds, &manifest.encoding).is_ok() {
+        let meds = scratch.path().join("meds");
+        let mut output = Output::create(&meds, OutputFormat::Meds, None, Some(&manifest.encoding))?;
+        output.write(records)?;
+        output.finish()?;
+        let bytes: u64 = site::files_under(&meds)?
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        Some(per_1000(bytes))
+    } else {
+        None
+    };
+    Ok(ExpectedFigures {
+        records_per_second: (FIGURE_RECORDS as f64 / seconds.max(1e-9) * 10.0).round() / 10.0,
+        threads,
+        batch_size,
+        jsonl_mb_per_1000_records: (jsonl_mb * 100.0).round() / 100.0,
+        meds_mb_per_1000_records: meds_mb.map(|mb| (mb * 100.0).round() / 100.0),
+        cpu: cpu_name(),
+    })
+}
+
+/// The CPU's model name from /proc/cpuinfo.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
+/// Writes the entries as `folder/<path>` into a gzip-compressed tar at `out`, through a temporary sibling
+/// renamed at the end (never over a file that appeared meanwhile). Owner 0, the given modification time,
+/// sorted order: the same inputs give the same archive.
+fn write_archive(out: &Path, folder: &str, entries: &[Entry], mtime: u64) -> Result<()> {
+    let tmp = halo_core::fsutil::temp_sibling(out);
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let header = |size: u64, mode: u32, kind: tar::EntryType| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(mode);
+            h.set_mtime(mtime);
+            h.set_uid(0);
+            h.set_gid(0);
+            h
+        };
+        let mut folders: Vec<String> = vec![folder.to_string()];
+        for e in entries {
+            let mut parts: Vec<&str> = e.path.split('/').collect();
+            parts.pop();
+            for i in 1..=parts.len() {
+                let dir = format!("{folder}/{}", parts[..i].join("/"));
+                if !folders.contains(&dir) {
+                    folders.push(dir);
+                }
+            }
+        }
+        for dir in &folders {
+            let mut h = header(0, 0o755, tar::EntryType::Directory);
+            tar.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+        }
+        for e in entries {
+            let mode = if e.executable { 0o755 } else { 0o644 };
+            let path = format!("{folder}/{}", e.path);
+            match &e.content {
+                Content::Bytes(b) => {
+                    let mut h = header(b.len() as u64, mode, tar::EntryType::Regular);
+                    tar.append_data(&mut h, &path, b.as_slice())?;
+                }
+                Content::File(p) => {
+                    let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+                    let mut h = header(f.metadata()?.len(), mode, tar::EntryType::Regular);
+                    tar.append_data(&mut h, &path, f)?;
+                }
+            }
+        }
+        let gz = tar.into_inner()?;
+        let mut writer = gz.finish()?;
+        writer.flush()?;
+        writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        if out.exists() {
+            bail!("{}: appeared while packaging; not overwritten", out.display());
+        }
+        std::fs::rename(&tmp, out).with_context(|| format!("moving the bundle to {}", out.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// SITE.md: what the bundle is, the commands a site runs, the figures to expect, what to do when a check
+/// fails, and the licences.
+fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&str>) -> String {
+    let c = &manifest.model;
+    let trust = public_key.map(|k| format!(" --trust {k}")).unwrap_or_default();
+    let mut s = String::new();
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("# HALO synthetic-record bundle");
+    line("");
+    line(
+        "This folder samples synthetic patient records from a HALO model trained at another site. It holds no \
+         patient data: no record, id, date or path of the training data leaves with the model.",
+    );
+    line(&format!(
+        "Its vocabulary keeps only codes seen in at least {} training patients (the small-cell rule of `halo train \
+         --min-patients`).",
+        manifest.encoding.options.min_patients
+    ));
+    line("");
+    line("| | |");
+    line("|---|---|");
+    line(&format!(
+        "| toolkit | halo {} (commit {}) |",
+        info.toolkit_version, info.git_commit
+    ));
+    line(&format!(
+        "| ONNX Runtime | {} ({} build, in bin/) |",
+        info.onnxruntime_version, info.onnxruntime_build
+    ));
+    line(&format!(
+        "| model | model/manifest.json sha256 `{}`, {} |",
+        info.model_manifest_sha256,
+        if info.model_signed { "signed" } else { "not signed" }
+    ));
+    line(&format!(
+        "| model size | {} codes, {} labels, n_embd {}, {} layers, up to {} visits a record |",
+        c.code_vocab_size,
+        c.label_vocab_size,
+        c.n_embd,
+        c.n_layer,
+        c.n_ctx.saturating_sub(2)
+    ));
+    line(&format!("| made | {} |", info.created));
+    line(&format!(
+        "| needs | Linux x86-64 with glibc {} or newer; system libraries {} |",
+        info.min_glibc,
+        info.system_libraries.join(", ")
+    ));
+    line("");
+    line("## 1. Check the bundle, before anything else");
+    line("");
+    match public_key {
+        Some(k) => {
+            line("The model directory is signed. The public key of its signature is");
+            line("");
+            line(&format!("    {k}"));
+            line("");
+            line(
+                "Compare it with the key the training site gave you through another channel (mail, phone): a bundle \
+                 altered in transit could carry another key in this file.",
+            );
+        }
+        None => line(
+            "The model directory is not signed: the check below finds damaged or changed files, but cannot show \
+             who made them.",
+        ),
+    }
+    line("");
+    line("```");
+    line(&format!("bin/halo-sample verify --model model{trust}"));
+    line("```");
+    line("");
+    line(
+        "It checks every file against SHA256SUMS (`sha256sum -c SHA256SUMS` does the same), the signature, the \
+         model files against their manifest, and re-samples the reference records the exporter stored, at three \
+         batch sizes. It must end with `verify: identical`.",
+    );
+    if public_key.is_some() {
+        line(&format!(
+            "With minisign installed, `minisign -Vm model/manifest.json -P {}` checks the signature too.",
+            public_key.unwrap_or_default()
+        ));
+    }
+    line("");
+    line("## 2. Sample records as JSON lines");
+    line("");
+    line("```");
+    line(&format!(
+        "bin/halo-sample --model model{trust} --count 10000 --seed 1 --out synthetic.jsonl"
+    ));
+    line("```");
+    line("");
+    line("## 3. Sample records as MEDS");
+    line("");
+    if info.expected.meds_mb_per_1000_records.is_some() {
+        line("```");
+        line(&format!(
+            "bin/halo-sample --model model{trust} --count 10000 --seed 1 --format meds --out synthetic-meds"
+        ));
+        line("```");
+    } else {
+        line(
+            "Not available for this model: it gives no visit times (trained without gap codes), which MEDS rows need.",
+        );
+    }
+    line("");
+    line(
+        "The same seed gives the same records. `--format omop` writes OMOP CDM 5.4 tables instead. `bin/halo-sample \
+         --help` lists every option: conditional sampling (`--condition`), shards for several machines \
+         (`--shard K/N`: shard folders' data/*.parquet files together form one MEDS data set), threads.",
+    );
+    if info.onnxruntime_build == "cuda" {
+        line(&format!(
+            "This bundle carries the CUDA build of ONNX Runtime: add `--device cuda` (or `--device auto`). The GPU \
+             needs an NVIDIA driver with CUDA 13, cuDNN 9 for CUDA 13 (libcudnn.so.9, loaded when a session starts) \
+             and these libraries on the library path: {}. Without them, the bundle still runs on the CPU.",
+            info.system_libraries
+                .iter()
+                .filter(|l| l.contains("cu") || l.contains("nv"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    line("");
+    line("## What to expect");
+    line("");
+    let e = &info.expected;
+    let meds = e
+        .meds_mb_per_1000_records
+        .map(|mb| format!(" and MEDS {mb:.2} MB"))
+        .unwrap_or_default();
+    line(&format!(
+        "Measured when the bundle was made, on the CPU ({}, {} threads, batch {}): {:.0} records per second; \
+         JSON lines {:.2} MB{meds} per 1,000 records. A 2-core machine samples at about this speed; more cores \
+         are faster (`--threads`).",
+        e.cpu, e.threads, e.batch_size, e.records_per_second, e.jsonl_mb_per_1000_records
+    ));
+    line("");
+    line("## When a check fails");
+    line("");
+    line(
+        "- `verify: bundle: FAILED: <file> ...`: that file was damaged or changed after packaging (or the copy is \
+         incomplete). Copy the whole archive again and compare its sha256 with the sender's.",
+    );
+    line(
+        "- `verify: signature: FAILED`: the model was changed after it was signed, or signed with another key. Do \
+         not use it; ask the training site.",
+    );
+    line(&format!(
+        "- `cannot find the ONNX Runtime library` or `could not load`: bin/ must hold libonnxruntime.so.{} next to \
+         halo-sample; unpack the whole archive, keeping the folder together. `bin/halo-sample --version` prints the \
+         library it loads.",
+        info.onnxruntime_version
+    ));
+    line("- `format_version ... newer`: the model needs a newer halo-sample than this one; ask for a new bundle.");
+    line("");
+    line("## Licences");
+    line("");
+    line(
+        "The toolkit is under the MIT licence (licenses/halo-LICENSE). ONNX Runtime is under the MIT licence \
+         (licenses/onnxruntime-LICENSE); its third-party notices are in licenses/onnxruntime-ThirdPartyNotices.txt.",
+    );
+    s
+}
