@@ -59,7 +59,9 @@ Examples:
   # throughput and peak memory at several batch sizes
   halo-sample bench --model M --batch-sizes 1,64,256 --count 256
 
-Exit status: 0 on success, 1 on any error (nothing is written then), 2 for unknown flags.";
+Exit status: 0 on success, 1 on any error or when stopped by SIGINT, SIGTERM or SIGHUP (nothing is written
+then; a run killed outright leaves a hidden temporary output, removed by the next run into the same folder),
+2 for unknown flags.";
 
 #[derive(Parser)]
 #[command(
@@ -347,7 +349,14 @@ fn sample(args: SampleArgs) -> Result<()> {
         batch_size: args.batch_size,
         conditions,
     };
+    let stop = stop_on_signal();
     generate(&mut model, &plan, |batch| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(halo_infer::Error::Invalid(
+                "interrupted (SIGINT, SIGTERM or SIGHUP): stopped after the batch in progress; nothing was written"
+                    .into(),
+            ));
+        }
         let k = batch.len() as u64;
         output.write(batch)?;
         pb.inc(k);
@@ -373,6 +382,18 @@ fn sample(args: SampleArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A flag raised by SIGINT, SIGTERM or SIGHUP. Sampling stops at the next batch and returns an error, so
+/// the output's temporary file or folder is removed as on any other error (a second signal while stopping
+/// is ignored; a SIGKILL leaves the temporary output, which the next run into the same folder removes).
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed)) {
+        eprintln!("halo-sample: note: cannot catch signals ({e}); a killed run may leave a temporary output");
+    }
+    stop
 }
 
 /// The `cdm_source` of an OMOP output: which records, model, toolkit version and seed; dated today (UTC),

@@ -86,6 +86,13 @@ impl Output {
         encoding: Option<&Encoding>,
     ) -> Result<Output> {
         check_target(path)?;
+        let swept = halo_core::fsutil::sweep_stale_temps(path);
+        if swept > 0 {
+            eprintln!(
+                "halo-sample: removed {swept} temporary output{} of an earlier run that was killed",
+                if swept == 1 { "" } else { "s" }
+            );
+        }
         let tmp = halo_core::fsutil::temp_sibling(path);
         let probe = || {
             File::create(&tmp).map_err(|e| {

@@ -443,3 +443,53 @@ fn source_date_epoch_makes_two_meds_and_omop_runs_identical() {
     );
     assert!(!bad.exists());
 }
+
+#[test]
+fn a_terminated_run_leaves_nothing_and_a_killed_runs_leftovers_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    for (signal, format) in [("-TERM", "jsonl"), ("-INT", "meds")] {
+        let out = tmp.path().join(format!("big-{format}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_halo-sample"))
+            .args([
+                "--model",
+                model.to_str().unwrap(),
+                "--count",
+                "100000000",
+                "--seed",
+                "1",
+                "--quiet",
+            ])
+            .args(["--format", format, "--batch-size", "16", "--out", out.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let temp = tmp.path().join(format!(".big-{format}.{}.tmp", child.id()));
+        let started = std::time::Instant::now();
+        while !temp.exists() && started.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(temp.exists(), "no temporary output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+        assert!(!out.exists() && !temp.exists(), "{format}: {:?}", entries(tmp.path()));
+    }
+    // What a SIGKILL leaves (a temporary output of a process that no longer runs) goes at the next run.
+    let stale = tmp.path().join(".s.jsonl.4194305.tmp");
+    std::fs::write(&stale, b"half a record").unwrap();
+    let out = tmp.path().join("s.jsonl");
+    let o = run(&sample_args(model.to_str().unwrap(), out.to_str().unwrap(), &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stale.exists() && stderr(&o).contains("removed 1 temporary output"),
+        "{}",
+        stderr(&o)
+    );
+}
