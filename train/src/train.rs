@@ -52,6 +52,8 @@ pub struct TrainArgs {
 pub struct TrainState {
     pub epochs_done: usize,
     pub step: i64,
+    /// Infinite before the first epoch (JSON writes it as null).
+    #[serde(deserialize_with = "null_as_infinity")]
     pub best_val_loss: f64,
     pub best_epoch: usize,
     pub epochs_planned: usize,
@@ -61,6 +63,13 @@ pub struct TrainState {
     /// How the code module's output biases started: `prior` (training log-odds) or `reference`.
     #[serde(default = "default_bias_init")]
     pub output_bias_init: String,
+    /// The data digest and options the run started with; `--resume` refuses other ones.
+    #[serde(default)]
+    pub settings: crate::resume::RunSettings,
+}
+
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 fn default_bias_init() -> String {
@@ -78,6 +87,17 @@ fn is_nonempty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
+/// Removes a new run's folder under construction unless it was moved into place.
+struct PendingDir(Option<PathBuf>);
+
+impl Drop for PendingDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
     let resuming = args.resume && args.out.join(ck::LAST).is_file();
     if args.resume && !resuming {
@@ -93,7 +113,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let dataset = data::read(&args.data, args.format, &args.read)?;
     eprintln!(
@@ -104,10 +123,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if dataset.patients.is_empty() {
         bail!("{}: no patient with at least one visit", args.data.display());
     }
+    let settings = crate::resume::settings_of(args, &dataset.patients)?;
+    // A new run is set up in a temporary sibling and appears at --out with a resumable state (epoch 0), so
+    // that a kill at any point leaves either nothing or a run `--resume` continues.
+    let mut pending = PendingDir(None);
+    let dir = if resuming {
+        args.out.clone()
+    } else {
+        if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let tmp = temp_sibling(&args.out);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        pending.0 = Some(tmp.clone());
+        tmp
+    };
     let setup = if resuming {
         resume_setup(args, &dataset.patients)?
     } else {
-        new_setup(args, &dataset.patients)?
+        new_setup(args, &dir, &dataset.patients)?
     };
     let train = setup
         .splits
@@ -138,17 +175,31 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         output_bias_init: if args.reference_init { "reference" } else { "prior" }.into(),
+        settings,
     };
-    if !resuming && !args.reference_init {
-        model.set_output_bias(&data::prior_logits(train, &setup.encoding));
-    }
     if resuming {
-        state = load_last(&args.out, &mut vs, &mut adam)?;
-        state.epochs_planned = args.epochs;
+        let saved = load_last(&args.out, &mut vs, &mut adam)?;
+        crate::resume::check_same(&args.out, &saved.settings, &state.settings)?;
+        state = TrainState {
+            epochs_planned: args.epochs,
+            settings: state.settings,
+            ..saved
+        };
+        crate::resume::trim_log(&args.out.join(ck::LOG), state.epochs_done)?;
         eprintln!(
             "halo train: resuming after epoch {} (best validation loss {:.5} at epoch {})",
             state.epochs_done, state.best_val_loss, state.best_epoch
         );
+    } else {
+        if !args.reference_init {
+            model.set_output_bias(&data::prior_logits(train, &setup.encoding));
+        }
+        save_last(&dir, &vs, &adam, &state)?;
+        if args.out.exists() {
+            std::fs::remove_dir(&args.out).with_context(|| format!("replacing the empty {}", args.out.display()))?;
+        }
+        std::fs::rename(&dir, &args.out).with_context(|| format!("moving the new run to {}", args.out.display()))?;
+        pending.0 = None;
     }
 
     let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
@@ -226,12 +277,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             state.best_epoch = epoch;
             save_weights(&args.out.join(ck::WEIGHTS), &vs, &[])?;
         }
-        save_last(&args.out, &vs, &adam, &state)?;
+        // The log line first, in one write: a kill after it and before the state is saved leaves a line that
+        // the resume drops (`resume::trim_log`), never a state without its line.
         let line = serde_json::json!({
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
             "seconds": seconds, "records_per_s": train.len() as f64 / seconds,
         });
-        writeln!(log, "{line}")?;
+        log.write_all(format!("{line}\n").as_bytes())?;
+        log.flush()?;
+        save_last(&args.out, &vs, &adam, &state)?;
         if !args.quiet {
             eprintln!(
                 "epoch {epoch:>3}/{}: train loss {train_loss:.5}  val loss {val_loss:.5}{}  {seconds:.1}s ({:.0} records/s)",
@@ -264,7 +318,7 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize, visible: bool) -> indicat
     bar
 }
 
-fn new_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Result<Setup> {
+fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patient]) -> Result<Setup> {
     let given = match &args.split_file {
         Some(p) => Some(split::read_split_file(p)?),
         None => None,
@@ -309,7 +363,6 @@ fn new_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Resul
     );
     let mut summary = summarize(&splits, patients.len(), &args.data);
     summary.left_out = left;
-    let out = &args.out;
     write_json_atomic(&out.join(ck::CONFIG), &config)?;
     write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
     write_json_atomic(&out.join(ck::SPLIT), &split)?;

@@ -1,0 +1,184 @@
+//! What `--resume` checks: the settings a run was started with (the data's digest and every option that
+//! shapes the result, stored in `train_state.json`) must equal the resuming command's, and `log.jsonl` is
+//! cut back to the whole lines of the epochs the state holds.
+
+use crate::train::TrainArgs;
+use anyhow::{bail, Context, Result};
+use halo_core::record::Patient;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The settings of a run, by name, as text (so that differences can be named).
+pub type RunSettings = BTreeMap<String, String>;
+
+/// A writer that only hashes.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of the records as read (their JSONL lines, in order): the same data in another file layout
+/// digests the same, changed data does not.
+pub fn data_digest(patients: &[Patient]) -> Result<String> {
+    let mut w = HashWriter(Sha256::new());
+    for p in patients {
+        halo_core::jsonl::write_record(&mut w, p)?;
+    }
+    Ok(hex(&w.0.finalize()))
+}
+
+fn file_digest(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+/// Everything that shapes a run's result except `--epochs` (which a resume may raise) and the device.
+pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings> {
+    let mut s = RunSettings::new();
+    let mut put = |k: &str, v: String| {
+        s.insert(k.to_string(), v);
+    };
+    put("data (sha256 of the records as read)", data_digest(patients)?);
+    put("--format", format!("{:?}", args.format));
+    put(
+        "--meds-visit-window",
+        format!("{:?}", args.read.meds_visit_window_seconds),
+    );
+    put("--preset", format!("{:?}", args.preset));
+    put("--lr", format!("{}", args.lr.unwrap_or(args.preset.dims().4)));
+    put("--batch-size", args.batch_size.to_string());
+    put("--seed", args.seed.to_string());
+    for (k, v) in [
+        ("--n-embd", args.n_embd),
+        ("--n-layer", args.n_layer),
+        ("--n-head", args.n_head),
+        ("--n-ctx", args.n_ctx),
+    ] {
+        put(k, format!("{v:?}"));
+    }
+    put("--coarse", args.coarse.to_string());
+    put("--reference-init", args.reference_init.to_string());
+    put(
+        "--label-spec (sha256)",
+        args.label_spec
+            .as_deref()
+            .map(file_digest)
+            .transpose()?
+            .unwrap_or_default(),
+    );
+    put(
+        "--split-file (sha256)",
+        args.split_file
+            .as_deref()
+            .map(file_digest)
+            .transpose()?
+            .unwrap_or_default(),
+    );
+    put("encoding options", serde_json::to_string(&args.encoding)?);
+    Ok(s)
+}
+
+/// Refuses to resume when a setting differs, naming each one.
+pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<()> {
+    if saved.is_empty() {
+        eprintln!(
+            "halo train: note: {} records no settings (written before they were kept); resuming without checking \
+             them",
+            out.display()
+        );
+        return Ok(());
+    }
+    let differ: Vec<String> = now
+        .iter()
+        .filter(|(k, v)| saved.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let was = saved.get(k).map(String::as_str).unwrap_or("(not recorded)");
+            format!("{k}: was {}, now {}", shorten(was), shorten(v))
+        })
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "--resume: the run in {} was started with other settings, so continuing it would not give the run \
+             asked for:\n  {}\nResume with the original data and options, or start a new run in another --out",
+            out.display(),
+            differ.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn shorten(v: &str) -> String {
+    if v.is_empty() {
+        "(none)".into()
+    } else if v.len() > 70 {
+        format!(
+            "{}...",
+            &v[..v.char_indices().nth(67).map(|(i, _)| i).unwrap_or(v.len())]
+        )
+    } else {
+        v.to_string()
+    }
+}
+
+/// Keeps only the whole lines of `log.jsonl` for epochs up to `epochs_done` (a kill may have torn the last
+/// line, or logged an epoch whose state was not saved), rewritten atomically.
+pub fn trim_log(path: &Path, epochs_done: usize) -> Result<()> {
+    let Ok(text) = std::fs::read(path) else {
+        return Ok(());
+    };
+    let mut kept = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if !line.ends_with(b"\n") {
+            break;
+        }
+        let epoch = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()));
+        match epoch {
+            Some(e) if e as usize <= epochs_done => kept.extend_from_slice(line),
+            _ => break,
+        }
+    }
+    if kept.len() != text.len() {
+        halo_core::fsutil::write_atomic(path, &kept)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_or_unsaved_log_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3}\n{\"epo").unwrap();
+        trim_log(&path, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"epoch\":1}\n{\"epoch\":2}\n"
+        );
+    }
+
+    #[test]
+    fn differing_settings_are_named() {
+        let saved: RunSettings = [("--lr".to_string(), "0.001".to_string())].into();
+        let now: RunSettings = [("--lr".to_string(), "0.01".to_string())].into();
+        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
+        assert!(err.contains("--lr: was 0.001, now 0.01"), "{err}");
+        assert!(check_same(Path::new("ck"), &saved, &saved).is_ok());
+    }
+}
