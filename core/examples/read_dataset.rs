@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &out,
             &ReadOptions {
                 meds_visit_window_seconds: Some(0),
+                ..Default::default()
             },
         )?;
         println!(

@@ -7,6 +7,7 @@
 //! - [`buckets`]: bucket edges of gaps, ages and lab values (rounded, top-coded: no patient's exact value).
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
 
+pub mod bounds;
 pub mod buckets;
 pub mod config;
 pub mod encoding;
@@ -90,19 +91,24 @@ pub struct ReadOptions {
     /// MEDS: events of one subject within this many seconds of a visit's first event join that visit;
     /// `None` means the same calendar day.
     pub meds_visit_window_seconds: Option<i64>,
+    /// Plausible years and lab values; what lies outside is dropped and counted.
+    pub bounds: bounds::Bounds,
 }
 
-/// Reads patients from `path` in `format` (detected when `None`).
+/// Reads patients from `path` in `format` (detected when `None`), then drops and counts what lies outside
+/// [`ReadOptions::bounds`].
 pub fn read_dataset(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
     let format = match format {
         Some(f) => f,
         None => Format::detect(path)?,
     };
-    match format {
+    let mut dataset = match format {
         Format::Jsonl => jsonl::read_jsonl(path),
         Format::Omop => omop::read_omop(path),
         Format::Meds => meds::read_meds(path, options),
-    }
+    }?;
+    bounds::apply(&mut dataset, &options.bounds);
+    Ok(dataset)
 }
 
 /// Puts visits in time order (stable; visits without a time keep their place relative to each other)

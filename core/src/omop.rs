@@ -200,8 +200,27 @@ fn sniff_delimiter(path: &Path) -> Result<u8> {
     let mut header = Vec::new();
     let mut reader = BufReader::new(open_maybe_gz(path)?);
     reader.read_until(b'\n', &mut header).map_err(|e| Error::io(path, e))?;
+    if header.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::line(
+            path,
+            1,
+            "is empty: expected a header line naming the table's columns (e.g. person_id,year_of_birth,...)",
+        ));
+    }
     let count = |d: u8| header.iter().filter(|&&b| b == d).count();
-    Ok([b',', b'\t', b'|', b';']
+    let delimiters = [b',', b'\t', b'|', b';'];
+    if delimiters.iter().all(|&d| count(d) == 0) {
+        let shown: String = String::from_utf8_lossy(&header).trim().chars().take(80).collect();
+        return Err(Error::line(
+            path,
+            1,
+            format!(
+                "the header `{shown}` has no comma, tab, pipe or semicolon: expected one of those as the field \
+                 delimiter (convert the table, e.g. from colons, first)"
+            ),
+        ));
+    }
+    Ok(delimiters
         .into_iter()
         .max_by_key(|d| (count(*d), *d == b','))
         .unwrap_or(b','))
@@ -950,6 +969,24 @@ mod tests {
         let msg = read_omop(tmp.path()).unwrap_err().to_string();
         assert!(msg.contains("measurement.csv"), "{msg}");
         assert!(msg.contains("`measurement_concept_id`"), "{msg}");
+    }
+
+    #[test]
+    fn empty_and_colon_delimited_tables_say_what_is_wrong() {
+        let tmp = sample_folder();
+        write(tmp.path(), "measurement.csv", "");
+        let msg = read_omop(tmp.path()).unwrap_err().to_string();
+        assert!(msg.contains("measurement.csv:1:") && msg.contains("is empty"), "{msg}");
+        write(
+            tmp.path(),
+            "measurement.csv",
+            "measurement_id:visit_occurrence_id:measurement_concept_id\n1:10:3\n",
+        );
+        let msg = read_omop(tmp.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("measurement.csv:1:") && msg.contains("no comma, tab, pipe or semicolon"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -105,8 +105,11 @@ fn meds_files(path: &Path) -> Result<Vec<PathBuf>> {
     let data = path.join("data");
     let root = if data.is_dir() { data } else { path.to_path_buf() };
     let mut files = Vec::new();
-    collect_parquet(&root, &mut files)?;
+    collect_parquet(&root, &mut files, &mut HashSet::new())?;
     files.sort();
+    // A file reached through two paths (a symbolic link to it) is read once.
+    let mut seen = HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     if files.is_empty() {
         return Err(Error::file(
             &root,
@@ -116,7 +119,19 @@ fn meds_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Collects `*.parquet` under `dir`; `visited` holds the real paths of the folders already read, so that a
+/// symbolic link back to one of them (a loop) is an error instead of endless or repeated reading.
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, visited: &mut HashSet<PathBuf>) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !visited.insert(real.clone()) {
+        return Err(Error::file(
+            dir,
+            format!(
+                "is a symbolic link to {}, a folder already read (a loop); remove the link",
+                real.display()
+            ),
+        ));
+    }
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = path
@@ -128,7 +143,7 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
         if path.is_dir() {
             if name != "metadata" {
-                collect_parquet(&path, out)?;
+                collect_parquet(&path, out, visited)?;
             }
         } else if name.ends_with(".parquet") {
             out.push(path);

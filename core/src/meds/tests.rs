@@ -390,6 +390,7 @@ fn visit_window_groups_events() {
     let codes_of = |window: Option<i64>| -> Vec<(String, Vec<String>)> {
         let options = ReadOptions {
             meds_visit_window_seconds: window,
+            ..Default::default()
         };
         read_meds(tmp.path(), &options).unwrap().patients[0]
             .visits
@@ -556,4 +557,18 @@ fn an_unfinished_writer_leaves_nothing() {
     writer.write(2, &sample_patients()[1]).unwrap();
     drop(writer);
     assert!(file_names(tmp.path()).is_empty(), "{:?}", file_names(tmp.path()));
+}
+
+#[test]
+fn a_symbolic_link_loop_is_refused_and_a_linked_file_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("meds");
+    write_meds_with(&dir, &sample_patients(), &fixed_options(10)).unwrap();
+    let data = dir.join("data");
+    std::os::unix::fs::symlink(data.join("0.parquet"), data.join("again.parquet")).unwrap();
+    let ds = read_meds(&dir, &ReadOptions::default()).unwrap();
+    assert_eq!(ds.patients.len(), 3, "the linked file is read once");
+    std::os::unix::fs::symlink(&data, data.join("loop")).unwrap();
+    let err = read_meds(&dir, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("loop") && err.contains("data/loop"), "{err}");
 }
