@@ -4,16 +4,50 @@ use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Temporary sibling path of `path` (same folder, so the rename is atomic).
+/// Temporary sibling path of `path` (same folder, so the rename is atomic): `.<name>.<pid>.tmp`. It is
+/// registered for [`remove_temporaries`].
 pub fn temp_sibling(path: &Path) -> PathBuf {
+    temp_sibling_named(path, "tmp")
+}
+
+/// As [`temp_sibling`] with another last part: `.<name>.<pid>.<suffix>` (`suffix` ends in `tmp`).
+pub fn temp_sibling_named(path: &Path, suffix: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let tmp = path.with_file_name(format!(".{name}.{}.{suffix}", std::process::id()));
+    if let Ok(mut list) = TEMPORARIES.lock() {
+        if !list.contains(&tmp) {
+            list.push(tmp.clone());
+        }
+    }
+    tmp
 }
 
-/// Removes temporary siblings of `path` (`.<name>.<pid>.tmp`, files or folders) left by processes that no
+/// Every temporary path this process created (most are renamed or removed long before the end).
+static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every temporary file or folder of this process that still exists; returns how many. For a
+/// signal handler that ends the process: nothing half-written is left behind.
+pub fn remove_temporaries() -> usize {
+    let list = match TEMPORARIES.lock() {
+        Ok(l) => l.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    let mut removed = 0;
+    for p in list {
+        let gone = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).is_ok(),
+            Ok(_) => std::fs::remove_file(&p).is_ok(),
+            Err(_) => false,
+        };
+        removed += usize::from(gone);
+    }
+    removed
+}
+
+/// Removes temporary siblings of `path` (`.<name>.<pid>.tmp`, `.<name>.<pid>.export.tmp`, files or folders) left by processes that no
 /// longer run (killed before they could clean up); returns how many. Those of live processes are kept.
 pub fn sweep_stale_temps(path: &Path) -> usize {
     let (Some(name), Some(parent)) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
@@ -34,7 +68,8 @@ pub fn sweep_stale_temps(path: &Path) -> usize {
         let Some(pid) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .filter(|rest| rest.ends_with("tmp"))
+            .and_then(|rest| rest.split('.').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;

@@ -101,7 +101,12 @@ pub type FinishStep<'a> =
 pub fn export_with(checkpoint: &Path, out: &Path, opts: &ExportOptions, finish: &mut FinishStep) -> Result<Manifest> {
     let ck = read_checkpoint(checkpoint)?;
     check_output(out, opts)?;
-    let tmp = sibling(out, "export.tmp")?;
+    sibling(out, "export.tmp")?; // checks that `out` has a folder name
+    let swept = halo_core::fsutil::sweep_stale_temps(out);
+    if swept > 0 {
+        eprintln!("halo export: removed {swept} temporary folder(s) of an earlier export that was killed");
+    }
+    let tmp = halo_core::fsutil::temp_sibling_named(out, "export.tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
     }

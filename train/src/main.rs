@@ -235,6 +235,14 @@ fn parse_device(s: &str) -> Result<Device, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // SIGINT, SIGTERM, SIGHUP: every output is written under a temporary name and renamed when complete, so
+    // removing the temporaries leaves things as they were before the command (a training run keeps its last
+    // saved epoch). A SIGKILL leaves them; the next run into the same place removes them.
+    let _ = ctrlc::set_handler(|| {
+        let n = halo_core::fsutil::remove_temporaries();
+        eprintln!("halo: interrupted; {n} temporary file(s) or folder(s) removed, nothing half-written is left");
+        std::process::exit(130);
+    });
     let result = match cli.command {
         Command::Train(cmd) => run_train(cmd),
         Command::Test(cmd) => run_test(cmd),

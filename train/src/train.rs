@@ -133,6 +133,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
+        let swept = halo_core::fsutil::sweep_stale_temps(&args.out);
+        if swept > 0 {
+            eprintln!("halo train: removed {swept} temporary folder(s) of an earlier run that was killed");
+        }
         let tmp = temp_sibling(&args.out);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;

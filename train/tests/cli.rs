@@ -353,3 +353,61 @@ fn a_learning_rate_that_is_not_one_is_refused_and_divergence_stops_the_run() {
         }
     }
 }
+
+/// Waits until a file in `dir` whose name starts with `prefix` exists.
+fn wait_for(dir: &Path, prefix: &str) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < 120 {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(prefix));
+        if found {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn an_interrupted_export_leaves_nothing_and_a_killed_ones_leftovers_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = common::quick_checkpoint(dir.path());
+    let model = dir.path().join("model");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args([
+            "export",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ])
+        .args(["--verify-count", "100000"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(dir.path(), ".model."), "no temporary folder appeared");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["ck".to_string()], "left behind: {names:?}");
+
+    // A SIGKILLed export's folder (its process gone) is removed by the next export to the same place.
+    let stale = dir.path().join(".model.4194305.export.tmp");
+    std::fs::create_dir(&stale).unwrap();
+    let o = export(&ck, &model, &["--verify-count", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists());
+    assert!(stderr(&o).contains("removed 1 temporary folder"), "{}", stderr(&o));
+}

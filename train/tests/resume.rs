@@ -28,7 +28,12 @@ fn slow_train(out: &Path, extra: &[&str]) -> Command {
         "--n-head",
         "2",
     ])
-    .args(["--batch-size", "1", "--epochs", "2"])
+    .args(["--batch-size", "1"])
+    .args(if extra.contains(&"--epochs") {
+        &[][..]
+    } else {
+        &["--epochs", "2"][..]
+    })
     .args(extra);
     c
 }
@@ -121,4 +126,32 @@ fn a_run_that_fails_before_training_leaves_no_out_folder() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("bad.jsonl")], "{}", stderr(&o));
+}
+
+#[test]
+fn sigterm_during_training_removes_temporaries_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ck");
+    let child = slow_train(&out, &["--epochs", "3"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.join("log.jsonl").is_file() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let hidden: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+    let o = slow_train(&out, &["--epochs", "3", "--resume"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(epochs_done(&out), 3);
 }

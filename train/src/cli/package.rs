@@ -431,6 +431,7 @@ fn cpu_name() -> String {
 /// renamed at the end (never over a file that appeared meanwhile). Owner 0, the given modification time,
 /// sorted order: the same inputs give the same archive.
 fn write_archive(out: &Path, folder: &str, entries: &[Entry], mtime: u64) -> Result<()> {
+    halo_core::fsutil::sweep_stale_temps(out);
     let tmp = halo_core::fsutil::temp_sibling(out);
     let result = (|| -> Result<()> {
         let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
