@@ -229,6 +229,39 @@ pub struct LabelCategory {
     pub len: usize,
 }
 
+/// A group of medical codes of which a visit holds exactly one where the group applies and none elsewhere
+/// (the gap since the previous visit, the age at the first visit): samplers draw it as one categorical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitGroup {
+    pub name: String,
+    /// Vocabulary index of the group's first code; its codes are contiguous.
+    pub first: usize,
+    pub len: usize,
+    pub on: GroupVisits,
+}
+
+/// Which visits hold a [`VisitGroup`]'s one code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupVisits {
+    FirstVisit,
+    LaterVisits,
+}
+
+impl VisitGroup {
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.len
+    }
+
+    /// Whether the group's one code belongs in visit `t` (0 = the first visit).
+    pub fn applies_to(&self, t: usize) -> bool {
+        match self.on {
+            GroupVisits::FirstVisit => t == 0,
+            GroupVisits::LaterVisits => t > 0,
+        }
+    }
+}
+
 /// The fitted encoding: vocabulary, bucket edges and options. Saved as `encoding.json` in a checkpoint
 /// and embedded in a model directory's manifest; everything needed to encode and decode records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +272,11 @@ pub struct Encoding {
     pub label_vocab_size: usize,
     /// Demographic categories among the label codes (phenotype labels are independent, not listed).
     pub demographic_categories: Vec<LabelCategory>,
+    /// Exclusive groups among the medical codes: the gap bucket (every visit after the first) and the age
+    /// bucket (the first visit), each listed only when every training record has it where it applies.
+    /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_groups: Vec<VisitGroup>,
     pub gap_edges_days: Vec<f64>,
     pub age_edges_years: Vec<f64>,
     pub lab_edges: BTreeMap<String, Vec<f64>>,
@@ -471,11 +509,37 @@ impl Encoding {
         }
         // Time codes come first in a visit: gap, then age (first visit only).
         let mut tokens = Vec::new();
+        let mut visit_groups = Vec::new();
+        // Every kept visit after the first has a gap when both days are known; the first kept one an age
+        // when the birth is known. A group is exclusive only when the training records always have it.
+        let (mut always_gap, mut always_age) = (true, true);
+        for p in train {
+            let keep_from = p.visits.len().saturating_sub(options.max_visits);
+            let days = visit_days(p);
+            always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
+            always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();
+        }
         // Only when the training records have dates at all.
         if options.gaps && any_gap {
+            if always_gap {
+                visit_groups.push(VisitGroup {
+                    name: "gap".into(),
+                    first: tokens.len(),
+                    len: gap_edges_days.len() - 1,
+                    on: GroupVisits::LaterVisits,
+                });
+            }
             tokens.extend((0..gap_edges_days.len() - 1).map(|bucket| Token::Gap { bucket }));
         }
         if options.gaps && any_age {
+            if always_age {
+                visit_groups.push(VisitGroup {
+                    name: "age".into(),
+                    first: tokens.len(),
+                    len: age_edges_years.len() - 1,
+                    on: GroupVisits::FirstVisit,
+                });
+            }
             tokens.extend((0..age_edges_years.len() - 1).map(|bucket| Token::Age { bucket }));
         }
         tokens.extend(medical);
@@ -529,6 +593,7 @@ impl Encoding {
             code_vocab_size,
             label_vocab_size,
             demographic_categories,
+            visit_groups,
             gap_edges_days,
             age_edges_years,
             lab_edges,
@@ -555,6 +620,7 @@ impl Encoding {
             code_vocab_size,
             label_vocab_size,
             demographic_categories: Vec::new(),
+            visit_groups: Vec::new(),
             gap_edges_days: vec![0.0, 1.0],
             age_edges_years: vec![0.0, 5.0],
             lab_edges: BTreeMap::new(),

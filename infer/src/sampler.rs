@@ -132,7 +132,8 @@ pub fn sample_batch(
     let (l, h, hd) = (cfg.n_layer, cfg.n_head, cfg.head_dim());
     let max_visits = cfg.n_ctx - 2;
     let label_plan = VisitPlan::labels(&enc);
-    let code_plan = VisitPlan::codes(&enc);
+    // The first visit and the later ones differ only in which visit groups apply.
+    let (first_plan, later_plan) = (VisitPlan::codes(&enc, 0), VisitPlan::codes(&enc, 1));
     let end = enc.end_index() as u32;
 
     let mut rows: Vec<Row> = indices
@@ -183,7 +184,8 @@ pub fn sample_batch(
 
     for t in 1..=max_visits {
         visits.iter_mut().for_each(|x| *x = 0.0);
-        sample_visit(model, &code_plan, &mut rows, &history, &mut visits, &mut drawn, stats)?;
+        let plan = if t == 1 { &first_plan } else { &later_plan };
+        sample_visit(model, plan, &mut rows, &history, &mut visits, &mut drawn, stats)?;
         let mut keep = vec![true; n];
         for r in 0..n {
             let mut codes = drawn[r].clone();

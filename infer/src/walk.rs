@@ -40,11 +40,27 @@ impl VisitPlan {
         }
     }
 
-    pub fn codes(enc: &Encoding) -> VisitPlan {
-        let mut cands: Vec<usize> = (0..enc.code_vocab_size).collect();
+    /// The codes of visit `t` (0 = the first). The encoding's visit groups (gap, age) are exclusive where
+    /// they apply to `t` (one code, drawn as a categorical) and left out elsewhere.
+    pub fn codes(enc: &Encoding, t: usize) -> VisitPlan {
+        let excluded = |j: usize| {
+            enc.visit_groups
+                .iter()
+                .any(|g| !g.applies_to(t) && g.range().contains(&j))
+        };
+        let mut cands: Vec<usize> = (0..enc.code_vocab_size).filter(|&j| !excluded(j)).collect();
         cands.push(enc.end_index());
+        let mut category = vec![None; cands.len()];
+        for g in enc.visit_groups.iter().filter(|g| g.applies_to(t) && g.len > 0) {
+            // Candidates are in vocabulary order and the group is contiguous, so its positions are too.
+            let start = cands.partition_point(|&j| j < g.first);
+            let range = (start, start + g.len);
+            for slot in &mut category[range.0..range.1] {
+                *slot = Some(range);
+            }
+        }
         VisitPlan {
-            category: vec![None; cands.len()],
+            category,
             cands,
             forced: false,
         }

@@ -103,3 +103,55 @@ fn a_paper_size_random_model_gives_the_dense_logits_at_every_block() {
     let dir = common::build_model(tmp.path(), &spec, 0, Some(&bias), None);
     check(&dir, 32, 16, 1e-5);
 }
+
+#[test]
+fn visit_groups_give_one_gap_on_every_later_visit_and_one_age_on_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = common::Spec::fixture();
+    spec.visit_groups = true;
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 4.0, 2.5);
+    let dir = common::build_model(tmp.path(), &spec, 5, Some(&bias), None);
+    // Both code modules agree (the groups' categorical draws need whole groups of logits, across blocks).
+    check(&dir, 200, 64, 1e-5);
+
+    let rt = runtime::init(None).unwrap();
+    let mut model = Model::load(&dir, rt, &SessionOptions::default()).unwrap();
+    let (gap, age) = (
+        0..spec.gap_buckets,
+        spec.gap_buckets..spec.gap_buckets + spec.age_buckets,
+    );
+    let end = enc.end_index() as u32;
+    let mut later_visits = 0;
+    generate(
+        &mut model,
+        &Plan {
+            seed: 3,
+            records: 0..300,
+            batch_size: 64,
+            conditions: None,
+        },
+        |records| {
+            for s in &records {
+                for (t, visit) in s.raw.visits.iter().enumerate() {
+                    // A visit holding only the end code closes the record and has no time.
+                    if visit == &[end] {
+                        continue;
+                    }
+                    let count =
+                        |r: &std::ops::Range<usize>| visit.iter().filter(|&&c| r.contains(&(c as usize))).count();
+                    let (gaps, ages) = (count(&gap), count(&age));
+                    if t == 0 {
+                        assert_eq!((gaps, ages), (0, 1), "record {} first visit {visit:?}", s.raw.index);
+                    } else {
+                        assert_eq!((gaps, ages), (1, 0), "record {} visit {t} {visit:?}", s.raw.index);
+                        later_visits += 1;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(later_visits > 100, "{later_visits}");
+}

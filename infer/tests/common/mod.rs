@@ -26,6 +26,9 @@ pub struct Spec {
     pub n_layer: usize,
     pub n_head: usize,
     pub n_ctx: usize,
+    /// Declare the gap and age buckets as exclusive visit groups (one gap on every later visit, one age
+    /// on the first), as encodings fitted on dated records do.
+    pub visit_groups: bool,
 }
 
 impl Spec {
@@ -43,6 +46,7 @@ impl Spec {
             n_layer: 1,
             n_head: 2,
             n_ctx: 3,
+            visit_groups: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Spec {
             n_layer: 2,
             n_head: 2,
             n_ctx: 8,
+            visit_groups: false,
         }
     }
 
@@ -77,6 +82,7 @@ impl Spec {
             n_layer: 2,
             n_head: 4,
             n_ctx: 48,
+            visit_groups: false,
         }
     }
 
@@ -94,6 +100,7 @@ impl Spec {
             n_layer: 12,
             n_head: 12,
             n_ctx: 48,
+            visit_groups: false,
         }
     }
 
@@ -180,6 +187,22 @@ pub fn encoding(spec: &Spec) -> Encoding {
     }
     let label_vocab_size = tokens.len() - code_vocab_size;
     tokens.extend([Token::Start, Token::End, Token::Pad]);
+    let mut visit_groups = Vec::new();
+    if spec.visit_groups {
+        use halo_core::encoding::{GroupVisits, VisitGroup};
+        visit_groups.push(VisitGroup {
+            name: "gap".into(),
+            first: 0,
+            len: spec.gap_buckets,
+            on: GroupVisits::LaterVisits,
+        });
+        visit_groups.push(VisitGroup {
+            name: "age".into(),
+            first: spec.gap_buckets,
+            len: spec.age_buckets,
+            on: GroupVisits::FirstVisit,
+        });
+    }
     Encoding {
         options: EncodingOptions {
             gaps: spec.gap_buckets > 0,
@@ -195,6 +218,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         code_vocab_size,
         label_vocab_size,
         demographic_categories,
+        visit_groups,
         gap_edges_days,
         age_edges_years,
         lab_edges,
