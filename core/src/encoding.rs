@@ -272,6 +272,10 @@ pub struct Encoding {
     pub label_vocab_size: usize,
     /// Demographic categories among the label codes (phenotype labels are independent, not listed).
     pub demographic_categories: Vec<LabelCategory>,
+    /// Given labels that partition the training records (every record has exactly one of them: `GENDER/F`,
+    /// `GENDER/M`), grouped by the name before their last `/`; sampled like a demographic category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_groups: Vec<LabelCategory>,
     /// Exclusive groups among the medical codes: the gap bucket (every visit after the first) and the age
     /// bucket (the first visit), each listed only when every training record has it where it applies.
     /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
@@ -398,6 +402,12 @@ fn birth_time(patient: &Patient) -> Option<chrono::NaiveDateTime> {
 }
 
 impl Encoding {
+    /// The exclusive categories among the label codes (label-local indices): demographic categories, then
+    /// partitioning label groups. A record holds at most one code of each (exactly one when sampled).
+    pub fn exclusive_label_categories(&self) -> impl Iterator<Item = &LabelCategory> {
+        self.demographic_categories.iter().chain(&self.label_groups)
+    }
+
     /// Fits the vocabulary on all patients (codes held by at least `options.min_patients` of them) and the
     /// bucket edges on the training patients.
     pub fn fit(
@@ -547,6 +557,7 @@ impl Encoding {
 
         // Labels: given in the records, or from the spec.
         let labels_given = all.iter().any(|p| p.labels.is_some());
+        let mut label_groups = Vec::new();
         let label_names: Vec<String> = if labels_given {
             let mut names = Vec::new();
             let mut seen = BTreeSet::new();
@@ -557,7 +568,26 @@ impl Encoding {
                     }
                 }
             }
-            names
+            // Labels that partition the records (GENDER/F, GENDER/M) sit together and form a group.
+            let partitions = partition_groups(&names, train);
+            let mut ordered: Vec<String> = Vec::with_capacity(names.len());
+            for name in &names {
+                if ordered.contains(name) {
+                    continue;
+                }
+                match partitions.iter().find(|(_, members)| members.contains(name)) {
+                    Some((prefix, members)) => {
+                        label_groups.push(LabelCategory {
+                            name: prefix.clone(),
+                            first: ordered.len(),
+                            len: members.len(),
+                        });
+                        ordered.extend(members.iter().cloned());
+                    }
+                    None => ordered.push(name.clone()),
+                }
+            }
+            ordered
         } else {
             spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default()
         };
@@ -593,6 +623,7 @@ impl Encoding {
             code_vocab_size,
             label_vocab_size,
             demographic_categories,
+            label_groups,
             visit_groups,
             gap_edges_days,
             age_edges_years,
@@ -620,6 +651,7 @@ impl Encoding {
             code_vocab_size,
             label_vocab_size,
             demographic_categories: Vec::new(),
+            label_groups: Vec::new(),
             visit_groups: Vec::new(),
             gap_edges_days: vec![0.0, 1.0],
             age_edges_years: vec![0.0, 5.0],
@@ -786,6 +818,29 @@ fn demographic_value(p: &Patient, category: &str) -> Option<String> {
         _ => None,
     }
     .filter(|s| !s.is_empty())
+}
+
+/// Groups of given labels sharing the name before their last `/` (at least two) of which every training
+/// record with labels has exactly one set: (prefix, members in first-seen order).
+fn partition_groups(names: &[String], train: &[&Patient]) -> Vec<(String, Vec<String>)> {
+    let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in names {
+        if let Some((prefix, _)) = name.rsplit_once('/') {
+            by_prefix.entry(prefix).or_default().push(name.clone());
+        }
+    }
+    let labelled: Vec<&BTreeMap<String, bool>> = train.iter().filter_map(|p| p.labels.as_ref()).collect();
+    by_prefix
+        .into_iter()
+        .filter(|(_, members)| members.len() >= 2)
+        .filter(|(_, members)| {
+            !labelled.is_empty()
+                && labelled
+                    .iter()
+                    .all(|l| members.iter().filter(|m| l.get(*m) == Some(&true)).count() == 1)
+        })
+        .map(|(prefix, members)| (prefix.to_string(), members))
+        .collect()
 }
 
 fn age_at_first_visit(p: &Patient) -> Option<f64> {

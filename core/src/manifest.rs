@@ -83,6 +83,9 @@ pub struct TrainingSummary {
     /// What the small-cell rule left out of the vocabulary (counts only).
     #[serde(default)]
     pub left_out: crate::encoding::LeftOut,
+    /// Given labels found to partition the records, sampled as exclusive groups (`Encoding::label_groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusive_label_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -100,8 +100,7 @@ impl<'a> Names<'a> {
 
     fn category_of(&self, code: usize) -> Option<&'a LabelCategory> {
         self.encoding
-            .demographic_categories
-            .iter()
+            .exclusive_label_categories()
             .find(|c| code >= c.first && code < c.first + c.len)
     }
 }
@@ -342,15 +341,14 @@ impl Conditions {
 
 fn categories(encoding: &Encoding) -> Vec<(usize, usize)> {
     encoding
-        .demographic_categories
-        .iter()
+        .exclusive_label_categories()
         .map(|c| (c.first, c.len))
         .collect()
 }
 
 /// A category can hold at most one fixed value and must keep at least one possible value.
 fn check_set(set: &ConditionSet, names: &Names, source: &str) -> Result<()> {
-    for cat in &names.encoding.demographic_categories {
+    for cat in names.encoding.exclusive_label_categories() {
         let range = cat.first..cat.first + cat.len;
         let ones: Vec<usize> = set
             .fixed

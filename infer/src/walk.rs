@@ -27,7 +27,7 @@ impl VisitPlan {
         let c = enc.code_vocab_size;
         let n = enc.label_vocab_size;
         let mut category = vec![None; n];
-        for cat in &enc.demographic_categories {
+        for cat in enc.exclusive_label_categories() {
             let range = (cat.first, (cat.first + cat.len).min(n));
             for slot in category.iter_mut().take(range.1).skip(range.0) {
                 *slot = Some(range);

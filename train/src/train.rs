@@ -367,6 +367,13 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     );
     let mut summary = summarize(&splits, patients.len(), &args.data);
     summary.left_out = left;
+    summary.exclusive_label_groups = encoding.label_groups.iter().map(|g| g.name.clone()).collect();
+    if !summary.exclusive_label_groups.is_empty() {
+        eprintln!(
+            "halo train: labels that partition the records, sampled as exclusive groups: {}",
+            summary.exclusive_label_groups.join(", ")
+        );
+    }
     write_json_atomic(&out.join(ck::CONFIG), &config)?;
     write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
     write_json_atomic(&out.join(ck::SPLIT), &split)?;
@@ -413,7 +420,7 @@ fn summarize(splits: &HashMap<Split, EncodedSplit>, records: usize, data: &Path)
         mean_visits: visits as f64 / train.len().max(1) as f64,
         mean_codes_per_visit: codes as f64 / visits.max(1) as f64,
         source: data.display().to_string(),
-        left_out: Default::default(),
+        ..Default::default()
     }
 }
 

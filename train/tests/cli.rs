@@ -411,3 +411,50 @@ fn an_interrupted_export_leaves_nothing_and_a_killed_ones_leftovers_are_swept() 
     assert!(!stale.exists());
     assert!(stderr(&o).contains("removed 1 temporary folder"), "{}", stderr(&o));
 }
+
+#[test]
+fn given_labels_that_partition_the_records_are_sampled_as_one_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    // synthea-60.jsonl gives GENDER/F and GENDER/M, exactly one of them in every record.
+    let o = train(
+        &fixture("synthea-60.jsonl"),
+        &ck,
+        &["--epochs", "2", "--min-patients", "1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sampled as exclusive groups: GENDER"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        json(ck.join("training.json"))["exclusive_label_groups"],
+        serde_json::json!(["GENDER"])
+    );
+    let model = dir.path().join("model");
+    let o = export(&ck, &model, &["--allow-small-cells", "--verify-count", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("s.jsonl");
+    let o = common::halo_sample(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--count",
+        "300",
+        "--seed",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (f, m) = (r["labels"]["GENDER/F"].as_bool(), r["labels"]["GENDER/M"].as_bool());
+        assert!(
+            matches!((f, m), (Some(true), Some(false)) | (Some(false), Some(true))),
+            "{line}"
+        );
+    }
+}

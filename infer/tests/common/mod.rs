@@ -218,6 +218,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         code_vocab_size,
         label_vocab_size,
         demographic_categories,
+        label_groups: Vec::new(),
         visit_groups,
         gap_edges_days,
         age_edges_years,
