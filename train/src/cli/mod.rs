@@ -4,3 +4,4 @@ mod elf;
 pub mod export;
 pub mod keygen;
 pub mod package;
+mod site_readme;

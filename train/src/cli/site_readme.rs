@@ -1,0 +1,174 @@
+//! SITE.md, the instructions in a site bundle (`halo package`): what the bundle is, the three commands a site
+//! runs in order, the figures measured for this model, what to do when a check fails, and the licences.
+
+use halo_core::manifest::Manifest;
+use halo_infer::site::BundleInfo;
+
+/// SITE.md: what the bundle is, the commands a site runs, the figures to expect, what to do when a check
+/// fails, and the licences.
+pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&str>) -> String {
+    let c = &manifest.model;
+    let trust = public_key.map(|k| format!(" --trust {k}")).unwrap_or_default();
+    let mut s = String::new();
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("# HALO synthetic-record bundle");
+    line("");
+    line(
+        "This folder samples synthetic patient records from a HALO model trained at another site. It holds no \
+         patient data: no record, id, date or path of the training data leaves with the model.",
+    );
+    line(&format!(
+        "Its vocabulary keeps only codes seen in at least {} training patients (the small-cell rule of `halo train \
+         --min-patients`).",
+        manifest.encoding.options.min_patients
+    ));
+    line("");
+    line("| | |");
+    line("|---|---|");
+    line(&format!(
+        "| toolkit | halo {} (commit {}) |",
+        info.toolkit_version, info.git_commit
+    ));
+    line(&format!(
+        "| ONNX Runtime | {} ({} build, in bin/) |",
+        info.onnxruntime_version, info.onnxruntime_build
+    ));
+    line(&format!(
+        "| model | model/manifest.json sha256 `{}`, {} |",
+        info.model_manifest_sha256,
+        if info.model_signed { "signed" } else { "not signed" }
+    ));
+    line(&format!(
+        "| model size | {} codes, {} labels, n_embd {}, {} layers, up to {} visits a record |",
+        c.code_vocab_size,
+        c.label_vocab_size,
+        c.n_embd,
+        c.n_layer,
+        c.n_ctx.saturating_sub(2)
+    ));
+    line(&format!("| made | {} |", info.created));
+    line(&format!(
+        "| needs | Linux x86-64 with glibc {} or newer; system libraries {} |",
+        info.min_glibc,
+        info.system_libraries.join(", ")
+    ));
+    line("");
+    line("## 1. Check the bundle, before anything else");
+    line("");
+    match public_key {
+        Some(k) => {
+            line("The model directory is signed. The public key of its signature is");
+            line("");
+            line(&format!("    {k}"));
+            line("");
+            line(
+                "Compare it with the key the training site gave you through another channel (mail, phone): a bundle \
+                 altered in transit could carry another key in this file.",
+            );
+        }
+        None => line(
+            "The model directory is not signed: the check below finds damaged or changed files, but cannot show \
+             who made them.",
+        ),
+    }
+    line("");
+    line("```");
+    line(&format!("bin/halo-sample verify --model model{trust}"));
+    line("```");
+    line("");
+    line(
+        "It checks every file against SHA256SUMS (`sha256sum -c SHA256SUMS` does the same), the signature, the \
+         model files against their manifest, and re-samples the reference records the exporter stored, at three \
+         batch sizes. It must end with `verify: identical`.",
+    );
+    if public_key.is_some() {
+        line(&format!(
+            "With minisign installed, `minisign -Vm model/manifest.json -P {}` checks the signature too.",
+            public_key.unwrap_or_default()
+        ));
+    }
+    line("");
+    line("## 2. Sample records as JSON lines");
+    line("");
+    line("```");
+    line(&format!(
+        "bin/halo-sample --model model{trust} --count 10000 --seed 1 --out synthetic.jsonl"
+    ));
+    line("```");
+    line("");
+    line("## 3. Sample records as MEDS");
+    line("");
+    if info.expected.meds_mb_per_1000_records.is_some() {
+        line("```");
+        line(&format!(
+            "bin/halo-sample --model model{trust} --count 10000 --seed 1 --format meds --out synthetic-meds"
+        ));
+        line("```");
+    } else {
+        line(
+            "Not available for this model: it gives no visit times (trained without gap codes), which MEDS rows need.",
+        );
+    }
+    line("");
+    line(
+        "The same seed gives the same records. `--format omop` writes OMOP CDM 5.4 tables instead. `bin/halo-sample \
+         --help` lists every option: conditional sampling (`--condition`), shards for several machines \
+         (`--shard K/N`: shard folders' data/*.parquet files together form one MEDS data set), threads.",
+    );
+    if info.onnxruntime_build == "cuda" {
+        line(&format!(
+            "This bundle carries the CUDA build of ONNX Runtime: add `--device cuda` (or `--device auto`). The GPU \
+             needs an NVIDIA driver with CUDA 13, cuDNN 9 for CUDA 13 (libcudnn.so.9, loaded when a session starts) \
+             and these libraries on the library path: {}. Without them, the bundle still runs on the CPU.",
+            info.system_libraries
+                .iter()
+                .filter(|l| l.contains("cu") || l.contains("nv"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    line("");
+    line("## What to expect");
+    line("");
+    let e = &info.expected;
+    let meds = e
+        .meds_mb_per_1000_records
+        .map(|mb| format!(" and MEDS {mb:.2} MB"))
+        .unwrap_or_default();
+    line(&format!(
+        "Measured when the bundle was made, on the CPU ({}, {} threads, batch {}): {:.0} records per second; \
+         JSON lines {:.2} MB{meds} per 1,000 records. A 2-core machine samples at about this speed; more cores \
+         are faster (`--threads`).",
+        e.cpu, e.threads, e.batch_size, e.records_per_second, e.jsonl_mb_per_1000_records
+    ));
+    line("");
+    line("## When a check fails");
+    line("");
+    line(
+        "- `verify: bundle: FAILED: <file> ...`: that file was damaged or changed after packaging (or the copy is \
+         incomplete). Copy the whole archive again and compare its sha256 with the sender's.",
+    );
+    line(
+        "- `verify: signature: FAILED`: the model was changed after it was signed, or signed with another key. Do \
+         not use it; ask the training site.",
+    );
+    line(&format!(
+        "- `cannot find the ONNX Runtime library` or `could not load`: bin/ must hold libonnxruntime.so.{} next to \
+         halo-sample; unpack the whole archive, keeping the folder together. `bin/halo-sample --version` prints the \
+         library it loads.",
+        info.onnxruntime_version
+    ));
+    line("- `format_version ... newer`: the model needs a newer halo-sample than this one; ask for a new bundle.");
+    line("");
+    line("## Licences");
+    line("");
+    line(
+        "The toolkit is under the MIT licence (licenses/halo-LICENSE). ONNX Runtime is under the MIT licence \
+         (licenses/onnxruntime-LICENSE); its third-party notices are in licenses/onnxruntime-ThirdPartyNotices.txt.",
+    );
+    s
+}
