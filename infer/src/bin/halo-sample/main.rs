@@ -5,12 +5,15 @@ use clap::{Args, Parser, Subcommand};
 use halo_core::omop_write::{CdmSource, OmopCohort};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
-use halo_infer::{generate, shard_range, CodeModule, Conditions, Model, Plan};
+use halo_infer::{generate, shard_range, Conditions, Model, Plan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod bench;
+mod verify;
 
 const ABOUT: &str = "Samples synthetic patient records from a HALO model directory (written by `halo export`).";
 
@@ -418,254 +421,10 @@ fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u6
     })
 }
 
-/// `halo-sample verify`: each check on its own line (signature, sha256, records at each batch size), then
-/// the verdict. Exit status 1 when a check fails.
-fn verify(args: VerifyArgs) -> Result<bool> {
-    use halo_core::manifest::SIGNATURE;
-    use halo_infer::site;
-    // Started from a site bundle's bin/: every file of the bundle first, before anything in it is used.
-    if let Some(root) = std::env::current_exe().ok().as_deref().and_then(site::bundle_root_of) {
-        match site::check_bundle(&root) {
-            Ok(n) => println!("verify: bundle: all {n} files match {}", site::SUMS),
-            Err(e) => {
-                println!("verify: bundle: FAILED: {e:#}");
-                println!("verify: FAILED (bundle)");
-                return Ok(false);
-            }
-        }
-    }
-    match args.trust.check(&args.model) {
-        Ok(Some(signed)) => println!("verify: signature: good ({})", signed.trusted_comment),
-        Ok(None) if args.model.join(SIGNATURE).is_file() => {
-            println!("verify: signature: not checked (the directory is signed: pass --trust PUBLIC_KEY to check it)")
-        }
-        Ok(None) => println!("verify: signature: not checked (the directory is not signed)"),
-        Err(e) => {
-            println!("verify: signature: FAILED: {e:#}");
-            println!("verify: FAILED (signature)");
-            return Ok(false);
-        }
-    }
-    let manifest = halo_infer::model::read_manifest(&args.model)?;
-    if let Err(e) = halo_infer::model::check_files(&args.model, &manifest) {
-        println!("verify: sha256: FAILED: {e:#}");
-        println!("verify: FAILED (sha256)");
-        return Ok(false);
-    }
-    println!(
-        "verify: sha256: all {} files match manifest.json",
-        manifest.files.all().len()
-    );
-    drop(manifest);
-    let rt = load_runtime(&args.runtime)?;
-    let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime)?;
-    let outcome = halo_infer::verify::verify(&mut model)?;
-    let (count, seed) = (outcome.expected.count, outcome.expected.seed);
-    let mut failed = Vec::new();
-    for check in &outcome.checks {
-        let b = check.batch_size;
-        if check.mismatches.is_empty() {
-            println!("verify: records at batch size {b}: identical ({count} records at seed {seed})");
-            continue;
-        }
-        failed.push(format!("records at batch size {b}"));
-        println!(
-            "verify: records at batch size {b}: DIFFERENT: {} of {count} records at seed {seed} differ from the \
-             exporter's digest:",
-            check.mismatches.len()
-        );
-        for m in &check.mismatches {
-            println!("  record {} differs {}", m.record, m.difference);
-        }
-    }
-    if failed.is_empty() {
-        println!(
-            "verify: identical: this machine reproduces the exporter's records (ONNX Runtime {})",
-            rt.version
-        );
-        return Ok(true);
-    }
-    println!(
-        "verify: DIFFERENT ({}; ONNX Runtime {} here): these records are not the exporter's",
-        failed.join(", "),
-        rt.version
-    );
-    Ok(false)
-}
-
-/// Peak resident memory of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Resets the peak resident memory to the current one (Linux: `5` into /proc/self/clear_refs).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn bench(args: BenchArgs) -> Result<()> {
-    if args.count == 0 {
-        bail!("--count must be at least 1");
-    }
-    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
-        bail!("--batch-sizes: expected positive numbers, e.g. 1,64,256");
-    }
-    let device = Device::parse(&args.device).expect("checked by clap");
-    let rt = load_runtime(&args.runtime)?;
-    let manifest = halo_infer::model::read_manifest(&args.model)?;
-    let c = manifest.model.clone();
-    println!(
-        "model: {} | format {} | codes {} | labels {} | n_embd {} | layers {} | heads {} | n_ctx {}",
-        args.model.display(),
-        manifest.format_version,
-        c.code_vocab_size,
-        c.label_vocab_size,
-        c.n_embd,
-        c.n_layer,
-        c.n_head,
-        c.n_ctx,
-    );
-    let mut paths = vec![CodeModule::Dense];
-    if manifest.files.code_head_incremental.is_some() {
-        paths.push(CodeModule::Incremental);
-    } else {
-        println!("(no incremental code module in this model directory: dense path only)");
-    }
-    drop(manifest);
-    println!(
-        "{:>12} {:>6} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
-        "code module",
-        "batch",
-        "records",
-        "seconds",
-        "records/s",
-        "head MMAC/rec",
-        "runs/batch",
-        "visits/rec",
-        "codes/visit",
-        "peak MiB"
-    );
-    let mut first_records: Option<Vec<u8>> = None;
-    let mut identical = true;
-    for path in paths {
-        let name = match path {
-            CodeModule::Dense => "dense",
-            _ => "incremental",
-        };
-        let reset = reset_peak_rss();
-        let loaded = Instant::now();
-        let mut model = halo_infer::Model::load_with(
-            &args.model,
-            rt,
-            &SessionOptions {
-                device,
-                threads: args.runtime.threads,
-            },
-            path,
-        )?;
-        let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
-        println!(
-            "{name:>12} loaded in {:.2} s, peak {load_mib}{} MiB",
-            loaded.elapsed().as_secs_f64(),
-            if reset { "" } else { "*" }
-        );
-        for &b in &args.batch_sizes {
-            let reset = reset_peak_rss();
-            let started = Instant::now();
-            let (mut visits, mut codes) = (0usize, 0usize);
-            let end = model.manifest.encoding.end_index() as u32;
-            let mut lines: Vec<u8> = Vec::new();
-            let stats = generate(
-                &mut model,
-                &Plan {
-                    seed: args.seed,
-                    records: 0..args.count,
-                    batch_size: b,
-                    conditions: None,
-                },
-                |batch| {
-                    for s in &batch {
-                        visits += s.raw.visits.len();
-                        codes += s
-                            .raw
-                            .visits
-                            .iter()
-                            .map(|v| v.iter().filter(|c| **c != end).count())
-                            .sum::<usize>();
-                        lines.extend(halo_infer::record_line(&s.patient));
-                    }
-                    Ok(())
-                },
-            )?;
-            let secs = started.elapsed().as_secs_f64();
-            let peak = peak_rss_kib()
-                .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
-                .unwrap_or_else(|| "?".into());
-            println!(
-                "{:>12} {:>6} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
-                name,
-                b,
-                args.count,
-                secs,
-                args.count as f64 / secs.max(1e-9),
-                stats.code_module_macs as f64 / 1e6 / args.count as f64,
-                stats.head_passes as f64 / stats.batches.max(1) as f64,
-                visits as f64 / args.count as f64,
-                codes as f64 / visits.max(1) as f64,
-                peak
-            );
-            // Every path and batch size must give the same records.
-            match &first_records {
-                None => first_records = Some(lines),
-                Some(first) => identical &= *first == lines,
-            }
-        }
-    }
-    println!(
-        "records identical across code modules and batch sizes: {}",
-        if identical { "yes" } else { "NO" }
-    );
-    Ok(())
-}
-
-/// `halo-sample --version`: what a site reports when asking for help.
-fn print_version(model: Option<&Path>, runtime: &RuntimeArgs) -> Result<bool> {
-    println!(
-        "halo-sample {} (commit {})",
-        halo_infer::TOOLKIT_VERSION,
-        halo_infer::GIT_COMMIT
-    );
-    match runtime::init(runtime.ort_lib.as_deref()) {
-        Ok(rt) => println!(
-            "ONNX Runtime {} ({}, found via {})",
-            rt.version,
-            rt.library.display(),
-            rt.source
-        ),
-        Err(e) => println!("ONNX Runtime: not loaded: {e}"),
-    }
-    if let Some(dir) = model {
-        let manifest = dir.join(halo_core::manifest::MANIFEST);
-        let digest = halo_infer::model::file_sha256(&manifest)?;
-        let signed = dir.join(halo_core::manifest::SIGNATURE).is_file();
-        println!(
-            "model {}: manifest.json sha256 {digest} ({})",
-            dir.display(),
-            if signed { "signed" } else { "not signed" }
-        );
-    }
-    Ok(true)
-}
-
 fn main() {
     let cli = Cli::parse();
     if cli.version {
-        let result = print_version(cli.sample.model.as_deref(), &cli.sample.runtime);
+        let result = verify::print_version(cli.sample.model.as_deref(), &cli.sample.runtime);
         if let Err(e) = result {
             eprintln!("halo-sample: error: {e:#}");
             std::process::exit(1);
@@ -674,8 +433,8 @@ fn main() {
     }
     let result = match cli.command {
         None => sample(cli.sample).map(|()| true),
-        Some(Command::Verify(a)) => verify(a),
-        Some(Command::Bench(a)) => bench(a).map(|()| true),
+        Some(Command::Verify(a)) => verify::verify(a),
+        Some(Command::Bench(a)) => bench::bench(a).map(|()| true),
     };
     match result {
         Ok(true) => {}

@@ -1,0 +1,148 @@
+//! `halo-sample bench`: records per second, code-module arithmetic and peak memory at several batch sizes,
+//! for each code module the model directory has.
+
+use super::{load_runtime, BenchArgs};
+use anyhow::{bail, Result};
+use halo_infer::runtime::{Device, SessionOptions};
+use halo_infer::{generate, CodeModule, Plan};
+use std::time::Instant;
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Resets the peak resident memory to the current one (Linux: `5` into /proc/self/clear_refs).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
+        bail!("--batch-sizes: expected positive numbers, e.g. 1,64,256");
+    }
+    let device = Device::parse(&args.device).expect("checked by clap");
+    let rt = load_runtime(&args.runtime)?;
+    let manifest = halo_infer::model::read_manifest(&args.model)?;
+    let c = manifest.model.clone();
+    println!(
+        "model: {} | format {} | codes {} | labels {} | n_embd {} | layers {} | heads {} | n_ctx {}",
+        args.model.display(),
+        manifest.format_version,
+        c.code_vocab_size,
+        c.label_vocab_size,
+        c.n_embd,
+        c.n_layer,
+        c.n_head,
+        c.n_ctx,
+    );
+    let mut paths = vec![CodeModule::Dense];
+    if manifest.files.code_head_incremental.is_some() {
+        paths.push(CodeModule::Incremental);
+    } else {
+        println!("(no incremental code module in this model directory: dense path only)");
+    }
+    drop(manifest);
+    println!(
+        "{:>12} {:>6} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
+        "code module",
+        "batch",
+        "records",
+        "seconds",
+        "records/s",
+        "head MMAC/rec",
+        "runs/batch",
+        "visits/rec",
+        "codes/visit",
+        "peak MiB"
+    );
+    let mut first_records: Option<Vec<u8>> = None;
+    let mut identical = true;
+    for path in paths {
+        let name = match path {
+            CodeModule::Dense => "dense",
+            _ => "incremental",
+        };
+        let reset = reset_peak_rss();
+        let loaded = Instant::now();
+        let mut model = halo_infer::Model::load_with(
+            &args.model,
+            rt,
+            &SessionOptions {
+                device,
+                threads: args.runtime.threads,
+            },
+            path,
+        )?;
+        let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
+        println!(
+            "{name:>12} loaded in {:.2} s, peak {load_mib}{} MiB",
+            loaded.elapsed().as_secs_f64(),
+            if reset { "" } else { "*" }
+        );
+        for &b in &args.batch_sizes {
+            let reset = reset_peak_rss();
+            let started = Instant::now();
+            let (mut visits, mut codes) = (0usize, 0usize);
+            let end = model.manifest.encoding.end_index() as u32;
+            let mut lines: Vec<u8> = Vec::new();
+            let stats = generate(
+                &mut model,
+                &Plan {
+                    seed: args.seed,
+                    records: 0..args.count,
+                    batch_size: b,
+                    conditions: None,
+                },
+                |batch| {
+                    for s in &batch {
+                        visits += s.raw.visits.len();
+                        codes += s
+                            .raw
+                            .visits
+                            .iter()
+                            .map(|v| v.iter().filter(|c| **c != end).count())
+                            .sum::<usize>();
+                        lines.extend(halo_infer::record_line(&s.patient));
+                    }
+                    Ok(())
+                },
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            let peak = peak_rss_kib()
+                .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
+                .unwrap_or_else(|| "?".into());
+            println!(
+                "{:>12} {:>6} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
+                name,
+                b,
+                args.count,
+                secs,
+                args.count as f64 / secs.max(1e-9),
+                stats.code_module_macs as f64 / 1e6 / args.count as f64,
+                stats.head_passes as f64 / stats.batches.max(1) as f64,
+                visits as f64 / args.count as f64,
+                codes as f64 / visits.max(1) as f64,
+                peak
+            );
+            // Every path and batch size must give the same records.
+            match &first_records {
+                None => first_records = Some(lines),
+                Some(first) => identical &= *first == lines,
+            }
+        }
+    }
+    println!(
+        "records identical across code modules and batch sizes: {}",
+        if identical { "yes" } else { "NO" }
+    );
+    Ok(())
+}
