@@ -1,3 +1,4 @@
+use super::columns::widen;
 use super::write::{data_schema, patient_rows, subject_ids, Row};
 use super::*;
 use crate::encoding::parse_time;
