@@ -65,16 +65,7 @@ fn signed_model(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
         &["--epochs", "2", "--min-patients", "5"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let (public, secret) = (dir.join("k.pub"), dir.join("k.key"));
-    let o = halo(&[
-        "keygen",
-        "--public-key",
-        public.to_str().unwrap(),
-        "--secret-key",
-        secret.to_str().unwrap(),
-        "--no-password",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (public, secret) = common::keygen(dir, "k");
     let model = dir.join("model");
     let o = export(
         &ck,

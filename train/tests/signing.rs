@@ -4,20 +4,12 @@
 
 mod common;
 
-use common::{export, halo, halo_sample, quick_checkpoint, stderr};
+use common::{export, halo_sample, quick_checkpoint, stderr};
 use std::path::Path;
 
+/// A key pair in `dir` as path strings.
 fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let (public, secret) = (dir.join(format!("{name}.pub")), dir.join(format!("{name}.key")));
-    let o = halo(&[
-        "keygen",
-        "--public-key",
-        public.to_str().unwrap(),
-        "--secret-key",
-        secret.to_str().unwrap(),
-        "--no-password",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (public, secret) = common::keygen(dir, name);
     (
         public.to_str().unwrap().to_string(),
         secret.to_str().unwrap().to_string(),

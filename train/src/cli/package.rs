@@ -11,8 +11,7 @@ use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::site::{self, BundleInfo, ExpectedFigures};
 use halo_infer::{generate, Model, Plan, Sampled};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -81,22 +80,10 @@ impl Entry {
     }
 
     fn sha256(&self) -> Result<String> {
-        let mut hasher = Sha256::new();
-        match &self.content {
-            Content::Bytes(b) => hasher.update(b),
-            Content::File(p) => {
-                let mut f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = f.read(&mut buf).with_context(|| format!("reading {}", p.display()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
-            }
-        }
-        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(match &self.content {
+            Content::Bytes(b) => halo_core::manifest::sha256_hex(b),
+            Content::File(p) => halo_infer::model::file_sha256(p)?,
+        })
     }
 }
 

@@ -78,3 +78,18 @@ pub fn quick_checkpoint(dir: &Path) -> PathBuf {
     assert!(o.status.success(), "{}", stderr(&o));
     ck
 }
+
+/// `halo keygen --no-password` writing `dir/<name>.pub` and `dir/<name>.key`; returns (public, secret).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (public, secret) = (dir.join(format!("{name}.pub")), dir.join(format!("{name}.key")));
+    let o = halo(&[
+        "keygen",
+        "--public-key",
+        public.to_str().unwrap(),
+        "--secret-key",
+        secret.to_str().unwrap(),
+        "--no-password",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (public, secret)
+}
