@@ -114,6 +114,16 @@ fn at_site(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The base64 line of a public key file (what SITE.md prints and `--trust` accepts).
+fn key_line(public: &Path) -> String {
+    std::fs::read_to_string(public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -139,12 +149,7 @@ fn a_bundle_runs_on_a_bare_environment_refuses_any_flipped_byte_and_carries_no_t
     ] {
         assert!(root.join(f).is_file(), "{f} missing");
     }
-    let key = std::fs::read_to_string(&public)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let key = key_line(&public);
     let site_md = std::fs::read_to_string(root.join("SITE.md")).unwrap();
     assert!(
         site_md.contains(&format!("bin/halo-sample verify --model model --trust {key}")),
@@ -255,12 +260,7 @@ fn a_cuda_bundle_carries_the_gpu_build_and_its_providers_and_still_runs_on_the_c
         "{site_md}"
     );
     // Without a GPU (this machine), the CUDA build runs the model on the CPU and verifies.
-    let key = std::fs::read_to_string(&public)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let key = key_line(&public);
     let o = at_site(&root, &["verify", "--model", "model", "--trust", &key]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }

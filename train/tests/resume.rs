@@ -7,34 +7,15 @@ use common::{fixture, stderr, train};
 use std::path::Path;
 use std::process::Command;
 
-/// A run slow enough to be killed inside an epoch: one record a step.
+/// A run slow enough to be killed inside an epoch: one record a step (2 epochs unless `extra` says).
 fn slow_train(out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_halo"));
-    c.args([
-        "train",
-        "--data",
-        &fixture("synthea-60.jsonl"),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .args([
-        "--device",
-        "cpu",
-        "--quiet",
-        "--n-embd",
-        "16",
-        "--n-layer",
-        "1",
-        "--n-head",
-        "2",
-    ])
-    .args(["--batch-size", "1"])
-    .args(if extra.contains(&"--epochs") {
-        &[][..]
+    let epochs: &[&str] = if extra.contains(&"--epochs") {
+        &[]
     } else {
-        &["--epochs", "2"][..]
-    })
-    .args(extra);
+        &["--epochs", "2"]
+    };
+    let mut c = common::train_command(&fixture("synthea-60.jsonl"), out, "1", epochs);
+    c.args(extra);
     c
 }
 

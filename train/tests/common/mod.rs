@@ -23,8 +23,10 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// The `halo train` command the tests run: a tiny model on the CPU, `batch_size` records a step.
+pub fn train_command(data: &str, out: &Path, batch_size: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_halo"));
+    c.args([
         "train",
         "--data",
         data,
@@ -33,8 +35,8 @@ pub fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
         "--device",
         "cpu",
         "--quiet",
-    ];
-    args.extend([
+    ])
+    .args([
         "--n-embd",
         "16",
         "--n-layer",
@@ -42,10 +44,14 @@ pub fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
         "--n-head",
         "2",
         "--batch-size",
-        "16",
-    ]);
-    args.extend(extra);
-    halo(&args)
+        batch_size,
+    ])
+    .args(extra);
+    c
+}
+
+pub fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
+    train_command(data, out, "16", extra).output().expect("run halo")
 }
 
 pub fn export(ck: &Path, out: &Path, extra: &[&str]) -> Output {
