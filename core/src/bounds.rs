@@ -5,8 +5,8 @@
 //! defaults admit MIMIC-IV's date shifting (years 2100-2220); `halo train --plausible-years` and
 //! `--max-lab-value` widen them.
 
-use crate::encoding::parse_time;
 use crate::record::{Dataset, Patient};
+use crate::time::parse_time;
 use chrono::Datelike;
 
 /// The plausible ranges.

@@ -176,7 +176,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
     let mut visits = Vec::with_capacity(raw.visits.len());
     for (vi, v) in raw.visits.into_iter().enumerate() {
         if let Some(t) = &v.time {
-            if crate::encoding::parse_time(t).is_none() {
+            if crate::time::parse_time(t).is_none() {
                 return Err(Error::line(
                     path,
                     line,

@@ -14,12 +14,14 @@ pub mod encoding;
 pub mod error;
 pub mod fsutil;
 pub mod jsonl;
+pub mod label_spec;
 pub mod manifest;
 pub mod meds;
 pub mod omop;
 pub mod omop_write;
 pub mod record;
 pub mod split;
+pub mod time;
 
 pub use error::{Error, Result};
 use record::{Dataset, Patient, ReadReport};
@@ -114,7 +116,7 @@ pub fn read_dataset(path: &Path, format: Option<Format>, options: &ReadOptions) 
 /// Puts visits in time order (stable; visits without a time keep their place relative to each other)
 /// and counts the records that needed it.
 pub fn sort_visits(p: &mut Patient, report: &mut ReadReport) {
-    let days = encoding::visit_days(p);
+    let days = time::visit_days(p);
     if days.iter().any(Option::is_none) {
         return;
     }

@@ -12,8 +12,9 @@
 
 use crate::corpus::{fold_mul, Corpus, Interner};
 use crate::counting::{count_pairs, count_unigrams, Pairs, Run, PASS_BUDGET};
-use halo_core::encoding::{visit_days, DEFAULT_GAP_EDGES_DAYS};
+use halo_core::encoding::DEFAULT_GAP_EDGES_DAYS;
 use halo_core::record::Patient;
+use halo_core::time::visit_days;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

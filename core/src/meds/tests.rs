@@ -1,7 +1,7 @@
 use super::columns::widen;
 use super::write::{data_schema, patient_rows, subject_ids, Row};
 use super::*;
-use crate::encoding::parse_time;
+use crate::time::parse_time;
 use arrow_schema::Field;
 use parquet::arrow::ArrowWriter;
 use std::collections::BTreeSet;

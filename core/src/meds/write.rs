@@ -2,9 +2,9 @@
 //! dataset folder; [`write_meds`] writes patients held in memory.
 
 use super::{micros_of, BATCH_ROWS, BIRTH_CODE, MEDS_VERSION, MICROS_PER_DAY};
-use crate::encoding::parse_time;
 use crate::error::{Error, Result};
 use crate::record::{Demographics, Patient, Visit};
+use crate::time::parse_time;
 use arrow_array::builder::{Float32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};

@@ -148,7 +148,7 @@ fn visit_time(visit: &Visit) -> NaiveDateTime {
     visit
         .time
         .as_deref()
-        .and_then(crate::encoding::parse_time)
+        .and_then(crate::time::parse_time)
         .unwrap_or_else(crate::record::synthetic_base_time)
 }
 

@@ -1,0 +1,254 @@
+//! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
+//! split, the exclusive groups (time codes, partitioning labels).
+
+use super::*;
+
+impl Encoding {
+    /// Fits the vocabulary on all patients (codes held by at least `options.min_patients` of them) and the
+    /// bucket edges on the training patients.
+    pub fn fit(
+        all: &[Patient],
+        train: &[&Patient],
+        spec: Option<&LabelSpec>,
+        options: EncodingOptions,
+    ) -> Result<Encoding> {
+        let k = options.min_patients.max(1);
+        let mut left_out = LeftOut::default();
+        // Continuous values: edges from the training split.
+        let mut gaps: Vec<f64> = Vec::new();
+        let mut ages: Vec<f64> = Vec::new();
+        // Per lab: its values and the number of distinct patients they come from.
+        let mut lab_values: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
+        for p in train {
+            let days = visit_days(p);
+            // A patient's largest gap stands for them (the closing edge is about patients, not visits).
+            let largest = days
+                .windows(2)
+                .filter_map(|w| Some(w[1]? - w[0]?))
+                .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
+            gaps.extend(largest);
+            ages.extend(age_at_first_visit(p));
+            if options.labs {
+                let mut seen = BTreeSet::new();
+                for v in &p.visits {
+                    for lab in &v.labs {
+                        let entry = lab_values.entry(lab.code.clone()).or_default();
+                        entry.0.push(lab.value);
+                        if seen.insert(lab.code.as_str()) {
+                            entry.1 += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let (any_gap, any_age) = (!gaps.is_empty(), !ages.is_empty());
+        let max_gap = closing_value(&mut gaps, k);
+        let max_age = closing_value(&mut ages, k);
+        let gap_base = spec
+            .and_then(|s| s.gap_edges_days.clone())
+            .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
+        let gap_edges_days = closed_edges(&gap_base, max_gap);
+        let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
+        let age_edges_years = closed_edges(&age_base, max_age);
+        let mut lab_edges = BTreeMap::new();
+        for (code, (mut values, patients)) in lab_values {
+            if patients < k {
+                left_out.labs += 1;
+                continue;
+            }
+            let edges = match spec.and_then(|s| s.lab_edges.get(&code)) {
+                Some(e) => e.clone(),
+                None => quantile_edges(&mut values, options.lab_buckets.max(1), patients, k),
+            };
+            lab_edges.insert(code, edges);
+        }
+        if let Some(spec) = spec {
+            for (code, edges) in &spec.lab_edges {
+                lab_edges.entry(code.clone()).or_insert_with(|| edges.clone());
+            }
+        }
+
+        // Medical codes, with frequencies for the `frequency` order.
+        let mut freq: HashMap<&str, usize> = HashMap::new();
+        let mut patients_with: HashMap<&str, usize> = HashMap::new();
+        for p in all {
+            let mut seen = BTreeSet::new();
+            for v in &p.visits {
+                for c in &v.codes {
+                    *freq.entry(c.as_str()).or_default() += 1;
+                    if seen.insert(c.as_str()) {
+                        *patients_with.entry(c.as_str()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        left_out.codes = patients_with.values().filter(|&&n| n < k).count();
+        let mut medical: Vec<Token> = patients_with
+            .iter()
+            .filter(|(_, &n)| n >= k)
+            .map(|(c, _)| Token::Code { code: c.to_string() })
+            .collect();
+        for (code, edges) in &lab_edges {
+            for bucket in 0..edges.len() - 1 {
+                medical.push(Token::Lab {
+                    code: code.clone(),
+                    bucket,
+                });
+            }
+        }
+        let key = |t: &Token| t.to_string();
+        medical.sort_by_key(key);
+        match options.code_order {
+            CodeOrder::Lexical => {}
+            CodeOrder::Frequency => {
+                let count = |t: &Token| match t {
+                    Token::Code { code } => freq.get(code.as_str()).copied().unwrap_or(0),
+                    Token::Lab { code, .. } => freq.get(code.as_str()).copied().unwrap_or(0),
+                    _ => 0,
+                };
+                medical.sort_by(|a, b| count(b).cmp(&count(a)).then_with(|| a.to_string().cmp(&b.to_string())));
+            }
+            CodeOrder::Shuffled => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.order_seed);
+                medical.shuffle(&mut rng);
+            }
+        }
+        // Time codes come first in a visit: gap, then age (first visit only).
+        let mut tokens = Vec::new();
+        let mut visit_groups = Vec::new();
+        // Every kept visit after the first has a gap when both days are known; the first kept one an age
+        // when the birth is known. A group is exclusive only when the training records always have it.
+        let (mut always_gap, mut always_age) = (true, true);
+        for p in train {
+            let keep_from = p.visits.len().saturating_sub(options.max_visits);
+            let days = visit_days(p);
+            always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
+            always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();
+        }
+        // Only when the training records have dates at all.
+        let mut time_codes = |present: bool, always: bool, name: &str, on: GroupVisits, codes: Vec<Token>| {
+            if !(options.gaps && present) {
+                return;
+            }
+            if always {
+                visit_groups.push(VisitGroup {
+                    name: name.into(),
+                    first: tokens.len(),
+                    len: codes.len(),
+                    on,
+                });
+            }
+            tokens.extend(codes);
+        };
+        let gap_codes = (0..gap_edges_days.len() - 1)
+            .map(|bucket| Token::Gap { bucket })
+            .collect();
+        time_codes(any_gap, always_gap, "gap", GroupVisits::LaterVisits, gap_codes);
+        let age_codes = (0..age_edges_years.len() - 1)
+            .map(|bucket| Token::Age { bucket })
+            .collect();
+        time_codes(any_age, always_age, "age", GroupVisits::FirstVisit, age_codes);
+        tokens.extend(medical);
+        let code_vocab_size = tokens.len();
+
+        // Labels: given in the records, or from the spec.
+        let labels_given = all.iter().any(|p| p.labels.is_some());
+        let mut label_groups = Vec::new();
+        let label_names: Vec<String> = if labels_given {
+            let mut names = Vec::new();
+            let mut seen = BTreeSet::new();
+            for p in all {
+                for name in p.labels.iter().flat_map(|l| l.keys()) {
+                    if seen.insert(name.clone()) {
+                        names.push(name.clone());
+                    }
+                }
+            }
+            // Labels that partition the records (GENDER/F, GENDER/M) sit together and form a group.
+            let partitions = partition_groups(&names, train);
+            let mut ordered: Vec<String> = Vec::with_capacity(names.len());
+            for name in &names {
+                if ordered.contains(name) {
+                    continue;
+                }
+                match partitions.iter().find(|(_, members)| members.contains(name)) {
+                    Some((prefix, members)) => {
+                        label_groups.push(LabelCategory {
+                            name: prefix.clone(),
+                            first: ordered.len(),
+                            len: members.len(),
+                        });
+                        ordered.extend(members.iter().cloned());
+                    }
+                    None => ordered.push(name.clone()),
+                }
+            }
+            ordered
+        } else {
+            spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default()
+        };
+        tokens.extend(label_names.into_iter().map(|name| Token::Label { name }));
+        let mut demographic_categories = Vec::new();
+        if options.demographics {
+            for category in DEMOGRAPHIC_CATEGORIES {
+                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                for value in all.iter().filter_map(|p| demographic_value(p, category)) {
+                    *counts.entry(value).or_default() += 1;
+                }
+                left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
+                let values: BTreeSet<String> = counts.into_iter().filter(|(_, n)| *n >= k).map(|(v, _)| v).collect();
+                if values.is_empty() {
+                    continue;
+                }
+                demographic_categories.push(LabelCategory {
+                    name: category.to_string(),
+                    first: tokens.len() - code_vocab_size,
+                    len: values.len(),
+                });
+                tokens.extend(values.into_iter().map(|value| Token::Demographic {
+                    category: category.to_string(),
+                    value,
+                }));
+            }
+        }
+        let label_vocab_size = tokens.len() - code_vocab_size;
+        tokens.extend([Token::Start, Token::End, Token::Pad]);
+        Ok(Encoding {
+            options,
+            tokens,
+            code_vocab_size,
+            label_vocab_size,
+            demographic_categories,
+            label_groups,
+            visit_groups,
+            gap_edges_days,
+            age_edges_years,
+            lab_edges,
+            labels_given,
+            left_out,
+        })
+    }
+}
+
+/// Groups of given labels sharing the name before their last `/` (at least two) of which every training
+/// record with labels has exactly one set: (prefix, members in first-seen order).
+fn partition_groups(names: &[String], train: &[&Patient]) -> Vec<(String, Vec<String>)> {
+    let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in names {
+        if let Some((prefix, _)) = name.rsplit_once('/') {
+            by_prefix.entry(prefix).or_default().push(name.clone());
+        }
+    }
+    let labelled: Vec<&BTreeMap<String, bool>> = train.iter().filter_map(|p| p.labels.as_ref()).collect();
+    by_prefix
+        .into_iter()
+        .filter(|(_, members)| members.len() >= 2)
+        .filter(|(_, members)| {
+            !labelled.is_empty()
+                && labelled
+                    .iter()
+                    .all(|l| members.iter().filter(|m| l.get(*m) == Some(&true)).count() == 1)
+        })
+        .map(|(prefix, members)| (prefix.to_string(), members))
+        .collect()
+}

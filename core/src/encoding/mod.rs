@@ -1,0 +1,430 @@
+//! HALO's matrix representation: the vocabulary of codes, labels and special codes, and the
+//! encoding of a patient as a label visit plus visits of code indices.
+//!
+//! Vocabulary layout (the reference implementation's): `[medical codes | label codes | start, end, pad]`.
+//! Medical codes include the bucket codes for continuous values: the gap since the previous visit
+//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`) and each lab value
+//! (`LAB/<lab code>/q<k>`, next to the lab's presence code). Label codes are the phenotype labels followed
+//! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
+//! category contiguous so that a sampler can keep categories exclusive.
+
+use crate::buckets::{bucket_of, closed_edges, closing_value, quantile_edges};
+use crate::error::{Error, Result};
+use crate::record::{Patient, Visit};
+use crate::time::{age_at_first_visit, age_at_visit, birth_year, visit_days};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+
+/// Order of medical codes inside the vocabulary, which is the autoregressive order within a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeOrder {
+    /// Seeded shuffle, as the reference implementation does.
+    #[default]
+    Shuffled,
+    /// Most frequent first (ties lexical).
+    Frequency,
+    /// Lexical by code string.
+    Lexical,
+}
+
+impl CodeOrder {
+    pub fn parse(s: &str) -> Option<CodeOrder> {
+        match s {
+            "shuffled" => Some(CodeOrder::Shuffled),
+            "frequency" => Some(CodeOrder::Frequency),
+            "lexical" => Some(CodeOrder::Lexical),
+            _ => None,
+        }
+    }
+}
+
+/// One vocabulary entry, structured so that decoding never parses strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Token {
+    /// A medical code, kept exactly as the source spelled it.
+    Code {
+        code: String,
+    },
+    /// Days since the previous visit fall in `gap_edges_days[bucket]..gap_edges_days[bucket + 1]`.
+    Gap {
+        bucket: usize,
+    },
+    /// Age in years at the first visit falls in `age_edges_years[bucket]..[bucket + 1]`.
+    Age {
+        bucket: usize,
+    },
+    /// The lab's value falls in `lab_edges[code][bucket]..[bucket + 1]`.
+    Lab {
+        code: String,
+        bucket: usize,
+    },
+    /// A phenotype label.
+    Label {
+        name: String,
+    },
+    /// A demographic value; `category` is one of sex, race, ethnicity, birth_year.
+    Demographic {
+        category: String,
+        value: String,
+    },
+    Start,
+    End,
+    Pad,
+}
+
+/// Demographic categories in vocabulary order.
+pub const DEMOGRAPHIC_CATEGORIES: [&str; 4] = ["sex", "race", "ethnicity", "birth_year"];
+
+/// What the encoding includes; switches for comparisons that do not want a part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodingOptions {
+    pub gaps: bool,
+    pub labs: bool,
+    pub demographics: bool,
+    pub code_order: CodeOrder,
+    pub order_seed: u64,
+    /// Number of quantile buckets per lab when the label spec gives no edges.
+    pub lab_buckets: usize,
+    /// Most recent visits kept per record: `n_ctx - 2`.
+    pub max_visits: usize,
+    /// The small-cell rule: a code, `src:` value, lab or demographic value seen in fewer distinct patients
+    /// is left out of the vocabulary, and bucket edges come only from groups of at least this many
+    /// patients, so that nothing of a single patient ships in a model directory. Encodings written
+    /// before the rule read as 1 (everything kept).
+    #[serde(default = "min_patients_of_old_encodings")]
+    pub min_patients: usize,
+}
+
+/// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
+pub const DEFAULT_MIN_PATIENTS: usize = 10;
+
+fn min_patients_of_old_encodings() -> usize {
+    1
+}
+
+impl Default for EncodingOptions {
+    fn default() -> Self {
+        EncodingOptions {
+            gaps: true,
+            labs: true,
+            demographics: true,
+            code_order: CodeOrder::Shuffled,
+            order_seed: 0,
+            lab_buckets: 5,
+            max_visits: 46,
+            min_patients: DEFAULT_MIN_PATIENTS,
+        }
+    }
+}
+
+pub use crate::label_spec::LabelSpec;
+
+/// Default gap bucket edges in days; the last bucket is closed by the largest gap seen in training.
+pub const DEFAULT_GAP_EDGES_DAYS: [f64; 12] = [0.0, 1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0, 1825.0];
+/// Default age bucket width in years for the age at the first visit.
+pub const AGE_BUCKET_YEARS: f64 = 5.0;
+
+/// A contiguous run of label codes (relative to the first label code).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelCategory {
+    pub name: String,
+    pub first: usize,
+    pub len: usize,
+}
+
+/// A group of medical codes of which a visit holds exactly one where the group applies and none elsewhere
+/// (the gap since the previous visit, the age at the first visit): samplers draw it as one categorical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitGroup {
+    pub name: String,
+    /// Vocabulary index of the group's first code; its codes are contiguous.
+    pub first: usize,
+    pub len: usize,
+    pub on: GroupVisits,
+}
+
+/// Which visits hold a [`VisitGroup`]'s one code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupVisits {
+    FirstVisit,
+    LaterVisits,
+}
+
+impl VisitGroup {
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.len
+    }
+
+    /// Whether the group's one code belongs in visit `t` (0 = the first visit).
+    pub fn applies_to(&self, t: usize) -> bool {
+        match self.on {
+            GroupVisits::FirstVisit => t == 0,
+            GroupVisits::LaterVisits => t > 0,
+        }
+    }
+}
+
+/// The fitted encoding: vocabulary, bucket edges and options. Saved as `encoding.json` in a checkpoint
+/// and embedded in a model directory's manifest; everything needed to encode and decode records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    pub options: EncodingOptions,
+    pub tokens: Vec<Token>,
+    pub code_vocab_size: usize,
+    pub label_vocab_size: usize,
+    /// Demographic categories among the label codes (phenotype labels are independent, not listed).
+    pub demographic_categories: Vec<LabelCategory>,
+    /// Given labels that partition the training records (every record has exactly one of them: `GENDER/F`,
+    /// `GENDER/M`), grouped by the name before their last `/`; sampled like a demographic category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_groups: Vec<LabelCategory>,
+    /// Exclusive groups among the medical codes: the gap bucket (every visit after the first) and the age
+    /// bucket (the first visit), each listed only when every training record has it where it applies.
+    /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_groups: Vec<VisitGroup>,
+    pub gap_edges_days: Vec<f64>,
+    pub age_edges_years: Vec<f64>,
+    pub lab_edges: BTreeMap<String, Vec<f64>>,
+    /// Whether the labels came from the records themselves (JSONL `labels`) instead of a label spec.
+    pub labels_given: bool,
+    /// What the small-cell rule left out (counts only).
+    #[serde(default)]
+    pub left_out: LeftOut,
+}
+
+/// Distinct values the small-cell rule ([`EncodingOptions::min_patients`]) left out of a vocabulary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub codes: usize,
+    pub labs: usize,
+    pub demographic_values: usize,
+}
+
+/// A patient as HALO sees it: label codes, then visits of code indices (each sorted, distinct).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedPatient {
+    pub labels: Vec<u32>,
+    pub visits: Vec<Vec<u32>>,
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Code { code } => write!(f, "{code}"),
+            Token::Gap { bucket } => write!(f, "GAP/{bucket}"),
+            Token::Age { bucket } => write!(f, "AGE/{bucket}"),
+            Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
+            Token::Label { name } => write!(f, "{name}"),
+            Token::Demographic { category, value } => {
+                write!(f, "{}/{value}", category.to_uppercase())
+            }
+            Token::Start => write!(f, "<start>"),
+            Token::End => write!(f, "<end>"),
+            Token::Pad => write!(f, "<pad>"),
+        }
+    }
+}
+
+impl Encoding {
+    /// The exclusive categories among the label codes (label-local indices): demographic categories, then
+    /// partitioning label groups. A record holds at most one code of each (exactly one when sampled).
+    pub fn exclusive_label_categories(&self) -> impl Iterator<Item = &LabelCategory> {
+        self.demographic_categories.iter().chain(&self.label_groups)
+    }
+
+    /// An encoding of plain codes and labels only (no time, lab or demographic codes), in the given order:
+    /// for fixtures, tests and benchmarks that build a vocabulary by hand.
+    pub fn plain(codes: Vec<String>, labels: Vec<String>, max_visits: usize) -> Encoding {
+        let (code_vocab_size, label_vocab_size) = (codes.len(), labels.len());
+        let mut tokens: Vec<Token> = codes.into_iter().map(|code| Token::Code { code }).collect();
+        tokens.extend(labels.into_iter().map(|name| Token::Label { name }));
+        tokens.extend([Token::Start, Token::End, Token::Pad]);
+        Encoding {
+            options: EncodingOptions {
+                max_visits,
+                // Given by hand, not fitted on patients.
+                min_patients: 1,
+                ..Default::default()
+            },
+            tokens,
+            code_vocab_size,
+            label_vocab_size,
+            demographic_categories: Vec::new(),
+            label_groups: Vec::new(),
+            visit_groups: Vec::new(),
+            gap_edges_days: vec![0.0, 1.0],
+            age_edges_years: vec![0.0, 5.0],
+            lab_edges: BTreeMap::new(),
+            labels_given: true,
+            left_out: LeftOut::default(),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn start_index(&self) -> usize {
+        self.code_vocab_size + self.label_vocab_size
+    }
+    pub fn end_index(&self) -> usize {
+        self.start_index() + 1
+    }
+    pub fn pad_index(&self) -> usize {
+        self.start_index() + 2
+    }
+
+    /// Token string -> index, for encoding.
+    pub fn index(&self) -> HashMap<String, u32> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (token_key(t), i as u32))
+            .collect()
+    }
+
+    /// Encodes one patient. Codes unknown to the vocabulary are counted in `unknown`.
+    pub fn encode(
+        &self,
+        patient: &Patient,
+        index: &HashMap<String, u32>,
+        spec: Option<&LabelSpec>,
+        unknown: &mut usize,
+    ) -> EncodedPatient {
+        let mut labels = BTreeSet::new();
+        let label_names: Vec<String> = match (&patient.labels, self.labels_given) {
+            (Some(given), _) => given.iter().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect(),
+            (None, false) => spec
+                .map(|s| s.labels_of(patient).into_iter().collect())
+                .unwrap_or_default(),
+            (None, true) => Vec::new(),
+        };
+        for name in label_names {
+            match index.get(&token_key(&Token::Label { name })) {
+                Some(i) => {
+                    labels.insert(*i);
+                }
+                None => *unknown += 1,
+            }
+        }
+        for cat in &self.demographic_categories {
+            if let Some(value) = demographic_value(patient, &cat.name) {
+                if let Some(i) = index.get(&token_key(&Token::Demographic {
+                    category: cat.name.clone(),
+                    value,
+                })) {
+                    labels.insert(*i);
+                }
+            }
+        }
+
+        let keep_from = patient.visits.len().saturating_sub(self.options.max_visits);
+        let days = visit_days(patient);
+        let age = age_at_visit(patient, keep_from);
+        let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
+        for (t, visit) in patient.visits.iter().enumerate().skip(keep_from) {
+            let mut codes = BTreeSet::new();
+            if self.options.gaps {
+                if t > keep_from {
+                    if let (Some(a), Some(b)) = (days[t - 1], days[t]) {
+                        let bucket = bucket_of(&self.gap_edges_days, b - a);
+                        codes.extend(index.get(&token_key(&Token::Gap { bucket })));
+                    }
+                } else if let Some(age) = age {
+                    let bucket = bucket_of(&self.age_edges_years, age);
+                    codes.extend(index.get(&token_key(&Token::Age { bucket })));
+                }
+            }
+            self.encode_visit_codes(visit, index, &mut codes, unknown);
+            visits.push(codes.into_iter().collect());
+        }
+        EncodedPatient {
+            labels: labels.into_iter().collect(),
+            visits,
+        }
+    }
+
+    fn encode_visit_codes(
+        &self,
+        visit: &Visit,
+        index: &HashMap<String, u32>,
+        codes: &mut BTreeSet<u32>,
+        unknown: &mut usize,
+    ) {
+        for c in &visit.codes {
+            match index.get(c.as_str()) {
+                Some(i) => {
+                    codes.insert(*i);
+                }
+                None => *unknown += 1,
+            }
+        }
+        if self.options.labs {
+            for lab in &visit.labs {
+                if let Some(edges) = self.lab_edges.get(&lab.code) {
+                    let bucket = bucket_of(edges, lab.value);
+                    codes.extend(index.get(&token_key(&Token::Lab {
+                        code: lab.code.clone(),
+                        bucket,
+                    })));
+                }
+            }
+        }
+    }
+
+    /// Checks the structure after reading it from disk.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let v = self.tokens.len();
+        if v != self.code_vocab_size + self.label_vocab_size + 3 {
+            return Err(Error::field(
+                path,
+                "tokens",
+                format!("{v} tokens, expected code_vocab_size + label_vocab_size + 3"),
+            ));
+        }
+        if self.tokens[self.start_index()] != Token::Start
+            || self.tokens[self.end_index()] != Token::End
+            || self.tokens[self.pad_index()] != Token::Pad
+        {
+            return Err(Error::field(
+                path,
+                "tokens",
+                "the last three tokens must be start, end, pad",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Key under which a token is found in `Encoding::index`: medical codes by their own string, so that a
+/// record's codes are looked up directly; everything else by its kind-prefixed display form.
+pub fn token_key(t: &Token) -> String {
+    match t {
+        Token::Code { code } => code.clone(),
+        other => format!("\u{1}{other}"),
+    }
+}
+
+fn demographic_value(p: &Patient, category: &str) -> Option<String> {
+    let d = &p.demographics;
+    match category {
+        "sex" => d.sex.clone(),
+        "race" => d.race.clone(),
+        "ethnicity" => d.ethnicity.clone(),
+        "birth_year" => birth_year(p).map(|y| {
+            let decade = y.div_euclid(10) * 10;
+            format!("{decade}-{}", decade + 9)
+        }),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+mod fit;

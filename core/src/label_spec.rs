@@ -1,0 +1,102 @@
+//! Phenotype label specs: a label is set when a record holds one of its codes (exact, or a prefix written
+//! with a trailing `*`). `halo train --label-spec FILE` reads one; the default lists common chronic conditions.
+
+use crate::error::{Error, Result};
+use crate::record::Patient;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A phenotype label defined by codes: exact codes, or prefixes written with a trailing `*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSpec {
+    /// label name -> codes or code prefixes (`condition/3168*`).
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// Optional fixed bucket edges per lab code (ascending, at least two).
+    #[serde(default)]
+    pub lab_edges: BTreeMap<String, Vec<f64>>,
+    /// Optional gap bucket edges in days (ascending, starting at 0).
+    #[serde(default)]
+    pub gap_edges_days: Option<Vec<f64>>,
+}
+
+impl LabelSpec {
+    /// Chronic phenotypes for OMOP CDM data coded with standard concept ids (as Synthea's is).
+    pub fn default_omop() -> LabelSpec {
+        let spec: &[(&str, &[&str])] = &[
+            ("hypertension", &["condition/316866", "condition/320128"]),
+            (
+                "diabetes",
+                &["condition/201826", "condition/201254", "condition/443238"],
+            ),
+            ("prediabetes", &["condition/37018196", "condition/4311629"]),
+            ("hyperlipidemia", &["condition/432867", "condition/437827"]),
+            ("obesity", &["condition/433736", "condition/162864005"]),
+            ("asthma", &["condition/317009"]),
+            ("copd", &["condition/255573", "condition/261325"]),
+            ("coronary_heart_disease", &["condition/317576", "condition/4329847"]),
+            (
+                "chronic_kidney_disease",
+                &[
+                    "condition/46271022",
+                    "condition/443601",
+                    "condition/443611",
+                    "condition/443612",
+                ],
+            ),
+            ("chronic_sinusitis", &["condition/257012"]),
+            ("anemia", &["condition/439777"]),
+            ("osteoarthritis", &["condition/80180", "condition/4079750"]),
+            ("atrial_fibrillation", &["condition/313217"]),
+        ];
+        LabelSpec {
+            labels: spec
+                .iter()
+                .map(|(name, codes)| (name.to_string(), codes.iter().map(|c| c.to_string()).collect()))
+                .collect(),
+            lab_edges: BTreeMap::new(),
+            gap_edges_days: None,
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<LabelSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec: LabelSpec = serde_json::from_str(&text).map_err(|e| {
+            Error::line(
+                path,
+                e.line(),
+                format!("not a label spec ({e}); expected {{\"labels\": {{name: [codes or prefix*]}}}}"),
+            )
+        })?;
+        for (lab, edges) in &spec.lab_edges {
+            if edges.len() < 2
+                || edges
+                    .windows(2)
+                    .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+            {
+                return Err(Error::field(
+                    path,
+                    &format!("lab_edges.{lab}"),
+                    "expected at least two strictly ascending numbers",
+                ));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Labels of a patient from its codes.
+    pub fn labels_of(&self, patient: &Patient) -> BTreeSet<String> {
+        let codes: BTreeSet<&str> = patient.all_codes().collect();
+        let mut out = BTreeSet::new();
+        for (name, patterns) in &self.labels {
+            let hit = patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => codes.iter().any(|c| c.starts_with(prefix)),
+                None => codes.contains(p.as_str()),
+            });
+            if hit {
+                out.insert(name.clone());
+            }
+        }
+        out
+    }
+}
