@@ -1,1 +1,2 @@
-//! No library code: the tests are in tests/ (Rust) and python/ (the scripts they run).
+//! No library code. tests/ holds the end-to-end tests of the `halo` and `halo-sample` binaries (run as a user
+//! runs them; `cargo test --workspace` builds both first) and python/ the client checks they run.

@@ -34,26 +34,48 @@ pub enum Preset {
     Small,
 }
 
-impl Preset {
-    pub fn parse(s: &str) -> Option<Preset> {
-        match s {
-            "paper" => Some(Preset::Paper),
-            "small" => Some(Preset::Small),
-            _ => None,
-        }
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Preset, String> {
+        crate::keyword::parse_keyword(s, "preset", &[("small", Preset::Small), ("paper", Preset::Paper)])
     }
-    /// (n_embd, n_layer, n_head, n_ctx, learning rate)
-    pub fn dims(self) -> (usize, usize, usize, usize, f64) {
-        match self {
-            Preset::Paper => (768, 12, 12, 48, 1e-4),
-            Preset::Small => (128, 2, 4, 48, 1e-3),
+}
+
+/// What a preset sets: the model's size and the learning rate it trains with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PresetSettings {
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_ctx: usize,
+    pub learning_rate: f64,
+}
+
+impl Preset {
+    pub fn settings(self) -> PresetSettings {
+        let (n_embd, n_layer, n_head, learning_rate) = match self {
+            Preset::Paper => (768, 12, 12, 1e-4),
+            Preset::Small => (128, 2, 4, 1e-3),
+        };
+        PresetSettings {
+            n_embd,
+            n_layer,
+            n_head,
+            n_ctx: 48,
+            learning_rate,
         }
     }
 }
 
 impl ModelConfig {
     pub fn new(preset: Preset, code_vocab_size: usize, label_vocab_size: usize) -> ModelConfig {
-        let (n_embd, n_layer, n_head, n_ctx, _) = preset.dims();
+        let PresetSettings {
+            n_embd,
+            n_layer,
+            n_head,
+            n_ctx,
+            ..
+        } = preset.settings();
         ModelConfig {
             n_embd,
             n_layer,
@@ -87,6 +109,11 @@ impl ModelConfig {
     /// r + 1, and the visit's codes start after the n_embd history inputs.
     pub fn first_logit_row(&self) -> usize {
         self.n_embd - 1
+    }
+
+    /// The outputs of auto2 that are logits, one per vocabulary entry in order.
+    pub fn logit_rows(&self) -> std::ops::Range<usize> {
+        self.first_logit_row()..self.first_logit_row() + self.total_vocab_size
     }
 
     pub fn validate(&self, path: &Path) -> Result<()> {

@@ -88,6 +88,76 @@ pub fn sweep_stale_temps(path: &Path) -> usize {
     removed
 }
 
+/// Whether `path` is a folder with at least one entry.
+pub fn is_nonempty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// What an output path may already be before a command writes there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Nothing at all (a file output, or a folder output that must not exist).
+    Absent,
+    /// Nothing, or an empty folder (which the output replaces).
+    AbsentOrEmptyDir,
+}
+
+/// Refuses an output path that holds something `target` does not allow; the error names the path and
+/// ends with `rule`, the command's own promise (e.g. "halo-sample never overwrites output").
+pub fn check_fresh(path: &Path, target: Target, rule: &str) -> Result<()> {
+    if path.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let empty_dir = path.is_dir() && !is_nonempty_dir(path);
+    if empty_dir && target == Target::AbsentOrEmptyDir {
+        return Ok(());
+    }
+    let what = if path.is_dir() && !empty_dir {
+        "already exists and is not empty"
+    } else {
+        "already exists"
+    };
+    Err(Error::file(path, format!("{what}; {rule}")))
+}
+
+/// Moves the finished temporary file or folder `tmp` to `path`, which must still be as `target` allows:
+/// whatever appeared there meanwhile is never replaced (a file is published by a hard link, which fails
+/// on an existing name, then its temporary name removed).
+pub fn publish(tmp: &Path, path: &Path, target: Target) -> Result<()> {
+    let appeared = || Error::file(path, "appeared meanwhile; not overwritten (nothing was written)");
+    if tmp.is_file() {
+        match std::fs::hard_link(tmp, path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(tmp);
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(appeared()),
+            // File systems without hard links: check, then rename.
+            Err(_) => {}
+        }
+    }
+    check_fresh(path, target, "not overwritten").map_err(|_| appeared())?;
+    if path.is_dir() {
+        std::fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
+    }
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Replaces what is at `path` (a folder, or nothing) by the finished folder `new`: the old folder is moved
+/// aside, the new one moved in, and the old one deleted; if the move fails the old folder is put back.
+pub fn replace_dir(new: &Path, path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_err() || (path.is_dir() && !is_nonempty_dir(path)) {
+        return publish(new, path, Target::AbsentOrEmptyDir);
+    }
+    let old = temp_sibling_named(path, "old.tmp");
+    std::fs::rename(path, &old).map_err(|e| Error::io(path, e))?;
+    if let Err(e) = std::fs::rename(new, path) {
+        let _ = std::fs::rename(&old, path);
+        return Err(Error::io(path, e));
+    }
+    std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);

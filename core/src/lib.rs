@@ -9,11 +9,14 @@
 
 pub mod bounds;
 pub mod buckets;
+pub mod checkpoint;
 pub mod config;
 pub mod encoding;
 pub mod error;
 pub mod fsutil;
+pub mod interner;
 pub mod jsonl;
+pub mod keyword;
 pub mod label_spec;
 pub mod manifest;
 pub mod meds;
@@ -38,16 +41,18 @@ pub enum Format {
     Jsonl,
 }
 
-impl Format {
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "omop" => Some(Format::Omop),
-            "meds" => Some(Format::Meds),
-            "jsonl" => Some(Format::Jsonl),
-            _ => None,
-        }
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Format, String> {
+        keyword::parse_keyword(
+            s,
+            "format",
+            &[("omop", Format::Omop), ("meds", Format::Meds), ("jsonl", Format::Jsonl)],
+        )
     }
+}
 
+impl Format {
     /// Detects the format of a path: a `.jsonl` file, a `.parquet` file or a folder with `data/`
     /// (MEDS), or a folder with `person.csv` (OMOP).
     pub fn detect(path: &Path) -> Result<Format> {

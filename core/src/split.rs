@@ -72,6 +72,9 @@ pub fn read_split_file(path: &Path) -> Result<HashMap<String, Split>> {
     Ok(out)
 }
 
+/// The seed `halo train` splits with unless told otherwise; `halo evaluate` without a checkpoint assumes it.
+pub const DEFAULT_SEED: u64 = 4;
+
 /// Assigns splits: given ones win (from the split file, else the records' own `split`);
 /// otherwise a seeded shuffle gives 0.8/0.2 train/test, then 0.9/0.1 of train into train/validation.
 pub fn assign(patients: &[Patient], given: Option<&HashMap<String, Split>>, seed: u64) -> Result<SplitAssignment> {

@@ -2,6 +2,7 @@
 //! writing one with random weights, for tests and benchmarks.
 
 use crate::error::{ExportError, Result};
+use halo_core::checkpoint::CheckpointFolder;
 use halo_core::config::ModelConfig;
 use halo_core::encoding::Encoding;
 use halo_core::fsutil;
@@ -37,58 +38,16 @@ impl Checkpoint {
     }
 }
 
-/// Reads and checks a checkpoint folder: the config is valid, the encoding matches it, and the weights
-/// hold every parameter with the shape the config implies. `training.json` is optional.
+/// Reads and checks a checkpoint folder (`CheckpointFolder::read`) and its weights: every parameter with
+/// the shape the config implies, finite. `training.json` is optional.
 pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
-    if !dir.is_dir() {
-        return Err(ExportError::NotCheckpoint {
-            dir: dir.to_path_buf(),
-            missing: "the folder itself".into(),
-        });
-    }
-    for file in [checkpoint::CONFIG, checkpoint::ENCODING, checkpoint::WEIGHTS] {
-        if !dir.join(file).is_file() {
-            return Err(ExportError::NotCheckpoint {
-                dir: dir.to_path_buf(),
-                missing: file.into(),
-            });
-        }
-    }
-    let config = ModelConfig::read(&dir.join(checkpoint::CONFIG))?;
-    let encoding_path = dir.join(checkpoint::ENCODING);
-    let encoding: Encoding = fsutil::read_json(&encoding_path, "HALO encoding.json")?;
-    encoding.validate(&encoding_path)?;
-    if encoding.vocab_size() != config.total_vocab_size
-        || encoding.code_vocab_size != config.code_vocab_size
-        || encoding.label_vocab_size != config.label_vocab_size
-    {
-        return Err(halo_core::Error::field(
-            &encoding_path,
-            "tokens",
-            format!(
-                "{} tokens ({} codes, {} labels) but config.json has total_vocab_size {} ({} codes, {} labels)",
-                encoding.vocab_size(),
-                encoding.code_vocab_size,
-                encoding.label_vocab_size,
-                config.total_vocab_size,
-                config.code_vocab_size,
-                config.label_vocab_size
-            ),
-        )
-        .into());
-    }
-    let tensors = read_weights(&dir.join(checkpoint::WEIGHTS), &config)?;
-    let training_path = dir.join(checkpoint::TRAINING);
-    let training = if training_path.is_file() {
-        fsutil::read_json(&training_path, "training summary")?
-    } else {
-        TrainingSummary::default()
-    };
+    let folder = CheckpointFolder::read(dir)?;
+    let tensors = read_weights(&folder.weights_path(), &folder.config)?;
     Ok(Checkpoint {
-        config,
-        encoding,
+        config: folder.config,
+        encoding: folder.encoding,
         tensors,
-        training,
+        training: folder.training,
     })
 }
 
@@ -181,7 +140,7 @@ pub fn write_random_checkpoint(
         };
         if let Some(bias) = code_bias {
             if name == "ehr_head.auto2.bias" {
-                let first = config.n_embd - 1;
+                let first = config.logit_rows().start;
                 data[first..first + bias.len()].copy_from_slice(bias);
             } else if name == "ehr_head.bias" {
                 data[..bias.len()].copy_from_slice(bias);

@@ -41,15 +41,16 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     );
     let h1 = b.node("Gemm", "auto1", &[&input, &w1, &b1], &[]);
     let h1 = b.node("Relu", "auto1.relu", &[&h1], &[]);
-    // auto2: rows E-1..E-1+V of the masked weight, columns 0..D-1, transposed to [D-1, V].
-    let w2_full = masked_rows_t(&ck.tensor("ehr_head.auto2.weight").data, d, e - 1, v);
+    // auto2: the logit rows of the masked weight, columns 0..D-1, transposed to [D-1, V].
+    let logit_rows = ck.config.logit_rows();
+    let w2_full = masked_rows_t(&ck.tensor("ehr_head.auto2.weight").data, d, logit_rows.start, v);
     let w2: Vec<f32> = w2_full[..hidden * v].to_vec();
     debug_assert!(w2_full[hidden * v..].iter().all(|x| *x == 0.0));
     let w2 = b.weight("ehr_head.auto2.weight_masked_t", &[hidden, v], &w2);
     let b2 = b.weight(
         "ehr_head.auto2.bias_logits",
         &[v],
-        &ck.tensor("ehr_head.auto2.bias").data[e - 1..e - 1 + v],
+        &ck.tensor("ehr_head.auto2.bias").data[logit_rows],
     );
     b.node_to("Gemm", &logits, &[&h1, &w2, &b2], &[]);
     b

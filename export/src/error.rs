@@ -7,13 +7,6 @@ pub enum ExportError {
     #[error(transparent)]
     Core(#[from] halo_core::Error),
 
-    #[error(
-        "{}: not a checkpoint folder: expected config.json, encoding.json and weights.safetensors \
-         (written by `halo train`), but {missing} is missing",
-        dir.display()
-    )]
-    NotCheckpoint { dir: PathBuf, missing: String },
-
     #[error("{}: not a readable safetensors file: {message}", path.display())]
     Weights { path: PathBuf, message: String },
 

@@ -33,7 +33,7 @@ use halo_core::manifest::{
     graph, sha256_hex, DataFile, IncrementalHeadFiles, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST,
     MANIFEST_FORMAT_VERSION,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How the weights are stored in the graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,14 +44,14 @@ pub enum Precision {
     Fp16,
 }
 
-impl Precision {
-    pub fn parse(s: &str) -> Option<Precision> {
-        match s {
-            "fp32" => Some(Precision::Fp32),
-            "fp16" => Some(Precision::Fp16),
-            _ => None,
-        }
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Precision, String> {
+        halo_core::keyword::parse_keyword(s, "precision", &[("fp32", Precision::Fp32), ("fp16", Precision::Fp16)])
     }
+}
+
+impl Precision {
     /// The manifest's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,7 +101,12 @@ pub type FinishStep<'a> =
 pub fn export_with(checkpoint: &Path, out: &Path, opts: &ExportOptions, finish: &mut FinishStep) -> Result<Manifest> {
     let ck = read_checkpoint(checkpoint)?;
     check_output(out, opts)?;
-    sibling(out, "export.tmp")?; // checks that `out` has a folder name
+    if out.file_name().is_none() {
+        return Err(ExportError::Output {
+            path: out.to_path_buf(),
+            message: "output path has no folder name".into(),
+        });
+    }
     let swept = halo_core::fsutil::sweep_stale_temps(out);
     if swept > 0 {
         eprintln!("halo export: removed {swept} temporary folder(s) of an earlier export that was killed");
@@ -113,7 +118,7 @@ pub fn export_with(checkpoint: &Path, out: &Path, opts: &ExportOptions, finish: 
     std::fs::create_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
     let written = write_model_dir(&ck, &tmp, opts).and_then(|mut m| {
         finish(&tmp, &mut m).map_err(ExportError::Finish)?;
-        replace_dir(&tmp, out)?;
+        halo_core::fsutil::replace_dir(&tmp, out)?;
         Ok(m)
     });
     if written.is_err() {
@@ -249,8 +254,7 @@ fn check_output(out: &Path, opts: &ExportOptions) -> Result<()> {
     if !out.is_dir() {
         return fail("exists and is not a folder; choose another output path".into());
     }
-    let mut entries = std::fs::read_dir(out).map_err(|e| ExportError::io(out, e))?;
-    if entries.next().is_none() {
+    if !halo_core::fsutil::is_nonempty_dir(out) {
         return Ok(());
     }
     if !out.join(MANIFEST).is_file() {
@@ -264,40 +268,4 @@ fn check_output(out: &Path, opts: &ExportOptions) -> Result<()> {
         return fail("holds a previous model; pass --overwrite to replace it".into());
     }
     Ok(())
-}
-
-/// A hidden sibling of `path`: `.<name>.<pid>.<suffix>`.
-fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| ExportError::Output {
-            path: path.to_path_buf(),
-            message: "output path has no folder name".into(),
-        })?
-        .to_string_lossy();
-    Ok(path.with_file_name(format!(".{name}.{}.{suffix}", std::process::id())))
-}
-
-/// Moves the finished folder `new` to `out`: directly when `out` is absent or empty, else by moving the
-/// old folder aside, moving the new one in, and deleting the old one.
-fn replace_dir(new: &Path, out: &Path) -> Result<()> {
-    if !out.exists() {
-        return std::fs::rename(new, out).map_err(|e| ExportError::io(out, e));
-    }
-    let empty = std::fs::read_dir(out)
-        .map_err(|e| ExportError::io(out, e))?
-        .next()
-        .is_none();
-    if empty {
-        std::fs::remove_dir(out).map_err(|e| ExportError::io(out, e))?;
-        return std::fs::rename(new, out).map_err(|e| ExportError::io(out, e));
-    }
-    let old = sibling(out, "old")?;
-    std::fs::rename(out, &old).map_err(|e| ExportError::io(out, e))?;
-    if let Err(e) = std::fs::rename(new, out) {
-        // Put the previous model back.
-        let _ = std::fs::rename(&old, out);
-        return Err(ExportError::io(out, e));
-    }
-    std::fs::remove_dir_all(&old).map_err(|e| ExportError::io(&old, e))
 }

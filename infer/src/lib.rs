@@ -63,17 +63,42 @@ pub struct Sampled {
     pub patient: Patient,
 }
 
-/// Records `[K * ceil(count / N), min((K + 1) * ceil(count / N), count))`: shard `k` (0-based) of `n`.
-pub fn shard_range(count: u64, k: u64, n: u64) -> Result<Range<u64>> {
-    if n == 0 || k >= n {
-        return Err(Error::Invalid(format!(
-            "--shard {k}/{n}: expected K/N with 0 <= K < N (shards are numbered from 0)"
-        )));
+/// Shard `index` (0-based) of `count` equal parts of a cohort (`--shard K/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// A shard, checked: `0 <= index < count`.
+    pub fn new(index: u64, count: u64) -> Result<Shard> {
+        if count == 0 || index >= count {
+            return Err(Error::Invalid(format!(
+                "--shard {index}/{count}: expected K/N with 0 <= K < N (shards are numbered from 0)"
+            )));
+        }
+        Ok(Shard { index, count })
     }
-    let per = count.div_ceil(n);
-    let start = (k * per).min(count);
-    let end = ((k + 1) * per).min(count);
-    Ok(start..end)
+
+    /// Records `[K * ceil(total / N), min((K + 1) * ceil(total / N), total))` of a cohort of `total`.
+    pub fn records(self, total: u64) -> Range<u64> {
+        let per = total.div_ceil(self.count);
+        let start = (self.index * per).min(total);
+        let end = ((self.index + 1) * per).min(total);
+        start..end
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let (k, n) = s
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)))
+            .ok_or_else(|| format!("`{s}`: expected K/N, e.g. 0/4"))?;
+        Shard::new(k, n).map_err(|e| e.to_string())
+    }
 }
 
 /// Samples `plan.records` batch by batch, calling `on_batch` with each batch's records in index order.

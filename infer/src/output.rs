@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::Sampled;
 use halo_core::encoding::Encoding;
+use halo_core::fsutil::{self, Target};
 use halo_core::meds::{static_code, MedsWriteOptions, MedsWriter, ShardNames, BIRTH_CODE};
 use halo_core::omop_write::{OmopCohort, OmopWriteReport, OmopWriter};
 use std::collections::BTreeSet;
@@ -25,14 +26,18 @@ pub enum OutputFormat {
     Omop,
 }
 
-impl OutputFormat {
-    pub fn parse(s: &str) -> Option<OutputFormat> {
-        match s {
-            "jsonl" => Some(OutputFormat::Jsonl),
-            "meds" => Some(OutputFormat::Meds),
-            "omop" => Some(OutputFormat::Omop),
-            _ => None,
-        }
+impl std::str::FromStr for OutputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<OutputFormat, String> {
+        halo_core::keyword::parse_keyword(
+            s,
+            "output format",
+            &[
+                ("jsonl", OutputFormat::Jsonl),
+                ("meds", OutputFormat::Meds),
+                ("omop", OutputFormat::Omop),
+            ],
+        )
     }
 }
 
@@ -55,12 +60,11 @@ enum Sink {
 
 /// Refuses an existing path; checks that its folder exists.
 fn check_target(path: &Path) -> Result<()> {
-    if path.exists() || path.symlink_metadata().is_ok() {
-        return Err(Error::Invalid(format!(
-            "{}: already exists; halo-sample never overwrites output (choose another --out or remove it first)",
-            path.display()
-        )));
-    }
+    fsutil::check_fresh(
+        path,
+        Target::Absent,
+        "halo-sample never overwrites output (choose another --out or remove it first)",
+    )?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -163,7 +167,7 @@ impl Output {
                     let file = writer.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
                     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
                     drop(file);
-                    publish(&tmp, &self.path)
+                    Ok(fsutil::publish(&tmp, &self.path, Target::Absent)?)
                 })();
                 if result.is_err() {
                     let _ = std::fs::remove_file(&tmp);
@@ -184,25 +188,6 @@ impl Drop for Output {
         if let Some(Sink::Jsonl { tmp, writer }) = self.sink.take() {
             drop(writer);
             let _ = std::fs::remove_file(&tmp);
-        }
-    }
-}
-
-/// Moves `tmp` to `path` unless `path` appeared meanwhile (a hard link fails on an existing name).
-fn publish(tmp: &Path, path: &Path) -> Result<()> {
-    match std::fs::hard_link(tmp, path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Invalid(format!(
-            "{}: appeared while sampling; not overwritten (the records are lost, nothing was written)",
-            path.display()
-        ))),
-        Err(_) => {
-            // File systems without hard links: check, then rename.
-            check_target(path)?;
-            std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
         }
     }
 }

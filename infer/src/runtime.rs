@@ -47,14 +47,19 @@ pub enum Device {
     Auto,
 }
 
-impl Device {
-    pub fn parse(s: &str) -> Option<Device> {
-        match s {
-            "cpu" => Some(Device::Cpu),
-            "cuda" | "gpu" => Some(Device::Cuda),
-            "auto" => Some(Device::Auto),
-            _ => None,
-        }
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Device, String> {
+        halo_core::keyword::parse_keyword(
+            s,
+            "device",
+            &[
+                ("cpu", Device::Cpu),
+                ("cuda", Device::Cuda),
+                ("gpu", Device::Cuda),
+                ("auto", Device::Auto),
+            ],
+        )
     }
 }
 

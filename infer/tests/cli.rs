@@ -255,8 +255,7 @@ fn bad_input_fails_clearly_without_output() {
         &["nowhere", "does not exist"],
     );
 
-    // Shard out of range.
-    check(sample_args(model, out_s, &["--shard", "3/3"]), &["--shard 3/3"]);
+    // A shard out of range is refused by the argument parser: typed_arguments_refuse_bad_values_before_any_work.
 
     // Existing output: refused and left as it was.
     std::fs::write(&out, "keep me\n").unwrap();
@@ -492,4 +491,33 @@ fn a_terminated_run_leaves_nothing_and_a_killed_runs_leftovers_are_swept() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn typed_arguments_refuse_bad_values_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("records.jsonl");
+    let fixture = fixture();
+    let base = sample_args(fixture.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    let cases: [(&[&str], &str); 4] = [
+        (&["--shard", "3/3"], "--shard 3/3: expected K/N with 0 <= K < N"),
+        (&["--shard", "1-4"], "expected K/N, e.g. 0/4"),
+        (
+            &["--format", "csv"],
+            "unknown output format `csv` (expected jsonl, meds, omop)",
+        ),
+        (
+            &["--device", "tpu"],
+            "unknown device `tpu` (expected cpu, cuda, gpu, auto)",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = base.clone();
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(expected), "{extra:?}: expected `{expected}` in: {err}");
+        assert!(!out.exists());
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::{generate, record_line, shard_range, Model, Plan, Sampled};
+use halo_infer::{generate, record_line, Model, Plan, Sampled, Shard};
 use std::path::Path;
 
 fn load(dir: &Path, threads: usize) -> Model {
@@ -68,7 +68,7 @@ fn same_records_for_any_batch_size_thread_count_and_shard_split() {
 
     let mut shards = Vec::new();
     for k in 0..3 {
-        shards.extend(sample(&mut model, 5, shard_range(count, k, 3).unwrap(), 17));
+        shards.extend(sample(&mut model, 5, Shard::new(k, 3).unwrap().records(count), 17));
     }
     assert_eq!(jsonl(&shards), jsonl(&reference), "3 shards vs one run");
 
@@ -85,9 +85,12 @@ fn same_records_for_any_batch_size_thread_count_and_shard_split() {
 
 #[test]
 fn shard_ranges_cover_the_count_in_order() {
-    let parts: Vec<_> = (0..4).map(|k| shard_range(10, k, 4).unwrap()).collect();
+    let parts: Vec<_> = (0..4).map(|k| Shard::new(k, 4).unwrap().records(10)).collect();
     assert_eq!(parts, vec![0..3, 3..6, 6..9, 9..10]);
-    assert_eq!(shard_range(2, 3, 4).unwrap(), 2..2);
-    assert!(shard_range(10, 4, 4).is_err());
-    assert!(shard_range(10, 0, 0).is_err());
+    assert_eq!(Shard::new(3, 4).unwrap().records(2), 2..2);
+    assert!(Shard::new(4, 4).is_err());
+    assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
+    assert!("4/4".parse::<Shard>().unwrap_err().contains("0 <= K < N"));
+    assert!("1-4".parse::<Shard>().unwrap_err().contains("expected K/N"));
+    assert!(Shard::new(0, 0).is_err());
 }

@@ -3,7 +3,7 @@
 //! text must come out for batch sizes 1 and 64 and for three shards concatenated.
 
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::{generate, record_line, shard_range, Model, Plan};
+use halo_infer::{generate, record_line, Model, Plan, Shard};
 use std::path::Path;
 
 const RECORDS: u64 = 12;
@@ -41,7 +41,7 @@ fn pinned(seed: u64) -> String {
         "batch 64 vs 1, seed {seed}"
     );
     let sharded: String = (0..3)
-        .map(|k| sample(&mut model, seed, shard_range(RECORDS, k, 3).unwrap(), 5))
+        .map(|k| sample(&mut model, seed, Shard::new(k, 3).unwrap().records(RECORDS), 5))
         .collect();
     assert_eq!(sharded, one_by_one, "3 shards vs one run, seed {seed}");
     one_by_one

@@ -1,4 +1,5 @@
-//! halo-train: HALO on libtorch. The `halo` binary (src/main.rs) is a thin command-line layer over this.
+//! halo-train: HALO on libtorch (model, training with exact resume, scores, the utility classifier). The
+//! `halo` command (crate halo-cli) is a thin layer over this; nothing here knows the command line.
 
 pub mod checkpoint;
 pub mod data;
@@ -6,5 +7,6 @@ pub mod model;
 pub mod optim;
 pub mod resume;
 pub mod score;
+pub mod test_split;
 pub mod train;
 pub mod utility;

@@ -8,20 +8,111 @@ use halo_core::config::ModelConfig;
 use tch::nn::{self, Init, Path};
 use tch::{Kind, Tensor};
 
+/// GPT-2's Conv1D: weight [in, out], y = x W + b.
+#[derive(Debug)]
+struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn load(p: Path, n_in: i64, n_out: i64) -> Conv1D {
+        Conv1D {
+            weight: p.var("weight", &[n_in, n_out], Init::Randn { mean: 0.0, stdev: 0.02 }),
+            bias: p.var("bias", &[n_out], Init::Const(0.0)),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight) + &self.bias
+    }
+
+    /// `residual + x W + b`, summed in that order (the order every checkpoint and fixture was trained with).
+    fn add_to(&self, residual: &Tensor, x: &Tensor) -> Tensor {
+        residual + x.matmul(&self.weight) + &self.bias
+    }
+}
+
+/// Causal multi-head self-attention over visits; `forward` returns the heads merged, before `c_proj`.
+#[derive(Debug)]
+struct Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    n_head: i64,
+}
+
+impl Attention {
+    fn load(p: Path, cfg: &ModelConfig) -> Attention {
+        let e = cfg.n_embd as i64;
+        Attention {
+            c_attn: Conv1D::load(&p / "c_attn", e, 3 * e),
+            c_proj: Conv1D::load(&p / "c_proj", e, e),
+            n_head: cfg.n_head as i64,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, causal: &Tensor) -> Tensor {
+        let (b, t, e) = x.size3().unwrap();
+        let head_dim = e / self.n_head;
+        let heads = |z: &Tensor| z.view([b, t, self.n_head, head_dim]).transpose(1, 2);
+        let qkv = self.c_attn.forward(x).split(e, 2);
+        let (q, k, v) = (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2]));
+        let scores = q.matmul(&k.transpose(-2, -1)) / (head_dim as f64).sqrt();
+        // The reference writes w*b - 1e10*(1-b); masked_fill gives the same softmax.
+        let scores = scores.masked_fill(causal, -1e10);
+        let a = scores.softmax(-1, Kind::Float).matmul(&v);
+        a.transpose(1, 2).contiguous().view([b, t, e])
+    }
+}
+
+/// The feed-forward part; `forward` returns the hidden activations, before `c_proj`.
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+}
+
+impl Mlp {
+    fn load(p: Path, cfg: &ModelConfig) -> Mlp {
+        let e = cfg.n_embd as i64;
+        Mlp {
+            c_fc: Conv1D::load(&p / "c_fc", e, 4 * e),
+            c_proj: Conv1D::load(&p / "c_proj", 4 * e, e),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.c_fc.forward(x).gelu("tanh")
+    }
+}
+
 /// Pre-LN GPT-2 block over visits.
 #[derive(Debug)]
 struct Block {
     ln_1: nn::LayerNorm,
-    c_attn_w: Tensor,
-    c_attn_b: Tensor,
-    attn_proj_w: Tensor,
-    attn_proj_b: Tensor,
+    attn: Attention,
     ln_2: nn::LayerNorm,
-    c_fc_w: Tensor,
-    c_fc_b: Tensor,
-    mlp_proj_w: Tensor,
-    mlp_proj_b: Tensor,
-    n_head: i64,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(p: Path, cfg: &ModelConfig) -> Block {
+        Block {
+            ln_1: layer_norm(&p / "ln_1", cfg),
+            attn: Attention::load(&p / "attn", cfg),
+            ln_2: layer_norm(&p / "ln_2", cfg),
+            mlp: Mlp::load(&p / "mlp", cfg),
+        }
+    }
+
+    /// x + attn(ln_1(x)), then + mlp(ln_2(x)); each branch's projection is added by its `c_proj`.
+    fn forward(&self, x: &Tensor, causal: &Tensor) -> Tensor {
+        let x = self
+            .attn
+            .c_proj
+            .add_to(x, &self.attn.forward(&x.apply(&self.ln_1), causal));
+        self.mlp.c_proj.add_to(&x, &self.mlp.forward(&x.apply(&self.ln_2)))
+    }
 }
 
 fn layer_norm(p: Path, cfg: &ModelConfig) -> nn::LayerNorm {
@@ -30,53 +121,6 @@ fn layer_norm(p: Path, cfg: &ModelConfig) -> nn::LayerNorm {
         ..Default::default()
     };
     nn::layer_norm(p, vec![cfg.n_embd as i64], c)
-}
-
-/// Conv1D of the reference: weight [in, out], y = x W + b.
-fn conv1d(p: &Path, n_in: i64, n_out: i64) -> (Tensor, Tensor) {
-    let w = p.var("weight", &[n_in, n_out], Init::Randn { mean: 0.0, stdev: 0.02 });
-    let b = p.var("bias", &[n_out], Init::Const(0.0));
-    (w, b)
-}
-
-impl Block {
-    fn load(p: Path, cfg: &ModelConfig) -> Block {
-        let e = cfg.n_embd as i64;
-        let (c_attn_w, c_attn_b) = conv1d(&(&p / "attn" / "c_attn"), e, 3 * e);
-        let (attn_proj_w, attn_proj_b) = conv1d(&(&p / "attn" / "c_proj"), e, e);
-        let (c_fc_w, c_fc_b) = conv1d(&(&p / "mlp" / "c_fc"), e, 4 * e);
-        let (mlp_proj_w, mlp_proj_b) = conv1d(&(&p / "mlp" / "c_proj"), 4 * e, e);
-        Block {
-            ln_1: layer_norm(&p / "ln_1", cfg),
-            ln_2: layer_norm(&p / "ln_2", cfg),
-            c_attn_w,
-            c_attn_b,
-            attn_proj_w,
-            attn_proj_b,
-            c_fc_w,
-            c_fc_b,
-            mlp_proj_w,
-            mlp_proj_b,
-            n_head: cfg.n_head as i64,
-        }
-    }
-
-    fn forward(&self, x: &Tensor, causal: &Tensor) -> Tensor {
-        let (b, t, e) = x.size3().unwrap();
-        let hd = e / self.n_head;
-        let qkv = x.apply(&self.ln_1).matmul(&self.c_attn_w) + &self.c_attn_b;
-        let heads = |z: &Tensor| z.view([b, t, self.n_head, hd]).transpose(1, 2);
-        let parts = qkv.split(e, 2);
-        let (q, k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
-        let scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
-        // The reference writes w*b - 1e10*(1-b); masked_fill gives the same softmax.
-        let scores = scores.masked_fill(causal, -1e10);
-        let a = scores.softmax(-1, Kind::Float).matmul(&v);
-        let a = a.transpose(1, 2).contiguous().view([b, t, e]);
-        let x = x + a.matmul(&self.attn_proj_w) + &self.attn_proj_b;
-        let h = (x.apply(&self.ln_2).matmul(&self.c_fc_w) + &self.c_fc_b).gelu("tanh");
-        &x + h.matmul(&self.mlp_proj_w) + &self.mlp_proj_b
-    }
 }
 
 /// The visit-level transformer: visits [B, T, V] -> history [B, T, E].
@@ -153,6 +197,8 @@ pub enum CodeHead {
     Fine {
         auto1: AutoregressiveLinear,
         auto2: AutoregressiveLinear,
+        /// (first row, count) of auto2's outputs that are the logits (`ModelConfig::logit_rows`).
+        logit_rows: (i64, i64),
     },
     /// HALO-Coarse: every code predicted from the history alone.
     Coarse { weight: Tensor, bias: Tensor },
@@ -169,9 +215,11 @@ impl CodeHead {
             };
         }
         let d = e + v;
+        let rows = cfg.logit_rows();
         CodeHead::Fine {
             auto1: AutoregressiveLinear::load(&p / "auto1", d),
             auto2: AutoregressiveLinear::load(&p / "auto2", d),
+            logit_rows: (rows.start as i64, rows.len() as i64),
         }
     }
 
@@ -181,8 +229,11 @@ impl CodeHead {
     pub fn forward_bags(&self, history: &Tensor, codes: &Tensor, offsets: &Tensor) -> Tensor {
         match self {
             CodeHead::Coarse { weight, bias } => history.matmul(&weight.tr()) + bias,
-            CodeHead::Fine { auto1, auto2 } => {
-                let l1 = auto1;
+            CodeHead::Fine {
+                auto1: l1,
+                auto2,
+                logit_rows,
+            } => {
                 let e = history.size()[1];
                 let d = l1.weight.size()[0];
                 let w1 = &l1.weight * &l1.mask;
@@ -191,7 +242,7 @@ impl CodeHead {
                 let (from_visit, _, _, _) =
                     Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
                 let h = (from_history + from_visit + &l1.bias).relu();
-                auto2.forward(&h, Some((e - 1, d - e)))
+                auto2.forward(&h, Some(*logit_rows))
             }
         }
     }
@@ -200,13 +251,15 @@ impl CodeHead {
     pub fn forward(&self, history: &Tensor, visits: &Tensor) -> Tensor {
         match self {
             CodeHead::Coarse { weight, bias } => history.matmul(&weight.tr()) + bias,
-            CodeHead::Fine { auto1, auto2 } => {
-                let e = history.size().last().copied().unwrap();
-                let v = visits.size().last().copied().unwrap();
+            CodeHead::Fine {
+                auto1,
+                auto2,
+                logit_rows,
+            } => {
                 let x = Tensor::cat(&[history, visits], -1);
                 let h = auto1.forward(&x, None).relu();
-                // Only outputs E-1 .. E-1+V are logits; skip computing the others.
-                auto2.forward(&h, Some((e - 1, v)))
+                // Only the logit rows are computed.
+                auto2.forward(&h, Some(*logit_rows))
             }
         }
     }
@@ -244,11 +297,13 @@ impl Halo {
     /// to learn that most codes are rare; starting from the prior, the steps go to the conditionals instead.
     pub fn set_output_bias(&self, logits: &Tensor) {
         let _guard = tch::no_grad_guard();
-        let v = self.config.total_vocab_size as i64;
-        let e = self.config.n_embd as i64;
         let mut slice = match &self.head {
             CodeHead::Coarse { bias, .. } => bias.shallow_clone(),
-            CodeHead::Fine { auto2, .. } => auto2.bias.narrow(0, e - 1, v),
+            CodeHead::Fine {
+                auto2,
+                logit_rows: (first, count),
+                ..
+            } => auto2.bias.narrow(0, *first, *count),
         };
         slice.copy_(&logits.to_device(slice.device()));
     }
@@ -263,23 +318,5 @@ impl Halo {
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
         self.head.forward_bags(&h, &batch.bag_codes, &batch.bag_offsets)
-    }
-
-    /// Logits of selected rows only: `rows` indexes the flattened [B * (T-1)] predicted visits.
-    /// Returns (logits [N, V], the visits they predict [N, V]). The code module, which dominates the
-    /// cost, then runs on real visits only, not on padding.
-    pub fn forward_rows(&self, visits: &Tensor, rows: &Tensor) -> (Tensor, Tensor) {
-        let (b, t, v) = visits.size3().unwrap();
-        let history = self.transformer.forward(visits);
-        let e = history.size()[2];
-        let h = history
-            .narrow(1, 0, t - 1)
-            .reshape([b * (t - 1), e])
-            .index_select(0, rows);
-        let x = visits
-            .narrow(1, 1, t - 1)
-            .reshape([b * (t - 1), v])
-            .index_select(0, rows);
-        (self.head.forward(&h, &x), x)
     }
 }

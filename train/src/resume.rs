@@ -57,7 +57,10 @@ pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings
         format!("{:?}", args.read.meds_visit_window_seconds),
     );
     put("--preset", format!("{:?}", args.preset));
-    put("--lr", format!("{}", args.lr.unwrap_or(args.preset.dims().4)));
+    put(
+        "--lr",
+        format!("{}", args.lr.unwrap_or(args.preset.settings().learning_rate)),
+    );
     put("--batch-size", args.batch_size.to_string());
     put("--seed", args.seed.to_string());
     for (k, v) in [

@@ -5,12 +5,13 @@ use crate::model::Halo;
 use crate::optim::Adam;
 use crate::score;
 use anyhow::{bail, Context, Result};
+use halo_core::checkpoint::CheckpointFolder;
 use halo_core::config::{ModelConfig, Preset};
-use halo_core::encoding::{CodeOrder, Encoding, EncodingOptions, LabelSpec};
-use halo_core::fsutil::{read_json, temp_sibling, write_json_atomic};
+use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec};
+use halo_core::fsutil::{self, is_nonempty_dir, read_json, temp_sibling, write_json_atomic, Target};
 use halo_core::manifest::{checkpoint as ck, TrainingSummary};
 use halo_core::record::Split;
-use halo_core::split::{self, SplitAssignment};
+use halo_core::split;
 use halo_core::{Format, ReadOptions};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -81,10 +82,6 @@ struct Setup {
     config: ModelConfig,
     encoding: Encoding,
     splits: HashMap<Split, EncodedSplit>,
-}
-
-fn is_nonempty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 /// Removes a new run's folder under construction unless it was moved into place.
@@ -167,7 +164,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     tch::manual_seed(args.seed as i64);
     let mut vs = nn::VarStore::new(args.device);
     let model = Halo::load(&vs.root(), &setup.config);
-    let lr = args.lr.unwrap_or(args.preset.dims().4);
+    let lr = args.lr.unwrap_or(args.preset.settings().learning_rate);
     let mut adam = Adam::new(&vs, lr);
     let mut state = TrainState {
         epochs_done: 0,
@@ -199,10 +196,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             model.set_output_bias(&data::prior_logits(train, &setup.encoding));
         }
         save_last(&dir, &vs, &adam, &state)?;
-        if args.out.exists() {
-            std::fs::remove_dir(&args.out).with_context(|| format!("replacing the empty {}", args.out.display()))?;
-        }
-        std::fs::rename(&dir, &args.out).with_context(|| format!("moving the new run to {}", args.out.display()))?;
+        fsutil::publish(&dir, &args.out, Target::AbsentOrEmptyDir).context("moving the new run into place")?;
         pending.0 = None;
     }
 
@@ -334,15 +328,15 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
         (None, true) => None,
         (None, false) => Some(LabelSpec::default_omop()),
     };
-    let (n_embd, n_layer, n_head, n_ctx, _) = args.preset.dims();
-    let n_ctx = args.n_ctx.unwrap_or(n_ctx);
+    let preset = args.preset.settings();
+    let n_ctx = args.n_ctx.unwrap_or(preset.n_ctx);
     let mut options = args.encoding.clone();
     options.max_visits = n_ctx - 2;
     let encoding = data::fit_encoding(patients, &split, spec.as_ref(), options)?;
     let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
-    config.n_embd = args.n_embd.unwrap_or(n_embd);
-    config.n_layer = args.n_layer.unwrap_or(n_layer);
-    config.n_head = args.n_head.unwrap_or(n_head);
+    config.n_embd = args.n_embd.unwrap_or(preset.n_embd);
+    config.n_layer = args.n_layer.unwrap_or(preset.n_layer);
+    config.n_head = args.n_head.unwrap_or(preset.n_head);
     config.n_ctx = n_ctx;
     config.n_positions = config.n_positions.max(n_ctx);
     config.coarse = args.coarse;
@@ -389,20 +383,11 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
 }
 
 fn resume_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Result<Setup> {
-    let out = &args.out;
-    let config = ModelConfig::read(&out.join(ck::CONFIG))?;
-    let encoding: Encoding = read_json(&out.join(ck::ENCODING), "encoding")?;
-    let split: SplitAssignment = read_json(&out.join(ck::SPLIT), "split")?;
-    let spec_path = out.join(ck::LABEL_SPEC);
-    let spec = if spec_path.is_file() {
-        Some(LabelSpec::read(&spec_path)?)
-    } else {
-        None
-    };
-    let (splits, _) = data::encode_splits(patients, &split, &encoding, spec.as_ref());
+    let folder = CheckpointFolder::read_unfinished(&args.out)?;
+    let (splits, _) = data::encode_splits(patients, &folder.split, &folder.encoding, folder.spec.as_ref());
     Ok(Setup {
-        config,
-        encoding,
+        config: folder.config,
+        encoding: folder.encoding,
         splits,
     })
 }
@@ -501,19 +486,4 @@ pub fn load_into(vs: &mut nn::VarStore, saved: &HashMap<String, Tensor>, path: &
         var.copy_(t);
     }
     Ok(())
-}
-
-/// Parses a learning rate for the command line: a finite number above 0.
-pub fn parse_learning_rate(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
-        _ => Err(format!(
-            "`{s}` is not a learning rate (expected a finite number above 0, e.g. 1e-4)"
-        )),
-    }
-}
-
-/// Parses a code order name for the command line.
-pub fn parse_code_order(s: &str) -> Result<CodeOrder, String> {
-    CodeOrder::parse(s).ok_or_else(|| format!("unknown code order `{s}` (expected shuffled, frequency or lexical)"))
 }

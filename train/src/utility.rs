@@ -1,42 +1,41 @@
 //! Utility: a phenotype classifier (bidirectional LSTM over visit multi-hots, as in the paper) trained on
 //! real or on synthetic records and tested on the same real records.
 
-use halo_evaluate::ClassifierScores;
+use halo_core::interner::Interner;
+use halo_core::record::Patient;
 use std::collections::HashMap;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-/// Records as visits of code ids, ready for the classifier.
-pub struct CodeIndex {
-    ids: HashMap<String, i64>,
-}
+/// A record as the classifier reads it: visits of code ids.
+pub type CodeSequence = Vec<Vec<i64>>;
 
 /// Most recent visits a classifier sees per record.
 const MAX_VISITS: usize = 24;
 
-impl CodeIndex {
-    pub fn new<'a>(codes: impl IntoIterator<Item = &'a str>) -> CodeIndex {
-        let mut ids = HashMap::new();
-        for c in codes {
-            let n = ids.len() as i64;
-            ids.entry(c.to_string()).or_insert(n);
+/// The record's most recent visits as ids of `codes` (codes it does not know are dropped).
+pub fn encode_record(codes: &Interner, p: &Patient) -> CodeSequence {
+    let skip = p.visits.len().saturating_sub(MAX_VISITS);
+    p.visits
+        .iter()
+        .skip(skip)
+        .map(|v| v.codes.iter().filter_map(|c| codes.get(c)).map(i64::from).collect())
+        .collect()
+}
+
+/// Records with their class, for one part (train, validation or test) of a classifier run.
+pub struct Labelled<'a> {
+    pub records: Vec<&'a CodeSequence>,
+    pub positive: Vec<bool>,
+}
+
+impl<'a> Labelled<'a> {
+    /// The records and classes at `idx`.
+    pub fn pick(records: &[&'a CodeSequence], positive: &[bool], idx: &[usize]) -> Labelled<'a> {
+        Labelled {
+            records: idx.iter().map(|i| records[*i]).collect(),
+            positive: idx.iter().map(|i| positive[*i]).collect(),
         }
-        CodeIndex { ids }
-    }
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-    /// Visits of known code ids (unknown codes dropped), the most recent MAX_VISITS.
-    pub fn encode(&self, p: &halo_core::record::Patient) -> Vec<Vec<i64>> {
-        let skip = p.visits.len().saturating_sub(MAX_VISITS);
-        p.visits
-            .iter()
-            .skip(skip)
-            .map(|v| v.codes.iter().filter_map(|c| self.ids.get(c).copied()).collect())
-            .collect()
     }
 }
 
@@ -130,7 +129,7 @@ impl Classifier {
     }
 }
 
-fn batch(records: &[&Vec<Vec<i64>>], n_codes: i64, device: Device) -> (Tensor, Tensor) {
+fn batch(records: &[&CodeSequence], n_codes: i64, device: Device) -> (Tensor, Tensor) {
     let b = records.len() as i64;
     let t = records.iter().map(|r| r.len()).max().unwrap_or(1).max(1) as i64;
     let mut hot = Vec::new();
@@ -147,7 +146,7 @@ fn batch(records: &[&Vec<Vec<i64>>], n_codes: i64, device: Device) -> (Tensor, T
     (x, Tensor::from_slice(&mask).to_device(device).view([b, t]))
 }
 
-fn predict(model: &Classifier, records: &[&Vec<Vec<i64>>], n_codes: i64, device: Device) -> Vec<f64> {
+fn predict(model: &Classifier, records: &[&CodeSequence], n_codes: i64, device: Device) -> Vec<f64> {
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(records.len());
     for chunk in records.chunks(256) {
@@ -166,15 +165,16 @@ fn predict(model: &Classifier, records: &[&Vec<Vec<i64>>], n_codes: i64, device:
     out
 }
 
-/// Trains on (train, val) with early stopping on validation loss and scores on test.
-pub fn train_and_score(
-    train: (&[&Vec<Vec<i64>>], &[bool]),
-    val: (&[&Vec<Vec<i64>>], &[bool]),
-    test: (&[&Vec<Vec<i64>>], &[bool]),
+/// Trains on `train` with early stopping on the validation loss of `val`; returns the probability of the
+/// positive class for each record of `test`.
+pub fn train_and_predict(
+    train: &Labelled,
+    val: &Labelled,
+    test: &[&CodeSequence],
     n_codes: usize,
     seed: u64,
     device: Device,
-) -> ClassifierScores {
+) -> Vec<f64> {
     tch::manual_seed(seed as i64);
     let n_codes = n_codes.max(1) as i64;
     let vs = nn::VarStore::new(device);
@@ -188,7 +188,7 @@ pub fn train_and_score(
             .collect()
     };
     best.1 = best_copy(&vs);
-    let mut order: Vec<usize> = (0..train.0.len()).collect();
+    let mut order: Vec<usize> = (0..train.records.len()).collect();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
     let targets =
         |y: &[bool]| Tensor::from_slice(&y.iter().map(|b| *b as i32 as f32).collect::<Vec<_>>()).to_device(device);
@@ -196,8 +196,8 @@ pub fn train_and_score(
     for _epoch in 0..EPOCHS {
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
         for chunk in order.chunks(64) {
-            let recs: Vec<_> = chunk.iter().map(|i| train.0[*i]).collect();
-            let ys: Vec<bool> = chunk.iter().map(|i| train.1[*i]).collect();
+            let recs: Vec<_> = chunk.iter().map(|i| train.records[*i]).collect();
+            let ys: Vec<bool> = chunk.iter().map(|i| train.positive[*i]).collect();
             let (x, m) = batch(&recs, n_codes, device);
             let loss = model.forward(&x, &m).binary_cross_entropy_with_logits::<Tensor>(
                 &targets(&ys),
@@ -207,10 +207,10 @@ pub fn train_and_score(
             );
             opt.backward_step(&loss);
         }
-        let p = predict(&model, val.0, n_codes, device);
+        let p = predict(&model, &val.records, n_codes, device);
         let val_loss: f64 = p
             .iter()
-            .zip(val.1)
+            .zip(&val.positive)
             .map(|(p, y)| -(if *y { p.max(1e-7).ln() } else { (1.0 - p).max(1e-7).ln() }))
             .sum::<f64>()
             / p.len().max(1) as f64;
@@ -229,6 +229,5 @@ pub fn train_and_score(
             var.copy_(&best.1[&name]);
         }
     });
-    let scores = predict(&model, test.0, n_codes, device);
-    ClassifierScores::from_scores(test.1, &scores, 0.5)
+    predict(&model, test, n_codes, device)
 }

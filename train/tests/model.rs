@@ -177,7 +177,16 @@ fn the_code_bag_path_equals_the_multi_hot_path() {
     };
     let batch = make_batch(&[&a, &b], &enc, Device::Cpu);
     let bags = tch::no_grad(|| model.forward_batch(&batch));
-    let (dense, _) = tch::no_grad(|| model.forward_rows(&batch.visits, &batch.rows));
+    // The dense path: the code module on the multi-hot visits of the scored rows.
+    let dense = tch::no_grad(|| {
+        let (b, t, v) = batch.visits.size3().unwrap();
+        let history = model.transformer.forward(&batch.visits);
+        let e = history.size()[2];
+        let rows = |x: &Tensor, width: i64| x.reshape([b * (t - 1), width]).index_select(0, &batch.rows);
+        let h = rows(&history.narrow(1, 0, t - 1), e);
+        let x = rows(&batch.visits.narrow(1, 1, t - 1), v);
+        model.head.forward(&h, &x)
+    });
     assert_eq!(bags.size(), vec![6, 6]);
     assert!((bags - dense).abs().max().double_value(&[]) < 1e-5);
 }

@@ -32,14 +32,18 @@ pub enum CodeOrder {
     Lexical,
 }
 
-impl CodeOrder {
-    pub fn parse(s: &str) -> Option<CodeOrder> {
-        match s {
-            "shuffled" => Some(CodeOrder::Shuffled),
-            "frequency" => Some(CodeOrder::Frequency),
-            "lexical" => Some(CodeOrder::Lexical),
-            _ => None,
-        }
+impl std::str::FromStr for CodeOrder {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<CodeOrder, String> {
+        crate::keyword::parse_keyword(
+            s,
+            "code order",
+            &[
+                ("shuffled", CodeOrder::Shuffled),
+                ("frequency", CodeOrder::Frequency),
+                ("lexical", CodeOrder::Lexical),
+            ],
+        )
     }
 }
 

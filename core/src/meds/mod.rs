@@ -46,6 +46,7 @@
 //! lab values pass through float32.
 
 use crate::error::{Error, Result};
+use crate::interner::Interner;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::ReadOptions;
 use arrow_array::cast::AsArray;
@@ -152,29 +153,6 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, visited: &mut HashSet<Pat
     Ok(())
 }
 
-/// Interned code strings.
-#[derive(Default)]
-struct CodeTable {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl CodeTable {
-    fn intern(&mut self, code: &str) -> u32 {
-        if let Some(&i) = self.index.get(code) {
-            return i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(code.to_string());
-        self.index.insert(code.to_string(), i);
-        i
-    }
-
-    fn name(&self, i: u32) -> &str {
-        &self.names[i as usize]
-    }
-}
-
 /// One row, as kept until its subject is assembled.
 #[derive(Debug, Clone, Copy)]
 struct RawEvent {
@@ -187,7 +165,7 @@ struct RawEvent {
 /// Every subject's rows, across all files.
 #[derive(Default)]
 struct EventStore {
-    codes: CodeTable,
+    codes: Interner,
     subjects: HashMap<i64, Vec<RawEvent>>,
 }
 
@@ -249,7 +227,7 @@ fn append_batch(
 // Assembly of read events into patients
 
 fn assemble(store: EventStore, window_seconds: Option<i64>, mut report: ReadReport) -> Dataset {
-    let birth = store.codes.index.get(BIRTH_CODE).copied();
+    let birth = store.codes.get(BIRTH_CODE);
     let mut subjects: Vec<(i64, Vec<RawEvent>)> = store.subjects.into_iter().collect();
     subjects.sort_unstable_by_key(|(id, _)| *id);
     let mut patients = Vec::new();
@@ -269,7 +247,7 @@ fn assemble(store: EventStore, window_seconds: Option<i64>, mut report: ReadRepo
 fn build_patient(
     id: i64,
     events: Vec<RawEvent>,
-    codes: &CodeTable,
+    codes: &Interner,
     birth: Option<u32>,
     window_seconds: Option<i64>,
     report: &mut ReadReport,
@@ -370,7 +348,7 @@ fn same_visit(first: i64, t: i64, window_seconds: Option<i64>) -> bool {
     }
 }
 
-fn to_visit(group: &[RawEvent], codes: &CodeTable, report: &mut ReadReport) -> Visit {
+fn to_visit(group: &[RawEvent], codes: &Interner, report: &mut ReadReport) -> Visit {
     let mut seen = HashSet::new();
     let mut visit = Visit {
         time: group[0].time.and_then(datetime_of).map(format_time),

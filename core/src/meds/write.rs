@@ -3,6 +3,7 @@
 
 use super::{micros_of, BATCH_ROWS, BIRTH_CODE, MEDS_VERSION, MICROS_PER_DAY};
 use crate::error::{Error, Result};
+use crate::fsutil::{self, Target};
 use crate::record::{Demographics, Patient, Visit};
 use crate::time::parse_time;
 use arrow_array::builder::{Float32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder};
@@ -197,9 +198,9 @@ impl MedsWriter {
         self.close_shard()?;
         let metadata = self.tmp.join("metadata");
         write_codes(&metadata.join("codes.parquet"), &self.codes)?;
-        crate::fsutil::write_json_atomic(&metadata.join("dataset.json"), &self.options.metadata)?;
+        fsutil::write_json_atomic(&metadata.join("dataset.json"), &self.options.metadata)?;
         check_target(&self.dir)?;
-        move_into_place(&self.tmp, &self.dir)?;
+        fsutil::publish(&self.tmp, &self.dir, Target::AbsentOrEmptyDir)?;
         self.finished = true;
         Ok(())
     }
@@ -216,24 +217,7 @@ impl Drop for MedsWriter {
 
 /// Refuses a target that exists and is not an empty folder.
 fn check_target(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    if entries.next().is_some() {
-        return Err(Error::file(
-            dir,
-            "already exists and is not empty; refusing to overwrite a MEDS dataset",
-        ));
-    }
-    Ok(())
-}
-
-fn move_into_place(tmp: &Path, dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))
+    fsutil::check_fresh(dir, Target::AbsentOrEmptyDir, "refusing to overwrite a MEDS dataset")
 }
 
 /// Subject ids: the patient ids when all parse as distinct `i64`s, with record indices for those that do

@@ -53,6 +53,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil::open_maybe_gz;
+use crate::interner::Interner;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::time::parse_time;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -113,7 +114,7 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
     let mut report = ReadReport::default();
     let persons = read_persons(&files.required(dir, "person")?)?;
     let mut visits = read_visits(&files.required(dir, "visit_occurrence")?, &persons, &mut report)?;
-    let mut codes = CodeTable::default();
+    let mut codes = Interner::default();
     for table in &EVENT_TABLES {
         match files.optional(table.table)? {
             Some(path) => read_events(&path, table, &persons, &mut visits, &mut codes, &mut report)?,
@@ -253,7 +254,7 @@ fn parse_number<T: std::str::FromStr>(
 // ---------------------------------------------------------------------------------------------------
 // visit_occurrence.csv
 
-/// A visit being filled with events: code and lab indices into a [`CodeTable`].
+/// A visit being filled with events: code and lab indices into a [`Interner`].
 struct VisitAcc {
     person: usize,
     start: NaiveDateTime,
@@ -312,25 +313,6 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
 // ---------------------------------------------------------------------------------------------------
 // Event tables
 
-/// Interned code strings, so that visits hold small indices.
-#[derive(Default)]
-struct CodeTable {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl CodeTable {
-    fn intern(&mut self, code: String) -> u32 {
-        if let Some(&i) = self.index.get(&code) {
-            return i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(code.clone());
-        self.index.insert(code, i);
-        i
-    }
-}
-
 /// A measurement value as found in the file.
 #[derive(Debug, PartialEq)]
 enum LabField {
@@ -361,7 +343,7 @@ fn read_events(
     table: &EventTable,
     persons: &Persons,
     visits: &mut Visits,
-    codes: &mut CodeTable,
+    codes: &mut Interner,
     report: &mut ReadReport,
 ) -> Result<()> {
     let mut t = CsvTable::open(path)?;
@@ -410,7 +392,7 @@ fn parse_lab_field(value: &str) -> LabField {
     }
 }
 
-fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &mut CodeTable, report: &mut ReadReport) {
+fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &mut Interner, report: &mut ReadReport) {
     let Some(code) = row.code else {
         report.skip("events without a concept id or source value");
         return;
@@ -427,7 +409,7 @@ fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &m
         report.skip("events whose person_id is not their visit's person");
         return;
     }
-    let code = codes.intern(code);
+    let code = codes.intern(&code);
     let visit = &mut visits.list[vi];
     visit.events += 1;
     if !visit.codes.contains(&code) {
@@ -443,7 +425,7 @@ fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &m
 // ---------------------------------------------------------------------------------------------------
 // Assembly
 
-fn assemble(persons: Persons, visits: Visits, codes: &CodeTable, mut report: ReadReport) -> Dataset {
+fn assemble(persons: Persons, visits: Visits, codes: &Interner, mut report: ReadReport) -> Dataset {
     let mut per_person: Vec<Vec<Visit>> = vec![Vec::new(); persons.rows.len()];
     for v in visits.list {
         if v.codes.is_empty() {
@@ -478,8 +460,8 @@ fn assemble(persons: Persons, visits: Visits, codes: &CodeTable, mut report: Rea
     Dataset { patients, report }
 }
 
-fn to_visit(v: VisitAcc, codes: &CodeTable) -> Visit {
-    let name = |i: u32| codes.names[i as usize].clone();
+fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
+    let name = |i: u32| codes.name(i).to_string();
     Visit {
         day: None,
         time: Some(format_time(v.start)),

@@ -49,6 +49,7 @@ pub use mapping::{as_read_back, demographic_concept, id_share, route, Route};
 pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
 
 use crate::error::{Error, Result};
+use crate::fsutil::{self, Target};
 use crate::record::{Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use mapping::{birth_of, visit_rows, Birth, BirthAdjustment, EventRow};
@@ -155,12 +156,7 @@ fn visit_time(visit: &Visit) -> NaiveDateTime {
 impl OmopWriter {
     /// Creates `dir`'s temporary sibling and the table files; refuses an existing `dir`.
     pub fn create(dir: &Path, cohort: OmopCohort) -> Result<OmopWriter> {
-        if dir.symlink_metadata().is_ok() {
-            return Err(Error::file(
-                dir,
-                "already exists; an OMOP output is never written over anything",
-            ));
-        }
+        fsutil::check_fresh(dir, Target::Absent, "an OMOP output is never written over anything")?;
         let (a, b) = (cohort.records.start, cohort.records.end);
         if a > b || b > cohort.cohort_end || cohort.cohort_end > MAX_ID {
             return Err(Error::Invalid(format!(
@@ -418,13 +414,7 @@ impl OmopWriter {
             w.flush().map_err(|e| Error::io(&tmp, e))?;
             w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
         }
-        if self.dir.symlink_metadata().is_ok() {
-            return Err(Error::file(
-                &self.dir,
-                "appeared while writing; not overwritten (nothing was written)",
-            ));
-        }
-        std::fs::rename(&self.tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        fsutil::publish(&self.tmp, &self.dir, Target::Absent)?;
         self.finished = true;
         Ok(self.report.clone())
     }

@@ -3,7 +3,7 @@
 
 use super::{load_runtime, BenchArgs};
 use anyhow::{bail, Result};
-use halo_infer::runtime::{Device, SessionOptions};
+use halo_infer::runtime::SessionOptions;
 use halo_infer::{generate, CodeModule, Plan};
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
         bail!("--batch-sizes: expected positive numbers, e.g. 1,64,256");
     }
-    let device = Device::parse(&args.device).expect("checked by clap");
+    let device = args.device;
     let rt = load_runtime(&args.runtime)?;
     let manifest = halo_infer::model::read_manifest(&args.model)?;
     let c = manifest.model.clone();

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use halo_core::omop_write::{CdmSource, OmopCohort};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
-use halo_infer::{generate, shard_range, Conditions, Model, Plan};
+use halo_infer::{generate, Conditions, Model, Plan, Shard};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -148,8 +148,8 @@ struct SampleArgs {
     /// (OMOP CDM 5.4 tables as CSV: person, observation_period, visit_occurrence, condition_occurrence,
     /// drug_exposure, procedure_occurrence, measurement, observation, cdm_source; ids from the record
     /// numbers, so the folders of shards concatenate table by table).
-    #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "meds", "omop"])]
-    format: String,
+    #[arg(long, value_name = "FORMAT", default_value = "jsonl")]
+    format: OutputFormat,
     /// Records sampled together. Larger batches are faster per record but use more memory (at 256:
     /// about 100 MiB for a small model, about 0.9 GiB for a paper-size one); the output does not depend
     /// on it.
@@ -158,7 +158,7 @@ struct SampleArgs {
     /// Write only shard K of N (K counts from 0): records K*ceil(COUNT/N) up to (K+1)*ceil(COUNT/N)
     /// of the --count records. Shards 0..N-1 concatenated in order equal the unsharded output.
     #[arg(long, value_name = "K/N", conflicts_with = "start")]
-    shard: Option<String>,
+    shard: Option<Shard>,
     /// Number the records from I instead of 0 (records I..I+COUNT; ids are the record numbers).
     #[arg(long, value_name = "I")]
     start: Option<u64>,
@@ -172,8 +172,8 @@ struct SampleArgs {
     condition: Option<String>,
     /// Where the model runs: cpu, cuda (fails if CUDA cannot be used) or auto (CUDA when available,
     /// otherwise CPU, and says so). CUDA needs an ONNX Runtime library built with CUDA.
-    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
-    device: String,
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: Device,
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
@@ -206,8 +206,8 @@ struct BenchArgs {
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
     /// Where the model runs: cpu, cuda or auto.
-    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = ["cpu", "cuda", "auto"])]
-    device: String,
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: Device,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -290,21 +290,14 @@ fn sample(args: SampleArgs) -> Result<()> {
     // One past the last record of the whole cohort, the same for every shard (OMOP ids depend on it).
     let mut cohort_end = count;
     let records = match (&args.shard, args.start) {
-        (Some(s), _) => {
-            let (k, n) = s
-                .split_once('/')
-                .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)))
-                .with_context(|| format!("--shard {s}: expected K/N, e.g. 0/4"))?;
-            shard_range(count, k, n)?
-        }
+        (Some(shard), _) => shard.records(count),
         (None, Some(i)) => {
             cohort_end = i.checked_add(count).context("--start + --count overflows")?;
             i..cohort_end
         }
         (None, None) => 0..count,
     };
-    let format = OutputFormat::parse(&args.format).expect("checked by clap");
-    let device = Device::parse(&args.device).expect("checked by clap");
+    let (format, device) = (args.format, args.device);
 
     // Cheap checks first: the signature, the output location, the manifest, the conditions.
     if let Some(signed) = args.trust.check(&model_dir)? {

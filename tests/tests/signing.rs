@@ -117,7 +117,7 @@ fn another_key_or_no_signature_is_refused_and_a_failed_finish_leaves_no_model() 
     let o = export(&ck, &out, &["--sign", tmp.path().join("missing.key").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing.key"), "{}", stderr(&o));
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_halo"))
+    let o = common::halo_command()
         .args([
             "export",
             "--checkpoint",

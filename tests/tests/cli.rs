@@ -147,7 +147,7 @@ fn bad_inputs_get_clear_errors() {
     let out = halo(&["test", "--checkpoint", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("not a checkpoint folder: config.json is missing"),
+        stderr(&out).contains("not a checkpoint folder") && stderr(&out).contains("but config.json is missing"),
         "{}",
         stderr(&out)
     );
@@ -374,7 +374,7 @@ fn an_interrupted_export_leaves_nothing_and_a_killed_ones_leftovers_are_swept() 
     let dir = tempfile::tempdir().unwrap();
     let ck = common::quick_checkpoint(dir.path());
     let model = dir.path().join("model");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_halo"))
+    let child = common::halo_command()
         .args([
             "export",
             "--checkpoint",

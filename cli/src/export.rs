@@ -16,7 +16,7 @@ pub struct ExportCmd {
     out: PathBuf,
     /// Weight precision: fp32 or fp16 (inputs and outputs stay fp32).
     #[arg(long, default_value = "fp32")]
-    precision: String,
+    precision: halo_export::Precision,
     /// Records sampled at seed 0 for the manifest's verify digest (0 to skip).
     #[arg(long, default_value_t = 100)]
     verify_count: usize,
@@ -36,16 +36,9 @@ pub struct ExportCmd {
 }
 
 pub fn run(cmd: ExportCmd) -> Result<()> {
-    let precision = match cmd.precision.as_str() {
-        "fp32" => halo_export::Precision::Fp32,
-        "fp16" => halo_export::Precision::Fp16,
-        other => bail!("unknown --precision `{other}` (expected fp32 or fp16)"),
-    };
-    let encoding: halo_core::encoding::Encoding = halo_core::fsutil::read_json(
-        &cmd.checkpoint.join(halo_core::manifest::checkpoint::ENCODING),
-        "encoding",
-    )?;
-    let k = encoding.options.min_patients;
+    let precision = cmd.precision;
+    let folder = halo_core::checkpoint::CheckpointFolder::read(&cmd.checkpoint)?;
+    let k = folder.encoding.options.min_patients;
     if k < 5 && !cmd.allow_small_cells {
         bail!(
             "{}: trained with --min-patients {k}: its vocabulary and bucket edges may carry values seen in fewer \
@@ -62,7 +55,7 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     let key = cmd
         .sign
         .as_deref()
-        .map(|path| signing::SigningKey::open(path, super::keygen::password_for_existing_key()))
+        .map(|path| signing::SigningKey::open(path, crate::keygen::password_for_existing_key()))
         .transpose()
         .context("opening the --sign key")?;
     let options = halo_export::ExportOptions {

@@ -3,9 +3,10 @@
 //! expect), `bundle.json`, licence notices, and `SHA256SUMS` over every file. The layout and file names are
 //! `halo_infer::site`'s, the contract `halo-sample verify` checks.
 
-use super::elf;
+use crate::elf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use halo_core::fsutil::{self, Target};
 use halo_core::manifest::{Manifest, MANIFEST, SIGNATURE};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, SessionOptions};
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The toolkit's licence, shipped in every bundle.
-const TOOLKIT_LICENSE: &str = include_str!("../../../LICENSE");
+const TOOLKIT_LICENSE: &str = include_str!("../../LICENSE");
 /// ONNX Runtime release of the pinned wheels (requirements.txt; the GPU build from scripts/setup.sh).
 const ONNXRUNTIME_GPU_DIR: &str = "onnxruntime-gpu-1.31.1";
 /// Execution provider libraries a CUDA bundle carries next to libonnxruntime.
@@ -89,12 +90,7 @@ impl Entry {
 
 pub fn run(cmd: PackageCmd) -> Result<()> {
     let folder = bundle_folder_name(&cmd.out)?;
-    if cmd.out.exists() {
-        bail!(
-            "{}: already exists; halo package never overwrites a bundle",
-            cmd.out.display()
-        );
-    }
+    fsutil::check_fresh(&cmd.out, Target::Absent, "halo package never overwrites a bundle")?;
 
     // The model: intact, signed as claimed.
     let manifest = halo_infer::model::read_manifest(&cmd.model)?;
@@ -196,7 +192,7 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
         system_libraries,
         expected,
     };
-    let site_md = super::site_readme::site_readme(&info, &manifest, public_key.as_deref());
+    let site_md = crate::site_readme::site_readme(&info, &manifest, public_key.as_deref());
     entries.push(Entry::bytes(site::SITE_MD, site_md.into_bytes()));
     let mut json = serde_json::to_vec_pretty(&info)?;
     json.push(b'\n');
@@ -468,10 +464,7 @@ fn write_archive(out: &Path, folder: &str, entries: &[Entry], mtime: u64) -> Res
         let mut writer = gz.finish()?;
         writer.flush()?;
         writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        if out.exists() {
-            bail!("{}: appeared while packaging; not overwritten", out.display());
-        }
-        std::fs::rename(&tmp, out).with_context(|| format!("moving the bundle to {}", out.display()))?;
+        fsutil::publish(&tmp, out, Target::Absent)?;
         Ok(())
     })();
     if result.is_err() {

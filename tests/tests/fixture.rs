@@ -1,6 +1,8 @@
 //! fixtures/tiny-model is what its documented command makes: scripts/make-fixture-model.sh, run again,
 //! writes the same bytes.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +13,7 @@ fn fixture_model_regenerates_byte_for_byte() {
     let out = tmp.path().join("tiny-model");
     let run = Command::new(root.join("scripts/make-fixture-model.sh"))
         .arg(&out)
-        .env("HALO_BIN", env!("CARGO_BIN_EXE_halo"))
+        .env("HALO_BIN", common::binary("halo"))
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

@@ -1,15 +1,17 @@
 //! `halo evaluate` as a user runs it, on the inputs a user gets wrong: an empty synthetic file, a file in
 //! another format, synthetic codes the real data does not have, an --out that already holds a report.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn real() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/synthea-60.jsonl")
 }
 
 fn evaluate(synthetic: &Path, out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_halo"))
+    common::halo_command()
         .args(["evaluate", "--real", real().to_str().unwrap(), "--synthetic"])
         .arg(synthetic)
         .arg("--out")

@@ -4,11 +4,38 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A workspace binary (`halo`, `halo-sample`) of the profile these tests were built with, built first if
+/// it is missing or older than its sources: `cargo test -p halo-tests` alone does not build binaries.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let test_exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    BUILT.call_once(|| {
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => "release",
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--workspace", "--bins", "--profile", profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of halo and halo-sample failed");
+    });
+    let exe = profile_dir.join(name);
+    assert!(exe.is_file(), "{} missing after cargo build", exe.display());
+    exe
+}
+
+/// The `halo` command, ready for arguments.
+pub fn halo_command() -> Command {
+    Command::new(binary("halo"))
+}
+
 pub fn halo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_halo"))
-        .args(args)
-        .output()
-        .expect("run halo")
+    halo_command().args(args).output().expect("run halo")
 }
 
 pub fn fixture(name: &str) -> String {
@@ -25,7 +52,7 @@ pub fn stderr(o: &Output) -> String {
 
 /// The `halo train` command the tests run: a tiny model on the CPU, `batch_size` records a step.
 pub fn train_command(data: &str, out: &Path, batch_size: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_halo"));
+    let mut c = halo_command();
     c.args([
         "train",
         "--data",
@@ -66,15 +93,11 @@ pub fn export(ck: &Path, out: &Path, extra: &[&str]) -> Output {
     halo(&args)
 }
 
-/// `halo-sample`, built next to `halo` by the workspace build (`cargo test --workspace` builds both).
 pub fn halo_sample(args: &[&str]) -> Output {
-    let exe = Path::new(env!("CARGO_BIN_EXE_halo")).with_file_name("halo-sample");
-    assert!(
-        exe.is_file(),
-        "{} missing: build it first (cargo build --release -p halo-infer, or cargo test --workspace)",
-        exe.display()
-    );
-    Command::new(exe).args(args).output().expect("run halo-sample")
+    Command::new(binary("halo-sample"))
+        .args(args)
+        .output()
+        .expect("run halo-sample")
 }
 
 /// A checkpoint trained for one epoch on the 60 Synthea records, in `dir/ck`.

@@ -1,10 +1,11 @@
 //! The sampler's JSONL output is valid training input: `halo train` reads it back as the very records
 //! that were sampled (codes, day offsets, lab values, demographics and labels).
 
+mod common;
+
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, record_line, Model, Plan};
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn sampled_jsonl_reads_back_as_the_sampled_records_and_trains() {
@@ -50,7 +51,7 @@ fn sampled_jsonl_reads_back_as_the_sampled_records_and_trains() {
 
     // And `halo train` trains on them, with every sampled code in its vocabulary.
     let out = dir.path().join("ckpt");
-    let status = Command::new(env!("CARGO_BIN_EXE_halo"))
+    let status = common::halo_command()
         .args([
             "train",
             "--data",

@@ -5,6 +5,8 @@
 //! `HALO_PARITY_CHECKPOINT=runs/x cargo test --release -p halo-train --test parity -- --ignored --nocapture`
 //! checks (and prints the figures for) any other checkpoint folder, e.g. the Synthea small model.
 
+mod common;
+
 use halo_core::config::ModelConfig;
 use halo_core::encoding::Encoding;
 use halo_core::manifest::graph;
@@ -13,7 +15,6 @@ use halo_infer::{CodeModule, Model};
 use halo_train::checkpoint;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
-use std::process::Command;
 use tch::{Kind, Tensor};
 
 /// Largest absolute differences seen.
@@ -190,7 +191,7 @@ fn trained_weights_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("ckpt");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/synthea-60.jsonl");
-    let run = Command::new(env!("CARGO_BIN_EXE_halo"))
+    let run = common::halo_command()
         .args([
             "train",
             "--data",

@@ -1,0 +1,138 @@
+//! `halo train`: records to a checkpoint folder.
+
+use crate::args::{parse_learning_rate, DataArgs, TorchDevice};
+use anyhow::{bail, Result};
+use clap::Args;
+use halo_core::config::Preset;
+use halo_core::encoding::{CodeOrder, EncodingOptions};
+use halo_train::train;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainCmd {
+    /// Records to train on: an OMOP CDM CSV folder, a MEDS folder, or a JSONL file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Checkpoint folder to write (must be new or empty, unless --resume).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data_args: DataArgs,
+    /// Model size: small (n_embd 128, 2 layers, 4 heads, lr 1e-3) or paper (768, 12, 12, lr 1e-4).
+    #[arg(long, default_value = "small")]
+    preset: Preset,
+    /// Training epochs.
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    /// Adam learning rate [default: the preset's].
+    #[arg(long, value_parser = parse_learning_rate)]
+    lr: Option<f64>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 48)]
+    batch_size: usize,
+    /// Seed of the split, the initial weights, the batch order and the code order.
+    #[arg(long, default_value_t = halo_core::split::DEFAULT_SEED)]
+    seed: u64,
+    /// Continue the run in --out from its last finished epoch (weights, optimizer state, epoch).
+    #[arg(long)]
+    resume: bool,
+    /// cpu, cuda or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    device: TorchDevice,
+    /// Phenotype label spec (JSON: {"labels": {name: [codes or prefix*]}}); default: chronic conditions for OMOP.
+    /// Ignored when the records carry their own labels.
+    #[arg(long)]
+    label_spec: Option<PathBuf>,
+    /// Given split (CSV `id,split` or JSON {id: split}); overrides the records' own and the seeded split.
+    #[arg(long)]
+    split_file: Option<PathBuf>,
+    /// Leave out the gap (and age) bucket codes.
+    #[arg(long)]
+    no_gaps: bool,
+    /// Leave out the lab value bucket codes.
+    #[arg(long)]
+    no_labs: bool,
+    /// Leave out the demographic label codes.
+    #[arg(long)]
+    no_demographics: bool,
+    /// Order of codes in the vocabulary (the order codes are generated within a visit).
+    #[arg(long, default_value = "shuffled")]
+    code_order: CodeOrder,
+    /// Quantile buckets per lab value.
+    #[arg(long, default_value_t = 5)]
+    lab_buckets: usize,
+    /// The small-cell rule: codes, source values, labs and demographic values seen in fewer distinct
+    /// patients are left out of the vocabulary, and bucket edges come from groups of at least this many
+    /// patients, so that nothing of one patient ships in the model. `halo export` refuses models trained
+    /// with fewer than 5 unless given --allow-small-cells.
+    #[arg(long, default_value_t = halo_core::encoding::DEFAULT_MIN_PATIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    min_patients: usize,
+    /// Override the preset's embedding width.
+    #[arg(long)]
+    n_embd: Option<usize>,
+    /// Override the preset's number of transformer layers.
+    #[arg(long)]
+    n_layer: Option<usize>,
+    /// Override the preset's number of attention heads.
+    #[arg(long)]
+    n_head: Option<usize>,
+    /// Override the context: at most n_ctx - 2 visits per record are kept (the most recent).
+    #[arg(long)]
+    n_ctx: Option<usize>,
+    /// Train the HALO-Coarse ablation (no code-level module).
+    #[arg(long)]
+    coarse: bool,
+    /// Initialise the code module's output biases as the reference does (uniform) instead of from each
+    /// code's log-odds in the training split; for like-for-like comparisons with the reference
+    #[arg(long)]
+    reference_init: bool,
+    /// CPU threads for libtorch [default: libtorch's choice, all cores]. With 1, a CPU run gives the same
+    /// bytes on any machine with the same libtorch build (used to regenerate fixtures/tiny-model)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No per-epoch lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(cmd: TrainCmd) -> Result<()> {
+    if let Some(n) = cmd.threads {
+        tch::set_num_threads(n.max(1) as i32);
+    }
+    if cmd.batch_size == 0 || cmd.epochs == 0 {
+        bail!("--batch-size and --epochs must be at least 1");
+    }
+    let args = train::TrainArgs {
+        read: cmd.data_args.read_options(),
+        format: cmd.data_args.format,
+        data: cmd.data,
+        out: cmd.out,
+        preset: cmd.preset,
+        epochs: cmd.epochs,
+        lr: cmd.lr,
+        batch_size: cmd.batch_size,
+        seed: cmd.seed,
+        resume: cmd.resume,
+        device: cmd.device.0,
+        label_spec: cmd.label_spec,
+        split_file: cmd.split_file,
+        encoding: EncodingOptions {
+            gaps: !cmd.no_gaps,
+            labs: !cmd.no_labs,
+            demographics: !cmd.no_demographics,
+            code_order: cmd.code_order,
+            order_seed: cmd.seed,
+            lab_buckets: cmd.lab_buckets,
+            max_visits: 46,
+            min_patients: cmd.min_patients,
+        },
+        n_embd: cmd.n_embd,
+        n_layer: cmd.n_layer,
+        n_head: cmd.n_head,
+        n_ctx: cmd.n_ctx,
+        coarse: cmd.coarse,
+        reference_init: cmd.reference_init,
+        quiet: cmd.quiet,
+    };
+    train::run(&args)
+}
