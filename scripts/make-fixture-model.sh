@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates fixtures/tiny-model byte for byte: trains on fixtures/tiny-omop with one CPU thread and a
 # fixed seed, then exports. Usage: scripts/make-fixture-model.sh [OUT_DIR] (default fixtures/tiny-model).
-# Needs the release binary (scripts/setup.sh builds it). train/tests/fixture.rs checks that this still
+# Needs the release binary (scripts/setup.sh builds it). tests/tests/fixture.rs checks that this still
 # reproduces the committed files.
 set -euo pipefail
 cd "$(dirname "$0")/.."

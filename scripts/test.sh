@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up (idempotent) and runs every check CI runs: formatting, clippy with warnings as errors, all tests.
+# Sets up (idempotent) and runs every check CI runs: formatting, clippy and rustdoc with warnings as errors,
+# all tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -7,5 +8,6 @@ cd "$root"
 source scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 cargo test --release --workspace
 echo "test.sh: all checks passed" >&2

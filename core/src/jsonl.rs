@@ -218,15 +218,6 @@ pub fn write_record<W: Write>(out: &mut W, p: &Patient) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// Writes records to `path` atomically.
-pub fn write_jsonl(path: &Path, patients: &[Patient]) -> Result<()> {
-    let mut buf = Vec::new();
-    for p in patients {
-        write_record(&mut buf, p).map_err(|e| Error::io(path, e))?;
-    }
-    crate::fsutil::write_atomic(path, &buf)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -208,11 +208,38 @@ pub struct Manifest {
     pub files: ManifestFiles,
     pub ir_version: i64,
     pub opset: i64,
-    /// "fp32" or "fp16" (weights; inputs and outputs stay fp32).
-    pub precision: String,
+    /// How the weights are stored (inputs and outputs stay fp32).
+    pub precision: Precision,
     pub training: TrainingSummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyDigest>,
+}
+
+/// How the weights are stored in the graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Weight matrices stored as fp16 and cast to fp32 inside the graph; inputs and outputs stay fp32.
+    Fp16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Precision, String> {
+        crate::keyword::parse_keyword(s, "precision", &[("fp32", Precision::Fp32), ("fp16", Precision::Fp16)])
+    }
+}
+
+impl Precision {
+    /// The manifest's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+        }
+    }
 }
 
 pub const MANIFEST: &str = "manifest.json";

@@ -30,6 +30,98 @@ impl Split {
     }
 }
 
+/// The demographic facts the encoding, the readers, the sampler's decoder and the writers share. Spelled
+/// `sex`, `race`, `ethnicity`, `birth_year` in files, `SEX`, ... as code prefixes (`SEX/F`, MEDS `SEX//F`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemographicCategory {
+    Sex,
+    Race,
+    Ethnicity,
+    /// Sampled as a decade ([`BirthDecade`]); the decoder draws a year inside it.
+    BirthYear,
+}
+
+impl DemographicCategory {
+    /// In vocabulary order.
+    pub const ALL: [DemographicCategory; 4] = [
+        DemographicCategory::Sex,
+        DemographicCategory::Race,
+        DemographicCategory::Ethnicity,
+        DemographicCategory::BirthYear,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DemographicCategory::Sex => "sex",
+            DemographicCategory::Race => "race",
+            DemographicCategory::Ethnicity => "ethnicity",
+            DemographicCategory::BirthYear => "birth_year",
+        }
+    }
+
+    /// The prefix of its codes: `SEX`, `RACE`, `ETHNICITY`, `BIRTH_YEAR`.
+    pub fn code_prefix(self) -> &'static str {
+        match self {
+            DemographicCategory::Sex => "SEX",
+            DemographicCategory::Race => "RACE",
+            DemographicCategory::Ethnicity => "ETHNICITY",
+            DemographicCategory::BirthYear => "BIRTH_YEAR",
+        }
+    }
+
+    /// The field holding a categorical value as text (every category but the birth year).
+    pub fn text_field(self, d: &mut Demographics) -> Option<&mut Option<String>> {
+        match self {
+            DemographicCategory::Sex => Some(&mut d.sex),
+            DemographicCategory::Race => Some(&mut d.race),
+            DemographicCategory::Ethnicity => Some(&mut d.ethnicity),
+            DemographicCategory::BirthYear => None,
+        }
+    }
+
+    /// The text value of a categorical field (`None` for the birth year and for a missing value).
+    pub fn text_value(self, d: &Demographics) -> Option<&str> {
+        match self {
+            DemographicCategory::Sex => d.sex.as_deref(),
+            DemographicCategory::Race => d.race.as_deref(),
+            DemographicCategory::Ethnicity => d.ethnicity.as_deref(),
+            DemographicCategory::BirthYear => None,
+        }
+    }
+}
+
+/// The decade a birth year is sampled as: its vocabulary value is `1970-1979`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BirthDecade {
+    pub first_year: i32,
+}
+
+impl BirthDecade {
+    pub fn of_year(year: i32) -> BirthDecade {
+        BirthDecade {
+            first_year: year.div_euclid(10) * 10,
+        }
+    }
+
+    /// The years a vocabulary value stands for: `1970-1979` (what `Display` writes), or one year `1975`.
+    pub fn years_of(value: &str) -> Option<std::ops::RangeInclusive<i32>> {
+        let value = value.trim();
+        if let Ok(y) = value.parse::<i32>() {
+            return Some(y..=y);
+        }
+        let (a, b) = value.split_once('-')?;
+        let (a, b) = (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?);
+        (a <= b).then_some(a..=b)
+    }
+}
+
+impl std::fmt::Display for BirthDecade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first_year, self.first_year + 9)
+    }
+}
+
 /// Static demographic facts. Every field is optional: sources differ in what they carry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Demographics {

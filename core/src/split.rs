@@ -8,11 +8,33 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// Where a split came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitSource {
+    /// From the records' own `split`, or a split file.
+    Given,
+    /// A seeded shuffle per patient.
+    Seeded,
+    /// No records (a checkpoint with random weights): every part is empty.
+    #[serde(rename = "none (random weights)")]
+    RandomWeights,
+}
+
+impl std::fmt::Display for SplitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SplitSource::Given => "given",
+            SplitSource::Seeded => "seeded",
+            SplitSource::RandomWeights => "none (random weights)",
+        })
+    }
+}
+
 /// The split that training used, saved as `split.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitAssignment {
-    /// "given" (records or split file) or "seeded".
-    pub source: String,
+    pub source: SplitSource,
     pub seed: u64,
     pub train: Vec<String>,
     pub val: Vec<String>,
@@ -80,7 +102,11 @@ pub const DEFAULT_SEED: u64 = 4;
 pub fn assign(patients: &[Patient], given: Option<&HashMap<String, Split>>, seed: u64) -> Result<SplitAssignment> {
     let any_given = given.is_some() || patients.iter().any(|p| p.split.is_some());
     let mut a = SplitAssignment {
-        source: if any_given { "given" } else { "seeded" }.into(),
+        source: if any_given {
+            SplitSource::Given
+        } else {
+            SplitSource::Seeded
+        },
         seed,
         train: vec![],
         val: vec![],

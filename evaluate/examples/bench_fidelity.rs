@@ -182,7 +182,7 @@ fn main() {
     );
     if full {
         let split = SplitAssignment {
-            source: "seeded".into(),
+            source: halo_core::split::SplitSource::Seeded,
             seed: 0,
             train: real[..n_train].iter().map(|p| p.id.clone()).collect(),
             val: vec![],

@@ -28,8 +28,9 @@ impl Corpus {
         corpus
     }
 
-    /// Builds a corpus from visits of ids directly (tests and benchmarks).
-    pub fn from_ids(records: &[Vec<Vec<u32>>]) -> Corpus {
+    /// Builds a corpus from visits of ids directly (unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_ids(records: &[Vec<Vec<u32>>]) -> Corpus {
         let mut corpus = Corpus::empty();
         for r in records {
             for v in r {

@@ -47,8 +47,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum LabelSource<'a> {
     /// `Patient.labels`: the names set to true.
     Given,
-    /// A function of the record, e.g. `|p| spec.labels_of(p)` for a `halo_core::encoding::LabelSpec`.
-    Function(&'a dyn Fn(&Patient) -> BTreeSet<String>),
     /// Label sets computed beforehand, one per record of the `real` and `synthetic` slices given to
     /// [`evaluate`], in the same order.
     Precomputed {
@@ -68,7 +66,6 @@ impl LabelSource<'_> {
                 .filter(|(_, v)| **v)
                 .map(|(k, _)| k.clone())
                 .collect(),
-            LabelSource::Function(f) => f(patient),
             LabelSource::Precomputed { real, synthetic: s } => {
                 if synthetic {
                     s[index].clone()

@@ -9,7 +9,7 @@ use halo_evaluate::privacy::{
     AttributeRecord,
 };
 use halo_evaluate::{attacked_records, evaluate, write_report, EvalError, EvalOptions, LabelSource, Report};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 const EPS: f64 = 1e-12;
 
@@ -40,7 +40,7 @@ fn with_labels(mut p: Patient, labels: &[(&str, bool)]) -> Patient {
 
 fn split(train: &[&str], test: &[&str]) -> SplitAssignment {
     SplitAssignment {
-        source: "given".into(),
+        source: halo_core::split::SplitSource::Given,
         seed: 0,
         train: train.iter().map(|s| s.to_string()).collect(),
         val: vec![],
@@ -66,9 +66,7 @@ fn r2_matches_sklearn_formula_by_hand() {
     assert_eq!(r2_score(&[1.0], &[1.0]), None);
     // Union of keys, missing = 0: truth {a: 1, b: 0.5}, pred {b: 0.5, c: 1} -> y_true [1, .5, 0],
     // y_pred [0, .5, 1]; mean 0.5, SS_tot = 0.25 + 0 + 0.25 = 0.5, SS_res = 1 + 0 + 1 = 2 -> R² = -3.
-    let t: BTreeMap<String, f64> = [("a".into(), 1.0), ("b".into(), 0.5)].into();
-    let p: BTreeMap<String, f64> = [("b".into(), 0.5), ("c".into(), 1.0)].into();
-    close(fidelity::r2_of_maps(&t, &p), -3.0);
+    close(r2_score(&[1.0, 0.5, 0.0], &[0.0, 0.5, 1.0]), -3.0);
 }
 
 /// Training split: t1 = [A B] -> [B C], t2 = [A]. Test split: e1 = [A B].
@@ -258,7 +256,7 @@ fn parallel_counting_equals_direct_r2_over_the_union() {
             })
             .collect::<Vec<Vec<Vec<u32>>>>()
     };
-    let (a, b) = (Corpus::from_ids(&make(300)), Corpus::from_ids(&make(200)));
+    let (a, b) = (corpus_from_ids(&make(300)), corpus_from_ids(&make(200)));
     for threads in [1, 2, 3, 7] {
         let (ca, cb) = (
             fidelity::count_codes(&a, 25, threads),
@@ -280,7 +278,7 @@ fn parallel_counting_equals_direct_r2_over_the_union() {
     }
     // Counting by hand on one record [1 2] -> [2 3] -> [1 2]: visit counts of the pair (1, 2): 2 visits,
     // 1 record; consecutive 2 -> 2: transitions 1->2 and 2->3 give it twice, 1 record.
-    let c = fidelity::count_codes(&Corpus::from_ids(&[vec![vec![1, 2], vec![2, 3], vec![1, 2]]]), 4, 2);
+    let c = fidelity::count_codes(&corpus_from_ids(&[vec![vec![1, 2], vec![2, 3], vec![1, 2]]]), 4, 2);
     let same = c.same_visit.get(c.pair_key(1, 2)).unwrap();
     assert_eq!((same.visits, same.records), (2, 1));
     let cons = c.consecutive.get(c.pair_key(2, 2)).unwrap();
@@ -389,6 +387,29 @@ fn attribute_inference_by_hand() {
     close(attribute_f1(&attacked, &reference, 3), 0.5);
     // Nothing to score.
     assert_eq!(attribute_f1(&[rec(&[0], &[])], &[rec(&[0], &[])], 1), None);
+}
+
+/// A corpus whose code ids are the given numbers (code `k` is the string "k", interned in order).
+fn corpus_from_ids(records: &[Vec<Vec<u32>>]) -> Corpus {
+    let top = records.iter().flatten().flatten().max().map_or(0, |m| m + 1);
+    let mut interner = Interner::default();
+    for id in 0..top {
+        interner.intern(&id.to_string());
+    }
+    let patients: Vec<Patient> = records
+        .iter()
+        .map(|r| {
+            let visits = r
+                .iter()
+                .map(|v| Visit {
+                    codes: v.iter().map(u32::to_string).collect(),
+                    ..Visit::default()
+                })
+                .collect();
+            patient("p", visits)
+        })
+        .collect();
+    Corpus::build(&patients, &mut interner)
 }
 
 fn corpus_of(interner: &mut Interner, records: &[&[&[&str]]]) -> Corpus {
@@ -541,17 +562,22 @@ fn sample_caps_are_respected_and_reported() {
 #[test]
 fn label_sources() {
     let (real, split, synthetic) = small_data();
-    // A function: label "has_c" when the record has code C. Train: t1 yes, t2 no; test e1 no;
+    // Precomputed: label "has_c" when the record has code C. Train: t1 yes, t2 no; test e1 no;
     // synthetic s1, s2 yes.
-    let f = |p: &Patient| -> BTreeSet<String> {
+    let has_c = |p: &Patient| -> BTreeSet<String> {
         if p.all_codes().any(|c| c == "C") {
             ["has_c".to_string()].into()
         } else {
             BTreeSet::new()
         }
     };
+    let (real_has_c, synthetic_has_c): (Vec<_>, Vec<_>) =
+        (real.iter().map(has_c).collect(), synthetic.iter().map(has_c).collect());
     let options = EvalOptions {
-        labels: LabelSource::Function(&f),
+        labels: LabelSource::Precomputed {
+            real: &real_has_c,
+            synthetic: &synthetic_has_c,
+        },
         ..EvalOptions::default()
     };
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();

@@ -1,7 +1,7 @@
 //! Pieces shared by the two visit-transformer graphs: the visit embedding, the pre-LN GPT-2 blocks and
 //! the final LayerNorm, over activations of shape [batch, T, E].
 
-use crate::builder::{Attr, GraphBuilder};
+use crate::builder::GraphBuilder;
 use crate::checkpoint::Checkpoint;
 use halo_core::config::ModelConfig;
 
@@ -38,9 +38,9 @@ impl<'a> Blocks<'a> {
         &self.ck.config
     }
 
-    /// A parameter as a graph weight, named after the checkpoint tensor.
+    /// A parameter as a graph weight, named (like the checkpoint tensor) by its path in the current scope.
     fn param(&self, b: &mut GraphBuilder, name: &str) -> String {
-        let t = self.ck.tensor(name);
+        let t = self.ck.tensor(&b.scoped_name(name));
         b.weight(name, &t.shape, &t.data)
     }
 
@@ -49,7 +49,7 @@ impl<'a> Blocks<'a> {
         let t = self.ck.tensor("transformer.vis_embed_mat.weight");
         let (e, v) = (t.shape[0], t.shape[1]);
         let w = b.weight("transformer.vis_embed_mat.weight_t", &[v, e], &transpose(&t.data, e, v));
-        b.node("MatMul", "embedded", &[visits, &w], &[])
+        b.matmul("embedded", visits, &w)
     }
 
     /// The position embedding table [n_positions, E].
@@ -57,35 +57,25 @@ impl<'a> Blocks<'a> {
         self.param(b, "transformer.pos_embed_mat.weight")
     }
 
-    pub fn layer_norm(&self, b: &mut GraphBuilder, x: &str, prefix: &str) -> String {
-        let scale = self.param(b, &format!("{prefix}.weight"));
-        let bias = self.param(b, &format!("{prefix}.bias"));
-        let eps = self.config().layer_norm_epsilon as f32;
-        b.node(
-            "LayerNormalization",
-            prefix,
-            &[x, &scale, &bias],
-            &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
-        )
+    /// LayerNorm `name` (its weight and bias in the current scope).
+    pub fn layer_norm(&self, b: &mut GraphBuilder, x: &str, name: &str) -> String {
+        let scale = self.param(b, &format!("{name}.weight"));
+        let bias = self.param(b, &format!("{name}.bias"));
+        b.layer_norm(name, x, &scale, &bias, self.config().layer_norm_epsilon as f32)
     }
 
-    /// y = x @ W + b with W [in, out] as stored (GPT-2 Conv1D layout).
-    fn linear(&self, b: &mut GraphBuilder, x: &str, prefix: &str) -> String {
-        let w = self.param(b, &format!("{prefix}.weight"));
-        let bias = self.param(b, &format!("{prefix}.bias"));
-        let xw = b.node("MatMul", &format!("{prefix}.matmul"), &[x, &w], &[]);
-        b.node("Add", prefix, &[&xw, &bias], &[])
+    /// GPT-2's Conv1D `name`: x @ W + b, W [in, out] as stored.
+    fn conv1d(&self, b: &mut GraphBuilder, x: &str, name: &str) -> String {
+        let w = self.param(b, &format!("{name}.weight"));
+        let bias = self.param(b, &format!("{name}.bias"));
+        let xw = b.matmul(&format!("{name}.matmul"), x, &w);
+        b.add(name, &xw, &bias)
     }
 
-    /// [B, T, E] -> [B, n_head, T, head_dim]
-    fn heads(&self, b: &mut GraphBuilder, x: &str, hint: &str) -> String {
-        let r = b.node("Reshape", &format!("{hint}.split"), &[x, &self.split_heads], &[]);
-        b.node("Transpose", hint, &[&r], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
-    }
-
-    /// Block `i`: x + attn(ln_1(x)), then + mlp(ln_2(x)). `past` holds earlier positions' keys and
-    /// values (the step graph); `future` is a bool [T, T] mask of the positions a query may not see
-    /// (the full graph). Returns the new activations and this call's keys and values including `past`.
+    /// Block `i`: x + attn(ln_1(x)), then + mlp(ln_2(x)), as `Block::forward` of the trainer's model.rs.
+    /// `past` holds earlier positions' keys and values (the step graph); `future` is a bool [T, T] mask
+    /// of the positions a query may not see (the full graph). Returns the new activations and this
+    /// call's keys and values including `past`.
     pub fn block(
         &self,
         b: &mut GraphBuilder,
@@ -94,84 +84,72 @@ impl<'a> Blocks<'a> {
         past: Option<&KeyValue>,
         future: Option<&str>,
     ) -> (String, KeyValue) {
-        let p = format!("transformer.h.{i}");
+        b.scoped(&format!("transformer.h.{i}"), |b| {
+            let h = self.layer_norm(b, x, "ln_1");
+            let (a, kv) = b.scoped("attn", |b| self.attention(b, &h, past, future));
+            let x = b.add("after_attn", x, &a);
+            let h = self.layer_norm(b, &x, "ln_2");
+            let m = b.scoped("mlp", |b| self.mlp(b, &h));
+            (b.add("out", &x, &m), kv)
+        })
+    }
+
+    /// Causal self-attention, output projection included. The 1/sqrt(head_dim) score scale is folded
+    /// into the query columns of c_attn.
+    fn attention(
+        &self,
+        b: &mut GraphBuilder,
+        x: &str,
+        past: Option<&KeyValue>,
+        future: Option<&str>,
+    ) -> (String, KeyValue) {
         let c = self.config();
         let e = c.n_embd;
-
-        // Attention. The 1/sqrt(head_dim) score scale is folded into the query columns of c_attn.
-        let h = self.layer_norm(b, x, &format!("{p}.ln_1"));
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
-        let w = self.ck.tensor(&format!("{p}.attn.c_attn.weight"));
+        let w = self.ck.tensor(&b.scoped_name("c_attn.weight"));
         let mut w_data = w.data.clone();
         for row in w_data.chunks_exact_mut(3 * e) {
             row[..e].iter_mut().for_each(|v| *v *= scale);
         }
-        let mut bias_data = self.ck.tensor(&format!("{p}.attn.c_attn.bias")).data.clone();
+        let mut bias_data = self.ck.tensor(&b.scoped_name("c_attn.bias")).data.clone();
         bias_data[..e].iter_mut().for_each(|v| *v *= scale);
-        let w = b.weight(&format!("{p}.attn.c_attn.weight_qscaled"), &w.shape, &w_data);
-        let bias = b.weight(&format!("{p}.attn.c_attn.bias_qscaled"), &[3 * e], &bias_data);
-        let qkv = b.node("MatMul", &format!("{p}.attn.qkv.matmul"), &[&h, &w], &[]);
-        let qkv = b.node("Add", &format!("{p}.attn.qkv"), &[&qkv, &bias], &[]);
-        let parts = b.node_n(
-            "Split",
-            &format!("{p}.attn.qkv"),
-            3,
-            &[&qkv, &self.qkv_sizes],
-            &[("axis", Attr::Int(-1))],
-        );
-        let q = self.heads(b, &parts[0], &format!("{p}.attn.q"));
-        let mut k = self.heads(b, &parts[1], &format!("{p}.attn.k"));
-        let mut v = self.heads(b, &parts[2], &format!("{p}.attn.v"));
-        if let Some(past) = past {
-            let axis = [("axis", Attr::Int(2))];
-            k = b.node("Concat", &format!("{p}.attn.k_all"), &[&past.key, &k], &axis);
-            v = b.node("Concat", &format!("{p}.attn.v_all"), &[&past.value, &v], &axis);
-        }
-        let kt = b.node(
-            "Transpose",
-            &format!("{p}.attn.k_t"),
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        );
-        let mut scores = b.node("MatMul", &format!("{p}.attn.scores"), &[&q, &kt], &[]);
-        if let Some(future) = future {
-            let hidden = b.const_f32(&format!("{p}.attn.hidden"), &[], &[-1e9]);
-            scores = b.node(
-                "Where",
-                &format!("{p}.attn.scores_masked"),
-                &[future, &hidden, &scores],
-                &[],
-            );
-        }
-        let probs = b.node(
-            "Softmax",
-            &format!("{p}.attn.probs"),
-            &[&scores],
-            &[("axis", Attr::Int(-1))],
-        );
-        let ctx = b.node("MatMul", &format!("{p}.attn.context"), &[&probs, &v], &[]);
-        let ctx = b.node(
-            "Transpose",
-            &format!("{p}.attn.context_t"),
-            &[&ctx],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let ctx = b.node("Reshape", &format!("{p}.attn.merged"), &[&ctx, &self.merge_heads], &[]);
-        let a = self.linear(b, &ctx, &format!("{p}.attn.c_proj"));
-        let x = b.node("Add", &format!("{p}.after_attn"), &[x, &a], &[]);
+        let w = b.weight("c_attn.weight_qscaled", &w.shape, &w_data);
+        let bias = b.weight("c_attn.bias_qscaled", &[3 * e], &bias_data);
 
-        // MLP.
-        let h = self.layer_norm(b, &x, &format!("{p}.ln_2"));
-        let h = self.linear(b, &h, &format!("{p}.mlp.c_fc"));
-        let h = b.node(
-            "Gelu",
-            &format!("{p}.mlp.gelu"),
-            &[&h],
-            &[("approximate", Attr::Str("tanh"))],
-        );
-        let m = self.linear(b, &h, &format!("{p}.mlp.c_proj"));
-        let x = b.node("Add", &format!("{p}.out"), &[&x, &m], &[]);
-        (x, KeyValue { key: k, value: v })
+        let qkv = b.matmul("qkv.matmul", x, &w);
+        let qkv = b.add("qkv", &qkv, &bias);
+        let parts = b.split("qkv", &qkv, &self.qkv_sizes, 3, -1);
+        let q = self.heads(b, &parts[0], "q");
+        let mut k = self.heads(b, &parts[1], "k");
+        let mut v = self.heads(b, &parts[2], "v");
+        if let Some(past) = past {
+            k = b.concat("k_all", &[&past.key, &k], 2);
+            v = b.concat("v_all", &[&past.value, &v], 2);
+        }
+        let kt = b.transpose("k_t", &k, &[0, 1, 3, 2]);
+        let mut scores = b.matmul("scores", &q, &kt);
+        if let Some(future) = future {
+            let hidden = b.const_f32("hidden", &[], &[-1e9]);
+            scores = b.select("scores_masked", future, &hidden, &scores);
+        }
+        let probs = b.softmax("probs", &scores, -1);
+        let context = b.matmul("context", &probs, &v);
+        let context = b.transpose("context_t", &context, &[0, 2, 1, 3]);
+        let merged = b.reshape("merged", &context, &self.merge_heads);
+        (self.conv1d(b, &merged, "c_proj"), KeyValue { key: k, value: v })
+    }
+
+    /// [B, T, E] -> [B, n_head, T, head_dim]
+    fn heads(&self, b: &mut GraphBuilder, x: &str, name: &str) -> String {
+        let split = b.reshape(&format!("{name}.split"), x, &self.split_heads);
+        b.transpose(name, &split, &[0, 2, 1, 3])
+    }
+
+    /// The feed-forward part, output projection included.
+    fn mlp(&self, b: &mut GraphBuilder, x: &str) -> String {
+        let h = self.conv1d(b, x, "c_fc");
+        let h = b.gelu_tanh("gelu", &h);
+        self.conv1d(b, &h, "c_proj")
     }
 }
 

@@ -60,6 +60,8 @@ pub struct GraphBuilder {
     /// Every value and node name handed out, and the last suffix tried per hint.
     used: BTreeSet<String>,
     counters: BTreeMap<String, usize>,
+    /// The current name scope (see [`GraphBuilder::scoped`]), as path parts.
+    scope: Vec<String>,
 }
 
 impl GraphBuilder {
@@ -73,11 +75,35 @@ impl GraphBuilder {
             outputs: Vec::new(),
             used: BTreeSet::new(),
             counters: BTreeMap::new(),
+            scope: Vec::new(),
         }
     }
 
-    /// A name not used before in this graph: `hint`, else `hint_1`, `hint_2`, ...
+    /// Runs `f` with `name` appended to the name scope: every name it creates (nodes, weights, constants)
+    /// starts with the scope, as checkpoint tensors are named by their module path
+    /// (`transformer.h.0` then `attn` gives `transformer.h.0.attn.c_attn.weight`).
+    pub fn scoped<T>(&mut self, name: &str, f: impl FnOnce(&mut GraphBuilder) -> T) -> T {
+        self.scope.push(name.to_string());
+        let result = f(self);
+        self.scope.pop();
+        result
+    }
+
+    /// `hint` inside the current scope.
+    pub fn scoped_name(&self, hint: &str) -> String {
+        if self.scope.is_empty() {
+            hint.to_string()
+        } else {
+            format!("{}.{hint}", self.scope.join("."))
+        }
+    }
+
+    /// A name not used before in this graph: `hint` in the current scope, else with `_1`, `_2`, ...
     pub fn unique(&mut self, hint: &str) -> String {
+        self.unique_unscoped(&self.scoped_name(hint))
+    }
+
+    fn unique_unscoped(&mut self, hint: &str) -> String {
         let mut name = hint.to_string();
         while self.used.contains(&name) {
             let n = self.counters.entry(hint.to_string()).or_insert(0);
@@ -180,7 +206,7 @@ impl GraphBuilder {
     }
 
     fn push_node(&mut self, op: &str, inputs: &[&str], outputs: &[String], attrs: &[(&str, Attr)]) {
-        let name = self.unique(&format!("node.{}", outputs[0]));
+        let name = self.unique_unscoped(&format!("node.{}", outputs[0]));
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.to_vec(),
@@ -189,6 +215,56 @@ impl GraphBuilder {
             attribute: attrs.iter().map(|(k, v)| attribute(k, v)).collect(),
             ..Default::default()
         });
+    }
+
+    pub fn matmul(&mut self, hint: &str, a: &str, b: &str) -> String {
+        self.node("MatMul", hint, &[a, b], &[])
+    }
+
+    pub fn add(&mut self, hint: &str, a: &str, b: &str) -> String {
+        self.node("Add", hint, &[a, b], &[])
+    }
+
+    pub fn transpose(&mut self, hint: &str, x: &str, perm: &[i64]) -> String {
+        self.node("Transpose", hint, &[x], &[("perm", Attr::Ints(perm.to_vec()))])
+    }
+
+    /// `shape` is the name of an int64 constant (0 keeps that input dimension).
+    pub fn reshape(&mut self, hint: &str, x: &str, shape: &str) -> String {
+        self.node("Reshape", hint, &[x, shape], &[])
+    }
+
+    pub fn softmax(&mut self, hint: &str, x: &str, axis: i64) -> String {
+        self.node("Softmax", hint, &[x], &[("axis", Attr::Int(axis))])
+    }
+
+    /// Splits `x` along `axis` into parts of `sizes` (an int64 constant of `n` entries).
+    pub fn split(&mut self, hint: &str, x: &str, sizes: &str, n: usize, axis: i64) -> Vec<String> {
+        self.node_n("Split", hint, n, &[x, sizes], &[("axis", Attr::Int(axis))])
+    }
+
+    pub fn concat(&mut self, hint: &str, parts: &[&str], axis: i64) -> String {
+        self.node("Concat", hint, parts, &[("axis", Attr::Int(axis))])
+    }
+
+    /// `condition ? a : b`, elementwise with broadcasting.
+    pub fn select(&mut self, hint: &str, condition: &str, a: &str, b: &str) -> String {
+        self.node("Where", hint, &[condition, a, b], &[])
+    }
+
+    /// LayerNormalization over the last axis.
+    pub fn layer_norm(&mut self, hint: &str, x: &str, scale: &str, bias: &str, epsilon: f32) -> String {
+        self.node(
+            "LayerNormalization",
+            hint,
+            &[x, scale, bias],
+            &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(epsilon))],
+        )
+    }
+
+    /// GELU with the tanh approximation (GPT-2's).
+    pub fn gelu_tanh(&mut self, hint: &str, x: &str) -> String {
+        self.node("Gelu", hint, &[x], &[("approximate", Attr::Str("tanh"))])
     }
 
     /// Bytes of all initializers.

@@ -50,7 +50,7 @@ pub fn block_len(config: &halo_core::config::ModelConfig) -> usize {
 }
 
 /// Block `b` (codes `codes`): `pre` [batch, K] -> `logits` [batch, codes.len()] = relu(pre) @ W2[:K, codes] +
-/// b2[codes], with K = E + codes.end - 1 and the masked weight block a constant.
+/// `b2[codes]`, with K = E + codes.end - 1 and the masked weight block a constant.
 pub fn build_block(ck: &Checkpoint, precision: Precision, b: usize, codes: std::ops::Range<usize>) -> GraphBuilder {
     let c = &ck.config;
     let d = c.head_width();

@@ -20,13 +20,15 @@ pub mod code_head;
 pub mod code_head_incremental;
 mod error;
 pub mod onnx;
+mod random;
 pub mod signing;
 pub mod visit_step;
 pub mod visit_transformer;
 
 pub use builder::{IR_VERSION, OPSET};
-pub use checkpoint::{read_checkpoint, write_random_checkpoint, Checkpoint, Tensor};
+pub use checkpoint::{read_checkpoint, Checkpoint, Tensor};
 pub use error::{ExportError, Result};
+pub use random::write_random_checkpoint;
 
 use halo_core::fsutil;
 use halo_core::manifest::{
@@ -35,31 +37,7 @@ use halo_core::manifest::{
 };
 use std::path::Path;
 
-/// How the weights are stored in the graphs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    #[default]
-    Fp32,
-    /// Weight matrices stored as fp16 and cast to fp32 inside the graph; inputs and outputs stay fp32.
-    Fp16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Precision, String> {
-        halo_core::keyword::parse_keyword(s, "precision", &[("fp32", Precision::Fp32), ("fp16", Precision::Fp16)])
-    }
-}
-
-impl Precision {
-    /// The manifest's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-        }
-    }
-}
+pub use halo_core::manifest::Precision;
 
 /// Weights of one graph above this many bytes go to a `<graph>.onnx.data` file (protobuf's limit is 2 GiB).
 pub const DEFAULT_EXTERNAL_DATA_THRESHOLD: u64 = 1_800_000_000;
@@ -204,7 +182,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         },
         ir_version: IR_VERSION,
         opset: OPSET,
-        precision: opts.precision.as_str().to_string(),
+        precision: opts.precision,
         // Aggregate counts only: the data's path stays on the training machine.
         training: TrainingSummary {
             source: String::new(),

@@ -44,7 +44,7 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     let axis1 = b.const_i64("axis1", &[1], &[1]);
     let visits = b.node("Unsqueeze", "visits", &[&visit, &axis1], &[]);
     let emb = blocks.embed_visits(&mut b, &visits);
-    let mut x = b.node("Add", "x0", &[&emb, &pos], &[]);
+    let mut x = b.add("x0", &emb, &pos);
 
     let key_index = b.const_i64("key_index", &[], &[0]);
     let value_index = b.const_i64("value_index", &[], &[1]);

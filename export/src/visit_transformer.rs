@@ -51,7 +51,7 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
         &[("axis", Attr::Int(0))],
     );
     let emb = blocks.embed_visits(&mut b, &visits);
-    let mut x = b.node("Add", "x0", &[&emb, &pos], &[]);
+    let mut x = b.add("x0", &emb, &pos);
     for i in 0..c.n_layer {
         x = blocks.block(&mut b, i, &x, None, Some(&future)).0;
     }

@@ -12,7 +12,7 @@ fn fine_model_matches_the_numpy_reference() {
     let (ck, out) = (tmp.path().join("ck"), tmp.path().join("model"));
     tiny_checkpoint_for_reference(&ck, false, 1);
     let m = export(&ck, &out, &ExportOptions::default()).unwrap();
-    assert_eq!(m.precision, "fp32");
+    assert_eq!(m.precision, Precision::Fp32);
     let text = reference_check(&ck, &out, &[]);
     println!("{text}");
     // Every size combination ran (batch 1 and 7; 1, 5 and n_ctx visits).
@@ -43,7 +43,7 @@ fn fp16_export_stays_close_to_the_reference() {
         ..Default::default()
     };
     let m = export(&ck, &fp16, &opts).unwrap();
-    assert_eq!(m.precision, "fp16");
+    assert_eq!(m.precision, Precision::Fp16);
     let size = |dir: &std::path::Path| std::fs::metadata(dir.join("code_head.onnx")).unwrap().len();
     assert!(
         size(&fp16) < size(&fp32) * 3 / 4,

@@ -19,7 +19,7 @@
 use crate::sampler::RawRecord;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use halo_core::encoding::{Encoding, Token};
-use halo_core::record::{Demographics, LabValue, Patient, Visit};
+use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -35,17 +35,6 @@ fn uniform_in(rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> f64 {
 
 fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
     Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
-}
-
-/// `1970-1979` -> (1970, 1979); a single year `1975` -> (1975, 1975).
-fn year_range(value: &str) -> Option<(i32, i32)> {
-    let value = value.trim();
-    if let Ok(y) = value.parse::<i32>() {
-        return Some((y, y));
-    }
-    let (a, b) = value.split_once('-')?;
-    let (a, b) = (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?);
-    (a <= b).then_some((a, b))
 }
 
 fn iso(t: NaiveDateTime) -> String {
@@ -73,19 +62,16 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
             Token::Label { name } => {
                 labels.insert(name.clone(), true);
             }
-            Token::Demographic { category, value } => match category.as_str() {
-                "sex" => demographics.sex = Some(value.clone()),
-                "race" => demographics.race = Some(value.clone()),
-                "ethnicity" => demographics.ethnicity = Some(value.clone()),
-                "birth_year" => birth_decade = year_range(value),
-                _ => {}
+            Token::Demographic { category, value } => match category.text_field(&mut demographics) {
+                Some(field) => *field = Some(value.clone()),
+                None => birth_decade = BirthDecade::years_of(value),
             },
             _ => {}
         }
     }
     let mut birth: Option<NaiveDate> = None;
-    if let Some((lo, hi)) = birth_decade {
-        let year = rng.random_range(lo..=hi);
+    if let Some(years) = birth_decade {
+        let year = rng.random_range(years);
         let start = NaiveDate::from_ymd_opt(year, 1, 1);
         let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
             366

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::Sampled;
-use halo_core::encoding::Encoding;
+use halo_core::encoding::{DemographicCategory, Encoding};
 use halo_core::fsutil::{self, Target};
 use halo_core::meds::{static_code, MedsWriteOptions, MedsWriter, ShardNames, BIRTH_CODE};
 use halo_core::omop_write::{OmopCohort, OmopWriteReport, OmopWriter};
@@ -209,8 +209,11 @@ pub fn meds_codes(enc: &Encoding) -> BTreeSet<String> {
         .iter()
         .filter_map(|t| match t {
             Token::Code { code } | Token::Lab { code, .. } => Some(code.clone()),
-            Token::Demographic { category, .. } if category == "birth_year" => Some(BIRTH_CODE.to_string()),
-            Token::Demographic { category, value } => static_code(category, value),
+            Token::Demographic {
+                category: DemographicCategory::BirthYear,
+                ..
+            } => Some(BIRTH_CODE.to_string()),
+            Token::Demographic { category, value } => static_code(*category, value),
             _ => None,
         })
         .collect()
@@ -270,10 +273,15 @@ pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {
     if !enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. })) {
         notes.push("the model has no visit gaps: every visit is dated 2000-01-01".into());
     }
-    let has_birth = enc
-        .tokens
-        .iter()
-        .any(|t| matches!(t, Token::Demographic { category, .. } if category == "birth_year"));
+    let has_birth = enc.tokens.iter().any(|t| {
+        matches!(
+            t,
+            Token::Demographic {
+                category: DemographicCategory::BirthYear,
+                ..
+            }
+        )
+    });
     if !has_birth {
         notes.push("the model has no birth years: each person's year_of_birth is the year of their first visit".into());
     }

@@ -6,9 +6,9 @@
 //! logit of code `j` depends only on codes `< j`. Codes of a visit are therefore drawn in vocabulary
 //! order: from the current logits, walk `j = pos..` drawing `u_j ~ U(0,1)` from the record's own
 //! random stream until the first `j` with `u_j < sigmoid(logit_j)`; set code `j`, continue at `j + 1`
-//! with fresh logits ([`crate::walk`]). A record whose walk reaches the end of the visit's allowed codes
+//! with fresh logits (`walk.rs`). A record whose walk reaches the end of the visit's allowed codes
 //! has finished the visit. How the logits are computed, densely or incrementally, is
-//! [`crate::code_module`]'s business.
+//! `code_module.rs`'s business.
 //!
 //! Every random number a record uses comes from its own ChaCha20 stream, keyed by the seed and the
 //! record's global index, so a record does not depend on the batch size, the thread count or how the

@@ -3,7 +3,7 @@
 mod common;
 
 use chrono::NaiveDateTime;
-use halo_core::encoding::Token;
+use halo_core::encoding::{DemographicCategory, Token};
 use halo_infer::decode::decode;
 use halo_infer::sampler::record_rng;
 use halo_infer::RawRecord;
@@ -27,11 +27,11 @@ fn decodes_every_token_kind() {
             },
         )
     };
-    let demo = |c: &str, v: &str| {
+    let demo = |category: DemographicCategory, v: &str| {
         index_of(
             &enc,
             &Token::Demographic {
-                category: c.into(),
+                category,
                 value: v.into(),
             },
         )
@@ -43,7 +43,11 @@ fn decodes_every_token_kind() {
         },
     );
     let end = enc.end_index() as u32;
-    let mut labels = vec![label, demo("sex", "F"), demo("birth_year", "1950-1959")];
+    let mut labels = vec![
+        label,
+        demo(DemographicCategory::Sex, "F"),
+        demo(DemographicCategory::BirthYear, "1950-1959"),
+    ];
     labels.sort();
     let mut v1 = vec![age(2), code("ICD9/1003"), code("ICD9/1010"), lab(1)];
     v1.sort();

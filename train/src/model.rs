@@ -2,7 +2,7 @@
 //! implementation's state_dict (see `ModelConfig::parameter_shapes`), so checkpoints interoperate with it.
 //!
 //! visits [B, T, V] --visit transformer--> history [B, T, E]
-//! code module: row t >= 1 is concat(history[t-1], visits[t]) -> masked MLP -> logits of visit t.
+//! code module: row t >= 1 is `concat(history[t-1], visits[t])` -> masked MLP -> logits of visit t.
 
 use halo_core::config::ModelConfig;
 use tch::nn::{self, Init, Path};

@@ -61,9 +61,9 @@ pub struct TrainState {
     pub lr: f64,
     pub batch_size: usize,
     pub seed: u64,
-    /// How the code module's output biases started: `prior` (training log-odds) or `reference`.
-    #[serde(default = "default_bias_init")]
-    pub output_bias_init: String,
+    /// How the code module's output biases started.
+    #[serde(default)]
+    pub output_bias_init: OutputBiasInit,
     /// The data digest and options the run started with; `--resume` refuses other ones.
     #[serde(default)]
     pub settings: crate::resume::RunSettings,
@@ -73,8 +73,15 @@ fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
     Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
-fn default_bias_init() -> String {
-    "reference".into()
+/// How the code module's output biases start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputBiasInit {
+    /// Each code's training log-odds.
+    Prior,
+    /// Uniform, as the reference implementation (and runs from before this setting was saved).
+    #[default]
+    Reference,
 }
 
 /// The fitted pieces of a run that resume must reuse unchanged.
@@ -175,7 +182,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         lr,
         batch_size: args.batch_size,
         seed: args.seed,
-        output_bias_init: if args.reference_init { "reference" } else { "prior" }.into(),
+        output_bias_init: if args.reference_init {
+            OutputBiasInit::Reference
+        } else {
+            OutputBiasInit::Prior
+        },
         settings,
     };
     if resuming {

@@ -190,7 +190,7 @@ impl Encoding {
         tokens.extend(label_names.into_iter().map(|name| Token::Label { name }));
         let mut demographic_categories = Vec::new();
         if options.demographics {
-            for category in DEMOGRAPHIC_CATEGORIES {
+            for category in DemographicCategory::ALL {
                 let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                 for value in all.iter().filter_map(|p| demographic_value(p, category)) {
                     *counts.entry(value).or_default() += 1;
@@ -201,14 +201,11 @@ impl Encoding {
                     continue;
                 }
                 demographic_categories.push(LabelCategory {
-                    name: category.to_string(),
+                    name: category.as_str().to_string(),
                     first: tokens.len() - code_vocab_size,
                     len: values.len(),
                 });
-                tokens.extend(values.into_iter().map(|value| Token::Demographic {
-                    category: category.to_string(),
-                    value,
-                }));
+                tokens.extend(values.into_iter().map(|value| Token::Demographic { category, value }));
             }
         }
         let label_vocab_size = tokens.len() - code_vocab_size;

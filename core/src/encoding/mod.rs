@@ -10,7 +10,8 @@
 
 use crate::buckets::{bucket_of, closed_edges, closing_value, quantile_edges};
 use crate::error::{Error, Result};
-use crate::record::{Patient, Visit};
+pub use crate::record::DemographicCategory;
+use crate::record::{BirthDecade, Patient, Visit};
 use crate::time::{age_at_first_visit, age_at_visit, birth_year, visit_days};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -72,18 +73,15 @@ pub enum Token {
     Label {
         name: String,
     },
-    /// A demographic value; `category` is one of sex, race, ethnicity, birth_year.
+    /// A demographic value (the birth year as its decade, `1970-1979`).
     Demographic {
-        category: String,
+        category: DemographicCategory,
         value: String,
     },
     Start,
     End,
     Pad,
 }
-
-/// Demographic categories in vocabulary order.
-pub const DEMOGRAPHIC_CATEGORIES: [&str; 4] = ["sex", "race", "ethnicity", "birth_year"];
 
 /// What the encoding includes; switches for comparisons that do not want a part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,9 +225,7 @@ impl fmt::Display for Token {
             Token::Age { bucket } => write!(f, "AGE/{bucket}"),
             Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
             Token::Label { name } => write!(f, "{name}"),
-            Token::Demographic { category, value } => {
-                write!(f, "{}/{value}", category.to_uppercase())
-            }
+            Token::Demographic { category, value } => write!(f, "{}/{value}", category.code_prefix()),
             Token::Start => write!(f, "<start>"),
             Token::End => write!(f, "<end>"),
             Token::Pad => write!(f, "<pad>"),
@@ -240,6 +236,16 @@ impl fmt::Display for Token {
 impl Encoding {
     /// The exclusive categories among the label codes (label-local indices): demographic categories, then
     /// partitioning label groups. A record holds at most one code of each (exactly one when sampled).
+    /// The categories of `demographic_categories`, from their tokens.
+    fn demographic_category_kinds(&self) -> impl Iterator<Item = DemographicCategory> + '_ {
+        self.demographic_categories
+            .iter()
+            .filter_map(|cat| match self.tokens.get(self.code_vocab_size + cat.first) {
+                Some(Token::Demographic { category, .. }) => Some(*category),
+                _ => None,
+            })
+    }
+
     pub fn exclusive_label_categories(&self) -> impl Iterator<Item = &LabelCategory> {
         self.demographic_categories.iter().chain(&self.label_groups)
     }
@@ -318,12 +324,9 @@ impl Encoding {
                 None => *unknown += 1,
             }
         }
-        for cat in &self.demographic_categories {
-            if let Some(value) = demographic_value(patient, &cat.name) {
-                if let Some(i) = index.get(&token_key(&Token::Demographic {
-                    category: cat.name.clone(),
-                    value,
-                })) {
+        for category in self.demographic_category_kinds() {
+            if let Some(value) = demographic_value(patient, category) {
+                if let Some(i) = index.get(&token_key(&Token::Demographic { category, value })) {
                     labels.insert(*i);
                 }
             }
@@ -416,19 +419,12 @@ pub fn token_key(t: &Token) -> String {
     }
 }
 
-fn demographic_value(p: &Patient, category: &str) -> Option<String> {
-    let d = &p.demographics;
+/// The record's vocabulary value of a demographic category (the birth year as its decade).
+pub(crate) fn demographic_value(p: &Patient, category: DemographicCategory) -> Option<String> {
     match category {
-        "sex" => d.sex.clone(),
-        "race" => d.race.clone(),
-        "ethnicity" => d.ethnicity.clone(),
-        "birth_year" => birth_year(p).map(|y| {
-            let decade = y.div_euclid(10) * 10;
-            format!("{decade}-{}", decade + 9)
-        }),
-        _ => None,
+        DemographicCategory::BirthYear => birth_year(p).map(|y| BirthDecade::of_year(y).to_string()),
+        text => text.text_value(&p.demographics).map(str::to_string),
     }
-    .filter(|s| !s.is_empty())
 }
 
 mod fit;

@@ -47,7 +47,7 @@
 
 use crate::error::{Error, Result};
 use crate::interner::Interner;
-use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
+use crate::record::{Dataset, DemographicCategory, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::ReadOptions;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -286,38 +286,29 @@ fn build_patient(
 }
 
 /// Which demographic a static code sets, and its value: `SEX//F` -> (sex, F).
-fn parse_demographic(code: &str) -> Option<(DemographicField, &str)> {
+fn parse_demographic(code: &str) -> Option<(DemographicCategory, &str)> {
     let (key, rest) = code.split_once('/')?;
     let value = rest.strip_prefix('/').unwrap_or(rest);
     if value.is_empty() {
         return None;
     }
-    let field = match key.to_ascii_uppercase().as_str() {
-        "SEX" | "GENDER" => DemographicField::Sex,
-        "RACE" => DemographicField::Race,
-        "ETHNICITY" => DemographicField::Ethnicity,
+    let category = match key.to_ascii_uppercase().as_str() {
+        "SEX" | "GENDER" => DemographicCategory::Sex,
+        "RACE" => DemographicCategory::Race,
+        "ETHNICITY" => DemographicCategory::Ethnicity,
         _ => return None,
     };
-    Some((field, value))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum DemographicField {
-    Sex,
-    Race,
-    Ethnicity,
+    Some((category, value))
 }
 
 fn apply_static(code: &str, demographics: &mut Demographics, report: &mut ReadReport) {
-    let Some((field, value)) = parse_demographic(code) else {
+    let Some(slot) =
+        parse_demographic(code).and_then(|(category, value)| Some((category.text_field(demographics)?, value)))
+    else {
         report.skip("static rows that are not demographics");
         return;
     };
-    let slot = match field {
-        DemographicField::Sex => &mut demographics.sex,
-        DemographicField::Race => &mut demographics.race,
-        DemographicField::Ethnicity => &mut demographics.ethnicity,
-    };
+    let (slot, value) = slot;
     match slot {
         None => *slot = Some(value.to_string()),
         Some(old) if old == value => {}

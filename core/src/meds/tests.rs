@@ -475,7 +475,7 @@ fn birth_static_rows_and_values() {
 
 #[test]
 fn demographic_codes() {
-    use DemographicField::*;
+    use DemographicCategory::*;
     assert_eq!(parse_demographic("SEX//F"), Some((Sex, "F")));
     assert_eq!(parse_demographic("gender/M"), Some((Sex, "M")));
     assert_eq!(

@@ -4,7 +4,7 @@
 use super::{micros_of, BATCH_ROWS, BIRTH_CODE, MEDS_VERSION, MICROS_PER_DAY};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
-use crate::record::{Demographics, Patient, Visit};
+use crate::record::{DemographicCategory, Demographics, Patient, Visit};
 use crate::time::parse_time;
 use arrow_array::builder::{Float32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -270,22 +270,16 @@ pub(super) fn patient_rows(p: &Patient, base_time: NaiveDateTime) -> Result<Vec<
 }
 
 fn static_rows(d: &Demographics) -> Vec<Row> {
-    [("sex", &d.sex), ("race", &d.race), ("ethnicity", &d.ethnicity)]
+    DemographicCategory::ALL
         .into_iter()
-        .filter_map(|(category, value)| Some(Row::new(None, static_code(category, value.as_deref()?)?, None)))
+        .filter_map(|category| Some(Row::new(None, static_code(category, category.text_value(d)?)?, None)))
         .collect()
 }
 
-/// The static row code written for a demographic value (`SEX//F`); `None` for a category written otherwise
-/// (`birth_year` becomes a [`BIRTH_CODE`] row).
-pub fn static_code(category: &str, value: &str) -> Option<String> {
-    let key = match category {
-        "sex" => "SEX",
-        "race" => "RACE",
-        "ethnicity" => "ETHNICITY",
-        _ => return None,
-    };
-    Some(format!("{key}//{value}"))
+/// The static row code written for a demographic value (`SEX//F`); `None` for the birth year, which
+/// becomes a [`BIRTH_CODE`] row.
+pub fn static_code(category: DemographicCategory, value: &str) -> Option<String> {
+    (category != DemographicCategory::BirthYear).then(|| format!("{}//{value}", category.code_prefix()))
 }
 
 fn birth_time(p: &Patient) -> Result<Option<NaiveDateTime>> {

@@ -3,6 +3,7 @@
 
 use super::tables::{EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
 use super::visit_time;
+use crate::record::DemographicCategory;
 use crate::record::{Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate};
 
@@ -95,7 +96,7 @@ pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
     rows
 }
 
-/// The record [`crate::omop::read_omop`] reads from what [`OmopWriter::write`] wrote for `p` at
+/// The record [`crate::omop::read_omop`] reads from what [`super::OmopWriter::write`] wrote for `p` at
 /// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
 /// measurement; `observation` is not read) with each lab value's code among them; lab values in their
 /// rows' order; visits without codes left out; times at whole seconds, days and labels not kept; sex
@@ -209,8 +210,8 @@ pub(super) fn birth_of(d: &Demographics, first: NaiveDate) -> Birth {
     }
 }
 
-/// The concept id of a demographic value of `category` (`sex`, `race`, `ethnicity`); 0 when unknown.
-pub fn demographic_concept(category: &str, value: &str) -> i64 {
+/// The concept id of a demographic value of `category`; 0 when unknown.
+pub fn demographic_concept(category: DemographicCategory, value: &str) -> i64 {
     if let Ok(id) = value.trim().parse::<i64>() {
         if id > 0 && id <= i32::MAX as i64 {
             return id;

@@ -50,7 +50,7 @@ pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
-use crate::record::{Demographics, Patient, Visit};
+use crate::record::{DemographicCategory, Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use mapping::{birth_of, visit_rows, Birth, BirthAdjustment, EventRow};
 use std::fs::File;
@@ -290,7 +290,7 @@ impl OmopWriter {
             None => {}
         }
         let concept =
-            |category: &str, value: &Option<String>| value.as_deref().map_or(0, |v| demographic_concept(category, v));
+            |category: DemographicCategory| category.text_value(d).map_or(0, |v| demographic_concept(category, v));
         // A value that is a concept id is kept as the concept only, as the reader read it.
         let source = |value: &Option<String>| match value.as_deref() {
             Some(v) if v.trim().parse::<i64>().is_err() => v.to_string(),
@@ -298,13 +298,13 @@ impl OmopWriter {
         };
         let fields: [String; 18] = [
             person_id.to_string(),
-            concept("sex", &d.sex).to_string(),
+            concept(DemographicCategory::Sex).to_string(),
             year.to_string(),
             birth.map(|b| b.month().to_string()).unwrap_or_default(),
             birth.map(|b| b.day().to_string()).unwrap_or_default(),
             birth.map(|b| format!("{b} 00:00:00")).unwrap_or_default(),
-            concept("race", &d.race).to_string(),
-            concept("ethnicity", &d.ethnicity).to_string(),
+            concept(DemographicCategory::Race).to_string(),
+            concept(DemographicCategory::Ethnicity).to_string(),
             String::new(),
             String::new(),
             String::new(),

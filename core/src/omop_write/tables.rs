@@ -1,5 +1,7 @@
 //! The OMOP CDM 5.4 tables the writer fills: their columns in the DDL's order and what goes in each.
 
+use crate::record::DemographicCategory::{self, Ethnicity, Race, Sex};
+
 /// Type concept of every row: 32817 "EHR" (the records were learned from EHR data).
 pub(super) const EHR_TYPE_CONCEPT: i64 = 32817;
 /// `cdm_version_concept_id` of OMOP CDM 5.4.
@@ -8,23 +10,23 @@ pub(super) const CDM_54_CONCEPT: i64 = 756265;
 pub(super) const MAX_ID: u64 = i32::MAX as u64;
 
 /// Standard concepts of demographic values as sources commonly spell them (matched case-insensitively).
-pub const DEMOGRAPHIC_CONCEPTS: &[(&str, &str, i64)] = &[
-    ("sex", "m", 8507),
-    ("sex", "male", 8507),
-    ("sex", "f", 8532),
-    ("sex", "female", 8532),
-    ("race", "white", 8527),
-    ("race", "black", 8516),
-    ("race", "black or african american", 8516),
-    ("race", "asian", 8515),
-    ("race", "native", 8657),
-    ("race", "american indian or alaska native", 8657),
-    ("race", "hawaiian", 8557),
-    ("race", "native hawaiian or other pacific islander", 8557),
-    ("ethnicity", "hispanic", 38003563),
-    ("ethnicity", "hispanic or latino", 38003563),
-    ("ethnicity", "nonhispanic", 38003564),
-    ("ethnicity", "not hispanic or latino", 38003564),
+pub const DEMOGRAPHIC_CONCEPTS: &[(DemographicCategory, &str, i64)] = &[
+    (Sex, "m", 8507),
+    (Sex, "male", 8507),
+    (Sex, "f", 8532),
+    (Sex, "female", 8532),
+    (Race, "white", 8527),
+    (Race, "black", 8516),
+    (Race, "black or african american", 8516),
+    (Race, "asian", 8515),
+    (Race, "native", 8657),
+    (Race, "american indian or alaska native", 8657),
+    (Race, "hawaiian", 8557),
+    (Race, "native hawaiian or other pacific islander", 8557),
+    (Ethnicity, "hispanic", 38003563),
+    (Ethnicity, "hispanic or latino", 38003563),
+    (Ethnicity, "nonhispanic", 38003564),
+    (Ethnicity, "not hispanic or latino", 38003564),
 ];
 
 /// The clinical event tables a code can go to.

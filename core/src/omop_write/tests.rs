@@ -1,5 +1,5 @@
 use super::*;
-use crate::record::{LabValue, Visit};
+use crate::record::{DemographicCategory, LabValue, Visit};
 
 fn cohort(records: std::ops::Range<u64>, cohort_end: u64) -> OmopCohort {
     OmopCohort {
@@ -153,14 +153,20 @@ fn routes_codes_to_their_tables() {
 
 #[test]
 fn demographic_values_map_to_standard_concepts() {
-    assert_eq!(demographic_concept("sex", "M"), 8507);
-    assert_eq!(demographic_concept("sex", "female"), 8532);
-    assert_eq!(demographic_concept("race", "Black or African American"), 8516);
-    assert_eq!(demographic_concept("ethnicity", "nonhispanic"), 38003564);
-    assert_eq!(demographic_concept("race", "8527"), 8527);
-    assert_eq!(demographic_concept("ethnicity", "irish"), 0);
+    assert_eq!(demographic_concept(DemographicCategory::Sex, "M"), 8507);
+    assert_eq!(demographic_concept(DemographicCategory::Sex, "female"), 8532);
     assert_eq!(
-        demographic_concept("race", "hispanic"),
+        demographic_concept(DemographicCategory::Race, "Black or African American"),
+        8516
+    );
+    assert_eq!(
+        demographic_concept(DemographicCategory::Ethnicity, "nonhispanic"),
+        38003564
+    );
+    assert_eq!(demographic_concept(DemographicCategory::Race, "8527"), 8527);
+    assert_eq!(demographic_concept(DemographicCategory::Ethnicity, "irish"), 0);
+    assert_eq!(
+        demographic_concept(DemographicCategory::Race, "hispanic"),
         0,
         "a race table value, not an ethnicity"
     );

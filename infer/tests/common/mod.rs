@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use halo_core::config::ModelConfig;
-use halo_core::encoding::{CodeOrder, Encoding, EncodingOptions, LabelCategory, Token};
+use halo_core::encoding::{CodeOrder, DemographicCategory, Encoding, EncodingOptions, LabelCategory, Token};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -166,20 +166,20 @@ pub fn encoding(spec: &Spec) -> Encoding {
     }
     let mut demographic_categories = Vec::new();
     if spec.demographics {
-        let cats: [(&str, &[&str]); 3] = [
-            ("sex", &["F", "M"]),
-            ("race", &["asian", "black", "white"]),
-            ("birth_year", &["1940-1949", "1950-1959", "1960-1969"]),
+        let cats: [(DemographicCategory, &[&str]); 3] = [
+            (DemographicCategory::Sex, &["F", "M"]),
+            (DemographicCategory::Race, &["asian", "black", "white"]),
+            (DemographicCategory::BirthYear, &["1940-1949", "1950-1959", "1960-1969"]),
         ];
-        for (name, values) in cats {
+        for (category, values) in cats {
             demographic_categories.push(LabelCategory {
-                name: name.to_string(),
+                name: category.as_str().to_string(),
                 first: tokens.len() - code_vocab_size,
                 len: values.len(),
             });
             for v in values {
                 tokens.push(Token::Demographic {
-                    category: name.to_string(),
+                    category,
                     value: v.to_string(),
                 });
             }
