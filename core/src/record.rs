@@ -216,11 +216,3 @@ pub struct Dataset {
     pub patients: Vec<Patient>,
     pub report: ReadReport,
 }
-
-/// Day 0 of synthetic visit times when a record's birth date or age is unknown, and the date of visits
-/// that have no time (models without gap codes): 2000-01-01T00:00:00.
-pub fn synthetic_base_time() -> chrono::NaiveDateTime {
-    chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .expect("valid date")
-}

@@ -1,6 +1,30 @@
-//! Time in a record: parsing the timestamps the readers meet, a patient's visit days, birth and ages.
+//! Time in a record: parsing the timestamps the readers meet, the formats the writers use, the base date of
+//! synthetic records, a patient's visit days, birth and ages.
 
 use crate::record::Patient;
+
+/// How a record's visit times are written (JSONL `time`, decoded samples): `YYYY-MM-DDTHH:MM:SS`.
+pub const RECORD_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+/// How a birth date or a visit date is written: `YYYY-MM-DD`.
+pub const DATE_FORMAT: &str = "%Y-%m-%d";
+
+/// A visit time as records carry it.
+pub fn format_record_time(t: chrono::NaiveDateTime) -> String {
+    t.format(RECORD_TIME_FORMAT).to_string()
+}
+
+/// A date as records and OMOP tables carry it.
+pub fn format_date(d: chrono::NaiveDate) -> String {
+    d.format(DATE_FORMAT).to_string()
+}
+
+/// Day 0 of synthetic visit times when a record's birth date or age is unknown, and the date of visits
+/// that have no time (models without gap codes): 2000-01-01T00:00:00.
+pub fn synthetic_base_time() -> chrono::NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("valid date")
+}
 
 /// Day offsets of a patient's visits from its first one, from `day` or `time`.
 pub fn visit_days(patient: &Patient) -> Vec<Option<f64>> {
@@ -27,14 +51,14 @@ pub fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     let s = s.trim();
     // A plain date, the commonest form in OMOP tables, without trying the datetime forms first.
     if s.len() == 10 {
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, DATE_FORMAT) {
             return d.and_hms_opt(0, 0, 0);
         }
     }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
+        RECORD_TIME_FORMAT,
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M",
         "%Y-%m-%d %H:%M",
@@ -54,7 +78,7 @@ pub fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     }
     let date = s
         .get(..10)
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, DATE_FORMAT).ok())
         // Compact dates (`20200115`) as some database exports write them.
         .or_else(|| (s.len() == 8).then(|| chrono::NaiveDate::parse_from_str(s, "%Y%m%d").ok())?);
     date.and_then(|d| d.and_hms_opt(0, 0, 0))

@@ -17,7 +17,7 @@
 //! birth year, birth day, age, then per visit its gap and its lab values.
 
 use crate::sampler::RawRecord;
-use chrono::{Duration, NaiveDate, NaiveDateTime};
+use chrono::{Duration, NaiveDate};
 use halo_core::encoding::{Encoding, Token};
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
@@ -35,10 +35,6 @@ fn uniform_in(rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> f64 {
 
 fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
     Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
-}
-
-fn iso(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 /// Decodes a sampled record; `rng` is the record's stream, positioned after sampling.
@@ -81,7 +77,7 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         let day = rng.random_range(0..days);
         demographics.birth_year = Some(year);
         if let Some(d) = start.and_then(|s| s.checked_add_signed(Duration::days(day))) {
-            demographics.birth_date = Some(d.format("%Y-%m-%d").to_string());
+            demographics.birth_date = Some(halo_core::time::format_date(d));
             birth = Some(d);
         }
     }
@@ -106,7 +102,7 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         }
         _ => None,
     }
-    .unwrap_or_else(halo_core::record::synthetic_base_time);
+    .unwrap_or_else(halo_core::time::synthetic_base_time);
 
     let mut visits = Vec::with_capacity(raw.visits.len());
     let mut offset_secs: i64 = 0;
@@ -138,7 +134,9 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         }
         if has_gaps {
             visit.day = Some(offset_secs as f64 / 86_400.0);
-            visit.time = base.checked_add_signed(Duration::seconds(offset_secs)).map(iso);
+            visit.time = base
+                .checked_add_signed(Duration::seconds(offset_secs))
+                .map(halo_core::time::format_record_time);
         }
         visits.push(visit);
     }

@@ -270,7 +270,7 @@ fn build_patient(
     }
     if let Some(date) = birth_time.and_then(datetime_of).map(|t| t.date()) {
         demographics.birth_year = Some(chrono::Datelike::year(&date));
-        demographics.birth_date = Some(date.format("%Y-%m-%d").to_string());
+        demographics.birth_date = Some(crate::time::format_date(date));
     }
     timed.sort_by_key(|e| e.time);
     let visits = group_visits(&timed, window_seconds)
@@ -342,7 +342,7 @@ fn same_visit(first: i64, t: i64, window_seconds: Option<i64>) -> bool {
 fn to_visit(group: &[RawEvent], codes: &Interner, report: &mut ReadReport) -> Visit {
     let mut seen = HashSet::new();
     let mut visit = Visit {
-        time: group[0].time.and_then(datetime_of).map(format_time),
+        time: group[0].time.and_then(datetime_of).map(crate::time::format_record_time),
         ..Visit::default()
     };
     for e in group {
@@ -369,10 +369,6 @@ fn datetime_of(micros: i64) -> Option<NaiveDateTime> {
 
 fn micros_of(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp_micros()
-}
-
-fn format_time(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 mod columns;

@@ -89,7 +89,7 @@ impl MedsWriteOptions {
         MedsWriteOptions {
             shard_size,
             metadata: MedsDatasetMetadata::now("halo-synthetic", env!("CARGO_PKG_VERSION")),
-            base_time: crate::record::synthetic_base_time(),
+            base_time: crate::time::synthetic_base_time(),
             shard_names: ShardNames::Sequential,
             codes: None,
         }

@@ -127,10 +127,6 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
 // ---------------------------------------------------------------------------------------------------
 // Files and CSV access
 
-fn format_time(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
 // ---------------------------------------------------------------------------------------------------
 // person.csv
 
@@ -217,7 +213,7 @@ fn parse_demographics(t: &CsvTable, cols: &PersonColumns, line: usize) -> Result
         race,
         ethnicity,
         birth_year: year.or_else(|| birth.map(|d| chrono::Datelike::year(&d))),
-        birth_date: birth.map(|d| d.format("%Y-%m-%d").to_string()),
+        birth_date: birth.map(crate::time::format_date),
     })
 }
 
@@ -464,7 +460,7 @@ fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
     let name = |i: u32| codes.name(i).to_string();
     Visit {
         day: None,
-        time: Some(format_time(v.start)),
+        time: Some(crate::time::format_record_time(v.start)),
         codes: v.codes.into_iter().map(name).collect(),
         labs: v
             .labs

@@ -153,7 +153,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
     let first = p
         .visits
         .first()
-        .map_or_else(crate::record::synthetic_base_time, visit_time)
+        .map_or_else(crate::time::synthetic_base_time, visit_time)
         .date();
     let birth = birth_of(&p.demographics, first);
     demographics.birth_year = Some(birth.year);

@@ -22,7 +22,7 @@
 //! [`as_read_back`] says exactly what [`crate::omop::read_omop`] gives back for a written record.
 //!
 //! # Persons, visits and dates
-//! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::record::synthetic_base_time`])
+//! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::time::synthetic_base_time`])
 //! with `visit_concept_id` 0; its events carry the visit's date and id; the observation period runs from
 //! the first visit's date to the last one's. Sex, race and ethnicity keep the model's value as the source
 //! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
@@ -150,7 +150,7 @@ fn visit_time(visit: &Visit) -> NaiveDateTime {
         .time
         .as_deref()
         .and_then(crate::time::parse_time)
-        .unwrap_or_else(crate::record::synthetic_base_time)
+        .unwrap_or_else(crate::time::synthetic_base_time)
 }
 
 impl OmopWriter {
@@ -237,7 +237,7 @@ impl OmopWriter {
             let visit_id = self.next_id(0, "visit_occurrence")?;
             // Formatted once a visit: every row of the visit carries them.
             let (date, datetime) = (
-                time.format("%Y-%m-%d").to_string(),
+                crate::time::format_date(time.date()),
                 time.format("%Y-%m-%d %H:%M:%S").to_string(),
             );
             let line =
@@ -278,7 +278,7 @@ impl OmopWriter {
     }
 
     fn write_person(&mut self, person_id: u64, d: &Demographics, first: Option<NaiveDateTime>) -> Result<()> {
-        let first = first.unwrap_or_else(crate::record::synthetic_base_time).date();
+        let first = first.unwrap_or_else(crate::time::synthetic_base_time).date();
         let Birth {
             year,
             date: birth,
