@@ -121,38 +121,23 @@ fn upper_bin(values: &[usize], lo: usize, cap: usize) -> usize {
 
 /// Histograms of visits per record and codes per visit, real splits and synthetic overlaid.
 pub fn shape_histograms(sets: [&Corpus; 3]) -> Vec<Histogram> {
-    let names = ["train", "test", "synthetic"];
-    let lens: Vec<Vec<usize>> = sets
-        .iter()
-        .map(|c| (0..c.len()).map(|r| c.visits_of(r).len()).collect())
-        .collect();
-    let hi = upper_bin(&lens[0], 5, 40);
-    let visits = integer_histogram(
-        "Visits per record",
-        1,
-        hi,
-        [
-            (names[0], lens[0].clone()),
-            (names[1], lens[1].clone()),
-            (names[2], lens[2].clone()),
-        ],
-    );
-    let codes: Vec<Vec<usize>> = sets
-        .iter()
-        .map(|c| (0..c.n_visits()).map(|v| c.visit(v).len()).collect())
-        .collect();
-    let hi = upper_bin(&codes[0], 10, 80);
-    let per_visit = integer_histogram(
-        "Codes per visit",
-        0,
-        hi,
-        [
-            (names[0], codes[0].clone()),
-            (names[1], codes[1].clone()),
-            (names[2], codes[2].clone()),
-        ],
-    );
-    vec![visits, per_visit]
+    // The upper bin follows the training split; every set is counted into the same bins.
+    let overlay = |title: &str, lo: usize, values: [Vec<usize>; 3], min_hi: usize, max_hi: usize| {
+        let hi = upper_bin(&values[0], min_hi, max_hi);
+        let [train, test, synthetic] = values;
+        integer_histogram(
+            title,
+            lo,
+            hi,
+            [("train", train), ("test", test), ("synthetic", synthetic)],
+        )
+    };
+    let visits = sets.map(|c| (0..c.len()).map(|r| c.visits_of(r).len()).collect());
+    let codes = sets.map(|c| (0..c.n_visits()).map(|v| c.visit(v).len()).collect());
+    vec![
+        overlay("Visits per record", 1, visits, 5, 40),
+        overlay("Codes per visit", 0, codes, 10, 80),
+    ]
 }
 
 /// Prevalence of one label in each data set.
