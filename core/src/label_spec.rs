@@ -90,7 +90,7 @@ impl LabelSpec {
         let mut out = BTreeSet::new();
         for (name, patterns) in &self.labels {
             let hit = patterns.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => codes.iter().any(|c| c.starts_with(prefix)),
+                Some(_) => codes.iter().any(|c| pattern_matches(p, c)),
                 None => codes.contains(p.as_str()),
             });
             if hit {
@@ -98,5 +98,20 @@ impl LabelSpec {
             }
         }
         out
+    }
+
+    /// Whether `code` sets label `name` (one of the label's codes, or under one of its prefixes).
+    pub fn code_sets(&self, name: &str, code: &str) -> bool {
+        self.labels
+            .get(name)
+            .is_some_and(|patterns| patterns.iter().any(|p| pattern_matches(p, code)))
+    }
+}
+
+/// A spec pattern: an exact code, or a prefix written with a trailing `*`.
+fn pattern_matches(pattern: &str, code: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => code.starts_with(prefix),
+        None => code == pattern,
     }
 }

@@ -329,6 +329,7 @@ pub fn evaluate(
             }
         }
         for (l, count) in labels.iter_mut().zip(agreeing) {
+            l.kind = fidelity::LabelKind::FromCodes;
             l.synthetic_agreement = Some(count as f64 / syn_idx.len().max(1) as f64);
         }
     }
@@ -435,6 +436,7 @@ fn label_prevalence(
             test: rate(&sides[1], &l),
             synthetic: rate(&sides[2], &l),
             synthetic_agreement: None,
+            kind: fidelity::LabelKind::Given,
             label: l,
         })
         .collect()

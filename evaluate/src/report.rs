@@ -304,22 +304,30 @@ fn fidelity_section(o: &mut String, r: &Report) {
             .labels
             .iter()
             .map(|l| {
-                let mut row = vec![l.label.clone(), pct(l.train), pct(l.test), pct(l.synthetic)];
+                let mut row = vec![
+                    l.label.clone(),
+                    l.kind.describe().to_string(),
+                    pct(l.train),
+                    pct(l.test),
+                    pct(l.synthetic),
+                ];
                 if agreement {
                     row.push(l.synthetic_agreement.map_or("–".into(), pct));
                 }
                 row
             })
             .collect();
-        let mut header = vec!["label", "train", "test", "synthetic"];
+        let mut header = vec!["label", "kind", "train", "test", "synthetic"];
         if agreement {
             header.push("synthetic label agrees with its codes");
         }
         table(o, &header, &rows);
         explain(
             o,
-            "Share of records with each label. Good: synthetic close to train. The last column, when shown: share \
-             of synthetic records whose sampled label is what the label spec gives for their own codes (good: near 100%).",
+            "Share of records with each label. Good: synthetic close to train. A label from codes is set by the label \
+             spec from a record's codes (the sampler sets it from the sampled codes); a given label came with the \
+             records and is sampled like a code. The last column, when shown: share of synthetic records whose label \
+             is what the label spec gives for their own codes (good: 100%).",
         );
     }
 

@@ -16,9 +16,10 @@
 
 use crate::code_module;
 use crate::conditions::{Conditions, Forced};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
+use halo_core::encoding::Encoding;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -52,6 +53,8 @@ pub struct SampleStats {
     pub steps: usize,
     /// Multiply-adds spent in the code module (graphs and column updates), summed over rows.
     pub code_module_macs: u64,
+    /// Records sampled again because their codes did not give a derived label its fixed value.
+    pub rejected: usize,
     /// With `CodeModule::Compared`: the largest |incremental - dense| logit difference seen.
     pub max_dense_difference: f64,
 }
@@ -59,6 +62,8 @@ pub struct SampleStats {
 /// One record while its batch runs.
 pub(crate) struct Row {
     index: u64,
+    /// 0, or how many times the record was sampled again (see [`sample_batch`]).
+    attempt: u32,
     pub rng: ChaCha20Rng,
     pub forced: Option<Forced>,
     labels: Vec<u32>,
@@ -117,8 +122,32 @@ fn compact_cache(past: &[f32], blocks: usize, n: usize, row: usize, keep: &[bool
     out
 }
 
+/// Samples a record may take to meet its conditions on derived labels before sampling gives up.
+pub const MAX_ATTEMPTS: u32 = 1000;
+
+/// The random stream of attempt `attempt` of record `index` under `seed`: attempt 0 is [`record_rng`];
+/// a retry (a record whose codes did not give a derived label the value its conditions fix) has a key of
+/// its own, so that retries never replay another seed's records.
+pub fn attempt_rng(seed: u64, index: u64, attempt: u32) -> ChaCha20Rng {
+    if attempt == 0 {
+        return record_rng(seed, index);
+    }
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..12].copy_from_slice(&attempt.to_le_bytes());
+    key[16..].copy_from_slice(b"halo-sample-retr");
+    let mut rng = ChaCha20Rng::from_seed(key);
+    rng.set_stream(index);
+    rng
+}
+
 /// Samples records `indices` (global indices) as one batch. Returns each record with its random
 /// stream positioned after sampling (decoding draws from it next), in index order.
+///
+/// Labels derived from codes ([`Encoding::derived_labels`]) are set from each record's sampled codes.
+/// Where the conditions fix such a label, a record whose codes give it the other value is sampled again
+/// (rejection sampling: the accepted records follow the model's distribution given the condition), with
+/// the same forced labels and the stream of its next attempt; [`SampleStats::rejected`] counts them.
 pub fn sample_batch(
     model: &mut Model,
     seed: u64,
@@ -126,6 +155,85 @@ pub fn sample_batch(
     conditions: Option<&Conditions>,
     stats: &mut SampleStats,
 ) -> Result<Vec<(RawRecord, ChaCha20Rng)>> {
+    let mut rows: Vec<Row> = indices
+        .map(|index| {
+            let mut rng = record_rng(seed, index);
+            let forced = conditions.map(|c| c.for_record(index, &mut rng));
+            Row {
+                index,
+                attempt: 0,
+                rng,
+                forced,
+                labels: Vec::new(),
+                visits: Vec::new(),
+            }
+        })
+        .collect();
+    let mut out: Vec<(RawRecord, ChaCha20Rng)> = Vec::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    stats.batches += 1;
+    stats.records += rows.len();
+    while !rows.is_empty() {
+        let finished = sample_rows(model, std::mem::take(&mut rows), stats)?;
+        let enc = &model.manifest.encoding;
+        for mut row in finished {
+            row.labels = enc.with_derived_labels(&row.labels, &row.visits);
+            if let Some(label) = unmet_derived_label(enc, &row) {
+                stats.rejected += 1;
+                if row.attempt + 1 >= MAX_ATTEMPTS {
+                    return Err(Error::Condition {
+                        source_name: conditions.map_or_else(String::new, |c| c.source.clone()),
+                        message: format!(
+                            "record {}: none of {MAX_ATTEMPTS} samples had codes that give `{}` the value the \
+                             condition fixes (the label is derived from codes, and this model rarely samples them \
+                             together with the other conditions)",
+                            row.index,
+                            enc.tokens[enc.code_vocab_size + label]
+                        ),
+                    });
+                }
+                let attempt = row.attempt + 1;
+                rows.push(Row {
+                    index: row.index,
+                    attempt,
+                    rng: attempt_rng(seed, row.index, attempt),
+                    forced: row.forced,
+                    labels: Vec::new(),
+                    visits: Vec::new(),
+                });
+                continue;
+            }
+            out.push((
+                RawRecord {
+                    index: row.index,
+                    labels: row.labels,
+                    visits: row.visits,
+                },
+                row.rng,
+            ));
+        }
+    }
+    out.sort_by_key(|(r, _)| r.index);
+    // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
+    // them back to the system instead of letting them fragment the heap over a long run.
+    crate::model::release_freed_heap_above(HEAP_TRIM_THRESHOLD);
+    Ok(out)
+}
+
+/// A derived label (label-local index) that the row's conditions fix to the value its codes do not give.
+fn unmet_derived_label(enc: &Encoding, row: &Row) -> Option<usize> {
+    let forced = row.forced.as_ref()?;
+    enc.derived_labels
+        .iter()
+        .map(|d| d.label)
+        .find(|&label| forced[label].is_some_and(|v| v != row.labels.contains(&((enc.code_vocab_size + label) as u32))))
+}
+
+/// Runs rows from their start visit to their end, as one batch whose rows leave as they finish. Returns
+/// the rows with their label visit and visits filled in, in the order they finished.
+fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -> Result<Vec<Row>> {
     let enc = model.manifest.encoding.clone();
     let cfg = model.config().clone();
     let (v, e) = (cfg.total_vocab_size, cfg.n_embd);
@@ -135,28 +243,8 @@ pub fn sample_batch(
     // The first visit and the later ones differ only in which visit groups apply.
     let (first_plan, later_plan) = (VisitPlan::codes(&enc, 0), VisitPlan::codes(&enc, 1));
     let end = enc.end_index() as u32;
-
-    let mut rows: Vec<Row> = indices
-        .clone()
-        .map(|index| {
-            let mut rng = record_rng(seed, index);
-            let forced = conditions.map(|c| c.for_record(index, &mut rng));
-            Row {
-                index,
-                rng,
-                forced,
-                labels: Vec::new(),
-                visits: Vec::new(),
-            }
-        })
-        .collect();
     let mut n = rows.len();
-    let mut out: Vec<(RawRecord, ChaCha20Rng)> = Vec::with_capacity(n);
-    if n == 0 {
-        return Ok(out);
-    }
-    stats.batches += 1;
-    stats.records += n;
+    let mut out: Vec<Row> = Vec::with_capacity(n);
 
     // Start visit at position 0 with an empty cache.
     let mut visits = vec![0f32; n * v];
@@ -200,14 +288,7 @@ pub fn sample_batch(
             if k {
                 kept_rows.push(row);
             } else {
-                out.push((
-                    RawRecord {
-                        index: row.index,
-                        labels: row.labels,
-                        visits: row.visits,
-                    },
-                    row.rng,
-                ));
+                out.push(row);
             }
         }
         rows = kept_rows;
@@ -225,9 +306,5 @@ pub fn sample_batch(
         stats.steps += 1;
         past_len += 1;
     }
-    out.sort_by_key(|(r, _)| r.index);
-    // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
-    // them back to the system instead of letting them fragment the heap over a long run.
-    crate::model::release_freed_heap_above(HEAP_TRIM_THRESHOLD);
     Ok(out)
 }

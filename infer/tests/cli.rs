@@ -101,15 +101,28 @@ fn conditioned_records_carry_the_fixed_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let model = fixture();
     let out = tmp.path().join("c.jsonl");
-    let o = run(&sample_args(
+    // prediabetes is derived from codes (the fixture's label spec): records whose codes lack it are sampled
+    // again, and the acceptance rate is reported.
+    let args: Vec<&str> = sample_args(
         model.to_str().unwrap(),
         out.to_str().unwrap(),
-        &["--condition", "hypertension=1,SEX/F=1"],
-    ));
+        &["--condition", "prediabetes=1,SEX/F=1"],
+    )
+    .into_iter()
+    .filter(|a| *a != "--quiet")
+    .collect();
+    let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("labels derived from codes meet the conditions in 40 of"),
+        "{}",
+        stderr(&o)
+    );
     let ds = halo_core::jsonl::read_jsonl(&out).unwrap();
+    assert_eq!(ds.patients.len(), 40);
     for p in &ds.patients {
-        assert!(p.labels.as_ref().unwrap()["hypertension"]);
+        assert!(p.labels.as_ref().unwrap()["prediabetes"]);
+        assert!(p.all_codes().any(|c| c == "condition/4311629"), "{p:?}");
         assert_eq!(p.demographics.sex.as_deref(), Some("F"));
     }
 }

@@ -209,3 +209,134 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
         p(m)
     );
 }
+
+/// The fixture's shape with labels derived from codes (see `common::Spec::derived_labels`).
+fn derived_model_dir(tmp: &Path) -> PathBuf {
+    let spec = common::Spec {
+        derived_labels: true,
+        ..common::Spec::fixture()
+    };
+    let enc = common::encoding(&spec);
+    let bias = common::mimic_like_bias(&enc, 4.0, 2.0);
+    common::build_model(tmp, &spec, 21, Some(&bias), Some(5.0))
+}
+
+fn sample_with_stats(
+    model: &mut Model,
+    n: u64,
+    batch_size: usize,
+    conditions: Option<Conditions>,
+) -> halo_infer::Result<(Vec<Sampled>, halo_infer::SampleStats)> {
+    let mut out = Vec::new();
+    let stats = generate(
+        model,
+        &Plan {
+            seed: 9,
+            records: 0..n,
+            batch_size,
+            conditions,
+        },
+        |b| {
+            out.extend(b);
+            Ok(())
+        },
+    )?;
+    Ok((out, stats))
+}
+
+/// Whether the record's sampled codes hold one of the derived label's codes.
+fn codes_give(s: &Sampled, codes: &[u32]) -> bool {
+    s.raw.visits.iter().flatten().any(|c| codes.contains(c))
+}
+
+#[test]
+fn labels_derived_from_codes_agree_with_the_sampled_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = derived_model_dir(tmp.path());
+    let mut model = load(&dir);
+    let enc = model.manifest.encoding.clone();
+    assert_eq!(enc.derived_labels.len(), 3);
+    let (records, stats) = sample_with_stats(&mut model, 400, 64, None).unwrap();
+    assert_eq!(stats.rejected, 0, "nothing is rejected without conditions");
+    let mut set = vec![0usize; enc.derived_labels.len()];
+    for s in &records {
+        for d in &enc.derived_labels {
+            let code = (enc.code_vocab_size + d.label) as u32;
+            let name = enc.tokens[code as usize].to_string();
+            let expected = codes_give(s, &d.codes);
+            assert_eq!(
+                s.raw.labels.contains(&code),
+                expected,
+                "record {} label {name}",
+                s.raw.index
+            );
+            assert_eq!(
+                has_label(s, &name),
+                expected,
+                "record {} decoded label {name}",
+                s.raw.index
+            );
+            set[d.label] += usize::from(expected);
+        }
+    }
+    // Both outcomes occur for the labels that codes can set; the label without codes is never set (the
+    // random model samples it about a fifth of the time in the label visit).
+    assert!(set[0] > 40 && set[0] < 360, "phenotype_0 set in {} of 400", set[0]);
+    assert!(set[1] > 40 && set[1] < 360, "phenotype_1 set in {} of 400", set[1]);
+    assert_eq!(set[2], 0);
+}
+
+#[test]
+fn conditions_on_derived_labels_are_met_by_resampling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = derived_model_dir(tmp.path());
+    let mut model = load(&dir);
+    let enc = model.manifest.encoding.clone();
+    let codes_of = |label: usize| {
+        enc.derived_labels
+            .iter()
+            .find(|d| d.label == label)
+            .unwrap()
+            .codes
+            .clone()
+    };
+    let list = |s: &str| Some(Conditions::from_list(s, &enc).unwrap());
+
+    let (with, stats) = sample_with_stats(&mut model, 300, 64, list("phenotype_0=1,phenotype_1=0")).unwrap();
+    assert_eq!(with.len(), 300);
+    for s in &with {
+        assert!(
+            codes_give(s, &codes_of(0)),
+            "record {} lacks phenotype_0's codes",
+            s.raw.index
+        );
+        assert!(
+            !codes_give(s, &codes_of(1)),
+            "record {} has phenotype_1's codes",
+            s.raw.index
+        );
+        assert!(has_label(s, "phenotype_0") && !has_label(s, "phenotype_1"));
+    }
+    assert!(
+        stats.rejected > 0,
+        "the random model does not meet the conditions by itself"
+    );
+    assert_eq!(stats.records, 300);
+
+    // Retries depend on the record alone: the batch size does not change the records.
+    let (one_by_one, stats_1) = sample_with_stats(&mut model, 60, 1, list("phenotype_0=1,phenotype_1=0")).unwrap();
+    assert_eq!(
+        one_by_one.iter().map(|s| &s.raw).collect::<Vec<_>>(),
+        with[..60].iter().map(|s| &s.raw).collect::<Vec<_>>()
+    );
+    assert!(stats_1.rejected > 0);
+
+    // A label that no vocabulary code sets cannot be forced to 1: a clear error, not an endless loop.
+    let err = sample_with_stats(&mut model, 1, 1, list("phenotype_2=1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("phenotype_2") && err.contains("1000 samples"), "{err}");
+    // ... and forcing it to 0 always holds.
+    let (never, stats_0) = sample_with_stats(&mut model, 50, 16, list("phenotype_2=0")).unwrap();
+    assert_eq!((never.len(), stats_0.rejected), (50, 0));
+}

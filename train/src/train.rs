@@ -379,6 +379,19 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
             summary.exclusive_label_groups.join(", ")
         );
     }
+    if !encoding.derived_labels.is_empty() {
+        let unset = encoding.derived_labels.iter().filter(|d| d.codes.is_empty()).count();
+        eprintln!(
+            "halo train: {} labels derived from codes by the label spec (the sampler sets them from the sampled \
+             codes){}",
+            encoding.derived_labels.len(),
+            if unset > 0 {
+                format!("; {unset} of them have no code in the vocabulary and are never set")
+            } else {
+                String::new()
+            }
+        );
+    }
     write_json_atomic(&out.join(ck::CONFIG), &config)?;
     write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
     write_json_atomic(&out.join(ck::SPLIT), &split)?;

@@ -208,6 +208,23 @@ impl Encoding {
                 tokens.extend(values.into_iter().map(|value| Token::Demographic { category, value }));
             }
         }
+        // Labels from the spec are a function of codes: list, per label, the vocabulary codes that set it.
+        let derived_labels = match spec {
+            Some(spec) if !labels_given => (code_vocab_size..tokens.len())
+                .filter_map(|i| match &tokens[i] {
+                    Token::Label { name } => Some((i - code_vocab_size, name)),
+                    _ => None,
+                })
+                .map(|(label, name)| DerivedLabel {
+                    label,
+                    codes: (0..code_vocab_size)
+                        .filter(|&j| matches!(&tokens[j], Token::Code { code } if spec.code_sets(name, code)))
+                        .map(|j| j as u32)
+                        .collect(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
         Ok(Encoding {
@@ -218,6 +235,7 @@ impl Encoding {
             demographic_categories,
             label_groups,
             visit_groups,
+            derived_labels,
             gap_edges_days,
             age_edges_years,
             lab_edges,

@@ -173,6 +173,15 @@ impl VisitGroup {
     }
 }
 
+/// A label set by codes (see [`Encoding::derived_labels`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedLabel {
+    /// Label-local index of the label code.
+    pub label: usize,
+    /// Vocabulary indices of the medical codes that set it, ascending.
+    pub codes: Vec<u32>,
+}
+
 /// The fitted encoding: vocabulary, bucket edges and options. Saved as `encoding.json` in a checkpoint
 /// and embedded in a model directory's manifest; everything needed to encode and decode records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +201,12 @@ pub struct Encoding {
     /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_groups: Vec<VisitGroup>,
+    /// Labels that the label spec derives from codes, with the vocabulary codes that set each: a sampler
+    /// sets such a label exactly when the record's sampled codes hold one of them, so that labels agree
+    /// with codes as they do in the data. Empty for labels given with the records (and in encodings
+    /// fitted before derived labels existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived_labels: Vec<DerivedLabel>,
     pub gap_edges_days: Vec<f64>,
     pub age_edges_years: Vec<f64>,
     pub lab_edges: BTreeMap<String, Vec<f64>>,
@@ -270,12 +285,31 @@ impl Encoding {
             demographic_categories: Vec::new(),
             label_groups: Vec::new(),
             visit_groups: Vec::new(),
+            derived_labels: Vec::new(),
             gap_edges_days: vec![0.0, 1.0],
             age_edges_years: vec![0.0, 5.0],
             lab_edges: BTreeMap::new(),
             labels_given: true,
             left_out: LeftOut::default(),
         }
+    }
+
+    /// The label codes (vocabulary indices, ascending) of a record with label visit `labels` and visits
+    /// `visits`, with every derived label set from the visits' codes and the other labels kept as they are.
+    pub fn with_derived_labels(&self, labels: &[u32], visits: &[Vec<u32>]) -> Vec<u32> {
+        if self.derived_labels.is_empty() {
+            return labels.to_vec();
+        }
+        let c = self.code_vocab_size as u32;
+        let is_derived = |l: u32| self.derived_labels.iter().any(|d| d.label as u32 + c == l);
+        let mut out: Vec<u32> = labels.iter().copied().filter(|&l| !is_derived(l)).collect();
+        for d in &self.derived_labels {
+            if visits.iter().flatten().any(|code| d.codes.binary_search(code).is_ok()) {
+                out.push(d.label as u32 + c);
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -309,12 +343,14 @@ impl Encoding {
         unknown: &mut usize,
     ) -> EncodedPatient {
         let mut labels = BTreeSet::new();
+        // Labels derived from codes are set by the codes of the visits kept (below), so that they agree
+        // with the encoded record exactly; encodings without derived labels take them from the whole record.
         let label_names: Vec<String> = match (&patient.labels, self.labels_given) {
             (Some(given), _) => given.iter().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect(),
-            (None, false) => spec
+            (None, false) if self.derived_labels.is_empty() => spec
                 .map(|s| s.labels_of(patient).into_iter().collect())
                 .unwrap_or_default(),
-            (None, true) => Vec::new(),
+            (None, _) => Vec::new(),
         };
         for name in label_names {
             match index.get(&token_key(&Token::Label { name })) {
@@ -352,10 +388,13 @@ impl Encoding {
             self.encode_visit_codes(visit, index, &mut codes, unknown);
             visits.push(codes.into_iter().collect());
         }
-        EncodedPatient {
-            labels: labels.into_iter().collect(),
-            visits,
-        }
+        let labels: Vec<u32> = labels.into_iter().collect();
+        let labels = if patient.labels.is_none() && !self.labels_given {
+            self.with_derived_labels(&labels, &visits)
+        } else {
+            labels
+        };
+        EncodedPatient { labels, visits }
     }
 
     fn encode_visit_codes(
@@ -428,3 +467,5 @@ pub(crate) fn demographic_value(p: &Patient, category: DemographicCategory) -> O
 }
 
 mod fit;
+#[cfg(test)]
+mod tests;

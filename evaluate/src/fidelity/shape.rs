@@ -144,6 +144,9 @@ pub fn shape_histograms(sets: [&Corpus; 3]) -> Vec<Histogram> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelPrevalence {
     pub label: String,
+    /// Where the label comes from: given with the records, or derived from codes by a label spec.
+    #[serde(default)]
+    pub kind: LabelKind,
     pub train: f64,
     pub test: f64,
     pub synthetic: f64,
@@ -151,6 +154,26 @@ pub struct LabelPrevalence {
     /// (1 in real data whose labels come from that spec); only when labels come from a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic_agreement: Option<f64>,
+}
+
+/// Where a label comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    /// Given with the records (JSONL `labels`): the sampler samples it like a code.
+    #[default]
+    Given,
+    /// Set by a label spec from the record's codes: the sampler sets it from the sampled codes.
+    FromCodes,
+}
+
+impl LabelKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LabelKind::Given => "given with the records",
+            LabelKind::FromCodes => "from codes (label spec)",
+        }
+    }
 }
 
 /// One lab: in what fraction of visits it is measured and its mean value.

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use halo_core::config::ModelConfig;
-use halo_core::encoding::{CodeOrder, DemographicCategory, Encoding, EncodingOptions, LabelCategory, Token};
+use halo_core::encoding::{
+    CodeOrder, DemographicCategory, DerivedLabel, Encoding, EncodingOptions, LabelCategory, Token,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,9 @@ pub struct Spec {
     /// Declare the gap and age buckets as exclusive visit groups (one gap on every later visit, one age
     /// on the first), as encodings fitted on dated records do.
     pub visit_groups: bool,
+    /// Derive the phenotype labels from codes as a label spec does: label `l` is set by the plain codes
+    /// `2l` and `2l + 1`, except the last label, which no vocabulary code sets (its codes were rare).
+    pub derived_labels: bool,
 }
 
 impl Spec {
@@ -47,6 +52,7 @@ impl Spec {
             n_head: 2,
             n_ctx: 3,
             visit_groups: false,
+            derived_labels: false,
         }
     }
 
@@ -65,6 +71,7 @@ impl Spec {
             n_head: 2,
             n_ctx: 8,
             visit_groups: false,
+            derived_labels: false,
         }
     }
 
@@ -83,6 +90,7 @@ impl Spec {
             n_head: 4,
             n_ctx: 48,
             visit_groups: false,
+            derived_labels: false,
         }
     }
 
@@ -101,6 +109,7 @@ impl Spec {
             n_head: 12,
             n_ctx: 48,
             visit_groups: false,
+            derived_labels: false,
         }
     }
 
@@ -203,6 +212,21 @@ pub fn encoding(spec: &Spec) -> Encoding {
             on: GroupVisits::FirstVisit,
         });
     }
+    let first_plain = (spec.gap_buckets + spec.age_buckets) as u32;
+    let derived_labels = if spec.derived_labels {
+        (0..spec.labels)
+            .map(|l| DerivedLabel {
+                label: l,
+                codes: if l + 1 == spec.labels {
+                    Vec::new()
+                } else {
+                    vec![first_plain + 2 * l as u32, first_plain + 2 * l as u32 + 1]
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Encoding {
         options: EncodingOptions {
             gaps: spec.gap_buckets > 0,
@@ -220,6 +244,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         demographic_categories,
         label_groups: Vec::new(),
         visit_groups,
+        derived_labels,
         gap_edges_days,
         age_edges_years,
         lab_edges,

@@ -346,7 +346,8 @@ fn sample(args: SampleArgs) -> Result<()> {
         conditions,
     };
     let stop = stop_on_signal();
-    generate(&mut model, &plan, |batch| {
+    let conditions_on_derived = plan.conditions.is_some() && !model.manifest.encoding.derived_labels.is_empty();
+    let stats = generate(&mut model, &plan, |batch| {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(halo_infer::Error::Invalid(
                 "interrupted (SIGINT, SIGTERM or SIGHUP): stopped after the batch in progress; nothing was written"
@@ -365,6 +366,15 @@ fn sample(args: SampleArgs) -> Result<()> {
             "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
              without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
             r.births_after_first_visit, r.persons
+        );
+    }
+    if !args.runtime.quiet && conditions_on_derived {
+        let tried = stats.records + stats.rejected;
+        eprintln!(
+            "halo-sample: labels derived from codes meet the conditions in {} of {tried} sampled records \
+             ({:.1}% accepted; the others were sampled again)",
+            stats.records,
+            100.0 * stats.records as f64 / tried.max(1) as f64
         );
     }
     if !args.runtime.quiet {

@@ -1,0 +1,151 @@
+use super::*;
+use crate::record::Visit;
+
+fn patient(id: usize, codes: &[&str]) -> Patient {
+    Patient {
+        id: format!("p{id}"),
+        visits: vec![Visit {
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn spec(labels: &[(&str, &[&str])]) -> LabelSpec {
+    LabelSpec {
+        labels: labels
+            .iter()
+            .map(|(name, codes)| (name.to_string(), codes.iter().map(|c| c.to_string()).collect()))
+            .collect(),
+        lab_edges: BTreeMap::new(),
+        gap_edges_days: None,
+    }
+}
+
+fn options() -> EncodingOptions {
+    EncodingOptions {
+        gaps: false,
+        labs: false,
+        demographics: false,
+        min_patients: 2,
+        ..Default::default()
+    }
+}
+
+fn code_index(enc: &Encoding, code: &str) -> u32 {
+    enc.tokens
+        .iter()
+        .position(|t| matches!(t, Token::Code { code: c } if c == code))
+        .unwrap_or_else(|| panic!("{code} not in the vocabulary")) as u32
+}
+
+#[test]
+fn spec_labels_list_the_vocabulary_codes_that_set_them() {
+    // I10/I11.9 twice each, E11.2 twice, rare R99 once (left out by the small-cell rule), Z00 twice.
+    let all: Vec<Patient> = [
+        &["I10", "E11.2"][..],
+        &["I10", "Z00"],
+        &["I11.9", "E11.2"],
+        &["I11.9", "Z00", "R99"],
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, codes)| patient(i, codes))
+    .collect();
+    let train: Vec<&Patient> = all.iter().collect();
+    let spec = spec(&[
+        ("hypertension", &["I10", "I11*"]),
+        ("diabetes", &["E11*"]),
+        ("rare", &["R99"]),
+    ]);
+    let enc = Encoding::fit(&all, &train, Some(&spec), options()).unwrap();
+    let label = |name: &str| {
+        enc.tokens[enc.code_vocab_size..]
+            .iter()
+            .position(|t| matches!(t, Token::Label { name: n } if n == name))
+            .unwrap()
+    };
+    let derived = |name: &str| {
+        enc.derived_labels
+            .iter()
+            .find(|d| d.label == label(name))
+            .unwrap()
+            .codes
+            .clone()
+    };
+    let mut hypertension = vec![code_index(&enc, "I10"), code_index(&enc, "I11.9")];
+    hypertension.sort_unstable();
+    assert_eq!(derived("hypertension"), hypertension);
+    assert_eq!(derived("diabetes"), vec![code_index(&enc, "E11.2")]);
+    // A label whose only code is below the small-cell threshold can never be set by sampled codes.
+    assert_eq!(derived("rare"), Vec::<u32>::new());
+    assert_eq!(enc.derived_labels.len(), 3);
+
+    // Derived labels follow the codes of the visits; other label codes are kept as they are.
+    let c = enc.code_vocab_size as u32;
+    let visits = vec![vec![code_index(&enc, "Z00")], vec![code_index(&enc, "I11.9")]];
+    let sampled = vec![c + label("diabetes") as u32, c + label("rare") as u32];
+    assert_eq!(
+        enc.with_derived_labels(&sampled, &visits),
+        vec![c + label("hypertension") as u32]
+    );
+    assert_eq!(enc.with_derived_labels(&[], &[]), Vec::<u32>::new());
+
+    // The list survives the encoding's JSON round trip, and encodings without it read as before.
+    let json = serde_json::to_string(&enc).unwrap();
+    assert_eq!(serde_json::from_str::<Encoding>(&json).unwrap(), enc);
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("derived_labels");
+    assert!(serde_json::from_value::<Encoding>(old)
+        .unwrap()
+        .derived_labels
+        .is_empty());
+}
+
+#[test]
+fn encoded_labels_come_from_the_visits_kept() {
+    let all: Vec<Patient> = (0..4).map(|i| patient(i, &["I10", "Z00"])).collect();
+    let train: Vec<&Patient> = all.iter().collect();
+    let spec = spec(&[("hypertension", &["I10"])]);
+    let options = EncodingOptions {
+        max_visits: 1,
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, Some(&spec), options).unwrap();
+    let (index, c) = (enc.index(), enc.code_vocab_size as u32);
+    let two_visits = |first: &str, last: &str| Patient {
+        visits: [first, last]
+            .iter()
+            .map(|code| Visit {
+                codes: vec![code.to_string()],
+                ..Default::default()
+            })
+            .collect(),
+        ..patient(9, &[])
+    };
+    let mut unknown = 0;
+    // Only the most recent visit is kept: the label follows it, not the record's whole history.
+    let early = enc.encode(&two_visits("I10", "Z00"), &index, Some(&spec), &mut unknown);
+    assert_eq!(early.labels, Vec::<u32>::new());
+    let late = enc.encode(&two_visits("Z00", "I10"), &index, Some(&spec), &mut unknown);
+    assert_eq!(late.labels, vec![c]);
+    assert_eq!(late.visits, vec![vec![code_index(&enc, "I10")]]);
+    assert_eq!(unknown, 0);
+}
+
+#[test]
+fn labels_given_with_the_records_are_not_derived() {
+    let mut all: Vec<Patient> = (0..3).map(|i| patient(i, &["I10"])).collect();
+    for p in &mut all {
+        p.labels = Some(BTreeMap::from([("hypertension".to_string(), true)]));
+    }
+    let train: Vec<&Patient> = all.iter().collect();
+    let spec = spec(&[("hypertension", &["I10"])]);
+    let enc = Encoding::fit(&all, &train, Some(&spec), options()).unwrap();
+    assert!(enc.labels_given);
+    assert!(enc.derived_labels.is_empty());
+    let c = enc.code_vocab_size as u32;
+    // Without derived labels the sampled label visit stands.
+    assert_eq!(enc.with_derived_labels(&[c], &[]), vec![c]);
+}
