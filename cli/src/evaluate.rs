@@ -125,6 +125,7 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
         );
     }
     halo_evaluate::write_report(&cmd.out, &report)?;
+    eprint!("halo evaluate: {}", halo_evaluate::headline::summary_text(&report));
     eprintln!("halo evaluate: wrote {}/report.json and report.html", cmd.out.display());
     Ok(())
 }

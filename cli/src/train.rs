@@ -82,6 +82,13 @@ pub struct TrainCmd {
     /// Train the HALO-Coarse ablation (no code-level module).
     #[arg(long)]
     coarse: bool,
+    /// Dropout in training, a guard against memorizing single records: on the visit embeddings, the
+    /// transformer's attention and MLP branches and the code module's hidden layer
+    #[arg(long, default_value_t = halo_train::train::DEFAULT_DROPOUT, value_parser = probability)]
+    dropout: f64,
+    /// Decoupled (AdamW) weight decay of the weight matrices, a guard against memorizing single records
+    #[arg(long, default_value_t = halo_train::train::DEFAULT_WEIGHT_DECAY, value_parser = non_negative)]
+    weight_decay: f64,
     /// Initialise the code module's output biases as the reference does (uniform) instead of from each
     /// code's log-odds in the training split; for like-for-like comparisons with the reference
     #[arg(long)]
@@ -93,6 +100,20 @@ pub struct TrainCmd {
     /// No per-epoch lines on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+fn probability(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}`: expected a probability in [0, 1)")),
+    }
+}
+
+fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if w >= 0.0 && w.is_finite() => Ok(w),
+        _ => Err(format!("`{s}`: expected a number >= 0")),
+    }
 }
 
 pub fn run(cmd: TrainCmd) -> Result<()> {
@@ -131,6 +152,8 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         n_head: cmd.n_head,
         n_ctx: cmd.n_ctx,
         coarse: cmd.coarse,
+        dropout: cmd.dropout,
+        weight_decay: cmd.weight_decay,
         reference_init: cmd.reference_init,
         quiet: cmd.quiet,
     };

@@ -26,6 +26,7 @@ pub mod corpus;
 pub mod counting;
 mod error;
 pub mod fidelity;
+pub mod headline;
 pub mod plot;
 pub mod privacy;
 pub mod report;

@@ -148,7 +148,7 @@ fn explain(out: &mut String, text: &str) {
 const STYLE: &str = "body{font-family:sans-serif;max-width:1340px;margin:20px auto;padding:0 16px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.explain{color:#555;font-size:0.92em;max-width:60em}\
-.plots{display:flex;flex-wrap:wrap;gap:10px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}";
+.plots{display:flex;flex-wrap:wrap;gap:10px}tr.within td{background:#e6f4ea}tr.outside td{background:#fbe0e0;color:#8a1010;font-weight:bold}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}";
 
 /// The HTML report.
 pub fn render_html(r: &Report) -> String {
@@ -159,12 +159,49 @@ pub fn render_html(r: &Report) -> String {
         escape(&r.tool),
         r.options.seed
     );
+    summary_section(&mut o, r);
     inputs_section(&mut o, r);
     fidelity_section(&mut o, r);
     privacy_section(&mut o, &r.privacy);
     utility_section(&mut o, &r.utility);
     o.push_str("</body></html>\n");
     o
+}
+
+/// The headline figures, each row coloured by whether it lies in its expected range.
+fn summary_section(o: &mut String, r: &Report) {
+    let lines = crate::headline::headlines(r);
+    if lines.is_empty() {
+        return;
+    }
+    let outside = lines.iter().filter(|h| !h.within).count();
+    let _ = write!(
+        o,
+        "<h2>Summary</h2><p>{outside} of {} headline figures outside their expected range.</p>\
+         <table><tr><th>figure</th><th>value</th><th>expected</th><th></th></tr>",
+        lines.len()
+    );
+    for h in &lines {
+        let (class, verdict) = if h.within {
+            ("within", "within")
+        } else {
+            ("outside", "outside")
+        };
+        let _ = write!(
+            o,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
+            escape(&h.figure),
+            escape(&h.value),
+            escape(&h.expected)
+        );
+    }
+    o.push_str("</table>");
+    explain(
+        o,
+        "Green: the figure lies in the range expected of synthetic data as good as the real data allows (bounds \
+         relative to the real data: the test split's R², the training split's shape); red: outside it. The \
+         sections below give every figure.",
+    );
 }
 
 fn inputs_section(o: &mut String, r: &Report) {

@@ -685,9 +685,11 @@ fn synthetic_labels_are_checked_against_what_their_codes_imply() {
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();
     let l = &r.fidelity.labels[0];
     assert_eq!((l.label.as_str(), l.synthetic_agreement), ("x", Some(0.5)));
-    // Without it, no agreement is reported.
+    assert_eq!(l.kind, fidelity::LabelKind::FromCodes);
+    // Without it, no agreement is reported, and the label is one given with the records.
     let r = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
     assert_eq!(r.fidelity.labels[0].synthetic_agreement, None);
+    assert_eq!(r.fidelity.labels[0].kind, fidelity::LabelKind::Given);
     // One set per synthetic record, or a clear error.
     let short = &implied[..1];
     let bad = EvalOptions {
@@ -696,4 +698,56 @@ fn synthetic_labels_are_checked_against_what_their_codes_imply() {
     };
     let err = evaluate(&real, &split, &synthetic, &bad).unwrap_err();
     assert!(err.to_string().contains("synthetic_labels_from_codes"), "{err}");
+}
+
+#[test]
+fn headline_figures_flag_what_lies_outside_its_expected_range() {
+    // small_data: visits per record 1.5 in train and synthetic, codes per visit 5/3 in both (within); no
+    // same-day gaps in either (within); the one gap is 10 days in train and 30 synthetic, in different
+    // bins, so the gap histograms' total variation is 1 (outside); label x agrees with "has code B" in
+    // 1 of 2 synthetic records (outside).
+    let (real, split, synthetic) = small_data();
+    let implied: Vec<BTreeSet<String>> = synthetic
+        .iter()
+        .map(|p| {
+            if p.all_codes().any(|c| c == "B") {
+                ["x".to_string()].into()
+            } else {
+                BTreeSet::new()
+            }
+        })
+        .collect();
+    let options = EvalOptions {
+        synthetic_labels_from_codes: Some(&implied),
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options).unwrap();
+    let lines = halo_evaluate::headline::headlines(&r);
+    let within = |prefix: &str| {
+        lines
+            .iter()
+            .find(|h| h.figure.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
+            .within
+    };
+    assert!(within("visits per record"));
+    assert!(within("codes per visit"));
+    assert!(within("same-day consecutive visits"));
+    assert!(!within("gap histogram total variation"));
+    assert!(!within("label agreement with codes"));
+    let gap = lines.iter().find(|h| h.figure.starts_with("gap histogram")).unwrap();
+    assert_eq!(gap.value, "1.000");
+
+    // (The R² of three visits against each other are what they are: counted, not pinned here.)
+    let outside = lines.iter().filter(|h| !h.within).count();
+    let text = halo_evaluate::headline::summary_text(&r);
+    assert!(
+        text.starts_with(&format!("{outside} of {} headline figures outside", lines.len())),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("! gap histogram")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("  visits per record")), "{text}");
+    let html = halo_evaluate::report::render_html(&r);
+    assert_eq!(html.matches("<tr class=\"outside\">").count(), outside);
+    assert_eq!(html.matches("<tr class=\"within\">").count(), lines.len() - outside);
 }

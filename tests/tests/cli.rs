@@ -14,11 +14,14 @@ fn a_resumed_run_ends_exactly_where_an_uninterrupted_one_does() {
     let dir = tempfile::tempdir().unwrap();
     let (whole, split) = (dir.path().join("whole"), dir.path().join("split"));
     let data = fixture("synthea-60.jsonl");
-    assert!(train(&data, &whole, &["--epochs", "3"]).status.success());
+    // With dropout and weight decay, whose random masks and decay must continue exactly too.
+    let regularized = ["--dropout", "0.2", "--weight-decay", "0.1"];
+    let with = |extra: &[&'static str]| [extra, &regularized[..]].concat();
+    assert!(train(&data, &whole, &with(&["--epochs", "3"])).status.success());
     // "Killed" after two epochs, then resumed to three.
-    let first = train(&data, &split, &["--epochs", "2"]);
+    let first = train(&data, &split, &with(&["--epochs", "2"]));
     assert!(first.status.success(), "{}", stderr(&first));
-    let resumed = train(&data, &split, &["--epochs", "3", "--resume"]);
+    let resumed = train(&data, &split, &with(&["--epochs", "3", "--resume"]));
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(stderr(&resumed).contains("resuming after epoch 2"));
     assert_eq!(json(split.join("train_state.json"))["epochs_done"], 3);

@@ -27,9 +27,14 @@ impl Conv1D {
         x.matmul(&self.weight) + &self.bias
     }
 
-    /// `residual + x W + b`, summed in that order (the order every checkpoint and fixture was trained with).
-    fn add_to(&self, residual: &Tensor, x: &Tensor) -> Tensor {
-        residual + x.matmul(&self.weight) + &self.bias
+    /// `residual + x W + b`, summed in that order (the order every checkpoint and fixture was trained with);
+    /// in training with dropout `p > 0`, `residual + dropout(x W + b)`.
+    fn add_to(&self, residual: &Tensor, x: &Tensor, p: f64) -> Tensor {
+        if p > 0.0 {
+            residual + self.forward(x).dropout(p, true)
+        } else {
+            residual + x.matmul(&self.weight) + &self.bias
+        }
     }
 }
 
@@ -105,13 +110,14 @@ impl Block {
         }
     }
 
-    /// x + attn(ln_1(x)), then + mlp(ln_2(x)); each branch's projection is added by its `c_proj`.
-    fn forward(&self, x: &Tensor, causal: &Tensor) -> Tensor {
+    /// x + attn(ln_1(x)), then + mlp(ln_2(x)); each branch's projection is added by its `c_proj` (with
+    /// dropout `p` on the branch in training).
+    fn forward(&self, x: &Tensor, causal: &Tensor, p: f64) -> Tensor {
         let x = self
             .attn
             .c_proj
-            .add_to(x, &self.attn.forward(&x.apply(&self.ln_1), causal));
-        self.mlp.c_proj.add_to(&x, &self.mlp.forward(&x.apply(&self.ln_2)))
+            .add_to(x, &self.attn.forward(&x.apply(&self.ln_1), causal), p);
+        self.mlp.c_proj.add_to(&x, &self.mlp.forward(&x.apply(&self.ln_2)), p)
     }
 }
 
@@ -152,13 +158,21 @@ impl VisitTransformer {
     }
 
     pub fn forward(&self, visits: &Tensor) -> Tensor {
+        self.forward_with_dropout(visits, 0.0)
+    }
+
+    /// `forward` in training: dropout `p` on the embeddings and on each block's branches (GPT-2's places).
+    pub fn forward_with_dropout(&self, visits: &Tensor, p: f64) -> Tensor {
         let t = visits.size()[1];
         let device = visits.device();
         let positions = Tensor::arange(t, (Kind::Int64, device));
         let mut x = visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions);
+        if p > 0.0 {
+            x = x.dropout(p, true);
+        }
         let causal = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
         for block in &self.blocks {
-            x = block.forward(&x, &causal);
+            x = block.forward(&x, &causal, p);
         }
         x.apply(&self.ln_f)
     }
@@ -226,7 +240,9 @@ impl CodeHead {
     /// Same as `forward` on rows given as bags of code indices (`codes`, `offsets` as in embedding_bag)
     /// instead of multi-hot visits: the first layer then sums a handful of weight columns per row instead of
     /// multiplying by a mostly-zero [N, V] matrix. Identical results; much less work in training.
-    pub fn forward_bags(&self, history: &Tensor, codes: &Tensor, offsets: &Tensor) -> Tensor {
+    /// In training, dropout `p` applies to the hidden layer (the code module holds most of the parameters,
+    /// and with them most of what a model can memorize of single records).
+    pub fn forward_bags(&self, history: &Tensor, codes: &Tensor, offsets: &Tensor, p: f64) -> Tensor {
         match self {
             CodeHead::Coarse { weight, bias } => history.matmul(&weight.tr()) + bias,
             CodeHead::Fine {
@@ -242,6 +258,7 @@ impl CodeHead {
                 let (from_visit, _, _, _) =
                     Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
                 let h = (from_history + from_visit + &l1.bias).relu();
+                let h = if p > 0.0 { h.dropout(p, true) } else { h };
                 auto2.forward(&h, Some(*logit_rows))
             }
         }
@@ -310,13 +327,19 @@ impl Halo {
 
     /// Logits of the scored rows of a batch, with the first code-module layer fed by code bags.
     pub fn forward_batch(&self, batch: &crate::data::Batch) -> Tensor {
+        self.forward_batch_with_dropout(batch, 0.0)
+    }
+
+    /// `forward_batch` in training, with dropout `p` (see `VisitTransformer::forward_with_dropout` and
+    /// `CodeHead::forward_bags`).
+    pub fn forward_batch_with_dropout(&self, batch: &crate::data::Batch, p: f64) -> Tensor {
         let (b, t, _) = batch.visits.size3().unwrap();
-        let history = self.transformer.forward(&batch.visits);
+        let history = self.transformer.forward_with_dropout(&batch.visits, p);
         let e = history.size()[2];
         let h = history
             .narrow(1, 0, t - 1)
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
-        self.head.forward_bags(&h, &batch.bag_codes, &batch.bag_offsets)
+        self.head.forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p)
     }
 }

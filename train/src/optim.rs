@@ -1,4 +1,5 @@
-//! Adam (torch.optim.Adam's update, no weight decay) with state that can be saved and restored, so a
+//! Adam (torch.optim.Adam's update; with weight decay, torch.optim.AdamW's decoupled decay of the weight
+//! matrices, as nanoGPT applies it: parameters of two or more dimensions) with state that can be saved and restored, so a
 //! killed run resumes exactly where it stopped.
 
 use anyhow::{Context, Result};
@@ -7,6 +8,7 @@ use tch::Tensor;
 
 pub struct Adam {
     pub lr: f64,
+    weight_decay: f64,
     beta1: f64,
     beta2: f64,
     eps: f64,
@@ -16,7 +18,7 @@ pub struct Adam {
 }
 
 impl Adam {
-    pub fn new(vs: &tch::nn::VarStore, lr: f64) -> Adam {
+    pub fn new(vs: &tch::nn::VarStore, lr: f64, weight_decay: f64) -> Adam {
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let state = vars
@@ -29,6 +31,7 @@ impl Adam {
             .collect();
         Adam {
             lr,
+            weight_decay,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -60,6 +63,9 @@ impl Adam {
             *v = &*v * self.beta2 + g.square() * (1.0 - self.beta2);
             let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.eps) * self.lr;
             let mut target = p.shallow_clone();
+            if self.weight_decay > 0.0 && p.dim() >= 2 {
+                let _ = target.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+            }
             let _ = target.g_sub_(&update);
         }
     }

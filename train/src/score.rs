@@ -8,9 +8,10 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 /// Elementwise binary cross-entropy of the scored rows (label visit and real visits), with their logits and
 /// targets: three [N, V] tensors, rows in the order of `batch.rows`.
-pub fn scored_bce(model: &Halo, batch: &Batch) -> (Tensor, Tensor, Tensor) {
+/// `dropout` > 0 only in training.
+pub fn scored_bce(model: &Halo, batch: &Batch, dropout: f64) -> (Tensor, Tensor, Tensor) {
     let (b, t, v) = batch.visits.size3().unwrap();
-    let logits = model.forward_batch(batch);
+    let logits = model.forward_batch_with_dropout(batch, dropout);
     let targets = batch
         .visits
         .narrow(1, 1, t - 1)
@@ -20,9 +21,9 @@ pub fn scored_bce(model: &Halo, batch: &Batch) -> (Tensor, Tensor, Tensor) {
     (bce, logits, targets)
 }
 
-/// Mean BCE over the scored entries (scored rows x every code): the training loss.
-pub fn loss(model: &Halo, batch: &Batch) -> Tensor {
-    let (bce, _, _) = scored_bce(model, batch);
+/// Mean BCE over the scored entries (scored rows x every code): the training loss, with dropout `dropout`.
+pub fn loss(model: &Halo, batch: &Batch, dropout: f64) -> Tensor {
+    let (bce, _, _) = scored_bce(model, batch, dropout);
     bce.mean(Kind::Float)
 }
 
@@ -99,7 +100,7 @@ pub fn score(
         let refs: Vec<&EncodedPatient> = chunk.iter().collect();
         let batch = make_batch(&refs, encoding, device);
         let per_row = batch.visits.size()[1] - 1;
-        let (bce, logits, targets) = scored_bce(model, &batch);
+        let (bce, logits, targets) = scored_bce(model, &batch, 0.0);
         let rows = &batch.rows;
         let record_of_row = rows.divide_scalar_mode(per_row, "floor");
         let per_record = Tensor::zeros([chunk.len() as i64], (Kind::Double, device)).index_add(

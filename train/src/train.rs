@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
+/// Default dropout in training (see [`TrainArgs::dropout`]).
+pub const DEFAULT_DROPOUT: f64 = 0.0;
+/// Default weight decay (see [`TrainArgs::weight_decay`]).
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
+
 /// Everything `halo train` was asked for.
 #[derive(Debug, Clone)]
 pub struct TrainArgs {
@@ -42,6 +47,10 @@ pub struct TrainArgs {
     pub n_head: Option<usize>,
     pub n_ctx: Option<usize>,
     pub coarse: bool,
+    /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
+    pub dropout: f64,
+    /// Decoupled (AdamW) weight decay of the weight matrices.
+    pub weight_decay: f64,
     /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
     pub reference_init: bool,
     pub read: ReadOptions,
@@ -172,7 +181,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut vs = nn::VarStore::new(args.device);
     let model = Halo::load(&vs.root(), &setup.config);
     let lr = args.lr.unwrap_or(args.preset.settings().learning_rate);
-    let mut adam = Adam::new(&vs, lr);
+    let mut adam = Adam::new(&vs, lr, args.weight_decay);
     let mut state = TrainState {
         epochs_done: 0,
         step: 0,
@@ -234,6 +243,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let mut rng =
             rand_chacha::ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
+        // Dropout masks seeded by (seed, epoch) too, so that a resumed run continues exactly.
+        tch::manual_seed(args.seed.wrapping_mul(1_000_033).wrapping_add(epoch as u64) as i64);
         let n_batches = order.len().div_ceil(args.batch_size);
         let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
         let mut loss_sum = 0.0;
@@ -241,7 +252,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let refs: Vec<_> = chunk.iter().map(|i| &train[*i]).collect();
             let batch = data::make_batch(&refs, &setup.encoding, args.device);
             adam.zero_grad();
-            let loss = score::loss(&model, &batch);
+            let loss = score::loss(&model, &batch, args.dropout);
             loss.backward();
             adam.step();
             let l = loss.double_value(&[]);
