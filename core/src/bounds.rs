@@ -143,6 +143,7 @@ mod tests {
                 ..Default::default()
             },
             labels: None,
+            label_groups: Default::default(),
             visits: vec![
                 visit("-044-01-01T00:00:00", 1.0),
                 visit("2150-03-01T00:00:00", 1e308),
@@ -154,6 +155,7 @@ mod tests {
             split: None,
             demographics: Demographics::default(),
             labels: None,
+            label_groups: Default::default(),
             visits: vec![visit("9999-12-31", 1.0)],
         });
         apply(&mut ds, &Bounds::default());

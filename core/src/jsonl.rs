@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Split, Visit};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
@@ -140,6 +140,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
                 .ok_or_else(|| Error::line(path, line, format!("unknown split `{s}` (expected train, val or test)")))?,
         ),
     };
+    let mut label_groups = BTreeSet::new();
     let labels = match raw.labels {
         None | Some(Value::Null) => None,
         Some(Value::Array(names)) => {
@@ -154,14 +155,46 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
         }
         Some(Value::Object(map)) => {
             let mut m = BTreeMap::new();
-            for (k, v) in map {
-                let present = match &v {
+            for (k, v) in &map {
+                let present = match v {
                     Value::Bool(b) => *b,
                     Value::Number(n) if n.as_f64() == Some(0.0) => false,
                     Value::Number(n) if n.as_f64() == Some(1.0) => true,
-                    _ => return Err(Error::line(path, line, format!("label `{k}` is {v}; expected 0 or 1"))),
+                    // A category: `"GENDER": "F"` is the label `GENDER/F` of the exclusive group `GENDER`.
+                    Value::String(value) if !value.is_empty() && !k.is_empty() => {
+                        label_groups.insert(k.clone());
+                        m.insert(format!("{k}/{value}"), true);
+                        continue;
+                    }
+                    _ => {
+                        return Err(Error::line(
+                            path,
+                            line,
+                            format!("label `{k}` is {v}; expected 0 or 1, or a category's value (\"GENDER\": \"F\")"),
+                        ))
+                    }
                 };
-                m.insert(k, present);
+                m.insert(k.clone(), present);
+            }
+            // A declared group holds one value: the one named, and no other set alongside it.
+            for group in &label_groups {
+                let prefix = format!("{group}/");
+                let set: Vec<&String> = m
+                    .iter()
+                    .filter(|(k, v)| **v && k.starts_with(&prefix))
+                    .map(|(k, _)| k)
+                    .collect();
+                if set.len() > 1 {
+                    return Err(Error::line(
+                        path,
+                        line,
+                        format!(
+                            "label group `{group}` is given as \"{group}\": {} but `{}` is also set; a group holds one value",
+                            map[group],
+                            set.iter().find(|k| Value::String(k[prefix.len()..].to_string()) != map[group]).map_or("", |k| k.as_str())
+                        ),
+                    ));
+                }
             }
             Some(m)
         }
@@ -206,6 +239,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
         split,
         demographics: raw.demographics.unwrap_or_default(),
         labels,
+        label_groups,
         visits,
     };
     crate::sort_visits(&mut patient, report);
@@ -221,6 +255,34 @@ pub fn write_record<W: Write>(out: &mut W, p: &Patient) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    #[test]
+    fn a_string_label_declares_a_group_and_a_second_value_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.jsonl");
+        let good =
+            r#"{"id": "a", "labels": {"GENDER": "F", "diabetes": 1, "GENDER/M": 0}, "visits": [{"codes": ["x"]}]}"#;
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        let p = &super::read_jsonl(&path).unwrap().patients[0];
+        let labels = p.labels.as_ref().unwrap();
+        assert_eq!(labels.get("GENDER/F"), Some(&true));
+        assert_eq!(labels.get("GENDER/M"), Some(&false));
+        assert_eq!(labels.get("diabetes"), Some(&true));
+        assert!(!labels.contains_key("GENDER"));
+        assert_eq!(p.label_groups.iter().collect::<Vec<_>>(), ["GENDER"]);
+
+        let bad = r#"{"id": "b", "labels": {"GENDER": "F", "GENDER/M": 1}, "visits": [{"codes": ["x"]}]}"#;
+        std::fs::write(&path, format!("{good}\n{bad}\n")).unwrap();
+        let err = super::read_jsonl(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(":2") && err.contains("GENDER/M") && err.contains("one value"),
+            "{err}"
+        );
+        let empty = r#"{"id": "c", "labels": {"GENDER": ""}, "visits": [{"codes": ["x"]}]}"#;
+        std::fs::write(&path, format!("{empty}\n")).unwrap();
+        let err = super::read_jsonl(&path).unwrap_err().to_string();
+        assert!(err.contains("GENDER") && err.contains("expected 0 or 1"), "{err}");
+    }
 
     #[test]
     fn gzipped_jsonl_reads_like_plain() {

@@ -1,7 +1,7 @@
 //! The one data model of patients shared by every crate: static facts plus time-ordered visits.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which part of a data set a patient belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,6 +177,11 @@ pub struct Patient {
     /// Phenotype labels given by the source (name -> present). `None` means "derive from the label spec".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, bool>>,
+    /// Label groups the record declares (JSONL `"labels": {"GENDER": "F"}` declares `GENDER`): the labels
+    /// `<group>/<value>` are one exclusive category, of which the record holds the one it names. Read only
+    /// (a written record spells the group's labels out as `GENDER/F: true`).
+    #[serde(skip)]
+    pub label_groups: BTreeSet<String>,
     pub visits: Vec<Visit>,
 }
 

@@ -161,6 +161,7 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         split: None,
         demographics,
         labels: any_labels.then_some(labels),
+        label_groups: Default::default(),
         visits,
     }
 }

@@ -127,8 +127,8 @@ fn visit_groups_give_one_gap_on_every_later_visit_and_one_age_on_the_first() {
         &mut model,
         &Plan {
             seed: 3,
-            records: 0..300,
-            batch_size: 64,
+            records: 0..10_000,
+            batch_size: 256,
             conditions: None,
         },
         |records| {
@@ -153,5 +153,5 @@ fn visit_groups_give_one_gap_on_every_later_visit_and_one_age_on_the_first() {
         },
     )
     .unwrap();
-    assert!(later_visits > 100, "{later_visits}");
+    assert!(later_visits > 5_000, "{later_visits}");
 }

@@ -48,10 +48,10 @@ const TABLES: [&str; 8] = [
 fn omop_output_reads_back_as_the_sampled_records() {
     let tmp = tempfile::tempdir().unwrap();
     let (jsonl, omop) = (tmp.path().join("s.jsonl"), tmp.path().join("omop"));
-    // 200 records: with one gap bucket on every later visit, same-day visits are rare (as in the data), and
-    // record 163 has one.
-    sample(&fixture(), &jsonl, 200, &["--quiet"]);
-    sample(&fixture(), &omop, 200, &["--quiet", "--format", "omop"]);
+    // 1,000 records: with one gap bucket on every later visit, same-day visits are rare (as in the data), and
+    // a few records have one.
+    sample(&fixture(), &jsonl, 1000, &["--quiet"]);
+    sample(&fixture(), &omop, 1000, &["--quiet", "--format", "omop"]);
     let sampled = halo_core::read_dataset(&jsonl, Some(Format::Jsonl), &ReadOptions::default()).unwrap();
     let back = halo_core::read_dataset(&omop, Some(Format::Omop), &ReadOptions::default()).unwrap();
     let expected: Vec<_> = sampled

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-/// Default dropout in training (see [`TrainArgs::dropout`]).
-pub const DEFAULT_DROPOUT: f64 = 0.0;
+/// Default dropout in training (see [`TrainArgs::dropout`]). Measured on the demo (Synthea-1k OMOP, small
+/// preset, 50 epochs): 0.3 takes the model likelihood attack from 0.585 to 0.545 and lowers the best
+/// validation loss (0.01783 -> 0.01647); on the records comparison (docs/records.md) perplexity 1.893 -> 1.776.
+pub const DEFAULT_DROPOUT: f64 = 0.3;
 /// Default weight decay (see [`TrainArgs::weight_decay`]).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
 

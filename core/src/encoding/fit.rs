@@ -164,8 +164,13 @@ impl Encoding {
                     }
                 }
             }
-            // Labels that partition the records (GENDER/F, GENDER/M) sit together and form a group.
-            let partitions = partition_groups(&names, train);
+            // Labels that partition the records (GENDER/F, GENDER/M), or that the records declare a group
+            // (JSONL `"GENDER": "F"`), sit together and form a group.
+            let declared: BTreeSet<&str> = all
+                .iter()
+                .flat_map(|p| p.label_groups.iter().map(String::as_str))
+                .collect();
+            let partitions = partition_groups(&names, train, &declared, all)?;
             let mut ordered: Vec<String> = Vec::with_capacity(names.len());
             for name in &names {
                 if ordered.contains(name) {
@@ -245,25 +250,41 @@ impl Encoding {
     }
 }
 
-/// Groups of given labels sharing the name before their last `/` (at least two) of which every training
-/// record with labels has exactly one set: (prefix, members in first-seen order).
-fn partition_groups(names: &[String], train: &[&Patient]) -> Vec<(String, Vec<String>)> {
+/// Groups of given labels sharing the name before their last `/`: declared ones (every record holds at most
+/// one of their labels; a record with two is an error), and detected ones (at least two labels, of which
+/// every training record with labels has exactly one set). Returns (prefix, members in first-seen order).
+fn partition_groups(
+    names: &[String],
+    train: &[&Patient],
+    declared: &BTreeSet<&str>,
+    all: &[Patient],
+) -> Result<Vec<(String, Vec<String>)>> {
     let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for name in names {
         if let Some((prefix, _)) = name.rsplit_once('/') {
             by_prefix.entry(prefix).or_default().push(name.clone());
         }
     }
+    let set_in =
+        |l: &BTreeMap<String, bool>, members: &[String]| members.iter().filter(|m| l.get(*m) == Some(&true)).count();
     let labelled: Vec<&BTreeMap<String, bool>> = train.iter().filter_map(|p| p.labels.as_ref()).collect();
-    by_prefix
-        .into_iter()
-        .filter(|(_, members)| members.len() >= 2)
-        .filter(|(_, members)| {
-            !labelled.is_empty()
-                && labelled
-                    .iter()
-                    .all(|l| members.iter().filter(|m| l.get(*m) == Some(&true)).count() == 1)
-        })
-        .map(|(prefix, members)| (prefix.to_string(), members))
-        .collect()
+    let mut groups = Vec::new();
+    for (prefix, members) in by_prefix {
+        if declared.contains(prefix) {
+            if let Some(p) = all
+                .iter()
+                .find(|p| p.labels.as_ref().is_some_and(|l| set_in(l, &members) > 1))
+            {
+                return Err(Error::Invalid(format!(
+                    "record `{}` sets more than one label of the group `{prefix}`, which the records declare \
+                     (\"{prefix}\": \"<value>\"): a group holds one value",
+                    p.id
+                )));
+            }
+            groups.push((prefix.to_string(), members));
+        } else if members.len() >= 2 && !labelled.is_empty() && labelled.iter().all(|l| set_in(l, &members) == 1) {
+            groups.push((prefix.to_string(), members));
+        }
+    }
+    Ok(groups)
 }

@@ -149,3 +149,54 @@ fn labels_given_with_the_records_are_not_derived() {
     // Without derived labels the sampled label visit stands.
     assert_eq!(enc.with_derived_labels(&[c], &[]), vec![c]);
 }
+
+fn labelled(id: usize, labels: &[(&str, bool)], groups: &[&str]) -> Patient {
+    Patient {
+        labels: Some(labels.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        label_groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..patient(id, &["I10"])
+    }
+}
+
+#[test]
+fn declared_label_groups_are_exclusive_even_where_records_lack_them() {
+    // GENDER is declared by the records ("GENDER": "F"), and one record has no GENDER: not a partition,
+    // but a group all the same. SITE/a, SITE/b partition the records without being declared: detected.
+    // COHORT/x, COHORT/y are neither (a record has both).
+    let all = vec![
+        labelled(
+            0,
+            &[
+                ("GENDER/F", true),
+                ("SITE/a", true),
+                ("COHORT/x", true),
+                ("COHORT/y", true),
+            ],
+            &["GENDER"],
+        ),
+        labelled(
+            1,
+            &[("GENDER/M", true), ("SITE/b", true), ("COHORT/x", true)],
+            &["GENDER"],
+        ),
+        labelled(2, &[("SITE/a", true)], &[]),
+    ];
+    let train: Vec<&Patient> = all.iter().collect();
+    let enc = Encoding::fit(&all, &train, None, options()).unwrap();
+    let mut groups: Vec<&str> = enc.label_groups.iter().map(|g| g.name.as_str()).collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["GENDER", "SITE"]);
+    for g in &enc.label_groups {
+        for i in g.first..g.first + g.len {
+            let name = enc.tokens[enc.code_vocab_size + i].to_string();
+            assert!(name.starts_with(&format!("{}/", g.name)), "{name} in group {}", g.name);
+        }
+    }
+
+    // A record that sets two labels of a declared group is refused, by its id.
+    let mut bad = all.clone();
+    bad[1].labels.as_mut().unwrap().insert("GENDER/F".into(), true);
+    let train: Vec<&Patient> = bad.iter().collect();
+    let err = Encoding::fit(&bad, &train, None, options()).unwrap_err().to_string();
+    assert!(err.contains("`p1`") && err.contains("GENDER"), "{err}");
+}

@@ -163,6 +163,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
         split: None,
         demographics,
         labels: None,
+        label_groups: Default::default(),
         visits,
     }
 }
