@@ -139,13 +139,10 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
         .filter_map(|u| Some((u.real.auroc? - u.synthetic.auroc?, u)));
     if let Some((drop, u)) = drops.max_by(|a, b| a.0.total_cmp(&b.0)) {
         out.push(line(
-            format!(
-                "utility AUROC (largest drop, labels with >= {UTILITY_MIN_TEST_RECORDS} test records: {})",
-                u.label
-            ),
+            format!("utility AUROC, largest drop ({})", u.label),
             format!("{:.3}", u.synthetic.auroc.unwrap_or(f64::NAN)),
             format!(
-                ">= {:.3} (real {:.3} - {UTILITY_AUROC_DROP_MAX})",
+                ">= {:.3} (real {:.3} - {UTILITY_AUROC_DROP_MAX}; labels with >= {UTILITY_MIN_TEST_RECORDS} test records)",
                 u.real.auroc.unwrap_or(f64::NAN) - UTILITY_AUROC_DROP_MAX,
                 u.real.auroc.unwrap_or(f64::NAN)
             ),

@@ -3,7 +3,7 @@
 
 use super::{load_runtime, BenchArgs};
 use anyhow::{bail, Result};
-use halo_infer::runtime::SessionOptions;
+use halo_infer::runtime::{self, SessionOptions};
 use halo_infer::{generate, CodeModule, Plan};
 use std::time::Instant;
 
@@ -52,9 +52,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     drop(manifest);
     println!(
-        "{:>12} {:>6} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
+        "{:>12} {:>6} {:>7} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
         "code module",
         "batch",
+        "threads",
         "records",
         "seconds",
         "records/s",
@@ -71,31 +72,44 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             CodeModule::Dense => "dense",
             _ => "incremental",
         };
-        let reset = reset_peak_rss();
-        let loaded = Instant::now();
-        let mut model = halo_infer::Model::load_with(
-            &args.model,
-            rt,
-            &SessionOptions {
-                device,
-                threads: args.runtime.threads,
-            },
-            path,
-        )?;
-        let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
-        println!(
-            "{name:>12} loaded in {:.2} s, peak {load_mib}{} MiB",
-            loaded.elapsed().as_secs_f64(),
-            if reset { "" } else { "*" }
-        );
+        // Loaded again when a batch size takes another default thread count (as `halo-sample` would).
+        let mut loaded_with: Option<(usize, halo_infer::Model)> = None;
         for &b in &args.batch_sizes {
+            let threads = args
+                .runtime
+                .threads
+                .unwrap_or_else(|| runtime::default_threads_for(c.n_embd, b));
+            if loaded_with.as_ref().map(|(t, _)| *t) != Some(threads) {
+                // The previous sessions go first, so that two models never sit in memory together.
+                drop(loaded_with.take());
+                let reset = reset_peak_rss();
+                let loaded = Instant::now();
+                let model = halo_infer::Model::load_with(
+                    &args.model,
+                    rt,
+                    &SessionOptions {
+                        device,
+                        threads: Some(threads),
+                    },
+                    path,
+                )?;
+                let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
+                println!(
+                    "{name:>12} loaded in {:.2} s ({threads} thread{}), peak {load_mib}{} MiB",
+                    loaded.elapsed().as_secs_f64(),
+                    if threads == 1 { "" } else { "s" },
+                    if reset { "" } else { "*" }
+                );
+                loaded_with = Some((threads, model));
+            }
+            let model = &mut loaded_with.as_mut().expect("loaded above").1;
             let reset = reset_peak_rss();
             let started = Instant::now();
             let (mut visits, mut codes) = (0usize, 0usize);
             let end = model.manifest.encoding.end_index() as u32;
             let mut lines: Vec<u8> = Vec::new();
             let stats = generate(
-                &mut model,
+                model,
                 &Plan {
                     seed: args.seed,
                     records: 0..args.count,
@@ -121,9 +135,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
                 .unwrap_or_else(|| "?".into());
             println!(
-                "{:>12} {:>6} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
+                "{:>12} {:>6} {:>7} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
                 name,
                 b,
+                threads,
                 args.count,
                 secs,
                 args.count as f64 / secs.max(1e-9),

@@ -102,7 +102,8 @@ struct RuntimeArgs {
     /// Default: $ORT_DYLIB_PATH, then next to this executable, then the project's .venv.
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
-    /// CPU threads used by ONNX Runtime for each graph run. Default: the number of CPU cores.
+    /// CPU threads used by ONNX Runtime for each graph run. Default: one for small models (n_embd <= 256) at
+    /// batch sizes up to 16 (their runs are too short for a second thread to pay), else the number of CPU cores.
     #[arg(long, value_name = "T")]
     threads: Option<usize>,
     /// Print nothing but errors (no progress bar, no library line).
@@ -225,16 +226,21 @@ fn load_runtime(args: &RuntimeArgs) -> Result<&'static Runtime> {
     Ok(rt)
 }
 
-fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs) -> Result<Model> {
+/// Loads the model with `--threads`, or else the default thread count for its width and `batch_size`.
+fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batch_size: usize) -> Result<Model> {
     if args.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
+    let n_embd = halo_infer::model::read_manifest(dir)?.model.n_embd;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| runtime::default_threads_for(n_embd, batch_size));
     let model = Model::load(
         dir,
         rt,
         &SessionOptions {
             device,
-            threads: args.threads,
+            threads: Some(threads),
         },
     )?;
     if let Some(note) = &model.note {
@@ -251,7 +257,7 @@ fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs) -> R
             c.n_layer,
             c.n_ctx - 2,
             match model.placement {
-                Placement::Cpu => format!("CPU, {} threads", args.threads.unwrap_or_else(runtime::default_threads)),
+                Placement::Cpu => format!("CPU, {threads} thread{}", if threads == 1 { "" } else { "s" }),
                 Placement::Cuda => "CUDA".to_string(),
             }
         );
@@ -325,7 +331,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     drop(manifest);
 
     let rt = load_runtime(&args.runtime)?;
-    let mut model = load_model(&model_dir, rt, device, &args.runtime)?;
+    let mut model = load_model(&model_dir, rt, device, &args.runtime, args.batch_size)?;
     if !args.runtime.quiet {
         if let Some(c) = &conditions {
             eprintln!(

@@ -45,7 +45,7 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
     );
     drop(manifest);
     let rt = load_runtime(&args.runtime)?;
-    let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime)?;
+    let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime, usize::MAX)?;
     let outcome = halo_infer::verify::verify(&mut model)?;
     let (count, seed) = (outcome.expected.count, outcome.expected.seed);
     let mut failed = Vec::new();
