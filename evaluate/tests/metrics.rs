@@ -663,21 +663,23 @@ fn report_is_written_whole_and_self_contained() {
     assert_eq!(names, ["report.html", "report.json"]);
 }
 
+/// The labels a spec "x means has code B" gives each record.
+fn x_means_code_b(records: &[Patient]) -> Vec<BTreeSet<String>> {
+    records
+        .iter()
+        .map(|p| match p.all_codes().any(|c| c == "B") {
+            true => ["x".to_string()].into(),
+            false => BTreeSet::new(),
+        })
+        .collect()
+}
+
 #[test]
 fn synthetic_labels_are_checked_against_what_their_codes_imply() {
     // Both synthetic records carry label x; suppose the spec says x means "has code B": s1 has B (agrees),
     // s2 has not (disagrees), so agreement is 1/2.
     let (real, split, synthetic) = small_data();
-    let implied: Vec<BTreeSet<String>> = synthetic
-        .iter()
-        .map(|p| {
-            if p.all_codes().any(|c| c == "B") {
-                ["x".to_string()].into()
-            } else {
-                BTreeSet::new()
-            }
-        })
-        .collect();
+    let implied = x_means_code_b(&synthetic);
     let options = EvalOptions {
         synthetic_labels_from_codes: Some(&implied),
         ..EvalOptions::default()
@@ -707,16 +709,7 @@ fn headline_figures_flag_what_lies_outside_its_expected_range() {
     // bins, so the gap histograms' total variation is 1 (outside); label x agrees with "has code B" in
     // 1 of 2 synthetic records (outside).
     let (real, split, synthetic) = small_data();
-    let implied: Vec<BTreeSet<String>> = synthetic
-        .iter()
-        .map(|p| {
-            if p.all_codes().any(|c| c == "B") {
-                ["x".to_string()].into()
-            } else {
-                BTreeSet::new()
-            }
-        })
-        .collect();
+    let implied = x_means_code_b(&synthetic);
     let options = EvalOptions {
         synthetic_labels_from_codes: Some(&implied),
         ..EvalOptions::default()
