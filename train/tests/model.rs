@@ -160,17 +160,22 @@ fn batches_put_start_labels_visits_end_and_pad_where_the_reference_does() {
     );
 }
 
-#[test]
-fn the_code_bag_path_equals_the_multi_hot_path() {
+/// A tiny model initialised at seed 3 and a patient of three visits.
+fn seeded_tiny_model() -> (Encoding, nn::VarStore, Halo, EncodedPatient) {
     tch::manual_seed(3);
     let enc = tiny_encoding();
-    let cfg = tiny_config(2, 1);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = Halo::load(&vs.root(), &cfg);
+    let model = Halo::load(&vs.root(), &tiny_config(2, 1));
     let a = EncodedPatient {
         labels: vec![2],
         visits: vec![vec![0], vec![0, 1], vec![1]],
     };
+    (enc, vs, model, a)
+}
+
+#[test]
+fn the_code_bag_path_equals_the_multi_hot_path() {
+    let (enc, _vs, model, a) = seeded_tiny_model();
     let b = EncodedPatient {
         labels: vec![],
         visits: vec![vec![1]],
@@ -242,15 +247,7 @@ fn prior_logits_are_the_training_log_odds_and_land_on_the_code_outputs() {
 
 #[test]
 fn dropout_acts_in_training_only_and_follows_the_seed() {
-    tch::manual_seed(3);
-    let enc = tiny_encoding();
-    let cfg = tiny_config(2, 1);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Halo::load(&vs.root(), &cfg);
-    let a = EncodedPatient {
-        labels: vec![2],
-        visits: vec![vec![0], vec![0, 1], vec![1]],
-    };
+    let (enc, _vs, model, a) = seeded_tiny_model();
     let batch = make_batch(&[&a], &enc, Device::Cpu);
     let plain = tch::no_grad(|| model.forward_batch(&batch));
     // Dropout 0 is the plain forward pass, bit for bit.
