@@ -97,6 +97,14 @@ fn unknown_synthetic_codes_are_counted_and_all_unknown_is_an_error() {
     let out = tmp.path().join("report");
     let o = evaluate(&some, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The one-screen summary: a count line, then one line per headline figure with its expected range.
+    let err = stderr(&o);
+    assert!(err.contains("headline figures outside their expected range"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("codes per visit") && l.contains("expected train")),
+        "{err}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let inputs = &report["inputs"];
