@@ -291,24 +291,36 @@ pub(crate) fn release_freed_heap_above(threshold: usize) {
     let _ = threshold;
 }
 
-/// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values.
+/// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values. Read in chunks straight into the
+/// values, so that loading never holds the file's bytes and its values at once (96 MiB each at paper size).
 fn read_columns(path: &Path, v: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let want = IncrementalHeadFiles::column_values(v);
-    if bytes.len() != want * 4 {
-        return Err(Error::model(
+    let wrong_size = |bytes: u64| {
+        Error::model(
             path,
             format!(
-                "holds {} bytes, expected {} (V (V - 1) / 2 f32 values for V = {v})",
-                bytes.len(),
+                "holds {bytes} bytes, expected {} (V (V - 1) / 2 f32 values for V = {v})",
                 want * 4
             ),
-        ));
+        )
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len != want as u64 * 4 {
+        return Err(wrong_size(len));
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    let mut values = Vec::with_capacity(want);
+    let mut chunk = vec![0u8; 1 << 20];
+    while values.len() < want {
+        let n = ((want - values.len()) * 4).min(chunk.len());
+        file.read_exact(&mut chunk[..n]).map_err(|e| Error::io(path, e))?;
+        values.extend(
+            chunk[..n]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+    Ok(values)
 }
 
 impl Model {
