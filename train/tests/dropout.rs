@@ -1,0 +1,34 @@
+//! Dropout draws from libtorch's one global generator, so this test has a test binary (a process) of its
+//! own: tests of another binary running at the same time cannot draw between its seeding and its masks.
+
+use halo_core::config::{ModelConfig, Preset};
+use halo_core::encoding::{EncodedPatient, Encoding};
+use halo_train::data::make_batch;
+use halo_train::model::Halo;
+use tch::{nn, Device};
+
+#[test]
+fn dropout_acts_in_training_only_and_follows_the_seed() {
+    tch::manual_seed(3);
+    let enc = Encoding::plain(vec!["a".into(), "b".into()], vec!["L".into()], 46);
+    let mut cfg = ModelConfig::new(Preset::Small, 2, 1);
+    (cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_ctx, cfg.n_positions) = (8, 2, 2, 6, 6);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Halo::load(&vs.root(), &cfg);
+    let a = EncodedPatient {
+        labels: vec![2],
+        visits: vec![vec![0], vec![0, 1], vec![1]],
+    };
+    let batch = make_batch(&[&a], &enc, Device::Cpu);
+    let plain = tch::no_grad(|| model.forward_batch(&batch));
+    // Dropout 0 is the plain forward pass, bit for bit.
+    let zero = tch::no_grad(|| model.forward_batch_with_dropout(&batch, 0.0));
+    assert!(plain.equal(&zero));
+    let dropped = |seed: i64| {
+        tch::manual_seed(seed);
+        tch::no_grad(|| model.forward_batch_with_dropout(&batch, 0.5))
+    };
+    assert!(!dropped(1).equal(&plain), "dropout 0.5 changed nothing");
+    assert!(dropped(1).equal(&dropped(1)), "the same seed gives other masks");
+    assert!(!dropped(1).equal(&dropped(2)));
+}
