@@ -178,20 +178,18 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
             }
             // A declared group holds one value: the one named, and no other set alongside it.
             for group in &label_groups {
-                let prefix = format!("{group}/");
-                let set: Vec<&String> = m
-                    .iter()
-                    .filter(|(k, v)| **v && k.starts_with(&prefix))
-                    .map(|(k, _)| k)
-                    .collect();
-                if set.len() > 1 {
+                let (prefix, named) = (
+                    format!("{group}/"),
+                    format!("{group}/{}", map[group].as_str().unwrap_or("")),
+                );
+                if let Some(other) = m.iter().find(|(k, v)| **v && k.starts_with(&prefix) && **k != named) {
                     return Err(Error::line(
                         path,
                         line,
                         format!(
                             "label group `{group}` is given as \"{group}\": {} but `{}` is also set; a group holds one value",
                             map[group],
-                            set.iter().find(|k| Value::String(k[prefix.len()..].to_string()) != map[group]).map_or("", |k| k.as_str())
+                            other.0
                         ),
                     ));
                 }

@@ -182,14 +182,10 @@ fn summary_section(o: &mut String, r: &Report) {
         lines.len()
     );
     for h in &lines {
-        let (class, verdict) = if h.within {
-            ("within", "within")
-        } else {
-            ("outside", "outside")
-        };
+        let verdict = if h.within { "within" } else { "outside" };
         let _ = write!(
             o,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
+            "<tr class=\"{verdict}\"><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
             escape(&h.figure),
             escape(&h.value),
             escape(&h.expected)

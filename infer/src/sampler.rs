@@ -70,6 +70,20 @@ pub(crate) struct Row {
     visits: Vec<Vec<u32>>,
 }
 
+impl Row {
+    /// A record about to be sampled (attempt `attempt`, see [`sample_batch`]) from stream `rng`.
+    fn new(index: u64, attempt: u32, rng: ChaCha20Rng, forced: Option<Forced>) -> Row {
+        Row {
+            index,
+            attempt,
+            rng,
+            forced,
+            labels: Vec::new(),
+            visits: Vec::new(),
+        }
+    }
+}
+
 /// Samples one visit for every row, with the code module the model runs. `visits` [n, V] must be zero
 /// on entry; it holds the sampled visits on return, and `drawn[r]` the set codes of row `r` in sampling
 /// order.
@@ -159,14 +173,7 @@ pub fn sample_batch(
         .map(|index| {
             let mut rng = record_rng(seed, index);
             let forced = conditions.map(|c| c.for_record(index, &mut rng));
-            Row {
-                index,
-                attempt: 0,
-                rng,
-                forced,
-                labels: Vec::new(),
-                visits: Vec::new(),
-            }
+            Row::new(index, 0, rng, forced)
         })
         .collect();
     let mut out: Vec<(RawRecord, ChaCha20Rng)> = Vec::with_capacity(rows.len());
@@ -195,14 +202,12 @@ pub fn sample_batch(
                     });
                 }
                 let attempt = row.attempt + 1;
-                rows.push(Row {
-                    index: row.index,
+                rows.push(Row::new(
+                    row.index,
                     attempt,
-                    rng: attempt_rng(seed, row.index, attempt),
-                    forced: row.forced,
-                    labels: Vec::new(),
-                    visits: Vec::new(),
-                });
+                    attempt_rng(seed, row.index, attempt),
+                    row.forced,
+                ));
                 continue;
             }
             out.push((
@@ -234,22 +239,23 @@ fn unmet_derived_label(enc: &Encoding, row: &Row) -> Option<usize> {
 /// Runs rows from their start visit to their end, as one batch whose rows leave as they finish. Returns
 /// the rows with their label visit and visits filled in, in the order they finished.
 fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -> Result<Vec<Row>> {
-    let enc = model.manifest.encoding.clone();
+    let enc = &model.manifest.encoding;
+    // The plans and indices are taken from the encoding here, so that it is not copied for every batch.
+    let label_plan = VisitPlan::labels(enc);
+    // The first visit and the later ones differ only in which visit groups apply.
+    let (first_plan, later_plan) = (VisitPlan::codes(enc, 0), VisitPlan::codes(enc, 1));
+    let (start, end) = (enc.start_index(), enc.end_index() as u32);
     let cfg = model.config().clone();
     let (v, e) = (cfg.total_vocab_size, cfg.n_embd);
     let (l, h, hd) = (cfg.n_layer, cfg.n_head, cfg.head_dim());
     let max_visits = cfg.n_ctx - 2;
-    let label_plan = VisitPlan::labels(&enc);
-    // The first visit and the later ones differ only in which visit groups apply.
-    let (first_plan, later_plan) = (VisitPlan::codes(&enc, 0), VisitPlan::codes(&enc, 1));
-    let end = enc.end_index() as u32;
     let mut n = rows.len();
     let mut out: Vec<Row> = Vec::with_capacity(n);
 
     // Start visit at position 0 with an empty cache.
     let mut visits = vec![0f32; n * v];
     for r in 0..n {
-        visits[r * v + enc.start_index()] = 1.0;
+        visits[r * v + start] = 1.0;
     }
     let mut history = Vec::new();
     let mut past = model.step_kv(&visits, &KvCache::Host(Vec::new()), n, 0, &mut history)?;

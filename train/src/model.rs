@@ -31,10 +31,19 @@ impl Conv1D {
     /// in training with dropout `p > 0`, `residual + dropout(x W + b)`.
     fn add_to(&self, residual: &Tensor, x: &Tensor, p: f64) -> Tensor {
         if p > 0.0 {
-            residual + self.forward(x).dropout(p, true)
+            residual + dropout(self.forward(x), p)
         } else {
             residual + x.matmul(&self.weight) + &self.bias
         }
+    }
+}
+
+/// Dropout `p` of training; `x` itself, untouched, when `p` is 0.
+fn dropout(x: Tensor, p: f64) -> Tensor {
+    if p > 0.0 {
+        x.dropout(p, true)
+    } else {
+        x
     }
 }
 
@@ -166,10 +175,10 @@ impl VisitTransformer {
         let t = visits.size()[1];
         let device = visits.device();
         let positions = Tensor::arange(t, (Kind::Int64, device));
-        let mut x = visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions);
-        if p > 0.0 {
-            x = x.dropout(p, true);
-        }
+        let mut x = dropout(
+            visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions),
+            p,
+        );
         let causal = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
         for block in &self.blocks {
             x = block.forward(&x, &causal, p);
@@ -258,7 +267,7 @@ impl CodeHead {
                 let (from_visit, _, _, _) =
                     Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
                 let h = (from_history + from_visit + &l1.bias).relu();
-                let h = if p > 0.0 { h.dropout(p, true) } else { h };
+                let h = dropout(h, p);
                 auto2.forward(&h, Some(*logit_rows))
             }
         }
