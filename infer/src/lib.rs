@@ -21,6 +21,7 @@ mod code_module;
 pub mod conditions;
 pub mod decode;
 pub mod error;
+mod heap;
 pub mod model;
 pub mod output;
 pub mod runtime;

@@ -246,51 +246,6 @@ fn open_graph(
     Ok((Graph { session, path }, placement, note))
 }
 
-/// Returns the heap memory freed while loading (ONNX Runtime parses each graph file into memory before
-/// building its weights) to the operating system: glibc keeps freed blocks in the heap otherwise, which
-/// showed as about 120 MiB of extra resident memory after loading a paper-size model.
-pub(crate) fn release_freed_heap() {
-    release_freed_heap_above(0);
-}
-
-/// Returns free heap memory to the operating system when more than `threshold` bytes of it lie free.
-/// After a batch, buffers of many sizes (rows finish at different visits) are free; left in the heap,
-/// they fragment it over a long run (paper-size model, 6,000 records: 1,036 MiB peak, 869 MiB when
-/// trimmed). Trimming a small heap would only make the next batch fault its pages in again.
-pub(crate) fn release_freed_heap_above(threshold: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        /// glibc's `struct mallinfo` (every field an int; sums over all arenas).
-        #[repr(C)]
-        struct MallInfo {
-            arena: std::ffi::c_int,
-            ordblks: std::ffi::c_int,
-            smblks: std::ffi::c_int,
-            hblks: std::ffi::c_int,
-            hblkhd: std::ffi::c_int,
-            usmblks: std::ffi::c_int,
-            fsmblks: std::ffi::c_int,
-            uordblks: std::ffi::c_int,
-            fordblks: std::ffi::c_int,
-            keepcost: std::ffi::c_int,
-        }
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-            // mallinfo, not mallinfo2: present in every glibc a site may run (its int fields wrap above
-            // 2 GiB, read here as unsigned).
-            fn mallinfo() -> MallInfo;
-        }
-        // SAFETY: both only read or release the allocator's free memory; safe to call at any time.
-        unsafe {
-            if threshold == 0 || mallinfo().fordblks as u32 as usize > threshold {
-                malloc_trim(0);
-            }
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = threshold;
-}
-
 /// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values. Read in chunks straight into the
 /// values, so that loading never holds the file's bytes and its values at once (96 MiB each at paper size).
 fn read_columns(path: &Path, v: usize) -> Result<Vec<f32>> {
@@ -333,6 +288,7 @@ impl Model {
 
     /// As [`Model::load`], with the code module path chosen.
     pub fn load_with(dir: &Path, rt: &Runtime, options: &SessionOptions, code_module: CodeModule) -> Result<Model> {
+        let loading = crate::heap::begin_loading();
         let manifest = read_manifest(dir)?;
         check_files(dir, &manifest)?;
         let c = manifest.model.clone();
@@ -422,7 +378,17 @@ impl Model {
             }
             None => None,
         };
-        release_freed_heap();
+        let loaded = [Some(&step), dense.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(
+                incremental
+                    .iter()
+                    .flat_map(|i| std::iter::once(&i.start).chain(&i.blocks)),
+            )
+            .map(|g| std::fs::metadata(&g.path).map_or(0, |m| m.len()))
+            .sum::<u64>();
+        loading.finish(loaded);
         Ok(Model {
             dir: dir.to_path_buf(),
             manifest,

@@ -104,7 +104,7 @@ fn sample_visit(
 }
 
 /// Free heap bytes above which a finished batch returns them to the system (see
-/// [`crate::model::release_freed_heap_above`]).
+/// [`crate::heap::release_freed_above`]).
 const HEAP_TRIM_THRESHOLD: usize = 64 << 20;
 
 /// Keeps rows (and their slices of row-major buffers) where `keep` is true.
@@ -223,7 +223,7 @@ pub fn sample_batch(
     out.sort_by_key(|(r, _)| r.index);
     // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
     // them back to the system instead of letting them fragment the heap over a long run.
-    crate::model::release_freed_heap_above(HEAP_TRIM_THRESHOLD);
+    crate::heap::release_freed_above(HEAP_TRIM_THRESHOLD);
     Ok(out)
 }
 
