@@ -47,7 +47,7 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
         c.label_vocab_size,
         c.n_embd,
         c.n_layer,
-        c.n_ctx.saturating_sub(2)
+        manifest.encoding.sampled_visit_limit()
     ));
     line(&format!("| made | {} |", info.created));
     line(&format!(

@@ -76,9 +76,16 @@ pub struct TrainCmd {
     /// Override the preset's number of attention heads.
     #[arg(long)]
     n_head: Option<usize>,
-    /// Override the context: at most n_ctx - 2 visits per record are kept (the most recent).
+    /// Override the context: n_ctx - 2 visits a window (longer records are cut to their most recent visits,
+    /// or with --windows learnt in overlapping windows).
     #[arg(long)]
     n_ctx: Option<usize>,
+    /// Learn records longer than the context in windows of n_ctx - 2 visits, one every half window, and let
+    /// the sampler continue a record that fills its window (up to a length at least --min-patients training
+    /// records reach). Needs gaps. On the Synthea demo: visits per record -12.6% -> +6.1% against the data,
+    /// but codes per visit -3.6% -> -8.2%; off by default.
+    #[arg(long, conflicts_with = "no_gaps")]
+    windows: bool,
     /// Train the HALO-Coarse ablation (no code-level module).
     #[arg(long)]
     coarse: bool,
@@ -145,6 +152,8 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             order_seed: cmd.seed,
             lab_buckets: cmd.lab_buckets,
             max_visits: 46,
+            // Any stride asks for windows; training sets it to half a window.
+            window_stride: usize::from(cmd.windows),
             min_patients: cmd.min_patients,
         },
         n_embd: cmd.n_embd,

@@ -248,7 +248,11 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     let cfg = model.config().clone();
     let (v, e) = (cfg.total_vocab_size, cfg.n_embd);
     let (l, h, hd) = (cfg.n_layer, cfg.n_head, cfg.head_dim());
+    // Visits a window holds, and the record's limit: with windows (EncodingOptions::window_stride) a record
+    // that fills its window goes on from its last `max_visits - stride` visits, up to the encoding's limit.
     let max_visits = cfg.n_ctx - 2;
+    let stride = enc.options.window_stride.min(max_visits);
+    let limit = enc.sampled_visit_limit().max(max_visits);
     let mut n = rows.len();
     let mut out: Vec<Row> = Vec::with_capacity(n);
 
@@ -276,7 +280,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     stats.steps += 1;
     past_len += 1;
 
-    for t in 1..=max_visits {
+    for t in 1..=limit {
         visits.iter_mut().for_each(|x| *x = 0.0);
         let plan = if t == 1 { &first_plan } else { &later_plan };
         sample_visit(model, plan, &mut rows, &history, &mut visits, &mut drawn, stats)?;
@@ -286,7 +290,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
             codes.sort_unstable();
             let ended = codes.last() == Some(&end);
             rows[r].visits.push(codes);
-            keep[r] = !(ended || t == max_visits);
+            keep[r] = !(ended || t == limit);
         }
         // Finished records leave the batch.
         let mut kept_rows = Vec::with_capacity(n);
@@ -308,9 +312,46 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
             drawn.truncate(rows.len());
             n = rows.len();
         }
+        if past_len - 1 == max_visits {
+            // The window is full: continue from the record's last visits.
+            (past, past_len) = continue_window(model, &rows, max_visits - stride, start, &mut history, stats)?;
+            continue;
+        }
         past = model.step_kv(&visits, &past, n, past_len, &mut history)?;
         stats.steps += 1;
         past_len += 1;
     }
     Ok(out)
+}
+
+/// A new window for `rows`: the start visit, each row's label visit and its last `keep` visits, run through
+/// the visit transformer from an empty cache as a training window that begins there is. Returns the cache
+/// and its length, with `history` after the last visit.
+fn continue_window(
+    model: &mut Model,
+    rows: &[Row],
+    keep: usize,
+    start: usize,
+    history: &mut Vec<f32>,
+    stats: &mut SampleStats,
+) -> Result<(KvCache, usize)> {
+    let (n, v) = (rows.len(), model.config().total_vocab_size);
+    let mut visits = vec![0f32; n * v];
+    let mut past = KvCache::Host(Vec::new());
+    for position in 0..keep + 2 {
+        visits.iter_mut().for_each(|x| *x = 0.0);
+        for (r, row) in rows.iter().enumerate() {
+            let codes: &[u32] = match position {
+                0 => &[start as u32],
+                1 => &row.labels,
+                p => &row.visits[row.visits.len() - keep + p - 2],
+            };
+            for &c in codes {
+                visits[r * v + c as usize] = 1.0;
+            }
+        }
+        past = model.step_kv(&visits, &past, n, position, history)?;
+        stats.steps += 1;
+    }
+    Ok((past, keep + 2))
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Encoded patients of one split, with their ids.
+/// Encoded sequences of one split (one per record, or one per window), with their records' ids.
 #[derive(Debug, Default)]
 pub struct EncodedSplit {
     pub ids: Vec<String>,
@@ -19,8 +19,11 @@ pub struct EncodedSplit {
 /// What encoding had to change, reported to the user.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct EncodeReport {
-    /// Records longer than the context: their most recent `n_ctx - 2` visits were kept.
+    /// Records longer than the context: split into windows, or (without windows) cut to their most
+    /// recent `n_ctx - 2` visits.
     pub truncated_records: usize,
+    /// Sequences the model learns from: one per record, more for records split into windows.
+    pub sequences: usize,
     /// Code or label occurrences not in the vocabulary (only when encoding new data with a fitted encoding).
     pub unknown_codes: usize,
 }
@@ -62,10 +65,13 @@ pub fn encode_splits(
         if p.visits.len() > encoding.options.max_visits {
             report.truncated_records += 1;
         }
-        let e = encoding.encode(p, &index, spec, &mut report.unknown_codes);
+        let windows = encoding.encode_windows(p, &index, spec, &mut report.unknown_codes);
+        report.sequences += windows.len();
         let entry = out.entry(*s).or_default();
-        entry.ids.push(p.id.clone());
-        entry.patients.push(e);
+        for w in windows {
+            entry.ids.push(p.id.clone());
+            entry.patients.push(w);
+        }
     }
     (out, report)
 }
@@ -80,7 +86,9 @@ pub fn prior_logits(patients: &[EncodedPatient], encoding: &Encoding) -> Tensor 
         for c in p.labels.iter().chain(p.visits.iter().flatten()) {
             counts[*c as usize] += 1.0;
         }
-        counts[encoding.end_index()] += 1.0;
+        if !p.continues {
+            counts[encoding.end_index()] += 1.0;
+        }
     }
     let logits: Vec<f32> = counts
         .iter()
@@ -104,7 +112,8 @@ pub struct Batch {
     pub bag_offsets: Tensor,
 }
 
-/// Builds a batch padded to its longest record; the end code goes on each record's last real visit.
+/// Builds a batch padded to its longest record; the end code goes on each record's last real visit, except
+/// in a window that the record goes on after.
 pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Device) -> Batch {
     let v = encoding.vocab_size() as i64;
     let b = patients.len() as i64;
@@ -120,7 +129,7 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
             bag_offsets.push(bag_codes.len() as i64);
             let codes = if t == 0 { &p.labels } else { &p.visits[t - 1] };
             bag_codes.extend(codes.iter().map(|c| *c as i64));
-            if t == n_visits {
+            if t == n_visits && !p.continues {
                 bag_codes.push(encoding.end_index() as i64);
             }
         }
@@ -131,7 +140,9 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
         for (t, visit) in p.visits.iter().enumerate() {
             hot.extend(visit.iter().map(|c| row(t as i64 + 2) + *c as i64));
         }
-        hot.push(row(t_last) + encoding.end_index() as i64);
+        if !p.continues {
+            hot.push(row(t_last) + encoding.end_index() as i64);
+        }
         for t in t_last + 1..l {
             hot.push(row(t) + encoding.pad_index() as i64);
         }

@@ -39,7 +39,7 @@ pub fn score_test_split(ck: &Checkpoint, patients: &[Patient], batch_size: usize
     let mut unknown = 0;
     let mut encoded: Vec<_> = scored
         .iter()
-        .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
+        .flat_map(|p| ck.encoding.encode_windows(p, &index, ck.spec.as_ref(), &mut unknown))
         .collect();
     let with_unseen = score(&ck.model, &encoded, &ck.encoding, batch_size, device).scores();
 

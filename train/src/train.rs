@@ -356,6 +356,13 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     let n_ctx = args.n_ctx.unwrap_or(preset.n_ctx);
     let mut options = args.encoding.clone();
     options.max_visits = n_ctx - 2;
+    // Windows (asked for by any stride) need gaps: a later window's first visit is told from a record's first
+    // by its gap.
+    options.window_stride = if options.window_stride > 0 && options.gaps {
+        (options.max_visits / 2).max(1)
+    } else {
+        0
+    };
     let encoding = data::fit_encoding(patients, &split, spec.as_ref(), options)?;
     let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
     config.n_embd = args.n_embd.unwrap_or(preset.n_embd);
@@ -369,13 +376,20 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
         .context("invalid model size")?;
     let (splits, report) = data::encode_splits(patients, &split, &encoding, spec.as_ref());
     eprintln!(
-        "halo train: split {} ({} train / {} val / {} test); {} records truncated to the last {} visits",
+        "halo train: split {} ({} train / {} val / {} test); {} records longer than {} visits{}",
         split.source,
         split.train.len(),
         split.val.len(),
         split.test.len(),
         report.truncated_records,
-        encoding.options.max_visits
+        encoding.options.max_visits,
+        match encoding.options.window_stride {
+            0 => " kept their most recent visits".to_string(),
+            stride => format!(
+                ", learnt in windows every {stride} visits ({} sequences; sampled records go up to {} visits)",
+                report.sequences, encoding.record_visit_limit
+            ),
+        }
     );
     let left = encoding.left_out;
     eprintln!(

@@ -18,6 +18,7 @@ fn dropout_acts_in_training_only_and_follows_the_seed() {
     let a = EncodedPatient {
         labels: vec![2],
         visits: vec![vec![0], vec![0, 1], vec![1]],
+        continues: false,
     };
     let batch = make_batch(&[&a], &enc, Device::Cpu);
     let plain = tch::no_grad(|| model.forward_batch(&batch));

@@ -99,6 +99,7 @@ fn loss_matches_a_hand_computed_case() {
     let patient = EncodedPatient {
         labels: vec![2],
         visits: vec![vec![0]],
+        continues: false,
     };
     let batch = make_batch(&[&patient], &enc, Device::Cpu);
     let loss = score::loss(&model, &batch, 0.0).double_value(&[]);
@@ -119,15 +120,38 @@ fn loss_matches_a_hand_computed_case() {
 }
 
 #[test]
+fn a_window_that_the_record_goes_on_after_has_no_end_code() {
+    let enc = tiny_encoding();
+    let window = |continues| EncodedPatient {
+        labels: vec![2],
+        visits: vec![vec![0], vec![1]],
+        continues,
+    };
+    let (ends, goes_on) = (window(false), window(true));
+    let batch = make_batch(&[&ends, &goes_on], &enc, Device::Cpu);
+    let end = enc.end_index() as i64;
+    // Input: the end code sits in the last visit's row of the record that ends, nowhere in the other.
+    let last_row = |i: i64| Vec::<f32>::try_from(batch.visits.get(i).get(3)).unwrap();
+    assert_eq!(last_row(0), [0., 1., 0., 0., 1., 0.]);
+    assert_eq!(last_row(1), [0., 1., 0., 0., 0., 0.]);
+    // Targets: the end code is in the bag of the ending record's last visit only.
+    let bags = Vec::<i64>::try_from(&batch.bag_codes).unwrap();
+    assert_eq!(bags.iter().filter(|&&c| c == end).count(), 1);
+    assert_eq!(bags, [2, 0, 1, end, 2, 0, 1]);
+}
+
+#[test]
 fn batches_put_start_labels_visits_end_and_pad_where_the_reference_does() {
     let enc = tiny_encoding();
     let long = EncodedPatient {
         labels: vec![2],
         visits: vec![vec![0], vec![0, 1]],
+        continues: false,
     };
     let short = EncodedPatient {
         labels: vec![],
         visits: vec![vec![1]],
+        continues: false,
     };
     let batch = make_batch(&[&long, &short], &enc, Device::Cpu);
     let rows = |i: i64| -> Vec<Vec<f32>> {
@@ -170,10 +194,12 @@ fn the_code_bag_path_equals_the_multi_hot_path() {
     let a = EncodedPatient {
         labels: vec![2],
         visits: vec![vec![0], vec![0, 1], vec![1]],
+        continues: false,
     };
     let b = EncodedPatient {
         labels: vec![],
         visits: vec![vec![1]],
+        continues: false,
     };
     let batch = make_batch(&[&a, &b], &enc, Device::Cpu);
     let bags = tch::no_grad(|| model.forward_batch(&batch));
@@ -202,10 +228,12 @@ fn prior_logits_are_the_training_log_odds_and_land_on_the_code_outputs() {
         EncodedPatient {
             labels: vec![label],
             visits: vec![vec![0, 1]],
+            continues: false,
         },
         EncodedPatient {
             labels: vec![],
             visits: vec![vec![0], vec![1]],
+            continues: false,
         },
     ];
     let logits = Vec::<f32>::try_from(halo_train::data::prior_logits(&patients, &enc)).unwrap();

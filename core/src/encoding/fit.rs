@@ -120,7 +120,10 @@ impl Encoding {
         // when the birth is known. A group is exclusive only when the training records always have it.
         let (mut always_gap, mut always_age) = (true, true);
         for p in train {
-            let keep_from = p.visits.len().saturating_sub(options.max_visits);
+            let keep_from = match options.window_stride {
+                0 => p.visits.len().saturating_sub(options.max_visits),
+                _ => 0,
+            };
             let days = visit_days(p);
             always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
             always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();
@@ -232,6 +235,7 @@ impl Encoding {
         };
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
+        let record_visit_limit = record_visit_limit(train, &options);
         Ok(Encoding {
             options,
             tokens,
@@ -246,8 +250,22 @@ impl Encoding {
             lab_edges,
             labels_given,
             left_out,
+            record_visit_limit,
         })
     }
+}
+
+/// [`Encoding::record_visit_limit`]: the length that `min_patients` training records reach, rounded down to
+/// a whole number of strides past the first window (0 without windows).
+fn record_visit_limit(train: &[&Patient], options: &EncodingOptions) -> usize {
+    let (m, stride) = (options.max_visits, options.window_stride);
+    if stride == 0 {
+        return 0;
+    }
+    let mut lengths: Vec<usize> = train.iter().map(|p| p.visits.len()).collect();
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    let reached = lengths.get(options.min_patients.max(1) - 1).copied().unwrap_or(0);
+    m + reached.saturating_sub(m) / stride * stride
 }
 
 /// Groups of given labels sharing the name before their last `/`: declared ones (every record holds at most

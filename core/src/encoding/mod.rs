@@ -93,14 +93,28 @@ pub struct EncodingOptions {
     pub order_seed: u64,
     /// Number of quantile buckets per lab when the label spec gives no edges.
     pub lab_buckets: usize,
-    /// Most recent visits kept per record: `n_ctx - 2`.
+    /// Visits per training window: `n_ctx - 2`. Without windows (`window_stride` 0), a longer record
+    /// keeps its most recent `max_visits` visits.
     pub max_visits: usize,
+    /// Records longer than `max_visits` are learnt as overlapping windows starting every `window_stride`
+    /// visits, each later window's first visit carrying its gap to the visit before (not an age), so that
+    /// the model tells a continued record from a new one; a sampler continues a record that fills its
+    /// window from its last `max_visits - window_stride` visits. 0: no windows (encodings before them, and
+    /// those without gaps, which would have nothing to mark a continuation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window_stride: usize,
     /// The small-cell rule: a code, `src:` value, lab or demographic value seen in fewer distinct patients
     /// is left out of the vocabulary, and bucket edges come only from groups of at least this many
     /// patients, so that nothing of a single patient ships in a model directory. Encodings written
     /// before the rule read as 1 (everything kept).
     #[serde(default = "min_patients_of_old_encodings")]
     pub min_patients: usize,
+}
+
+/// Fields that older encodings lack are left out while zero, so that files written without them keep their
+/// bytes (and model digests).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
@@ -120,6 +134,7 @@ impl Default for EncodingOptions {
             order_seed: 0,
             lab_buckets: 5,
             max_visits: 46,
+            window_stride: 0,
             min_patients: DEFAULT_MIN_PATIENTS,
         }
     }
@@ -215,6 +230,10 @@ pub struct Encoding {
     /// What the small-cell rule left out (counts only).
     #[serde(default)]
     pub left_out: LeftOut,
+    /// With windows: the most visits a sampled record may hold (a multiple of the stride, reached by at
+    /// least `min_patients` training records, so that it describes no single patient). 0 without windows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub record_visit_limit: usize,
 }
 
 /// Distinct values the small-cell rule ([`EncodingOptions::min_patients`]) left out of a vocabulary.
@@ -230,6 +249,9 @@ pub struct LeftOut {
 pub struct EncodedPatient {
     pub labels: Vec<u32>,
     pub visits: Vec<Vec<u32>>,
+    /// A window that the record goes on after (see [`EncodingOptions::window_stride`]): its last visit
+    /// does not end the record.
+    pub continues: bool,
 }
 
 impl fmt::Display for Token {
@@ -291,6 +313,7 @@ impl Encoding {
             lab_edges: BTreeMap::new(),
             labels_given: true,
             left_out: LeftOut::default(),
+            record_visit_limit: 0,
         }
     }
 
@@ -334,7 +357,8 @@ impl Encoding {
             .collect()
     }
 
-    /// Encodes one patient. Codes unknown to the vocabulary are counted in `unknown`.
+    /// Encodes one patient as one sequence: without windows, its most recent `max_visits` visits; with
+    /// windows, its first window. Codes unknown to the vocabulary are counted in `unknown`.
     pub fn encode(
         &self,
         patient: &Patient,
@@ -342,8 +366,21 @@ impl Encoding {
         spec: Option<&LabelSpec>,
         unknown: &mut usize,
     ) -> EncodedPatient {
+        self.encode_windows(patient, index, spec, unknown).swap_remove(0)
+    }
+
+    /// Encodes one patient as the sequences a model learns from: one, or with windows
+    /// ([`EncodingOptions::window_stride`]) every window of a longer record. Codes unknown to the vocabulary
+    /// are counted in `unknown` (once per occurrence, however many windows hold it).
+    pub fn encode_windows(
+        &self,
+        patient: &Patient,
+        index: &HashMap<String, u32>,
+        spec: Option<&LabelSpec>,
+        unknown: &mut usize,
+    ) -> Vec<EncodedPatient> {
         let mut labels = BTreeSet::new();
-        // Labels derived from codes are set by the codes of the visits kept (below), so that they agree
+        // Labels derived from codes are set by the codes of the visits encoded (below), so that they agree
         // with the encoded record exactly; encodings without derived labels take them from the whole record.
         let label_names: Vec<String> = match (&patient.labels, self.labels_given) {
             (Some(given), _) => given.iter().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect(),
@@ -360,15 +397,18 @@ impl Encoding {
                 None => *unknown += 1,
             }
         }
-        for category in self.demographic_category_kinds() {
-            if let Some(value) = demographic_value(patient, category) {
-                if let Some(i) = index.get(&token_key(&Token::Demographic { category, value })) {
-                    labels.insert(*i);
-                }
-            }
+        for category in self.demographic_labels(patient, index) {
+            labels.insert(category);
         }
 
-        let keep_from = patient.visits.len().saturating_sub(self.options.max_visits);
+        let (m, stride) = (self.options.max_visits, self.options.window_stride);
+        let windowed = stride > 0 && patient.visits.len() > m;
+        // Without windows a long record keeps its most recent visits, and the first of them takes the age.
+        let keep_from = if stride > 0 {
+            0
+        } else {
+            patient.visits.len().saturating_sub(m)
+        };
         let days = visit_days(patient);
         let age = age_at_visit(patient, keep_from);
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
@@ -394,7 +434,38 @@ impl Encoding {
         } else {
             labels
         };
-        EncodedPatient { labels, visits }
+        if !windowed {
+            return vec![EncodedPatient {
+                labels,
+                visits,
+                continues: false,
+            }];
+        }
+        window_starts(visits.len(), m, stride)
+            .map(|start| EncodedPatient {
+                labels: labels.clone(),
+                visits: visits[start..(start + m).min(visits.len())].to_vec(),
+                continues: start + m < visits.len(),
+            })
+            .collect()
+    }
+
+    /// The most visits a sampled record holds: one window's, or with windows the fitted limit.
+    pub fn sampled_visit_limit(&self) -> usize {
+        match self.options.window_stride {
+            0 => self.options.max_visits,
+            _ => self.record_visit_limit.max(self.options.max_visits),
+        }
+    }
+
+    /// The label codes of the patient's demographic values.
+    fn demographic_labels(&self, patient: &Patient, index: &HashMap<String, u32>) -> Vec<u32> {
+        self.demographic_category_kinds()
+            .filter_map(|category| {
+                let value = demographic_value(patient, category)?;
+                index.get(&token_key(&Token::Demographic { category, value })).copied()
+            })
+            .collect()
     }
 
     fn encode_visit_codes(
@@ -447,6 +518,14 @@ impl Encoding {
         }
         Ok(())
     }
+}
+
+/// First visits of the windows of a record of `len` visits, `max_visits` a window, one every `stride`:
+/// windows that the record goes on after, then the one that ends it (with more than `max_visits -
+/// stride` visits: as many as a sampler holds when it continues a record).
+pub fn window_starts(len: usize, max_visits: usize, stride: usize) -> impl Iterator<Item = usize> {
+    let last = len.saturating_sub(max_visits).div_ceil(stride.max(1));
+    (0..=last).map(move |k| k * stride)
 }
 
 /// Key under which a token is found in `Encoding::index`: medical codes by their own string, so that a

@@ -200,3 +200,82 @@ fn declared_label_groups_are_exclusive_even_where_records_lack_them() {
     let err = Encoding::fit(&bad, &train, None, options()).unwrap_err().to_string();
     assert!(err.contains("`p1`") && err.contains("GENDER"), "{err}");
 }
+
+#[test]
+fn window_starts_cover_a_record_and_overlap_by_the_rest_of_a_stride() {
+    let starts = |len| window_starts(len, 4, 2).collect::<Vec<_>>();
+    assert_eq!(starts(0), [0]);
+    assert_eq!(starts(4), [0]);
+    // [0, 4) goes on; [2, 5) ends, with more than 4 - 2 visits.
+    assert_eq!(starts(5), [0, 2]);
+    assert_eq!(starts(6), [0, 2]);
+    assert_eq!(starts(7), [0, 2, 4]);
+}
+
+#[test]
+fn long_records_are_learnt_in_windows_marked_by_their_first_gap() {
+    // Ten visits a week apart; I10 only in the last one.
+    let record = |id: usize| Patient {
+        visits: (0..10)
+            .map(|t| Visit {
+                day: Some(7.0 * t as f64),
+                codes: vec![if t == 9 { "I10" } else { "Z00" }.to_string()],
+                ..Default::default()
+            })
+            .collect(),
+        ..patient(id, &[])
+    };
+    let all: Vec<Patient> = (0..4).map(record).collect();
+    let train: Vec<&Patient> = all.iter().collect();
+    let spec = spec(&[("hypertension", &["I10"])]);
+    let options = EncodingOptions {
+        gaps: true,
+        max_visits: 4,
+        window_stride: 2,
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, Some(&spec), options).unwrap();
+    // Every training record reaches 10 visits: the limit is the first window and three strides.
+    assert_eq!(enc.record_visit_limit, 10);
+    assert_eq!(enc.sampled_visit_limit(), 10);
+    let index = enc.index();
+    let windows = enc.encode_windows(&all[0], &index, Some(&spec), &mut 0);
+    // Windows at visits 0, 2, 4 and 6; only the last ends the record.
+    assert_eq!(windows.len(), 4);
+    assert_eq!(
+        windows.iter().map(|w| w.continues).collect::<Vec<_>>(),
+        [true, true, true, false]
+    );
+    let gap = |w: &EncodedPatient, t: usize| {
+        w.visits[t]
+            .iter()
+            .filter(|&&c| matches!(enc.tokens[c as usize], Token::Gap { .. }))
+            .count()
+    };
+    // No age is known: the first window's first visit has no time code, every other visit one gap,
+    // including the first visit of each later window.
+    assert_eq!(gap(&windows[0], 0), 0);
+    for w in &windows[1..] {
+        assert!((0..w.visits.len()).all(|t| gap(w, t) == 1));
+    }
+    assert_eq!(windows[3].visits.len(), 4);
+    // A derived label comes from the whole record, so every window carries it.
+    let label = enc.code_vocab_size as u32;
+    assert!(windows.iter().all(|w| w.labels == [label]));
+    // encode() gives the first window.
+    assert_eq!(enc.encode(&all[0], &index, Some(&spec), &mut 0), windows[0]);
+
+    // Without windows the record keeps its 4 most recent visits, and ends there.
+    let cut = Encoding {
+        options: EncodingOptions {
+            window_stride: 0,
+            ..enc.options.clone()
+        },
+        ..enc.clone()
+    };
+    let only = cut.encode_windows(&all[0], &index, Some(&spec), &mut 0);
+    assert_eq!(only.len(), 1);
+    assert!(!only[0].continues);
+    assert_eq!(only[0].visits.len(), 4);
+    assert_eq!(cut.sampled_visit_limit(), 4);
+}

@@ -236,6 +236,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
             order_seed: 0,
             lab_buckets: spec.lab_buckets.max(1),
             max_visits: spec.n_ctx - 2,
+            window_stride: 0,
             min_patients: 1,
         },
         tokens,
@@ -250,6 +251,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         lab_edges,
         labels_given: false,
         left_out: Default::default(),
+        record_visit_limit: 0,
     }
 }
 

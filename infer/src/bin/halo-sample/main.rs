@@ -255,7 +255,7 @@ fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batc
             c.label_vocab_size,
             c.n_embd,
             c.n_layer,
-            c.n_ctx - 2,
+            model.manifest.encoding.sampled_visit_limit(),
             match model.placement {
                 Placement::Cpu => format!("CPU, {threads} thread{}", if threads == 1 { "" } else { "s" }),
                 Placement::Cuda => "CUDA".to_string(),
