@@ -252,7 +252,10 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     // that fills its window goes on from its last `max_visits - stride` visits, up to the encoding's limit.
     let max_visits = cfg.n_ctx - 2;
     let stride = enc.options.window_stride.min(max_visits);
-    let limit = enc.sampled_visit_limit().max(max_visits);
+    let limit = match stride {
+        0 => max_visits,
+        _ => enc.sampled_visit_limit(),
+    };
     let mut n = rows.len();
     let mut out: Vec<Row> = Vec::with_capacity(n);
 

@@ -48,9 +48,10 @@ pub fn score_test_split(ck: &Checkpoint, patients: &[Patient], batch_size: usize
     let mut train_found = 0;
     for p in patients.iter().filter(|p| train_ids.contains(p.id.as_str())) {
         train_found += 1;
-        let record = ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut 0);
-        for c in record.visits.iter().flatten() {
-            seen[*c as usize] = true;
+        for window in ck.encoding.encode_windows(p, &index, ck.spec.as_ref(), &mut 0) {
+            for c in window.visits.iter().flatten() {
+                seen[*c as usize] = true;
+            }
         }
     }
     let mut removed = 0usize;

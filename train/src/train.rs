@@ -356,8 +356,9 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     let n_ctx = args.n_ctx.unwrap_or(preset.n_ctx);
     let mut options = args.encoding.clone();
     options.max_visits = n_ctx - 2;
-    // Windows (asked for by any stride) need gaps: a later window's first visit is told from a record's first
-    // by its gap.
+    // Any stride in the arguments asks for windows (so that the resume check, which compares the encoding
+    // options, tells a windowed run from another); windows need gaps: a later window's first visit is told from
+    // a record's first by its gap.
     options.window_stride = if options.window_stride > 0 && options.gaps {
         (options.max_visits / 2).max(1)
     } else {

@@ -120,10 +120,7 @@ impl Encoding {
         // when the birth is known. A group is exclusive only when the training records always have it.
         let (mut always_gap, mut always_age) = (true, true);
         for p in train {
-            let keep_from = match options.window_stride {
-                0 => p.visits.len().saturating_sub(options.max_visits),
-                _ => 0,
-            };
+            let keep_from = options.first_encoded_visit(p.visits.len());
             let days = visit_days(p);
             always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
             always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();

@@ -140,6 +140,17 @@ impl Default for EncodingOptions {
     }
 }
 
+impl EncodingOptions {
+    /// The first visit encoded of a record of `len` visits: without windows a longer record keeps its most
+    /// recent `max_visits` visits (and the first of them takes the age); with windows every visit is encoded.
+    pub fn first_encoded_visit(&self, len: usize) -> usize {
+        match self.window_stride {
+            0 => len.saturating_sub(self.max_visits),
+            _ => 0,
+        }
+    }
+}
+
 pub use crate::label_spec::LabelSpec;
 
 /// Default gap bucket edges in days; the last bucket is closed by the largest gap seen in training.
@@ -366,7 +377,15 @@ impl Encoding {
         spec: Option<&LabelSpec>,
         unknown: &mut usize,
     ) -> EncodedPatient {
-        self.encode_windows(patient, index, spec, unknown).swap_remove(0)
+        let (labels, mut visits) = self.encode_record(patient, index, spec, unknown);
+        let m = self.options.max_visits;
+        let continues = visits.len() > m;
+        visits.truncate(m);
+        EncodedPatient {
+            labels,
+            visits,
+            continues,
+        }
     }
 
     /// Encodes one patient as the sequences a model learns from: one, or with windows
@@ -379,6 +398,33 @@ impl Encoding {
         spec: Option<&LabelSpec>,
         unknown: &mut usize,
     ) -> Vec<EncodedPatient> {
+        let (labels, visits) = self.encode_record(patient, index, spec, unknown);
+        let (m, stride) = (self.options.max_visits, self.options.window_stride);
+        if visits.len() <= m {
+            return vec![EncodedPatient {
+                labels,
+                visits,
+                continues: false,
+            }];
+        }
+        window_starts(visits.len(), m, stride)
+            .map(|start| EncodedPatient {
+                labels: labels.clone(),
+                visits: visits[start..(start + m).min(visits.len())].to_vec(),
+                continues: start + m < visits.len(),
+            })
+            .collect()
+    }
+
+    /// The label visit and the visits encoded ([`EncodingOptions::first_encoded_visit`] on), before any
+    /// window is cut.
+    fn encode_record(
+        &self,
+        patient: &Patient,
+        index: &HashMap<String, u32>,
+        spec: Option<&LabelSpec>,
+        unknown: &mut usize,
+    ) -> (Vec<u32>, Vec<Vec<u32>>) {
         let mut labels = BTreeSet::new();
         // Labels derived from codes are set by the codes of the visits encoded (below), so that they agree
         // with the encoded record exactly; encodings without derived labels take them from the whole record.
@@ -397,18 +443,9 @@ impl Encoding {
                 None => *unknown += 1,
             }
         }
-        for category in self.demographic_labels(patient, index) {
-            labels.insert(category);
-        }
+        labels.extend(self.demographic_labels(patient, index));
 
-        let (m, stride) = (self.options.max_visits, self.options.window_stride);
-        let windowed = stride > 0 && patient.visits.len() > m;
-        // Without windows a long record keeps its most recent visits, and the first of them takes the age.
-        let keep_from = if stride > 0 {
-            0
-        } else {
-            patient.visits.len().saturating_sub(m)
-        };
+        let keep_from = self.options.first_encoded_visit(patient.visits.len());
         let days = visit_days(patient);
         let age = age_at_visit(patient, keep_from);
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
@@ -434,20 +471,7 @@ impl Encoding {
         } else {
             labels
         };
-        if !windowed {
-            return vec![EncodedPatient {
-                labels,
-                visits,
-                continues: false,
-            }];
-        }
-        window_starts(visits.len(), m, stride)
-            .map(|start| EncodedPatient {
-                labels: labels.clone(),
-                visits: visits[start..(start + m).min(visits.len())].to_vec(),
-                continues: start + m < visits.len(),
-            })
-            .collect()
+        (labels, visits)
     }
 
     /// The most visits a sampled record holds: one window's, or with windows the fitted limit.
