@@ -211,8 +211,42 @@ pub struct Manifest {
     /// How the weights are stored (inputs and outputs stay fp32).
     pub precision: Precision,
     pub training: TrainingSummary,
+    /// The sampling calibration `halo export` fitted (absent: none, the offset is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<SamplingCalibration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyDigest>,
+}
+
+impl Manifest {
+    /// The offset the sampler adds to the logit of every code drawn on its own (0 without calibration).
+    pub fn code_logit_offset(&self) -> f32 {
+        self.calibration.as_ref().map_or(0.0, |c| c.code_logit_offset)
+    }
+}
+
+/// One offset added to the logit of every code drawn on its own (not the end code, not a code of an
+/// exclusive group, not a label), fitted by `halo export` so that sampled visits hold as many codes as the
+/// training visits. Why it is needed: drawing a visit code by code drifts from the data (a code left out
+/// lowers the probability of the codes the model learnt to expect beside it), so visits come out smaller
+/// than the data's although the model's teacher-forced probabilities add up to the data's counts. Fitted
+/// from two aggregate figures (the training visits' mean size and the sampled one), so it carries nothing
+/// of single records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingCalibration {
+    pub code_logit_offset: f32,
+    /// Mean codes per visit of the training split as the model saw it (`TrainingSummary`).
+    pub target_codes_per_visit: f64,
+    /// Mean codes per visit of the calibration sample without the offset, and with it.
+    pub uncalibrated_codes_per_visit: f64,
+    pub calibrated_codes_per_visit: f64,
+    /// Records sampled for each evaluation of the offset (seed [`SamplingCalibration::SEED`]).
+    pub records: usize,
+}
+
+impl SamplingCalibration {
+    /// Seed of the calibration samples (apart from the verify digest's seed 0).
+    pub const SEED: u64 = 0xCA1B;
 }
 
 /// How the weights are stored in the graphs.

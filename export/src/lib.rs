@@ -188,6 +188,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             source: String::new(),
             ..ck.training.clone()
         },
+        calibration: None,
         verify: None,
     };
     write_manifest(dir, &manifest)?;

@@ -6,6 +6,7 @@
 //! - [`sampler`]: exact ancestral sampling, batched, one random stream per record.
 //! - [`decode`]: sampled vocabulary indices -> [`halo_core::record::Patient`].
 //! - [`conditions`]: `--condition` (fixed labels or label proportions).
+//! - [`calibrate`]: the sampling calibration `halo export` fits (one logit offset for codes drawn on their own).
 //! - [`verify`]: the digest of the first records at a fixed seed, stored in the manifest by
 //!   `halo export` ([`verify_digest`]) and checked by `halo-sample verify`.
 //!
@@ -17,6 +18,7 @@
 //! the other side of the uniform number drawn for it, so CUDA output is not guaranteed bitwise
 //! reproducible (it is still a correct sample).
 
+pub mod calibrate;
 mod code_module;
 pub mod conditions;
 pub mod decode;

@@ -20,6 +20,9 @@ pub(crate) struct VisitPlan {
     pub category: Vec<Option<(usize, usize)>>,
     /// Whether forced values apply (label visit: candidate position = label-local index).
     pub forced: bool,
+    /// Added to the logit of every candidate drawn on its own (not in a category, not the end code):
+    /// the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`).
+    pub code_logit_offset: f32,
 }
 
 impl VisitPlan {
@@ -37,12 +40,14 @@ impl VisitPlan {
             cands: (c..c + n).collect(),
             category,
             forced: true,
+            code_logit_offset: 0.0,
         }
     }
 
     /// The codes of visit `t` (0 = the first). The encoding's visit groups (gap, age) are exclusive where
-    /// they apply to `t` (one code, drawn as a categorical) and left out elsewhere.
-    pub fn codes(enc: &Encoding, t: usize) -> VisitPlan {
+    /// they apply to `t` (one code, drawn as a categorical) and left out elsewhere. `code_logit_offset`
+    /// applies to the codes drawn on their own.
+    pub fn codes(enc: &Encoding, t: usize, code_logit_offset: f32) -> VisitPlan {
         let excluded = |j: usize| {
             enc.visit_groups
                 .iter()
@@ -63,6 +68,17 @@ impl VisitPlan {
             category,
             cands,
             forced: false,
+            code_logit_offset,
+        }
+    }
+
+    /// What is added to the logit of the candidate at `pos` when it is drawn on its own.
+    fn offset(&self, pos: usize) -> f32 {
+        // The end code is the last candidate of a visit's plan.
+        if self.forced || self.category[pos].is_some() || pos + 1 == self.cands.len() {
+            0.0
+        } else {
+            self.code_logit_offset
         }
     }
 
@@ -150,7 +166,7 @@ pub(crate) fn walk(
                     return Progress::Need(j..j + 1);
                 };
                 let u: f64 = rng.random();
-                if u < sigmoid(logit) {
+                if u < sigmoid(logit + plan.offset(p)) {
                     cursor.set(j);
                     drawn.push(j as u32);
                     *pos = plan.after_set(p);

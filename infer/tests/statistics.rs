@@ -119,26 +119,26 @@ fn cell(label: bool, mask: usize) -> usize {
     (label as usize) * 32 + mask
 }
 
-#[test]
-fn first_visits_follow_the_exact_distribution() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The statistical test's model (built in `dir`) and the candidates of its visits: c0..c3, then the end code.
+/// Vocabulary: c0..c3 (0..4), label (4), start (5), end (6), pad (7).
+fn tiny_model(dir: &std::path::Path) -> (std::path::PathBuf, [usize; 5]) {
     let spec = common::Spec::tiny();
-    let enc = common::encoding(&spec);
-    // Vocabulary: c0..c3 (0..4), label (4), start (5), end (6), pad (7).
-    assert_eq!(enc.vocab_size(), 8);
+    assert_eq!(common::encoding(&spec).vocab_size(), 8);
     let bias = [0.6f32, -0.8, 0.9, -0.3, 0.4, 0.0, -0.2];
     // Weights scaled up so that each code's probability depends strongly on the codes before it.
-    let dir = common::build_model(tmp.path(), &spec, 3, Some(&bias), Some(50.0));
-    let rt = runtime::init(None).unwrap();
-    let options = SessionOptions {
-        device: Device::Cpu,
-        threads: Some(1),
-    };
-    let mut model = Model::load_with(&dir, rt, &options, CodeModule::Dense).unwrap();
-    let (v, e) = (8usize, spec.n_embd);
-    let cands = [0usize, 1, 2, 3, 6];
+    (
+        common::build_model(dir, &spec, 3, Some(&bias), Some(50.0)),
+        [0, 1, 2, 3, 6],
+    )
+}
 
-    // Exact distribution by enumeration.
+/// Exact probability of every (label, first visit) cell by enumeration through the graphs, with
+/// `code_offset` added to the logits of c0..c3 (the sampling calibration; not to the label or the end
+/// code); and the same pretending codes were independent given the history (what a sampler that never
+/// recomputes the logits within a visit would draw).
+fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (Vec<f64>, Vec<f64>) {
+    let v = 8usize;
+    let offset = |j: usize| if j < 4 { code_offset } else { 0.0 };
     let (mut h0, mut past0, mut logits) = (Vec::new(), Vec::new(), Vec::new());
     let mut start = vec![0f32; v];
     start[5] = 1.0;
@@ -146,15 +146,13 @@ fn first_visits_follow_the_exact_distribution() {
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];
-    // The same, pretending codes were independent given the history (what a sampler that never
-    // recomputes the logits within a visit would draw).
     let mut independent = vec![0f64; 64];
     for label in [false, true] {
         let mut label_visit = vec![0f32; v];
         label_visit[4] = if label { 1.0 } else { 0.0 };
         let (mut h1, mut past1) = (Vec::new(), Vec::new());
         model.step(&label_visit, &past0, 1, 1, &mut h1, &mut past1).unwrap();
-        assert_eq!(h1.len(), e);
+        assert_eq!(h1.len(), model.config().n_embd);
         let pl = if label { p_label } else { 1.0 - p_label };
         let mut empty_logits = Vec::new();
         model.head(&h1, &vec![0f32; v], 1, &mut empty_logits).unwrap();
@@ -163,8 +161,8 @@ fn first_visits_follow_the_exact_distribution() {
             let (mut p, mut p_ind) = (pl, pl);
             for (k, &j) in cands.iter().enumerate() {
                 model.head(&h1, &visit, 1, &mut logits).unwrap();
-                let q = sigmoid(logits[j]);
-                let q_ind = sigmoid(empty_logits[j]);
+                let q = sigmoid(logits[j] + offset(j));
+                let q_ind = sigmoid(empty_logits[j] + offset(j));
                 if mask >> k & 1 == 1 {
                     p *= q;
                     p_ind *= q_ind;
@@ -180,6 +178,23 @@ fn first_visits_follow_the_exact_distribution() {
     }
     let total: f64 = exact.iter().sum();
     assert!((total - 1.0).abs() < 1e-9, "probabilities sum to {total}");
+    (exact, independent)
+}
+
+fn cpu_one_thread() -> SessionOptions {
+    SessionOptions {
+        device: Device::Cpu,
+        threads: Some(1),
+    }
+}
+
+#[test]
+fn first_visits_follow_the_exact_distribution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cands) = tiny_model(tmp.path());
+    let rt = runtime::init(None).unwrap();
+    let mut model = Model::load_with(&dir, rt, &cpu_one_thread(), CodeModule::Dense).unwrap();
+    let (exact, independent) = exact_distribution(&mut model, &cands, 0.0);
     let max_diff = exact
         .iter()
         .zip(&independent)
@@ -193,10 +208,38 @@ fn first_visits_follow_the_exact_distribution() {
     // 20,000 sampled records, with each way of running the code module; Compared also checks every
     // incremental block against the dense logits.
     for code_module in [CodeModule::Dense, CodeModule::Compared] {
-        let mut model = Model::load_with(&dir, rt, &options, code_module).unwrap();
+        let mut model = Model::load_with(&dir, rt, &cpu_one_thread(), code_module).unwrap();
         let counts = sample_first_visits(&mut model, &cands);
         check_fit(&counts, &exact, &independent, code_module);
     }
+}
+
+/// With a sampling calibration in the manifest, the offset goes on the logits of the codes drawn on their
+/// own and nowhere else (not the label, not the end code): samples follow the exact distribution with it,
+/// and not the one without it.
+#[test]
+fn a_calibration_offset_moves_exactly_the_codes_drawn_on_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cands) = tiny_model(tmp.path());
+    let rt = runtime::init(None).unwrap();
+    let offset = -0.7f32;
+    let mut model = Model::load_with(&dir, rt, &cpu_one_thread(), CodeModule::Compared).unwrap();
+    let (without, _) = exact_distribution(&mut model, &cands, 0.0);
+    let (with, independent) = exact_distribution(&mut model, &cands, offset);
+    model.manifest.calibration = Some(halo_core::manifest::SamplingCalibration {
+        code_logit_offset: offset,
+        target_codes_per_visit: 1.0,
+        uncalibrated_codes_per_visit: 1.0,
+        calibrated_codes_per_visit: 1.0,
+        records: 1,
+    });
+    let counts = sample_first_visits(&mut model, &cands);
+    check_fit(&counts, &with, &independent, CodeModule::Compared);
+    let (stat, p, _) = chi_square_p(&counts, &without);
+    assert!(
+        p < 1e-6,
+        "samples also fit the distribution without the offset (chi2 {stat:.1}, p {p:.2e})"
+    );
 }
 
 /// Counts of (label, first visit) cells over 20,000 records sampled at seed 2024.

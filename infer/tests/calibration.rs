@@ -1,0 +1,45 @@
+//! The sampling calibration `halo export` fits: on the fixture model (whose sampled visits hold more codes
+//! than its training visits), the fitted offset brings the mean visit size to the training one.
+
+use halo_infer::calibrate::calibrate;
+use halo_infer::runtime::{self, Device, SessionOptions};
+use halo_infer::Model;
+use std::path::Path;
+
+#[test]
+fn calibration_brings_sampled_visits_to_the_training_size() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+    let rt = runtime::init(None).unwrap();
+    let options = SessionOptions {
+        device: Device::Cpu,
+        threads: Some(1),
+    };
+    let mut model = Model::load(&dir, rt, &options).unwrap();
+    let stored = model
+        .manifest
+        .calibration
+        .take()
+        .expect("the fixture is exported with a calibration");
+    let mut steps = Vec::new();
+    let fitted = calibrate(&mut model, 2000, &mut |offset, mean| steps.push((offset, mean))).unwrap();
+    let target = model.manifest.training.mean_codes_per_visit;
+    let error = |mean: f64| (mean / target - 1.0).abs();
+    assert_eq!(steps[0].0, 0.0, "the first step measures the model as it is: {steps:?}");
+    assert!(
+        error(fitted.uncalibrated_codes_per_visit) > 0.05,
+        "nothing to calibrate: {fitted:?}"
+    );
+    assert!(
+        error(fitted.calibrated_codes_per_visit) < 0.01,
+        "{fitted:?} after {steps:?}"
+    );
+    // The fixture's visits come out too large, so the offset is negative; the same as the stored one up to
+    // the sample (2,000 records here, 4,000 at export).
+    assert!(fitted.code_logit_offset < 0.0, "{fitted:?}");
+    assert!(
+        (fitted.code_logit_offset - stored.code_logit_offset).abs() < 0.05,
+        "{fitted:?} vs {stored:?}"
+    );
+    // What the manifest then holds is what the sampler uses.
+    assert_eq!(model.manifest.code_logit_offset(), fitted.code_logit_offset);
+}
