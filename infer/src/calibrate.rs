@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::{generate, Plan};
+use halo_core::encoding::Token;
 use halo_core::manifest::SamplingCalibration;
 
 /// The offset's search range; a model needing more is not fixed by an offset.
@@ -18,8 +19,7 @@ const TOLERANCE: f64 = 0.005;
 /// Evaluations of the offset at most (each samples `records` records).
 const MAX_ROUNDS: usize = 6;
 
-/// Mean codes per visit (the end code not counted) of records `0..records` at the calibration seed, sampled
-/// with `offset`.
+/// Mean codes per visit of records `0..records` at the calibration seed, sampled with `offset`.
 fn codes_per_visit(model: &mut Model, offset: f32, records: usize) -> Result<f64> {
     let target = model.manifest.training.mean_codes_per_visit;
     model.manifest.calibration = Some(SamplingCalibration {
@@ -29,7 +29,15 @@ fn codes_per_visit(model: &mut Model, offset: f32, records: usize) -> Result<f64
         calibrated_codes_per_visit: 0.0,
         records,
     });
-    let end = model.manifest.encoding.end_index() as u32;
+    let enc = &model.manifest.encoding;
+    let end = enc.end_index() as u32;
+    // Visits as decoding keeps them (a visit with only time codes or the end code is left out), every
+    // code but the end code counted, as the training summary counts its encoded visits.
+    let kept: Vec<bool> = enc
+        .tokens
+        .iter()
+        .map(|t| matches!(t, Token::Code { .. } | Token::Lab { .. }))
+        .collect();
     let (mut visits, mut codes) = (0usize, 0usize);
     let plan = Plan {
         seed: SamplingCalibration::SEED,
@@ -38,9 +46,11 @@ fn codes_per_visit(model: &mut Model, offset: f32, records: usize) -> Result<f64
         conditions: None,
     };
     generate(model, &plan, |batch| {
-        for s in batch {
-            visits += s.raw.visits.len();
-            codes += s.raw.visits.iter().flatten().filter(|&&c| c != end).count();
+        for visit in batch.iter().flat_map(|s| &s.raw.visits) {
+            if visit.iter().any(|&c| kept[c as usize]) {
+                visits += 1;
+                codes += visit.iter().filter(|&&c| c != end).count();
+            }
         }
         Ok(())
     })?;
