@@ -76,7 +76,11 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
         if cmd.calibration_records > 0 || cmd.verify_count > 0 {
             let mut model = load_on_cpu(dir)?;
             if cmd.calibration_records > 0 {
-                manifest.calibration = Some(calibrate(&mut model, cmd.calibration_records)?);
+                if manifest.training.mean_codes_per_visit > 0.0 {
+                    manifest.calibration = Some(calibrate(&mut model, cmd.calibration_records)?);
+                } else {
+                    eprintln!("halo export: no calibration: the checkpoint records no training visits");
+                }
             }
             if cmd.verify_count > 0 {
                 manifest.verify = Some(verify_digest(&mut model, cmd.verify_count)?);
@@ -114,22 +118,31 @@ fn load_on_cpu(dir: &Path) -> Result<halo_infer::Model> {
     Ok(halo_infer::Model::load(dir, rt, &options)?)
 }
 
-/// Fits the sampling calibration on `records` records per step and reports each step.
+/// Fits the sampling calibration on `records` records per round and reports each round.
 fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core::manifest::SamplingCalibration> {
     let started = std::time::Instant::now();
-    let calibration = halo_infer::calibrate::calibrate(model, records, &mut |offset, mean| {
-        eprintln!("halo export: calibration: logit offset {offset:+.3}: {mean:.3} codes per visit");
+    let tvd = |t: Option<f64>| t.map_or_else(String::new, |t| format!(", gap histogram off by {t:.3}"));
+    let calibration = halo_infer::calibrate::calibrate(model, records, &mut |round| {
+        eprintln!(
+            "halo export: calibration: code offset {:+.3}: {:.3} codes per visit{}",
+            round.code_logit_offset,
+            round.codes_per_visit,
+            tvd(round.gap_tvd)
+        );
     })
     .context("fitting the sampling calibration")?;
     eprintln!(
-        "halo export: calibration: offset {:+.3} ({} records a step, {:.1} s): {:.3} codes per sampled visit \
-         against {:.3} in training ({:.3} without)",
-        calibration.code_logit_offset,
+        "halo export: calibration ({} records a round, {:.1} s): {:.3} codes per sampled visit against {:.3} in \
+         training ({:.3} without){}",
         records,
         started.elapsed().as_secs_f64(),
         calibration.calibrated_codes_per_visit,
         calibration.target_codes_per_visit,
-        calibration.uncalibrated_codes_per_visit
+        calibration.uncalibrated_codes_per_visit,
+        match (calibration.uncalibrated_gap_tvd, calibration.calibrated_gap_tvd) {
+            (Some(before), Some(after)) => format!("; gap histogram total variation {after:.3} ({before:.3} without)"),
+            _ => String::new(),
+        }
     );
     Ok(calibration)
 }

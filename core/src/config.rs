@@ -30,7 +30,10 @@ pub struct ModelConfig {
 pub enum Preset {
     /// The paper's: n_embd 768, 12 layers, 12 heads, n_ctx 48.
     Paper,
-    /// n_embd 128, 2 layers, 4 heads, n_ctx 48: trains in minutes on a CPU.
+    /// n_embd 128, 2 layers, 4 heads, n_ctx 64: trains in minutes on a CPU. The longer context keeps whole
+    /// records more often (Synthea-1k: 94% of records fit in 62 visits, 85% in the paper's 46), and sampled
+    /// records can be no longer than the context (demo: visits per record -12.3% against the training records
+    /// at n_ctx 48, +0.9% at 64).
     Small,
 }
 
@@ -53,15 +56,15 @@ pub struct PresetSettings {
 
 impl Preset {
     pub fn settings(self) -> PresetSettings {
-        let (n_embd, n_layer, n_head, learning_rate) = match self {
-            Preset::Paper => (768, 12, 12, 1e-4),
-            Preset::Small => (128, 2, 4, 1e-3),
+        let (n_embd, n_layer, n_head, n_ctx, learning_rate) = match self {
+            Preset::Paper => (768, 12, 12, 48, 1e-4),
+            Preset::Small => (128, 2, 4, 64, 1e-3),
         };
         PresetSettings {
             n_embd,
             n_layer,
             n_head,
-            n_ctx: 48,
+            n_ctx,
             learning_rate,
         }
     }

@@ -86,6 +86,10 @@ pub struct TrainingSummary {
     /// Given labels found to partition the records, sampled as exclusive groups (`Encoding::label_groups`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclusive_label_groups: Vec<String>,
+    /// Share of each gap bucket among the training records' gaps (`Encoding::gap_bucket_shares`); empty
+    /// without gaps, and in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gap_bucket_shares: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,23 +222,26 @@ pub struct Manifest {
     pub verify: Option<VerifyDigest>,
 }
 
-impl Manifest {
-    /// The offset the sampler adds to the logit of every code drawn on its own (0 without calibration).
-    pub fn code_logit_offset(&self) -> f32 {
-        self.calibration.as_ref().map_or(0.0, |c| c.code_logit_offset)
-    }
-}
-
-/// One offset added to the logit of every code drawn on its own (not the end code, not a code of an
-/// exclusive group, not a label), fitted by `halo export` so that sampled visits hold as many codes as the
-/// training visits. Why it is needed: drawing a visit code by code drifts from the data (a code left out
-/// lowers the probability of the codes the model learnt to expect beside it), so visits come out smaller
-/// than the data's although the model's teacher-forced probabilities add up to the data's counts. Fitted
-/// from two aggregate figures (the training visits' mean size and the sampled one), so it carries nothing
-/// of single records.
+/// What `halo export` fits so that sampled records match two aggregates of the training records: one
+/// offset added to the logit of every code drawn on its own (not the end code, not a code of an exclusive
+/// group, not a label), for the mean visit size, and one weight per gap bucket, multiplying the bucket's
+/// weight in the gap group's draw, for the gap histogram. Why they are needed: drawing a record visit by
+/// visit and code by code drifts from the data (a code left out lowers the probability of the codes the
+/// model learnt to expect beside it; a history of sampled visits calls for other gaps than the true one),
+/// although the model's teacher-forced probabilities add up to the data's counts. Fitted from aggregates
+/// only (the training visits' mean size, the gap histogram's shares), so they carry nothing of single records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingCalibration {
     pub code_logit_offset: f32,
+    /// Natural log of each gap bucket's weight factor, in bucket order; empty: all 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gap_log_weights: Vec<f32>,
+    /// Total variation distance between the sampled gap histogram and `TrainingSummary::gap_bucket_shares`,
+    /// without and with the calibration (absent when the model has no gap target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated_gap_tvd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_gap_tvd: Option<f64>,
     /// Mean codes per visit of the training split as the model saw it (`TrainingSummary`).
     pub target_codes_per_visit: f64,
     /// Mean codes per visit of the calibration sample without the offset, and with it.

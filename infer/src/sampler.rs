@@ -243,8 +243,11 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     // The plans and indices are taken from the encoding here, so that it is not copied for every batch.
     let label_plan = VisitPlan::labels(enc);
     // The first visit and the later ones differ only in which visit groups apply.
-    let offset = model.manifest.code_logit_offset();
-    let (first_plan, later_plan) = (VisitPlan::codes(enc, 0, offset), VisitPlan::codes(enc, 1, offset));
+    let calibration = model.manifest.calibration.as_ref();
+    let (first_plan, later_plan) = (
+        VisitPlan::codes(enc, 0, calibration),
+        VisitPlan::codes(enc, 1, calibration),
+    );
     let (start, end) = (enc.start_index(), enc.end_index() as u32);
     let cfg = model.config().clone();
     let (v, e) = (cfg.total_vocab_size, cfg.n_embd);

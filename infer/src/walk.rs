@@ -7,7 +7,8 @@
 //! once the logit is known, so a record's draws do not depend on how its logits were computed.
 
 use crate::conditions::Forced;
-use halo_core::encoding::Encoding;
+use halo_core::encoding::{Encoding, VisitGroup};
+use halo_core::manifest::SamplingCalibration;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use std::ops::Range;
@@ -43,6 +44,9 @@ pub(crate) struct VisitPlan {
     /// Added to the logit of every candidate drawn on its own (not in a category, not the end code):
     /// the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`).
     pub code_logit_offset: f32,
+    /// Per candidate position: the factor of its weight when its category is drawn (the calibration's gap
+    /// weights); empty: all 1.
+    pub category_factor: Vec<f64>,
 }
 
 impl VisitPlan {
@@ -62,13 +66,14 @@ impl VisitPlan {
             forced: true,
             category_draw: CategoryDraw::Conditionals,
             code_logit_offset: 0.0,
+            category_factor: Vec::new(),
         }
     }
 
     /// The codes of visit `t` (0 = the first). The encoding's visit groups (gap, age) are exclusive where
-    /// they apply to `t` (one code, drawn as a categorical) and left out elsewhere. `code_logit_offset`
-    /// applies to the codes drawn on their own.
-    pub fn codes(enc: &Encoding, t: usize, code_logit_offset: f32) -> VisitPlan {
+    /// they apply to `t` (one code, drawn as a categorical) and left out elsewhere. The calibration's code
+    /// offset applies to the codes drawn on their own, its gap weights to the gap group.
+    pub fn codes(enc: &Encoding, t: usize, calibration: Option<&SamplingCalibration>) -> VisitPlan {
         let excluded = |j: usize| {
             enc.visit_groups
                 .iter()
@@ -77,6 +82,8 @@ impl VisitPlan {
         let mut cands: Vec<usize> = (0..enc.code_vocab_size).filter(|&j| !excluded(j)).collect();
         cands.push(enc.end_index());
         let mut category = vec![None; cands.len()];
+        let gap_log_weights = calibration.map_or(&[][..], |c| &c.gap_log_weights[..]);
+        let mut category_factor = Vec::new();
         for g in enc.visit_groups.iter().filter(|g| g.applies_to(t) && g.len > 0) {
             // Candidates are in vocabulary order and the group is contiguous, so its positions are too.
             let start = cands.partition_point(|&j| j < g.first);
@@ -84,13 +91,20 @@ impl VisitPlan {
             for slot in &mut category[range.0..range.1] {
                 *slot = Some(range);
             }
+            if g.name == VisitGroup::GAP && gap_log_weights.len() == g.len {
+                category_factor.resize(cands.len(), 1.0);
+                for (f, w) in category_factor[range.0..range.1].iter_mut().zip(gap_log_weights) {
+                    *f = f64::from(*w).exp();
+                }
+            }
         }
         VisitPlan {
             category,
             cands,
             forced: false,
             category_draw: CategoryDraw::Walk,
-            code_logit_offset,
+            code_logit_offset: calibration.map_or(0.0, |c| c.code_logit_offset),
+            category_factor,
         }
     }
 
@@ -163,10 +177,11 @@ pub(crate) fn walk(
                         return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
                     };
                     let p = sigmoid(logit);
+                    let factor = plan.category_factor.get(k).copied().unwrap_or(1.0);
                     match plan.category_draw {
-                        CategoryDraw::Conditionals => weights.push((k, p)),
+                        CategoryDraw::Conditionals => weights.push((k, factor * p)),
                         CategoryDraw::Walk => {
-                            weights.push((k, not_yet * p));
+                            weights.push((k, factor * not_yet * p));
                             not_yet *= 1.0 - p;
                         }
                     }
@@ -244,6 +259,7 @@ mod tests {
             forced: false,
             category_draw: draw,
             code_logit_offset: 0.0,
+            category_factor: Vec::new(),
         };
         let mut cursor = Fixed(vec![logits[0], logits[1], logits[2], -100.0]);
         let mut rng = ChaCha20Rng::seed_from_u64(7);
@@ -288,6 +304,7 @@ mod tests {
             forced: false,
             category_draw: CategoryDraw::Walk,
             code_logit_offset: 0.5,
+            category_factor: Vec::new(),
         };
         // Category values and the end code (last candidate) get nothing; the codes drawn on their own do.
         assert_eq!((plan.offset(0), plan.offset(1), plan.offset(4)), (0.0, 0.0, 0.0));

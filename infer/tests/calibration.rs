@@ -21,7 +21,10 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         .take()
         .expect("the fixture is exported with a calibration");
     let mut steps = Vec::new();
-    let fitted = calibrate(&mut model, 2000, &mut |offset, mean| steps.push((offset, mean))).unwrap();
+    let fitted = calibrate(&mut model, 2000, &mut |round| {
+        steps.push((round.code_logit_offset, round.codes_per_visit))
+    })
+    .unwrap();
     let target = model.manifest.training.mean_codes_per_visit;
     let error = |mean: f64| (mean / target - 1.0).abs();
     assert_eq!(steps[0].0, 0.0, "the first step measures the model as it is: {steps:?}");
@@ -41,5 +44,5 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         "{fitted:?} vs {stored:?}"
     );
     // What the manifest then holds is what the sampler uses.
-    assert_eq!(model.manifest.code_logit_offset(), fitted.code_logit_offset);
+    assert_eq!(model.manifest.calibration.as_ref(), Some(&fitted));
 }

@@ -143,11 +143,17 @@ impl Encoding {
         let gap_codes = (0..gap_edges_days.len() - 1)
             .map(|bucket| Token::Gap { bucket })
             .collect();
-        time_codes(any_gap, always_gap, "gap", GroupVisits::LaterVisits, gap_codes);
+        time_codes(
+            any_gap,
+            always_gap,
+            VisitGroup::GAP,
+            GroupVisits::LaterVisits,
+            gap_codes,
+        );
         let age_codes = (0..age_edges_years.len() - 1)
             .map(|bucket| Token::Age { bucket })
             .collect();
-        time_codes(any_age, always_age, "age", GroupVisits::FirstVisit, age_codes);
+        time_codes(any_age, always_age, VisitGroup::AGE, GroupVisits::FirstVisit, age_codes);
         tokens.extend(medical);
         let code_vocab_size = tokens.len();
 

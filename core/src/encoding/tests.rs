@@ -279,3 +279,61 @@ fn long_records_are_learnt_in_windows_marked_by_their_first_gap() {
     assert_eq!(only[0].visits.len(), 4);
     assert_eq!(cut.sampled_visit_limit(), 4);
 }
+
+#[test]
+fn gap_shares_count_every_gap_and_leave_out_buckets_of_few_patients() {
+    // Three patients with weekly visits (gaps in the 7-14 day bucket), one of them also with a visit
+    // 400 days later (the 365-730 day bucket: one patient, fewer than min_patients = 2).
+    let record = |id: usize, days: &[f64]| Patient {
+        visits: days
+            .iter()
+            .map(|&d| Visit {
+                day: Some(d),
+                codes: vec!["Z00".to_string()],
+                ..Default::default()
+            })
+            .collect(),
+        ..patient(id, &[])
+    };
+    let all = vec![
+        record(0, &[0.0, 7.0, 14.0]),
+        record(1, &[0.0, 7.0]),
+        record(2, &[0.0, 7.0, 407.0]),
+    ];
+    let train: Vec<&Patient> = all.iter().collect();
+    let options = EncodingOptions {
+        gaps: true,
+        ..options()
+    };
+    // Edges as the defaults (fitting closes them at the data's longest gaps, which are few here).
+    let enc = Encoding {
+        gap_edges_days: DEFAULT_GAP_EDGES_DAYS.iter().copied().chain([15000.0]).collect(),
+        ..Encoding::fit(&all, &train, None, options).unwrap()
+    };
+    let shares = enc.gap_bucket_shares(&all);
+    assert_eq!(shares.len(), enc.gap_edges_days.len() - 1);
+    let week = bucket_of(&enc.gap_edges_days, 7.0);
+    let year = bucket_of(&enc.gap_edges_days, 400.0);
+    assert_ne!(week, year);
+    // Four weekly gaps counted; the one long gap, of a single patient, is left out.
+    assert_eq!(shares[week], 1.0);
+    assert_eq!(shares[year], 0.0);
+    let with_two = Encoding {
+        options: EncodingOptions {
+            min_patients: 1,
+            ..enc.options.clone()
+        },
+        ..enc.clone()
+    };
+    let shares = with_two.gap_bucket_shares(&all);
+    assert_eq!((shares[week], shares[year]), (0.8, 0.2));
+    // No gaps, no shares.
+    let without = Encoding {
+        options: EncodingOptions {
+            gaps: false,
+            ..enc.options.clone()
+        },
+        ..enc
+    };
+    assert!(without.gap_bucket_shares(&all).is_empty());
+}
