@@ -22,6 +22,18 @@ const TOLERANCE: f64 = 0.005;
 /// Rounds at most (each samples `records` records).
 const MAX_ROUNDS: usize = 8;
 
+/// A fitted value as the manifest keeps it: 3 decimals. Another CPU may round a logit differently and so
+/// flip a rare draw of the calibration sample; that moves the fit far less than this, so the same
+/// checkpoint gives the same manifest (and the fixture regenerates byte for byte).
+fn round_param(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A measured figure as the manifest reports it: 4 decimals.
+fn round_figure(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
 /// What one round measured.
 #[derive(Debug, Clone)]
 pub struct Round {
@@ -108,8 +120,8 @@ fn measure(model: &mut Model, offset: f32, gap_log_weights: &[f32], records: usi
     Ok(Round {
         code_logit_offset: offset,
         gap_log_weights: gap_log_weights.to_vec(),
-        codes_per_visit: codes as f64 / visits.max(1) as f64,
-        gap_tvd,
+        codes_per_visit: round_figure(codes as f64 / visits.max(1) as f64),
+        gap_tvd: gap_tvd.map(round_figure),
         gap_shares,
     })
 }
@@ -144,13 +156,13 @@ pub fn calibrate(model: &mut Model, records: usize, progress: &mut dyn FnMut(&Ro
             }
             _ => 1.0,
         };
-        let offset = (round.code_logit_offset - (error / slope) as f32).clamp(-LIMIT, LIMIT);
+        let offset = round_param((round.code_logit_offset - (error / slope) as f32).clamp(-LIMIT, LIMIT));
         let mut weights = round.gap_log_weights.clone();
         if round.gap_tvd.is_some() {
             weights.resize(target_shares.len(), 0.0);
             for ((w, t), s) in weights.iter_mut().zip(&target_shares).zip(&round.gap_shares) {
                 // A small floor so that an empty bucket moves by a bounded step.
-                *w = (*w + ((t + 1e-4) / (s + 1e-4)).ln() as f32).clamp(-LIMIT, LIMIT);
+                *w = round_param((*w + ((t + 1e-4) / (s + 1e-4)).ln() as f32).clamp(-LIMIT, LIMIT));
             }
         }
         previous = Some((round.code_logit_offset, error));
