@@ -251,15 +251,15 @@ mod tests {
     }
 
     /// Shares of each value of a three-value category (candidates 0..3, then the end code 3) over 40,000
-    /// walks, with the end code never drawn.
-    fn shares(draw: CategoryDraw, logits: &[f32; 3]) -> Vec<f64> {
+    /// walks, with the end code never drawn, each value's weight multiplied by `factor` (empty: 1).
+    fn shares(draw: CategoryDraw, logits: &[f32; 3], factor: &[f64]) -> Vec<f64> {
         let plan = VisitPlan {
             cands: vec![0, 1, 2, 3],
             category: vec![Some((0, 3)), Some((0, 3)), Some((0, 3)), None],
             forced: false,
             category_draw: draw,
             code_logit_offset: 0.0,
-            category_factor: Vec::new(),
+            category_factor: factor.to_vec(),
         };
         let mut cursor = Fixed(vec![logits[0], logits[1], logits[2], -100.0]);
         let mut rng = ChaCha20Rng::seed_from_u64(7);
@@ -289,11 +289,30 @@ mod tests {
         // The two rules differ enough for 40,000 draws to tell them apart (standard error < 0.0025).
         assert!((conditionals[0] - walk[0]).abs() > 0.05, "{conditionals:?} {walk:?}");
         for (draw, expected) in [(CategoryDraw::Conditionals, &conditionals), (CategoryDraw::Walk, &walk)] {
-            let got = shares(draw, &logits);
+            let got = shares(draw, &logits, &[]);
             for (g, e) in got.iter().zip(expected.iter()) {
                 assert!((g - e).abs() < 0.01, "{draw:?}: shares {got:?}, expected {expected:?}");
             }
         }
+    }
+
+    #[test]
+    fn calibration_factors_reweight_a_category() {
+        let logits = [-1.0f32, 0.0, 2.0];
+        let p: Vec<f64> = logits.iter().map(|&l| sigmoid(l)).collect();
+        let walk = [p[0], (1.0 - p[0]) * p[1], (1.0 - p[0]) * (1.0 - p[1]) * p[2]];
+        // Value 0 counts three times, value 2 not at all (the end code's factor does not matter).
+        let factor = [3.0, 1.0, 0.0, 1.0];
+        let weighted = [3.0 * walk[0], walk[1], 0.0];
+        let total: f64 = weighted.iter().sum();
+        let got = shares(CategoryDraw::Walk, &logits, &factor);
+        for (g, w) in got.iter().zip(weighted) {
+            assert!(
+                (g - w / total).abs() < 0.01,
+                "shares {got:?}, expected {weighted:?} / {total}"
+            );
+        }
+        assert_eq!(got[2], 0.0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The sampling calibration `halo export` fits: on the fixture model (whose sampled visits hold more codes
-//! than its training visits), the fitted offset brings the mean visit size to the training one.
+//! than its training visits, and whose gaps come out longer), the fitted offset brings the mean visit size to
+//! the training one, and the gap weights the gap histogram near the training one.
 
 use halo_infer::calibrate::calibrate;
 use halo_infer::runtime::{self, Device, SessionOptions};
@@ -42,6 +43,16 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
     assert!(
         (fitted.code_logit_offset - stored.code_logit_offset).abs() < 0.05,
         "{fitted:?} vs {stored:?}"
+    );
+    // The fixture has dates: its gap histogram is fitted too.
+    let (before, after) = (fitted.uncalibrated_gap_tvd.unwrap(), fitted.calibrated_gap_tvd.unwrap());
+    assert!(
+        before > 0.1 && after < 0.03,
+        "gap histogram total variation {before} -> {after}"
+    );
+    assert_eq!(
+        fitted.gap_log_weights.len(),
+        model.manifest.training.gap_bucket_shares.len()
     );
     // What the manifest then holds is what the sampler uses.
     assert_eq!(model.manifest.calibration.as_ref(), Some(&fitted));
