@@ -309,3 +309,40 @@ fn partition_groups(
     }
     Ok(groups)
 }
+
+impl Encoding {
+    /// Share of each gap bucket among the gaps between consecutive dated visits of `patients` (all their
+    /// visits, as the data has them; the model sees only the most recent ones of a long record), the target
+    /// of the sampling calibration. A bucket whose gaps come from fewer than `options.min_patients` patients
+    /// counts as empty, so no share rests on fewer patients than a vocabulary entry. Empty without gaps.
+    pub fn gap_bucket_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
+        let buckets = self.gap_edges_days.len().saturating_sub(1);
+        if !self.options.gaps || buckets == 0 {
+            return Vec::new();
+        }
+        let (mut gaps, mut patients_with) = (vec![0usize; buckets], vec![0usize; buckets]);
+        for p in patients {
+            let mut seen = vec![false; buckets];
+            for pair in visit_days(p).windows(2) {
+                if let [Some(a), Some(b)] = pair {
+                    let k = bucket_of(&self.gap_edges_days, b - a);
+                    gaps[k] += 1;
+                    seen[k] = true;
+                }
+            }
+            for (n, s) in patients_with.iter_mut().zip(seen) {
+                *n += s as usize;
+            }
+        }
+        for (g, n) in gaps.iter_mut().zip(&patients_with) {
+            if *n < self.options.min_patients {
+                *g = 0;
+            }
+        }
+        let total: usize = gaps.iter().sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        gaps.iter().map(|&g| g as f64 / total as f64).collect()
+    }
+}
