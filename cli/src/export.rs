@@ -74,7 +74,8 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     };
     let finish = |dir: &Path, manifest: &mut halo_core::manifest::Manifest| -> Result<()> {
         if cmd.calibration_records > 0 || cmd.verify_count > 0 {
-            let mut model = load_on_cpu(dir)?;
+            let mut model = halo_infer::Model::load_on_cpu(dir)
+                .context("loading ONNX Runtime and the exported model to sample from it")?;
             if cmd.calibration_records > 0 {
                 if manifest.training.mean_codes_per_visit > 0.0 {
                     manifest.calibration = Some(calibrate(&mut model, cmd.calibration_records)?);
@@ -106,16 +107,6 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     }
     eprintln!("halo export: model directory {}", cmd.out.display());
     Ok(())
-}
-
-/// The model just written to `dir`, on the CPU (ONNX Runtime found as `halo-sample` finds it).
-fn load_on_cpu(dir: &Path) -> Result<halo_infer::Model> {
-    let rt = halo_infer::runtime::init(None).context("loading ONNX Runtime to sample from the exported model")?;
-    let options = halo_infer::SessionOptions {
-        device: halo_infer::Device::Cpu,
-        threads: None,
-    };
-    Ok(halo_infer::Model::load(dir, rt, &options)?)
 }
 
 /// Fits the sampling calibration on `records` records per round and reports each round.

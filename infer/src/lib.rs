@@ -38,7 +38,7 @@ pub use error::{Error, Result};
 pub use model::{CodeModule, Model};
 pub use runtime::{Device, SessionOptions};
 pub use sampler::{RawRecord, SampleStats};
-pub use verify::{verify_digest, verify_digest_with_progress};
+pub use verify::verify_digest;
 
 use halo_core::record::Patient;
 use std::ops::Range;

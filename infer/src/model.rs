@@ -286,6 +286,17 @@ impl Model {
         Model::load_with(dir, rt, options, CodeModule::Auto)
     }
 
+    /// [`Model::load`] on the CPU with the default threads, ONNX Runtime found as `halo-sample` finds it
+    /// (`ORT_DYLIB_PATH`, next to the executable, or the project's `.venv`): how `halo export` samples the
+    /// model it just wrote (calibration, verify digest).
+    pub fn load_on_cpu(dir: &Path) -> Result<Model> {
+        let options = SessionOptions {
+            device: crate::runtime::Device::Cpu,
+            threads: None,
+        };
+        Model::load(dir, crate::runtime::init(None)?, &options)
+    }
+
     /// As [`Model::load`], with the code module path chosen.
     pub fn load_with(dir: &Path, rt: &Runtime, options: &SessionOptions, code_module: CodeModule) -> Result<Model> {
         let loading = crate::heap::begin_loading();

@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::runtime::{self, Device, SessionOptions};
 use crate::{generate, record_line, Plan, Sampled};
 use halo_core::manifest::{sha256_hex, VerifyDigest, MANIFEST};
 use std::path::Path;
@@ -81,30 +80,10 @@ fn digest_at_batch_size(
     Ok(digest_of(seed, &all))
 }
 
-/// Loads `model_dir` on the CPU (ONNX Runtime found as `halo-sample` finds it: `ORT_DYLIB_PATH`, next to
-/// the executable, or the project's `.venv`) and returns the digest of records `0..count` at `seed`.
-/// `halo export` stores it in the manifest.
+/// Loads `model_dir` on the CPU ([`Model::load_on_cpu`]) and returns the digest of records `0..count` at
+/// `seed`.
 pub fn verify_digest(model_dir: &Path, seed: u64, count: usize) -> Result<VerifyDigest> {
-    verify_digest_with_progress(model_dir, seed, count, &mut |_| {})
-}
-
-/// As [`verify_digest`], calling `progress` with the number of records sampled so far after each batch.
-pub fn verify_digest_with_progress(
-    model_dir: &Path,
-    seed: u64,
-    count: usize,
-    progress: &mut dyn FnMut(usize),
-) -> Result<VerifyDigest> {
-    let rt = runtime::init(None)?;
-    let mut model = Model::load(
-        model_dir,
-        rt,
-        &SessionOptions {
-            device: Device::Cpu,
-            threads: None,
-        },
-    )?;
-    digest_with_progress(&mut model, seed, count, progress)
+    digest_with(&mut Model::load_on_cpu(model_dir)?, seed, count)
 }
 
 /// Where a record first differs from the stored digest.

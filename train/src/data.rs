@@ -39,12 +39,21 @@ pub fn fit_encoding(
     spec: Option<&LabelSpec>,
     options: EncodingOptions,
 ) -> Result<Encoding> {
+    Ok(Encoding::fit(
+        patients,
+        &train_patients(patients, split),
+        spec,
+        options,
+    )?)
+}
+
+/// The patients of the training split.
+pub fn train_patients<'a>(patients: &'a [Patient], split: &SplitAssignment) -> Vec<&'a Patient> {
     let lookup = split.lookup();
-    let train: Vec<&Patient> = patients
+    patients
         .iter()
         .filter(|p| lookup.get(p.id.as_str()) == Some(&Split::Train))
-        .collect();
-    Ok(Encoding::fit(patients, &train, spec, options)?)
+        .collect()
 }
 
 /// Encodes the patients of each split.

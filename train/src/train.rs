@@ -399,9 +399,7 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
         encoding.options.min_patients, left.codes, left.labs, left.demographic_values
     );
     let mut summary = summarize(&splits, patients.len(), &args.data);
-    let train_ids: std::collections::HashSet<&str> = split.train.iter().map(String::as_str).collect();
-    summary.gap_bucket_shares =
-        encoding.gap_bucket_shares(patients.iter().filter(|p| train_ids.contains(p.id.as_str())));
+    summary.gap_bucket_shares = encoding.gap_bucket_shares(data::train_patients(patients, &split));
     summary.left_out = left;
     summary.exclusive_label_groups = encoding.label_groups.iter().map(|g| g.name.clone()).collect();
     if !summary.exclusive_label_groups.is_empty() {
