@@ -89,6 +89,13 @@ pub struct TrainCmd {
     /// Train the HALO-Coarse ablation (no code-level module).
     #[arg(long)]
     coarse: bool,
+    /// Leave out the embedding of the codes seen so far in a record, which the visit transformer adds to each
+    /// visit's own (a diagnosis recorded once stays in view at every later visit): the reference HALO's
+    /// architecture, for like-for-like comparisons. On the demo with it, a first eGFR test after no
+    /// hypertension diagnosis comes 0.8% of visits (data 0.7%) instead of 1.5%, and the hypertension utility
+    /// AUROC rises from 0.74-0.86 to 0.92-0.97.
+    #[arg(long)]
+    no_seen_codes: bool,
     /// Dropout in training, a guard against memorizing single records: on the visit embeddings, the
     /// transformer's attention and MLP branches and the code module's hidden layer
     #[arg(long, default_value_t = halo_train::train::DEFAULT_DROPOUT, value_parser = probability)]
@@ -161,6 +168,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         n_head: cmd.n_head,
         n_ctx: cmd.n_ctx,
         coarse: cmd.coarse,
+        seen_codes: !cmd.no_seen_codes,
         dropout: cmd.dropout,
         weight_decay: cmd.weight_decay,
         reference_init: cmd.reference_init,

@@ -23,6 +23,11 @@ pub struct ModelConfig {
     /// HALO-Coarse ablation: no code-level module, visits predicted independently from the history.
     #[serde(default)]
     pub coarse: bool,
+    /// The visit transformer also embeds the codes seen so far in the record (the union of its visits up to
+    /// and including each one, `transformer.seen_embed_mat`), so that a code recorded once (a diagnosis on the
+    /// visit it was made) stays in view at every later visit. Absent in the reference's checkpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen_codes: bool,
 }
 
 /// Size presets.
@@ -91,6 +96,7 @@ impl ModelConfig {
             label_vocab_size,
             special_vocab_size: 3,
             coarse: false,
+            seen_codes: false,
         }
     }
 
@@ -162,6 +168,9 @@ impl ModelConfig {
                 vec![self.n_positions, e],
             ),
         ];
+        if self.seen_codes {
+            out.push(("transformer.seen_embed_mat.weight".to_string(), vec![e, v]));
+        }
         for i in 0..self.n_layer {
             let p = format!("transformer.h.{i}");
             out.extend([

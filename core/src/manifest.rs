@@ -61,6 +61,9 @@ pub mod graph {
     pub const IN_VISITS: &str = "visits";
     pub const IN_VISIT: &str = "visit";
     pub const IN_PAST: &str = "past";
+    /// Step graph of a model with `ModelConfig::seen_codes`: the union of the record's visits up to and
+    /// including `visit`, [batch, V].
+    pub const IN_SEEN: &str = "seen";
     pub const IN_HISTORY: &str = "history";
     pub const IN_PRE: &str = "pre";
     pub const OUT_PRE: &str = "pre";
@@ -287,9 +290,10 @@ pub const MANIFEST: &str = "manifest.json";
 /// The detached minisign signature of `manifest.json` (`halo export --sign`); the manifest names the sha256
 /// of every other file, so the signature covers the whole model directory.
 pub const SIGNATURE: &str = "manifest.json.minisig";
-/// Version written. 2 added `files.code_head_incremental`; version 1 directories are still read (and sampled
-/// through the dense `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Version written. 2 added `files.code_head_incremental`; 3 added `model.seen_codes` (the step graph's `seen`
+/// input, which a sampler of version 2 would not feed). Version 1 and 2 directories are still read (version 1
+/// sampled through the dense `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 
@@ -329,6 +333,13 @@ impl Manifest {
                 &path,
                 "files.code_head_incremental",
                 "needs format_version 2 or later".to_string(),
+            ));
+        }
+        if m.format_version < 3 && m.model.seen_codes {
+            return Err(Error::field(
+                &path,
+                "model.seen_codes",
+                "needs format_version 3 or later".to_string(),
             ));
         }
         if let Some(inc) = &m.files.code_head_incremental {

@@ -52,6 +52,23 @@ impl<'a> Blocks<'a> {
         b.matmul("embedded", visits, &w)
     }
 
+    /// `embedded` plus, for a model with `ModelConfig::seen_codes`, `seen` @ seen_embed_mat.weight^T
+    /// (`seen` as `visits`: the codes seen up to each visit). `embedded` itself without.
+    pub fn add_seen(&self, b: &mut GraphBuilder, embedded: &str, seen: Option<&str>) -> String {
+        let Some(seen) = seen else {
+            return embedded.to_string();
+        };
+        let t = self.ck.tensor("transformer.seen_embed_mat.weight");
+        let (e, v) = (t.shape[0], t.shape[1]);
+        let w = b.weight(
+            "transformer.seen_embed_mat.weight_t",
+            &[v, e],
+            &transpose(&t.data, e, v),
+        );
+        let from_seen = b.matmul("seen_embedded", seen, &w);
+        b.add("embedded_with_seen", embedded, &from_seen)
+    }
+
     /// The position embedding table [n_positions, E].
     pub fn position_table(&self, b: &mut GraphBuilder) -> String {
         self.param(b, "transformer.pos_embed_mat.weight")

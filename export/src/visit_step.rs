@@ -1,6 +1,7 @@
 //! `visit_transformer_step.onnx`: one visit with a key/value cache. `visit` [batch, V] and `past`
 //! [n_layer, 2, batch, n_head, past_len, head_dim] -> `history` [batch, E] and `present` (past_len + 1).
-//! The visit's position is past_len; past_len = 0 starts a sequence.
+//! The visit's position is past_len; past_len = 0 starts a sequence. A model with `ModelConfig::seen_codes`
+//! also takes `seen` [batch, V], the union of the record's visits up to and including `visit`.
 
 use crate::blocks::{Blocks, KeyValue};
 use crate::builder::{Attr, Dim, GraphBuilder};
@@ -23,6 +24,9 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
         ]
     };
     let past = b.input(graph::IN_PAST, &cache_dims("past_len"));
+    let seen = c
+        .seen_codes
+        .then(|| b.input(graph::IN_SEEN, &[Dim::Param("batch"), Dim::Fixed(c.total_vocab_size)]));
     let history = b.output(graph::OUT_HISTORY, &[Dim::Param("batch"), Dim::Fixed(c.n_embd)]);
     let present = b.output(graph::OUT_PRESENT, &cache_dims("present_len"));
     let blocks = Blocks::new(&mut b, ck);
@@ -44,6 +48,13 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     let axis1 = b.const_i64("axis1", &[1], &[1]);
     let visits = b.node("Unsqueeze", "visits", &[&visit, &axis1], &[]);
     let emb = blocks.embed_visits(&mut b, &visits);
+    let emb = match &seen {
+        Some(seen) => {
+            let seen = b.node("Unsqueeze", "seen_visits", &[seen, &axis1], &[]);
+            blocks.add_seen(&mut b, &emb, Some(&seen))
+        }
+        None => emb,
+    };
     let mut x = b.add("x0", &emb, &pos);
 
     let key_index = b.const_i64("key_index", &[], &[0]);

@@ -51,6 +51,14 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
         &[("axis", Attr::Int(0))],
     );
     let emb = blocks.embed_visits(&mut b, &visits);
+    // The codes seen up to each visit: visits are 0/1, so min(cumulative sum, 1).
+    let seen = c.seen_codes.then(|| {
+        let visit_axis = b.const_i64("visit_axis", &[], &[1]);
+        let count = b.node("CumSum", "seen_count", &[&visits, &visit_axis], &[]);
+        let one = b.const_f32("one_f", &[], &[1.0]);
+        b.node("Min", "seen", &[&count, &one], &[])
+    });
+    let emb = blocks.add_seen(&mut b, &emb, seen.as_deref());
     let mut x = b.add("x0", &emb, &pos);
     for i in 0..c.n_layer {
         x = blocks.block(&mut b, i, &x, None, Some(&future)).0;

@@ -324,9 +324,16 @@ impl Model {
             dir.join(&manifest.files.visit_transformer_step.name),
             options,
             &[
-                Expect::f32(graph::IN_VISIT, vec![None, Some(v)]),
-                Expect::f32(graph::IN_PAST, vec![Some(l), Some(2), None, Some(h), None, Some(hd)]),
-            ],
+                Some(Expect::f32(graph::IN_VISIT, vec![None, Some(v)])),
+                Some(Expect::f32(
+                    graph::IN_PAST,
+                    vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
+                )),
+                c.seen_codes.then(|| Expect::f32(graph::IN_SEEN, vec![None, Some(v)])),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
             &[
                 Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)]),
                 Expect::f32(
@@ -426,17 +433,20 @@ impl Model {
     }
 
     /// One visit-transformer step: `visits` [n, V] at position `past_len`, `past` [L, 2, n, H, past_len, hd].
-    /// Writes `history` [n, E] and `present` [L, 2, n, H, past_len + 1, hd].
+    /// Writes `history` [n, E] and `present` [L, 2, n, H, past_len + 1, hd]. `seen` [n, V]: the union of
+    /// each record's visits up to and including this one (read only by models with `seen_codes`).
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         visits: &[f32],
+        seen: &[f32],
         past: &[f32],
         n: usize,
         past_len: usize,
         history: &mut Vec<f32>,
         present: &mut Vec<f32>,
     ) -> Result<()> {
-        let out = self.step_kv(visits, &KvCache::Host(past.to_vec()), n, past_len, history)?;
+        let out = self.step_kv(visits, seen, &KvCache::Host(past.to_vec()), n, past_len, history)?;
         present.clear();
         present.extend_from_slice(out.data()?);
         Ok(())
@@ -447,6 +457,7 @@ impl Model {
     pub fn step_kv(
         &mut self,
         visits: &[f32],
+        seen: &[f32],
         past: &KvCache,
         n: usize,
         past_len: usize,
@@ -457,15 +468,21 @@ impl Model {
         let past_shape = [l, 2, n, h, past_len, hd];
         let g = &mut self.step;
         let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
+        let mut inputs = ort::inputs![graph::IN_VISIT => visit_t];
+        if c.seen_codes {
+            let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
+            inputs.push((graph::IN_SEEN.into(), seen_t.into()));
+        }
         let mut outputs = match past {
-            KvCache::Runtime(value) => g
-                .session
-                .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => value]),
+            KvCache::Runtime(value) => {
+                inputs.push((graph::IN_PAST.into(), value.into()));
+                g.session.run(inputs)
+            }
             KvCache::Host(data) => {
                 let past_t =
                     TensorRef::from_array_view((past_shape, data.as_slice())).map_err(|e| g.runtime_error(e))?;
-                g.session
-                    .run(ort::inputs![graph::IN_VISIT => visit_t, graph::IN_PAST => past_t])
+                inputs.push((graph::IN_PAST.into(), past_t.into()));
+                g.session.run(inputs)
             }
         }
         .map_err(|e| run_error(&g.path, e))?;

@@ -268,8 +268,10 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     for r in 0..n {
         visits[r * v + start] = 1.0;
     }
+    // The codes each record has seen so far, the start visit's on.
+    let mut seen = visits.clone();
     let mut history = Vec::new();
-    let mut past = model.step_kv(&visits, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
+    let mut past = model.step_kv(&visits, &seen, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
     stats.steps += 1;
     let mut past_len = 1;
 
@@ -283,7 +285,8 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
         codes.sort_unstable();
         row.labels = codes;
     }
-    past = model.step_kv(&visits, &past, n, past_len, &mut history)?;
+    add_seen(&mut seen, &visits);
+    past = model.step_kv(&visits, &seen, &past, n, past_len, &mut history)?;
     stats.steps += 1;
     past_len += 1;
 
@@ -315,6 +318,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
         if rows.len() != n {
             compact_rows(&mut history, e, &keep);
             compact_rows(&mut visits, v, &keep);
+            compact_rows(&mut seen, v, &keep);
             past = KvCache::Host(compact_cache(past.data()?, l * 2, n, h * past_len * hd, &keep));
             drawn.truncate(rows.len());
             n = rows.len();
@@ -324,11 +328,19 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
             (past, past_len) = continue_window(model, &rows, max_visits - stride, start, &mut history, stats)?;
             continue;
         }
-        past = model.step_kv(&visits, &past, n, past_len, &mut history)?;
+        add_seen(&mut seen, &visits);
+        past = model.step_kv(&visits, &seen, &past, n, past_len, &mut history)?;
         stats.steps += 1;
         past_len += 1;
     }
     Ok(out)
+}
+
+/// Adds the codes of `visits` (rows of multi-hot visits) to `seen` (the same rows' codes seen so far).
+fn add_seen(seen: &mut [f32], visits: &[f32]) {
+    for (s, &x) in seen.iter_mut().zip(visits) {
+        *s = s.max(x);
+    }
 }
 
 /// A new window for `rows`: the start visit, each row's label visit and its last `keep` visits, run through
@@ -344,6 +356,7 @@ fn continue_window(
 ) -> Result<(KvCache, usize)> {
     let (n, v) = (rows.len(), model.config().total_vocab_size);
     let mut visits = vec![0f32; n * v];
+    let mut seen = vec![0f32; n * v];
     let mut past = KvCache::Host(Vec::new());
     for position in 0..keep + 2 {
         visits.iter_mut().for_each(|x| *x = 0.0);
@@ -357,7 +370,8 @@ fn continue_window(
                 visits[r * v + c as usize] = 1.0;
             }
         }
-        past = model.step_kv(&visits, &past, n, position, history)?;
+        add_seen(&mut seen, &visits);
+        past = model.step_kv(&visits, &seen, &past, n, position, history)?;
         stats.steps += 1;
     }
     Ok((past, keep + 2))

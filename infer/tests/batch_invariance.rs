@@ -83,7 +83,14 @@ fn graph_rows_do_not_depend_on_the_batch() {
                 .map(|_| rng.random::<f32>() - 0.5)
                 .collect();
             let (mut h_all, mut p_all, mut h_one, mut p_one) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            model.step(&visits, &past, n, past_len, &mut h_all, &mut p_all).unwrap();
+            // The codes seen so far: the visit's and some of earlier visits.
+            let seen: Vec<f32> = visits
+                .iter()
+                .map(|&x| if x > 0.0 || rng.random::<f64>() < 0.1 { 1.0 } else { 0.0 })
+                .collect();
+            model
+                .step(&visits, &seen, &past, n, past_len, &mut h_all, &mut p_all)
+                .unwrap();
             // Row r alone: its slice of every [layer, k/v] block of the cache.
             let block = c.n_head * past_len * c.head_dim();
             for r in [0, n - 1] {
@@ -95,6 +102,7 @@ fn graph_rows_do_not_depend_on_the_batch() {
                 model
                     .step(
                         &visits[r * v..(r + 1) * v],
+                        &seen[r * v..(r + 1) * v],
                         &past_r,
                         1,
                         past_len,

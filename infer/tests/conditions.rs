@@ -188,7 +188,9 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     let mut start = vec![0f32; v];
     start[enc.start_index()] = 1.0;
     let (mut history, mut present, mut logits) = (Vec::new(), Vec::new(), Vec::new());
-    model.step(&start, &[], 1, 0, &mut history, &mut present).unwrap();
+    model
+        .step(&start, &start, &[], 1, 0, &mut history, &mut present)
+        .unwrap();
     assert_eq!(history.len(), e);
     model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();
     let p = |j: usize| 1.0 / (1.0 + (-logits[j] as f64).exp());

@@ -142,7 +142,7 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
     let (mut h0, mut past0, mut logits) = (Vec::new(), Vec::new(), Vec::new());
     let mut start = vec![0f32; v];
     start[5] = 1.0;
-    model.step(&start, &[], 1, 0, &mut h0, &mut past0).unwrap();
+    model.step(&start, &start, &[], 1, 0, &mut h0, &mut past0).unwrap();
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];
@@ -151,7 +151,10 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
         let mut label_visit = vec![0f32; v];
         label_visit[4] = if label { 1.0 } else { 0.0 };
         let (mut h1, mut past1) = (Vec::new(), Vec::new());
-        model.step(&label_visit, &past0, 1, 1, &mut h1, &mut past1).unwrap();
+        let seen: Vec<f32> = start.iter().zip(&label_visit).map(|(a, b)| a.max(*b)).collect();
+        model
+            .step(&label_visit, &seen, &past0, 1, 1, &mut h1, &mut past1)
+            .unwrap();
         assert_eq!(h1.len(), model.config().n_embd);
         let pl = if label { p_label } else { 1.0 - p_label };
         let mut empty_logits = Vec::new();

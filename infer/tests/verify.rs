@@ -213,9 +213,31 @@ fn a_manifest_of_a_newer_format_is_refused_clearly() {
     let dir = model_dir(tmp.path());
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let newer = text.replacen("\"format_version\": 2", "\"format_version\": 99", 1);
+    let newer = text.replacen("\"format_version\": 3", "\"format_version\": 99", 1);
     assert_ne!(text, newer);
     std::fs::write(&path, newer).unwrap();
     let err = load(&dir).err().expect("refused").to_string();
     assert!(err.contains("format_version") && err.contains("newer"), "{err}");
+}
+
+/// A model that embeds the codes seen so far needs format 3: a version 2 sampler would not feed the step graph's
+/// `seen` input, so a manifest that claims version 2 for such a model is refused.
+#[test]
+fn a_seen_codes_model_claiming_format_2_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        Manifest::read(&dir).unwrap().model.seen_codes,
+        "the fixture embeds the codes seen"
+    );
+    let older = text.replacen("\"format_version\": 3", "\"format_version\": 2", 1);
+    assert_ne!(text, older);
+    std::fs::write(&path, older).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("model.seen_codes") && err.contains("format_version 3"),
+        "{err}"
+    );
 }

@@ -44,7 +44,10 @@ load = lambda name: ort.InferenceSession(os.path.join(model_dir, name), options,
 full, step, head = load("visit_transformer.onnx"), load("visit_transformer_step.onnx"), load("code_head.onnx")
 names = lambda s: ([i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()])
 assert names(full) == (["visits"], ["history"]), names(full)
-assert names(step) == (["visit", "past"], ["history", "present"]), names(step)
+# A model that embeds the codes seen so far (manifest model.seen_codes) takes their union as `seen`.
+seen_codes = bool(cfg.get("seen_codes", False))
+step_inputs = ["visit", "past"] + (["seen"] if seen_codes else [])
+assert names(step) == (step_inputs, ["history", "present"]), names(step)
 assert names(head) == (["history", "visit"], ["logits"]), names(head)
 
 rng = np.random.default_rng(0)
@@ -54,8 +57,13 @@ history_full = full.run(None, {"visits": visits})[0]
 assert history_full.shape == (B, T, E), history_full.shape
 past = np.zeros((L, 2, B, H, 0, HD), np.float32)
 worst = 0.0
+seen = np.zeros((B, V), np.float32)
 for t in range(T):
-    history, past = step.run(None, {"visit": visits[:, t], "past": past})
+    seen = np.maximum(seen, visits[:, t])
+    inputs = {"visit": visits[:, t], "past": past}
+    if seen_codes:
+        inputs["seen"] = seen
+    history, past = step.run(None, inputs)
     worst = max(worst, float(np.abs(history - history_full[:, t]).max()))
 assert worst < 1e-4, f"step-by-step history differs from the full graph by {worst}"
 print(f"step graph, {T} steps, batch {B}: max |history - full| = {worst:.2e}")

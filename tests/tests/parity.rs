@@ -107,11 +107,13 @@ fn check(ckpt: &Path) -> Figures {
             // ONNX Runtime, incremental graph one visit at a time: history laid out [b, t, E].
             let (mut past, mut present, mut h) = (Vec::new(), Vec::new(), Vec::new());
             let mut history_steps = vec![0f32; b * t * e];
+            let mut seen = vec![0f32; b * v];
             for s in 0..t {
                 let visit: Vec<f32> = (0..b)
                     .flat_map(|r| visits[(r * t + s) * v..(r * t + s + 1) * v].to_vec())
                     .collect();
-                onnx.step(&visit, &past, b, s, &mut h, &mut present).unwrap();
+                seen.iter_mut().zip(&visit).for_each(|(a, x)| *a = a.max(*x));
+                onnx.step(&visit, &seen, &past, b, s, &mut h, &mut present).unwrap();
                 for r in 0..b {
                     history_steps[(r * t + s) * e..(r * t + s + 1) * e].copy_from_slice(&h[r * e..(r + 1) * e]);
                 }
@@ -175,12 +177,23 @@ fn check(ckpt: &Path) -> Figures {
 
 #[test]
 fn random_weights_agree() {
+    random_weights_check(false);
+}
+
+/// The embedding of the codes seen so far: a cumulative union in the full graph, an input of the step graph.
+#[test]
+fn random_weights_with_seen_codes_agree() {
+    random_weights_check(true);
+}
+
+fn random_weights_check(seen_codes: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let codes: Vec<String> = (0..90).map(|i| format!("C{i}")).collect();
     let enc = Encoding::plain(codes, vec!["L0".into(), "L1".into()], 10);
     let mut config = ModelConfig::new(halo_core::config::Preset::Small, 90, 2);
     (config.n_embd, config.n_layer, config.n_head, config.n_ctx) = (32, 2, 4, 12);
     config.n_positions = 16;
+    config.seen_codes = seen_codes;
     let ckpt = tmp.path().join("ckpt");
     halo_export::write_random_checkpoint(&ckpt, &config, &enc, 5, None).unwrap();
     check(&ckpt);

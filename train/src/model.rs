@@ -142,6 +142,8 @@ fn layer_norm(p: Path, cfg: &ModelConfig) -> nn::LayerNorm {
 #[derive(Debug)]
 pub struct VisitTransformer {
     vis_embed: Tensor,
+    /// Embedding of the codes seen so far ([`ModelConfig::seen_codes`]).
+    seen_embed: Option<Tensor>,
     pos_embed: Tensor,
     blocks: Vec<Block>,
     ln_f: nn::LayerNorm,
@@ -152,6 +154,9 @@ impl VisitTransformer {
         let (e, v) = (cfg.n_embd as i64, cfg.total_vocab_size as i64);
         let bound = 1.0 / (v as f64).sqrt();
         let vis_embed = (&p / "vis_embed_mat").var("weight", &[e, v], Init::Uniform { lo: -bound, up: bound });
+        let seen_embed = cfg
+            .seen_codes
+            .then(|| (&p / "seen_embed_mat").var("weight", &[e, v], Init::Uniform { lo: -bound, up: bound }));
         let pos_embed = (&p / "pos_embed_mat").var(
             "weight",
             &[cfg.n_positions as i64, e],
@@ -160,6 +165,7 @@ impl VisitTransformer {
         let blocks = (0..cfg.n_layer).map(|i| Block::load(&p / "h" / i, cfg)).collect();
         VisitTransformer {
             vis_embed,
+            seen_embed,
             pos_embed,
             blocks,
             ln_f: layer_norm(&p / "ln_f", cfg),
@@ -175,16 +181,23 @@ impl VisitTransformer {
         let t = visits.size()[1];
         let device = visits.device();
         let positions = Tensor::arange(t, (Kind::Int64, device));
-        let mut x = dropout(
-            visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions),
-            p,
-        );
+        let mut embedded = visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions);
+        if let Some(seen_embed) = &self.seen_embed {
+            // Visits are 0/1, so the running maximum over visits is the union up to each one.
+            embedded += seen_codes(visits).matmul(&seen_embed.tr());
+        }
+        let mut x = dropout(embedded, p);
         let causal = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
         for block in &self.blocks {
             x = block.forward(&x, &causal, p);
         }
         x.apply(&self.ln_f)
     }
+}
+
+/// visits [B, T, V] (0/1) -> the codes seen in visits 0..=t at each t, [B, T, V].
+pub fn seen_codes(visits: &Tensor) -> Tensor {
+    visits.cummax(1).0
 }
 
 /// Linear layer whose weight [out, in] is masked to in <= out: HALO's autoregressive code module layer.

@@ -72,6 +72,7 @@ pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings
         put(k, format!("{v:?}"));
     }
     put("--coarse", args.coarse.to_string());
+    put("--no-seen-codes", (!args.seen_codes).to_string());
     put("--dropout", args.dropout.to_string());
     put("--weight-decay", args.weight_decay.to_string());
     put("--reference-init", args.reference_init.to_string());

@@ -23,7 +23,15 @@ fn tiny_encoding() -> Encoding {
 
 #[test]
 fn parameter_names_and_shapes_are_the_reference_state_dict() {
-    let cfg = tiny_config(5, 2);
+    for seen_codes in [false, true] {
+        parameter_names_and_shapes_check(seen_codes);
+    }
+}
+
+/// The reference's names, plus the embedding of the codes seen so far when the model has one.
+fn parameter_names_and_shapes_check(seen_codes: bool) {
+    let mut cfg = tiny_config(5, 2);
+    cfg.seen_codes = seen_codes;
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = Halo::load(&vs.root(), &cfg);
     let mut ours: Vec<(String, Vec<usize>)> = vs
@@ -38,12 +46,25 @@ fn parameter_names_and_shapes_are_the_reference_state_dict() {
     assert!(ours
         .iter()
         .any(|(n, s)| n == "ehr_head.auto1.weight" && s == &vec![8 + 10, 8 + 10]));
+    assert_eq!(
+        ours.iter()
+            .any(|(n, s)| n == "transformer.seen_embed_mat.weight" && s == &vec![8, 10]),
+        seen_codes
+    );
 }
 
 #[test]
 fn code_logits_see_only_earlier_codes_of_their_visit_and_earlier_visits() {
+    // With the codes seen so far embedded too: the running union must not reach back from later visits.
+    for seen_codes in [false, true] {
+        causality_check(seen_codes);
+    }
+}
+
+fn causality_check(seen_codes: bool) {
     tch::manual_seed(7);
-    let cfg = tiny_config(9, 2);
+    let mut cfg = tiny_config(9, 2);
+    cfg.seen_codes = seen_codes;
     let v = cfg.total_vocab_size as i64;
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Halo::load(&vs.root(), &cfg);
@@ -72,6 +93,16 @@ fn code_logits_see_only_earlier_codes_of_their_visit_and_earlier_visits() {
     );
     // Later rows see the change through the history.
     assert!(diff.narrow(1, t, 4 - t).max().double_value(&[]) > 1e-6);
+}
+
+#[test]
+fn the_codes_seen_are_the_union_of_the_visits_so_far() {
+    let visits = Tensor::from_slice(&[
+        1f32, 0., 0., /**/ 0., 1., 0., /**/ 0., 0., 0., /**/ 1., 0., 1.,
+    ])
+    .view([1, 4, 3]);
+    let seen = Vec::<f32>::try_from(halo_train::model::seen_codes(&visits).flatten(0, -1)).unwrap();
+    assert_eq!(seen, [1., 0., 0., 1., 1., 0., 1., 1., 0., 1., 1., 1.]);
 }
 
 #[test]

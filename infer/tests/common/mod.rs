@@ -34,6 +34,9 @@ pub struct Spec {
     /// Derive the phenotype labels from codes as a label spec does: label `l` is set by the plain codes
     /// `2l` and `2l + 1`, except the last label, which no vocabulary code sets (its codes were rare).
     pub derived_labels: bool,
+    /// The visit transformer embeds the codes seen so far (`ModelConfig::seen_codes`, what `halo train`
+    /// trains by default), so that the sampler's `seen` input is exercised.
+    pub seen_codes: bool,
 }
 
 impl Spec {
@@ -53,6 +56,7 @@ impl Spec {
             n_ctx: 3,
             visit_groups: false,
             derived_labels: false,
+            seen_codes: true,
         }
     }
 
@@ -72,6 +76,7 @@ impl Spec {
             n_ctx: 8,
             visit_groups: false,
             derived_labels: false,
+            seen_codes: true,
         }
     }
 
@@ -91,6 +96,7 @@ impl Spec {
             n_ctx: 48,
             visit_groups: false,
             derived_labels: false,
+            seen_codes: true,
         }
     }
 
@@ -110,6 +116,7 @@ impl Spec {
             n_ctx: 48,
             visit_groups: false,
             derived_labels: false,
+            seen_codes: true,
         }
     }
 
@@ -268,6 +275,7 @@ pub fn config(spec: &Spec, enc: &Encoding) -> ModelConfig {
         label_vocab_size: enc.label_vocab_size,
         special_vocab_size: 3,
         coarse: false,
+        seen_codes: spec.seen_codes,
     }
 }
 
