@@ -183,7 +183,7 @@ impl VisitTransformer {
         let positions = Tensor::arange(t, (Kind::Int64, device));
         let mut embedded = visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions);
         if let Some(seen_embed) = &self.seen_embed {
-            // Visits are 0/1, so the running maximum over visits is the union up to each one.
+            // Visits are 0/1, so the running count capped at 1 is the union up to each one.
             embedded += seen_codes(visits).matmul(&seen_embed.tr());
         }
         let mut x = dropout(embedded, p);
@@ -197,7 +197,7 @@ impl VisitTransformer {
 
 /// visits [B, T, V] (0/1) -> the codes seen in visits 0..=t at each t, [B, T, V].
 pub fn seen_codes(visits: &Tensor) -> Tensor {
-    visits.cummax(1).0
+    visits.cumsum(1, Kind::Float).clamp_max(1.0)
 }
 
 /// Linear layer whose weight [out, in] is masked to in <= out: HALO's autoregressive code module layer.
