@@ -20,6 +20,19 @@ fn fine_model_matches_the_numpy_reference() {
     assert!(text.contains("flipping visit code 9"), "{text}");
 }
 
+/// The embedding of the codes seen so far: a CumSum in the full graph and the `seen` input of the step graph
+/// against numpy's running maximum.
+#[test]
+fn seen_codes_model_matches_the_numpy_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ck, out) = (tmp.path().join("ck"), tmp.path().join("model"));
+    tiny_seen_codes_checkpoint_for_reference(&ck, 5);
+    let m = export(&ck, &out, &ExportOptions::default()).unwrap();
+    assert!(m.model.seen_codes);
+    let text = reference_check(&ck, &out, &[]);
+    assert!(text.contains("batch 7, 6 visits"), "{text}");
+}
+
 #[test]
 fn coarse_model_matches_the_numpy_reference() {
     let tmp = tempfile::tempdir().unwrap();

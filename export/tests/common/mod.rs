@@ -26,7 +26,11 @@ pub fn encoding_for(c: &ModelConfig) -> Encoding {
 
 /// Writes a tiny random checkpoint into `dir`.
 pub fn tiny_checkpoint(dir: &Path, coarse: bool, seed: u64) -> ModelConfig {
-    let c = tiny_config(coarse);
+    tiny_checkpoint_with(dir, tiny_config(coarse), seed)
+}
+
+/// Writes a tiny random checkpoint of config `c` into `dir`.
+pub fn tiny_checkpoint_with(dir: &Path, c: ModelConfig, seed: u64) -> ModelConfig {
     halo_export::write_random_checkpoint(dir, &c, &encoding_for(&c), seed, None).unwrap();
     c
 }
@@ -35,8 +39,19 @@ pub fn tiny_checkpoint(dir: &Path, coarse: bool, seed: u64) -> ModelConfig {
 /// matrices and biases scaled to std 0.1, LayerNorm weights 1 + N(0, 0.2) and biases N(0, 0.2) (each
 /// LayerNorm different, unlike a fresh model's).
 pub fn tiny_checkpoint_for_reference(dir: &Path, coarse: bool, seed: u64) -> ModelConfig {
+    reference_weights(dir, tiny_checkpoint(dir, coarse, seed), seed)
+}
+
+/// As [`tiny_checkpoint_for_reference`], for a model that embeds the codes seen so far.
+pub fn tiny_seen_codes_checkpoint_for_reference(dir: &Path, seed: u64) -> ModelConfig {
+    let mut c = tiny_config(false);
+    c.seen_codes = true;
+    reference_weights(dir, tiny_checkpoint_with(dir, c, seed), seed)
+}
+
+/// Rescales the weights of the checkpoint in `dir` as [`tiny_checkpoint_for_reference`] describes.
+fn reference_weights(dir: &Path, c: ModelConfig, seed: u64) -> ModelConfig {
     use rand::{Rng, SeedableRng};
-    let c = tiny_checkpoint(dir, coarse, seed);
     let ck = halo_export::read_checkpoint(dir).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();

@@ -62,6 +62,9 @@ def visit_transformer(w, cfg, visits):
     hd = E // H
     eps = cfg["layer_norm_epsilon"]
     x = visits @ w["transformer.vis_embed_mat.weight"].T + w["transformer.pos_embed_mat.weight"][:T]
+    if cfg.get("seen_codes"):
+        # The codes seen so far: the union of visits 0..t at each t.
+        x = x + np.maximum.accumulate(visits, axis=1) @ w["transformer.seen_embed_mat.weight"].T
     causal = np.tril(np.ones((T, T), dtype=bool))
     for i in range(cfg["n_layer"]):
         p = f"transformer.h.{i}"
@@ -161,10 +164,13 @@ def main(argv):
 
             past = np.zeros((L, 2, B, H, 0, hd), np.float32)
             steps = []
+            seen = np.zeros((B, V), np.float32)
             for t in range(T):
-                hist, present = sess["visit_transformer_step"].run(
-                    ["history", "present"], {"visit": visits[:, t], "past": past}
-                )
+                inputs = {"visit": visits[:, t], "past": past}
+                if cfg.get("seen_codes"):
+                    seen = np.maximum(seen, visits[:, t])
+                    inputs["seen"] = seen
+                hist, present = sess["visit_transformer_step"].run(["history", "present"], inputs)
                 if present.shape != (L, 2, B, H, t + 1, hd):
                     check.true(f"step present shape {present.shape} at step {t}", False)
                 steps.append(hist)
