@@ -1,7 +1,8 @@
 //! The HALO model on libtorch, readable in one sitting. Parameter names and shapes are the reference
-//! implementation's state_dict (see `ModelConfig::parameter_shapes`), so checkpoints interoperate with it.
+//! implementation's state_dict (see `ModelConfig::parameter_shapes`), so checkpoints interoperate with it;
+//! a model with `ModelConfig::seen_codes` adds one matrix, `transformer.seen_embed_mat`, that it lacks.
 //!
-//! visits [B, T, V] --visit transformer--> history [B, T, E]
+//! visits [B, T, V] (and the codes seen so far, their running union) --visit transformer--> history [B, T, E]
 //! code module: row t >= 1 is `concat(history[t-1], visits[t])` -> masked MLP -> logits of visit t.
 
 use halo_core::config::ModelConfig;
