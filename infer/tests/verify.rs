@@ -206,17 +206,26 @@ fn a_format_1_model_directory_verifies_and_dense_and_incremental_paths_agree() {
     assert!(err.contains("no incremental code module"), "{err}");
 }
 
+/// The error loading a test model whose manifest claims `format_version` `claimed` (it is written as 3).
+fn load_error_claiming_format(claimed: u32) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    assert!(
+        Manifest::read(&dir).unwrap().model.seen_codes,
+        "the test model embeds the codes seen"
+    );
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let claimed = text.replacen("\"format_version\": 3", &format!("\"format_version\": {claimed}"), 1);
+    assert_ne!(text, claimed);
+    std::fs::write(&path, claimed).unwrap();
+    load(&dir).err().expect("refused").to_string()
+}
+
 /// A manifest from a newer toolkit is refused with a message that says so.
 #[test]
 fn a_manifest_of_a_newer_format_is_refused_clearly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path());
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let newer = text.replacen("\"format_version\": 3", "\"format_version\": 99", 1);
-    assert_ne!(text, newer);
-    std::fs::write(&path, newer).unwrap();
-    let err = load(&dir).err().expect("refused").to_string();
+    let err = load_error_claiming_format(99);
     assert!(err.contains("format_version") && err.contains("newer"), "{err}");
 }
 
@@ -224,18 +233,7 @@ fn a_manifest_of_a_newer_format_is_refused_clearly() {
 /// `seen` input, so a manifest that claims version 2 for such a model is refused.
 #[test]
 fn a_seen_codes_model_claiming_format_2_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path());
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        Manifest::read(&dir).unwrap().model.seen_codes,
-        "the fixture embeds the codes seen"
-    );
-    let older = text.replacen("\"format_version\": 3", "\"format_version\": 2", 1);
-    assert_ne!(text, older);
-    std::fs::write(&path, older).unwrap();
-    let err = load(&dir).err().expect("refused").to_string();
+    let err = load_error_claiming_format(2);
     assert!(
         err.contains("model.seen_codes") && err.contains("format_version 3"),
         "{err}"
