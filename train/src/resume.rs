@@ -96,6 +96,10 @@ pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings
     Ok(s)
 }
 
+/// Settings added after runs began recording theirs, with the value every earlier run had, so that such a
+/// run resumes with its original options.
+const SETTINGS_BEFORE_RECORDED: &[(&str, &str)] = &[("--no-seen-codes", "true")];
+
 /// Refuses to resume when a setting differs, naming each one.
 pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<()> {
     if saved.is_empty() {
@@ -106,11 +110,19 @@ pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<
         );
         return Ok(());
     }
+    let saved_value = |k: &str| {
+        saved.get(k).map(String::as_str).or_else(|| {
+            SETTINGS_BEFORE_RECORDED
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| *v)
+        })
+    };
     let differ: Vec<String> = now
         .iter()
-        .filter(|(k, v)| saved.get(*k) != Some(*v))
+        .filter(|(k, v)| saved_value(k) != Some(v.as_str()))
         .map(|(k, v)| {
-            let was = saved.get(k).map(String::as_str).unwrap_or("(not recorded)");
+            let was = saved_value(k).unwrap_or("(not recorded)");
             format!("{k}: was {}, now {}", shorten(was), shorten(v))
         })
         .collect();
@@ -186,5 +198,18 @@ mod tests {
         let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
         assert!(err.contains("--lr: was 0.001, now 0.01"), "{err}");
         assert!(check_same(Path::new("ck"), &saved, &saved).is_ok());
+    }
+
+    /// A run recorded before the seen codes existed trained without them: it resumes with --no-seen-codes,
+    /// and a resume that asks for them is refused.
+    #[test]
+    fn a_setting_recorded_later_takes_the_value_earlier_runs_had() {
+        let saved: RunSettings = [("--lr".to_string(), "0.001".to_string())].into();
+        let mut now = saved.clone();
+        now.insert("--no-seen-codes".into(), "true".into());
+        assert!(check_same(Path::new("ck"), &saved, &now).is_ok());
+        now.insert("--no-seen-codes".into(), "false".into());
+        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
+        assert!(err.contains("--no-seen-codes: was true, now false"), "{err}");
     }
 }
