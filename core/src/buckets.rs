@@ -8,6 +8,13 @@ pub fn bucket_of(edges: &[f64], x: f64) -> usize {
     k.saturating_sub(1).min(n - 1)
 }
 
+/// Total variation distance between two histograms given as shares of the same buckets: half the sum of
+/// the absolute differences (0 = equal, 1 = disjoint). The gap histogram's distance in the sampling
+/// calibration and in `halo evaluate`.
+pub fn total_variation(a: &[f64], b: &[f64]) -> f64 {
+    0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+}
+
 /// `x` rounded to 3 significant digits: a bucket edge that is not any one patient's exact value.
 fn coarse(x: f64) -> f64 {
     three_digits(x, f64::round)
@@ -80,6 +87,13 @@ pub(crate) fn closed_edges(base: &[f64], max_seen: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn total_variation_is_half_the_absolute_differences() {
+        assert_eq!(total_variation(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]), 0.0);
+        assert_eq!(total_variation(&[1.0, 0.0], &[0.0, 1.0]), 1.0);
+        assert!((total_variation(&[0.2, 0.3, 0.5], &[0.3, 0.3, 0.4]) - 0.1).abs() < 1e-12);
+    }
 
     #[test]
     fn edges_keep_three_significant_digits_and_the_closing_edge_tops_code() {

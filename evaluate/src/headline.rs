@@ -114,7 +114,7 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
                 ),
                 (same_syn - same_train).abs() <= SAME_DAY_TOLERANCE,
             ));
-            let tvd = 0.5 * train.iter().zip(syn).map(|(a, b)| (a - b).abs()).sum::<f64>();
+            let tvd = halo_core::buckets::total_variation(train, syn);
             out.push(line(
                 "gap histogram total variation vs train",
                 format!("{tvd:.3}"),

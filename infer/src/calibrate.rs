@@ -11,6 +11,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::{generate, Plan};
+use halo_core::buckets::total_variation;
 use halo_core::encoding::{Token, VisitGroup};
 use halo_core::manifest::SamplingCalibration;
 
@@ -109,14 +110,8 @@ fn measure(model: &mut Model, offset: f32, gap_log_weights: &[f32], records: usi
     })?;
     let total: usize = gaps.iter().sum();
     let gap_shares: Vec<f64> = gaps.iter().map(|&g| g as f64 / total.max(1) as f64).collect();
-    let gap_tvd = (target_shares.len() == gap_shares.len() && total > 0).then(|| {
-        target_shares
-            .iter()
-            .zip(&gap_shares)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f64>()
-            / 2.0
-    });
+    let gap_tvd =
+        (target_shares.len() == gap_shares.len() && total > 0).then(|| total_variation(&target_shares, &gap_shares));
     Ok(Round {
         code_logit_offset: offset,
         gap_log_weights: gap_log_weights.to_vec(),

@@ -268,8 +268,9 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     for r in 0..n {
         visits[r * v + start] = 1.0;
     }
-    // The codes each record has seen so far, the start visit's on.
-    let mut seen = visits.clone();
+    // The codes each record has seen so far, the start visit's on; kept only for models that read them.
+    let seen_codes = cfg.seen_codes;
+    let mut seen = if seen_codes { visits.clone() } else { Vec::new() };
     let mut history = Vec::new();
     let mut past = model.step_kv(&visits, &seen, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
     stats.steps += 1;
@@ -318,7 +319,9 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
         if rows.len() != n {
             compact_rows(&mut history, e, &keep);
             compact_rows(&mut visits, v, &keep);
-            compact_rows(&mut seen, v, &keep);
+            if seen_codes {
+                compact_rows(&mut seen, v, &keep);
+            }
             past = KvCache::Host(compact_cache(past.data()?, l * 2, n, h * past_len * hd, &keep));
             drawn.truncate(rows.len());
             n = rows.len();
@@ -336,7 +339,8 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     Ok(out)
 }
 
-/// Adds the codes of `visits` (rows of multi-hot visits) to `seen` (the same rows' codes seen so far).
+/// Adds the codes of `visits` (rows of multi-hot visits) to `seen` (the same rows' codes seen so far);
+/// nothing when `seen` is empty (a model without `seen_codes`).
 fn add_seen(seen: &mut [f32], visits: &[f32]) {
     for (s, &x) in seen.iter_mut().zip(visits) {
         *s = s.max(x);
@@ -356,7 +360,11 @@ fn continue_window(
 ) -> Result<(KvCache, usize)> {
     let (n, v) = (rows.len(), model.config().total_vocab_size);
     let mut visits = vec![0f32; n * v];
-    let mut seen = vec![0f32; n * v];
+    let mut seen = if model.config().seen_codes {
+        vec![0f32; n * v]
+    } else {
+        Vec::new()
+    };
     let mut past = KvCache::Host(Vec::new());
     for position in 0..keep + 2 {
         visits.iter_mut().for_each(|x| *x = 0.0);

@@ -32,19 +32,15 @@ pub fn read(path: &Path, format: Option<Format>, options: &ReadOptions) -> Resul
     halo_core::read_dataset(path, format, options).with_context(|| format!("reading records from {}", path.display()))
 }
 
-/// Fits the encoding: vocabulary over every patient, bucket edges over the training split.
+/// Fits the encoding: vocabulary over every patient, bucket edges over the training split (`train`, from
+/// [`train_patients`]).
 pub fn fit_encoding(
     patients: &[Patient],
-    split: &SplitAssignment,
+    train: &[&Patient],
     spec: Option<&LabelSpec>,
     options: EncodingOptions,
 ) -> Result<Encoding> {
-    Ok(Encoding::fit(
-        patients,
-        &train_patients(patients, split),
-        spec,
-        options,
-    )?)
+    Ok(Encoding::fit(patients, train, spec, options)?)
 }
 
 /// The patients of the training split.

@@ -368,7 +368,8 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     } else {
         0
     };
-    let encoding = data::fit_encoding(patients, &split, spec.as_ref(), options)?;
+    let train_patients = data::train_patients(patients, &split);
+    let encoding = data::fit_encoding(patients, &train_patients, spec.as_ref(), options)?;
     let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
     config.n_embd = args.n_embd.unwrap_or(preset.n_embd);
     config.n_layer = args.n_layer.unwrap_or(preset.n_layer);
@@ -404,7 +405,7 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
         encoding.options.min_patients, left.codes, left.labs, left.demographic_values
     );
     let mut summary = summarize(&splits, patients.len(), &args.data);
-    summary.gap_bucket_shares = encoding.gap_bucket_shares(data::train_patients(patients, &split));
+    summary.gap_bucket_shares = encoding.gap_bucket_shares(train_patients.iter().copied());
     summary.left_out = left;
     summary.exclusive_label_groups = encoding.label_groups.iter().map(|g| g.name.clone()).collect();
     if !summary.exclusive_label_groups.is_empty() {
