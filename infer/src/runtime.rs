@@ -173,14 +173,25 @@ pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource)>
     )))
 }
 
-/// Loads ONNX Runtime once per process (later calls return the runtime loaded first).
+/// The variable Microsoft's ONNX Runtime builds read when the environment is created: set to 1, no telemetry
+/// is started. The onnxruntime 1.31 wheel's library otherwise writes events (executable path, model file
+/// names, a persistent device id) under `~/.cache/Microsoft/DeveloperTools/.onnxruntime/` and sends them to
+/// Microsoft; turning it off through the API after the environment exists is too late for the files
+/// (measured: the device id and the event database are written all the same).
+pub const TELEMETRY_OFF_ENV: &str = "ORT_DISABLE_TELEMETRY";
+
+/// Loads ONNX Runtime once per process (later calls return the runtime loaded first), with its telemetry off.
 pub fn init(explicit: Option<&Path>) -> Result<&'static Runtime> {
     let r = RUNTIME.get_or_init(|| {
         let (library, source) = find_library(explicit).map_err(|e| e.to_string())?;
+        // Before the library is loaded and its environment created: nothing we ship may phone home or write
+        // outside its output. Set once, under the OnceLock, before any ONNX Runtime thread exists.
+        std::env::set_var(TELEMETRY_OFF_ENV, "1");
         let builder = ort::init_from(&library)
             .map_err(|e| format!("could not load {} (found via {source}): {e}", library.display()))?;
         let env = builder
             .with_name("halo-sample")
+            .with_telemetry(false)
             .build()
             .map_err(|e| format!("could not create the environment: {e}"))?;
         let version = version_of(&library, ort::info());
