@@ -108,8 +108,8 @@ pub struct TrainCmd {
     #[arg(long)]
     reference_init: bool,
     /// CPU threads for libtorch [default: libtorch's choice, all cores]. With 1, a CPU run gives the same
-    /// bytes on any machine with the same libtorch build (used to regenerate fixtures/tiny-model)
-    #[arg(long)]
+    /// bytes on every run on the same machine (used to regenerate fixtures/tiny-model); at most 4 per core
+    #[arg(long, value_parser = halo_core::threads::parse_thread_count)]
     threads: Option<usize>,
     /// No per-epoch lines on stderr.
     #[arg(long)]
@@ -132,7 +132,7 @@ fn non_negative(s: &str) -> std::result::Result<f64, String> {
 
 pub fn run(cmd: TrainCmd) -> Result<()> {
     if let Some(n) = cmd.threads {
-        tch::set_num_threads(n.max(1) as i32);
+        tch::set_num_threads(n as i32);
     }
     if cmd.batch_size == 0 || cmd.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");

@@ -40,20 +40,72 @@ fn three_digits(x: f64, step: fn(f64) -> f64) -> f64 {
     }
 }
 
-/// Quantile edges of `values` (of `patients` distinct patients): at most `buckets` buckets, fewer when
-/// a bucket would hold fewer than `min_patients` patients' worth of values, each edge rounded by
-/// [`coarse`] when `min_patients` > 1.
-pub(crate) fn quantile_edges(values: &mut [f64], buckets: usize, patients: usize, min_patients: usize) -> Vec<f64> {
+/// `x` rounded down to 3 significant digits.
+fn coarse_down(x: f64) -> f64 {
+    three_digits(x, f64::floor)
+}
+
+/// One lab's values on the training patients: every value, and each patient's lowest and highest.
+#[derive(Debug, Default)]
+pub(crate) struct LabSample {
+    pub values: Vec<f64>,
+    /// One entry per patient who has the lab.
+    pub patient_lowest: Vec<f64>,
+    pub patient_highest: Vec<f64>,
+}
+
+impl LabSample {
+    pub fn patients(&self) -> usize {
+        self.patient_lowest.len()
+    }
+
+    /// Quantile edges: at most `buckets` buckets, fewer when a bucket would hold fewer than `min_patients`
+    /// patients' worth of values. With the small-cell rule (`min_patients` > 1) the outer edges are
+    /// top-coded like the gap and age edges: the lowest edge is the `min_patients`-th lowest patient minimum
+    /// rounded down, the highest the `min_patients`-th highest patient maximum rounded up, so that no edge
+    /// rests on fewer than `min_patients` patients (one patient's 987654.321 would otherwise ship as the
+    /// edge 988000 and spread synthetic values up to it); values beyond fall into the outer buckets all the
+    /// same. Inner edges are quantiles of the values held within the outer edges, rounded to 3 significant
+    /// digits.
+    pub fn edges(&mut self, buckets: usize, min_patients: usize) -> Vec<f64> {
+        if min_patients <= 1 {
+            return quantiles(&mut self.values, buckets);
+        }
+        let buckets = buckets.min((self.patients() / min_patients).max(1));
+        let (lowest, highest) = (
+            kth(&mut self.patient_lowest, min_patients, false),
+            kth(&mut self.patient_highest, min_patients, true),
+        );
+        let (lowest, highest) = (coarse_down(lowest.min(highest)), coarse_up(highest.max(lowest)));
+        for v in &mut self.values {
+            *v = v.clamp(lowest, highest);
+        }
+        let mut edges = quantiles(&mut self.values, buckets);
+        for e in &mut edges {
+            *e = coarse(*e).clamp(lowest, highest);
+        }
+        let last = edges.len() - 1;
+        (edges[0], edges[last]) = (lowest, highest);
+        edges.dedup();
+        if edges.len() < 2 {
+            edges.push(edges[0] + 1.0);
+        }
+        edges
+    }
+}
+
+/// The `k`-th smallest (or with `largest`, the `k`-th largest) of `values`, or the last one there is.
+fn kth(values: &mut [f64], k: usize, largest: bool) -> f64 {
+    values.sort_by(|a, b| if largest { b.total_cmp(a) } else { a.total_cmp(b) });
+    values.get(k - 1).or(values.last()).copied().unwrap_or(0.0)
+}
+
+/// `buckets + 1` quantiles of `values` (the smallest and largest among them), repeated ones merged.
+fn quantiles(values: &mut [f64], buckets: usize) -> Vec<f64> {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
-    let buckets = if min_patients > 1 {
-        buckets.min((patients / min_patients).max(1))
-    } else {
-        buckets
-    };
     let mut edges: Vec<f64> = (0..=buckets)
         .map(|i| values[((i as f64 / buckets as f64) * (n - 1) as f64).round() as usize])
-        .map(|e| if min_patients > 1 { coarse(e) } else { e })
         .collect();
     edges.dedup();
     if edges.len() < 2 {
@@ -109,5 +161,58 @@ mod tests {
             "without the rule: the largest"
         );
         assert_eq!(closing_value(&mut ages, 3), 88.1, "the 3rd largest, rounded up");
+    }
+
+    /// A lab of `patients` patients with values 1..=5 each, plus `extra` values of the first patient.
+    fn lab(patients: usize, extra: &[f64]) -> LabSample {
+        let mut s = LabSample::default();
+        for p in 0..patients {
+            let mut own: Vec<f64> = (1..=5).map(|v| v as f64 + p as f64 * 0.01).collect();
+            if p == 0 {
+                own.extend_from_slice(extra);
+            }
+            s.patient_lowest.push(own.iter().copied().fold(f64::INFINITY, f64::min));
+            s.patient_highest
+                .push(own.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            s.values.extend(own);
+        }
+        s
+    }
+
+    #[test]
+    fn one_patients_outliers_are_no_lab_edge() {
+        let planted = [987654.321, -123456.7];
+        let edges = lab(40, &planted).edges(4, 10);
+        assert_eq!(edges.first(), Some(&1.09), "the 10th lowest patient minimum: {edges:?}");
+        assert_eq!(
+            edges.last(),
+            Some(&5.31),
+            "the 10th highest patient maximum, 5.30 + 0.01 rounded up: {edges:?}"
+        );
+        assert!(edges.windows(2).all(|w| w[0] < w[1]), "{edges:?}");
+        assert_eq!(edges.len(), 5, "4 buckets of 40 patients: {edges:?}");
+        // Without the rule, the data's extremes are the edges (what --min-patients 1 asks for).
+        let open = lab(40, &planted).edges(4, 1);
+        assert_eq!((open[0], open[open.len() - 1]), (-123456.7, 987654.321));
+        // Ten patients' extremes are an edge: then no single patient holds it.
+        let mut many = lab(40, &[]);
+        for p in 0..10 {
+            many.values.push(50.0 + p as f64);
+            many.patient_highest[p] = 50.0 + p as f64;
+        }
+        assert_eq!(many.edges(4, 10).last(), Some(&50.0));
+    }
+
+    #[test]
+    fn patients_with_disjoint_ranges_still_get_ordered_edges() {
+        let mut s = LabSample::default();
+        for p in 0..3 {
+            let v = 10.0 * (p + 1) as f64;
+            s.values.extend([v, v + 1.0]);
+            s.patient_lowest.push(v);
+            s.patient_highest.push(v + 1.0);
+        }
+        // 3rd lowest minimum 30 is above the 3rd highest maximum 11: one bucket between the two.
+        assert_eq!(s.edges(4, 3), vec![11.0, 30.0]);
     }
 }

@@ -24,6 +24,7 @@ pub mod omop;
 pub mod omop_write;
 pub mod record;
 pub mod split;
+pub mod threads;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -58,8 +58,9 @@ enum Sink {
     Omop(Box<OmopWriter>),
 }
 
-/// Refuses an existing path; checks that its folder exists.
-fn check_target(path: &Path) -> Result<()> {
+/// Refuses an existing path; checks that its folder exists. Creates nothing: the cheap check a command
+/// runs before its slow set-up, [`Output::create`] then makes the temporary output.
+pub fn check_target(path: &Path) -> Result<()> {
     fsutil::check_fresh(
         path,
         Target::Absent,
@@ -81,7 +82,8 @@ fn check_target(path: &Path) -> Result<()> {
 
 impl Output {
     /// Prepares `path`: refuses it when it exists and creates the temporary file or folder now, so that
-    /// an unwritable location fails before any sampling. `cohort` is required for [`OutputFormat::Omop`],
+    /// an unwritable location fails before any sampling (`halo-sample` calls it once the model is loaded,
+    /// so that a run stopped while loading leaves nothing behind). `cohort` is required for [`OutputFormat::Omop`],
     /// `encoding` (the model's) for [`OutputFormat::Meds`].
     pub fn create(
         path: &Path,

@@ -215,7 +215,7 @@ pub struct SessionOptions {
 
 /// Default thread count: the number of cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    halo_core::threads::available_cores()
 }
 
 /// Widest model (`n_embd`) and largest batch at which one thread per graph run is the default: such runs are
@@ -248,7 +248,9 @@ pub fn create_session(
     path: &Path,
     options: &SessionOptions,
 ) -> Result<(Session, Placement, Option<String>)> {
-    let threads = options.threads.unwrap_or_else(default_threads).max(1);
+    let threads = options.threads.unwrap_or_else(default_threads);
+    let threads = halo_core::threads::check_thread_count(threads)
+        .map_err(|e| Error::Runtime(format!("intra-op threads: {e}")))?;
     let base = || -> Result<ort::session::builder::SessionBuilder> {
         let b = Session::builder(&rt.env)
             .map_err(Error::runtime)?

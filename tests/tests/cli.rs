@@ -264,8 +264,18 @@ fn rare_values_stay_on_the_training_machine() {
     let mut text = std::fs::read_to_string(&conditions).unwrap();
     text.push_str("999001,1,0,2011-08-19,2011-08-19 00:00:00,,,32020,0,,,5,0,\"John Smith MRN 555-12-3456\",0,\n");
     std::fs::write(&conditions, text).unwrap();
+    // Planted: one patient's extreme values of a lab 40 persons have (weight, 3025315), high and low.
+    let measurements = data.join("MEASUREMENT.csv");
+    let mut text = std::fs::read_to_string(&measurements).unwrap();
+    for (id, value) in [(999101, "987654.321"), (999102, "-123456.7")] {
+        text.push_str(&format!(
+            "{id},1,3025315,2018-08-31,2018-08-31 00:00:00,2018-08-31,5001,0,{value},0,0,,,0,3,0,29463-7,3025315,,,,,\n"
+        ));
+    }
+    std::fs::write(&measurements, text).unwrap();
+    let planted_edges = ["987654", "988000", "123456", "123000"];
 
-    // With the rule off, the string would ship: the test can see it.
+    // With the rule off, the string and the extremes would ship: the test can see them.
     let ck_all = dir.path().join("ck-all");
     let o = train(
         data.to_str().unwrap(),
@@ -273,9 +283,9 @@ fn rare_values_stay_on_the_training_machine() {
         &["--epochs", "1", "--min-patients", "1"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_to_string(ck_all.join("encoding.json"))
-        .unwrap()
-        .contains("555-12-3456"));
+    let encoding_all = std::fs::read_to_string(ck_all.join("encoding.json")).unwrap();
+    assert!(encoding_all.contains("555-12-3456"));
+    assert!(encoding_all.contains("987654.321") && encoding_all.contains("-123456.7"));
     // ... and export refuses such a model unless told.
     let refused = dir.path().join("refused");
     let o = export(&ck_all, &refused, &[]);
@@ -297,7 +307,7 @@ fn rare_values_stay_on_the_training_machine() {
     let model = dir.path().join("model");
     let o = export(&ck, &model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_nowhere_in(&model, &["John Smith", "555-12-3456"]);
+    assert_nowhere_in(&model, &[&["John Smith", "555-12-3456"][..], &planted_edges].concat());
     // No bucket edge taken from the data is one patient's exact value: the closing edges of gaps and ages
     // (the others are fixed steps) and every lab edge.
     let manifest = json(model.join("manifest.json"));
@@ -311,6 +321,8 @@ fn rare_values_stay_on_the_training_machine() {
     }
     assert!(edges.len() > 6);
     assert!(edges.iter().all(|&e| is_coarse(e)), "{edges:?}");
+    // ... and none is the planted extremes of one patient (the outer lab edges are top-coded).
+    assert!(edges.iter().all(|e| e.abs() < 1e4), "{edges:?}");
     // Every code left in the vocabulary is held by at least 10 of the 40 persons.
     let dataset = halo_core::read_dataset(&data, None, &halo_core::ReadOptions::default()).unwrap();
     for t in enc["tokens"].as_array().unwrap().iter().filter(|t| t["kind"] == "code") {

@@ -17,8 +17,8 @@ impl Encoding {
         // Continuous values: edges from the training split.
         let mut gaps: Vec<f64> = Vec::new();
         let mut ages: Vec<f64> = Vec::new();
-        // Per lab: its values and the number of distinct patients they come from.
-        let mut lab_values: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
+        // Per lab: its values, and each patient's lowest and highest (the outer edges are about patients).
+        let mut lab_values: BTreeMap<String, LabSample> = BTreeMap::new();
         for p in train {
             let days = visit_days(p);
             // A patient's largest gap stands for them (the closing edge is about patients, not visits).
@@ -29,15 +29,18 @@ impl Encoding {
             gaps.extend(largest);
             ages.extend(age_at_first_visit(p));
             if options.labs {
-                let mut seen = BTreeSet::new();
+                let mut range: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
                 for v in &p.visits {
                     for lab in &v.labs {
-                        let entry = lab_values.entry(lab.code.clone()).or_default();
-                        entry.0.push(lab.value);
-                        if seen.insert(lab.code.as_str()) {
-                            entry.1 += 1;
-                        }
+                        lab_values.entry(lab.code.clone()).or_default().values.push(lab.value);
+                        let r = range.entry(lab.code.as_str()).or_insert((lab.value, lab.value));
+                        *r = (r.0.min(lab.value), r.1.max(lab.value));
                     }
+                }
+                for (code, (lowest, highest)) in range {
+                    let sample = lab_values.get_mut(code).expect("collected above");
+                    sample.patient_lowest.push(lowest);
+                    sample.patient_highest.push(highest);
                 }
             }
         }
@@ -51,14 +54,14 @@ impl Encoding {
         let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
         let age_edges_years = closed_edges(&age_base, max_age);
         let mut lab_edges = BTreeMap::new();
-        for (code, (mut values, patients)) in lab_values {
-            if patients < k {
+        for (code, mut sample) in lab_values {
+            if sample.patients() < k {
                 left_out.labs += 1;
                 continue;
             }
             let edges = match spec.and_then(|s| s.lab_edges.get(&code)) {
                 Some(e) => e.clone(),
-                None => quantile_edges(&mut values, options.lab_buckets.max(1), patients, k),
+                None => sample.edges(options.lab_buckets.max(1), k),
             };
             lab_edges.insert(code, edges);
         }

@@ -8,7 +8,7 @@
 //! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
 //! category contiguous so that a sampler can keep categories exclusive.
 
-use crate::buckets::{bucket_of, closed_edges, closing_value, quantile_edges};
+use crate::buckets::{bucket_of, closed_edges, closing_value, LabSample};
 use crate::error::{Error, Result};
 pub use crate::record::DemographicCategory;
 use crate::record::{BirthDecade, Patient, Visit};

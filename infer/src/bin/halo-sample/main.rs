@@ -104,7 +104,8 @@ struct RuntimeArgs {
     ort_lib: Option<PathBuf>,
     /// CPU threads used by ONNX Runtime for each graph run. Default: one for small models (n_embd <= 256) at
     /// batch sizes up to 16 (their runs are too short for a second thread to pay), else the number of CPU cores.
-    #[arg(long, value_name = "T")]
+    /// At most 4 per core.
+    #[arg(long, value_name = "T", value_parser = halo_core::threads::parse_thread_count)]
     threads: Option<usize>,
     /// Print nothing but errors (no progress bar, no library line).
     #[arg(long, short)]
@@ -228,9 +229,6 @@ fn load_runtime(args: &RuntimeArgs) -> Result<&'static Runtime> {
 
 /// Loads the model with `--threads`, or else the default thread count for its width and `batch_size`.
 fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batch_size: usize) -> Result<Model> {
-    if args.threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
     let n_embd = halo_infer::model::read_manifest(dir)?.model.n_embd;
     let threads = args
         .threads
@@ -316,7 +314,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         _ => None,
     };
     let manifest = halo_infer::model::read_manifest(&model_dir)?;
-    let mut output = Output::create(&out, format, cohort, Some(&manifest.encoding))?;
+    halo_infer::output::check_target(&out)?;
     halo_infer::output::check_model_for(format, &manifest.encoding)?;
     if format == OutputFormat::Omop {
         for note in halo_infer::output::omop_notes(&manifest.encoding) {
@@ -332,6 +330,8 @@ fn sample(args: SampleArgs) -> Result<()> {
 
     let rt = load_runtime(&args.runtime)?;
     let mut model = load_model(&model_dir, rt, device, &args.runtime, args.batch_size)?;
+    // Only now that the sessions exist: a run that fails or is stopped while loading leaves no output.
+    let mut output = Output::create(&out, format, cohort, Some(&model.manifest.encoding))?;
     if !args.runtime.quiet {
         if let Some(c) = &conditions {
             eprintln!(
