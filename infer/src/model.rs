@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use halo_core::config::ModelConfig;
-use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, MANIFEST};
+use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile, MANIFEST};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::Digest;
@@ -38,26 +38,58 @@ pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
 fn check_one(dir: &Path, field: &str, name: &str, sha256: &str) -> Result<()> {
     let path = dir.join(name);
     if !path.is_file() {
-        return Err(Error::model(
-            &path,
-            format!(
-                "missing (named by {} `{field}`); the model directory is incomplete, export it again with `halo export`",
-                MANIFEST
-            ),
-        ));
+        return Err(missing(&path, field));
     }
-    let actual = file_sha256(&path)?;
-    if !actual.eq_ignore_ascii_case(sha256) {
-        return Err(Error::model(
-            &path,
-            format!(
-                "sha256 {actual} does not match {MANIFEST} `{field}.sha256` {}: the file was changed or \
-                 truncated after export (copy the model directory again, or re-export it)",
-                sha256
-            ),
-        ));
+    compare_sha256(&path, field, &file_sha256(&path)?, sha256)
+}
+
+fn missing(path: &Path, field: &str) -> Error {
+    Error::model(
+        path,
+        format!("missing (named by {MANIFEST} `{field}`); the model directory is incomplete, export it again with `halo export`"),
+    )
+}
+
+fn compare_sha256(path: &Path, field: &str, actual: &str, expected: &str) -> Result<()> {
+    if actual.eq_ignore_ascii_case(expected) {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::model(
+        path,
+        format!(
+            "sha256 {actual} does not match {MANIFEST} `{field}.sha256` {expected}: the file was changed or \
+             truncated after export (copy the model directory again, or re-export it)"
+        ),
+    ))
+}
+
+/// Reads a file the manifest names and checks its sha256 on the bytes read: what is loaded is what was
+/// checked, with no window in which the file could be swapped.
+fn read_checked(dir: &Path, field: &str, name: &str, sha256: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Err(missing(&path, field));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    compare_sha256(&path, field, &halo_core::manifest::sha256_hex(&bytes), sha256)?;
+    Ok(bytes)
+}
+
+/// A graph of the manifest, read and checked ([`read_checked`]), with its external weights if any.
+fn read_graph(dir: &Path, field: &str, file: &OnnxFile) -> Result<runtime::GraphBytes> {
+    let bytes = read_checked(dir, &format!("{field}.name"), &file.name, &file.sha256)?;
+    let external = match &file.external_data {
+        Some(d) => {
+            let data = read_checked(dir, &format!("{field}.external_data.name"), &d.name, &d.sha256)?;
+            Some((d.name.clone(), std::sync::Arc::<[u8]>::from(data)))
+        }
+        None => None,
+    };
+    Ok(runtime::GraphBytes {
+        path: dir.join(&file.name),
+        bytes,
+        external,
+    })
 }
 
 /// Reads a model directory's manifest, saying clearly when the folder is not a model directory.
@@ -232,15 +264,19 @@ fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expect
     Ok(())
 }
 
-/// Creates a session and checks its inputs and outputs.
+/// Creates a session from the checked bytes of the manifest's `file` (`field` names it in messages) and
+/// checks its inputs and outputs.
 fn open_graph(
     rt: &Runtime,
-    path: PathBuf,
+    (dir, field, file): (&Path, &str, &OnnxFile),
     options: &SessionOptions,
     inputs: &[Expect],
     outputs: &[Expect],
 ) -> Result<(Graph, Placement, Option<String>)> {
-    let (session, placement, note) = runtime::create_session(rt, &path, options)?;
+    let graph = read_graph(dir, field, file)?;
+    let (session, placement, note) = runtime::create_session(rt, &graph, options)?;
+    drop(graph);
+    let path = dir.join(&file.name);
     check_outlets(&path, "input", session.inputs(), inputs)?;
     check_outlets(&path, "output", session.outputs(), outputs)?;
     Ok((Graph { session, path }, placement, note))
@@ -248,7 +284,13 @@ fn open_graph(
 
 /// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values. Read in chunks straight into the
 /// values, so that loading never holds the file's bytes and its values at once (96 MiB each at paper size).
-fn read_columns(path: &Path, v: usize) -> Result<Vec<f32>> {
+/// The file's sha256 is checked on the bytes read.
+fn read_columns(dir: &Path, file: &halo_core::manifest::DataFile, v: usize) -> Result<Vec<f32>> {
+    let field = "files.code_head_incremental.columns";
+    let path = &dir.join(&file.name);
+    if !path.is_file() {
+        return Err(missing(path, field));
+    }
     let want = IncrementalHeadFiles::column_values(v);
     let wrong_size = |bytes: u64| {
         Error::model(
@@ -259,22 +301,26 @@ fn read_columns(path: &Path, v: usize) -> Result<Vec<f32>> {
             ),
         )
     };
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = reader.metadata().map_err(|e| Error::io(path, e))?.len();
     if len != want as u64 * 4 {
         return Err(wrong_size(len));
     }
     let mut values = Vec::with_capacity(want);
     let mut chunk = vec![0u8; 1 << 20];
+    let mut hasher = sha2::Sha256::new();
     while values.len() < want {
         let n = ((want - values.len()) * 4).min(chunk.len());
-        file.read_exact(&mut chunk[..n]).map_err(|e| Error::io(path, e))?;
+        reader.read_exact(&mut chunk[..n]).map_err(|e| Error::io(path, e))?;
+        hasher.update(&chunk[..n]);
         values.extend(
             chunk[..n]
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
     }
+    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    compare_sha256(path, field, &actual, &file.sha256)?;
     Ok(values)
 }
 
@@ -301,7 +347,6 @@ impl Model {
     pub fn load_with(dir: &Path, rt: &Runtime, options: &SessionOptions, code_module: CodeModule) -> Result<Model> {
         let loading = crate::heap::begin_loading();
         let manifest = read_manifest(dir)?;
-        check_files(dir, &manifest)?;
         let c = manifest.model.clone();
         let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
         let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
@@ -318,10 +363,32 @@ impl Model {
         }
         let use_incremental = inc_files.is_some() && code_module != CodeModule::Dense;
         let use_dense = !use_incremental || code_module == CodeModule::Compared;
+        // The files this path loads are checked on the bytes loaded (below); the others now.
+        let mut loaded_files: Vec<&str> = vec![manifest.files.visit_transformer_step.name.as_str()];
+        if use_dense {
+            loaded_files.push(&manifest.files.code_head.name);
+        }
+        if let Some(inc) = inc_files.as_ref().filter(|_| use_incremental) {
+            loaded_files.push(&inc.start.name);
+            loaded_files.extend(inc.blocks.iter().map(|b| b.name.as_str()));
+            loaded_files.push(&inc.columns.name);
+        }
+        for (field, name, sha256) in manifest.files.all() {
+            let external_of_loaded = loaded_files
+                .iter()
+                .any(|l| name.strip_prefix(l).is_some_and(|r| r.starts_with('.')));
+            if !loaded_files.contains(&name) && !external_of_loaded {
+                check_one(dir, field.trim_end_matches(".name"), name, sha256)?;
+            }
+        }
 
         let (step, placement, note) = open_graph(
             rt,
-            dir.join(&manifest.files.visit_transformer_step.name),
+            (
+                dir,
+                "files.visit_transformer_step",
+                &manifest.files.visit_transformer_step,
+            ),
             options,
             &[
                 Some(Expect::f32(graph::IN_VISIT, vec![None, Some(v)])),
@@ -353,7 +420,7 @@ impl Model {
         let dense = if use_dense {
             let (g, _, _) = open_graph(
                 rt,
-                dir.join(&manifest.files.code_head.name),
+                (dir, "files.code_head", &manifest.files.code_head),
                 &head_options,
                 &[
                     Expect::f32(graph::IN_HISTORY, vec![None, Some(e)]),
@@ -369,7 +436,7 @@ impl Model {
             Some(files) => {
                 let (start, _, _) = open_graph(
                     rt,
-                    dir.join(&files.start.name),
+                    (dir, "files.code_head_incremental.start", &files.start),
                     &head_options,
                     &[Expect::f32(graph::IN_HISTORY, vec![None, Some(e)])],
                     &[Expect::f32(graph::OUT_PRE, vec![None, Some(hidden)])],
@@ -377,16 +444,17 @@ impl Model {
                 let mut blocks = Vec::with_capacity(files.blocks.len());
                 for (b, file) in files.blocks.iter().enumerate() {
                     let codes = files.block_codes(b, v);
+                    let field = format!("files.code_head_incremental.blocks[{b}]");
                     let (g, _, _) = open_graph(
                         rt,
-                        dir.join(&file.name),
+                        (dir, &field, file),
                         &head_options,
                         &[Expect::f32(graph::IN_PRE, vec![None, Some(e + codes.end - 1)])],
                         &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(codes.len())])],
                     )?;
                     blocks.push(g);
                 }
-                let columns = read_columns(&dir.join(&files.columns.name), v)?;
+                let columns = read_columns(dir, &files.columns, v)?;
                 Some(Incremental {
                     start,
                     blocks,

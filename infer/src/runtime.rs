@@ -241,13 +241,35 @@ pub enum Placement {
     Cuda,
 }
 
-/// Creates a session for `path` with graph optimisation level 3 on the chosen device.
+/// A graph's bytes as read (and checked) by the caller: the session is made from exactly these bytes, so a
+/// file swapped after its sha256 was checked is never what runs.
+pub struct GraphBytes {
+    /// Where the bytes came from (for messages).
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// The graph's external weights file, when it has one: (the name the graph refers to, its bytes).
+    pub external: Option<(String, std::sync::Arc<[u8]>)>,
+}
+
+impl GraphBytes {
+    /// Reads a graph file without a check (tests, tools that check otherwise).
+    pub fn read(path: &Path) -> Result<GraphBytes> {
+        Ok(GraphBytes {
+            path: path.to_path_buf(),
+            bytes: std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            external: None,
+        })
+    }
+}
+
+/// Creates a session from a graph's bytes with graph optimisation level 3 on the chosen device.
 /// Returns the session and where it runs; with `Device::Auto` the note says why CUDA was not used.
 pub fn create_session(
     rt: &Runtime,
-    path: &Path,
+    graph: &GraphBytes,
     options: &SessionOptions,
 ) -> Result<(Session, Placement, Option<String>)> {
+    let path = graph.path.as_path();
     let threads = options.threads.unwrap_or_else(default_threads);
     let threads = halo_core::threads::check_thread_count(threads)
         .map_err(|e| Error::Runtime(format!("intra-op threads: {e}")))?;
@@ -264,7 +286,12 @@ pub fn create_session(
             .map_err(Error::runtime)?
             .with_inter_threads(1)
             .map_err(Error::runtime)?;
-        Ok(b)
+        Ok(match &graph.external {
+            Some((name, bytes)) => b
+                .with_external_initializer_file_in_memory(name, bytes.clone())
+                .map_err(Error::runtime)?,
+            None => b,
+        })
     };
     let load_err = |e: ort::Error| Error::model(path, format!("ONNX Runtime could not load this graph: {e}"));
     match options.device {
@@ -278,7 +305,7 @@ pub fn create_session(
                 .map_err(Error::runtime)?
                 .with_execution_providers([cpu])
                 .map_err(Error::runtime)?
-                .commit_from_file(path)
+                .commit_from_memory(&graph.bytes)
                 .map_err(load_err)?;
             Ok((s, Placement::Cpu, None))
         }
@@ -287,7 +314,7 @@ pub fn create_session(
             let attempt = base()?
                 .with_execution_providers([cuda])
                 .map_err(|e| e.to_string())
-                .and_then(|mut b| b.commit_from_file(path).map_err(|e| e.to_string()));
+                .and_then(|mut b| b.commit_from_memory(&graph.bytes).map_err(|e| e.to_string()));
             match (attempt, options.device) {
                 (Ok(s), _) => Ok((s, Placement::Cuda, None)),
                 (Err(e), Device::Cuda) => Err(Error::Runtime(format!(
@@ -297,7 +324,7 @@ pub fn create_session(
                     rt.library.display()
                 ))),
                 (Err(e), _) => {
-                    let s = base()?.commit_from_file(path).map_err(load_err)?;
+                    let s = base()?.commit_from_memory(&graph.bytes).map_err(load_err)?;
                     Ok((
                         s,
                         Placement::Cpu,

@@ -78,7 +78,12 @@ fn check(ckpt: &Path) -> Figures {
     };
     // Compared: the dense code head and the incremental module are both loaded.
     let mut onnx = Model::load_with(&dir, rt, &options, CodeModule::Compared).unwrap();
-    let (mut full, _, _) = runtime::create_session(rt, &dir.join(graph::VISIT_TRANSFORMER), &options).unwrap();
+    let (mut full, _, _) = runtime::create_session(
+        rt,
+        &runtime::GraphBytes::read(&dir.join(graph::VISIT_TRANSFORMER)).unwrap(),
+        &options,
+    )
+    .unwrap();
     let (v, e) = (c.total_vocab_size, c.n_embd);
     let cache_row = c.n_layer * 2 * c.n_head * c.head_dim();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
