@@ -10,6 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source scripts/env.sh
 which="${1:-all}"
 count="${2:-}"
 batches="${3:-1,64,256}"

@@ -53,22 +53,40 @@ pub fn sweep_stale_temps(path: &Path) -> usize {
     let (Some(name), Some(parent)) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
         return 0;
     };
-    let parent = if parent.as_os_str().is_empty() {
+    let prefix = format!(".{name}.");
+    sweep(parent, |file_name| {
+        file_name.strip_prefix(&prefix).filter(|rest| rest.ends_with("tmp"))
+    })
+}
+
+/// Removes, in `folder`, every temporary of a process that no longer runs whose name ends in `.<pid>.<suffix>`
+/// (`.<any name>.<pid>.<suffix>`), whatever output it was for: `halo export` sweeps its own kind
+/// (`export.tmp`, a whole model directory) so that an export killed outright is removed by the next export
+/// into the same folder, whichever directory that one writes.
+pub fn sweep_stale_temps_in(folder: &Path, suffix: &str) -> usize {
+    let ending = format!(".{suffix}");
+    sweep(folder, |file_name| {
+        let stem = file_name.strip_prefix('.')?.strip_suffix(ending.as_str())?;
+        stem.rsplit_once('.').map(|(_, pid)| pid)
+    })
+}
+
+/// Removes the entries of `folder` for which `rest` gives `<pid>.<...>` of a process that no longer runs.
+fn sweep(folder: &Path, rest: impl Fn(&str) -> Option<&str>) -> usize {
+    let folder = if folder.as_os_str().is_empty() {
         Path::new(".")
     } else {
-        parent
+        folder
     };
-    let Ok(entries) = std::fs::read_dir(parent) else {
+    let Ok(entries) = std::fs::read_dir(folder) else {
         return 0;
     };
-    let prefix = format!(".{name}.");
     let mut removed = 0;
     for e in entries.flatten() {
         let file_name = e.file_name();
         let Some(pid) = file_name
             .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .filter(|rest| rest.ends_with("tmp"))
+            .and_then(&rest)
             .and_then(|rest| rest.split('.').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
@@ -209,5 +227,44 @@ pub fn stamp_time() -> Result<chrono::DateTime<chrono::Utc>> {
             .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
             .ok_or_else(|| Error::Invalid(format!("SOURCE_DATE_EPOCH is `{v}`, expected whole seconds since 1970"))),
         Err(_) => Ok(chrono::Utc::now()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_temporaries_of_the_given_kind_and_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = 4_000_000_000u32; // above any pid Linux hands out
+        let live = std::process::id();
+        let make_dir = |name: &str| {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("manifest.json"), b"{}").unwrap();
+        };
+        make_dir(&format!(".model-a.{dead}.export.tmp"));
+        make_dir(&format!(".my.model.{dead}.export.tmp"));
+        make_dir(&format!(".model-b.{live}.export.tmp"));
+        std::fs::write(dir.path().join(format!(".records.jsonl.{dead}.tmp")), b"").unwrap();
+        make_dir(&format!("model.{dead}.export.tmp"));
+        make_dir("model");
+        assert_eq!(sweep_stale_temps_in(dir.path(), "export.tmp"), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                format!(".model-b.{live}.export.tmp"),
+                format!(".records.jsonl.{dead}.tmp"),
+                "model".to_string(),
+                format!("model.{dead}.export.tmp"),
+            ]
+        );
+        // The sibling sweep still removes a dead run's temporary of that one output.
+        assert_eq!(sweep_stale_temps(&dir.path().join("records.jsonl")), 1);
     }
 }

@@ -61,6 +61,9 @@ impl Default for ExportOptions {
     }
 }
 
+/// The last part of the temporary folder an export writes before renaming it (`.<name>.<pid>.export.tmp`).
+const EXPORT_TEMP: &str = "export.tmp";
+
 /// Exports the checkpoint folder `checkpoint` to the model directory `out` and returns its manifest
 /// (`verify` unset). The directory is written beside `out` under a temporary name and renamed into
 /// place at the end; nothing is left behind on error. The same checkpoint and options give
@@ -85,11 +88,13 @@ pub fn export_with(checkpoint: &Path, out: &Path, opts: &ExportOptions, finish: 
             message: "output path has no folder name".into(),
         });
     }
-    let swept = halo_core::fsutil::sweep_stale_temps(out);
+    let folder = out.parent().unwrap_or(Path::new("."));
+    let swept =
+        halo_core::fsutil::sweep_stale_temps(out) + halo_core::fsutil::sweep_stale_temps_in(folder, EXPORT_TEMP);
     if swept > 0 {
         eprintln!("halo export: removed {swept} temporary folder(s) of an earlier export that was killed");
     }
-    let tmp = halo_core::fsutil::temp_sibling_named(out, "export.tmp");
+    let tmp = halo_core::fsutil::temp_sibling_named(out, EXPORT_TEMP);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
     }

@@ -210,3 +210,21 @@ fn the_trace_filters_recognise_what_they_look_for() {
         ]
     );
 }
+
+#[test]
+fn the_sampler_binary_names_no_path_of_the_machine_that_built_it() {
+    // Panic locations of dependencies would name the builder's cargo home (scripts/env.sh remaps it).
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_halo-sample")).unwrap();
+    for path in [cargo_home, workspace] {
+        let needle = path.to_string_lossy().into_owned();
+        let found = binary.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(
+            !found,
+            "halo-sample holds the build machine's path {needle} (build with scripts/env.sh's RUSTFLAGS)"
+        );
+    }
+}

@@ -473,3 +473,45 @@ fn given_labels_that_partition_the_records_are_sampled_as_one_group() {
         );
     }
 }
+
+#[test]
+fn an_export_killed_outright_is_swept_by_the_next_export_into_the_same_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let o = train(&fixture("synthea-60.jsonl"), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let temporaries = || -> Vec<PathBuf> {
+        std::fs::read_dir(&models)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".export.tmp"))
+            .collect()
+    };
+    // Killed (SIGKILL: no handler runs) while it writes its temporary folder.
+    let mut child = common::halo_command()
+        .args(["export", "--checkpoint", ck.to_str().unwrap(), "--out"])
+        .arg(models.join("first"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while temporaries().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export ended before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(temporaries().len(), 1, "the killed export left its temporary folder");
+    // The next export, of another model directory beside it, removes it.
+    let o = export(&ck, &models.join("second"), &["--calibration-records", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("removed 1 temporary folder"), "{}", stderr(&o));
+    assert!(temporaries().is_empty(), "{:?}", temporaries());
+    assert!(!models.join("first").exists() && models.join("second").join("manifest.json").is_file());
+}
