@@ -1,12 +1,18 @@
 //! SITE.md, the instructions in a site bundle (`halo package`): what the bundle is, the three commands a site
 //! runs in order, the figures measured for this model, what to do when a check fails, and the licences.
 
+use crate::export::SMALL_CELL_MINIMUM;
 use halo_core::manifest::Manifest;
 use halo_infer::site::BundleInfo;
 
 /// SITE.md: what the bundle is, the commands a site runs, the figures to expect, what to do when a check
 /// fails, and the licences.
-pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&str>) -> String {
+pub fn site_readme(
+    info: &BundleInfo,
+    manifest: &Manifest,
+    public_key: Option<&str>,
+    signed_comment: Option<&str>,
+) -> String {
     let c = &manifest.model;
     let trust = public_key.map(|k| format!(" --trust {k}")).unwrap_or_default();
     let mut s = String::new();
@@ -18,13 +24,30 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
     line("");
     line(
         "This folder samples synthetic patient records from a HALO model trained at another site. It holds no \
-         patient data: no record, id, date or path of the training data leaves with the model.",
+         patient record: no record, id, date or path of the training data leaves with the model.",
     );
+    let k = manifest.encoding.options.min_patients;
     line(&format!(
-        "Its vocabulary keeps only codes seen in at least {} training patients (the small-cell rule of `halo train \
-         --min-patients`).",
-        manifest.encoding.options.min_patients
+        "Small cells: the model was trained with k = {k} (`halo train --min-patients {k}`): its vocabulary keeps \
+         only codes seen in at least {k} training patient{}, and its bucket edges (gaps, ages, lab values) are \
+         rounded and top-coded on that rule.",
+        if k == 1 { "" } else { "s" }
     ));
+    if k < SMALL_CELL_MINIMUM {
+        line("");
+        line(&format!(
+            "**Warning: k = {k} is below {SMALL_CELL_MINIMUM}.** It was exported with `--allow-small-cells`: codes \
+             and values held by fewer than {SMALL_CELL_MINIMUM} patients{} may be in the model and in the records \
+             it samples. Treat this bundle as you would data about the training patients, unless your privacy \
+             officer has approved it as it is.",
+            if k == 1 { ", even by a single patient," } else { "" }
+        ));
+    }
+    line("");
+    line(
+        "Nothing leaves the machine: `halo-sample` makes no network connection, and writes nothing outside its \
+         `--out` (built under a temporary name beside it, then renamed; `verify` writes nothing).",
+    );
     line("");
     line("| | |");
     line("|---|---|");
@@ -49,6 +72,9 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
         c.n_layer,
         manifest.encoding.sampled_visit_limit()
     ));
+    if let Some(comment) = signed_comment {
+        line(&format!("| signature | {comment} |"));
+    }
     line(&format!("| made | {} |", info.created));
     line(&format!(
         "| needs | Linux x86-64 with glibc {} or newer; system libraries {} |",
