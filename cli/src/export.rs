@@ -79,6 +79,11 @@ const DEFAULT_CALIBRATION_RECORDS: usize = 4000;
 
 pub fn run(cmd: ExportCmd) -> Result<()> {
     let precision = cmd.precision;
+    // What the signature will name, checked before anything is read: the release and the time.
+    let release = cmd.sign.as_ref().map(|_| model_release(&cmd)).transpose()?;
+    if release.is_some() {
+        halo_core::fsutil::stamp_time()?;
+    }
     let folder = halo_core::checkpoint::CheckpointFolder::read(&cmd.checkpoint)?;
     let k = folder.encoding.options.min_patients;
     if k < SMALL_CELL_MINIMUM && !cmd.allow_small_cells {
@@ -101,11 +106,7 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
         .map(|path| signing::SigningKey::open(path, crate::keygen::password_for_existing_key()))
         .transpose()
         .context("opening the --sign key")?;
-    let release = key.as_ref().map(|_| model_release(&cmd)).transpose()?;
-    if key.is_some() {
-        // Checked before the minutes of export: the time the signature names.
-        halo_core::fsutil::stamp_time()?;
-    }
+
     let options = halo_export::ExportOptions {
         precision,
         overwrite: cmd.overwrite,

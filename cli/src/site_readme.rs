@@ -110,6 +110,13 @@ pub fn site_readme(
          model files against their manifest, and re-samples the reference records the exporter stored, at three \
          batch sizes. It must end with `verify: identical`.",
     );
+    if let Some(comment) = signed_comment {
+        line(&format!(
+            "Its `verify: signature: good (...)` line names the model, its version and export time: `{comment}`. \
+             Check that this is the model and version you were told to expect (an older signed model still \
+             verifies)."
+        ));
+    }
     if public_key.is_some() {
         line(&format!(
             "With minisign installed, `minisign -Vm model/manifest.json -P {}` checks the signature too.",
@@ -181,6 +188,10 @@ pub fn site_readme(
     line(
         "- `verify: signature: FAILED`: the model was changed after it was signed, or signed with another key. Do \
          not use it; ask the training site.",
+    );
+    line(
+        "- `verify: contents: FAILED`: model/ holds a file, folder or link its manifest does not name. Remove \
+         it, or unpack the archive again.",
     );
     line(&format!(
         "- `cannot find the ONNX Runtime library` or `could not load`: bin/ must hold libonnxruntime.so.{} next to \

@@ -33,8 +33,10 @@ SOURCE_DATE_EPOCH (seconds since 1970) to fix it, and two runs give the same byt
 Before sampling, every .onnx file is checked against the sha256 in manifest.json, so a damaged or
 incomplete copy of a model directory is refused. With --trust PUBLIC_KEY, the directory must also carry a
 good signature by that key (manifest.json.minisig, from `halo export --sign`; minisign's format, so
-`minisign -Vm manifest.json -p KEY.pub` checks it too). `halo-sample verify` reports each check on its own
-line: the signature, the sha256s, and the records the exporter fingerprinted, re-sampled at three batch
+`minisign -Vm manifest.json -p KEY.pub` checks it too); its signed comment names the model, its version and
+export time. A signed directory used without --trust gets a warning that its signature was not checked.
+`halo-sample verify` reports each check on its own line: the signature, that the folder holds only what
+manifest.json names, the sha256s, and the records the exporter fingerprinted, re-sampled at three batch
 sizes.
 
 The ONNX Runtime library (libonnxruntime.so) is looked up in this order: --ort-lib, the environment
