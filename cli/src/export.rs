@@ -38,7 +38,40 @@ pub struct ExportCmd {
     /// key reads its password from HALO_KEY_PASSWORD, or asks for it on a terminal.
     #[arg(long, value_name = "SECRET_KEY")]
     sign: Option<PathBuf>,
+    /// The model's name in the signature's trusted comment (with --sign), which `halo-sample verify` and
+    /// `halo-sample --version` print [default: the name of the --out folder].
+    #[arg(long, value_name = "NAME", requires = "sign")]
+    model_name: Option<String>,
+    /// The model's version in the signature's trusted comment (with --sign): raise it with each release, so
+    /// that a site can tell an older signed export from a newer one [default: 1].
+    #[arg(long, value_name = "VERSION", requires = "sign")]
+    model_version: Option<String>,
 }
+
+/// The release a signature names: `--model-name` (else the --out folder's name) and `--model-version`
+/// (else 1).
+fn model_release(cmd: &ExportCmd) -> Result<signing::ModelRelease> {
+    let name = match &cmd.model_name {
+        Some(name) => name.clone(),
+        None => cmd
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| {
+                format!(
+                    "--out {}: no folder name to name the model by; give --model-name",
+                    cmd.out.display()
+                )
+            })?,
+    };
+    Ok(signing::ModelRelease::new(
+        &name,
+        cmd.model_version.as_deref().unwrap_or("1"),
+    )?)
+}
+
+/// The smallest `--min-patients` (k) a model is exported with unless `--allow-small-cells`; SITE.md warns below it.
+pub const SMALL_CELL_MINIMUM: usize = 5;
 
 /// Default of `--calibration-records`. Records differ much in visit size, so the mean over a sample of
 /// records moves by about 4% between samples of 800 (Synthea-1k); 4,000 bring that to about 2%.
@@ -46,18 +79,24 @@ const DEFAULT_CALIBRATION_RECORDS: usize = 4000;
 
 pub fn run(cmd: ExportCmd) -> Result<()> {
     let precision = cmd.precision;
+    // What the signature will name, checked before anything is read: the release and the time.
+    let release = cmd.sign.as_ref().map(|_| model_release(&cmd)).transpose()?;
+    if release.is_some() {
+        halo_core::fsutil::stamp_time()?;
+    }
     let folder = halo_core::checkpoint::CheckpointFolder::read(&cmd.checkpoint)?;
     let k = folder.encoding.options.min_patients;
-    if k < 5 && !cmd.allow_small_cells {
+    if k < SMALL_CELL_MINIMUM && !cmd.allow_small_cells {
         bail!(
             "{}: trained with --min-patients {k}: its vocabulary and bucket edges may carry values seen in fewer \
-             than 5 patients, and a model directory leaves the training machine. Retrain with --min-patients 5 \
-             or more (default {}), or pass --allow-small-cells if these data may leave as they are",
+             than {SMALL_CELL_MINIMUM} patients, and a model directory leaves the training machine. Retrain with \
+             --min-patients {SMALL_CELL_MINIMUM} or more (default {}), or pass --allow-small-cells if these data \
+             may leave as they are",
             cmd.checkpoint.display(),
             halo_core::encoding::DEFAULT_MIN_PATIENTS
         );
     }
-    if k < 5 {
+    if k < SMALL_CELL_MINIMUM {
         eprintln!("halo export: --allow-small-cells: exporting a model trained with --min-patients {k}");
     }
     // Opened before the minutes of export: a key that does not open fails now.
@@ -67,6 +106,7 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
         .map(|path| signing::SigningKey::open(path, crate::keygen::password_for_existing_key()))
         .transpose()
         .context("opening the --sign key")?;
+
     let options = halo_export::ExportOptions {
         precision,
         overwrite: cmd.overwrite,
@@ -88,8 +128,11 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
             }
             halo_export::write_manifest(dir, manifest)?;
         }
-        if let Some(key) = &key {
-            key.sign_model_dir(dir)?;
+        if let (Some(key), Some(release)) = (&key, &release) {
+            let exported = halo_core::fsutil::stamp_time()?
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            key.sign_model_dir(dir, release, &exported)?;
         }
         Ok(())
     };
@@ -98,11 +141,14 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     })
     .with_context(|| format!("exporting {} to {}", cmd.checkpoint.display(), cmd.out.display()))?;
     report_files(&cmd.out, &manifest);
-    if let Some(key) = &key {
+    if let (Some(key), Some(release)) = (&key, &release) {
         let pk = key.public_base64();
         eprintln!(
-            "halo export: signed: {} (check with `halo-sample verify --trust KEY` or `minisign -Vm manifest.json -P {pk}`)",
-            halo_core::manifest::SIGNATURE
+            "halo export: signed: {} as model {} version {} (check with `halo-sample verify --trust KEY` or \
+             `minisign -Vm manifest.json -P {pk}`)",
+            halo_core::manifest::SIGNATURE,
+            release.name,
+            release.version
         );
     }
     eprintln!("halo export: model directory {}", cmd.out.display());

@@ -60,7 +60,38 @@ struct Entry {
 
 enum Content {
     File(PathBuf),
+    /// A model file: opened without following a symbolic link (one that replaced the file after the check
+    /// is refused, not followed).
+    ModelFile(PathBuf),
     Bytes(Vec<u8>),
+}
+
+/// Opens a file to ship; a model file only when it is not a symbolic link.
+fn open_content(path: &Path, no_follow: bool) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if no_follow {
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).with_context(|| {
+        format!(
+            "reading {}{}",
+            path.display(),
+            if no_follow {
+                " (a model file, never a symbolic link)"
+            } else {
+                ""
+            }
+        )
+    })?;
+    if no_follow && !file.metadata()?.is_file() {
+        bail!(
+            "{}: not a plain file; a model directory holds plain files only",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 impl Entry {
@@ -69,6 +100,14 @@ impl Entry {
             path: path.into(),
             content: Content::File(source),
             executable,
+        }
+    }
+
+    fn model_file(path: impl Into<String>, source: PathBuf) -> Entry {
+        Entry {
+            path: path.into(),
+            content: Content::ModelFile(source),
+            executable: false,
         }
     }
 
@@ -81,10 +120,16 @@ impl Entry {
     }
 
     fn sha256(&self) -> Result<String> {
-        Ok(match &self.content {
-            Content::Bytes(b) => halo_core::manifest::sha256_hex(b),
-            Content::File(p) => halo_infer::model::file_sha256(p)?,
-        })
+        use sha2::Digest;
+        let (path, no_follow) = match &self.content {
+            Content::Bytes(b) => return Ok(halo_core::manifest::sha256_hex(b)),
+            Content::File(p) => (p, false),
+            Content::ModelFile(p) => (p, true),
+        };
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut open_content(path, no_follow)?, &mut hasher)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 
@@ -92,15 +137,17 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     let folder = bundle_folder_name(&cmd.out)?;
     fsutil::check_fresh(&cmd.out, Target::Absent, "halo package never overwrites a bundle")?;
 
-    // The model: intact, signed as claimed.
+    // The model: nothing but the files its manifest accounts for, intact, signed as claimed.
     let manifest = halo_infer::model::read_manifest(&cmd.model)?;
+    halo_infer::model::check_only_named_files(&cmd.model, &manifest)?;
     halo_infer::model::check_files(&cmd.model, &manifest)?;
     let signed = cmd.model.join(SIGNATURE).is_file();
+    let mut signed_comment = None;
     let public_key = match (&cmd.public_key, signed) {
         (Some(key), true) => {
             let text = key.to_string_lossy().into_owned();
-            let pk = halo_infer::trust::read_public_key(&text)?;
-            halo_infer::trust::check_signature(&cmd.model, &pk)?;
+            let pk = halo_infer::trust::read_public_key("--public-key", &text)?;
+            signed_comment = Some(halo_infer::trust::check_signature(&cmd.model, &pk)?.trusted_comment);
             Some(public_key_line(key)?)
         }
         (Some(_), false) => bail!(
@@ -135,16 +182,23 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     }
     let ort = OrtFiles::find(cmd.ort_lib.as_deref(), cmd.cuda)?;
 
+    let mut model = load_on_cpu(&cmd.model)?;
+    eprintln!("halo package: re-sampling the verify digest as `halo-sample verify` will at the site ...");
+    check_verify_digest(&mut model)?;
     eprintln!("halo package: measuring the expected figures ({FIGURE_RECORDS} records on the CPU) ...");
-    let expected = measure(&cmd.model, &manifest)?;
+    let expected = measure(&mut model, &manifest)?;
+    drop(model);
 
     let mut entries = vec![Entry::file(format!("{}/halo-sample", site::BIN), sampler.clone(), true)];
     for (name, source) in &ort.libraries {
         entries.push(Entry::file(format!("{}/{name}", site::BIN), source.clone(), true));
     }
-    for file in site::files_under(&cmd.model)? {
-        let rel = file.strip_prefix(&cmd.model)?.to_string_lossy().into_owned();
-        entries.push(Entry::file(format!("{}/{rel}", site::MODEL), file, false));
+    // Named, never listed: what else appears in the folder meanwhile is not shipped.
+    for name in halo_infer::model::model_file_names(&manifest) {
+        let file = cmd.model.join(&name);
+        if name != SIGNATURE || signed {
+            entries.push(Entry::model_file(format!("{}/{name}", site::MODEL), file));
+        }
     }
     entries.push(Entry::bytes(
         format!("{}/halo-LICENSE", site::LICENSES),
@@ -192,7 +246,7 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
         system_libraries,
         expected,
     };
-    let site_md = crate::site_readme::site_readme(&info, &manifest, public_key.as_deref());
+    let site_md = crate::site_readme::site_readme(&info, &manifest, public_key.as_deref(), signed_comment.as_deref());
     entries.push(Entry::bytes(site::SITE_MD, site_md.into_bytes()));
     let mut json = serde_json::to_vec_pretty(&info)?;
     json.push(b'\n');
@@ -337,19 +391,66 @@ impl OrtFiles {
     }
 }
 
-/// Samples [`FIGURE_RECORDS`] records on the CPU (2 threads at most, batch 256) and writes them as JSONL and,
-/// when the model gives times, as MEDS: records per second and output size per 1,000 records.
-fn measure(model_dir: &Path, manifest: &Manifest) -> Result<ExpectedFigures> {
+/// Threads of the packaging checks: the figures are measured with as many as a small site machine has.
+fn figure_threads() -> usize {
+    runtime::default_threads().min(2)
+}
+
+/// The model loaded on the CPU with [`figure_threads`] threads.
+fn load_on_cpu(model_dir: &Path) -> Result<Model> {
     let rt = runtime::init(None)?;
-    let threads = runtime::default_threads().min(2);
-    let mut model = Model::load(
+    Ok(Model::load(
         model_dir,
         rt,
         &SessionOptions {
             device: Device::Cpu,
-            threads: Some(threads),
+            threads: Some(figure_threads()),
         },
-    )?;
+    )?)
+}
+
+/// Re-samples the manifest's verify records at the batch sizes `halo-sample verify` uses, and refuses a model
+/// whose records differ from its digest: the site's first command would fail on it.
+fn check_verify_digest(model: &mut Model) -> Result<()> {
+    let manifest_path = model.dir.join(halo_core::manifest::MANIFEST);
+    let outcome = halo_infer::verify::verify(model).context("checking the model's verify digest")?;
+    let (count, seed) = (outcome.expected.count, outcome.expected.seed);
+    for check in &outcome.checks {
+        let m = &check.mismatches;
+        if m.is_empty() {
+            continue;
+        }
+        let shown = halo_infer::verify::SHOWN_MISMATCHES;
+        let mut records: Vec<String> = m.iter().take(shown).map(|m| m.record.to_string()).collect();
+        if m.len() > shown {
+            records.push(format!("and {} more", m.len() - shown));
+        }
+        bail!(
+            "{}: {} of {count} records sampled at seed {seed} (batch size {}) differ from its verify digest \
+             (records {}): the site's first command, `halo-sample verify`, would fail. The manifest or the graphs \
+             changed after export; export the model again (no bundle written)",
+            manifest_path.display(),
+            m.len(),
+            check.batch_size,
+            records.join(", ")
+        );
+    }
+    eprintln!(
+        "halo package: verify digest: the {count} records at seed {seed} are identical at batch sizes {}",
+        outcome
+            .checks
+            .iter()
+            .map(|c| c.batch_size.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// Samples [`FIGURE_RECORDS`] records on the CPU (batch 256) and writes them as JSONL and, when the model
+/// gives times, as MEDS: records per second and output size per 1,000 records.
+fn measure(model: &mut Model, manifest: &Manifest) -> Result<ExpectedFigures> {
+    let threads = figure_threads();
     let scratch = tempfile::Builder::new().prefix(".halo-package.").tempdir()?;
     let jsonl = scratch.path().join("records.jsonl");
     let batch_size = 256;
@@ -357,7 +458,7 @@ fn measure(model_dir: &Path, manifest: &Manifest) -> Result<ExpectedFigures> {
     let mut output = Output::create(&jsonl, OutputFormat::Jsonl, None, None)?;
     let mut records: Vec<Sampled> = Vec::new();
     generate(
-        &mut model,
+        model,
         &Plan {
             seed: 1,
             records: 0..FIGURE_RECORDS,
@@ -453,8 +554,8 @@ fn write_archive(out: &Path, folder: &str, entries: &[Entry], mtime: u64) -> Res
                     let mut h = header(b.len() as u64, mode, tar::EntryType::Regular);
                     tar.append_data(&mut h, &path, b.as_slice())?;
                 }
-                Content::File(p) => {
-                    let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+                Content::File(p) | Content::ModelFile(p) => {
+                    let f = open_content(p, matches!(e.content, Content::ModelFile(_)))?;
                     let mut h = header(f.metadata()?.len(), mode, tar::EntryType::Regular);
                     tar.append_data(&mut h, &path, f)?;
                 }

@@ -1,12 +1,18 @@
 //! SITE.md, the instructions in a site bundle (`halo package`): what the bundle is, the three commands a site
 //! runs in order, the figures measured for this model, what to do when a check fails, and the licences.
 
+use crate::export::SMALL_CELL_MINIMUM;
 use halo_core::manifest::Manifest;
 use halo_infer::site::BundleInfo;
 
 /// SITE.md: what the bundle is, the commands a site runs, the figures to expect, what to do when a check
 /// fails, and the licences.
-pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&str>) -> String {
+pub fn site_readme(
+    info: &BundleInfo,
+    manifest: &Manifest,
+    public_key: Option<&str>,
+    signed_comment: Option<&str>,
+) -> String {
     let c = &manifest.model;
     let trust = public_key.map(|k| format!(" --trust {k}")).unwrap_or_default();
     let mut s = String::new();
@@ -18,13 +24,30 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
     line("");
     line(
         "This folder samples synthetic patient records from a HALO model trained at another site. It holds no \
-         patient data: no record, id, date or path of the training data leaves with the model.",
+         patient record: no record, id, date or path of the training data leaves with the model.",
     );
+    let k = manifest.encoding.options.min_patients;
     line(&format!(
-        "Its vocabulary keeps only codes seen in at least {} training patients (the small-cell rule of `halo train \
-         --min-patients`).",
-        manifest.encoding.options.min_patients
+        "Small cells: the model was trained with k = {k} (`halo train --min-patients {k}`): its vocabulary keeps \
+         only codes seen in at least {k} training patient{}, and its bucket edges (gaps, ages, lab values) are \
+         rounded and top-coded on that rule.",
+        if k == 1 { "" } else { "s" }
     ));
+    if k < SMALL_CELL_MINIMUM {
+        line("");
+        line(&format!(
+            "**Warning: k = {k} is below {SMALL_CELL_MINIMUM}.** It was exported with `--allow-small-cells`: codes \
+             and values held by fewer than {SMALL_CELL_MINIMUM} patients{} may be in the model and in the records \
+             it samples. Treat this bundle as you would data about the training patients, unless your privacy \
+             officer has approved it as it is.",
+            if k == 1 { ", even by a single patient," } else { "" }
+        ));
+    }
+    line("");
+    line(
+        "Nothing leaves the machine: `halo-sample` makes no network connection, and writes nothing outside its \
+         `--out` (built under a temporary name beside it, then renamed; `verify` writes nothing).",
+    );
     line("");
     line("| | |");
     line("|---|---|");
@@ -49,6 +72,9 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
         c.n_layer,
         manifest.encoding.sampled_visit_limit()
     ));
+    if let Some(comment) = signed_comment {
+        line(&format!("| signature | {comment} |"));
+    }
     line(&format!("| made | {} |", info.created));
     line(&format!(
         "| needs | Linux x86-64 with glibc {} or newer; system libraries {} |",
@@ -84,6 +110,13 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
          model files against their manifest, and re-samples the reference records the exporter stored, at three \
          batch sizes. It must end with `verify: identical`.",
     );
+    if let Some(comment) = signed_comment {
+        line(&format!(
+            "Its `verify: signature: good (...)` line names the model, its version and export time: `{comment}`. \
+             Check that this is the model and version you were told to expect (an older signed model still \
+             verifies)."
+        ));
+    }
     if public_key.is_some() {
         line(&format!(
             "With minisign installed, `minisign -Vm model/manifest.json -P {}` checks the signature too.",
@@ -155,6 +188,10 @@ pub fn site_readme(info: &BundleInfo, manifest: &Manifest, public_key: Option<&s
     line(
         "- `verify: signature: FAILED`: the model was changed after it was signed, or signed with another key. Do \
          not use it; ask the training site.",
+    );
+    line(
+        "- `verify: contents: FAILED`: model/ holds a file, folder or link its manifest does not name. Remove \
+         it, or unpack the archive again.",
     );
     line(&format!(
         "- `cannot find the ONNX Runtime library` or `could not load`: bin/ must hold libonnxruntime.so.{} next to \

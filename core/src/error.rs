@@ -4,12 +4,10 @@ use std::path::{Path, PathBuf};
 /// Every variant names the file, and where it can the line or field, and says what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: an error chain printed with `{:#}` would
+    // repeat it.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}:{line}: {message}", path.display())]
     Line {
         path: PathBuf,
@@ -34,7 +32,7 @@ impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
     pub fn line(path: &Path, line: usize, message: impl Into<String>) -> Error {

@@ -78,6 +78,50 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .map_err(|e| ExportError::io(path, e))
 }
 
+/// The name and version a signature gives a model (`halo export --model-name`, `--model-version`), so that
+/// a site sees which model it has, and an older signed export copied over a newer one shows as older.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRelease {
+    pub name: String,
+    pub version: String,
+}
+
+impl ModelRelease {
+    /// Checks both are one line of printable text (the trusted comment is one line), the version without
+    /// spaces.
+    pub fn new(name: &str, version: &str) -> Result<ModelRelease> {
+        let check = |flag: &str, value: &str, spaces: bool| {
+            let ok = !value.trim().is_empty()
+                && value.len() <= 100
+                && value.trim() == value
+                && !value.chars().any(|c| c.is_control() || (!spaces && c.is_whitespace()));
+            if ok {
+                Ok(value.to_string())
+            } else {
+                Err(ExportError::Invalid(format!(
+                    "{flag} `{value}`: expected 1 to 100 printable characters{}, without leading or trailing spaces",
+                    if spaces { "" } else { " and no spaces" }
+                )))
+            }
+        };
+        Ok(ModelRelease {
+            name: check("--model-name", name, true)?,
+            version: check("--model-version", version, false)?,
+        })
+    }
+}
+
+/// The trusted comment of a model directory's signature: one line naming the model, its version, when it
+/// was exported and the sha256 of the manifest signed, and the toolkit that signed it.
+pub fn trusted_comment(release: &ModelRelease, exported: &str, manifest_sha256: &str) -> String {
+    format!(
+        "halo model {} version {}, exported {exported}, {MANIFEST} sha256 {manifest_sha256}, signed by halo export {}",
+        release.name,
+        release.version,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// An opened secret key and its public key.
 pub struct SigningKey {
     secret: SecretKey,
@@ -122,14 +166,12 @@ impl SigningKey {
         self.public.to_base64()
     }
 
-    /// Signs `dir/manifest.json` and writes `dir/manifest.json.minisig`.
-    pub fn sign_model_dir(&self, dir: &Path) -> Result<()> {
+    /// Signs `dir/manifest.json` and writes `dir/manifest.json.minisig`, its trusted comment naming the
+    /// release, the export time (`exported`, UTC) and the manifest's sha256 ([`trusted_comment`]).
+    pub fn sign_model_dir(&self, dir: &Path, release: &ModelRelease, exported: &str) -> Result<()> {
         let manifest = dir.join(MANIFEST);
         let bytes = std::fs::read(&manifest).map_err(|e| ExportError::io(&manifest, e))?;
-        let trusted = format!(
-            "halo model directory manifest, signed by halo export {}",
-            env!("CARGO_PKG_VERSION")
-        );
+        let trusted = trusted_comment(release, exported, &halo_core::manifest::sha256_hex(&bytes));
         let signature = minisign::sign(
             Some(&self.public),
             &self.secret,

@@ -20,12 +20,10 @@ pub enum Error {
     /// Invalid options (a count of zero, a shard outside its range, ...).
     #[error("{0}")]
     Invalid(String),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: an error chain printed with `{:#}` would
+    // repeat it.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,7 +38,7 @@ impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
     pub fn runtime(message: impl std::fmt::Display) -> Error {

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use halo_core::config::ModelConfig;
-use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile, MANIFEST};
+use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile, MANIFEST, SIGNATURE};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::Digest;
@@ -101,6 +101,54 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         ));
     }
     Ok(Manifest::read(dir)?)
+}
+
+/// The names a model directory may hold: manifest.json, its signature (whether present or not) and the files
+/// the manifest names.
+pub fn model_file_names(manifest: &Manifest) -> Vec<String> {
+    let mut names = vec![MANIFEST.to_string(), SIGNATURE.to_string()];
+    names.extend(manifest.files.all().into_iter().map(|(_, name, _)| name.to_string()));
+    names
+}
+
+/// Checks that `dir` holds only the plain files of [`model_file_names`]: a file the manifest does not name
+/// is covered by no sha256 and no signature, so a folder, a symbolic link (which a copy or an archive would
+/// follow to wherever it points) or any other extra entry is refused, every one named.
+pub fn check_only_named_files(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let allowed = model_file_names(manifest);
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut refused = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // file_type() does not follow a symbolic link.
+        let kind = entry.file_type().map_err(|e| Error::io(&entry.path(), e))?;
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a folder"
+        } else if !kind.is_file() {
+            "not a plain file"
+        } else if !allowed.contains(&name) {
+            "a file manifest.json does not name"
+        } else {
+            continue;
+        };
+        refused.push(format!("`{name}` ({what})"));
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    refused.sort();
+    Err(Error::model(
+        dir,
+        format!(
+            "holds {}: a model directory holds only {MANIFEST}, {SIGNATURE} and the plain files the manifest \
+             names (nothing else is covered by its sha256s or signature); remove them, or copy or export the \
+             model again",
+            refused.join(", ")
+        ),
+    ))
 }
 
 /// The visit transformer's key/value cache between steps.

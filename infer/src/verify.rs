@@ -118,6 +118,9 @@ impl std::fmt::Display for Difference {
     }
 }
 
+/// Differing records a report lists one by one (per batch size); the others are counted.
+pub const SHOWN_MISMATCHES: usize = 5;
+
 /// A record whose digest differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {

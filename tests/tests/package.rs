@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{export, halo, stderr, train};
+use common::{export, fixture_model_copy, halo, stderr, tamper_verify_digest, train};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -155,6 +155,15 @@ fn a_bundle_runs_on_a_bare_environment_refuses_any_flipped_byte_and_carries_no_t
         site_md.contains(&format!("bin/halo-sample verify --model model --trust {key}")),
         "{site_md}"
     );
+    assert!(
+        site_md.contains("trained with k = 5") && !site_md.contains("Warning"),
+        "{site_md}"
+    );
+    assert!(site_md.contains("`halo-sample` makes no network connection, and writes nothing outside its `--out`"));
+    assert!(
+        site_md.contains("| signature | halo model model version 1, exported "),
+        "{site_md}"
+    );
 
     let o = at_site(&root, &["verify", "--model", "model", "--trust", &key]);
     let out = stdout(&o);
@@ -170,7 +179,8 @@ fn a_bundle_runs_on_a_bare_environment_refuses_any_flipped_byte_and_carries_no_t
     );
     let o = at_site(&root, &["--version", "--model", "model"]);
     assert!(
-        stdout(&o).contains("ONNX Runtime 1.31.1") && stdout(&o).contains("(signed)"),
+        stdout(&o).contains("ONNX Runtime 1.31.1")
+            && stdout(&o).contains("(signed: halo model model version 1, exported "),
         "{}",
         stdout(&o)
     );
@@ -230,6 +240,101 @@ fn a_bundle_runs_on_a_bare_environment_refuses_any_flipped_byte_and_carries_no_t
     std::fs::write(root.join("bin/libextra.so"), b"x").unwrap();
     let out = stdout(&at_site(&root, &["verify", "--model", "model"]));
     assert!(out.contains("bin/libextra.so") && out.contains("not listed"), "{out}");
+}
+
+/// `halo package` of `model` into `out` (unsigned, so no --public-key).
+fn package_unsigned(model: &Path, out: &Path) -> Output {
+    halo(&[
+        "package",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_bundle_ships_only_what_the_manifest_names_and_never_a_model_that_fails_its_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("site.tar.gz");
+
+    // A note, a sub-folder and a link to a system file in the model folder: refused, each named.
+    let planted = fixture_model_copy(tmp.path(), "planted");
+    std::fs::write(planted.join("notes.txt"), "patient 731000001 called").unwrap();
+    std::fs::create_dir(planted.join("drafts")).unwrap();
+    std::fs::write(planted.join("drafts/model.onnx"), "x").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", planted.join("hostname")).unwrap();
+    let o = package_unsigned(&planted, &archive);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for named in [
+        "`notes.txt` (a file",
+        "`drafts` (a folder)",
+        "`hostname` (a symbolic link)",
+    ] {
+        assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
+    }
+    assert!(!archive.exists());
+
+    // Seven of the 100 verify records tampered in an unsigned manifest whose files all match: refused
+    // before anything is written.
+    let tampered = fixture_model_copy(tmp.path(), "tampered");
+    tamper_verify_digest(&tampered, &[3, 10, 20, 30, 40, 50, 60]);
+    let o = package_unsigned(&tampered, &archive);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("7 of 100 records sampled at seed 0")
+            && stderr(&o).contains("differ from its verify digest (records 3, 10, 20, 30, 40, and 2 more)"),
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("site"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The fixture itself (trained with k = 1): packaged; SITE.md says k and warns.
+    let model = fixture_model_copy(tmp.path(), "model");
+    let o = package_unsigned(&model, &archive);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_site, root) = unpack(&archive);
+    let site_md = std::fs::read_to_string(root.join("SITE.md")).unwrap();
+    assert!(
+        site_md.contains("trained with k = 1") && site_md.contains("**Warning: k = 1 is below 5.**"),
+        "{site_md}"
+    );
+    assert!(
+        site_md.contains("`halo-sample` makes no network connection"),
+        "{site_md}"
+    );
+    let mut shipped: Vec<String> = std::fs::read_dir(root.join("model"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    shipped.sort();
+    let mut fixture: Vec<String> = std::fs::read_dir(&model)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fixture.sort();
+    assert_eq!(shipped, fixture);
+
+    // A file added to the bundle's model/ and listed in SHA256SUMS (as the bundle's own check would then
+    // pass): verify refuses it, by name, as a file the manifest does not name.
+    let o = at_site(&root, &["verify", "--model", "model"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    std::fs::write(root.join("model/notes.txt"), "x").unwrap();
+    let mut sums = std::fs::read_to_string(root.join("SHA256SUMS")).unwrap();
+    sums.push_str(&format!("{}  model/notes.txt\n", halo_core::manifest::sha256_hex(b"x")));
+    std::fs::write(root.join("SHA256SUMS"), sums).unwrap();
+    let o = at_site(&root, &["verify", "--model", "model"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("verify: bundle: all") && out.contains("verify: contents: FAILED") && out.contains("`notes.txt`"),
+        "{out}"
+    );
 }
 
 #[test]

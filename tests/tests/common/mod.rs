@@ -46,6 +46,30 @@ pub fn fixture(name: &str) -> String {
         .to_string()
 }
 
+/// A copy of the fixture model (fixtures/tiny-model, unsigned, with a verify digest of 100 records) at
+/// `dir/<name>`.
+pub fn fixture_model_copy(dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(fixture("tiny-model")).unwrap() {
+        let path = e.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
+/// Replaces the verify digest's record digests at `records` in `model`'s (unsigned) manifest.json by others
+/// of the same form: the manifest stays consistent (every file's sha256 matches, as many digests as
+/// records), and only re-sampling the records finds the change.
+pub fn tamper_verify_digest(model: &Path, records: &[usize]) {
+    let path = model.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for &i in records {
+        manifest["verify"]["records"][i] = format!("{:064x}", i + 1).into();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

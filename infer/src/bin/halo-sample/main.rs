@@ -33,8 +33,10 @@ SOURCE_DATE_EPOCH (seconds since 1970) to fix it, and two runs give the same byt
 Before sampling, every .onnx file is checked against the sha256 in manifest.json, so a damaged or
 incomplete copy of a model directory is refused. With --trust PUBLIC_KEY, the directory must also carry a
 good signature by that key (manifest.json.minisig, from `halo export --sign`; minisign's format, so
-`minisign -Vm manifest.json -p KEY.pub` checks it too). `halo-sample verify` reports each check on its own
-line: the signature, the sha256s, and the records the exporter fingerprinted, re-sampled at three batch
+`minisign -Vm manifest.json -p KEY.pub` checks it too); its signed comment names the model, its version and
+export time. A signed directory used without --trust gets a warning that its signature was not checked.
+`halo-sample verify` reports each check on its own line: the signature, that the folder holds only what
+manifest.json names, the sha256s, and the records the exporter fingerprinted, re-sampled at three batch
 sizes.
 
 The ONNX Runtime library (libonnxruntime.so) is looked up in this order: --ort-lib, the environment
@@ -78,7 +80,8 @@ then; a run killed outright leaves a hidden temporary output, removed by the nex
 )]
 struct Cli {
     /// Print the toolkit version and commit, the ONNX Runtime version this binary loads, and with --model
-    /// the model's digest (sha256 of its manifest.json), then exit.
+    /// the model's digest (sha256 of its manifest.json) and, when it is signed, the signed comment (model name,
+    /// version, export time; checked with --trust), then exit.
     #[arg(long, short = 'V')]
     version: bool,
     #[command(subcommand)]
@@ -126,9 +129,21 @@ impl TrustArgs {
         let Some(key) = &self.trust else {
             return Ok(None);
         };
-        let key = halo_infer::trust::read_public_key(key)?;
+        let key = halo_infer::trust::read_public_key("--trust", key)?;
         Ok(Some(halo_infer::trust::check_signature(model_dir, &key)?))
     }
+}
+
+/// The warning for a signed model directory used without `--trust`: its files were checked against the
+/// manifest, but not who made the manifest.
+fn unchecked_signature_warning(model_dir: &Path) -> String {
+    format!(
+        "halo-sample: warning: {} is signed ({}), but its signature was not checked: pass --trust PUBLIC_KEY \
+         (the key the training site gave you) to check it, or run `halo-sample verify --model {} --trust PUBLIC_KEY`",
+        model_dir.display(),
+        halo_core::manifest::SIGNATURE,
+        model_dir.display()
+    )
 }
 
 #[derive(Args)]
@@ -304,10 +319,14 @@ fn sample(args: SampleArgs) -> Result<()> {
     let (format, device) = (args.format, args.device);
 
     // Cheap checks first: the signature, the output location, the manifest, the conditions.
-    if let Some(signed) = args.trust.check(&model_dir)? {
-        if !args.runtime.quiet {
-            eprintln!("halo-sample: signature good ({})", signed.trusted_comment);
+    match args.trust.check(&model_dir)? {
+        Some(signed) if !args.runtime.quiet => eprintln!("halo-sample: signature good ({})", signed.trusted_comment),
+        Some(_) => {}
+        // A warning, printed with --quiet too, like the other notes about the output.
+        None if model_dir.join(halo_core::manifest::SIGNATURE).is_file() => {
+            eprintln!("{}", unchecked_signature_warning(&model_dir))
         }
+        None => {}
     }
     let cohort = match format {
         OutputFormat::Omop => Some(omop_cohort(&model_dir, seed, &records, cohort_end)?),
@@ -433,7 +452,7 @@ fn omop_cohort(model_dir: &Path, seed: u64, records: &Range<u64>, cohort_end: u6
 fn main() {
     let cli = Cli::parse();
     if cli.version {
-        let result = verify::print_version(cli.sample.model.as_deref(), &cli.sample.runtime);
+        let result = verify::print_version(cli.sample.model.as_deref(), &cli.sample.trust, &cli.sample.runtime);
         if let Err(e) = result {
             eprintln!("halo-sample: error: {e:#}");
             std::process::exit(1);

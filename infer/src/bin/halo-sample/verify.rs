@@ -1,8 +1,9 @@
 //! `halo-sample verify` and `halo-sample --version`: what a site runs first.
 
-use super::{load_model, load_runtime, RuntimeArgs, VerifyArgs};
+use super::{load_model, load_runtime, RuntimeArgs, TrustArgs, VerifyArgs};
 use anyhow::Result;
 use halo_infer::runtime::{self, Device};
+use halo_infer::verify::SHOWN_MISMATCHES;
 use std::path::Path;
 
 /// `halo-sample verify`: each check on its own line (signature, sha256, records at each batch size), then
@@ -34,13 +35,18 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
         }
     }
     let manifest = halo_infer::model::read_manifest(&args.model)?;
+    if let Err(e) = halo_infer::model::check_only_named_files(&args.model, &manifest) {
+        println!("verify: contents: FAILED: {e:#}");
+        println!("verify: FAILED (contents)");
+        return Ok(false);
+    }
     if let Err(e) = halo_infer::model::check_files(&args.model, &manifest) {
         println!("verify: sha256: FAILED: {e:#}");
         println!("verify: FAILED (sha256)");
         return Ok(false);
     }
     println!(
-        "verify: sha256: all {} files match manifest.json",
+        "verify: sha256: all {} files match manifest.json, and the folder holds nothing else",
         manifest.files.all().len()
     );
     drop(manifest);
@@ -61,8 +67,14 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
              exporter's digest:",
             check.mismatches.len()
         );
-        for m in &check.mismatches {
+        for m in check.mismatches.iter().take(SHOWN_MISMATCHES) {
             println!("  record {} differs {}", m.record, m.difference);
+        }
+        if check.mismatches.len() > SHOWN_MISMATCHES {
+            println!(
+                "  ... and {} more records differ",
+                check.mismatches.len() - SHOWN_MISMATCHES
+            );
         }
     }
     if failed.is_empty() {
@@ -81,7 +93,7 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
 }
 
 /// `halo-sample --version`: what a site reports when asking for help.
-pub fn print_version(model: Option<&Path>, runtime: &RuntimeArgs) -> Result<bool> {
+pub fn print_version(model: Option<&Path>, trust: &TrustArgs, runtime: &RuntimeArgs) -> Result<bool> {
     println!(
         "halo-sample {} (commit {})",
         halo_infer::TOOLKIT_VERSION,
@@ -99,12 +111,16 @@ pub fn print_version(model: Option<&Path>, runtime: &RuntimeArgs) -> Result<bool
     if let Some(dir) = model {
         let manifest = dir.join(halo_core::manifest::MANIFEST);
         let digest = halo_infer::model::file_sha256(&manifest)?;
-        let signed = dir.join(halo_core::manifest::SIGNATURE).is_file();
-        println!(
-            "model {}: manifest.json sha256 {digest} ({})",
-            dir.display(),
-            if signed { "signed" } else { "not signed" }
-        );
+        let signature = match trust.check(dir)? {
+            Some(signed) => format!("signed, signature good: {}", signed.trusted_comment),
+            None => match halo_infer::trust::unchecked_comment(dir)? {
+                Some(comment) => {
+                    format!("signed: {comment}; signature not checked, add --trust PUBLIC_KEY to check it")
+                }
+                None => "not signed".to_string(),
+            },
+        };
+        println!("model {}: manifest.json sha256 {digest} ({signature})", dir.display());
     }
     Ok(true)
 }
