@@ -132,13 +132,25 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
     if cmd.no_utility {
         report.notes.push("utility classifiers skipped (--no-utility)".into());
     } else {
+        // Labels fewer than min_patients real patients have are not named, here nor in the logs.
+        let cells = SmallCells::count(&real.patients, |i| real_labels[i].clone(), min_patients);
+        let (mut named_labels, mut unnamed) = (real_labels.clone(), BTreeSet::new());
+        for labels in &mut named_labels {
+            unnamed.extend(labels.iter().filter(|l| !cells.label_named(l)).cloned());
+            labels.retain(|l| cells.label_named(l));
+        }
+        if !unnamed.is_empty() {
+            report.notes.push(format!(
+                "utility: {} labels held by fewer than {min_patients} real patients skipped (not named)",
+                unnamed.len()
+            ));
+        }
         report.utility = utility(
             &real.patients,
-            &real_labels,
+            &named_labels,
             &split,
             &synthetic.patients,
             &syn_labels,
-            min_patients,
             cmd.device.0,
             &mut report.notes,
         );
@@ -157,7 +169,6 @@ fn utility(
     split: &SplitAssignment,
     synthetic: &[Patient],
     syn_labels: &[BTreeSet<String>],
-    min_patients: usize,
     device: Device,
     notes: &mut Vec<String>,
 ) -> Vec<UtilityResult> {
@@ -179,16 +190,7 @@ fn utility(
     let test_seq: Vec<&CodeSequence> = test_idx.iter().map(|i| &real_seq[*i]).collect();
     let labels_of = |idx: &[usize]| -> Vec<BTreeSet<String>> { idx.iter().map(|i| real_labels[*i].clone()).collect() };
     let (train_labels, test_labels) = (labels_of(&train_idx), labels_of(&test_idx));
-    // Labels fewer than min_patients real patients have are not named, here nor in the logs.
-    let cells = SmallCells::count(real, |i| real_labels[i].clone(), min_patients);
-    let (names, unnamed): (BTreeSet<&String>, BTreeSet<&String>) =
-        real_labels.iter().flatten().partition(|l| cells.label_named(l));
-    if !unnamed.is_empty() {
-        notes.push(format!(
-            "utility: {} labels held by fewer than {min_patients} real patients skipped (not named)",
-            unnamed.len()
-        ));
-    }
+    let names: BTreeSet<&String> = real_labels.iter().flatten().collect();
     let mut results = Vec::new();
     let n_labels = names.len();
     for (k, name) in names.into_iter().enumerate() {
