@@ -3,10 +3,12 @@
 use crate::args::{DataArgs, TorchDevice};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use halo_core::encoding::DEFAULT_MIN_PATIENTS;
 use halo_core::fsutil::Target;
 use halo_core::interner::Interner;
 use halo_core::record::{Patient, Split};
 use halo_core::split::{SplitAssignment, DEFAULT_SEED};
+use halo_evaluate::small_cells::SmallCells;
 use halo_evaluate::utility::{balanced_split, positives, BalancedSplit, UtilitySizes};
 use halo_evaluate::{ClassifierScores, EvalOptions, LabelSource, UtilityResult};
 use halo_train::utility::{encode_record, train_and_predict, CodeSequence, Labelled};
@@ -35,6 +37,10 @@ pub struct EvaluateCmd {
     /// Skip the train-on-synthetic, test-on-real classifiers (the slow part: minutes per label on a CPU).
     #[arg(long)]
     no_utility: bool,
+    /// Name no code, lab or label that fewer real patients hold (the report shows them only as counts).
+    /// Default: the model's --min-patients (checkpoint, else model directory), else 10.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    min_patients: Option<usize>,
     #[command(flatten)]
     data_args: DataArgs,
     #[arg(long, default_value = "auto")]
@@ -68,6 +74,17 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
             "halo evaluate: no --checkpoint: using the records' own split, else the default seeded split (seed {DEFAULT_SEED})"
         );
     }
+    let min_patients = match (cmd.min_patients, &ck, &cmd.model) {
+        (Some(k), _, _) => k,
+        (None, Some(ck), _) => ck.encoding.options.min_patients,
+        (None, None, Some(dir)) => halo_core::manifest::Manifest::read(dir)?.encoding.options.min_patients,
+        (None, None, None) => {
+            eprintln!(
+                "halo evaluate: no --checkpoint, --model or --min-patients: naming only values at least {DEFAULT_MIN_PATIENTS} real patients hold"
+            );
+            DEFAULT_MIN_PATIENTS
+        }
+    };
     let spec = ck.as_ref().and_then(|c| c.spec.clone());
     let given = |p: &Patient| -> BTreeSet<String> {
         p.labels
@@ -96,6 +113,7 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
             synthetic: &syn_labels,
         },
         synthetic_labels_from_codes: syn_implied.as_deref(),
+        min_patients,
         ..EvalOptions::default()
     };
     if let Some(ck) = &ck {
@@ -114,9 +132,22 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
     if cmd.no_utility {
         report.notes.push("utility classifiers skipped (--no-utility)".into());
     } else {
+        // Labels fewer than min_patients real patients have are not named, here nor in the logs.
+        let cells = SmallCells::count(&real.patients, |i| real_labels[i].clone(), min_patients);
+        let (mut named_labels, mut unnamed) = (real_labels.clone(), BTreeSet::new());
+        for labels in &mut named_labels {
+            unnamed.extend(labels.iter().filter(|l| !cells.label_named(l)).cloned());
+            labels.retain(|l| cells.label_named(l));
+        }
+        if !unnamed.is_empty() {
+            report.notes.push(format!(
+                "utility: {} labels held by fewer than {min_patients} real patients skipped (not named)",
+                unnamed.len()
+            ));
+        }
         report.utility = utility(
             &real.patients,
-            &real_labels,
+            &named_labels,
             &split,
             &synthetic.patients,
             &syn_labels,
@@ -125,6 +156,7 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
         );
     }
     halo_evaluate::write_report(&cmd.out, &report)?;
+    eprintln!("halo evaluate: {}", report.hidden.describe());
     eprint!("halo evaluate: {}", halo_evaluate::headline::summary_text(&report));
     eprintln!("halo evaluate: wrote {}/report.json and report.html", cmd.out.display());
     Ok(())

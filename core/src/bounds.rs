@@ -34,6 +34,12 @@ impl Bounds {
         (self.first_year..=self.last_year).contains(&year)
     }
 
+    /// Largest magnitude of a visit's day offset from its record's first visit (JSONL `day`): a record spans
+    /// at most the plausible years.
+    pub fn max_day_offset(&self) -> f64 {
+        f64::from(self.last_year - self.first_year + 1) * 366.0
+    }
+
     /// Parses `FROM..TO` (`1800..2300`).
     pub fn parse_years(s: &str) -> Option<(i32, i32)> {
         let (a, b) = s.split_once("..")?;

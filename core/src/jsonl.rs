@@ -41,7 +41,8 @@ struct RawLab {
     value: Option<f64>,
 }
 
-/// Reads a JSONL file of records. Blank lines are ignored; records without visits are counted and left out.
+/// Reads a JSONL file of records. Blank lines are ignored and counted in the report's `skipped`; records without
+/// visits are counted and left out.
 pub fn read_jsonl(path: &Path) -> Result<Dataset> {
     let file = crate::fsutil::open_maybe_gz(path)?;
     let mut ds = Dataset::default();
@@ -76,6 +77,7 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
         };
         let line = text.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
+            ds.report.skip("blank lines (ignored)");
             continue;
         }
         let raw: RawRecord =
@@ -205,7 +207,19 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
         }
     };
     let mut visits = Vec::with_capacity(raw.visits.len());
+    // The span of the default plausible years (about 500): a larger offset is a data error, not a record.
+    let max_day = crate::bounds::Bounds::default().max_day_offset();
     for (vi, v) in raw.visits.into_iter().enumerate() {
+        if let Some(day) = v.day.filter(|d| d.abs() > max_day) {
+            return Err(Error::line(
+                path,
+                line,
+                format!(
+                    "visits[{vi}].day is {day}, beyond the plausible {max_day} days (`day` counts days from the \
+                     record's first visit; a record spans at most the plausible years)"
+                ),
+            ));
+        }
         if let Some(t) = &v.time {
             if crate::time::parse_time(t).is_none() {
                 return Err(Error::line(
@@ -323,5 +337,31 @@ mod tests {
             err.contains("latin1.jsonl:2: not UTF-8 text (invalid byte 0xe9 at column 39)"),
             "{err}"
         );
+    }
+    #[test]
+    fn implausible_day_offsets_are_refused_and_blank_lines_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("days.jsonl");
+        let record =
+            |id: &str, day: &str| format!("{{\"id\": \"{id}\", \"visits\": [{{\"day\": {day}, \"codes\": [\"x\"]}}]}}");
+        // Within the plausible years' span (501 years of 366 days), in either direction: read.
+        let max = crate::bounds::Bounds::default().max_day_offset();
+        assert_eq!(max, 501.0 * 366.0);
+        std::fs::write(
+            &path,
+            format!("{}\n\n  \n{}\n\n", record("a", "183366"), record("b", "-183366")),
+        )
+        .unwrap();
+        let ds = super::read_jsonl(&path).unwrap();
+        assert_eq!(ds.patients.len(), 2);
+        assert_eq!(ds.report.skipped.get("blank lines (ignored)"), Some(&3));
+        for day in ["1e300", "183367", "-1e9"] {
+            std::fs::write(&path, format!("{}\n{}\n", record("a", "0"), record("b", day))).unwrap();
+            let err = super::read_jsonl(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("days.jsonl:2") && err.contains("visits[0].day") && err.contains("plausible"),
+                "{err}"
+            );
+        }
     }
 }

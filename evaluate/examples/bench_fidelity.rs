@@ -156,7 +156,11 @@ fn main() {
 
     let t = Instant::now();
     let cpu = cpu_seconds();
-    let comparisons = fidelity::code_probabilities(&counts[0], &counts[1], &counts[2], &interner, 1000);
+    let names = fidelity::KeyNames {
+        named: &|_, _| true,
+        placeholder: "",
+    };
+    let comparisons = fidelity::code_probabilities(&counts[0], &counts[1], &counts[2], &interner, &names, 1000);
     let t_r2 = t.elapsed().as_secs_f64();
     println!(
         "R² and plot points (3 comparisons x 3 statistics x 2 levels): {t_r2:.2} s ({:.2} CPU seconds)",

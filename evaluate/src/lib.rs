@@ -30,6 +30,7 @@ pub mod headline;
 pub mod plot;
 pub mod privacy;
 pub mod report;
+pub mod small_cells;
 pub mod utility;
 
 pub use error::EvalError;
@@ -110,6 +111,9 @@ pub struct EvalOptions<'a> {
     /// The labels each synthetic record's own codes imply (by the label spec the real labels came from),
     /// by synthetic record index; enables the label agreement of [`LabelPrevalence`].
     pub synthetic_labels_from_codes: Option<&'a [BTreeSet<String>]>,
+    /// The small-cell rule ([`small_cells`]): codes, pairs, labs and labels held by fewer real patients are
+    /// counted, never named. `halo evaluate` takes the model's; 0 names everything (tests).
+    pub min_patients: usize,
 }
 
 impl Default for EvalOptions<'_> {
@@ -125,6 +129,7 @@ impl Default for EvalOptions<'_> {
             plot_points: 1000,
             log_likelihoods: None,
             synthetic_labels_from_codes: None,
+            min_patients: halo_core::encoding::DEFAULT_MIN_PATIENTS,
         }
     }
 }
@@ -267,17 +272,12 @@ pub fn evaluate(
     }
     let n_known = interner.len() as u32;
     let syn = Corpus::build(syn_p.iter().copied(), &mut interner);
-    let inputs = inputs(real.len(), &parts, synthetic.len(), &syn, n_known, &interner);
+    let (inputs, examples) = inputs(real.len(), &parts, synthetic.len(), &syn, n_known, &interner);
     if inputs.unknown_code_occurrences > 0 && inputs.unknown_code_occurrences == inputs.synthetic_code_occurrences {
-        let examples: Vec<&str> = inputs
-            .unknown_code_examples
-            .iter()
-            .take(3)
-            .map(|(c, _)| c.as_str())
-            .collect();
+        // Named in the refusal only (no report is written): the synthetic file shares no code with the real data.
         return Err(EvalError::NoCommonCodes {
             occurrences: inputs.unknown_code_occurrences,
-            examples: examples.join(", "),
+            examples,
         });
     }
     if inputs.unknown_code_occurrences > 0 {
@@ -295,6 +295,13 @@ pub fn evaluate(
         ));
     }
 
+    let cells = small_cells::SmallCells::count(
+        real,
+        |i| options.labels.labels(&real[i], false, i),
+        options.min_patients,
+    );
+    let mut hidden = cells.summary();
+
     // Fidelity.
     let (threads, bound) = (options.threads, interner.len() as u32);
     let counts = [
@@ -302,8 +309,36 @@ pub fn evaluate(
         fidelity::count_codes(&test, bound, threads),
         fidelity::count_codes(&syn, bound, threads),
     ];
-    let probabilities =
-        fidelity::code_probabilities(&counts[0], &counts[1], &counts[2], &interner, options.plot_points);
+    // A pair is named when both its codes are and the real splits counted hold it in enough records (the
+    // validation split is not counted: fewer named, never more).
+    let named = |s: fidelity::Statistic, key: u64| match s {
+        fidelity::Statistic::Unigram => cells.code_named(interner.name(key as u32)),
+        _ => {
+            let (a, b) = counts[0].pair_of(key);
+            let records = |c: &fidelity::CodeCounts| c.table(s).get(key).map_or(0, |n| n.records as usize);
+            cells.code_named(interner.name(a))
+                && cells.code_named(interner.name(b))
+                && cells.enough(records(&counts[0]) + records(&counts[1]))
+        }
+    };
+    let placeholder = cells.placeholder();
+    let names = fidelity::KeyNames {
+        named: &named,
+        placeholder: &placeholder,
+    };
+    let probabilities = fidelity::code_probabilities(
+        &counts[0],
+        &counts[1],
+        &counts[2],
+        &interner,
+        &names,
+        options.plot_points,
+    );
+    hidden.plot_points = probabilities
+        .iter()
+        .flat_map(|p| &p.points)
+        .filter(|p| p.key == placeholder)
+        .count();
     let shape = SideBySide {
         train: fidelity::shape(&train, &counts[0]),
         test: fidelity::shape(&test, &counts[1]),
@@ -334,7 +369,14 @@ pub fn evaluate(
             l.synthetic_agreement = Some(count as f64 / syn_idx.len().max(1) as f64);
         }
     }
-    let continuous = fidelity::continuous(&train_p, &test_p, &syn_p);
+    let before = labels.len();
+    labels.retain(|l| cells.label_named(&l.label));
+    hidden.labels = before - labels.len();
+    let mut continuous = fidelity::continuous(&train_p, &test_p, &syn_p);
+    // After the R²s, which cover every lab.
+    let before = continuous.labs.len();
+    continuous.labs.retain(|l| cells.lab_named(&l.code));
+    hidden.labs = before - continuous.labs.len();
 
     // Privacy.
     let label_of = |side: Side, i: usize| match side {
@@ -357,6 +399,7 @@ pub fn evaluate(
         },
         privacy,
         utility: Vec::new(),
+        hidden,
         notes,
     })
 }
@@ -368,7 +411,7 @@ fn inputs(
     syn: &Corpus,
     n_known: u32,
     interner: &Interner,
-) -> report::Inputs {
+) -> (report::Inputs, String) {
     let mut unknown: BTreeMap<u32, usize> = BTreeMap::new();
     for &c in syn.codes() {
         if c >= n_known {
@@ -381,8 +424,13 @@ fn inputs(
         .map(|(&c, &n)| (interner.name(c).to_string(), n))
         .collect();
     examples.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    examples.truncate(20);
-    report::Inputs {
+    let examples = examples
+        .iter()
+        .take(3)
+        .map(|(c, _)| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let inputs = report::Inputs {
         real_records: n_real,
         real_without_visits: parts.without_visits,
         train_records: parts.train.len(),
@@ -400,8 +448,8 @@ fn inputs(
             occurrences as f64 / syn.n_codes() as f64
         },
         unknown_codes: unknown.len(),
-        unknown_code_examples: examples,
-    }
+    };
+    (inputs, examples)
 }
 
 fn label_prevalence(

@@ -7,6 +7,7 @@ use crate::fidelity::{
 };
 use crate::plot::{self, escape};
 use crate::privacy::{AttackResult, Privacy};
+use crate::small_cells::Hidden;
 use crate::utility::UtilityResult;
 use crate::EvalOptions;
 use serde::{Deserialize, Serialize};
@@ -60,9 +61,8 @@ pub struct Inputs {
     /// Of these, occurrences of codes the real data never has.
     pub unknown_code_occurrences: usize,
     pub unknown_code_fraction: f64,
+    /// Distinct such codes (never named: no real patient holds them, see [`crate::small_cells`]).
     pub unknown_codes: usize,
-    /// The most frequent unknown codes with their occurrences (at most 20).
-    pub unknown_code_examples: Vec<(String, usize)>,
 }
 
 /// Fidelity results.
@@ -85,6 +85,8 @@ pub struct Report {
     pub privacy: Privacy,
     /// Classifier comparisons, filled by the caller (the trainer's BiLSTM); empty when not run.
     pub utility: Vec<UtilityResult>,
+    /// What the small-cell rule kept out of the report.
+    pub hidden: Hidden,
     pub notes: Vec<String>,
 }
 
@@ -236,15 +238,22 @@ fn inputs_section(o: &mut String, r: &Report) {
             vec!["  distinct such codes".into(), i.unknown_codes.to_string()],
         ],
     );
-    explain(o, "Synthetic codes absent from the real data should be none: a model only emits codes of its vocabulary, so any here point to a mismatched vocabulary or decoding error.");
-    if !i.unknown_code_examples.is_empty() {
-        let rows: Vec<Vec<String>> = i
-            .unknown_code_examples
-            .iter()
-            .map(|(c, n)| vec![c.clone(), n.to_string()])
-            .collect();
-        table(o, &["unknown code", "occurrences"], &rows);
-    }
+    explain(o, "Synthetic codes absent from the real data should be none: a model only emits codes of its vocabulary, so any here point to a mismatched vocabulary or decoding error. They are counted, not named (no real patient holds them).");
+    let h = &r.hidden;
+    table(
+        o,
+        &[
+            &format!("not named: held by fewer than {} real patients", h.min_patients),
+            "count",
+        ],
+        &[
+            vec!["codes".into(), h.codes.to_string()],
+            vec!["labs".into(), h.labs.to_string()],
+            vec!["labels".into(), h.labels.to_string()],
+            vec!["plot points (codes or pairs)".into(), h.plot_points.to_string()],
+        ],
+    );
+    explain(o, "The report obeys the model's small-cell rule: a value that few patients hold could point to one of them, so it appears only in these counts (its records still count in every figure).");
     if !r.notes.is_empty() {
         o.push_str("<ul>");
         for n in &r.notes {

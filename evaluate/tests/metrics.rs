@@ -13,6 +13,14 @@ use std::collections::BTreeSet;
 
 const EPS: f64 = 1e-12;
 
+/// The default options with the small-cell rule off (0 patients): these hand-made data sets have a few records.
+fn every_value_named() -> EvalOptions<'static> {
+    EvalOptions {
+        min_patients: 0,
+        ..EvalOptions::default()
+    }
+}
+
 fn close(a: Option<f64>, b: f64) {
     let a = a.expect("a value");
     assert!((a - b).abs() < 1e-9, "{a} != {b}");
@@ -115,7 +123,7 @@ fn comparison(r: &Report, s: Statistic, l: Level) -> &fidelity::ProbabilityCompa
 #[test]
 fn code_probabilities_and_r2_by_hand() {
     let (real, split, synthetic) = small_data();
-    let report = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    let report = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
 
     // Training split: 2 records, 3 visits, 1 transition (t1's visit 1 -> 2).
     // Visit-level unigrams: A in 2 of 3 visits, B in 2, C in 1 -> [2/3, 2/3, 1/3].
@@ -192,7 +200,7 @@ fn code_probabilities_and_r2_by_hand() {
 #[test]
 fn shapes_labels_and_continuous_by_hand() {
     let (real, split, synthetic) = small_data();
-    let r = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    let r = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
     let s = &r.fidelity.shape;
     // Train visits per record [2, 1]: mean 1.5, std 0.5. Codes per visit [2, 2, 1]: mean 5/3,
     // std = sqrt(((1/3)² + (1/3)² + (2/3)²) / 3) = sqrt(2/9).
@@ -235,6 +243,71 @@ fn shapes_labels_and_continuous_by_hand() {
     assert_eq!(lab.presence.test, 0.0);
     // One lab: R² undefined (fewer than two values).
     assert_eq!(c.lab_presence_r2, None);
+}
+
+#[test]
+fn values_of_fewer_than_min_patients_real_patients_are_counted_not_named() {
+    // Real patients holding each value: A 3, B 2, C 1 (t1), lab L1 1 (t1), label x 2 (t1, e1); pairs:
+    // A + B in 2 (t1, e1), every other pair in t1 only.
+    let (real, split, synthetic) = small_data();
+    let options = |k| EvalOptions {
+        min_patients: k,
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options(2)).unwrap();
+    let json = serde_json::to_string(&r).unwrap();
+    let html = halo_evaluate::report::render_html(&r);
+    for text in [&json, &html] {
+        assert!(!text.contains("L1"), "{text}");
+    }
+    let keys: Vec<&str> = r
+        .fidelity
+        .probabilities
+        .iter()
+        .flat_map(|p| &p.points)
+        .map(|p| p.key.as_str())
+        .collect();
+    assert!(
+        keys.contains(&"A") && keys.contains(&"B") && keys.contains(&"A + B"),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains('C') || k.contains("->")), "{keys:?}");
+    let hidden_points = keys.iter().filter(|k| **k == "(held by fewer than 2 patients)").count();
+    // Synthetic-only pairs (no real patient) are not named either, even at 1.
+    assert!(hidden_points > 0);
+    let at_one = evaluate(&real, &split, &synthetic, &options(1)).unwrap();
+    assert!(!at_one
+        .fidelity
+        .probabilities
+        .iter()
+        .flat_map(|p| &p.points)
+        .any(|p| p.key == "A + C"));
+    assert_eq!(
+        (r.hidden.codes, r.hidden.labs, r.hidden.labels, r.hidden.plot_points),
+        (1, 1, 0, hidden_points)
+    );
+    assert!(r.fidelity.continuous.labs.is_empty());
+    assert!(html.contains("not named: held by fewer than 2 real patients"), "{html}");
+    // The figures still count every record: the R²s are those of the report that names everything.
+    let all = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
+    let r2 = |r: &Report| {
+        r.fidelity
+            .probabilities
+            .iter()
+            .map(|p| p.r2_synthetic_vs_train)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(r2(&r), r2(&all));
+    assert_eq!(
+        r.fidelity.continuous.lab_presence_r2,
+        all.fidelity.continuous.lab_presence_r2
+    );
+    assert_eq!(all.hidden.codes + all.hidden.labs + all.hidden.plot_points, 0);
+
+    // At 3, label x (2 patients) leaves the label table, and B with it.
+    let r = evaluate(&real, &split, &synthetic, &options(3)).unwrap();
+    assert!(r.fidelity.labels.is_empty());
+    assert_eq!((r.hidden.codes, r.hidden.labels), (2, 1));
 }
 
 #[test]
@@ -469,7 +542,7 @@ fn privacy_data() -> (Vec<Patient>, SplitAssignment, Vec<Patient>) {
 #[test]
 fn privacy_end_to_end_by_hand() {
     let (real, split, synthetic) = privacy_data();
-    let r = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    let r = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
     // Nearest synthetic distances: t1 0, t2 0, t3 {A,E} vs {A,B} 2, t4 {F} vs {Z} 2;
     // e1 {G,H} vs {Z} 3, e2 {A,B,C} vs {A,B} 1, e3 {I} vs {Z} 2, e4 {F} vs {Z} 2.
     // Sorted [0, 0, 1, 2, 2, 2, 2, 3]: median 2. Below 2: t1, t2 (members, right) and e2 (wrong);
@@ -488,7 +561,6 @@ fn privacy_end_to_end_by_hand() {
     assert_eq!(r.inputs.unknown_code_occurrences, 1);
     assert_eq!(r.inputs.unknown_codes, 1);
     assert!((r.inputs.unknown_code_fraction - 0.2).abs() < EPS);
-    assert_eq!(r.inputs.unknown_code_examples, vec![("Z".to_string(), 1)]);
     // Adversarial accuracy over 3 records per set (capped by the synthetic data): defined, in [0, 1].
     let aa = r.privacy.adversarial.as_ref().unwrap();
     assert_eq!(aa.n, 3);
@@ -499,7 +571,7 @@ fn privacy_end_to_end_by_hand() {
     // members all above: accuracy 1.
     let options = EvalOptions {
         log_likelihoods: Some(vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0]),
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let attacked = attacked_records(&real, &split, &options).unwrap();
     let ids: Vec<&str> = attacked
@@ -517,7 +589,7 @@ fn privacy_end_to_end_by_hand() {
     // A wrong number of log-likelihoods is an error that says what was expected.
     let bad = EvalOptions {
         log_likelihoods: Some(vec![0.0; 3]),
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let err = evaluate(&real, &split, &synthetic, &bad).unwrap_err();
     assert!(
@@ -539,7 +611,7 @@ fn sample_caps_are_respected_and_reported() {
     let options = EvalOptions {
         privacy_sample: 2,
         privacy_reference: 1,
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();
     let a = r.privacy.membership.dataset_attack.as_ref().unwrap();
@@ -578,7 +650,7 @@ fn label_sources() {
             real: &real_has_c,
             synthetic: &synthetic_has_c,
         },
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();
     let l = &r.fidelity.labels[0];
@@ -593,7 +665,7 @@ fn label_sources() {
             real: &real_sets,
             synthetic: &[],
         },
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let err = evaluate(&real, &split, &synthetic, &bad).unwrap_err();
     assert!(err.to_string().contains("synthetic records"), "{err}");
@@ -602,28 +674,28 @@ fn label_sources() {
 #[test]
 fn bad_inputs_are_clear_errors() {
     let (real, split, synthetic) = small_data();
-    let err = evaluate(&real, &split, &[], &EvalOptions::default()).unwrap_err();
+    let err = evaluate(&real, &split, &[], &every_value_named()).unwrap_err();
     assert!(matches!(err, EvalError::EmptySynthetic { records: 0 }));
     assert!(err.to_string().contains("synthetic data set has no records"), "{err}");
     let empty = vec![patient("s", vec![])];
-    let err = evaluate(&real, &split, &empty, &EvalOptions::default()).unwrap_err();
+    let err = evaluate(&real, &split, &empty, &every_value_named()).unwrap_err();
     assert!(matches!(err, EvalError::EmptySynthetic { records: 1 }));
     // A split naming none of the real records.
     let other = SplitAssignment {
         train: vec!["nobody".into()],
         ..split.clone()
     };
-    let err = evaluate(&real, &other, &synthetic, &EvalOptions::default()).unwrap_err();
+    let err = evaluate(&real, &other, &synthetic, &every_value_named()).unwrap_err();
     assert!(err.to_string().contains("no training records"), "{err}");
     let no_test = SplitAssignment { test: vec![], ..split };
-    let err = evaluate(&real, &no_test, &synthetic, &EvalOptions::default()).unwrap_err();
+    let err = evaluate(&real, &no_test, &synthetic, &every_value_named()).unwrap_err();
     assert!(err.to_string().contains("no test records"), "{err}");
 }
 
 #[test]
 fn report_is_written_whole_and_self_contained() {
     let (real, split, synthetic) = privacy_data();
-    let mut report = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    let mut report = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
     report.utility.push(halo_evaluate::UtilityResult {
         label: "x<y".into(),
         real: halo_evaluate::ClassifierScores {
@@ -682,21 +754,21 @@ fn synthetic_labels_are_checked_against_what_their_codes_imply() {
     let implied = x_means_code_b(&synthetic);
     let options = EvalOptions {
         synthetic_labels_from_codes: Some(&implied),
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();
     let l = &r.fidelity.labels[0];
     assert_eq!((l.label.as_str(), l.synthetic_agreement), ("x", Some(0.5)));
     assert_eq!(l.kind, fidelity::LabelKind::FromCodes);
     // Without it, no agreement is reported, and the label is one given with the records.
-    let r = evaluate(&real, &split, &synthetic, &EvalOptions::default()).unwrap();
+    let r = evaluate(&real, &split, &synthetic, &every_value_named()).unwrap();
     assert_eq!(r.fidelity.labels[0].synthetic_agreement, None);
     assert_eq!(r.fidelity.labels[0].kind, fidelity::LabelKind::Given);
     // One set per synthetic record, or a clear error.
     let short = &implied[..1];
     let bad = EvalOptions {
         synthetic_labels_from_codes: Some(short),
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let err = evaluate(&real, &split, &synthetic, &bad).unwrap_err();
     assert!(err.to_string().contains("synthetic_labels_from_codes"), "{err}");
@@ -712,7 +784,7 @@ fn headline_figures_flag_what_lies_outside_its_expected_range() {
     let implied = x_means_code_b(&synthetic);
     let options = EvalOptions {
         synthetic_labels_from_codes: Some(&implied),
-        ..EvalOptions::default()
+        ..every_value_named()
     };
     let r = evaluate(&real, &split, &synthetic, &options).unwrap();
     let lines = halo_evaluate::headline::headlines(&r);

@@ -346,8 +346,33 @@ fn categories(encoding: &Encoding) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// A category can hold at most one fixed value and must keep at least one possible value.
+/// A category can hold at most one fixed value and must keep at least one possible value; a label derived from
+/// codes none of which is in the vocabulary is never set, so it cannot be asked for.
 fn check_set(set: &ConditionSet, names: &Names, source: &str) -> Result<()> {
+    let enc = names.encoding;
+    let asked: Vec<usize> = set
+        .fixed
+        .iter()
+        .filter(|(_, v)| **v)
+        .map(|(c, _)| *c)
+        .chain(set.proportions.iter().filter_map(|p| match p {
+            Proportion::Label { code, p } if *p > 0.0 => Some(*code),
+            _ => None,
+        }))
+        .collect();
+    for code in asked {
+        if enc.derived_labels.iter().any(|d| d.label == code && d.codes.is_empty()) {
+            return Err(Error::Condition {
+                source_name: source.to_string(),
+                message: format!(
+                    "`{}` can never be set: the label spec derives it from codes, and none of them is in this \
+                     model's vocabulary (too rare in training, or absent), so no sampled record has it; ask for it \
+                     only as 0, or leave it out",
+                    enc.tokens[enc.code_vocab_size + code]
+                ),
+            });
+        }
+    }
     for cat in names.encoding.exclusive_label_categories() {
         let range = cat.first..cat.first + cat.len;
         let ones: Vec<usize> = set

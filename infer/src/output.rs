@@ -262,14 +262,13 @@ pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {
             codes.len()
         ));
     }
-    let long = codes
-        .iter()
-        .filter(|c| route(c).source_value.chars().count() > 50)
-        .count();
+    let long = codes.iter().filter(|c| route(c).truncated).count();
     if long > 0 {
         notes.push(format!(
-            "{long} codes have source values longer than the DDL's varchar(50); they are written whole \
-             (DuckDB loads them, stricter databases may refuse them)"
+            "{long} codes have source values longer than the DDL's varchar({}); their rows carry the first {} \
+             characters (the model keeps the whole codes)",
+            halo_core::omop_write::SOURCE_VALUE_WIDTH,
+            halo_core::omop_write::SOURCE_VALUE_WIDTH
         ));
     }
     if !enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. })) {

@@ -333,11 +333,26 @@ fn conditions_on_derived_labels_are_met_by_resampling() {
     );
     assert!(stats_1.rejected > 0);
 
-    // A label that no vocabulary code sets cannot be forced to 1: a clear error, not an endless loop.
-    let err = sample_with_stats(&mut model, 1, 1, list("phenotype_2=1"))
+    // A label that no vocabulary code sets cannot be forced to 1, nor given a proportion above 0: refused at
+    // once, naming it, before any sampling (formerly 1,000 samples a record, then an error).
+    assert!(codes_of(2).is_empty());
+    let err = Conditions::from_list("phenotype_0=1,phenotype_2=1", &enc)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("phenotype_2") && err.contains("1000 samples"), "{err}");
+    assert!(err.contains("`phenotype_2` can never be set"), "{err}");
+    let file = tmp.path().join("conditions.jsonl");
+    std::fs::write(
+        &file,
+        "{\"labels\": {\"phenotype_0\": 1}}\n{\"proportions\": {\"phenotype_2\": 0.1}}\n",
+    )
+    .unwrap();
+    let err = Conditions::from_file(&file, &enc).unwrap_err().to_string();
+    assert!(
+        err.contains("conditions.jsonl:2") && err.contains("`phenotype_2` can never be set"),
+        "{err}"
+    );
+    std::fs::write(&file, "{\"proportions\": {\"phenotype_2\": 0}}\n").unwrap();
+    assert!(Conditions::from_file(&file, &enc).is_ok());
     // ... and forcing it to 0 always holds.
     let (never, stats_0) = sample_with_stats(&mut model, 50, 16, list("phenotype_2=0")).unwrap();
     assert_eq!((never.len(), stats_0.rejected), (50, 0));

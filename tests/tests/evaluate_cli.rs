@@ -136,3 +136,89 @@ fn unknown_synthetic_codes_are_counted_and_all_unknown_is_an_error() {
     assert!(stderr(&o).contains("none of the"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// A copy of `fixtures/tiny-omop` in `dir` with rows of person 1 (visit 2) appended to `table`.
+fn omop_with_rows(dir: &Path, table: &str, rows: &[&str]) -> PathBuf {
+    let omop = dir.join("omop");
+    std::fs::create_dir_all(&omop).unwrap();
+    for entry in std::fs::read_dir(common::fixture("tiny-omop")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, omop.join(path.file_name().unwrap())).unwrap();
+    }
+    let path = omop.join(table);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    omop
+}
+
+#[test]
+fn the_report_and_the_logs_never_name_a_value_of_fewer_than_min_patients_patients() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One patient's free-text condition, one patient's concept and one patient's lab.
+    let planted = ["PLANTED-SECRET-7731", "987123456", "PLANTED-LAB-4417"];
+    let real = omop_with_rows(
+        tmp.path(),
+        "CONDITION_OCCURRENCE.csv",
+        &[
+            "900001,1,0,2013-07-05,2013-07-05 00:00:00,,,32020,0,,,2,0,PLANTED-SECRET-7731,0,",
+            "900002,1,987123456,2013-07-05,2013-07-05 00:00:00,,,32020,0,,,2,0,x,0,",
+        ],
+    );
+    let lab = "900003,1,0,2013-07-05,2013-07-05 00:00:00,,5001,0,41.5,0,0,,,0,2,0,PLANTED-LAB-4417,0,,,,,";
+    let mut text = std::fs::read_to_string(real.join("MEASUREMENT.csv")).unwrap();
+    text.push_str(lab);
+    text.push('\n');
+    std::fs::write(real.join("MEASUREMENT.csv"), text).unwrap();
+    // The checkpoint gives the rule (the default 10 patients); the synthetic records are the real ones, planted
+    // values included: the harshest case (a model leaves them out).
+    let ck = tmp.path().join("ck");
+    let o = common::train(real.to_str().unwrap(), &ck, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let synthetic = real.clone();
+
+    let run = |out: &Path, extra: &[&str]| {
+        common::halo_command()
+            .args(["evaluate", "--real", real.to_str().unwrap(), "--synthetic"])
+            .arg(&synthetic)
+            .arg("--out")
+            .arg(out)
+            .args(["--checkpoint", ck.to_str().unwrap(), "--device", "cpu", "--no-utility"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = tmp.path().join("report");
+    let o = run(&out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let json = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for value in planted {
+        for (name, text) in [("report.json", &json), ("report.html", &html), ("the logs", &logs)] {
+            assert!(!text.contains(value), "{value} named in {name}");
+        }
+    }
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let hidden = &report["hidden"];
+    assert_eq!(hidden["min_patients"], 10, "{hidden}");
+    assert!(
+        hidden["codes"].as_u64().unwrap() >= 2 && hidden["labs"].as_u64().unwrap() >= 1,
+        "{hidden}"
+    );
+    assert!(html.contains("not named: held by fewer than 10 real patients"));
+    assert!(logs.contains("held by fewer than 10 real patients"), "{logs}");
+
+    // --min-patients 1 names them: the values were there to hide.
+    let out = tmp.path().join("report-1");
+    let o = run(&out, &["--min-patients", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(
+        planted.iter().all(|v| json.contains(v)),
+        "planted values missing at k = 1"
+    );
+}

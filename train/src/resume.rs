@@ -122,8 +122,11 @@ pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<
         .iter()
         .filter(|(k, v)| saved_value(k) != Some(v.as_str()))
         .map(|(k, v)| {
-            let was = saved_value(k).unwrap_or("(not recorded)");
-            format!("{k}: was {}, now {}", shorten(was), shorten(v))
+            let (was, now) = match saved_value(k) {
+                Some(was) => differing_parts(&as_typed(was), &as_typed(v)),
+                None => ("not recorded".to_string(), as_typed(v)),
+            };
+            format!("{k}: was {was}, now {now}")
         })
         .collect();
     if !differ.is_empty() {
@@ -137,17 +140,55 @@ pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<
     Ok(())
 }
 
-fn shorten(v: &str) -> String {
-    if v.is_empty() {
-        "(none)".into()
-    } else if v.len() > 70 {
-        format!(
-            "{}...",
-            &v[..v.char_indices().nth(67).map(|(i, _)| i).unwrap_or(v.len())]
-        )
-    } else {
-        v.to_string()
+/// A recorded value as a user types it: the records keep Rust's debug form of optional settings (`Some(64)`,
+/// `None`, `Some(Jsonl)`), which is kept so that earlier runs still match.
+fn as_typed(v: &str) -> String {
+    let inner = v.strip_prefix("Some(").and_then(|r| r.strip_suffix(')')).unwrap_or(v);
+    match inner {
+        "" | "None" => "not set".into(),
+        // An enum's debug name (`Jsonl`, `Small`) is its command-line value in lower case.
+        name if name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            name.to_ascii_lowercase()
+        }
+        value => value.to_string(),
     }
+}
+
+/// Values longer than this are shown as their differing part with some context.
+const WHOLE_VALUE_CHARS: usize = 70;
+const CONTEXT_CHARS: usize = 24;
+
+/// The two values to print: whole when short, else the part where they differ with `CONTEXT_CHARS` around it.
+fn differing_parts(was: &str, now: &str) -> (String, String) {
+    let (a, b): (Vec<char>, Vec<char>) = (was.chars().collect(), now.chars().collect());
+    if a.len() <= WHOLE_VALUE_CHARS && b.len() <= WHOLE_VALUE_CHARS {
+        return (was.to_string(), now.to_string());
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let max_suffix = a.len().min(b.len()) - prefix;
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(max_suffix)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let start = prefix.saturating_sub(CONTEXT_CHARS);
+    let part = |v: &[char]| {
+        let end = (v.len() - suffix + CONTEXT_CHARS).min(v.len());
+        let mut out = String::new();
+        if start > 0 {
+            out.push_str("...");
+        }
+        out.extend(&v[start..end]);
+        if end < v.len() {
+            out.push_str("...");
+        }
+        out
+    };
+    (part(&a), part(&b))
 }
 
 /// Keeps only the whole lines of `log.jsonl` for epochs up to `epochs_done` (a kill may have torn the last
@@ -198,6 +239,44 @@ mod tests {
         let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
         assert!(err.contains("--lr: was 0.001, now 0.01"), "{err}");
         assert!(check_same(Path::new("ck"), &saved, &saved).is_ok());
+    }
+
+    /// Values as a user types them, and the whole differing part of a long value.
+    #[test]
+    fn differing_values_are_shown_as_typed_and_whole() {
+        let encoding = |k: usize| {
+            format!(
+                "{{\"gaps\":true,\"labs\":true,\"demographics\":true,\"code_order\":\"shuffled\",\"order_seed\":0,\"lab_buckets\":5,\"max_visits\":46,\"min_patients\":{k}}}"
+            )
+        };
+        let saved: RunSettings = [
+            ("--n-embd".to_string(), "Some(64)".to_string()),
+            ("--format".to_string(), "Some(Jsonl)".to_string()),
+            ("--label-spec (sha256)".to_string(), String::new()),
+            ("encoding options".to_string(), encoding(10)),
+        ]
+        .into();
+        let now: RunSettings = [
+            ("--n-embd".to_string(), "None".to_string()),
+            ("--format".to_string(), "None".to_string()),
+            ("--label-spec (sha256)".to_string(), "ab".repeat(32)),
+            ("encoding options".to_string(), encoding(5)),
+        ]
+        .into();
+        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
+        assert!(err.contains("--n-embd: was 64, now not set"), "{err}");
+        assert!(err.contains("--format: was jsonl, now not set"), "{err}");
+        assert!(
+            err.contains(&format!("--label-spec (sha256): was not set, now {}", "ab".repeat(32))),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "encoding options: was ...sits\":46,\"min_patients\":10}, now ...sits\":46,\"min_patients\":5}"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("Some(") && !err.contains("None"), "{err}");
     }
 
     /// A run recorded before the seen codes existed trained without them: it resumes with --no-seen-codes,

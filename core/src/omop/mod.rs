@@ -28,14 +28,17 @@
 //! | procedure_occurrence | `procedure` | `procedure_concept_id` | `procedure_source_value` |
 //! | measurement | `measurement` | `measurement_concept_id` | `measurement_source_value` |
 //!
+//! An event table must have `person_id` and `visit_occurrence_id`. Its dates (every filled `*_date` and
+//! `*_datetime` field) must parse as `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`, else the file, line and column are
+//! named, though the event takes its visit's date: a date that does not parse points to a broken export.
 //! Events with neither a concept id nor a source value are counted in `skipped`. A measurement's
 //! `value_as_number`, when filled and finite, also becomes a [`LabValue`] under the same code; NaN,
 //! infinite and unparseable values are counted in `non_finite_values` (the code is kept).
 //!
 //! # Assembly
 //! Events join visits by `visit_occurrence_id`; events with an empty or unknown visit id are counted in
-//! `events_without_visit` and left out, and so are events whose `person_id` (when the table has the
-//! column) is not their visit's person (counted in `skipped`: such a row is a broken export, and adding
+//! `events_without_visit` and left out, and so are events whose `person_id` (a required column) is not
+//! their visit's person (counted in `skipped`: such a row is a broken export, and adding
 //! it to either person would mix two records). A visit's codes are the distinct codes of its events in
 //! first-seen order (tables in the order above, rows in file order); its `time` is the visit start as
 //! `YYYY-MM-DDTHH:MM:SS`. Visits without codes are dropped (counted as `visits without codes`), visits are
@@ -328,7 +331,9 @@ struct EventRow {
 
 struct EventColumns {
     visit: usize,
-    person: Option<usize>,
+    person: usize,
+    /// `(name, index)` of the date and datetime columns, checked and not kept.
+    dates: Vec<(String, usize)>,
     concept: usize,
     source: Option<usize>,
     value: Option<usize>,
@@ -345,7 +350,8 @@ fn read_events(
     let mut t = CsvTable::open(path)?;
     let cols = EventColumns {
         visit: t.column("visit_occurrence_id")?,
-        person: t.optional_column("person_id"),
+        person: t.column("person_id")?,
+        dates: t.columns_ending(&["_date", "_datetime"]),
         concept: t.column(table.concept_column)?,
         source: t.optional_column(table.source_column),
         value: table.value_column.and_then(|c| t.optional_column(c)),
@@ -359,10 +365,10 @@ fn read_events(
 
 fn parse_event(t: &CsvTable, table: &EventTable, cols: &EventColumns, line: usize) -> Result<EventRow> {
     let visit_id = parse_optional_id(t.get(cols.visit), &t.path, line, "visit_occurrence_id")?;
-    let person_id = match cols.person {
-        Some(c) => parse_optional_id(t.get(c), &t.path, line, "person_id")?,
-        None => None,
-    };
+    let person_id = parse_optional_id(t.get(cols.person), &t.path, line, "person_id")?;
+    for (name, c) in &cols.dates {
+        parse_datetime(t.get(*c), &t.path, line, name)?;
+    }
     let concept = parse_optional_id(t.get(cols.concept), &t.path, line, table.concept_column)?;
     let source = t.get_opt(cols.source);
     let code = match concept {

@@ -150,6 +150,18 @@ impl CsvTable {
         self.columns.get(name).copied()
     }
 
+    /// The columns whose (lowercase) name ends in one of `suffixes`, with their indices, in header order.
+    pub(super) fn columns_ending(&self, suffixes: &[&str]) -> Vec<(String, usize)> {
+        let mut found: Vec<(String, usize)> = self
+            .columns
+            .iter()
+            .filter(|(name, _)| suffixes.iter().any(|s| name.ends_with(s)))
+            .map(|(name, &i)| (name.clone(), i))
+            .collect();
+        found.sort_by_key(|c| c.1);
+        found
+    }
+
     /// Advances to the next row; returns its line number (1-based, the header is line 1), or `None` at
     /// the end. A row with a different number of fields than the header is an error.
     pub(super) fn next_row(&mut self) -> Result<Option<usize>> {

@@ -240,7 +240,7 @@ fn unparseable_id_names_file_line_and_column() {
     write(
         tmp.path(),
         "condition_occurrence.csv",
-        "condition_concept_id,visit_occurrence_id\n316866,10\n316866,ten\n",
+        "person_id,condition_concept_id,visit_occurrence_id\n1,316866,10\n1,316866,ten\n",
     );
     let msg = read_omop(tmp.path()).unwrap_err().to_string();
     assert!(msg.contains("condition_occurrence.csv:3:"), "{msg}");
@@ -253,7 +253,7 @@ fn missing_column_names_file_and_column() {
     write(
         tmp.path(),
         "measurement.csv",
-        "measurement_id,visit_occurrence_id,value_as_number\n1,10,3\n",
+        "measurement_id,person_id,visit_occurrence_id,value_as_number\n1,1,10,3\n",
     );
     let msg = read_omop(tmp.path()).unwrap_err().to_string();
     assert!(msg.contains("measurement.csv"), "{msg}");
@@ -321,4 +321,48 @@ fn reads_the_synthea_demo_data() {
         let times: Vec<&str> = p.visits.iter().map(|v| v.time.as_deref().unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}", p.id);
     }
+}
+
+#[test]
+fn event_dates_that_do_not_parse_are_errors_naming_file_line_and_column() {
+    for (date, datetime) in [
+        ("0000-00-00", ""),
+        ("2020-03-01", "2020-13-01 00:00:00"),
+        ("03/01/2020", ""),
+    ] {
+        let tmp = sample_folder();
+        write(
+            tmp.path(),
+            "condition_occurrence.csv",
+            &format!(
+                "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_start_datetime,visit_occurrence_id\n\
+                 1,1,316866,2020-03-01,,10\n\
+                 2,1,316866,{date},{datetime},10\n"
+            ),
+        );
+        let msg = read_omop(tmp.path()).unwrap_err().to_string();
+        let column = if datetime.is_empty() {
+            "condition_start_date"
+        } else {
+            "condition_start_datetime"
+        };
+        assert!(msg.contains("condition_occurrence.csv:3:"), "{msg}");
+        assert!(msg.contains(column) && msg.contains("expected YYYY-MM-DD"), "{msg}");
+    }
+}
+
+#[test]
+fn an_event_table_without_person_id_is_refused() {
+    let tmp = sample_folder();
+    write(
+        tmp.path(),
+        "condition_occurrence.csv",
+        "condition_occurrence_id,condition_concept_id,visit_occurrence_id\n1,316866,10\n",
+    );
+    let msg = read_omop(tmp.path()).unwrap_err().to_string();
+    assert!(
+        msg.contains("condition_occurrence.csv") && msg.contains("person_id"),
+        "{msg}"
+    );
+    assert!(msg.contains("missing required column"), "{msg}");
 }

@@ -1,7 +1,7 @@
 //! Where records' contents go in OMOP: codes to tables, demographic values to concepts, births, ids; and
 //! what the reader gives back for a written record.
 
-use super::tables::{EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
+use super::tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
 use super::visit_time;
 use crate::record::DemographicCategory;
 use crate::record::{Demographics, Patient, Visit};
@@ -12,9 +12,25 @@ use chrono::{Datelike, NaiveDate};
 pub struct Route<'a> {
     pub table: EventTable,
     pub concept_id: i64,
+    /// What the row's `*_source_value` holds: cut to [`super::SOURCE_VALUE_WIDTH`] characters.
     pub source_value: &'a str,
     /// The code's prefix named no table's domain: it went to `observation`.
     pub unprefixed: bool,
+    /// The source value was longer than the column and was cut.
+    pub truncated: bool,
+}
+
+impl<'a> Route<'a> {
+    fn new(table: EventTable, concept_id: i64, source_value: &'a str, unprefixed: bool) -> Route<'a> {
+        let (source_value, truncated) = fit_source_value(source_value);
+        Route {
+            table,
+            concept_id,
+            source_value,
+            unprefixed,
+            truncated,
+        }
+    }
 }
 
 /// Where `code` goes (see the module documentation).
@@ -24,38 +40,18 @@ pub fn route(code: &str) -> Route<'_> {
             let exact_domain = prefix == table.domain();
             if exact_domain {
                 if let Some(source) = rest.strip_prefix("src:") {
-                    return Route {
-                        table,
-                        concept_id: 0,
-                        source_value: source,
-                        unprefixed: false,
-                    };
+                    return Route::new(table, 0, source, false);
                 }
                 if let Ok(id) = rest.parse::<i64>() {
                     if id > 0 && id <= i32::MAX as i64 {
-                        return Route {
-                            table,
-                            concept_id: id,
-                            source_value: "",
-                            unprefixed: false,
-                        };
+                        return Route::new(table, id, "", false);
                     }
                 }
             }
-            return Route {
-                table,
-                concept_id: 0,
-                source_value: code,
-                unprefixed: false,
-            };
+            return Route::new(table, 0, code, false);
         }
     }
-    Route {
-        table: EventTable::Observation,
-        concept_id: 0,
-        source_value: code,
-        unprefixed: true,
-    }
+    Route::new(EventTable::Observation, 0, code, true)
 }
 
 /// One row a visit gives: where it goes, and its value.
@@ -68,12 +64,7 @@ fn event_row(code: &str, value: Option<f64>) -> EventRow<'_> {
     let mut route = route(code);
     if value.is_some() && !route.table.has_value() {
         // A value of a condition, drug or procedure code: an observation of that code.
-        route = Route {
-            table: EventTable::Observation,
-            concept_id: 0,
-            source_value: code,
-            unprefixed: route.unprefixed,
-        };
+        route = Route::new(EventTable::Observation, 0, code, route.unprefixed);
     }
     EventRow { route, value }
 }
@@ -140,7 +131,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
         Ok(8507) => Some("M".to_string()),
         Ok(8532) => Some("F".to_string()),
         Ok(_) => None,
-        Err(_) => Some(s),
+        Err(_) => Some(fit_source_value(&s).0.to_string()),
     });
     for value in [&mut demographics.race, &mut demographics.ethnicity] {
         if value
@@ -148,6 +139,9 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
             .is_some_and(|v| v.trim().parse::<i64>().is_ok_and(|id| id <= 0))
         {
             *value = None;
+        }
+        if let Some(v) = value.as_mut() {
+            *v = fit_source_value(v).0.to_string();
         }
     }
     let first = p

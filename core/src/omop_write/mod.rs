@@ -30,7 +30,9 @@
 //! visit's year (`year_of_birth` is NOT NULL), counted in [`OmopWriteReport::persons_without_birth_year`];
 //! one born after its first visit (the sampler dates a first visit without an age bucket 2000-01-01) is
 //! written as born on that visit's date, counted in [`OmopWriteReport::births_after_first_visit`].
-//! Type concepts are 32817 (EHR).
+//! Type concepts are 32817 (EHR). A source value longer than the DDL's `varchar(50)` is cut to 50 characters
+//! ([`tables::SOURCE_VALUE_WIDTH`]) and counted in [`OmopWriteReport::truncated_source_values`]; the model
+//! keeps the whole code.
 //!
 //! # Ids
 //! `person_id` = `observation_period_id` = `i + 1` for the record with global index `i`. Every other table
@@ -46,7 +48,7 @@ mod mapping;
 mod tables;
 
 pub use mapping::{as_read_back, demographic_concept, id_share, route, Route};
-pub use tables::{EventTable, DEMOGRAPHIC_CONCEPTS};
+pub use tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, SOURCE_VALUE_WIDTH};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
@@ -93,9 +95,9 @@ pub struct OmopWriteReport {
     /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
     /// dated 2000-01-01), written as born on the first visit's date.
     pub births_after_first_visit: u64,
-    /// Source values longer than the DDL's varchar(50) (written whole; DuckDB accepts them, stricter
-    /// databases may not).
-    pub long_source_values: u64,
+    /// Source values (of events and demographics) longer than the DDL's varchar(50), written cut to 50
+    /// characters (PostgreSQL refuses longer ones).
+    pub truncated_source_values: u64,
 }
 
 /// An OMOP folder being written; dropped without [`OmopWriter::finish`], it leaves nothing behind.
@@ -292,10 +294,17 @@ impl OmopWriter {
         let concept =
             |category: DemographicCategory| category.text_value(d).map_or(0, |v| demographic_concept(category, v));
         // A value that is a concept id is kept as the concept only, as the reader read it.
-        let source = |value: &Option<String>| match value.as_deref() {
-            Some(v) if v.trim().parse::<i64>().is_err() => v.to_string(),
+        let mut truncated = 0;
+        let mut source = |value: &Option<String>| match value.as_deref() {
+            Some(v) if v.trim().parse::<i64>().is_err() => {
+                let (fitted, cut) = tables::fit_source_value(v);
+                truncated += u64::from(cut);
+                fitted.to_string()
+            }
             _ => String::new(),
         };
+        let (sex, race, ethnicity) = (source(&d.sex), source(&d.race), source(&d.ethnicity));
+        self.report.truncated_source_values += truncated;
         let fields: [String; 18] = [
             person_id.to_string(),
             concept(DemographicCategory::Sex).to_string(),
@@ -309,11 +318,11 @@ impl OmopWriter {
             String::new(),
             String::new(),
             String::new(),
-            source(&d.sex),
+            sex,
             String::new(),
-            source(&d.race),
+            race,
             String::new(),
-            source(&d.ethnicity),
+            ethnicity,
             String::new(),
         ];
         self.line.clear();
@@ -342,7 +351,7 @@ impl OmopWriter {
         let id = self.next_id(1 + t, r.table.name())?;
         self.report.events[t] += 1;
         self.report.unprefixed_rows += u64::from(r.unprefixed);
-        self.report.long_source_values += u64::from(r.source_value.chars().count() > 50);
+        self.report.truncated_source_values += u64::from(r.truncated);
         self.line.clear();
         for (i, (_, slot)) in r.table.columns().iter().enumerate() {
             if i > 0 {

@@ -6,6 +6,18 @@ use crate::record::DemographicCategory::{self, Ethnicity, Race, Sex};
 pub(super) const EHR_TYPE_CONCEPT: i64 = 32817;
 /// `cdm_version_concept_id` of OMOP CDM 5.4.
 pub(super) const CDM_54_CONCEPT: i64 = 756265;
+/// Width of every `*_source_value` column the writer fills (the DDL's `varchar(50)`); a longer value is cut
+/// to it, since PostgreSQL refuses to load the row (the model keeps the whole code).
+pub const SOURCE_VALUE_WIDTH: usize = 50;
+
+/// `value` cut to [`SOURCE_VALUE_WIDTH`] characters (varchar counts characters), and whether it was cut.
+pub fn fit_source_value(value: &str) -> (&str, bool) {
+    match value.char_indices().nth(SOURCE_VALUE_WIDTH) {
+        Some((end, _)) => (&value[..end], true),
+        None => (value, false),
+    }
+}
+
 /// The largest id the DDL's `integer` columns hold.
 pub(super) const MAX_ID: u64 = i32::MAX as u64;
 

@@ -362,3 +362,59 @@ fn an_existing_output_is_refused() {
         .to_string();
     assert!(err.contains("already exists"), "{err}");
 }
+
+#[test]
+fn source_values_longer_than_the_ddl_allows_are_cut_on_a_character_boundary_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("omop");
+    // 49 ASCII characters then multi-byte ones: the 50th character is 'é' (2 bytes), so a byte cut at 50
+    // would split it.
+    let long = format!("{}éééé", "a".repeat(49));
+    let exactly_fifty = "b".repeat(50);
+    let p = Patient {
+        id: "0".into(),
+        demographics: Demographics {
+            race: Some(format!("race {long}")),
+            ..Demographics::default()
+        },
+        visits: vec![visit(
+            "2010-05-01T08:00:00",
+            &[
+                &format!("condition/src:{long}"),
+                &format!("condition/src:{exactly_fifty}"),
+                &format!("MEDS/{long}"),
+            ],
+            &[],
+        )],
+        ..Patient::default()
+    };
+    let report = write_all(&dir, std::slice::from_ref(&p), 0, 1);
+    // The condition's source value, the unprefixed code (whole code as source value) and the race.
+    assert_eq!(report.truncated_source_values, 3);
+    let cut = format!("{}é", "a".repeat(49));
+    let (header, conditions) = read_table(&dir, "condition_occurrence");
+    let column = header.iter().position(|c| c == "condition_source_value").unwrap();
+    let sources: Vec<&str> = conditions.iter().map(|r| r[column].as_str()).collect();
+    assert_eq!(sources, [cut.as_str(), exactly_fifty.as_str()]);
+    let (header, observations) = read_table(&dir, "observation");
+    let column = header.iter().position(|c| c == "observation_source_value").unwrap();
+    assert_eq!(observations[0][column], format!("MEDS/{}", "a".repeat(45)));
+    let (header, persons) = read_table(&dir, "person");
+    let column = header.iter().position(|c| c == "race_source_value").unwrap();
+    assert_eq!(persons[0][column].chars().count(), SOURCE_VALUE_WIDTH);
+    // Every source value fits, and the reader gets back what as_read_back says.
+    for table in ["condition_occurrence", "observation", "person"] {
+        let (header, rows) = read_table(&dir, table);
+        for (i, name) in header.iter().enumerate().filter(|(_, n)| n.ends_with("_source_value")) {
+            for row in &rows {
+                assert!(
+                    row[i].chars().count() <= SOURCE_VALUE_WIDTH,
+                    "{table}.{name}: {}",
+                    row[i]
+                );
+            }
+        }
+    }
+    let back = crate::omop::read_omop(&dir).unwrap();
+    assert_eq!(back.patients, [as_read_back(0, &p)]);
+}

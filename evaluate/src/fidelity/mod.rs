@@ -253,13 +253,21 @@ pub struct ScatterPoint {
     pub synthetic: f64,
 }
 
+/// Which keys a report may name ([`crate::small_cells`]), and what stands in for the others.
+pub struct KeyNames<'a> {
+    pub named: &'a dyn Fn(Statistic, u64) -> bool,
+    pub placeholder: &'a str,
+}
+
 /// Points for the scatter plots of one statistic ([visit level, record level]): the `max_points / 2` keys
-/// with the largest probability on either side, plus a hash-chosen (so repeatable) sample of the others.
+/// with the largest probability on either side, plus a hash-chosen (so repeatable) sample of the others; a
+/// key `names` does not name carries its placeholder.
 pub fn scatter_points(
     real: &CodeCounts,
     synthetic: &CodeCounts,
     s: Statistic,
     interner: &Interner,
+    names: &KeyNames,
     max_points: usize,
 ) -> [Vec<ScatterPoint>; 2] {
     let (t, p) = (&real.table(s).entries, &synthetic.table(s).entries);
@@ -293,6 +301,7 @@ pub fn scatter_points(
         }
     });
     let name = |key: u64| match s {
+        _ if !(names.named)(s, key) => names.placeholder.to_string(),
         Statistic::Unigram => interner.name(key as u32).to_string(),
         Statistic::SameVisitBigram => {
             let (a, b) = real.pair_of(key);
@@ -347,6 +356,7 @@ pub fn code_probabilities(
     test: &CodeCounts,
     synthetic: &CodeCounts,
     interner: &Interner,
+    names: &KeyNames,
     plot_points: usize,
 ) -> Vec<ProbabilityComparison> {
     let mut out = Vec::new();
@@ -354,7 +364,7 @@ pub fn code_probabilities(
         let vs_train = r2_counts(train, synthetic, s);
         let vs_test = r2_counts(test, synthetic, s);
         let ceiling = r2_counts(train, test, s);
-        let points = scatter_points(train, synthetic, s, interner, plot_points);
+        let points = scatter_points(train, synthetic, s, interner, names, plot_points);
         for (l, level) in Level::ALL.into_iter().enumerate() {
             out.push(ProbabilityComparison {
                 statistic: s,

@@ -386,11 +386,19 @@ fn sample(args: SampleArgs) -> Result<()> {
     })?;
     pb.finish_and_clear();
     let omop = output.finish()?;
-    if let Some(r) = omop.filter(|r| r.births_after_first_visit > 0) {
+    if let Some(r) = omop.as_ref().filter(|r| r.births_after_first_visit > 0) {
         eprintln!(
             "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
              without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
             r.births_after_first_visit, r.persons
+        );
+    }
+    if let Some(r) = omop.as_ref().filter(|r| r.truncated_source_values > 0) {
+        eprintln!(
+            "halo-sample: note: {} source values longer than the OMOP DDL's varchar({}) were cut to fit (the model \
+             keeps the whole codes)",
+            r.truncated_source_values,
+            halo_core::omop_write::SOURCE_VALUE_WIDTH
         );
     }
     if !args.runtime.quiet && conditions_on_derived {
