@@ -302,12 +302,85 @@ fn rare_values_stay_on_the_training_machine() {
         "{}",
         stderr(&o)
     );
+    let mut logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     let training = json(ck.join("training.json"));
     assert!(training["left_out"]["codes"].as_u64().unwrap() > 0, "{training}");
     let model = dir.path().join("model");
     let o = export(&ck, &model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_nowhere_in(&model, &[&["John Smith", "555-12-3456"][..], &planted_edges].concat());
+    logs.push_str(&format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o)));
+    let needles = [&["John Smith", "555-12-3456"][..], &planted_edges].concat();
+    assert_nowhere_in(&model, &needles);
+    // Nor in the site bundle, nor in what the commands printed.
+    let archive = dir.path().join("bundle.tar.gz");
+    let o = halo(&[
+        "package",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    logs.push_str(&format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o)));
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let untar = std::process::Command::new("/bin/tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&site)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let bundle_files = halo_infer::site::files_under(&site).unwrap();
+    assert!(bundle_files.len() > 10, "{bundle_files:?}");
+    // (bin/ holds the sampler and ONNX Runtime, built without the data; digits like 123456 are in them.)
+    for file in bundle_files
+        .iter()
+        .filter(|f| !f.parent().is_some_and(|p| p.ends_with("bin")))
+    {
+        let bytes = std::fs::read(file).unwrap();
+        for needle in &needles {
+            let n = needle.as_bytes();
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "{} holds `{needle}`",
+                file.display()
+            );
+        }
+    }
+    for needle in &needles {
+        assert!(!logs.contains(needle), "the logs hold `{needle}`:\n{logs}");
+    }
+    // The synthetic values of the planted lab stay within the other patients' range.
+    let records = dir.path().join("synthetic.jsonl");
+    let o = common::halo_sample(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--count",
+        "400",
+        "--seed",
+        "1",
+        "--out",
+        records.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let values: Vec<f64> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            let visits = r["visits"].as_array().cloned().unwrap_or_default();
+            visits
+                .into_iter()
+                .flat_map(|v| v["labs"].as_array().cloned().unwrap_or_default())
+        })
+        .filter(|lab| lab["code"].as_str().is_some_and(|c| c.ends_with("3025315")))
+        .map(|lab| lab["value"].as_f64().unwrap())
+        .collect();
+    assert!(values.len() > 20, "{} sampled values of the planted lab", values.len());
+    assert!(values.iter().all(|v| v.abs() < 1e4), "{values:?}");
     // No bucket edge taken from the data is one patient's exact value: the closing edges of gaps and ages
     // (the others are fixed steps) and every lab edge.
     let manifest = json(model.join("manifest.json"));
