@@ -46,7 +46,10 @@ pub fn site_readme(
     line("");
     line(
         "Nothing leaves the machine: `halo-sample` makes no network connection, and writes nothing outside its \
-         `--out` (built under a temporary name beside it, then renamed; `verify` writes nothing).",
+         `--out` (built under a temporary name beside it, then renamed; `verify` writes nothing). The ONNX \
+         Runtime library in bin/ is Microsoft's build, whose telemetry is on by default; `halo-sample` turns it \
+         off before loading the library (`ORT_DISABLE_TELEMETRY=1`), so it writes nothing under \
+         `~/.cache/Microsoft` and sends nothing.",
     );
     line("");
     line("| | |");
