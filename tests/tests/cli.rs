@@ -312,27 +312,9 @@ fn rare_values_stay_on_the_training_machine() {
     let needles = [&["John Smith", "555-12-3456"][..], &planted_edges].concat();
     assert_nowhere_in(&model, &needles);
     // Nor in the site bundle, nor in what the commands printed.
-    let archive = dir.path().join("bundle.tar.gz");
-    let o = halo(&[
-        "package",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        archive.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, bundle) = common::package_unsigned_and_unpack(&model, dir.path());
     logs.push_str(&format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o)));
-    let site = dir.path().join("site");
-    std::fs::create_dir(&site).unwrap();
-    let untar = std::process::Command::new("/bin/tar")
-        .arg("-xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&site)
-        .status()
-        .unwrap();
-    assert!(untar.success());
-    let bundle_files = halo_infer::site::files_under(&site).unwrap();
+    let bundle_files = halo_infer::site::files_under(&bundle).unwrap();
     assert!(bundle_files.len() > 10, "{bundle_files:?}");
     // (bin/ holds the sampler and ONNX Runtime, built without the data; digits like 123456 are in them.)
     for file in bundle_files

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture_model_copy, halo, stderr};
+use common::{fixture_model_copy, stderr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -178,26 +178,7 @@ fn the_sampler_and_its_verify_write_nothing_outside_the_output_and_use_no_networ
 fn a_site_bundle_run_writes_nothing_outside_its_output_and_uses_no_network() {
     let tmp = tempfile::tempdir().unwrap();
     let model = fixture_model_copy(tmp.path(), "model");
-    let archive = tmp.path().join("bundle.tar.gz");
-    let o = halo(&[
-        "package",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        archive.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let site = tmp.path().join("site");
-    std::fs::create_dir(&site).unwrap();
-    let o = Command::new("/bin/tar")
-        .arg("-xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&site)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let root = site.join("bundle");
+    let (_, root) = common::package_unsigned_and_unpack(&model, tmp.path());
     let before = contents(&root);
     let site_md = std::fs::read_to_string(root.join("SITE.md")).unwrap();
     assert!(site_md.contains("no network connection"), "{site_md}");

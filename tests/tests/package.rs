@@ -94,12 +94,7 @@ fn package(model: &Path, out: &Path, public: &Path, extra: &[&str]) {
 /// Unpacks `archive` into a new empty temporary folder with the system's tar; returns (folder, bundle root).
 fn unpack(archive: &Path) -> (tempfile::TempDir, PathBuf) {
     let site = tempfile::Builder::new().prefix("halo-site.").tempdir().unwrap();
-    let o = Command::new("/bin/tar")
-        .args(["-xzf", archive.to_str().unwrap(), "-C", site.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let root = std::fs::read_dir(site.path()).unwrap().next().unwrap().unwrap().path();
+    let root = common::unpack_bundle(archive, site.path());
     (site, root)
 }
 
@@ -112,16 +107,6 @@ fn at_site(root: &Path, args: &[&str]) -> Output {
         .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap()
-}
-
-/// The base64 line of a public key file (what SITE.md prints and `--trust` accepts).
-fn key_line(public: &Path) -> String {
-    std::fs::read_to_string(public)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string()
 }
 
 fn stdout(o: &Output) -> String {
@@ -149,7 +134,7 @@ fn a_bundle_runs_on_a_bare_environment_refuses_any_flipped_byte_and_carries_no_t
     ] {
         assert!(root.join(f).is_file(), "{f} missing");
     }
-    let key = key_line(&public);
+    let key = common::key_line(&public);
     let site_md = std::fs::read_to_string(root.join("SITE.md")).unwrap();
     assert!(
         site_md.contains(&format!("bin/halo-sample verify --model model --trust {key}")),
@@ -365,7 +350,7 @@ fn a_cuda_bundle_carries_the_gpu_build_and_its_providers_and_still_runs_on_the_c
         "{site_md}"
     );
     // Without a GPU (this machine), the CUDA build runs the model on the CPU and verifies.
-    let key = key_line(&public);
+    let key = common::key_line(&public);
     let o = at_site(&root, &["verify", "--model", "model", "--trust", &key]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }

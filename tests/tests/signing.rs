@@ -39,12 +39,7 @@ fn a_signed_model_verifies_and_any_change_to_its_manifest_is_refused_under_trust
         assert!(out.contains(&format!("records at batch size {b}: identical")), "{out}");
     }
     // The key itself (its base64 line) is accepted too.
-    let key_line = std::fs::read_to_string(&public)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let key_line = common::key_line(Path::new(&public));
     let o = halo_sample(&["verify", "--model", m, "--trust", &key_line, "--quiet"]);
     assert!(o.status.success(), "{}", stdout(&o));
 
@@ -172,15 +167,6 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-fn key_line(public: &str) -> String {
-    std::fs::read_to_string(public)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
 fn sha256_of(path: &Path) -> String {
     halo_core::manifest::sha256_hex(&std::fs::read(path).unwrap())
 }
@@ -302,12 +288,15 @@ fn trust_and_public_key_messages_say_what_is_wrong_and_name_their_flag() {
     let m = model.to_str().unwrap();
 
     // Another key given our key id: the key is blamed, not the manifest.
-    let (ours, theirs) = (base64_decode(&key_line(&public)), base64_decode(&key_line(&other)));
+    let (ours, theirs) = (
+        base64_decode(&common::key_line(Path::new(&public))),
+        base64_decode(&common::key_line(Path::new(&other))),
+    );
     assert_eq!(ours.len(), 42);
     let mut forged = theirs.clone();
     forged[2..10].copy_from_slice(&ours[2..10]);
     let forged = base64_encode(&forged);
-    assert_eq!(base64_encode(&ours), key_line(&public));
+    assert_eq!(base64_encode(&ours), common::key_line(Path::new(&public)));
     let o = halo_sample(&["verify", "--model", m, "--trust", &forged, "--quiet"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");

@@ -146,3 +146,45 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     assert!(o.status.success(), "{}", stderr(&o));
     (public, secret)
 }
+
+/// Unpacks a site bundle archive into `into` (an existing folder) with the system's tar, as a site does;
+/// returns the bundle's root folder (the archive's one top-level folder).
+pub fn unpack_bundle(archive: &Path, into: &Path) -> PathBuf {
+    let o = Command::new("/bin/tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::read_dir(into).unwrap().next().unwrap().unwrap().path()
+}
+
+/// The base64 line of a minisign public key file (what SITE.md prints and `--trust` accepts).
+pub fn key_line(public: &Path) -> String {
+    std::fs::read_to_string(public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// `halo package` of an unsigned `model` into `dir/bundle.tar.gz`, unpacked into `dir/site`: the command's
+/// output and the bundle's root folder.
+pub fn package_unsigned_and_unpack(model: &Path, dir: &Path) -> (Output, PathBuf) {
+    let archive = dir.join("bundle.tar.gz");
+    let o = halo(&[
+        "package",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let site = dir.join("site");
+    std::fs::create_dir(&site).unwrap();
+    let root = unpack_bundle(&archive, &site);
+    (o, root)
+}
