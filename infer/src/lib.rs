@@ -25,6 +25,7 @@ pub mod decode;
 pub mod error;
 mod heap;
 pub mod model;
+mod model_dir;
 pub mod output;
 pub mod runtime;
 pub mod sampler;
