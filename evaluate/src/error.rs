@@ -18,12 +18,9 @@ pub enum EvalError {
     },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: an error chain printed with `{:#}` would repeat it.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Core(#[from] halo_core::Error),
 }

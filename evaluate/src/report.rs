@@ -95,7 +95,7 @@ pub struct Report {
 pub fn write_report(dir: &Path, report: &Report) -> Result<(), EvalError> {
     std::fs::create_dir_all(dir).map_err(|e| EvalError::Io {
         path: dir.to_path_buf(),
-        source: e,
+        error: e,
     })?;
     halo_core::fsutil::write_json_atomic(&dir.join("report.json"), report)?;
     halo_core::fsutil::write_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;

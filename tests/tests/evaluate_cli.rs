@@ -222,3 +222,20 @@ fn the_report_and_the_logs_never_name_a_value_of_fewer_than_min_patients_patient
         "planted values missing at k = 1"
     );
 }
+
+#[test]
+fn an_out_that_cannot_be_created_is_named_with_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let synthetic = renamed(tmp.path(), |_, c| c.to_string());
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let o = evaluate(&synthetic, &file.join("report"), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("a-file/report: Not a directory"), "{err}");
+    assert_eq!(
+        err.matches("Not a directory").count(),
+        1,
+        "the cause printed twice: {err}"
+    );
+}
