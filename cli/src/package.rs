@@ -137,37 +137,12 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     let folder = bundle_folder_name(&cmd.out)?;
     fsutil::check_fresh(&cmd.out, Target::Absent, "halo package never overwrites a bundle")?;
 
-    // The model: nothing but the files its manifest accounts for, intact, signed as claimed.
-    let manifest = halo_infer::model::read_manifest(&cmd.model)?;
-    halo_infer::model::check_only_named_files(&cmd.model, &manifest)?;
-    halo_infer::model::check_files(&cmd.model, &manifest)?;
-    let signed = cmd.model.join(SIGNATURE).is_file();
-    let mut signed_comment = None;
-    let public_key = match (&cmd.public_key, signed) {
-        (Some(key), true) => {
-            let text = key.to_string_lossy().into_owned();
-            let pk = halo_infer::trust::read_public_key("--public-key", &text)?;
-            signed_comment = Some(halo_infer::trust::check_signature(&cmd.model, &pk)?.trusted_comment);
-            Some(public_key_line(key)?)
-        }
-        (Some(_), false) => bail!(
-            "{}: --public-key given but the model directory is not signed (no {SIGNATURE}); export it with \
-             `halo export --sign`",
-            cmd.model.display()
-        ),
-        (None, true) => bail!(
-            "{}: the model directory is signed; pass --public-key with its public key, so that SITE.md can tell \
-             the site how to check it",
-            cmd.model.display()
-        ),
-        (None, false) => {
-            eprintln!(
-                "halo package: note: the model directory is not signed; a site can check the files but not \
-                 where they came from (`halo export --sign`)"
-            );
-            None
-        }
-    };
+    let CheckedModel {
+        manifest,
+        signed,
+        public_key,
+        signed_comment,
+    } = check_model(&cmd.model, cmd.public_key.as_deref())?;
 
     // The sampler and the ONNX Runtime library it will load at the site.
     let sampler = match &cmd.sampler {
@@ -271,6 +246,56 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     );
     eprintln!("halo package: a site unpacks it and runs first: {folder}/bin/halo-sample verify --model {folder}/model");
     Ok(())
+}
+
+/// A model directory as `halo package` found it: intact, signed as claimed.
+struct CheckedModel {
+    manifest: Manifest,
+    signed: bool,
+    /// The public key's base64 line, for SITE.md (signed models).
+    public_key: Option<String>,
+    /// The signature's trusted comment (signed models).
+    signed_comment: Option<String>,
+}
+
+/// The model: nothing but the files its manifest accounts for, intact, signed as claimed (a signed model needs
+/// `--public-key`, an unsigned one must not be given one).
+fn check_model(dir: &Path, public_key: Option<&Path>) -> Result<CheckedModel> {
+    let manifest = halo_infer::model::read_manifest(dir)?;
+    halo_infer::model::check_only_named_files(dir, &manifest)?;
+    halo_infer::model::check_files(dir, &manifest)?;
+    let signed = dir.join(SIGNATURE).is_file();
+    let (public_key, signed_comment) = match (public_key, signed) {
+        (Some(key), true) => {
+            let text = key.to_string_lossy().into_owned();
+            let pk = halo_infer::trust::read_public_key("--public-key", &text)?;
+            let comment = halo_infer::trust::check_signature(dir, &pk)?.trusted_comment;
+            (Some(public_key_line(key)?), Some(comment))
+        }
+        (Some(_), false) => bail!(
+            "{}: --public-key given but the model directory is not signed (no {SIGNATURE}); export it with \
+             `halo export --sign`",
+            dir.display()
+        ),
+        (None, true) => bail!(
+            "{}: the model directory is signed; pass --public-key with its public key, so that SITE.md can tell \
+             the site how to check it",
+            dir.display()
+        ),
+        (None, false) => {
+            eprintln!(
+                "halo package: note: the model directory is not signed; a site can check the files but not \
+                 where they came from (`halo export --sign`)"
+            );
+            (None, None)
+        }
+    };
+    Ok(CheckedModel {
+        manifest,
+        signed,
+        public_key,
+        signed_comment,
+    })
 }
 
 /// The folder the archive unpacks into: its file name without `.tar.gz` / `.tgz`.
