@@ -172,6 +172,27 @@ fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expect
     Ok(())
 }
 
+/// The files a load reads: the step graph, the dense code module and/or the incremental one, with any
+/// external weights.
+fn loaded_files(manifest: &Manifest, dense: bool, incremental: bool) -> Vec<&str> {
+    let files = &manifest.files;
+    let mut graphs: Vec<&OnnxFile> = vec![&files.visit_transformer_step];
+    if dense {
+        graphs.push(&files.code_head);
+    }
+    let mut loaded: Vec<&str> = Vec::new();
+    if let Some(inc) = files.code_head_incremental.as_ref().filter(|_| incremental) {
+        graphs.push(&inc.start);
+        graphs.extend(&inc.blocks);
+        loaded.push(&inc.columns.name);
+    }
+    for g in graphs {
+        loaded.push(&g.name);
+        loaded.extend(g.external_data.as_ref().map(|d| d.name.as_str()));
+    }
+    loaded
+}
+
 /// Creates a session from the checked bytes of the manifest's `file` (`field` names it in messages) and
 /// checks its inputs and outputs.
 fn open_graph(
@@ -230,21 +251,7 @@ impl Model {
         let use_incremental = inc_files.is_some() && code_module != CodeModule::Dense;
         let use_dense = !use_incremental || code_module == CodeModule::Compared;
         // The files this path loads are checked on the bytes loaded (below); the others now.
-        let mut graphs: Vec<&OnnxFile> = vec![&manifest.files.visit_transformer_step];
-        if use_dense {
-            graphs.push(&manifest.files.code_head);
-        }
-        let mut loaded: Vec<&str> = Vec::new();
-        if let Some(inc) = inc_files.as_ref().filter(|_| use_incremental) {
-            graphs.push(&inc.start);
-            graphs.extend(&inc.blocks);
-            loaded.push(&inc.columns.name);
-        }
-        for g in graphs {
-            loaded.push(&g.name);
-            loaded.extend(g.external_data.as_ref().map(|d| d.name.as_str()));
-        }
-        check_files_except(dir, &manifest, &loaded)?;
+        check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
 
         let (step, placement, note) = open_graph(
             rt,

@@ -134,6 +134,20 @@ impl TrustArgs {
     }
 }
 
+/// Checks the signature with `--trust` and says so; warns (with `--quiet` too, like the other notes about the
+/// output) when a signed directory is used without it.
+fn report_signature(trust: &TrustArgs, model_dir: &Path, quiet: bool) -> Result<()> {
+    match trust.check(model_dir)? {
+        Some(signed) if !quiet => eprintln!("halo-sample: signature good ({})", signed.trusted_comment),
+        Some(_) => {}
+        None if model_dir.join(halo_core::manifest::SIGNATURE).is_file() => {
+            eprintln!("{}", unchecked_signature_warning(model_dir))
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 /// The warning for a signed model directory used without `--trust`: its files were checked against the
 /// manifest, but not who made the manifest.
 fn unchecked_signature_warning(model_dir: &Path) -> String {
@@ -319,15 +333,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     let (format, device) = (args.format, args.device);
 
     // Cheap checks first: the signature, the output location, the manifest, the conditions.
-    match args.trust.check(&model_dir)? {
-        Some(signed) if !args.runtime.quiet => eprintln!("halo-sample: signature good ({})", signed.trusted_comment),
-        Some(_) => {}
-        // A warning, printed with --quiet too, like the other notes about the output.
-        None if model_dir.join(halo_core::manifest::SIGNATURE).is_file() => {
-            eprintln!("{}", unchecked_signature_warning(&model_dir))
-        }
-        None => {}
-    }
+    report_signature(&args.trust, &model_dir, args.runtime.quiet)?;
     let cohort = match format {
         OutputFormat::Omop => Some(omop_cohort(&model_dir, seed, &records, cohort_end)?),
         _ => None,
