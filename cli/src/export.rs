@@ -155,32 +155,71 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     Ok(())
 }
 
-/// Fits the sampling calibration on `records` records per round and reports each round.
+/// Fits the sampling calibration on up to `records` records per round and reports each round, and progress
+/// at least every 10 seconds while a round samples.
 fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core::manifest::SamplingCalibration> {
+    use halo_infer::calibrate::{Event, CONVERGED};
     let started = std::time::Instant::now();
-    let tvd = |t: Option<f64>| t.map_or_else(String::new, |t| format!(", gap histogram off by {t:.3}"));
-    let calibration = halo_infer::calibrate::calibrate(model, records, &mut |round| {
-        eprintln!(
-            "halo export: calibration: code offset {:+.3}: {:.3} codes per visit{}",
-            round.code_logit_offset,
-            round.codes_per_visit,
-            tvd(round.gap_tvd)
-        );
+    let mut last_report = started;
+    let tvd = |name: &str, t: Option<f64>| t.map_or_else(String::new, |t| format!(", {name} histogram off by {t:.3}"));
+    let calibration = halo_infer::calibrate::calibrate(model, records, &mut |event| match event {
+        Event::Sampled { round, records: n, codes } => {
+            if last_report.elapsed().as_secs_f64() >= 10.0 {
+                last_report = std::time::Instant::now();
+                eprintln!(
+                    "halo export: calibration round {round}: {n} of {records} records sampled ({codes} codes), \
+                     {:.0} s in",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Event::Measured { round, measured } => {
+            last_report = std::time::Instant::now();
+            eprintln!(
+                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}",
+                measured.code_logit_offset,
+                measured.codes_per_visit,
+                measured.records,
+                tvd("gap", measured.gap_tvd),
+                tvd("visit-size", measured.size_tvd)
+            );
+        }
     })
     .context("fitting the sampling calibration")?;
+    let both = |name: &str, before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(before), Some(after)) => format!("; {name} histogram total variation {after:.3} ({before:.3} without)"),
+        _ => String::new(),
+    };
     eprintln!(
-        "halo export: calibration ({} records a round, {:.1} s): {:.3} codes per sampled visit against {:.3} in \
-         training ({:.3} without){}",
+        "halo export: calibration ({} records a round at most, {:.1} s): {:.3} codes per sampled visit against \
+         {:.3} in training ({:.3} without){}{}",
         records,
         started.elapsed().as_secs_f64(),
         calibration.calibrated_codes_per_visit,
         calibration.target_codes_per_visit,
         calibration.uncalibrated_codes_per_visit,
-        match (calibration.uncalibrated_gap_tvd, calibration.calibrated_gap_tvd) {
-            (Some(before), Some(after)) => format!("; gap histogram total variation {after:.3} ({before:.3} without)"),
-            _ => String::new(),
-        }
+        both("gap", calibration.uncalibrated_gap_tvd, calibration.calibrated_gap_tvd),
+        both("visit-size", calibration.uncalibrated_size_tvd, calibration.calibrated_size_tvd)
     );
+    let size_error = (calibration.calibrated_codes_per_visit / calibration.target_codes_per_visit - 1.0).abs();
+    let worst = size_error
+        .max(calibration.calibrated_gap_tvd.unwrap_or(0.0))
+        .max(calibration.calibrated_size_tvd.unwrap_or(0.0));
+    if worst > CONVERGED {
+        eprintln!(
+            "halo export: warning: the calibration did not converge: the closest round is {:.1}% off the training \
+             visits' size and {:.3} off a histogram (it aims at {:.0}% and {:.3}); the model is exported with that \
+             round's calibration. A model whose sampled visits are this far from its training visits needs more \
+             training (see `halo test`), not a larger offset",
+            100.0 * size_error,
+            calibration
+                .calibrated_gap_tvd
+                .unwrap_or(0.0)
+                .max(calibration.calibrated_size_tvd.unwrap_or(0.0)),
+            100.0 * CONVERGED,
+            CONVERGED
+        );
+    }
     Ok(calibration)
 }
 

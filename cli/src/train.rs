@@ -61,6 +61,11 @@ pub struct TrainCmd {
     /// Quantile buckets per lab value.
     #[arg(long, default_value_t = 5)]
     lab_buckets: usize,
+    /// Buckets of the visit's size (its number of codes), drawn first in each visit so that the code module
+    /// knows how many codes it is producing; 0 (the default) leaves the size group out. On dense test visits it
+    /// did not reduce the drift that `halo export`'s calibration closes (docs/records.md, "Dense visits").
+    #[arg(long, default_value_t = halo_core::encoding::DEFAULT_VISIT_SIZE_BUCKETS)]
+    visit_size_buckets: usize,
     /// The small-cell rule: codes, source values, labs and demographic values seen in fewer distinct
     /// patients are left out of the vocabulary, and bucket edges come from groups of at least this many
     /// patients, so that nothing of one patient ships in the model. `halo export` refuses models trained
@@ -162,6 +167,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             // Any stride asks for windows; training sets it to half a window.
             window_stride: usize::from(cmd.windows),
             min_patients: cmd.min_patients,
+            visit_size_buckets: cmd.visit_size_buckets,
         },
         n_embd: cmd.n_embd,
         n_layer: cmd.n_layer,

@@ -93,6 +93,10 @@ pub struct TrainingSummary {
     /// without gaps, and in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gap_bucket_shares: Vec<f64>,
+    /// Share of each visit-size bucket among the training visits (`Encoding::visit_size_shares`); empty
+    /// without the size group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_size_shares: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,12 +237,21 @@ pub struct Manifest {
 /// model learnt to expect beside it; a history of sampled visits calls for other gaps than the true one),
 /// although the model's teacher-forced probabilities add up to the data's counts. Fitted from aggregates
 /// only (the training visits' mean size, the gap histogram's shares), so they carry nothing of single records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SamplingCalibration {
     pub code_logit_offset: f32,
     /// Natural log of each gap bucket's weight factor, in bucket order; empty: all 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gap_log_weights: Vec<f32>,
+    /// Natural log of each visit-size bucket's weight factor, in bucket order; empty: all 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub size_log_weights: Vec<f32>,
+    /// Total variation distance between the sampled visit-size histogram and
+    /// `TrainingSummary::visit_size_shares`, without and with the calibration (absent without the group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated_size_tvd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_size_tvd: Option<f64>,
     /// Total variation distance between the sampled gap histogram and `TrainingSummary::gap_bucket_shares`,
     /// without and with the calibration (absent when the model has no gap target).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,8 @@
 //! ```
 //! PRESET: tiny (4 codes, 1 label, n_ctx 3), fixture (24 codes, every token kind, n_embd 16),
 //! small (~760 codes, n_embd 128, 2 layers), paper (~6,900 codes, n_embd 768, 12 layers), icu (small's
-//! dimensions with ~10,500 codes, like a MEDS export of ICU stays).
+//! dimensions with ~10,500 codes, like a MEDS export of ICU stays), dense (small's dimensions with ~2,500
+//! codes, the export-time benchmark of scripts/bench-export.sh).
 //! The biases give about CODES_PER_VISIT codes a visit (default 15) and VISITS visits a record
 //! (default 1.3), like MIMIC-III. The checkpoint is written to OUT_DIR.checkpoint, the model to OUT_DIR,
 //! and the manifest gets the verify digest of the first 16 records at seed 0 (as `halo export` does).
@@ -23,7 +24,7 @@ fn main() {
         std::process::exit(2);
     }
     let spec = common::Spec::preset(&args[0]).unwrap_or_else(|| {
-        eprintln!("unknown preset {} (tiny, fixture, small, paper, icu)", args[0]);
+        eprintln!("unknown preset {} (tiny, fixture, small, paper, icu, dense)", args[0]);
         std::process::exit(2);
     });
     let out = PathBuf::from(&args[1]);

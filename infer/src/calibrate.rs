@@ -1,12 +1,16 @@
 //! Fitting the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`): the logit
 //! offset of the codes drawn on their own, under which sampled visits hold as many codes as the training
-//! visits did, and the gap buckets' weights, under which the sampled gap histogram is the training one.
-//! `halo export` runs it before the verify digest, which is then sampled with it.
+//! visits did, and the weights of the gap and visit-size buckets, under which their sampled histograms are
+//! the training ones. `halo export` runs it before the verify digest, which is then sampled with it.
 //!
 //! Each round samples the same records at the same seed (so that neighbouring settings see the same random
-//! numbers) and moves both: the offset by a secant step on the log of the mean visit size (it grows with the
-//! offset), each gap weight by the ratio of the bucket's training share to its sampled share (iterative
-//! proportional fitting). The round closest to both targets is kept.
+//! numbers) and moves all three: the offset by a secant step on the log of the mean visit size (it grows with
+//! the offset), bounded per round, and each bucket weight by the ratio of the bucket's training share to its
+//! sampled share (iterative proportional fitting). The round closest to the targets is kept.
+//!
+//! A round's work is bounded: it stops sampling once it has drawn [`CODE_BUDGET`] codes (records are
+//! independent, so the records sampled so far are a fair sample of the round), which keeps a model whose
+//! visits hold hundreds of codes, or an offset that makes them, from running for hours.
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -14,14 +18,23 @@ use crate::{generate, Plan};
 use halo_core::buckets::total_variation;
 use halo_core::encoding::{Token, VisitGroup};
 use halo_core::manifest::SamplingCalibration;
+use std::ops::Range;
 
-/// The offset's and the gap log-weights' range; a model needing more is not fixed by a calibration.
+/// The offset's and the bucket log-weights' range; a model needing more is not fixed by a calibration.
 const LIMIT: f32 = 2.0;
-/// Relative error of the mean codes per visit, and total variation of the gap histogram, at which the
-/// search stops.
+/// The most the offset moves in one round: a larger step can make every visit draw many times more codes
+/// than the model's visits hold, a round far longer than the others, on models with thousands of codes.
+const MAX_OFFSET_STEP: f32 = 0.75;
+/// Relative error of the mean codes per visit, and total variation of each histogram, at which the search
+/// stops.
 const TOLERANCE: f64 = 0.005;
-/// Rounds at most (each samples `records` records).
+/// A calibration that ends further than this from its targets says so (`Calibration::converged`).
+pub const CONVERGED: f64 = 0.02;
+/// Rounds at most.
 const MAX_ROUNDS: usize = 8;
+/// Codes drawn (every code of every visit) after which a round stops sampling records: the demo's 4,000
+/// records draw about 0.9 million; 90-code visits reach it after about 1,000 records of 16 visits.
+pub const CODE_BUDGET: usize = 1_500_000;
 
 /// A fitted value as the manifest keeps it: 3 decimals. Another CPU may round a logit differently and so
 /// flip a rare draw of the calibration sample; that moves the fit far less than this, so the same
@@ -35,32 +48,90 @@ fn round_figure(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
+/// An exclusive visit group whose histogram the calibration fits (gap buckets, visit sizes).
+#[derive(Debug, Clone)]
+struct GroupTarget {
+    /// Vocabulary indices of its codes.
+    range: Range<usize>,
+    /// Training share of each bucket.
+    shares: Vec<f64>,
+    /// Whether the record's first kept visit counts (the gap does not: it has none).
+    first_visit: bool,
+}
+
+impl GroupTarget {
+    fn of(model: &Model, name: &str, shares: &[f64], first_visit: bool) -> Option<GroupTarget> {
+        let group = model.manifest.encoding.visit_groups.iter().find(|g| g.name == name)?;
+        (group.len == shares.len() && !shares.is_empty()).then(|| GroupTarget {
+            range: group.range(),
+            shares: shares.to_vec(),
+            first_visit,
+        })
+    }
+}
+
 /// What one round measured.
 #[derive(Debug, Clone)]
 pub struct Round {
     pub code_logit_offset: f32,
     pub gap_log_weights: Vec<f32>,
+    pub size_log_weights: Vec<f32>,
     pub codes_per_visit: f64,
     /// Total variation from the training gap histogram (`None` without one).
     pub gap_tvd: Option<f64>,
-    /// Sampled share of each gap bucket.
+    /// Total variation from the training visit-size histogram (`None` without one).
+    pub size_tvd: Option<f64>,
+    /// Records sampled: all that were asked for, or fewer when the round reached [`CODE_BUDGET`].
+    pub records: usize,
+    /// Sampled share of each gap and visit-size bucket.
     gap_shares: Vec<f64>,
+    size_shares: Vec<f64>,
 }
 
 impl Round {
-    /// Distance from the targets: the larger of the relative visit-size error and the gap TVD.
-    fn distance(&self, target: f64) -> f64 {
+    /// Distance from the targets: the largest of the relative visit-size error and the histograms' TVDs.
+    pub fn distance(&self, target: f64) -> f64 {
         (self.codes_per_visit / target - 1.0)
             .abs()
             .max(self.gap_tvd.unwrap_or(0.0))
+            .max(self.size_tvd.unwrap_or(0.0))
     }
 }
 
-/// Samples records `0..records` at the calibration seed with `offset` and `gap_log_weights` and measures
-/// them. Visits are counted as decoding keeps them (a visit with only time codes or the end code is left
-/// out), every code but the end code, as the training summary counts its encoded visits; a kept visit after
-/// the record's first kept one adds its gap bucket to the histogram.
-fn measure(model: &mut Model, offset: f32, gap_log_weights: &[f32], records: usize) -> Result<Round> {
+/// What the calibration tells its caller while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A batch of round `round` (0 = the model as it is) was sampled: `records` records and `codes` codes so
+    /// far in this round.
+    Sampled { round: usize, records: usize, codes: usize },
+    /// Round `round` is measured.
+    Measured { round: usize, measured: &'a Round },
+}
+
+/// Bucket log-weights one proportional-fitting step further: each moves by the log of its bucket's training
+/// share over its sampled share.
+fn fitted_weights(weights: &[f32], target: &[f64], sampled: &[f64]) -> Vec<f32> {
+    let mut weights = weights.to_vec();
+    weights.resize(target.len(), 0.0);
+    for ((w, t), s) in weights.iter_mut().zip(target).zip(sampled) {
+        // A small floor so that an empty bucket moves by a bounded step.
+        *w = round_param((*w + ((t + 1e-4) / (s + 1e-4)).ln() as f32).clamp(-LIMIT, LIMIT));
+    }
+    weights
+}
+
+/// Samples records `0..records` (fewer once [`CODE_BUDGET`] codes are drawn) at the calibration seed under
+/// `setting`'s offset and weights and measures them. Visits are counted as decoding keeps them (a visit with
+/// only group codes or the end code is left out), every code but the end code, as the training summary counts
+/// its encoded visits; each kept visit adds its buckets to the histograms.
+fn measure(
+    model: &mut Model,
+    round: usize,
+    setting: &Round,
+    groups: &[Option<GroupTarget>; 2],
+    records: usize,
+    events: &mut dyn FnMut(Event),
+) -> Result<Round> {
     let enc = &model.manifest.encoding;
     let end = enc.end_index() as u32;
     let kept: Vec<bool> = enc
@@ -68,62 +139,83 @@ fn measure(model: &mut Model, offset: f32, gap_log_weights: &[f32], records: usi
         .iter()
         .map(|t| matches!(t, Token::Code { .. } | Token::Lab { .. }))
         .collect();
-    let gap = enc
-        .visit_groups
-        .iter()
-        .find(|g| g.name == VisitGroup::GAP)
-        .map(|g| g.range());
-    let target_shares = model.manifest.training.gap_bucket_shares.clone();
     model.manifest.calibration = Some(SamplingCalibration {
-        code_logit_offset: offset,
-        gap_log_weights: gap_log_weights.to_vec(),
-        uncalibrated_gap_tvd: None,
-        calibrated_gap_tvd: None,
+        code_logit_offset: setting.code_logit_offset,
+        gap_log_weights: setting.gap_log_weights.clone(),
+        size_log_weights: setting.size_log_weights.clone(),
         target_codes_per_visit: model.manifest.training.mean_codes_per_visit,
-        uncalibrated_codes_per_visit: 0.0,
-        calibrated_codes_per_visit: 0.0,
         records,
+        ..Default::default()
     });
-    let (mut visits, mut codes) = (0usize, 0usize);
-    let mut gaps = vec![0usize; gap.as_ref().map_or(0, |g| g.len())];
-    let plan = Plan {
-        seed: SamplingCalibration::SEED,
-        records: 0..records as u64,
-        batch_size: records.clamp(1, 256),
-        conditions: None,
-    };
-    generate(model, &plan, |batch| {
-        for s in &batch {
-            let mut first = true;
-            for visit in s.raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
-                visits += 1;
-                codes += visit.iter().filter(|&&c| c != end).count();
-                if let (false, Some(g)) = (first, &gap) {
-                    if let Some(&c) = visit.iter().find(|&&c| g.contains(&(c as usize))) {
-                        gaps[c as usize - g.start] += 1;
+    let (mut visits, mut codes, mut drawn, mut sampled) = (0usize, 0usize, 0usize, 0usize);
+    let mut counts: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| vec![0; g.as_ref().map_or(0, |g| g.range.len())])
+        .collect();
+    // One batch at a time, so that the round can stop at the budget: each record has its own random stream,
+    // so the records are the same as in one run over the whole range.
+    let batch_size = records.clamp(1, 256);
+    while sampled < records && drawn < CODE_BUDGET {
+        let plan = Plan {
+            seed: SamplingCalibration::SEED,
+            records: sampled as u64..(sampled + batch_size).min(records) as u64,
+            batch_size,
+            conditions: None,
+        };
+        generate(model, &plan, |batch| {
+            for s in &batch {
+                let mut first = true;
+                for visit in s.raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
+                    visits += 1;
+                    codes += visit.iter().filter(|&&c| c != end).count();
+                    for (group, counts) in groups.iter().zip(&mut counts) {
+                        let Some(g) = group.as_ref().filter(|g| g.first_visit || !first) else {
+                            continue;
+                        };
+                        if let Some(&c) = visit.iter().find(|&&c| g.range.contains(&(c as usize))) {
+                            counts[c as usize - g.range.start] += 1;
+                        }
                     }
+                    first = false;
                 }
-                first = false;
+                drawn += s.raw.visits.iter().map(Vec::len).sum::<usize>();
             }
-        }
-        Ok(())
-    })?;
-    let total: usize = gaps.iter().sum();
-    let gap_shares: Vec<f64> = gaps.iter().map(|&g| g as f64 / total.max(1) as f64).collect();
-    let gap_tvd =
-        (target_shares.len() == gap_shares.len() && total > 0).then(|| total_variation(&target_shares, &gap_shares));
+            sampled += batch.len();
+            Ok(())
+        })?;
+        events(Event::Sampled {
+            round,
+            records: sampled,
+            codes: drawn,
+        });
+    }
+    let histogram = |group: &Option<GroupTarget>, counts: &[usize]| -> (Vec<f64>, Option<f64>) {
+        let total: usize = counts.iter().sum();
+        let shares: Vec<f64> = counts.iter().map(|&n| n as f64 / total.max(1) as f64).collect();
+        let tvd = group
+            .as_ref()
+            .filter(|_| total > 0)
+            .map(|g| round_figure(total_variation(&g.shares, &shares)));
+        (shares, tvd)
+    };
+    let (gap_shares, gap_tvd) = histogram(&groups[0], &counts[0]);
+    let (size_shares, size_tvd) = histogram(&groups[1], &counts[1]);
     Ok(Round {
-        code_logit_offset: offset,
-        gap_log_weights: gap_log_weights.to_vec(),
+        code_logit_offset: setting.code_logit_offset,
+        gap_log_weights: setting.gap_log_weights.clone(),
+        size_log_weights: setting.size_log_weights.clone(),
         codes_per_visit: round_figure(codes as f64 / visits.max(1) as f64),
-        gap_tvd: gap_tvd.map(round_figure),
+        gap_tvd,
+        size_tvd,
+        records: sampled,
         gap_shares,
+        size_shares,
     })
 }
 
-/// Fits the calibration on `records` sampled records a round and leaves it in `model.manifest.calibration`;
-/// `progress` hears each round.
-pub fn calibrate(model: &mut Model, records: usize, progress: &mut dyn FnMut(&Round)) -> Result<SamplingCalibration> {
+/// Fits the calibration on up to `records` sampled records a round and leaves it in
+/// `model.manifest.calibration`; `events` hears each batch and each round.
+pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event)) -> Result<SamplingCalibration> {
     let target = model.manifest.training.mean_codes_per_visit;
     if records == 0 || target.is_nan() || target <= 0.0 {
         return Err(Error::Invalid(format!(
@@ -131,38 +223,68 @@ pub fn calibrate(model: &mut Model, records: usize, progress: &mut dyn FnMut(&Ro
              manifest (training.mean_codes_per_visit = {target})"
         )));
     }
-    let target_shares = model.manifest.training.gap_bucket_shares.clone();
-    let mut round = measure(model, 0.0, &[], records)?;
-    progress(&round);
+    let training = model.manifest.training.clone();
+    let groups = [
+        GroupTarget::of(model, VisitGroup::GAP, &training.gap_bucket_shares, false),
+        GroupTarget::of(model, VisitGroup::SIZE, &training.visit_size_shares, true),
+    ];
+    let start = Round {
+        code_logit_offset: 0.0,
+        gap_log_weights: Vec::new(),
+        size_log_weights: Vec::new(),
+        codes_per_visit: 0.0,
+        gap_tvd: None,
+        size_tvd: None,
+        records: 0,
+        gap_shares: Vec::new(),
+        size_shares: Vec::new(),
+    };
+    let mut round = measure(model, 0, &start, &groups, records, events)?;
+    events(Event::Measured {
+        round: 0,
+        measured: &round,
+    });
     let uncalibrated = round.clone();
     let mut best = round.clone();
     // The previous round's (offset, log error), for the secant.
     let mut previous: Option<(f32, f64)> = None;
-    for _ in 1..MAX_ROUNDS {
+    for r in 1..MAX_ROUNDS {
         if round.distance(target) < TOLERANCE || round.codes_per_visit == 0.0 {
             break;
         }
         let error = (round.codes_per_visit / target).ln();
         // A factor e^-error on rare codes' odds moves the mean by about that factor; later rounds take the
-        // slope they measured, within bounds (the gap weights move the mean too).
+        // slope they measured, within bounds (the bucket weights move the mean too).
         let slope = match previous {
             Some((o0, e0)) if round.code_logit_offset != o0 => {
                 ((error - e0) / f64::from(round.code_logit_offset - o0)).clamp(0.2, 5.0)
             }
             _ => 1.0,
         };
-        let offset = round_param((round.code_logit_offset - (error / slope) as f32).clamp(-LIMIT, LIMIT));
-        let mut weights = round.gap_log_weights.clone();
-        if round.gap_tvd.is_some() {
-            weights.resize(target_shares.len(), 0.0);
-            for ((w, t), s) in weights.iter_mut().zip(&target_shares).zip(&round.gap_shares) {
-                // A small floor so that an empty bucket moves by a bounded step.
-                *w = round_param((*w + ((t + 1e-4) / (s + 1e-4)).ln() as f32).clamp(-LIMIT, LIMIT));
-            }
+        let step = (-(error / slope) as f32).clamp(-MAX_OFFSET_STEP, MAX_OFFSET_STEP);
+        let offset = round_param((round.code_logit_offset + step).clamp(-LIMIT, LIMIT));
+        if offset == round.code_logit_offset && error.abs() > TOLERANCE && offset.abs() == LIMIT {
+            // Pinned at the limit and still short (or over): more rounds cannot help.
+            break;
         }
+        let next = Round {
+            code_logit_offset: offset,
+            gap_log_weights: match &groups[0] {
+                Some(g) => fitted_weights(&round.gap_log_weights, &g.shares, &round.gap_shares),
+                None => Vec::new(),
+            },
+            size_log_weights: match &groups[1] {
+                Some(g) => fitted_weights(&round.size_log_weights, &g.shares, &round.size_shares),
+                None => Vec::new(),
+            },
+            ..start.clone()
+        };
         previous = Some((round.code_logit_offset, error));
-        round = measure(model, offset, &weights, records)?;
-        progress(&round);
+        round = measure(model, r, &next, &groups, records, events)?;
+        events(Event::Measured {
+            round: r,
+            measured: &round,
+        });
         if round.distance(target) < best.distance(target) {
             best = round.clone();
         }
@@ -170,8 +292,11 @@ pub fn calibrate(model: &mut Model, records: usize, progress: &mut dyn FnMut(&Ro
     let calibration = SamplingCalibration {
         code_logit_offset: best.code_logit_offset,
         gap_log_weights: best.gap_log_weights.clone(),
+        size_log_weights: best.size_log_weights.clone(),
         uncalibrated_gap_tvd: uncalibrated.gap_tvd,
         calibrated_gap_tvd: best.gap_tvd,
+        uncalibrated_size_tvd: uncalibrated.size_tvd,
+        calibrated_size_tvd: best.size_tvd,
         target_codes_per_visit: target,
         uncalibrated_codes_per_visit: uncalibrated.codes_per_visit,
         calibrated_codes_per_visit: best.codes_per_visit,

@@ -45,7 +45,7 @@ pub(crate) struct VisitPlan {
     /// the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`).
     pub code_logit_offset: f32,
     /// Per candidate position: the factor of its weight when its category is drawn (the calibration's gap
-    /// weights); empty: all 1.
+    /// and visit-size weights); empty: all 1.
     pub category_factor: Vec<f64>,
 }
 
@@ -82,7 +82,6 @@ impl VisitPlan {
         let mut cands: Vec<usize> = (0..enc.code_vocab_size).filter(|&j| !excluded(j)).collect();
         cands.push(enc.end_index());
         let mut category = vec![None; cands.len()];
-        let gap_log_weights = calibration.map_or(&[][..], |c| &c.gap_log_weights[..]);
         let mut category_factor = Vec::new();
         for g in enc.visit_groups.iter().filter(|g| g.applies_to(t) && g.len > 0) {
             // Candidates are in vocabulary order and the group is contiguous, so its positions are too.
@@ -91,9 +90,14 @@ impl VisitPlan {
             for slot in &mut category[range.0..range.1] {
                 *slot = Some(range);
             }
-            if g.name == VisitGroup::GAP && gap_log_weights.len() == g.len {
+            let log_weights = match (calibration, g.name.as_str()) {
+                (Some(c), VisitGroup::GAP) => &c.gap_log_weights[..],
+                (Some(c), VisitGroup::SIZE) => &c.size_log_weights[..],
+                _ => &[],
+            };
+            if log_weights.len() == g.len {
                 category_factor.resize(cands.len(), 1.0);
-                for (f, w) in category_factor[range.0..range.1].iter_mut().zip(gap_log_weights) {
+                for (f, w) in category_factor[range.0..range.1].iter_mut().zip(log_weights) {
                     *f = f64::from(*w).exp();
                 }
             }

@@ -2,7 +2,7 @@
 //! than its training visits, and whose gaps come out longer), the fitted offset brings the mean visit size to
 //! the training one, and the gap weights the gap histogram near the training one.
 
-use halo_infer::calibrate::calibrate;
+use halo_infer::calibrate::{calibrate, Event};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::Model;
 use std::path::Path;
@@ -22,8 +22,10 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         .take()
         .expect("the fixture is exported with a calibration");
     let mut steps = Vec::new();
-    let fitted = calibrate(&mut model, 2000, &mut |round| {
-        steps.push((round.code_logit_offset, round.codes_per_visit))
+    let fitted = calibrate(&mut model, 2000, &mut |event| {
+        if let Event::Measured { measured, .. } = event {
+            steps.push((measured.code_logit_offset, measured.codes_per_visit))
+        }
     })
     .unwrap();
     let target = model.manifest.training.mean_codes_per_visit;

@@ -116,7 +116,11 @@ impl Encoding {
                 medical.shuffle(&mut rng);
             }
         }
-        // Time codes come first in a visit: gap, then age (first visit only).
+        let visit_size_edges = match options.visit_size_buckets {
+            0 => Vec::new(),
+            buckets => fit_visit_size_edges(train, &medical, &lab_edges, &options, buckets, k),
+        };
+        // Time codes come first in a visit: gap, then age (first visit only), then the visit's size.
         let mut tokens = Vec::new();
         let mut visit_groups = Vec::new();
         // Every kept visit after the first has a gap when both days are known; the first kept one an age
@@ -157,6 +161,15 @@ impl Encoding {
             .map(|bucket| Token::Age { bucket })
             .collect();
         time_codes(any_age, always_age, VisitGroup::AGE, GroupVisits::FirstVisit, age_codes);
+        if visit_size_edges.len() >= 2 {
+            visit_groups.push(VisitGroup {
+                name: VisitGroup::SIZE.into(),
+                first: tokens.len(),
+                len: visit_size_edges.len() - 1,
+                on: GroupVisits::EveryVisit,
+            });
+            tokens.extend((0..visit_size_edges.len() - 1).map(|bucket| Token::VisitSize { bucket }));
+        }
         tokens.extend(medical);
         let code_vocab_size = tokens.len();
 
@@ -253,12 +266,52 @@ impl Encoding {
             derived_labels,
             gap_edges_days,
             age_edges_years,
+            visit_size_edges,
             lab_edges,
             labels_given,
             left_out,
             record_visit_limit,
         })
     }
+}
+
+/// [`Encoding::visit_size_edges`]: quantiles of the sizes of the training visits that are encoded (each
+/// visit's own codes as `medical` and `lab_edges` encode them), top-coded at the `k`-th patient's smallest and
+/// largest visit like the lab edges, so that no edge describes fewer than `k` patients. Empty when no
+/// training visit is encoded.
+fn fit_visit_size_edges(
+    train: &[&Patient],
+    medical: &[Token],
+    lab_edges: &BTreeMap<String, Vec<f64>>,
+    options: &EncodingOptions,
+    buckets: usize,
+    k: usize,
+) -> Vec<f64> {
+    let index: HashMap<String, u32> = medical
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (token_key(t), i as u32))
+        .collect();
+    let mut sizes = LabSample::default();
+    let mut unknown = 0;
+    for p in train {
+        let mut range: Option<(f64, f64)> = None;
+        for visit in &p.visits[options.first_encoded_visit(p.visits.len())..] {
+            let mut codes = BTreeSet::new();
+            visit_codes(visit, &index, options.labs.then_some(lab_edges), &mut codes, &mut unknown);
+            let n = codes.len() as f64;
+            sizes.values.push(n);
+            range = Some(range.map_or((n, n), |(lo, hi)| (lo.min(n), hi.max(n))));
+        }
+        if let Some((lo, hi)) = range {
+            sizes.patient_lowest.push(lo);
+            sizes.patient_highest.push(hi);
+        }
+    }
+    if sizes.values.is_empty() {
+        return Vec::new();
+    }
+    sizes.edges(buckets, k)
 }
 
 /// [`Encoding::record_visit_limit`]: the length that `min_patients` training records reach, rounded down to
@@ -347,5 +400,43 @@ impl Encoding {
             return Vec::new();
         }
         gaps.iter().map(|&g| g as f64 / total as f64).collect()
+    }
+
+    /// Share of each visit-size bucket among the training visits that are encoded, the target of the
+    /// sampling calibration's size weights; a bucket whose visits come from fewer than
+    /// `options.min_patients` patients counts as empty, as in [`Encoding::gap_bucket_shares`]. Empty without
+    /// the size group.
+    pub fn visit_size_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
+        let buckets = self.visit_size_edges.len().saturating_sub(1);
+        if buckets == 0 {
+            return Vec::new();
+        }
+        let index = self.index();
+        let labs = self.options.labs.then_some(&self.lab_edges);
+        let (mut visits, mut patients_with) = (vec![0usize; buckets], vec![0usize; buckets]);
+        let mut unknown = 0;
+        for p in patients {
+            let mut seen = vec![false; buckets];
+            for visit in &p.visits[self.options.first_encoded_visit(p.visits.len())..] {
+                let mut codes = BTreeSet::new();
+                visit_codes(visit, &index, labs, &mut codes, &mut unknown);
+                let k = bucket_of(&self.visit_size_edges, codes.len() as f64);
+                visits[k] += 1;
+                seen[k] = true;
+            }
+            for (n, s) in patients_with.iter_mut().zip(seen) {
+                *n += s as usize;
+            }
+        }
+        for (v, n) in visits.iter_mut().zip(&patients_with) {
+            if *n < self.options.min_patients {
+                *v = 0;
+            }
+        }
+        let total: usize = visits.iter().sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        visits.iter().map(|&v| v as f64 / total as f64).collect()
     }
 }

@@ -64,6 +64,11 @@ pub enum Token {
     Age {
         bucket: usize,
     },
+    /// The visit holds `visit_size_edges[bucket]..visit_size_edges[bucket + 1]` codes (the last bucket: that
+    /// many or more). Drawn before the visit's codes, so that the code module knows how many it is producing.
+    VisitSize {
+        bucket: usize,
+    },
     /// The lab's value falls in `lab_edges[code][bucket]..[bucket + 1]`.
     Lab {
         code: String,
@@ -109,6 +114,10 @@ pub struct EncodingOptions {
     /// before the rule read as 1 (everything kept).
     #[serde(default = "min_patients_of_old_encodings")]
     pub min_patients: usize,
+    /// Buckets of the visit-size group (a `SIZE/<bucket>` code on every visit, see
+    /// [`Encoding::visit_size_edges`]); 0: none (encodings fitted before it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub visit_size_buckets: usize,
 }
 
 /// Fields that older encodings lack are left out while zero, so that files written without them keep their
@@ -116,6 +125,11 @@ pub struct EncodingOptions {
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
+
+/// Default number of visit-size buckets: none. Measured on dense visits (docs/records.md, "Dense visits"),
+/// the group did not shrink the within-visit drift that the sampling calibration closes, so it stays a switch
+/// (`halo train --visit-size-buckets 10`).
+pub const DEFAULT_VISIT_SIZE_BUCKETS: usize = 0;
 
 /// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
 pub const DEFAULT_MIN_PATIENTS: usize = 10;
@@ -136,6 +150,7 @@ impl Default for EncodingOptions {
             max_visits: 46,
             window_stride: 0,
             min_patients: DEFAULT_MIN_PATIENTS,
+            visit_size_buckets: DEFAULT_VISIT_SIZE_BUCKETS,
         }
     }
 }
@@ -183,12 +198,15 @@ pub struct VisitGroup {
 pub enum GroupVisits {
     FirstVisit,
     LaterVisits,
+    EveryVisit,
 }
 
 impl VisitGroup {
     /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit).
     pub const GAP: &'static str = "gap";
     pub const AGE: &'static str = "age";
+    /// The visit's size bucket (every visit).
+    pub const SIZE: &'static str = "size";
 
     pub fn range(&self) -> std::ops::Range<usize> {
         self.first..self.first + self.len
@@ -199,6 +217,7 @@ impl VisitGroup {
         match self.on {
             GroupVisits::FirstVisit => t == 0,
             GroupVisits::LaterVisits => t > 0,
+            GroupVisits::EveryVisit => true,
         }
     }
 }
@@ -239,6 +258,11 @@ pub struct Encoding {
     pub derived_labels: Vec<DerivedLabel>,
     pub gap_edges_days: Vec<f64>,
     pub age_edges_years: Vec<f64>,
+    /// Edges of the visit-size buckets: a visit of n codes (medical codes and lab buckets, not the group
+    /// codes) is in the bucket whose edges hold it, the last bucket open above. Quantiles of the training
+    /// visits' sizes, top-coded like the lab edges. Empty without the size group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_size_edges: Vec<f64>,
     pub lab_edges: BTreeMap<String, Vec<f64>>,
     /// Whether the labels came from the records themselves (JSONL `labels`) instead of a label spec.
     pub labels_given: bool,
@@ -275,6 +299,7 @@ impl fmt::Display for Token {
             Token::Code { code } => write!(f, "{code}"),
             Token::Gap { bucket } => write!(f, "GAP/{bucket}"),
             Token::Age { bucket } => write!(f, "AGE/{bucket}"),
+            Token::VisitSize { bucket } => write!(f, "SIZE/{bucket}"),
             Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
             Token::Label { name } => write!(f, "{name}"),
             Token::Demographic { category, value } => write!(f, "{}/{value}", category.code_prefix()),
@@ -314,6 +339,7 @@ impl Encoding {
                 max_visits,
                 // Given by hand, not fitted on patients.
                 min_patients: 1,
+                visit_size_buckets: 0,
                 ..Default::default()
             },
             tokens,
@@ -325,6 +351,7 @@ impl Encoding {
             derived_labels: Vec::new(),
             gap_edges_days: vec![0.0, 1.0],
             age_edges_years: vec![0.0, 5.0],
+            visit_size_edges: Vec::new(),
             lab_edges: BTreeMap::new(),
             labels_given: true,
             left_out: LeftOut::default(),
@@ -466,7 +493,13 @@ impl Encoding {
                     codes.extend(index.get(&token_key(&Token::Age { bucket })));
                 }
             }
-            self.encode_visit_codes(visit, index, &mut codes, unknown);
+            let mut own = BTreeSet::new();
+            self.encode_visit_codes(visit, index, &mut own, unknown);
+            if !self.visit_size_edges.is_empty() {
+                let bucket = bucket_of(&self.visit_size_edges, own.len() as f64);
+                codes.extend(index.get(&token_key(&Token::VisitSize { bucket })));
+            }
+            codes.extend(own);
             visits.push(codes.into_iter().collect());
         }
         let labels: Vec<u32> = labels.into_iter().collect();
@@ -503,25 +536,7 @@ impl Encoding {
         codes: &mut BTreeSet<u32>,
         unknown: &mut usize,
     ) {
-        for c in &visit.codes {
-            match index.get(c.as_str()) {
-                Some(i) => {
-                    codes.insert(*i);
-                }
-                None => *unknown += 1,
-            }
-        }
-        if self.options.labs {
-            for lab in &visit.labs {
-                if let Some(edges) = self.lab_edges.get(&lab.code) {
-                    let bucket = bucket_of(edges, lab.value);
-                    codes.extend(index.get(&token_key(&Token::Lab {
-                        code: lab.code.clone(),
-                        bucket,
-                    })));
-                }
-            }
-        }
+        visit_codes(visit, index, self.options.labs.then_some(&self.lab_edges), codes, unknown);
     }
 
     /// Checks the structure after reading it from disk.
@@ -554,6 +569,36 @@ impl Encoding {
 pub fn window_starts(len: usize, max_visits: usize, stride: usize) -> impl Iterator<Item = usize> {
     let last = len.saturating_sub(max_visits).div_ceil(stride.max(1));
     (0..=last).map(move |k| k * stride)
+}
+
+/// The vocabulary indices of a visit's own codes (medical codes, and with `lab_edges` each lab value's
+/// bucket), unknown codes counted in `unknown`. The one definition of a visit's codes, used to encode it and
+/// to measure the visit sizes that the size buckets are fitted on.
+fn visit_codes(
+    visit: &Visit,
+    index: &HashMap<String, u32>,
+    lab_edges: Option<&BTreeMap<String, Vec<f64>>>,
+    codes: &mut BTreeSet<u32>,
+    unknown: &mut usize,
+) {
+    for c in &visit.codes {
+        match index.get(c.as_str()) {
+            Some(i) => {
+                codes.insert(*i);
+            }
+            None => *unknown += 1,
+        }
+    }
+    let Some(lab_edges) = lab_edges else { return };
+    for lab in &visit.labs {
+        if let Some(edges) = lab_edges.get(&lab.code) {
+            let bucket = bucket_of(edges, lab.value);
+            codes.extend(index.get(&token_key(&Token::Lab {
+                code: lab.code.clone(),
+                bucket,
+            })));
+        }
+    }
 }
 
 /// Key under which a token is found in `Encoding::index`: medical codes by their own string, so that a

@@ -29,6 +29,8 @@ fn options() -> EncodingOptions {
         labs: false,
         demographics: false,
         min_patients: 2,
+        // The size group has its own test; the others count vocabulary entries without it.
+        visit_size_buckets: 0,
         ..Default::default()
     }
 }
@@ -336,4 +338,82 @@ fn gap_shares_count_every_gap_and_leave_out_buckets_of_few_patients() {
         ..enc
     };
     assert!(without.gap_bucket_shares(&all).is_empty());
+}
+
+/// Codes `c0..c{n}`: a visit of the first `n` of them.
+fn sized_visit(n: usize) -> Visit {
+    Visit {
+        codes: (0..n).map(|i| format!("c{i}")).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_visit_carries_one_size_bucket_and_no_edge_rests_on_one_patient() {
+    // 30 patients with visits of 1, 5 and 20 codes; one more with a visit of 500 codes of its own.
+    let mut all: Vec<Patient> = (0..30)
+        .map(|i| Patient {
+            id: format!("p{i}"),
+            visits: vec![sized_visit(1), sized_visit(5), sized_visit(20)],
+            ..Default::default()
+        })
+        .collect();
+    all.push(Patient {
+        id: "planted".into(),
+        visits: vec![sized_visit(20), sized_visit(500)],
+        ..Default::default()
+    });
+    let train: Vec<&Patient> = all.iter().collect();
+    let options = EncodingOptions {
+        visit_size_buckets: 3,
+        min_patients: 10,
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, None, options.clone()).unwrap();
+    // Quantiles of the sizes; the top edge is the 10th patient's largest visit, not the planted 500 codes
+    // (whose own codes are left out of the vocabulary, so its big visit holds 20).
+    assert_eq!(enc.visit_size_edges, vec![1.0, 5.0, 20.0]);
+    let group = enc.visit_groups.iter().find(|g| g.name == VisitGroup::SIZE).unwrap();
+    assert_eq!(group.on, GroupVisits::EveryVisit);
+    assert_eq!(group.len, 2);
+    assert!(group.range().all(|j| matches!(enc.tokens[j], Token::VisitSize { .. })));
+    // Group codes precede the medical codes, so the code module sees the size before the visit's codes.
+    assert!(enc.tokens[group.first + group.len..enc.code_vocab_size]
+        .iter()
+        .all(|t| matches!(t, Token::Code { .. })));
+
+    let mut unknown = 0;
+    let encoded = enc.encode(&all[0], &enc.index(), None, &mut unknown);
+    let sizes: Vec<Vec<usize>> = encoded
+        .visits
+        .iter()
+        .map(|v| v.iter().map(|&j| j as usize).filter(|j| group.range().contains(j)).collect())
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![vec![group.first], vec![group.first + 1], vec![group.first + 1]],
+        "one size code a visit: 1 code -> bucket 0; 5 and 20 -> bucket 1 (the last, open above)"
+    );
+    assert_eq!(enc.visit_size_shares(train.iter().copied()), vec![30.0 / 92.0, 62.0 / 92.0]);
+
+    // Encodings fitted before the size group read without it (and encode as they did).
+    let mut old: serde_json::Value = serde_json::to_value(&enc).unwrap();
+    let obj = old.as_object_mut().unwrap();
+    obj.remove("visit_size_edges");
+    obj["options"].as_object_mut().unwrap().remove("visit_size_buckets");
+    let old: Encoding = serde_json::from_value(old).unwrap();
+    assert!(old.visit_size_edges.is_empty());
+    assert_eq!(old.options.visit_size_buckets, 0);
+    // Turned off, no size codes at all.
+    let off = Encoding::fit(
+        &all,
+        &train,
+        None,
+        EncodingOptions {
+            visit_size_buckets: 0,
+            ..options
+        },
+    )
+    .unwrap();
+    assert!(off.visit_size_edges.is_empty() && !off.tokens.iter().any(|t| matches!(t, Token::VisitSize { .. })));
 }

@@ -131,8 +131,20 @@ impl Spec {
         }
     }
 
+    /// The `small` preset's dimensions with about 2,500 codes: the inpatient export-time benchmark
+    /// (scripts/bench-export.sh), a model the size of a MEDS ICU data set's after the small-cell rule.
+    pub fn dense() -> Spec {
+        Spec {
+            codes: 2_400,
+            labs: 20,
+            lab_buckets: 5,
+            ..Spec::small()
+        }
+    }
+
     pub fn preset(name: &str) -> Option<Spec> {
         match name {
+            "dense" => Some(Spec::dense()),
             "tiny" => Some(Spec::tiny()),
             "fixture" => Some(Spec::fixture()),
             "small" => Some(Spec::small()),
