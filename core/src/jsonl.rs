@@ -32,6 +32,8 @@ struct RawVisit {
     codes: Vec<String>,
     #[serde(default)]
     labs: Vec<RawLab>,
+    #[serde(default)]
+    visit_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +246,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
             time: v.time,
             codes: v.codes,
             labs,
+            visit_type: v.visit_type.filter(|t| !t.is_empty()),
         });
     }
     let mut patient = Patient {

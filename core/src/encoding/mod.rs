@@ -64,6 +64,12 @@ pub enum Token {
     Age {
         bucket: usize,
     },
+    /// The visit's kind ([`Visit::visit_type`]); `None`: a type the vocabulary does not keep (absent, or held by
+    /// fewer than `min_patients` patients), decoded as no type.
+    VisitType {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+    },
     /// The lab's value falls in `lab_edges[code][bucket]..[bucket + 1]`.
     Lab {
         code: String,
@@ -183,12 +189,16 @@ pub struct VisitGroup {
 pub enum GroupVisits {
     FirstVisit,
     LaterVisits,
+    EveryVisit,
 }
 
 impl VisitGroup {
-    /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit).
+    /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit), visit
+    /// types (every visit).
     pub const GAP: &'static str = "gap";
     pub const AGE: &'static str = "age";
+    /// The visit's type (every visit), [`Token::VisitType`].
+    pub const VISIT_TYPE: &'static str = "visit_type";
 
     pub fn range(&self) -> std::ops::Range<usize> {
         self.first..self.first + self.len
@@ -199,6 +209,7 @@ impl VisitGroup {
         match self.on {
             GroupVisits::FirstVisit => t == 0,
             GroupVisits::LaterVisits => t > 0,
+            GroupVisits::EveryVisit => true,
         }
     }
 }
@@ -257,6 +268,9 @@ pub struct LeftOut {
     pub codes: usize,
     pub labs: usize,
     pub demographic_values: usize,
+    /// Visit types held by fewer than `min_patients` patients (their visits take `VISIT_TYPE/<other>`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub visit_types: usize,
 }
 
 /// A patient as HALO sees it: label codes, then visits of code indices (each sorted, distinct).
@@ -275,6 +289,8 @@ impl fmt::Display for Token {
             Token::Code { code } => write!(f, "{code}"),
             Token::Gap { bucket } => write!(f, "GAP/{bucket}"),
             Token::Age { bucket } => write!(f, "AGE/{bucket}"),
+            Token::VisitType { value: Some(value) } => write!(f, "VISIT_TYPE/{value}"),
+            Token::VisitType { value: None } => write!(f, "VISIT_TYPE/<other>"),
             Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
             Token::Label { name } => write!(f, "{name}"),
             Token::Demographic { category, value } => write!(f, "{}/{value}", category.code_prefix()),
@@ -452,6 +468,7 @@ impl Encoding {
         let keep_from = self.options.first_encoded_visit(patient.visits.len());
         let days = visit_days(patient);
         let age = age_at_visit(patient, keep_from);
+        let visit_type_of = self.visit_type_encoder(index);
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
         for (t, visit) in patient.visits.iter().enumerate().skip(keep_from) {
             let mut codes = BTreeSet::new();
@@ -466,6 +483,7 @@ impl Encoding {
                     codes.extend(index.get(&token_key(&Token::Age { bucket })));
                 }
             }
+            codes.extend(visit_type_of(visit));
             self.encode_visit_codes(visit, index, &mut codes, unknown);
             visits.push(codes.into_iter().collect());
         }
@@ -476,6 +494,26 @@ impl Encoding {
             labels
         };
         (labels, visits)
+    }
+
+    /// The vocabulary index of a visit's type token: its type's, else `VISIT_TYPE/<other>`; none when the
+    /// encoding has no visit types (fitted on records without them, or before them).
+    fn visit_type_encoder<'a>(&self, index: &'a HashMap<String, u32>) -> impl Fn(&Visit) -> Option<u32> + 'a {
+        let has_types = self.visit_groups.iter().any(|g| g.name == VisitGroup::VISIT_TYPE);
+        let other = index.get(&token_key(&Token::VisitType { value: None })).copied();
+        move |visit: &Visit| {
+            if !has_types {
+                return None;
+            }
+            let known = visit.visit_type.as_ref().and_then(|value| {
+                index
+                    .get(&token_key(&Token::VisitType {
+                        value: Some(value.clone()),
+                    }))
+                    .copied()
+            });
+            known.or(other)
+        }
     }
 
     /// The most visits a sampled record holds: one window's, or with windows the fitted limit.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
     Visit {
+        visit_type: None,
         day: None,
         time: Some(time.to_string()),
         codes: codes.iter().map(|c| c.to_string()).collect(),

@@ -5,7 +5,10 @@
 //!   `gender_concept_id`, `race_source_value` / `race_concept_id`, `ethnicity_source_value` /
 //!   `ethnicity_concept_id`, `year_of_birth`, `month_of_birth`, `day_of_birth`, `birth_datetime`.
 //! - `visit_occurrence.csv` (required): `visit_occurrence_id`, `person_id`, and `visit_start_datetime`
-//!   and/or `visit_start_date` (the datetime is used when filled).
+//!   and/or `visit_start_date` (the datetime is used when filled); optionally `visit_concept_id`, which
+//!   becomes the visit's [`Visit::visit_type`] as a string (`9201` inpatient, `9202` outpatient, `9203`
+//!   emergency) when nonzero; 0 or empty is no type. `visit_source_value` is not read: sources fill it with
+//!   encounter ids (Synthea's are UUIDs), not kinds of visit.
 //! - `condition_occurrence.csv`, `drug_exposure.csv`, `procedure_occurrence.csv`, `measurement.csv`
 //!   (each optional; an absent table is reported in [`ReadReport::skipped`]): `visit_occurrence_id`, the
 //!   table's concept id and source value, and for measurements `value_as_number`.
@@ -257,6 +260,8 @@ fn parse_number<T: std::str::FromStr>(
 struct VisitAcc {
     person: usize,
     start: NaiveDateTime,
+    /// `visit_concept_id` when nonzero.
+    visit_type: Option<String>,
     codes: Vec<u32>,
     labs: Vec<(u32, f64)>,
     events: usize,
@@ -273,6 +278,7 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
     let person_col = t.column("person_id")?;
     let datetime_col = t.optional_column("visit_start_datetime");
     let date_col = t.optional_column("visit_start_date");
+    let concept_col = t.optional_column("visit_concept_id");
     if datetime_col.is_none() && date_col.is_none() {
         t.column("visit_start_date")?;
     }
@@ -287,6 +293,9 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
             Some(s) => Some(s),
             None => parse_datetime(t.get_opt(date_col), path, line, "visit_start_date")?,
         };
+        let visit_type = parse_optional_id(t.get_opt(concept_col), path, line, "visit_concept_id")?
+            .filter(|&concept| concept != 0)
+            .map(|concept| concept.to_string());
         let Some(start) = start else {
             report.skip("visits without a start date");
             continue;
@@ -301,6 +310,7 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
         visits.list.push(VisitAcc {
             person,
             start,
+            visit_type,
             codes: Vec::new(),
             labs: Vec::new(),
             events: 0,
@@ -473,6 +483,7 @@ fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
             .into_iter()
             .map(|(c, value)| LabValue { code: name(c), value })
             .collect(),
+        visit_type: v.visit_type,
     }
 }
 

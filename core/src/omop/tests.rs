@@ -23,9 +23,9 @@ fn sample_folder() -> tempfile::TempDir {
         "visit_occurrence.csv",
         "visit_occurrence_id,person_id,visit_concept_id,visit_start_date,visit_start_datetime\n\
              10,1,9202,2020-03-01,\n\
-             11,1,9202,2020-01-15,2020-01-15 10:30:00\n\
+             11,1,9201,2020-01-15,2020-01-15 10:30:00\n\
              12,1,9202,2020-05-01,\n\
-             20,2,9202,2019-07-04,2019-07-04\n",
+             20,2,0,2019-07-04,2019-07-04\n",
     );
     write(
         d,
@@ -136,6 +136,7 @@ fn reads_a_small_folder_exactly() {
             },
             visits: vec![
                 Visit {
+                    visit_type: Some("9201".into()),
                     day: None,
                     time: Some("2020-01-15T10:30:00".into()),
                     codes: vec![
@@ -149,6 +150,7 @@ fn reads_a_small_folder_exactly() {
                     }],
                 },
                 Visit {
+                    visit_type: Some("9202".into()),
                     day: None,
                     time: Some("2020-03-01T00:00:00".into()),
                     codes: vec![
@@ -171,6 +173,7 @@ fn reads_a_small_folder_exactly() {
                 birth_date: Some("1950-08-02".into()),
             },
             visits: vec![Visit {
+                visit_type: None,
                 day: None,
                 time: Some("2019-07-04T00:00:00".into()),
                 codes: vec![

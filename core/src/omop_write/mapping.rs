@@ -54,6 +54,23 @@ pub fn route(code: &str) -> Route<'_> {
     Route::new(EventTable::Observation, 0, code, true)
 }
 
+/// A visit's `visit_concept_id` and `visit_source_value`: a type that is a concept id (as the reader reads
+/// `visit_concept_id`) is the concept, with no source value; any other type (a model trained on MEDS or
+/// JSONL: `IP`) is concept 0 with the type as the source value, cut to the column (the flag says so); no
+/// type is 0 and empty.
+pub(super) fn visit_concept(visit_type: Option<&str>) -> (i64, &str, bool) {
+    match visit_type {
+        None => (0, "", false),
+        Some(t) => match t.trim().parse::<i64>() {
+            Ok(id) if id > 0 && id <= i32::MAX as i64 => (id, "", false),
+            _ => {
+                let (source, truncated) = fit_source_value(t);
+                (0, source, truncated)
+            }
+        },
+    }
+}
+
 /// One row a visit gives: where it goes, and its value.
 pub(super) struct EventRow<'a> {
     pub(super) route: Route<'a>,
@@ -90,7 +107,7 @@ pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
 /// The record [`crate::omop::read_omop`] reads from what [`super::OmopWriter::write`] wrote for `p` at
 /// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
 /// measurement; `observation` is not read) with each lab value's code among them; lab values in their
-/// rows' order; visits without codes left out; times at whole seconds, days and labels not kept; sex
+/// rows' order; the visit type when it is a concept id (as `visit_concept_id`); visits without codes left out; times at whole seconds, days and labels not kept; sex
 /// given as a concept id read as `M`/`F`; the birth of a record without a birth year, or born after its
 /// first visit, in the first visit's year (on its date, for the latter).
 /// A record left without visits is not read back at all.
@@ -118,11 +135,16 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
             continue;
         }
         let time = visit_time(v).format("%Y-%m-%dT%H:%M:%S").to_string();
+        let visit_type = match visit_concept(v.visit_type.as_deref()) {
+            (0, ..) => None,
+            (id, ..) => Some(id.to_string()),
+        };
         visits.push(Visit {
             day: None,
             time: Some(time),
             codes,
             labs,
+            visit_type,
         });
     }
     let mut demographics = p.demographics.clone();

@@ -23,7 +23,8 @@
 //!
 //! # Persons, visits and dates
 //! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::time::synthetic_base_time`])
-//! with `visit_concept_id` 0; its events carry the visit's date and id; the observation period runs from
+//! with `visit_concept_id` its [`Visit::visit_type`] when that is a concept id (the reader's `9201`,
+//! `9202`, `9203`), else 0 with the type, if any, as `visit_source_value` (`IP` from a MEDS model); its events carry the visit's date and id; the observation period runs from
 //! the first visit's date to the last one's. Sex, race and ethnicity keep the model's value as the source
 //! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
 //! as the reader keeps ids without a source value; else 0). A record without a birth year gets its first
@@ -54,7 +55,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
 use crate::record::{DemographicCategory, Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
-use mapping::{birth_of, visit_rows, Birth, BirthAdjustment, EventRow};
+use mapping::{birth_of, visit_concept, visit_rows, Birth, BirthAdjustment, EventRow};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -242,10 +243,16 @@ impl OmopWriter {
                 crate::time::format_date(time.date()),
                 time.format("%Y-%m-%d %H:%M:%S").to_string(),
             );
-            let line =
-                format!("{visit_id},{person_id},0,{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,,,,,,,\n");
+            let (concept, source, truncated) = visit_concept(visit.visit_type.as_deref());
+            self.report.truncated_source_values += u64::from(truncated);
+            self.line.clear();
+            self.line.push_str(&format!(
+                "{visit_id},{person_id},{concept},{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,"
+            ));
+            push_field(&mut self.line, source);
+            self.line.push_str(",,,,,,\n");
             self.visit
-                .write_all(line.as_bytes())
+                .write_all(self.line.as_bytes())
                 .map_err(|e| Error::io(&self.tmp, e))?;
             self.report.visits += 1;
             let ctx = RowContext {

@@ -15,6 +15,7 @@ fn cohort(records: std::ops::Range<u64>, cohort_end: u64) -> OmopCohort {
 
 fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
     Visit {
+        visit_type: None,
         day: None,
         time: Some(time.into()),
         codes: codes.iter().map(|c| c.to_string()).collect(),
@@ -270,6 +271,7 @@ fn unprefixed_codes_go_to_observation_with_their_source_value() {
     let p = Patient {
         id: "0".into(),
         visits: vec![Visit {
+            visit_type: None,
             codes: vec!["ICD9_250.00".into(), "401.9".into()],
             labs: vec![LabValue {
                 code: "glucose".into(),
