@@ -9,9 +9,12 @@
 //!   becomes the visit's [`Visit::visit_type`] as a string (`9201` inpatient, `9202` outpatient, `9203`
 //!   emergency) when nonzero; 0 or empty is no type. `visit_source_value` is not read: sources fill it with
 //!   encounter ids (Synthea's are UUIDs), not kinds of visit.
-//! - `condition_occurrence.csv`, `drug_exposure.csv`, `procedure_occurrence.csv`, `measurement.csv`
-//!   (each optional; an absent table is reported in [`ReadReport::skipped`]): `visit_occurrence_id`, the
-//!   table's concept id and source value, and for measurements `value_as_number`.
+//! - `condition_occurrence.csv`, `drug_exposure.csv`, `procedure_occurrence.csv`, `measurement.csv`,
+//!   `observation.csv` (each optional; an absent table is reported in [`ReadReport::skipped`]):
+//!   `visit_occurrence_id`, the table's concept id and source value, and for measurements and observations
+//!   `value_as_number`. Observations (smoking status, allergies, history findings; Synthea maps most to
+//!   concept 0 with the SNOMED code as source value) are codes like the others; their `value_as_string`
+//!   and `value_as_concept_id` are not read.
 //!
 //! File names match case-insensitively (`PERSON.csv`) and may end in `.csv`, `.tsv` or `.txt`, each
 //! optionally gzipped (`.csv.gz`); the delimiter (comma, tab, pipe or semicolon) is read off the header
@@ -30,12 +33,13 @@
 //! | drug_exposure | `drug` | `drug_concept_id` | `drug_source_value` |
 //! | procedure_occurrence | `procedure` | `procedure_concept_id` | `procedure_source_value` |
 //! | measurement | `measurement` | `measurement_concept_id` | `measurement_source_value` |
+//! | observation | `observation` | `observation_concept_id` | `observation_source_value` |
 //!
 //! An event table must have `person_id` and `visit_occurrence_id`. Its dates (every filled `*_date` and
 //! `*_datetime` field) must parse as `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`, else the file, line and column are
 //! named, though the event takes its visit's date: a date that does not parse points to a broken export.
-//! Events with neither a concept id nor a source value are counted in `skipped`. A measurement's
-//! `value_as_number`, when filled and finite, also becomes a [`LabValue`] under the same code; NaN,
+//! Events with neither a concept id nor a source value are counted in `skipped`. A measurement's or
+//! observation's `value_as_number`, when filled and finite, also becomes a [`LabValue`] under the same code; NaN,
 //! infinite and unparseable values are counted in `non_finite_values` (the code is kept).
 //!
 //! # Assembly
@@ -79,7 +83,7 @@ struct EventTable {
 }
 
 /// Event tables in the order their codes enter a visit.
-const EVENT_TABLES: [EventTable; 4] = [
+const EVENT_TABLES: [EventTable; 5] = [
     EventTable {
         table: "condition_occurrence",
         domain: "condition",
@@ -106,6 +110,13 @@ const EVENT_TABLES: [EventTable; 4] = [
         domain: "measurement",
         concept_column: "measurement_concept_id",
         source_column: "measurement_source_value",
+        value_column: Some("value_as_number"),
+    },
+    EventTable {
+        table: "observation",
+        domain: "observation",
+        concept_column: "observation_concept_id",
+        source_column: "observation_source_value",
         value_column: Some("value_as_number"),
     },
 ];

@@ -56,6 +56,14 @@ fn sample_folder() -> tempfile::TempDir {
              4,2,3004249,,20,8480-6\n\
              5,2,3012888,abc,20,8462-4\n",
         );
+    // Synthea's observations: concept 0 with a SNOMED source value, or a concept id; a value is a lab value.
+    write(
+        d,
+        "observation.csv",
+        "observation_id,person_id,observation_concept_id,observation_date,value_as_number,visit_occurrence_id,observation_source_value\n\
+             1,1,0,2020-01-15,,11,444814009\n\
+             2,2,4060985,2019-07-04,4.5,20,162864005\n",
+    );
     tmp
 }
 
@@ -143,6 +151,7 @@ fn reads_a_small_folder_exactly() {
                         "condition/src:E11.9".into(),
                         "drug/1308216".into(),
                         "measurement/3004249".into(),
+                        "observation/src:444814009".into(),
                     ],
                     labs: vec![LabValue {
                         code: "measurement/3004249".into(),
@@ -180,8 +189,12 @@ fn reads_a_small_folder_exactly() {
                     "condition/320128".into(),
                     "measurement/3004249".into(),
                     "measurement/3012888".into(),
+                    "observation/4060985".into(),
                 ],
-                labs: vec![],
+                labs: vec![LabValue {
+                    code: "observation/4060985".into(),
+                    value: 4.5,
+                }],
             }],
             ..Patient::default()
         },
@@ -191,7 +204,7 @@ fn reads_a_small_folder_exactly() {
     assert_eq!(r.patients, 3);
     assert_eq!(r.patients_without_visits, 1);
     assert_eq!(r.visits, 3);
-    assert_eq!(r.events, 11);
+    assert_eq!(r.events, 13);
     assert_eq!(r.events_without_visit, 2);
     assert_eq!(r.non_finite_values, 2);
     let skipped: BTreeMap<String, usize> = [

@@ -106,7 +106,7 @@ pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
 
 /// The record [`crate::omop::read_omop`] reads from what [`super::OmopWriter::write`] wrote for `p` at
 /// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
-/// measurement; `observation` is not read) with each lab value's code among them; lab values in their
+/// measurement, observation) with each lab value's code among them; lab values in their
 /// rows' order; the visit type when it is a concept id (as `visit_concept_id`); visits without codes left out; times at whole seconds, days and labels not kept; sex
 /// given as a concept id read as `M`/`F`; the birth of a record without a birth year, or born after its
 /// first visit, in the first visit's year (on its date, for the latter).
@@ -117,7 +117,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
         let rows = visit_rows(v);
         let mut codes: Vec<String> = Vec::new();
         let mut labs = Vec::new();
-        for table in EventTable::ALL.into_iter().filter(|t| t.is_read()) {
+        for table in EventTable::ALL {
             for row in rows.iter().filter(|r| r.route.table == table) {
                 let read = match row.route.concept_id {
                     0 => format!("{}/src:{}", table.domain(), row.route.source_value),

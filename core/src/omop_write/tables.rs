@@ -86,11 +86,6 @@ impl EventTable {
         matches!(self, EventTable::Measurement | EventTable::Observation)
     }
 
-    /// Whether [`crate::omop`] reads the table back.
-    pub(super) fn is_read(self) -> bool {
-        self != EventTable::Observation
-    }
-
     pub(super) fn from_prefix(prefix: &str) -> Option<EventTable> {
         let p = prefix.to_ascii_lowercase();
         Some(match p.as_str() {
