@@ -252,7 +252,12 @@ pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {
         .collect();
     codes.sort_unstable();
     codes.dedup();
-    let unprefixed: Vec<&str> = codes.iter().copied().filter(|c| route(c).unprefixed).collect();
+    // The death code goes to `death`, not to observation.
+    let unprefixed: Vec<&str> = codes
+        .iter()
+        .copied()
+        .filter(|c| route(c).unprefixed && !halo_core::omop_write::is_death(c))
+        .collect();
     let mut notes = Vec::new();
     if let Some(example) = unprefixed.first() {
         notes.push(format!(

@@ -23,6 +23,13 @@
 //! of fields or an unparseable id is an error naming the file and line (the header is line 1).
 //! Files are streamed row by row: memory grows with the output, not with the files.
 //!
+//! - `death.csv` (optional): `person_id`, `death_datetime` and/or `death_date`. A death becomes the code
+//!   `MEDS_DEATH` (the MEDS standard's, [`crate::meds::DEATH_CODE`], so that models of either source agree)
+//!   at the end of the person's last visit starting on or before the death's day: HALO has no events
+//!   outside visits, and a death is most often recorded in or right after the last encounter. A person's
+//!   further death rows, deaths without a date, of unknown persons or before every visit are counted in
+//!   `skipped`. The OMOP writer writes the code back as a `death` row.
+//!
 //! # Codes
 //! An event's code is `<domain>/<concept_id>` when the concept id is nonzero, else
 //! `<domain>/src:<source_value>`:
@@ -64,6 +71,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil::open_maybe_gz;
 use crate::interner::Interner;
+use crate::meds::DEATH_CODE;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::time::parse_time;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -137,6 +145,9 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
             Some(path) => read_events(&path, table, &persons, &mut visits, &mut codes, &mut report)?,
             None => report.skip(&format!("table {}.csv absent", table.table)),
         }
+    }
+    if let Some(path) = files.optional("death")? {
+        read_deaths(&path, &persons, &mut visits, &mut codes, &mut report)?;
     }
     Ok(assemble(persons, visits, &codes, report))
 }
@@ -443,6 +454,71 @@ fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &m
         LabField::Finite(x) => visit.labs.push((code, x)),
         LabField::NotFinite => report.non_finite_values += 1,
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// death.csv
+
+/// Gives each person's death (`death_datetime`, else `death_date`) the code [`DEATH_CODE`] on their last
+/// visit starting on or before the death's day (see the module documentation).
+fn read_deaths(
+    path: &Path,
+    persons: &Persons,
+    visits: &mut Visits,
+    codes: &mut Interner,
+    report: &mut ReadReport,
+) -> Result<()> {
+    let mut t = CsvTable::open(path)?;
+    let person_col = t.column("person_id")?;
+    let datetime_col = t.optional_column("death_datetime");
+    let date_col = t.optional_column("death_date");
+    if datetime_col.is_none() && date_col.is_none() {
+        t.column("death_date")?;
+    }
+    let mut visits_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, v) in visits.list.iter().enumerate() {
+        visits_of.entry(v.person).or_default().push(i);
+    }
+    let death = codes.intern(DEATH_CODE);
+    let mut dead = vec![false; persons.rows.len()];
+    while let Some(line) = t.next_row()? {
+        let person_id = parse_id(t.get(person_col), path, line, "person_id")?;
+        let when = match parse_datetime(t.get_opt(datetime_col), path, line, "death_datetime")? {
+            Some(w) => Some(w),
+            None => parse_datetime(t.get_opt(date_col), path, line, "death_date")?,
+        };
+        let Some(day) = when.map(|w| w.date()) else {
+            report.skip("deaths without a date");
+            continue;
+        };
+        let Some(&person) = persons.index.get(&person_id) else {
+            report.skip("deaths of persons not in person.csv");
+            continue;
+        };
+        if std::mem::replace(&mut dead[person], true) {
+            report.skip("repeated deaths of a person (first kept)");
+            continue;
+        }
+        // The latest start on or before the day; among equal starts the last in file order, as sorting
+        // visits keeps ties in file order.
+        let last = visits_of.get(&person).into_iter().flatten().copied().filter(|&i| visits.list[i].start.date() <= day).fold(
+            None,
+            |best: Option<usize>, i| match best {
+                Some(b) if visits.list[b].start > visits.list[i].start => Some(b),
+                _ => Some(i),
+            },
+        );
+        let Some(vi) = last else {
+            report.skip("deaths before the person's first visit");
+            continue;
+        };
+        let visit = &mut visits.list[vi];
+        visit.events += 1;
+        if !visit.codes.contains(&death) {
+            visit.codes.push(death);
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -382,3 +382,52 @@ fn an_event_table_without_person_id_is_refused() {
     );
     assert!(msg.contains("missing required column"), "{msg}");
 }
+
+#[test]
+fn a_death_is_a_code_on_the_last_visit_on_or_before_its_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "person.csv", "person_id,year_of_birth\n1,1950\n2,1960\n3,1970\n");
+    write(
+        d,
+        "visit_occurrence.csv",
+        "visit_occurrence_id,person_id,visit_start_date\n\
+         10,1,2020-01-01\n11,1,2020-06-01\n20,2,2020-01-01\n21,2,2020-06-01\n30,3,2020-01-01\n",
+    );
+    write(
+        d,
+        "condition_occurrence.csv",
+        "person_id,condition_concept_id,visit_occurrence_id\n1,1,10\n1,2,11\n2,1,20\n2,2,21\n3,1,30\n",
+    );
+    write(
+        d,
+        "DEATH.csv",
+        "person_id,death_date,death_datetime,death_type_concept_id\n\
+         1,2020-09-30,,32817\n\
+         2,2020-03-15,2020-03-15 08:00:00,32817\n\
+         2,2021-01-01,,32817\n\
+         3,2019-12-31,,32817\n\
+         9,2020-01-01,,32817\n",
+    );
+    let ds = read_omop(d).unwrap();
+    let codes: Vec<Vec<Vec<&str>>> = ds
+        .patients
+        .iter()
+        .map(|p| p.visits.iter().map(|v| v.codes.iter().map(String::as_str).collect()).collect())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            // After the last visit: on it.
+            vec![vec!["condition/1"], vec!["condition/2", "MEDS_DEATH"]],
+            // Between visits: on the earlier one.
+            vec![vec!["condition/1", "MEDS_DEATH"], vec!["condition/2"]],
+            // Before every visit: left out.
+            vec![vec!["condition/1"]],
+        ]
+    );
+    let skipped = &ds.report.skipped;
+    assert_eq!(skipped.get("repeated deaths of a person (first kept)"), Some(&1));
+    assert_eq!(skipped.get("deaths before the person's first visit"), Some(&1));
+    assert_eq!(skipped.get("deaths of persons not in person.csv"), Some(&1));
+}

@@ -3,7 +3,7 @@
 //!
 //! # Tables
 //! `person`, `observation_period`, `visit_occurrence`, `condition_occurrence`, `drug_exposure`,
-//! `procedure_occurrence`, `measurement`, `observation` and `cdm_source`, each `<table>.csv` with a header
+//! `procedure_occurrence`, `measurement`, `observation`, `death` and `cdm_source`, each `<table>.csv` with a header
 //! of the OMOP CDM 5.4 column names in the DDL's order (so `COPY ... FROM` maps them by position), comma
 //! separated, dates `YYYY-MM-DD`, datetimes `YYYY-MM-DD HH:MM:SS`, empty fields for NULL.
 //!
@@ -18,6 +18,11 @@
 //! - A lab value goes to the row of its code in that visit (`value_as_number`), or to a row of its own
 //!   when the visit has no such code (or the code has several values). Values of codes whose table has
 //!   no `value_as_number` go to `observation` (concept id 0, the whole code as source value).
+//!
+//! - The death code `MEDS_DEATH` ([`crate::meds::DEATH_CODE`], which the OMOP reader gives a `death` row and
+//!   the MEDS reader keeps as a code) is no event: a record holding it gets one `death` row dated its first
+//!   visit holding it (type 32817, cause unknown: concept 0); later ones are counted in
+//!   [`OmopWriteReport::repeated_death_codes`].
 //!
 //! [`as_read_back`] says exactly what [`crate::omop::read_omop`] gives back for a written record.
 //!
@@ -48,19 +53,20 @@
 mod mapping;
 mod tables;
 
-pub use mapping::{as_read_back, demographic_concept, id_share, route, Route};
+pub use mapping::{as_read_back, demographic_concept, id_share, is_death, route, Route};
 pub use tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, SOURCE_VALUE_WIDTH};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
 use crate::record::{DemographicCategory, Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
-use mapping::{birth_of, visit_concept, visit_rows, Birth, BirthAdjustment, EventRow};
+use mapping::{birth_of, death_visit, visit_concept, visit_rows, Birth, BirthAdjustment, EventRow};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tables::{
-    Slot, CDM_54_CONCEPT, CDM_SOURCE_COLUMNS, EHR_TYPE_CONCEPT, MAX_ID, PERIOD_COLUMNS, PERSON_COLUMNS, VISIT_COLUMNS,
+    Slot, CDM_54_CONCEPT, CDM_SOURCE_COLUMNS, DEATH_COLUMNS, EHR_TYPE_CONCEPT, MAX_ID, PERIOD_COLUMNS, PERSON_COLUMNS,
+    VISIT_COLUMNS,
 };
 
 /// The one `cdm_source` row: what the data are and where they came from (no training data in it).
@@ -96,6 +102,10 @@ pub struct OmopWriteReport {
     /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
     /// dated 2000-01-01), written as born on the first visit's date.
     pub births_after_first_visit: u64,
+    /// Persons written with a `death` row (records holding the death code).
+    pub deaths: u64,
+    /// Death codes after a record's first (a person has one `death` row): not written.
+    pub repeated_death_codes: u64,
     /// Source values (of events and demographics) longer than the DDL's varchar(50), written cut to 50
     /// characters (PostgreSQL refuses longer ones).
     pub truncated_source_values: u64,
@@ -117,6 +127,7 @@ pub struct OmopWriter {
     person: BufWriter<File>,
     period: BufWriter<File>,
     visit: BufWriter<File>,
+    death: BufWriter<File>,
     events: Vec<BufWriter<File>>,
     report: OmopWriteReport,
     line: String,
@@ -182,10 +193,11 @@ impl OmopWriter {
                 create_table(&tmp, "person", &header(PERSON_COLUMNS.iter().copied()))?,
                 create_table(&tmp, "observation_period", &header(PERIOD_COLUMNS.iter().copied()))?,
                 create_table(&tmp, "visit_occurrence", &header(VISIT_COLUMNS.iter().copied()))?,
+                create_table(&tmp, "death", &header(DEATH_COLUMNS.iter().copied()))?,
                 events,
             ))
         })();
-        let (person, period, visit, events) = match opened {
+        let (person, period, visit, death, events) = match opened {
             Ok(files) => files,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
@@ -204,6 +216,7 @@ impl OmopWriter {
             person,
             period,
             visit,
+            death,
             events,
             report: OmopWriteReport::default(),
             line: String::with_capacity(512),
@@ -235,6 +248,18 @@ impl OmopWriter {
             self.period
                 .write_all(line.as_bytes())
                 .map_err(|e| Error::io(&self.tmp, e))?;
+        }
+        if let Some(t) = death_visit(patient) {
+            let time = times[t];
+            let line = format!(
+                "{person_id},{},{},{EHR_TYPE_CONCEPT},0,,0\n",
+                crate::time::format_date(time.date()),
+                time.format("%Y-%m-%d %H:%M:%S")
+            );
+            self.death.write_all(line.as_bytes()).map_err(|e| Error::io(&self.tmp, e))?;
+            self.report.deaths += 1;
+            let all = patient.visits.iter().flat_map(|v| &v.codes).filter(|c| is_death(c)).count();
+            self.report.repeated_death_codes += all as u64 - 1;
         }
         for (visit, time) in patient.visits.iter().zip(&times) {
             let visit_id = self.next_id(0, "visit_occurrence")?;
@@ -423,7 +448,7 @@ impl OmopWriter {
         let cdm_source = self.tmp.join("cdm_source.csv");
         std::fs::write(&cdm_source, text).map_err(|e| Error::io(&cdm_source, e))?;
         let tmp = self.tmp.clone();
-        for w in [&mut self.person, &mut self.period, &mut self.visit]
+        for w in [&mut self.person, &mut self.period, &mut self.visit, &mut self.death]
             .into_iter()
             .chain(self.events.iter_mut())
         {

@@ -278,6 +278,15 @@ pub(super) const VISIT_COLUMNS: &[&str] = &[
     "discharged_to_source_value",
     "preceding_visit_occurrence_id",
 ];
+pub(super) const DEATH_COLUMNS: &[&str] = &[
+    "person_id",
+    "death_date",
+    "death_datetime",
+    "death_type_concept_id",
+    "cause_concept_id",
+    "cause_source_value",
+    "cause_source_concept_id",
+];
 pub(super) const CDM_SOURCE_COLUMNS: &[&str] = &[
     "cdm_source_name",
     "cdm_source_abbreviation",

@@ -75,7 +75,8 @@ fn patients() -> Vec<Patient> {
                 birth_year: Some(1950),
                 ..Demographics::default()
             },
-            visits: vec![visit("2001-07-04T10:00:00", &["drug/src:aspirin"], &[])],
+            // A death: a `death` row, read back as the code on the last visit on or before its date.
+            visits: vec![visit("2001-07-04T10:00:00", &["drug/src:aspirin", "MEDS_DEATH"], &[])],
             ..Patient::default()
         },
     ]
@@ -224,6 +225,13 @@ fn written_tables_read_back_as_the_same_records() {
     let concept_and_source: Vec<(&str, &str)> =
         visit_rows.iter().map(|r| (r[2].as_str(), r[10].as_str())).collect();
     assert_eq!(concept_and_source, [("9201", ""), ("0", ""), ("0", "IP"), ("0", "")]);
+    let (_, deaths) = read_table(&dir, "death");
+    assert_eq!(
+        deaths,
+        [["2", "2001-07-04", "2001-07-04 10:00:00", "32817", "0", "", "0"]]
+    );
+    assert_eq!((report.deaths, report.repeated_death_codes), (1, 0));
+    assert_eq!(back.patients[1].visits[0].codes, ["drug/src:aspirin", "MEDS_DEATH"]);
     // Everything else is the record itself, as sets per visit.
     let seen: Vec<_> = back.patients.iter().map(normalized).collect();
     let written: Vec<_> = records.iter().map(normalized).collect();
