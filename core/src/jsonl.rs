@@ -300,6 +300,22 @@ mod tests {
     }
 
     #[test]
+    fn visit_types_read_and_write_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.jsonl");
+        let line = r#"{"id": "a", "visits": [{"codes": ["x"], "visit_type": "9201"}, {"codes": ["y"], "visit_type": ""}, {"codes": ["z"]}]}"#;
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let p = &super::read_jsonl(&path).unwrap().patients[0];
+        let types: Vec<Option<&str>> = p.visits.iter().map(|v| v.visit_type.as_deref()).collect();
+        assert_eq!(types, [Some("9201"), None, None]);
+        let mut written = Vec::new();
+        super::write_record(&mut written, p).unwrap();
+        let written = String::from_utf8(written).unwrap();
+        assert_eq!(written.matches("\"visit_type\":\"9201\"").count(), 1, "{written}");
+        assert_eq!(written.matches("visit_type").count(), 1, "{written}");
+    }
+
+    #[test]
     fn gzipped_jsonl_reads_like_plain() {
         let tmp = tempfile::tempdir().unwrap();
         let text = "{\"id\": \"a\", \"visits\": [{\"codes\": [\"x\", \"y\"]}]}\n{\"id\": 2, \"visits\": [{\"day\": 3, \"codes\": [\"z\"]}]}\n";

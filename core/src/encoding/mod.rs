@@ -3,7 +3,8 @@
 //!
 //! Vocabulary layout (the reference implementation's): `[medical codes | label codes | start, end, pad]`.
 //! Medical codes include the bucket codes for continuous values: the gap since the previous visit
-//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`) and each lab value
+//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`), the visit's type (`VISIT_TYPE/9201`,
+//! `VISIT_TYPE/<other>` for a type left out or absent) and each lab value
 //! (`LAB/<lab code>/q<k>`, next to the lab's presence code). Label codes are the phenotype labels followed
 //! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
 //! category contiguous so that a sampler can keep categories exclusive.
@@ -238,7 +239,8 @@ pub struct Encoding {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_groups: Vec<LabelCategory>,
     /// Exclusive groups among the medical codes: the gap bucket (every visit after the first) and the age
-    /// bucket (the first visit), each listed only when every training record has it where it applies.
+    /// bucket (the first visit), each listed only when every training record has it where it applies, and
+    /// the visit type (every visit, listed when any training visit has a kept type).
     /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_groups: Vec<VisitGroup>,
