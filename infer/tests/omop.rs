@@ -231,7 +231,10 @@ fn a_sampled_cohort_loads_into_duckdb_with_the_omop_ddl_and_passes_integrity_che
     // synthetic visit, and cohort definitions asking for an outpatient visit find them.
     let shares = f["visit_concept_shares"].as_object().unwrap();
     assert!(!shares.contains_key("0"), "{f}");
-    assert!(shares.keys().all(|k| ["9201", "9202", "9203"].contains(&k.as_str())), "{f}");
+    assert!(
+        shares.keys().all(|k| ["9201", "9202", "9203"].contains(&k.as_str())),
+        "{f}"
+    );
     assert!(shares["9202"].as_f64().unwrap() > 0.7, "{f}");
     assert_eq!(f["deaths"], 0, "the fixture has no deaths: {f}");
 }

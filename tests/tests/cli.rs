@@ -278,7 +278,11 @@ fn rare_values_stay_on_the_training_machine() {
     let visits = data.join("VISIT_OCCURRENCE.csv");
     let text = std::fs::read_to_string(&visits).unwrap();
     let planted_type = "2000000123";
-    std::fs::write(&visits, text.replacen("\n5,1,9202,", &format!("\n5,1,{planted_type},"), 1)).unwrap();
+    std::fs::write(
+        &visits,
+        text.replacen("\n5,1,9202,", &format!("\n5,1,{planted_type},"), 1),
+    )
+    .unwrap();
 
     // With the rule off, the string and the extremes would ship: the test can see them.
     let ck_all = dir.path().join("ck-all");

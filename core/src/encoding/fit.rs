@@ -285,7 +285,11 @@ fn visit_type_tokens(all: &[Patient], train: &[&Patient], k: usize) -> (Vec<Toke
         }
     }
     let rare = patients_with.values().filter(|&&n| n < k).count();
-    let kept: BTreeSet<&str> = patients_with.into_iter().filter(|(_, n)| *n >= k).map(|(t, _)| t).collect();
+    let kept: BTreeSet<&str> = patients_with
+        .into_iter()
+        .filter(|(_, n)| *n >= k)
+        .map(|(t, _)| t)
+        .collect();
     let typed_training_visit = train
         .iter()
         .flat_map(|p| &p.visits)

@@ -364,13 +364,8 @@ fn visit_types_are_one_exclusive_group_on_every_visit_and_rare_types_stay_out() 
         .iter()
         .filter(|t| matches!(t, Token::VisitType { .. }))
         .collect();
-    let kept = |v: &str| Token::VisitType {
-        value: Some(v.into()),
-    };
-    assert_eq!(
-        types,
-        [&kept("9201"), &kept("9202"), &Token::VisitType { value: None }]
-    );
+    let kept = |v: &str| Token::VisitType { value: Some(v.into()) };
+    assert_eq!(types, [&kept("9201"), &kept("9202"), &Token::VisitType { value: None }]);
     assert_eq!(enc.left_out.visit_types, 1);
     assert!(!enc.tokens.iter().any(|t| t.to_string().contains("rare-type")));
     let group = enc
@@ -385,7 +380,12 @@ fn visit_types_are_one_exclusive_group_on_every_visit_and_rare_types_stay_out() 
     let in_group: Vec<Vec<u32>> = encoded
         .visits
         .iter()
-        .map(|v| v.iter().copied().filter(|&c| group.range().contains(&(c as usize))).collect())
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&c| group.range().contains(&(c as usize)))
+                .collect()
+        })
         .collect();
     assert_eq!(in_group, [vec![1], vec![2], vec![2]]);
     assert_eq!(enc.tokens[1].to_string(), "VISIT_TYPE/9202");

@@ -450,14 +450,20 @@ fn visit_type_rows_set_the_visit_type_and_are_no_codes() {
     let ds = read_meds(&path, &ReadOptions::default()).unwrap();
     let visits = &ds.patients[0].visits;
     assert_eq!(
-        visits.iter().map(|v| (v.visit_type.as_deref(), v.codes.clone())).collect::<Vec<_>>(),
+        visits
+            .iter()
+            .map(|v| (v.visit_type.as_deref(), v.codes.clone()))
+            .collect::<Vec<_>>(),
         [
             (Some("9203"), vec!["dx/a".to_string()]),
             (None, vec!["dx/b".to_string()])
         ]
     );
     let r = &ds.report;
-    assert_eq!(r.skipped.get("visits with more than one VISIT// type (first kept)"), Some(&1));
+    assert_eq!(
+        r.skipped.get("visits with more than one VISIT// type (first kept)"),
+        Some(&1)
+    );
     assert_eq!(r.skipped.get("visits with only a VISIT// type row"), Some(&1));
     assert_eq!(r.visits, 2);
 }

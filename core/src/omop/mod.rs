@@ -501,13 +501,16 @@ fn read_deaths(
         }
         // The latest start on or before the day; among equal starts the last in file order, as sorting
         // visits keeps ties in file order.
-        let last = visits_of.get(&person).into_iter().flatten().copied().filter(|&i| visits.list[i].start.date() <= day).fold(
-            None,
-            |best: Option<usize>, i| match best {
+        let last = visits_of
+            .get(&person)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| visits.list[i].start.date() <= day)
+            .fold(None, |best: Option<usize>, i| match best {
                 Some(b) if visits.list[b].start > visits.list[i].start => Some(b),
                 _ => Some(i),
-            },
-        );
+            });
         let Some(vi) = last else {
             report.skip("deaths before the person's first visit");
             continue;

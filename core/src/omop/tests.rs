@@ -413,7 +413,12 @@ fn a_death_is_a_code_on_the_last_visit_on_or_before_its_day() {
     let codes: Vec<Vec<Vec<&str>>> = ds
         .patients
         .iter()
-        .map(|p| p.visits.iter().map(|v| v.codes.iter().map(String::as_str).collect()).collect())
+        .map(|p| {
+            p.visits
+                .iter()
+                .map(|v| v.codes.iter().map(String::as_str).collect())
+                .collect()
+        })
         .collect();
     assert_eq!(
         codes,

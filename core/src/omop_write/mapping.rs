@@ -3,8 +3,8 @@
 
 use super::tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
 use super::visit_time;
-use crate::record::DemographicCategory;
 use crate::meds::DEATH_CODE;
+use crate::record::DemographicCategory;
 use crate::record::{Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate};
 
@@ -160,7 +160,12 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
     }
     // The reader puts the death on the last visit on or before its date.
     if let Some(date) = death_date {
-        let on_or_before = |v: &Visit| v.time.as_deref().and_then(crate::time::parse_time).is_some_and(|t| t.date() <= date);
+        let on_or_before = |v: &Visit| {
+            v.time
+                .as_deref()
+                .and_then(crate::time::parse_time)
+                .is_some_and(|t| t.date() <= date)
+        };
         if let Some(v) = visits.iter_mut().rev().find(|v| on_or_before(v)) {
             v.codes.push(DEATH_CODE.to_string());
         }

@@ -256,9 +256,16 @@ impl OmopWriter {
                 crate::time::format_date(time.date()),
                 time.format("%Y-%m-%d %H:%M:%S")
             );
-            self.death.write_all(line.as_bytes()).map_err(|e| Error::io(&self.tmp, e))?;
+            self.death
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(&self.tmp, e))?;
             self.report.deaths += 1;
-            let all = patient.visits.iter().flat_map(|v| &v.codes).filter(|c| is_death(c)).count();
+            let all = patient
+                .visits
+                .iter()
+                .flat_map(|v| &v.codes)
+                .filter(|c| is_death(c))
+                .count();
             self.report.repeated_death_codes += all as u64 - 1;
         }
         for (visit, time) in patient.visits.iter().zip(&times) {

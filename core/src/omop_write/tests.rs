@@ -219,11 +219,14 @@ fn written_tables_read_back_as_the_same_records() {
         ["condition/src:E11.9", "measurement/3004249", "measurement/3012888"]
     );
     assert_eq!(back.patients[0].visits[2].codes, ["observation/4275495"]);
-    let types: Vec<Option<&str>> = back.patients[0].visits.iter().map(|v| v.visit_type.as_deref()).collect();
+    let types: Vec<Option<&str>> = back.patients[0]
+        .visits
+        .iter()
+        .map(|v| v.visit_type.as_deref())
+        .collect();
     assert_eq!(types, [Some("9201"), None, None]);
     let (_, visit_rows) = read_table(&dir, "visit_occurrence");
-    let concept_and_source: Vec<(&str, &str)> =
-        visit_rows.iter().map(|r| (r[2].as_str(), r[10].as_str())).collect();
+    let concept_and_source: Vec<(&str, &str)> = visit_rows.iter().map(|r| (r[2].as_str(), r[10].as_str())).collect();
     assert_eq!(concept_and_source, [("9201", ""), ("0", ""), ("0", "IP"), ("0", "")]);
     let (_, deaths) = read_table(&dir, "death");
     assert_eq!(
