@@ -128,6 +128,7 @@ mod tests {
 
     fn visit(time: &str, lab: f64) -> Visit {
         Visit {
+            visit_type: None,
             day: None,
             time: Some(time.to_string()),
             codes: vec!["dx/a".into()],

@@ -32,6 +32,8 @@ struct RawVisit {
     codes: Vec<String>,
     #[serde(default)]
     labs: Vec<RawLab>,
+    #[serde(default)]
+    visit_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +246,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
             time: v.time,
             codes: v.codes,
             labs,
+            visit_type: v.visit_type.filter(|t| !t.is_empty()),
         });
     }
     let mut patient = Patient {
@@ -294,6 +297,22 @@ mod tests {
         std::fs::write(&path, format!("{empty}\n")).unwrap();
         let err = super::read_jsonl(&path).unwrap_err().to_string();
         assert!(err.contains("GENDER") && err.contains("expected 0 or 1"), "{err}");
+    }
+
+    #[test]
+    fn visit_types_read_and_write_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.jsonl");
+        let line = r#"{"id": "a", "visits": [{"codes": ["x"], "visit_type": "9201"}, {"codes": ["y"], "visit_type": ""}, {"codes": ["z"]}]}"#;
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let p = &super::read_jsonl(&path).unwrap().patients[0];
+        let types: Vec<Option<&str>> = p.visits.iter().map(|v| v.visit_type.as_deref()).collect();
+        assert_eq!(types, [Some("9201"), None, None]);
+        let mut written = Vec::new();
+        super::write_record(&mut written, p).unwrap();
+        let written = String::from_utf8(written).unwrap();
+        assert_eq!(written.matches("\"visit_type\":\"9201\"").count(), 1, "{written}");
+        assert_eq!(written.matches("visit_type").count(), 1, "{written}");
     }
 
     #[test]

@@ -164,6 +164,10 @@ pub struct Visit {
     pub codes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labs: Vec<LabValue>,
+    /// The source's kind of visit (OMOP `visit_concept_id` as a string, `9201` inpatient, `9202` outpatient,
+    /// `9203` emergency; MEDS `VISIT//<type>`; JSONL `visit_type`). `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_type: Option<String>,
 }
 
 /// A patient: static facts, phenotype labels and visits in time order.

@@ -5,6 +5,7 @@
 //!   the bucket and accumulated; a later visit without a gap code is placed on the previous visit's day,
 //!   and with several the first is used.
 //! - `AGE/k` on the first visit becomes the age at the first visit, drawn inside the bucket.
+//! - `VISIT_TYPE/<type>` becomes the visit's `visit_type` (`VISIT_TYPE/<other>`: none); no random draw.
 //! - `LAB/<code>/q<k>` becomes a lab value drawn uniformly inside the lab's bucket k.
 //! - Label codes become the `labels` map (every label of the model, true or false); demographic codes
 //!   become sex, race, ethnicity and a birth year drawn inside the decade (with a birth date in it).
@@ -121,6 +122,7 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         for &i in codes {
             match &enc.tokens[i as usize] {
                 Token::Code { code } => visit.codes.push(code.clone()),
+                Token::VisitType { value } => visit.visit_type.clone_from(value),
                 Token::Lab { code, bucket } => {
                     if let Some((lo, hi)) = enc.lab_edges.get(code).and_then(|e| edge_range(e, *bucket)) {
                         visit.labs.push(LabValue {

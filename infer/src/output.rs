@@ -202,7 +202,7 @@ fn meds_subject(index: u64) -> Result<i64> {
     i64::try_from(index).map_err(|_| Error::Invalid(format!("record number {index} does not fit a MEDS subject_id")))
 }
 
-/// Every code a MEDS output of a model can hold (its codes, lab codes, demographic static codes, and
+/// Every code a MEDS output of a model can hold (its codes, lab codes, visit types, demographic static codes, and
 /// `MEDS_BIRTH` when it samples birth years), so that `metadata/codes.parquet` is the same for every shard
 /// of a cohort.
 pub fn meds_codes(enc: &Encoding) -> BTreeSet<String> {
@@ -216,6 +216,7 @@ pub fn meds_codes(enc: &Encoding) -> BTreeSet<String> {
                 ..
             } => Some(BIRTH_CODE.to_string()),
             Token::Demographic { category, value } => static_code(*category, value),
+            Token::VisitType { value: Some(value) } => Some(halo_core::meds::visit_type_code(value)),
             _ => None,
         })
         .collect()
@@ -251,7 +252,12 @@ pub fn omop_notes(enc: &halo_core::encoding::Encoding) -> Vec<String> {
         .collect();
     codes.sort_unstable();
     codes.dedup();
-    let unprefixed: Vec<&str> = codes.iter().copied().filter(|c| route(c).unprefixed).collect();
+    // The death code goes to `death`, not to observation.
+    let unprefixed: Vec<&str> = codes
+        .iter()
+        .copied()
+        .filter(|c| route(c).unprefixed && !halo_core::omop_write::is_death(c))
+        .collect();
     let mut notes = Vec::new();
     if let Some(example) = unprefixed.first() {
         notes.push(format!(

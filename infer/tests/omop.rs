@@ -33,7 +33,7 @@ fn sample(model: &Path, out: &Path, count: u64, extra: &[&str]) -> Output {
     o
 }
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "person",
     "observation_period",
     "visit_occurrence",
@@ -42,6 +42,7 @@ const TABLES: [&str; 8] = [
     "procedure_occurrence",
     "measurement",
     "observation",
+    "death",
 ];
 
 #[test]
@@ -147,7 +148,7 @@ fn shard_folders_concatenate_into_the_unsharded_cohort_with_unique_ids() {
         std::fs::write(joined_dir.join(format!("{table}.csv")), &joined).unwrap();
         match *table {
             // Ids are the record numbers: the same bytes.
-            "person" | "observation_period" => assert_eq!(joined, whole, "{table}"),
+            "person" | "observation_period" | "death" => assert_eq!(joined, whole, "{table}"),
             "cdm_source" => {}
             // The same rows in the same order; ids from each shard's own range.
             _ => assert_eq!(without_ids(&joined), without_ids(&whole), "{table}"),
@@ -226,6 +227,16 @@ fn a_sampled_cohort_loads_into_duckdb_with_the_omop_ddl_and_passes_integrity_che
         .iter()
         .all(|m| m["min"].as_f64() <= m["max"].as_f64()));
     assert!(f["visits_per_person"]["mean"].as_f64().unwrap() >= 1.0);
+    // Every training visit of the fixture has a type (9201, 9202, 9203; 91% outpatient): so has every
+    // synthetic visit, and cohort definitions asking for an outpatient visit find them.
+    let shares = f["visit_concept_shares"].as_object().unwrap();
+    assert!(!shares.contains_key("0"), "{f}");
+    assert!(
+        shares.keys().all(|k| ["9201", "9202", "9203"].contains(&k.as_str())),
+        "{f}"
+    );
+    assert!(shares["9202"].as_f64().unwrap() > 0.7, "{f}");
+    assert_eq!(f["deaths"], 0, "the fixture has no deaths: {f}");
 }
 
 #[test]

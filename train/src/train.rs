@@ -400,9 +400,9 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     );
     let left = encoding.left_out;
     eprintln!(
-        "halo train: small-cell rule (--min-patients {}): left out {} codes, {} labs and {} demographic values \
-         seen in fewer patients",
-        encoding.options.min_patients, left.codes, left.labs, left.demographic_values
+        "halo train: small-cell rule (--min-patients {}): left out {} codes, {} labs, {} demographic values and \
+         {} visit types seen in fewer patients",
+        encoding.options.min_patients, left.codes, left.labs, left.demographic_values, left.visit_types
     );
     let mut summary = summarize(&splits, patients.len(), &args.data);
     summary.gap_bucket_shares = encoding.gap_bucket_shares(train_patients.iter().copied());

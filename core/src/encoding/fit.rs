@@ -161,6 +161,17 @@ impl Encoding {
             .map(|bucket| Token::Age { bucket })
             .collect();
         time_codes(any_age, always_age, VisitGroup::AGE, GroupVisits::FirstVisit, age_codes);
+        let (type_codes, rare_types) = visit_type_tokens(all, train, k);
+        left_out.visit_types = rare_types;
+        if !type_codes.is_empty() {
+            visit_groups.push(VisitGroup {
+                name: VisitGroup::VISIT_TYPE.into(),
+                first: tokens.len(),
+                len: type_codes.len(),
+                on: GroupVisits::EveryVisit,
+            });
+            tokens.extend(type_codes);
+        }
         if visit_size_edges.len() >= 2 {
             visit_groups.push(VisitGroup {
                 name: VisitGroup::SIZE.into(),
@@ -273,6 +284,47 @@ impl Encoding {
             record_visit_limit,
         })
     }
+}
+
+/// The visit type group's tokens (empty when no training visit has a kept type) and how many types the
+/// small-cell rule left out. A type is kept when at least `k` of all patients have a visit of it (as codes
+/// are); `VISIT_TYPE/<other>` is added when some visit has no kept type (no type, or a rare one), so that
+/// every visit holds exactly one token of the group and a rare type is never named.
+fn visit_type_tokens(all: &[Patient], train: &[&Patient], k: usize) -> (Vec<Token>, usize) {
+    let mut patients_with: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in all {
+        let types: BTreeSet<&str> = p.visits.iter().filter_map(|v| v.visit_type.as_deref()).collect();
+        for t in types {
+            *patients_with.entry(t).or_default() += 1;
+        }
+    }
+    let rare = patients_with.values().filter(|&&n| n < k).count();
+    let kept: BTreeSet<&str> = patients_with
+        .into_iter()
+        .filter(|(_, n)| *n >= k)
+        .map(|(t, _)| t)
+        .collect();
+    let typed_training_visit = train
+        .iter()
+        .flat_map(|p| &p.visits)
+        .any(|v| v.visit_type.as_deref().is_some_and(|t| kept.contains(t)));
+    if !typed_training_visit {
+        return (Vec::new(), rare);
+    }
+    let untyped_visit = all
+        .iter()
+        .flat_map(|p| &p.visits)
+        .any(|v| !v.visit_type.as_deref().is_some_and(|t| kept.contains(t)));
+    let mut tokens: Vec<Token> = kept
+        .into_iter()
+        .map(|t| Token::VisitType {
+            value: Some(t.to_string()),
+        })
+        .collect();
+    if untyped_visit {
+        tokens.push(Token::VisitType { value: None });
+    }
+    (tokens, rare)
 }
 
 /// [`Encoding::visit_size_edges`]: quantiles of the sizes of the training visits that are encoded (each

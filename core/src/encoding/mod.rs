@@ -3,7 +3,8 @@
 //!
 //! Vocabulary layout (the reference implementation's): `[medical codes | label codes | start, end, pad]`.
 //! Medical codes include the bucket codes for continuous values: the gap since the previous visit
-//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`) and each lab value
+//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`), the visit's type (`VISIT_TYPE/9201`,
+//! `VISIT_TYPE/<other>` for a type left out or absent) and each lab value
 //! (`LAB/<lab code>/q<k>`, next to the lab's presence code). Label codes are the phenotype labels followed
 //! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
 //! category contiguous so that a sampler can keep categories exclusive.
@@ -63,6 +64,12 @@ pub enum Token {
     /// Age in years at the first visit falls in `age_edges_years[bucket]..[bucket + 1]`.
     Age {
         bucket: usize,
+    },
+    /// The visit's kind ([`Visit::visit_type`]); `None`: a type the vocabulary does not keep (absent, or held by
+    /// fewer than `min_patients` patients), decoded as no type.
+    VisitType {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
     },
     /// The visit holds `visit_size_edges[bucket]..visit_size_edges[bucket + 1]` codes (the last bucket: that
     /// many or more). Drawn before the visit's codes, so that the code module knows how many it is producing.
@@ -202,9 +209,12 @@ pub enum GroupVisits {
 }
 
 impl VisitGroup {
-    /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit).
+    /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit), visit
+    /// types (every visit).
     pub const GAP: &'static str = "gap";
     pub const AGE: &'static str = "age";
+    /// The visit's type (every visit), [`Token::VisitType`].
+    pub const VISIT_TYPE: &'static str = "visit_type";
     /// The visit's size bucket (every visit).
     pub const SIZE: &'static str = "size";
 
@@ -246,7 +256,8 @@ pub struct Encoding {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_groups: Vec<LabelCategory>,
     /// Exclusive groups among the medical codes: the gap bucket (every visit after the first) and the age
-    /// bucket (the first visit), each listed only when every training record has it where it applies.
+    /// bucket (the first visit), each listed only when every training record has it where it applies, and
+    /// the visit type (every visit, listed when any training visit has a kept type).
     /// Empty in encodings fitted before groups existed (their samplers walk those codes one by one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_groups: Vec<VisitGroup>,
@@ -281,6 +292,9 @@ pub struct LeftOut {
     pub codes: usize,
     pub labs: usize,
     pub demographic_values: usize,
+    /// Visit types held by fewer than `min_patients` patients (their visits take `VISIT_TYPE/<other>`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub visit_types: usize,
 }
 
 /// A patient as HALO sees it: label codes, then visits of code indices (each sorted, distinct).
@@ -299,6 +313,8 @@ impl fmt::Display for Token {
             Token::Code { code } => write!(f, "{code}"),
             Token::Gap { bucket } => write!(f, "GAP/{bucket}"),
             Token::Age { bucket } => write!(f, "AGE/{bucket}"),
+            Token::VisitType { value: Some(value) } => write!(f, "VISIT_TYPE/{value}"),
+            Token::VisitType { value: None } => write!(f, "VISIT_TYPE/<other>"),
             Token::VisitSize { bucket } => write!(f, "SIZE/{bucket}"),
             Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
             Token::Label { name } => write!(f, "{name}"),
@@ -479,6 +495,7 @@ impl Encoding {
         let keep_from = self.options.first_encoded_visit(patient.visits.len());
         let days = visit_days(patient);
         let age = age_at_visit(patient, keep_from);
+        let visit_type_of = self.visit_type_encoder(index);
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
         for (t, visit) in patient.visits.iter().enumerate().skip(keep_from) {
             let mut codes = BTreeSet::new();
@@ -493,6 +510,7 @@ impl Encoding {
                     codes.extend(index.get(&token_key(&Token::Age { bucket })));
                 }
             }
+            codes.extend(visit_type_of(visit));
             let mut own = BTreeSet::new();
             self.encode_visit_codes(visit, index, &mut own, unknown);
             if !self.visit_size_edges.is_empty() {
@@ -509,6 +527,26 @@ impl Encoding {
             labels
         };
         (labels, visits)
+    }
+
+    /// The vocabulary index of a visit's type token: its type's, else `VISIT_TYPE/<other>`; none when the
+    /// encoding has no visit types (fitted on records without them, or before them).
+    fn visit_type_encoder<'a>(&self, index: &'a HashMap<String, u32>) -> impl Fn(&Visit) -> Option<u32> + 'a {
+        let has_types = self.visit_groups.iter().any(|g| g.name == VisitGroup::VISIT_TYPE);
+        let other = index.get(&token_key(&Token::VisitType { value: None })).copied();
+        move |visit: &Visit| {
+            if !has_types {
+                return None;
+            }
+            let known = visit.visit_type.as_ref().and_then(|value| {
+                index
+                    .get(&token_key(&Token::VisitType {
+                        value: Some(value.clone()),
+                    }))
+                    .copied()
+            });
+            known.or(other)
+        }
     }
 
     /// The most visits a sampled record holds: one window's, or with windows the fitted limit.

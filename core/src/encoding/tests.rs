@@ -340,6 +340,66 @@ fn gap_shares_count_every_gap_and_leave_out_buckets_of_few_patients() {
     assert!(without.gap_bucket_shares(&all).is_empty());
 }
 
+#[test]
+fn visit_types_are_one_exclusive_group_on_every_visit_and_rare_types_stay_out() {
+    // Three patients with inpatient and outpatient visits, one with a rare type, one visit without a type.
+    let typed = |id: usize, types: &[Option<&str>]| Patient {
+        visits: types
+            .iter()
+            .map(|t| Visit {
+                codes: vec!["Z00".into()],
+                visit_type: t.map(str::to_string),
+                ..Default::default()
+            })
+            .collect(),
+        ..patient(id, &[])
+    };
+    let all = vec![
+        typed(0, &[Some("9201"), Some("9202")]),
+        typed(1, &[Some("9202"), Some("9201")]),
+        typed(2, &[Some("9202"), Some("rare-type-of-one-patient"), None]),
+    ];
+    let train: Vec<&Patient> = all.iter().collect();
+    let enc = Encoding::fit(&all, &train, None, options()).unwrap();
+    let types: Vec<&Token> = enc
+        .tokens
+        .iter()
+        .filter(|t| matches!(t, Token::VisitType { .. }))
+        .collect();
+    let kept = |v: &str| Token::VisitType { value: Some(v.into()) };
+    assert_eq!(types, [&kept("9201"), &kept("9202"), &Token::VisitType { value: None }]);
+    assert_eq!(enc.left_out.visit_types, 1);
+    assert!(!enc.tokens.iter().any(|t| t.to_string().contains("rare-type")));
+    let group = enc
+        .visit_groups
+        .iter()
+        .find(|g| g.name == VisitGroup::VISIT_TYPE)
+        .expect("a visit type group");
+    assert_eq!((group.first, group.len, group.on), (0, 3, GroupVisits::EveryVisit));
+    assert!((0..5).all(|t| group.applies_to(t)));
+    // Each visit holds exactly one token of the group: its type's, else `<other>`.
+    let encoded = enc.encode(&all[2], &enc.index(), None, &mut 0);
+    let in_group: Vec<Vec<u32>> = encoded
+        .visits
+        .iter()
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&c| group.range().contains(&(c as usize)))
+                .collect()
+        })
+        .collect();
+    assert_eq!(in_group, [vec![1], vec![2], vec![2]]);
+    assert_eq!(enc.tokens[1].to_string(), "VISIT_TYPE/9202");
+    assert_eq!(enc.tokens[2].to_string(), "VISIT_TYPE/<other>");
+
+    // Records without types give no group, and encodings without one encode no type.
+    let plain = vec![patient(0, &["Z00"]), patient(1, &["Z00"])];
+    let enc = Encoding::fit(&plain, &plain.iter().collect::<Vec<_>>(), None, options()).unwrap();
+    assert!(enc.visit_groups.is_empty());
+    assert!(!enc.tokens.iter().any(|t| matches!(t, Token::VisitType { .. })));
+    let encoded = enc.encode(&all[0], &enc.index(), None, &mut 0);
+    assert_eq!(encoded.visits, vec![vec![code_index(&enc, "Z00")]; 2]);
 /// Codes `c0..c{n}`: a visit of the first `n` of them.
 fn sized_visit(n: usize) -> Visit {
     Visit {

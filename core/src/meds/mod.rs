@@ -21,7 +21,11 @@
 //! counted in `non_finite_values` (the code is kept).
 //!
 //! Special codes: `MEDS_BIRTH` sets `birth_date` and `birth_year` and is not a visit code; `MEDS_DEATH`
-//! stays an ordinary code of the visit at its time. Static rows whose code is a demographic
+//! stays an ordinary code of the visit at its time (the OMOP reader gives a `death` row the same code, and
+//! the OMOP writer writes it to `death`). A row `VISIT//<type>` (e.g. `VISIT//9201`, the OMOP visit concept,
+//! or `VISIT//IP`) sets the [`Visit::visit_type`] of the visit it falls in and is not a code; a visit with
+//! two different types keeps the first (counted in `skipped`), and a visit holding nothing but its type
+//! row is left out (counted in `skipped`). MEDS has no standard visit-type code; this is halo's. Static rows whose code is a demographic
 //! (`GENDER//x`, `SEX//x`, `RACE//x`, `ETHNICITY//x`; prefix case-insensitive, a single `/` accepted)
 //! fill the demographics (first row of a category wins; `GENDER` fills `sex`); other static rows are
 //! counted in `skipped`. Subjects without timed events are counted in `patients_without_visits`.
@@ -36,7 +40,7 @@
 //! code: `code`, `description`, `parent_codes`, the last two null) and `metadata/dataset.json`.
 //! Per patient: static rows `SEX//<sex>`, `RACE//<race>`, `ETHNICITY//<ethnicity>`; a `MEDS_BIRTH` row at the
 //! birth date (January 1st of the birth year when only the year is known); then each visit's codes at the
-//! visit's time. A code with lab values in the visit is written as one row per value (with
+//! visit's time, its type first as a `VISIT//<type>` row. A code with lab values in the visit is written as one row per value (with
 //! `numeric_value`) instead of a row without one; lab values whose code is not among the visit's codes
 //! follow. A visit's time is its `time`, else its `day` added to the first visit's time (or, when the
 //! first visit has no time either, to [`MedsWriteOptions::base_time`]). Patient ids that parse as `i64`
@@ -70,6 +74,8 @@ use std::path::{Path, PathBuf};
 pub const BIRTH_CODE: &str = "MEDS_BIRTH";
 /// The code of a subject's death event.
 pub const DEATH_CODE: &str = "MEDS_DEATH";
+/// The prefix of a visit's type row: `VISIT//9201` at the visit's time sets [`Visit::visit_type`] `9201`.
+pub const VISIT_TYPE_PREFIX: &str = "VISIT//";
 /// The MEDS schema version written to `metadata/dataset.json`.
 pub const MEDS_VERSION: &str = "0.3.3";
 
@@ -273,10 +279,15 @@ fn build_patient(
         demographics.birth_date = Some(crate::time::format_date(date));
     }
     timed.sort_by_key(|e| e.time);
-    let visits = group_visits(&timed, window_seconds)
+    let mut visits: Vec<Visit> = group_visits(&timed, window_seconds)
         .into_iter()
         .map(|group| to_visit(group, codes, report))
         .collect();
+    let before = visits.len();
+    visits.retain(|v| !v.codes.is_empty());
+    for _ in visits.len()..before {
+        report.skip("visits with only a VISIT// type row");
+    }
     Patient {
         id: id.to_string(),
         demographics,
@@ -339,6 +350,11 @@ fn same_visit(first: i64, t: i64, window_seconds: Option<i64>) -> bool {
     }
 }
 
+/// The MEDS code of a visit type: `VISIT//<type>`.
+pub fn visit_type_code(visit_type: &str) -> String {
+    format!("{VISIT_TYPE_PREFIX}{visit_type}")
+}
+
 fn to_visit(group: &[RawEvent], codes: &Interner, report: &mut ReadReport) -> Visit {
     let mut seen = HashSet::new();
     let mut visit = Visit {
@@ -347,6 +363,14 @@ fn to_visit(group: &[RawEvent], codes: &Interner, report: &mut ReadReport) -> Vi
     };
     for e in group {
         let code = codes.name(e.code);
+        if let Some(visit_type) = code.strip_prefix(VISIT_TYPE_PREFIX).filter(|t| !t.is_empty()) {
+            match &visit.visit_type {
+                None => visit.visit_type = Some(visit_type.to_string()),
+                Some(first) if first == visit_type => {}
+                Some(_) => report.skip("visits with more than one VISIT// type (first kept)"),
+            }
+            continue;
+        }
         if seen.insert(e.code) {
             visit.codes.push(code.to_string());
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
     Visit {
+        visit_type: None,
         day: None,
         time: Some(time.to_string()),
         codes: codes.iter().map(|c| c.to_string()).collect(),
@@ -41,13 +42,19 @@ fn sample_patients() -> Vec<Patient> {
                 birth_date: Some("1970-05-17".into()),
             },
             visits: vec![
-                visit("2020-01-01T08:00:00", &["dx/a", "lab/x", "rx/b"], &[("lab/x", 0.1)]),
+                Visit {
+                    visit_type: Some("9201".into()),
+                    ..visit("2020-01-01T08:00:00", &["dx/a", "lab/x", "rx/b"], &[("lab/x", 0.1)])
+                },
                 visit(
                     "2020-02-03T09:30:00",
                     &["lab/x", "dx/c"],
                     &[("lab/x", 2.5), ("lab/x", -3.0)],
                 ),
-                visit("2021-06-01T00:00:00", &["MEDS_DEATH"], &[]),
+                Visit {
+                    visit_type: Some("IP".into()),
+                    ..visit("2021-06-01T00:00:00", &["MEDS_DEATH"], &[])
+                },
             ],
             ..Patient::default()
         },
@@ -99,8 +106,9 @@ fn round_trip() {
     assert_eq!(ds.patients, expected);
     assert_eq!(ds.report.patients, 3);
     assert_eq!(ds.report.visits, 6);
-    // Rows in visits: 3 + 3 (two values of lab/x) + 1, then 1, then 1 + 2 (dx/y and lab/q).
-    assert_eq!(ds.report.events, 11);
+    // Rows in visits: 1 + 3 (a visit type, then codes) + 3 (two values of lab/x) + 2, then 1, then 1 + 2
+    // (dx/y and lab/q).
+    assert_eq!(ds.report.events, 13);
     assert!(ds.report.skipped.is_empty(), "{:?}", ds.report.skipped);
 
     let meta: MedsDatasetMetadata =
@@ -142,7 +150,7 @@ fn written_rows_are_sorted_and_shards_keep_subjects_whole() {
     }
     assert_eq!(shard_subjects, vec![vec![7, 42], vec![100]]);
 
-    // Subject 42's first rows: three static rows (null time), then MEDS_BIRTH.
+    // Subject 42's first rows: three static rows (null time), then MEDS_BIRTH, then its first visit's type.
     let batch = &read_batches(&dir.join("data/0.parquet"))[0];
     let code = batch.column(2).as_string::<i32>();
     let codes: Vec<&str> = (0..batch.num_rows()).map(|i| code.value(i)).collect();
@@ -154,7 +162,7 @@ fn written_rows_are_sorted_and_shards_keep_subjects_whole() {
             "RACE//white",
             "ETHNICITY//hispanic",
             "MEDS_BIRTH",
-            "dx/a"
+            "VISIT//9201"
         ]
     );
 
@@ -170,6 +178,8 @@ fn written_rows_are_sorted_and_shards_keep_subjects_whole() {
             "RACE//white",
             "SEX//F",
             "SEX//M",
+            "VISIT//9201",
+            "VISIT//IP",
             "dx/a",
             "dx/c",
             "dx/y",
@@ -421,6 +431,41 @@ fn visit_window_groups_events() {
     );
     // Within a day of the first event: 07:00 the next day joins too, as windows run from the first.
     assert_eq!(codes_of(Some(86_400)).len(), 1);
+}
+
+#[test]
+fn visit_type_rows_set_the_visit_type_and_are_no_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("one.parquet");
+    events_file(
+        &path,
+        &[
+            (5, Some("2000-01-01T08:00:00"), "VISIT//9203", None),
+            (5, Some("2000-01-01T09:00:00"), "dx/a", None),
+            (5, Some("2000-01-01T10:00:00"), "VISIT//9201", None),
+            (5, Some("2000-02-01T00:00:00"), "dx/b", None),
+            (5, Some("2000-03-01T00:00:00"), "VISIT//9202", None),
+        ],
+    );
+    let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+    let visits = &ds.patients[0].visits;
+    assert_eq!(
+        visits
+            .iter()
+            .map(|v| (v.visit_type.as_deref(), v.codes.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (Some("9203"), vec!["dx/a".to_string()]),
+            (None, vec!["dx/b".to_string()])
+        ]
+    );
+    let r = &ds.report;
+    assert_eq!(
+        r.skipped.get("visits with more than one VISIT// type (first kept)"),
+        Some(&1)
+    );
+    assert_eq!(r.skipped.get("visits with only a VISIT// type row"), Some(&1));
+    assert_eq!(r.visits, 2);
 }
 
 #[test]

@@ -329,9 +329,12 @@ fn visit_time(p: &Patient, index: usize, anchor: NaiveDateTime) -> Result<NaiveD
     }
 }
 
-/// A visit's rows: each code once, as its lab values when it has some; lab values of codes not in the
+/// A visit's rows: its type (`VISIT//<type>`), each code once, as its lab values when it has some; lab values of codes not in the
 /// visit's codes after them.
 fn visit_rows(v: &Visit, time: Option<i64>, rows: &mut Vec<Row>) {
+    if let Some(visit_type) = &v.visit_type {
+        rows.push(Row::new(time, super::visit_type_code(visit_type), None));
+    }
     for code in &v.codes {
         let mut with_value = false;
         for lab in v.labs.iter().filter(|l| &l.code == code) {

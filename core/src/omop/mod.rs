@@ -5,10 +5,16 @@
 //!   `gender_concept_id`, `race_source_value` / `race_concept_id`, `ethnicity_source_value` /
 //!   `ethnicity_concept_id`, `year_of_birth`, `month_of_birth`, `day_of_birth`, `birth_datetime`.
 //! - `visit_occurrence.csv` (required): `visit_occurrence_id`, `person_id`, and `visit_start_datetime`
-//!   and/or `visit_start_date` (the datetime is used when filled).
-//! - `condition_occurrence.csv`, `drug_exposure.csv`, `procedure_occurrence.csv`, `measurement.csv`
-//!   (each optional; an absent table is reported in [`ReadReport::skipped`]): `visit_occurrence_id`, the
-//!   table's concept id and source value, and for measurements `value_as_number`.
+//!   and/or `visit_start_date` (the datetime is used when filled); optionally `visit_concept_id`, which
+//!   becomes the visit's [`Visit::visit_type`] as a string (`9201` inpatient, `9202` outpatient, `9203`
+//!   emergency) when nonzero; 0 or empty is no type. `visit_source_value` is not read: sources fill it with
+//!   encounter ids (Synthea's are UUIDs), not kinds of visit.
+//! - `condition_occurrence.csv`, `drug_exposure.csv`, `procedure_occurrence.csv`, `measurement.csv`,
+//!   `observation.csv` (each optional; an absent table is reported in [`ReadReport::skipped`]):
+//!   `visit_occurrence_id`, the table's concept id and source value, and for measurements and observations
+//!   `value_as_number`. Observations (smoking status, allergies, history findings; Synthea maps most to
+//!   concept 0 with the SNOMED code as source value) are codes like the others; their `value_as_string`
+//!   and `value_as_concept_id` are not read.
 //!
 //! File names match case-insensitively (`PERSON.csv`) and may end in `.csv`, `.tsv` or `.txt`, each
 //! optionally gzipped (`.csv.gz`); the delimiter (comma, tab, pipe or semicolon) is read off the header
@@ -16,6 +22,13 @@
 //! name (case-insensitive), never by position. A missing required file or column, a row with the wrong number
 //! of fields or an unparseable id is an error naming the file and line (the header is line 1).
 //! Files are streamed row by row: memory grows with the output, not with the files.
+//!
+//! - `death.csv` (optional): `person_id`, `death_datetime` and/or `death_date`. A death becomes the code
+//!   `MEDS_DEATH` (the MEDS standard's, [`crate::meds::DEATH_CODE`], so that models of either source agree)
+//!   at the end of the person's last visit starting on or before the death's day: HALO has no events
+//!   outside visits, and a death is most often recorded in or right after the last encounter. A person's
+//!   further death rows, deaths without a date, of unknown persons or before every visit are counted in
+//!   `skipped`. The OMOP writer writes the code back as a `death` row.
 //!
 //! # Codes
 //! An event's code is `<domain>/<concept_id>` when the concept id is nonzero, else
@@ -27,12 +40,13 @@
 //! | drug_exposure | `drug` | `drug_concept_id` | `drug_source_value` |
 //! | procedure_occurrence | `procedure` | `procedure_concept_id` | `procedure_source_value` |
 //! | measurement | `measurement` | `measurement_concept_id` | `measurement_source_value` |
+//! | observation | `observation` | `observation_concept_id` | `observation_source_value` |
 //!
 //! An event table must have `person_id` and `visit_occurrence_id`. Its dates (every filled `*_date` and
 //! `*_datetime` field) must parse as `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`, else the file, line and column are
 //! named, though the event takes its visit's date: a date that does not parse points to a broken export.
-//! Events with neither a concept id nor a source value are counted in `skipped`. A measurement's
-//! `value_as_number`, when filled and finite, also becomes a [`LabValue`] under the same code; NaN,
+//! Events with neither a concept id nor a source value are counted in `skipped`. A measurement's or
+//! observation's `value_as_number`, when filled and finite, also becomes a [`LabValue`] under the same code; NaN,
 //! infinite and unparseable values are counted in `non_finite_values` (the code is kept).
 //!
 //! # Assembly
@@ -57,6 +71,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil::open_maybe_gz;
 use crate::interner::Interner;
+use crate::meds::DEATH_CODE;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::time::parse_time;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -76,7 +91,7 @@ struct EventTable {
 }
 
 /// Event tables in the order their codes enter a visit.
-const EVENT_TABLES: [EventTable; 4] = [
+const EVENT_TABLES: [EventTable; 5] = [
     EventTable {
         table: "condition_occurrence",
         domain: "condition",
@@ -105,6 +120,13 @@ const EVENT_TABLES: [EventTable; 4] = [
         source_column: "measurement_source_value",
         value_column: Some("value_as_number"),
     },
+    EventTable {
+        table: "observation",
+        domain: "observation",
+        concept_column: "observation_concept_id",
+        source_column: "observation_source_value",
+        value_column: Some("value_as_number"),
+    },
 ];
 
 /// Gender concept ids of the OMOP standard vocabulary.
@@ -123,6 +145,9 @@ pub fn read_omop(dir: &Path) -> Result<Dataset> {
             Some(path) => read_events(&path, table, &persons, &mut visits, &mut codes, &mut report)?,
             None => report.skip(&format!("table {}.csv absent", table.table)),
         }
+    }
+    if let Some(path) = files.optional("death")? {
+        read_deaths(&path, &persons, &mut visits, &mut codes, &mut report)?;
     }
     Ok(assemble(persons, visits, &codes, report))
 }
@@ -257,6 +282,8 @@ fn parse_number<T: std::str::FromStr>(
 struct VisitAcc {
     person: usize,
     start: NaiveDateTime,
+    /// `visit_concept_id` when nonzero.
+    visit_type: Option<String>,
     codes: Vec<u32>,
     labs: Vec<(u32, f64)>,
     events: usize,
@@ -273,6 +300,7 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
     let person_col = t.column("person_id")?;
     let datetime_col = t.optional_column("visit_start_datetime");
     let date_col = t.optional_column("visit_start_date");
+    let concept_col = t.optional_column("visit_concept_id");
     if datetime_col.is_none() && date_col.is_none() {
         t.column("visit_start_date")?;
     }
@@ -287,6 +315,9 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
             Some(s) => Some(s),
             None => parse_datetime(t.get_opt(date_col), path, line, "visit_start_date")?,
         };
+        let visit_type = parse_optional_id(t.get_opt(concept_col), path, line, "visit_concept_id")?
+            .filter(|&concept| concept != 0)
+            .map(|concept| concept.to_string());
         let Some(start) = start else {
             report.skip("visits without a start date");
             continue;
@@ -301,6 +332,7 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
         visits.list.push(VisitAcc {
             person,
             start,
+            visit_type,
             codes: Vec::new(),
             labs: Vec::new(),
             events: 0,
@@ -425,6 +457,74 @@ fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &m
 }
 
 // ---------------------------------------------------------------------------------------------------
+// death.csv
+
+/// Gives each person's death (`death_datetime`, else `death_date`) the code [`DEATH_CODE`] on their last
+/// visit starting on or before the death's day (see the module documentation).
+fn read_deaths(
+    path: &Path,
+    persons: &Persons,
+    visits: &mut Visits,
+    codes: &mut Interner,
+    report: &mut ReadReport,
+) -> Result<()> {
+    let mut t = CsvTable::open(path)?;
+    let person_col = t.column("person_id")?;
+    let datetime_col = t.optional_column("death_datetime");
+    let date_col = t.optional_column("death_date");
+    if datetime_col.is_none() && date_col.is_none() {
+        t.column("death_date")?;
+    }
+    let mut visits_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, v) in visits.list.iter().enumerate() {
+        visits_of.entry(v.person).or_default().push(i);
+    }
+    let death = codes.intern(DEATH_CODE);
+    let mut dead = vec![false; persons.rows.len()];
+    while let Some(line) = t.next_row()? {
+        let person_id = parse_id(t.get(person_col), path, line, "person_id")?;
+        let when = match parse_datetime(t.get_opt(datetime_col), path, line, "death_datetime")? {
+            Some(w) => Some(w),
+            None => parse_datetime(t.get_opt(date_col), path, line, "death_date")?,
+        };
+        let Some(day) = when.map(|w| w.date()) else {
+            report.skip("deaths without a date");
+            continue;
+        };
+        let Some(&person) = persons.index.get(&person_id) else {
+            report.skip("deaths of persons not in person.csv");
+            continue;
+        };
+        if std::mem::replace(&mut dead[person], true) {
+            report.skip("repeated deaths of a person (first kept)");
+            continue;
+        }
+        // The latest start on or before the day; among equal starts the last in file order, as sorting
+        // visits keeps ties in file order.
+        let last = visits_of
+            .get(&person)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| visits.list[i].start.date() <= day)
+            .fold(None, |best: Option<usize>, i| match best {
+                Some(b) if visits.list[b].start > visits.list[i].start => Some(b),
+                _ => Some(i),
+            });
+        let Some(vi) = last else {
+            report.skip("deaths before the person's first visit");
+            continue;
+        };
+        let visit = &mut visits.list[vi];
+        visit.events += 1;
+        if !visit.codes.contains(&death) {
+            visit.codes.push(death);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Assembly
 
 fn assemble(persons: Persons, visits: Visits, codes: &Interner, mut report: ReadReport) -> Dataset {
@@ -473,6 +573,7 @@ fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
             .into_iter()
             .map(|(c, value)| LabValue { code: name(c), value })
             .collect(),
+        visit_type: v.visit_type,
     }
 }
 

@@ -23,9 +23,9 @@ fn sample_folder() -> tempfile::TempDir {
         "visit_occurrence.csv",
         "visit_occurrence_id,person_id,visit_concept_id,visit_start_date,visit_start_datetime\n\
              10,1,9202,2020-03-01,\n\
-             11,1,9202,2020-01-15,2020-01-15 10:30:00\n\
+             11,1,9201,2020-01-15,2020-01-15 10:30:00\n\
              12,1,9202,2020-05-01,\n\
-             20,2,9202,2019-07-04,2019-07-04\n",
+             20,2,0,2019-07-04,2019-07-04\n",
     );
     write(
         d,
@@ -56,6 +56,14 @@ fn sample_folder() -> tempfile::TempDir {
              4,2,3004249,,20,8480-6\n\
              5,2,3012888,abc,20,8462-4\n",
         );
+    // Synthea's observations: concept 0 with a SNOMED source value, or a concept id; a value is a lab value.
+    write(
+        d,
+        "observation.csv",
+        "observation_id,person_id,observation_concept_id,observation_date,value_as_number,visit_occurrence_id,observation_source_value\n\
+             1,1,0,2020-01-15,,11,444814009\n\
+             2,2,4060985,2019-07-04,4.5,20,162864005\n",
+    );
     tmp
 }
 
@@ -136,12 +144,14 @@ fn reads_a_small_folder_exactly() {
             },
             visits: vec![
                 Visit {
+                    visit_type: Some("9201".into()),
                     day: None,
                     time: Some("2020-01-15T10:30:00".into()),
                     codes: vec![
                         "condition/src:E11.9".into(),
                         "drug/1308216".into(),
                         "measurement/3004249".into(),
+                        "observation/src:444814009".into(),
                     ],
                     labs: vec![LabValue {
                         code: "measurement/3004249".into(),
@@ -149,6 +159,7 @@ fn reads_a_small_folder_exactly() {
                     }],
                 },
                 Visit {
+                    visit_type: Some("9202".into()),
                     day: None,
                     time: Some("2020-03-01T00:00:00".into()),
                     codes: vec![
@@ -171,14 +182,19 @@ fn reads_a_small_folder_exactly() {
                 birth_date: Some("1950-08-02".into()),
             },
             visits: vec![Visit {
+                visit_type: None,
                 day: None,
                 time: Some("2019-07-04T00:00:00".into()),
                 codes: vec![
                     "condition/320128".into(),
                     "measurement/3004249".into(),
                     "measurement/3012888".into(),
+                    "observation/4060985".into(),
                 ],
-                labs: vec![],
+                labs: vec![LabValue {
+                    code: "observation/4060985".into(),
+                    value: 4.5,
+                }],
             }],
             ..Patient::default()
         },
@@ -188,7 +204,7 @@ fn reads_a_small_folder_exactly() {
     assert_eq!(r.patients, 3);
     assert_eq!(r.patients_without_visits, 1);
     assert_eq!(r.visits, 3);
-    assert_eq!(r.events, 11);
+    assert_eq!(r.events, 13);
     assert_eq!(r.events_without_visit, 2);
     assert_eq!(r.non_finite_values, 2);
     let skipped: BTreeMap<String, usize> = [
@@ -365,4 +381,58 @@ fn an_event_table_without_person_id_is_refused() {
         "{msg}"
     );
     assert!(msg.contains("missing required column"), "{msg}");
+}
+
+#[test]
+fn a_death_is_a_code_on_the_last_visit_on_or_before_its_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "person.csv", "person_id,year_of_birth\n1,1950\n2,1960\n3,1970\n");
+    write(
+        d,
+        "visit_occurrence.csv",
+        "visit_occurrence_id,person_id,visit_start_date\n\
+         10,1,2020-01-01\n11,1,2020-06-01\n20,2,2020-01-01\n21,2,2020-06-01\n30,3,2020-01-01\n",
+    );
+    write(
+        d,
+        "condition_occurrence.csv",
+        "person_id,condition_concept_id,visit_occurrence_id\n1,1,10\n1,2,11\n2,1,20\n2,2,21\n3,1,30\n",
+    );
+    write(
+        d,
+        "DEATH.csv",
+        "person_id,death_date,death_datetime,death_type_concept_id\n\
+         1,2020-09-30,,32817\n\
+         2,2020-03-15,2020-03-15 08:00:00,32817\n\
+         2,2021-01-01,,32817\n\
+         3,2019-12-31,,32817\n\
+         9,2020-01-01,,32817\n",
+    );
+    let ds = read_omop(d).unwrap();
+    let codes: Vec<Vec<Vec<&str>>> = ds
+        .patients
+        .iter()
+        .map(|p| {
+            p.visits
+                .iter()
+                .map(|v| v.codes.iter().map(String::as_str).collect())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            // After the last visit: on it.
+            vec![vec!["condition/1"], vec!["condition/2", "MEDS_DEATH"]],
+            // Between visits: on the earlier one.
+            vec![vec!["condition/1", "MEDS_DEATH"], vec!["condition/2"]],
+            // Before every visit: left out.
+            vec![vec!["condition/1"]],
+        ]
+    );
+    let skipped = &ds.report.skipped;
+    assert_eq!(skipped.get("repeated deaths of a person (first kept)"), Some(&1));
+    assert_eq!(skipped.get("deaths before the person's first visit"), Some(&1));
+    assert_eq!(skipped.get("deaths of persons not in person.csv"), Some(&1));
 }

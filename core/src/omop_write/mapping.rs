@@ -3,6 +3,7 @@
 
 use super::tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, MAX_ID};
 use super::visit_time;
+use crate::meds::DEATH_CODE;
 use crate::record::DemographicCategory;
 use crate::record::{Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate};
@@ -54,6 +55,33 @@ pub fn route(code: &str) -> Route<'_> {
     Route::new(EventTable::Observation, 0, code, true)
 }
 
+/// A visit's `visit_concept_id` and `visit_source_value`: a type that is a concept id (as the reader reads
+/// `visit_concept_id`) is the concept, with no source value; any other type (a model trained on MEDS or
+/// JSONL: `IP`) is concept 0 with the type as the source value, cut to the column (the flag says so); no
+/// type is 0 and empty.
+pub(super) fn visit_concept(visit_type: Option<&str>) -> (i64, &str, bool) {
+    match visit_type {
+        None => (0, "", false),
+        Some(t) => match t.trim().parse::<i64>() {
+            Ok(id) if id > 0 && id <= i32::MAX as i64 => (id, "", false),
+            _ => {
+                let (source, truncated) = fit_source_value(t);
+                (0, source, truncated)
+            }
+        },
+    }
+}
+
+/// Whether `code` is the death code ([`DEATH_CODE`], `MEDS_DEATH`), which the writer puts in `death`.
+pub fn is_death(code: &str) -> bool {
+    code == DEATH_CODE
+}
+
+/// The date of a record's death: its first visit holding the death code.
+pub(super) fn death_visit(p: &Patient) -> Option<usize> {
+    p.visits.iter().position(|v| v.codes.iter().any(|c| is_death(c)))
+}
+
 /// One row a visit gives: where it goes, and its value.
 pub(super) struct EventRow<'a> {
     pub(super) route: Route<'a>,
@@ -74,7 +102,8 @@ fn event_row(code: &str, value: Option<f64>) -> EventRow<'_> {
 pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
     let mut used = vec![false; v.labs.len()];
     let mut rows = Vec::with_capacity(v.codes.len() + v.labs.len());
-    for code in &v.codes {
+    // The death code is the person's `death` row, not an event.
+    for code in v.codes.iter().filter(|c| !is_death(c)) {
         let lab = (0..v.labs.len()).find(|&i| !used[i] && &v.labs[i].code == code);
         if let Some(i) = lab {
             used[i] = true;
@@ -89,18 +118,20 @@ pub(super) fn visit_rows(v: &Visit) -> Vec<EventRow<'_>> {
 
 /// The record [`crate::omop::read_omop`] reads from what [`super::OmopWriter::write`] wrote for `p` at
 /// `index`: id `index + 1`; codes grouped by table in the reader's order (condition, drug, procedure,
-/// measurement; `observation` is not read) with each lab value's code among them; lab values in their
-/// rows' order; visits without codes left out; times at whole seconds, days and labels not kept; sex
+/// measurement, observation) with each lab value's code among them, and the death code (the record's first)
+/// last on the last visit on or before the death's date; lab values in their
+/// rows' order; the visit type when it is a concept id (as `visit_concept_id`); visits without codes left out; times at whole seconds, days and labels not kept; sex
 /// given as a concept id read as `M`/`F`; the birth of a record without a birth year, or born after its
 /// first visit, in the first visit's year (on its date, for the latter).
 /// A record left without visits is not read back at all.
 pub fn as_read_back(index: u64, p: &Patient) -> Patient {
     let mut visits = Vec::new();
+    let death_date = death_visit(p).map(|t| visit_time(&p.visits[t]).date());
     for v in &p.visits {
         let rows = visit_rows(v);
         let mut codes: Vec<String> = Vec::new();
         let mut labs = Vec::new();
-        for table in EventTable::ALL.into_iter().filter(|t| t.is_read()) {
+        for table in EventTable::ALL {
             for row in rows.iter().filter(|r| r.route.table == table) {
                 let read = match row.route.concept_id {
                     0 => format!("{}/src:{}", table.domain(), row.route.source_value),
@@ -114,17 +145,32 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
                 }
             }
         }
-        if codes.is_empty() {
-            continue;
-        }
         let time = visit_time(v).format("%Y-%m-%dT%H:%M:%S").to_string();
+        let visit_type = match visit_concept(v.visit_type.as_deref()) {
+            (0, ..) => None,
+            (id, ..) => Some(id.to_string()),
+        };
         visits.push(Visit {
             day: None,
             time: Some(time),
             codes,
             labs,
+            visit_type,
         });
     }
+    // The reader puts the death on the last visit on or before its date.
+    if let Some(date) = death_date {
+        let on_or_before = |v: &Visit| {
+            v.time
+                .as_deref()
+                .and_then(crate::time::parse_time)
+                .is_some_and(|t| t.date() <= date)
+        };
+        if let Some(v) = visits.iter_mut().rev().find(|v| on_or_before(v)) {
+            v.codes.push(DEATH_CODE.to_string());
+        }
+    }
+    visits.retain(|v| !v.codes.is_empty());
     let mut demographics = p.demographics.clone();
     // Values that are concept ids are written as concepts only; the reader names the two genders.
     demographics.sex = demographics.sex.and_then(|s| match s.trim().parse::<i64>() {

@@ -3,7 +3,7 @@
 //!
 //! # Tables
 //! `person`, `observation_period`, `visit_occurrence`, `condition_occurrence`, `drug_exposure`,
-//! `procedure_occurrence`, `measurement`, `observation` and `cdm_source`, each `<table>.csv` with a header
+//! `procedure_occurrence`, `measurement`, `observation`, `death` and `cdm_source`, each `<table>.csv` with a header
 //! of the OMOP CDM 5.4 column names in the DDL's order (so `COPY ... FROM` maps them by position), comma
 //! separated, dates `YYYY-MM-DD`, datetimes `YYYY-MM-DD HH:MM:SS`, empty fields for NULL.
 //!
@@ -19,11 +19,17 @@
 //!   when the visit has no such code (or the code has several values). Values of codes whose table has
 //!   no `value_as_number` go to `observation` (concept id 0, the whole code as source value).
 //!
+//! - The death code `MEDS_DEATH` ([`crate::meds::DEATH_CODE`], which the OMOP reader gives a `death` row and
+//!   the MEDS reader keeps as a code) is no event: a record holding it gets one `death` row dated its first
+//!   visit holding it (type 32817, cause unknown: concept 0); later ones are counted in
+//!   [`OmopWriteReport::repeated_death_codes`].
+//!
 //! [`as_read_back`] says exactly what [`crate::omop::read_omop`] gives back for a written record.
 //!
 //! # Persons, visits and dates
 //! Every visit is a `visit_occurrence` on its record's date (`Visit::time`, else [`crate::time::synthetic_base_time`])
-//! with `visit_concept_id` 0; its events carry the visit's date and id; the observation period runs from
+//! with `visit_concept_id` its [`Visit::visit_type`] when that is a concept id (the reader's `9201`,
+//! `9202`, `9203`), else 0 with the type, if any, as `visit_source_value` (`IP` from a MEDS model); its events carry the visit's date and id; the observation period runs from
 //! the first visit's date to the last one's. Sex, race and ethnicity keep the model's value as the source
 //! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
 //! as the reader keeps ids without a source value; else 0). A record without a birth year gets its first
@@ -47,19 +53,20 @@
 mod mapping;
 mod tables;
 
-pub use mapping::{as_read_back, demographic_concept, id_share, route, Route};
+pub use mapping::{as_read_back, demographic_concept, id_share, is_death, route, Route};
 pub use tables::{fit_source_value, EventTable, DEMOGRAPHIC_CONCEPTS, SOURCE_VALUE_WIDTH};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Target};
 use crate::record::{DemographicCategory, Demographics, Patient, Visit};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
-use mapping::{birth_of, visit_rows, Birth, BirthAdjustment, EventRow};
+use mapping::{birth_of, death_visit, visit_concept, visit_rows, Birth, BirthAdjustment, EventRow};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tables::{
-    Slot, CDM_54_CONCEPT, CDM_SOURCE_COLUMNS, EHR_TYPE_CONCEPT, MAX_ID, PERIOD_COLUMNS, PERSON_COLUMNS, VISIT_COLUMNS,
+    Slot, CDM_54_CONCEPT, CDM_SOURCE_COLUMNS, DEATH_COLUMNS, EHR_TYPE_CONCEPT, MAX_ID, PERIOD_COLUMNS, PERSON_COLUMNS,
+    VISIT_COLUMNS,
 };
 
 /// The one `cdm_source` row: what the data are and where they came from (no training data in it).
@@ -95,6 +102,10 @@ pub struct OmopWriteReport {
     /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
     /// dated 2000-01-01), written as born on the first visit's date.
     pub births_after_first_visit: u64,
+    /// Persons written with a `death` row (records holding the death code).
+    pub deaths: u64,
+    /// Death codes after a record's first (a person has one `death` row): not written.
+    pub repeated_death_codes: u64,
     /// Source values (of events and demographics) longer than the DDL's varchar(50), written cut to 50
     /// characters (PostgreSQL refuses longer ones).
     pub truncated_source_values: u64,
@@ -116,6 +127,7 @@ pub struct OmopWriter {
     person: BufWriter<File>,
     period: BufWriter<File>,
     visit: BufWriter<File>,
+    death: BufWriter<File>,
     events: Vec<BufWriter<File>>,
     report: OmopWriteReport,
     line: String,
@@ -181,10 +193,11 @@ impl OmopWriter {
                 create_table(&tmp, "person", &header(PERSON_COLUMNS.iter().copied()))?,
                 create_table(&tmp, "observation_period", &header(PERIOD_COLUMNS.iter().copied()))?,
                 create_table(&tmp, "visit_occurrence", &header(VISIT_COLUMNS.iter().copied()))?,
+                create_table(&tmp, "death", &header(DEATH_COLUMNS.iter().copied()))?,
                 events,
             ))
         })();
-        let (person, period, visit, events) = match opened {
+        let (person, period, visit, death, events) = match opened {
             Ok(files) => files,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
@@ -203,6 +216,7 @@ impl OmopWriter {
             person,
             period,
             visit,
+            death,
             events,
             report: OmopWriteReport::default(),
             line: String::with_capacity(512),
@@ -235,6 +249,25 @@ impl OmopWriter {
                 .write_all(line.as_bytes())
                 .map_err(|e| Error::io(&self.tmp, e))?;
         }
+        if let Some(t) = death_visit(patient) {
+            let time = times[t];
+            let line = format!(
+                "{person_id},{},{},{EHR_TYPE_CONCEPT},0,,0\n",
+                crate::time::format_date(time.date()),
+                time.format("%Y-%m-%d %H:%M:%S")
+            );
+            self.death
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(&self.tmp, e))?;
+            self.report.deaths += 1;
+            let all = patient
+                .visits
+                .iter()
+                .flat_map(|v| &v.codes)
+                .filter(|c| is_death(c))
+                .count();
+            self.report.repeated_death_codes += all as u64 - 1;
+        }
         for (visit, time) in patient.visits.iter().zip(&times) {
             let visit_id = self.next_id(0, "visit_occurrence")?;
             // Formatted once a visit: every row of the visit carries them.
@@ -242,10 +275,16 @@ impl OmopWriter {
                 crate::time::format_date(time.date()),
                 time.format("%Y-%m-%d %H:%M:%S").to_string(),
             );
-            let line =
-                format!("{visit_id},{person_id},0,{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,,,,,,,\n");
+            let (concept, source, truncated) = visit_concept(visit.visit_type.as_deref());
+            self.report.truncated_source_values += u64::from(truncated);
+            self.line.clear();
+            self.line.push_str(&format!(
+                "{visit_id},{person_id},{concept},{date},{datetime},{date},{datetime},{EHR_TYPE_CONCEPT},,,"
+            ));
+            push_field(&mut self.line, source);
+            self.line.push_str(",,,,,,\n");
             self.visit
-                .write_all(line.as_bytes())
+                .write_all(self.line.as_bytes())
                 .map_err(|e| Error::io(&self.tmp, e))?;
             self.report.visits += 1;
             let ctx = RowContext {
@@ -416,7 +455,7 @@ impl OmopWriter {
         let cdm_source = self.tmp.join("cdm_source.csv");
         std::fs::write(&cdm_source, text).map_err(|e| Error::io(&cdm_source, e))?;
         let tmp = self.tmp.clone();
-        for w in [&mut self.person, &mut self.period, &mut self.visit]
+        for w in [&mut self.person, &mut self.period, &mut self.visit, &mut self.death]
             .into_iter()
             .chain(self.events.iter_mut())
         {

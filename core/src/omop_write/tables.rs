@@ -86,11 +86,6 @@ impl EventTable {
         matches!(self, EventTable::Measurement | EventTable::Observation)
     }
 
-    /// Whether [`crate::omop`] reads the table back.
-    pub(super) fn is_read(self) -> bool {
-        self != EventTable::Observation
-    }
-
     pub(super) fn from_prefix(prefix: &str) -> Option<EventTable> {
         let p = prefix.to_ascii_lowercase();
         Some(match p.as_str() {
@@ -282,6 +277,15 @@ pub(super) const VISIT_COLUMNS: &[&str] = &[
     "discharged_to_concept_id",
     "discharged_to_source_value",
     "preceding_visit_occurrence_id",
+];
+pub(super) const DEATH_COLUMNS: &[&str] = &[
+    "person_id",
+    "death_date",
+    "death_datetime",
+    "death_type_concept_id",
+    "cause_concept_id",
+    "cause_source_value",
+    "cause_source_concept_id",
 ];
 pub(super) const CDM_SOURCE_COLUMNS: &[&str] = &[
     "cdm_source_name",

@@ -15,6 +15,7 @@ fn cohort(records: std::ops::Range<u64>, cohort_end: u64) -> OmopCohort {
 
 fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
     Visit {
+        visit_type: None,
         day: None,
         time: Some(time.into()),
         codes: codes.iter().map(|c| c.to_string()).collect(),
@@ -40,11 +41,14 @@ fn patients() -> Vec<Patient> {
                 birth_date: Some("1971-03-09".into()),
             },
             visits: vec![
-                visit(
-                    "2010-05-01T08:00:00",
-                    &["condition/201826", "drug/1503297", "procedure/src:X,1 \"a\""],
-                    &[],
-                ),
+                Visit {
+                    visit_type: Some("9201".into()),
+                    ..visit(
+                        "2010-05-01T08:00:00",
+                        &["condition/201826", "drug/1503297", "procedure/src:X,1 \"a\""],
+                        &[],
+                    )
+                },
                 // Same day, later: the time of day must survive.
                 visit(
                     "2010-05-01T13:30:05",
@@ -55,7 +59,11 @@ fn patients() -> Vec<Patient> {
                         ("measurement/3012888", -3e-7),
                     ],
                 ),
-                visit("2012-01-02T00:00:00", &["observation/4275495"], &[]),
+                // A type that is not a concept id (a model trained on MEDS): concept 0, the type as source value.
+                Visit {
+                    visit_type: Some("IP".into()),
+                    ..visit("2012-01-02T00:00:00", &["observation/4275495"], &[])
+                },
             ],
             ..Patient::default()
         },
@@ -67,7 +75,8 @@ fn patients() -> Vec<Patient> {
                 birth_year: Some(1950),
                 ..Demographics::default()
             },
-            visits: vec![visit("2001-07-04T10:00:00", &["drug/src:aspirin"], &[])],
+            // A death: a `death` row, read back as the code on the last visit on or before its date.
+            visits: vec![visit("2001-07-04T10:00:00", &["drug/src:aspirin", "MEDS_DEATH"], &[])],
             ..Patient::default()
         },
     ]
@@ -203,16 +212,32 @@ fn written_tables_read_back_as_the_same_records() {
         .map(|(i, p)| as_read_back(i as u64, p))
         .collect();
     assert_eq!(back.patients, expected);
-    // What the reader cannot see: the observation code, and the visit that had only it.
-    assert_eq!(expected[0].visits.len(), 2);
+    // The observation is read back, and the visit types that are concept ids.
+    assert_eq!(expected[0].visits.len(), 3);
     assert_eq!(
         expected[0].visits[1].codes,
         ["condition/src:E11.9", "measurement/3004249", "measurement/3012888"]
     );
+    assert_eq!(back.patients[0].visits[2].codes, ["observation/4275495"]);
+    let types: Vec<Option<&str>> = back.patients[0]
+        .visits
+        .iter()
+        .map(|v| v.visit_type.as_deref())
+        .collect();
+    assert_eq!(types, [Some("9201"), None, None]);
+    let (_, visit_rows) = read_table(&dir, "visit_occurrence");
+    let concept_and_source: Vec<(&str, &str)> = visit_rows.iter().map(|r| (r[2].as_str(), r[10].as_str())).collect();
+    assert_eq!(concept_and_source, [("9201", ""), ("0", ""), ("0", "IP"), ("0", "")]);
+    let (_, deaths) = read_table(&dir, "death");
+    assert_eq!(
+        deaths,
+        [["2", "2001-07-04", "2001-07-04 10:00:00", "32817", "0", "", "0"]]
+    );
+    assert_eq!((report.deaths, report.repeated_death_codes), (1, 0));
+    assert_eq!(back.patients[1].visits[0].codes, ["drug/src:aspirin", "MEDS_DEATH"]);
     // Everything else is the record itself, as sets per visit.
     let seen: Vec<_> = back.patients.iter().map(normalized).collect();
-    let mut written: Vec<_> = records.iter().map(normalized).collect();
-    written[0].1.pop();
+    let written: Vec<_> = records.iter().map(normalized).collect();
     assert_eq!(seen, written);
     // Person ids are the record index + 1.
     assert_eq!(back.patients[0].id, "1");
@@ -270,6 +295,7 @@ fn unprefixed_codes_go_to_observation_with_their_source_value() {
     let p = Patient {
         id: "0".into(),
         visits: vec![Visit {
+            visit_type: None,
             codes: vec!["ICD9_250.00".into(), "401.9".into()],
             labs: vec![LabValue {
                 code: "glucose".into(),
