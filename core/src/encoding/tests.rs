@@ -337,3 +337,62 @@ fn gap_shares_count_every_gap_and_leave_out_buckets_of_few_patients() {
     };
     assert!(without.gap_bucket_shares(&all).is_empty());
 }
+
+#[test]
+fn rare_birth_decades_at_the_ends_merge_into_a_wider_value() {
+    // Decades and their patients: three rare ones at the old end, a rare one at the young end, and one birth
+    // in 2090 with seven empty decades between it and the rest.
+    let mut all = Vec::new();
+    for (year, n) in [
+        (1905, 3),
+        (1915, 4),
+        (1925, 5),
+        (1935, 20),
+        (1945, 20),
+        (2005, 20),
+        (2015, 6),
+        (2090, 1),
+    ] {
+        for _ in 0..n {
+            let mut p = patient(all.len(), &["Z00"]);
+            p.demographics.birth_year = Some(year);
+            all.push(p);
+        }
+    }
+    let train: Vec<&Patient> = all.iter().collect();
+    let options = EncodingOptions {
+        demographics: true,
+        min_patients: 10,
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, None, options).unwrap();
+    let values: Vec<&str> = enc
+        .tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Demographic {
+                category: DemographicCategory::BirthYear,
+                value,
+            } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["1900-1929", "1930-1939", "1940-1949", "2000-2019"]);
+    assert_eq!(enc.left_out.demographic_values, 1, "the birth in 2090");
+    // Records are encoded with the value holding their year.
+    let index = enc.index();
+    let birth_label = |year: i32| {
+        let mut p = patient(0, &["Z00"]);
+        p.demographics.birth_year = Some(year);
+        let encoded = enc.encode(&p, &index, None, &mut 0);
+        encoded
+            .labels
+            .iter()
+            .map(|&l| enc.tokens[l as usize].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(birth_label(1907), ["BIRTH_YEAR/1900-1929"]);
+    assert_eq!(birth_label(1933), ["BIRTH_YEAR/1930-1939"]);
+    assert_eq!(birth_label(2019), ["BIRTH_YEAR/2000-2019"]);
+    assert!(birth_label(2090).is_empty());
+}

@@ -254,6 +254,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         visit_groups,
         derived_labels,
         gap_edges_days,
+        gap_quantiles_days: Vec::new(),
         age_edges_years,
         lab_edges,
         labels_given: false,
