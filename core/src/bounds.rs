@@ -135,6 +135,7 @@ mod tests {
                 code: "lab/x".into(),
                 value: lab,
             }],
+            visit_type: None,
         }
     }
 

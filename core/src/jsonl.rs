@@ -244,6 +244,7 @@ fn parse_record(raw: RawRecord, path: &Path, line: usize, report: &mut ReadRepor
             time: v.time,
             codes: v.codes,
             labs,
+            visit_type: None,
         });
     }
     let mut patient = Patient {

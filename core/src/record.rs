@@ -170,6 +170,9 @@ pub struct Visit {
     pub codes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labs: Vec<LabValue>,
+    /// The source's kind of visit (OMOP `visit_concept_id` as a string, such as "9201" for inpatient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_type: Option<String>,
 }
 
 /// A patient: static facts, phenotype labels and visits in time order.

@@ -19,6 +19,7 @@ fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
                 value: *v,
             })
             .collect(),
+        visit_type: None,
     }
 }
 

@@ -473,6 +473,7 @@ fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
             .into_iter()
             .map(|(c, value)| LabValue { code: name(c), value })
             .collect(),
+        visit_type: None,
     }
 }
 

@@ -147,6 +147,7 @@ fn reads_a_small_folder_exactly() {
                         code: "measurement/3004249".into(),
                         value: 132.5,
                     }],
+                    visit_type: None,
                 },
                 Visit {
                     day: None,
@@ -157,6 +158,7 @@ fn reads_a_small_folder_exactly() {
                         "measurement/src:2339-0".into(),
                     ],
                     labs: vec![],
+                    visit_type: None,
                 },
             ],
             ..Patient::default()
@@ -179,6 +181,7 @@ fn reads_a_small_folder_exactly() {
                     "measurement/3012888".into(),
                 ],
                 labs: vec![],
+                visit_type: None,
             }],
             ..Patient::default()
         },

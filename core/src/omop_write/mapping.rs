@@ -123,6 +123,7 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
             time: Some(time),
             codes,
             labs,
+            visit_type: None,
         });
     }
     let mut demographics = p.demographics.clone();

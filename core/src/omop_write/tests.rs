@@ -25,6 +25,7 @@ fn visit(time: &str, codes: &[&str], labs: &[(&str, f64)]) -> Visit {
                 value,
             })
             .collect(),
+        visit_type: None,
     }
 }
 
