@@ -158,7 +158,7 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
 /// Fits the sampling calibration on up to `records` records per round and reports each round, and progress
 /// at least every 10 seconds while a round samples.
 fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core::manifest::SamplingCalibration> {
-    use halo_infer::calibrate::{Event, CONVERGED};
+    use halo_infer::calibrate::{Event, CONVERGED_SIZE, CONVERGED_TVD};
     let started = std::time::Instant::now();
     let mut last_report = started;
     let tvd = |name: &str, t: Option<f64>| t.map_or_else(String::new, |t| format!(", {name} histogram off by {t:.3}"));
@@ -176,12 +176,13 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
         Event::Measured { round, measured } => {
             last_report = std::time::Instant::now();
             eprintln!(
-                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}",
+                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}{}",
                 measured.code_logit_offset,
                 measured.codes_per_visit,
                 measured.records,
-                tvd("gap", measured.gap_tvd),
-                tvd("visit-size", measured.size_tvd)
+                tvd("gap", measured.tvd[0]),
+                tvd("visit-size", measured.tvd[1]),
+                tvd("visit-type", measured.tvd[2])
             );
         }
     })
@@ -192,32 +193,43 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
     };
     eprintln!(
         "halo export: calibration ({} records a round at most, {:.1} s): {:.3} codes per sampled visit against \
-         {:.3} in training ({:.3} without){}{}",
+         {:.3} in training ({:.3} without){}{}{}",
         records,
         started.elapsed().as_secs_f64(),
         calibration.calibrated_codes_per_visit,
         calibration.target_codes_per_visit,
         calibration.uncalibrated_codes_per_visit,
         both("gap", calibration.uncalibrated_gap_tvd, calibration.calibrated_gap_tvd),
-        both("visit-size", calibration.uncalibrated_size_tvd, calibration.calibrated_size_tvd)
+        both(
+            "visit-size",
+            calibration.uncalibrated_size_tvd,
+            calibration.calibrated_size_tvd
+        ),
+        both(
+            "visit-type",
+            calibration.uncalibrated_visit_type_tvd,
+            calibration.calibrated_visit_type_tvd
+        )
     );
     let size_error = (calibration.calibrated_codes_per_visit / calibration.target_codes_per_visit - 1.0).abs();
-    let worst = size_error
-        .max(calibration.calibrated_gap_tvd.unwrap_or(0.0))
-        .max(calibration.calibrated_size_tvd.unwrap_or(0.0));
-    if worst > CONVERGED {
+    let worst_tvd = [
+        calibration.calibrated_gap_tvd,
+        calibration.calibrated_size_tvd,
+        calibration.calibrated_visit_type_tvd,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(0.0, f64::max);
+    if size_error > CONVERGED_SIZE || worst_tvd > CONVERGED_TVD {
         eprintln!(
             "halo export: warning: the calibration did not converge: the closest round is {:.1}% off the training \
              visits' size and {:.3} off a histogram (it aims at {:.0}% and {:.3}); the model is exported with that \
              round's calibration. A model whose sampled visits are this far from its training visits needs more \
              training (see `halo test`), not a larger offset",
             100.0 * size_error,
-            calibration
-                .calibrated_gap_tvd
-                .unwrap_or(0.0)
-                .max(calibration.calibrated_size_tvd.unwrap_or(0.0)),
-            100.0 * CONVERGED,
-            CONVERGED
+            worst_tvd,
+            100.0 * CONVERGED_SIZE,
+            CONVERGED_TVD
         );
     }
     Ok(calibration)

@@ -39,7 +39,9 @@ pub struct TrainCmd {
     /// cpu, cuda or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
     device: TorchDevice,
-    /// Phenotype label spec (JSON: {"labels": {name: [codes or prefix*]}}); default: chronic conditions for OMOP.
+    /// Phenotype label spec: a JSON file ({"labels": {name: [codes or prefix*]}}, docs/label-specs.md) or a
+    /// shipped one by name: ccs-icd9, ccs-icd10 (the 25 acute-care phenotypes of HALO's MIMIC-III experiments
+    /// by HCUP CCS); default: chronic conditions for OMOP.
     /// Ignored when the records carry their own labels.
     #[arg(long)]
     label_spec: Option<PathBuf>,

@@ -94,6 +94,64 @@ impl LabSample {
     }
 }
 
+/// Points of a value's distribution inside one bucket `[lo, hi]`: evenly spaced quantiles of the values
+/// that fell in it, from the lowest to the highest, that a decoder interpolates between to draw a value
+/// shaped like the data's instead of uniform over the bucket (see [`draw_within`]). At most `segments`
+/// segments, fewer when a segment would rest on fewer than `min_patients` patients, none (empty: draw
+/// uniformly) without enough. With the small-cell rule (`min_patients` > 1) the ends are top-coded like
+/// the lab edges (the `min_patients`-th lowest patient minimum rounded down, the `min_patients`-th highest
+/// patient maximum rounded up) and the inner points rounded to 3 significant digits. Repeated points are
+/// kept: they carry the mass of a value many records share (a gap of exactly 1 day).
+pub(crate) fn within_bucket_points(
+    sample: &mut LabSample,
+    segments: usize,
+    min_patients: usize,
+    (lo, hi): (f64, f64),
+) -> Vec<f64> {
+    let k = min_patients.max(1);
+    let segments = segments.min(sample.patients() / k);
+    if segments == 0 || sample.values.is_empty() {
+        return Vec::new();
+    }
+    let (bottom, top) = if k == 1 {
+        let lowest = sample.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = sample.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lowest, highest)
+    } else {
+        let lowest = coarse_down(kth(&mut sample.patient_lowest, k, false));
+        let highest = coarse_up(kth(&mut sample.patient_highest, k, true));
+        (lowest.min(highest), highest.max(lowest))
+    };
+    let (bottom, top) = (bottom.clamp(lo, hi), top.clamp(lo, hi));
+    let values = &mut sample.values;
+    for v in values.iter_mut() {
+        *v = v.clamp(bottom, top);
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    let mut points: Vec<f64> = (0..=segments)
+        .map(|i| values[((i as f64 / segments as f64) * (n - 1) as f64).round() as usize])
+        .map(|v| if k > 1 { coarse(v).clamp(bottom, top) } else { v })
+        .collect();
+    (points[0], points[segments]) = (bottom, top);
+    for i in 1..points.len() {
+        points[i] = points[i].max(points[i - 1]);
+    }
+    points
+}
+
+/// A value drawn inside a bucket from `u` uniform in [0, 1): interpolated between the bucket's
+/// [`within_bucket_points`] (each segment holding an equal share), or uniform over `[lo, hi]` without them.
+pub fn draw_within(points: &[f64], (lo, hi): (f64, f64), u: f64) -> f64 {
+    if points.len() < 2 {
+        return if hi > lo { lo + u * (hi - lo) } else { lo };
+    }
+    let segments = points.len() - 1;
+    let x = u.clamp(0.0, 1.0) * segments as f64;
+    let j = (x.floor() as usize).min(segments - 1);
+    points[j] + (x - j as f64) * (points[j + 1] - points[j])
+}
+
 /// The `k`-th smallest (or with `largest`, the `k`-th largest) of `values`, or the last one there is.
 fn kth(values: &mut [f64], k: usize, largest: bool) -> f64 {
     values.sort_by(|a, b| if largest { b.total_cmp(a) } else { a.total_cmp(b) });
@@ -201,6 +259,28 @@ mod tests {
             many.patient_highest[p] = 50.0 + p as f64;
         }
         assert_eq!(many.edges(4, 10).last(), Some(&50.0));
+    }
+
+    #[test]
+    fn within_bucket_points_are_top_coded_quantiles_that_keep_repeated_values() {
+        // 40 patients with gaps of exactly 1 day, and one patient's 1.9 days: the points stay at 1 (a
+        // draw gives 1 day, not a day spread over [1, 2)) and the single patient's value is no point.
+        let mut s = LabSample::default();
+        for p in 0..40 {
+            let v = if p == 0 { 1.9 } else { 1.0 };
+            s.values.push(v);
+            s.patient_lowest.push(v);
+            s.patient_highest.push(v);
+        }
+        let points = within_bucket_points(&mut s, 10, 10, (1.0, 2.0));
+        assert_eq!(points, vec![1.0; 5], "4 segments of 10 patients");
+        assert_eq!(draw_within(&points, (1.0, 2.0), 0.7), 1.0);
+        // Too few patients for one segment: none, the draw is uniform (as in encodings without points).
+        let mut few = lab(5, &[]);
+        assert!(within_bucket_points(&mut few, 10, 10, (0.0, 10.0)).is_empty());
+        assert_eq!(draw_within(&[], (2.0, 4.0), 0.25), 2.5);
+        // Interpolation between points, each segment an equal share.
+        assert_eq!(draw_within(&[0.0, 1.0, 11.0], (0.0, 20.0), 0.75), 6.0);
     }
 
     #[test]

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Label specs shipped with halo, by name (`halo train --label-spec NAME`): the 25 acute-care phenotypes of
+/// HALO's MIMIC-III experiments, the HCUP CCS diagnosis categories of the MIMIC-III benchmark, by ICD-9-CM
+/// and by HCUP's CCS for ICD-10-CM, each code spelled as MEDS (`DIAGNOSIS//ICD//9//4280`) and as an OMOP
+/// condition source value (`condition/src:428.0`, `condition/src:4280`). Made by
+/// scripts/make-ccs-label-specs.py; docs/label-specs.md says how to write one's own.
+pub const BUILTIN_SPECS: [(&str, &str); 2] = [
+    ("ccs-icd9", include_str!("../specs/ccs-icd9.json")),
+    ("ccs-icd10", include_str!("../specs/ccs-icd10.json")),
+];
+
 /// A phenotype label defined by codes: exact codes, or prefixes written with a trailing `*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelSpec {
@@ -59,8 +69,19 @@ impl LabelSpec {
         }
     }
 
+    /// The text of the spec shipped under `name` (see [`BUILTIN_SPECS`]), if it names one.
+    pub fn builtin_text(name: &Path) -> Option<&'static str> {
+        let name = name.to_str()?;
+        BUILTIN_SPECS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    }
+
+    /// Reads a spec: one shipped with halo by its name (`ccs-icd9`, `ccs-icd10`; a file of that name is
+    /// read as `./ccs-icd9`), or a JSON file.
     pub fn read(path: &Path) -> Result<LabelSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = match LabelSpec::builtin_text(path) {
+            Some(text) => text.to_string(),
+            None => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
+        };
         let spec: LabelSpec = serde_json::from_str(&text).map_err(|e| {
             Error::line(
                 path,
@@ -113,5 +134,26 @@ fn pattern_matches(pattern: &str, code: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => code.starts_with(prefix),
         None => code == pattern,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_specs_parse_and_name_the_25_phenotypes() {
+        let names = |name: &str| -> Vec<String> {
+            let spec = LabelSpec::read(Path::new(name)).unwrap();
+            assert!(spec.labels.values().all(|codes| !codes.is_empty()), "{name}");
+            spec.labels.keys().cloned().collect()
+        };
+        let icd9 = names("ccs-icd9");
+        assert_eq!(icd9.len(), 25, "{icd9:?}");
+        assert_eq!(names("ccs-icd10"), icd9, "the same phenotypes by ICD-10-CM");
+        assert!(icd9.contains(&"congestive_heart_failure".to_string()));
+        // Not a shipped name: read as a file, and its absence named.
+        let err = LabelSpec::read(Path::new("ccs-icd11")).unwrap_err().to_string();
+        assert!(err.contains("ccs-icd11"), "{err}");
     }
 }

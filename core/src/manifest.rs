@@ -97,6 +97,10 @@ pub struct TrainingSummary {
     /// without the size group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_size_shares: Vec<f64>,
+    /// Share of each value of the visit-type group among the training visits (`Encoding::visit_type_shares`);
+    /// empty without the group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_type_shares: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,12 +250,20 @@ pub struct SamplingCalibration {
     /// Natural log of each visit-size bucket's weight factor, in bucket order; empty: all 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub size_log_weights: Vec<f32>,
+    /// Natural log of each visit type's weight factor, in the group's order; empty: all 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_type_log_weights: Vec<f32>,
     /// Total variation distance between the sampled visit-size histogram and
     /// `TrainingSummary::visit_size_shares`, without and with the calibration (absent without the group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncalibrated_size_tvd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrated_size_tvd: Option<f64>,
+    /// The same for the visit types (`TrainingSummary::visit_type_shares`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated_visit_type_tvd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_visit_type_tvd: Option<f64>,
     /// Total variation distance between the sampled gap histogram and `TrainingSummary::gap_bucket_shares`,
     /// without and with the calibration (absent when the model has no gap target).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,11 +114,17 @@ impl BirthDecade {
         let (a, b) = (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?);
         (a <= b).then_some(a..=b)
     }
+
+    /// The value of the years `first..=last`: a decade, or decades merged at an end of the birth years
+    /// (`1900-1939`, see `Encoding::fit`).
+    pub fn years_value(first: i32, last: i32) -> String {
+        format!("{first}-{last}")
+    }
 }
 
 impl std::fmt::Display for BirthDecade {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.first_year, self.first_year + 9)
+        f.write_str(&BirthDecade::years_value(self.first_year, self.first_year + 9))
     }
 }
 

@@ -16,6 +16,12 @@ pub const CODES_PER_VISIT_TOLERANCE: f64 = 0.05;
 pub const SAME_DAY_TOLERANCE: f64 = 0.02;
 /// Largest total variation distance between the synthetic and training gap histograms.
 pub const GAP_TVD_MAX: f64 = 0.05;
+/// Largest relative difference of the median and 90th percentile record span from the training split's.
+pub const RECORD_SPAN_TOLERANCE: f64 = 0.10;
+/// Largest difference, in shares, of a visit type's share from the training split's.
+pub const VISIT_TYPE_SHARE_TOLERANCE: f64 = 0.03;
+/// Largest shortfall of a domain's prevalence R² below its ceiling (the test split's R² against training).
+pub const DOMAIN_R2_BELOW_CEILING: f64 = 0.05;
 /// Smallest share of synthetic records whose label from codes agrees with its codes.
 pub const LABEL_AGREEMENT_MIN: f64 = 0.99;
 /// Largest drop of a label's utility AUROC (train on synthetic) below the real one (train on real).
@@ -122,6 +128,57 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
                 tvd <= GAP_TVD_MAX,
             ));
         }
+    }
+    if let Some(spans) = &f.record_spans {
+        if let (Some(train), Some(syn)) = (&spans.days.train, &spans.days.synthetic) {
+            for (figure, reference, value, change) in [
+                (
+                    "record span median (days)",
+                    train.median,
+                    syn.median,
+                    spans.median_change,
+                ),
+                (
+                    "record span 90th percentile (days)",
+                    train.p90,
+                    syn.p90,
+                    spans.p90_change,
+                ),
+            ] {
+                if let Some(change) = change {
+                    out.push(line(
+                        figure,
+                        format!("{value:.0} ({:+.1}%)", 100.0 * change),
+                        format!("train {reference:.0} ± {:.0}%", 100.0 * RECORD_SPAN_TOLERANCE),
+                        change.abs() <= RECORD_SPAN_TOLERANCE,
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(d) = f.visit_types.largest_difference {
+        out.push(line(
+            "visit type shares, largest difference vs train",
+            format!("{d:.3}"),
+            format!("<= {VISIT_TYPE_SHARE_TOLERANCE}"),
+            d <= VISIT_TYPE_SHARE_TOLERANCE,
+        ));
+    }
+    // The domain furthest below its bound stands for all (report.html lists each).
+    let domains = f.domain_prevalence.iter().filter_map(|d| {
+        let (v, ceiling) = (d.r2_synthetic_vs_train?, d.r2_test_vs_train?);
+        Some((v - (ceiling.min(1.0) - DOMAIN_R2_BELOW_CEILING), v, ceiling, d))
+    });
+    if let Some((margin, v, ceiling, d)) = domains.min_by(|a, b| a.0.total_cmp(&b.0)) {
+        out.push(line(
+            format!("prevalence R² per domain (lowest margin: {})", d.domain),
+            format!("{v:.3}"),
+            format!(
+                ">= {:.3} (ceiling {ceiling:.3} - {DOMAIN_R2_BELOW_CEILING})",
+                ceiling.min(1.0) - DOMAIN_R2_BELOW_CEILING
+            ),
+            margin >= 0.0,
+        ));
     }
     let agreements = f.labels.iter().filter_map(|l| Some((l.synthetic_agreement?, &l.label)));
     if let Some((worst, label)) = agreements.min_by(|a, b| a.0.total_cmp(&b.0)) {

@@ -344,7 +344,11 @@ pub fn evaluate(
         test: fidelity::shape(&test, &counts[1]),
         synthetic: fidelity::shape(&syn, &counts[2]),
     };
+    let domain_prevalence = fidelity::characterisation::domain_prevalence(&counts, &interner, &cells);
     drop(counts);
+    let record_spans = fidelity::characterisation::record_spans(&train_p, &test_p, &syn_p, options.min_patients);
+    let visit_types = fidelity::characterisation::visit_types(real, &train_p, &test_p, &syn_p, options.min_patients);
+    hidden.visit_types = visit_types.hidden;
     let histograms = fidelity::shape_histograms([&train, &test, &syn]);
     let mut labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
     if let Some(implied) = options.synthetic_labels_from_codes {
@@ -396,6 +400,9 @@ pub fn evaluate(
             histograms,
             labels,
             continuous,
+            record_spans: Some(record_spans),
+            visit_types,
+            domain_prevalence,
         },
         privacy,
         utility: Vec::new(),

@@ -69,6 +69,7 @@ impl SmallCells {
             labs: 0,
             labels: 0,
             plot_points: 0,
+            visit_types: 0,
         }
     }
 }
@@ -86,14 +87,17 @@ pub struct Hidden {
     pub labels: usize,
     /// Scatter-plot points (codes or pairs) shown without their name.
     pub plot_points: usize,
+    /// Visit types left out of the visit type table (fewer real patients have a visit of the type).
+    #[serde(default)]
+    pub visit_types: usize,
 }
 
 impl Hidden {
     /// One line for the report and the logs.
     pub fn describe(&self) -> String {
         format!(
-            "{} codes, {} labs and {} labels held by fewer than {} real patients, and {} plot points of such codes or pairs: not named",
-            self.codes, self.labs, self.labels, self.min_patients, self.plot_points
+            "{} codes, {} labs, {} labels and {} visit types held by fewer than {} real patients, and {} plot points of such codes or pairs: not named",
+            self.codes, self.labs, self.labels, self.visit_types, self.min_patients, self.plot_points
         )
     }
 }

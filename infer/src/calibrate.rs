@@ -1,7 +1,7 @@
 //! Fitting the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`): the logit
 //! offset of the codes drawn on their own, under which sampled visits hold as many codes as the training
-//! visits did, and the weights of the gap and visit-size buckets, under which their sampled histograms are
-//! the training ones. `halo export` runs it before the verify digest, which is then sampled with it.
+//! visits did, and the weights of the gap buckets, visit sizes and visit types, under which their sampled
+//! histograms are the training ones. `halo export` runs it before the verify digest, which is then sampled with it.
 //!
 //! Each round samples the same records at the same seed (so that neighbouring settings see the same random
 //! numbers) and moves all three: the offset by a secant step on the log of the mean visit size (it grows with
@@ -28,8 +28,10 @@ const MAX_OFFSET_STEP: f32 = 0.75;
 /// Relative error of the mean codes per visit, and total variation of each histogram, at which the search
 /// stops.
 const TOLERANCE: f64 = 0.005;
-/// A calibration that ends further than this from its targets says so (`Calibration::converged`).
-pub const CONVERGED: f64 = 0.02;
+/// A calibration that ends further than this from the training visits' mean size (relative), or than
+/// `CONVERGED_TVD` from a training histogram, did not converge, and `halo export` says so.
+pub const CONVERGED_SIZE: f64 = 0.02;
+pub const CONVERGED_TVD: f64 = 0.05;
 /// Rounds at most.
 const MAX_ROUNDS: usize = 8;
 /// Codes drawn (every code of every visit) after which a round stops sampling records: the demo's 4,000
@@ -74,27 +76,27 @@ impl GroupTarget {
 #[derive(Debug, Clone)]
 pub struct Round {
     pub code_logit_offset: f32,
-    pub gap_log_weights: Vec<f32>,
-    pub size_log_weights: Vec<f32>,
+    /// Per fitted group ([`GROUPS`]): the log-weights of its values.
+    pub log_weights: [Vec<f32>; 3],
     pub codes_per_visit: f64,
-    /// Total variation from the training gap histogram (`None` without one).
-    pub gap_tvd: Option<f64>,
-    /// Total variation from the training visit-size histogram (`None` without one).
-    pub size_tvd: Option<f64>,
+    /// Per fitted group: total variation from the training histogram (`None` without one).
+    pub tvd: [Option<f64>; 3],
     /// Records sampled: all that were asked for, or fewer when the round reached [`CODE_BUDGET`].
     pub records: usize,
-    /// Sampled share of each gap and visit-size bucket.
-    gap_shares: Vec<f64>,
-    size_shares: Vec<f64>,
+    /// Per fitted group: the sampled share of each value.
+    shares: [Vec<f64>; 3],
 }
+
+/// The exclusive visit groups whose histograms the calibration fits, in the order of [`Round`]'s arrays.
+pub const GROUPS: [&str; 3] = [VisitGroup::GAP, VisitGroup::SIZE, VisitGroup::VISIT_TYPE];
 
 impl Round {
     /// Distance from the targets: the largest of the relative visit-size error and the histograms' TVDs.
     pub fn distance(&self, target: f64) -> f64 {
-        (self.codes_per_visit / target - 1.0)
-            .abs()
-            .max(self.gap_tvd.unwrap_or(0.0))
-            .max(self.size_tvd.unwrap_or(0.0))
+        self.tvd
+            .iter()
+            .flatten()
+            .fold((self.codes_per_visit / target - 1.0).abs(), |d, t| d.max(*t))
     }
 }
 
@@ -128,7 +130,7 @@ fn measure(
     model: &mut Model,
     round: usize,
     setting: &Round,
-    groups: &[Option<GroupTarget>; 2],
+    groups: &[Option<GroupTarget>; 3],
     records: usize,
     events: &mut dyn FnMut(Event),
 ) -> Result<Round> {
@@ -141,8 +143,9 @@ fn measure(
         .collect();
     model.manifest.calibration = Some(SamplingCalibration {
         code_logit_offset: setting.code_logit_offset,
-        gap_log_weights: setting.gap_log_weights.clone(),
-        size_log_weights: setting.size_log_weights.clone(),
+        gap_log_weights: setting.log_weights[0].clone(),
+        size_log_weights: setting.log_weights[1].clone(),
+        visit_type_log_weights: setting.log_weights[2].clone(),
         target_codes_per_visit: model.manifest.training.mean_codes_per_visit,
         records,
         ..Default::default()
@@ -198,18 +201,14 @@ fn measure(
             .map(|g| round_figure(total_variation(&g.shares, &shares)));
         (shares, tvd)
     };
-    let (gap_shares, gap_tvd) = histogram(&groups[0], &counts[0]);
-    let (size_shares, size_tvd) = histogram(&groups[1], &counts[1]);
+    let measured: Vec<(Vec<f64>, Option<f64>)> = groups.iter().zip(&counts).map(|(g, c)| histogram(g, c)).collect();
     Ok(Round {
         code_logit_offset: setting.code_logit_offset,
-        gap_log_weights: setting.gap_log_weights.clone(),
-        size_log_weights: setting.size_log_weights.clone(),
+        log_weights: setting.log_weights.clone(),
         codes_per_visit: round_figure(codes as f64 / visits.max(1) as f64),
-        gap_tvd,
-        size_tvd,
+        tvd: [measured[0].1, measured[1].1, measured[2].1],
         records: sampled,
-        gap_shares,
-        size_shares,
+        shares: [measured[0].0.clone(), measured[1].0.clone(), measured[2].0.clone()],
     })
 }
 
@@ -225,19 +224,17 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
     }
     let training = model.manifest.training.clone();
     let groups = [
-        GroupTarget::of(model, VisitGroup::GAP, &training.gap_bucket_shares, false),
-        GroupTarget::of(model, VisitGroup::SIZE, &training.visit_size_shares, true),
+        GroupTarget::of(model, GROUPS[0], &training.gap_bucket_shares, false),
+        GroupTarget::of(model, GROUPS[1], &training.visit_size_shares, true),
+        GroupTarget::of(model, GROUPS[2], &training.visit_type_shares, true),
     ];
     let start = Round {
         code_logit_offset: 0.0,
-        gap_log_weights: Vec::new(),
-        size_log_weights: Vec::new(),
+        log_weights: Default::default(),
         codes_per_visit: 0.0,
-        gap_tvd: None,
-        size_tvd: None,
+        tvd: [None; 3],
         records: 0,
-        gap_shares: Vec::new(),
-        size_shares: Vec::new(),
+        shares: Default::default(),
     };
     let mut round = measure(model, 0, &start, &groups, records, events)?;
     events(Event::Measured {
@@ -267,18 +264,15 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
             // Pinned at the limit and still short (or over): more rounds cannot help.
             break;
         }
-        let next = Round {
+        let mut next = Round {
             code_logit_offset: offset,
-            gap_log_weights: match &groups[0] {
-                Some(g) => fitted_weights(&round.gap_log_weights, &g.shares, &round.gap_shares),
-                None => Vec::new(),
-            },
-            size_log_weights: match &groups[1] {
-                Some(g) => fitted_weights(&round.size_log_weights, &g.shares, &round.size_shares),
-                None => Vec::new(),
-            },
             ..start.clone()
         };
+        for (k, group) in groups.iter().enumerate() {
+            if let Some(g) = group {
+                next.log_weights[k] = fitted_weights(&round.log_weights[k], &g.shares, &round.shares[k]);
+            }
+        }
         previous = Some((round.code_logit_offset, error));
         round = measure(model, r, &next, &groups, records, events)?;
         events(Event::Measured {
@@ -291,12 +285,15 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
     }
     let calibration = SamplingCalibration {
         code_logit_offset: best.code_logit_offset,
-        gap_log_weights: best.gap_log_weights.clone(),
-        size_log_weights: best.size_log_weights.clone(),
-        uncalibrated_gap_tvd: uncalibrated.gap_tvd,
-        calibrated_gap_tvd: best.gap_tvd,
-        uncalibrated_size_tvd: uncalibrated.size_tvd,
-        calibrated_size_tvd: best.size_tvd,
+        gap_log_weights: best.log_weights[0].clone(),
+        size_log_weights: best.log_weights[1].clone(),
+        visit_type_log_weights: best.log_weights[2].clone(),
+        uncalibrated_gap_tvd: uncalibrated.tvd[0],
+        calibrated_gap_tvd: best.tvd[0],
+        uncalibrated_size_tvd: uncalibrated.tvd[1],
+        calibrated_size_tvd: best.tvd[1],
+        uncalibrated_visit_type_tvd: uncalibrated.tvd[2],
+        calibrated_visit_type_tvd: best.tvd[2],
         target_codes_per_visit: target,
         uncalibrated_codes_per_visit: uncalibrated.codes_per_visit,
         calibrated_codes_per_visit: best.codes_per_visit,

@@ -1,8 +1,9 @@
 //! Turning sampled vocabulary indices back into a patient record.
 //!
 //! - Medical codes become their strings, in vocabulary (sampling) order.
-//! - `GAP/k` (days since the previous visit in bucket k) becomes a day offset drawn uniformly inside
-//!   the bucket and accumulated; a later visit without a gap code is placed on the previous visit's day,
+//! - `GAP/k` (days since the previous visit in bucket k) becomes a day offset drawn inside the bucket from
+//!   the training gaps' distribution there (`Encoding::gap_quantiles_days`; uniformly in encodings without
+//!   it) and accumulated; a later visit without a gap code is placed on the previous visit's day,
 //!   and with several the first is used.
 //! - `AGE/k` on the first visit becomes the age at the first visit, drawn inside the bucket.
 //! - `VISIT_TYPE/<type>` becomes the visit's `visit_type` (`VISIT_TYPE/<other>`: none); no random draw.
@@ -19,6 +20,7 @@
 
 use crate::sampler::RawRecord;
 use chrono::{Duration, NaiveDate};
+use halo_core::buckets::draw_within;
 use halo_core::encoding::{Encoding, Token};
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
@@ -114,8 +116,10 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
                 Token::Gap { bucket } => Some(bucket),
                 _ => None,
             }) {
-                if let Some((lo, hi)) = edge_range(&enc.gap_edges_days, bucket) {
-                    offset_secs += (uniform_in(rng, lo, hi) * 86_400.0).round() as i64;
+                if let Some(range) = edge_range(&enc.gap_edges_days, bucket) {
+                    let points = enc.gap_quantiles_days.get(bucket).map_or(&[][..], Vec::as_slice);
+                    let days = draw_within(points, range, rng.random());
+                    offset_secs += (days * 86_400.0).round() as i64;
                 }
             }
         }

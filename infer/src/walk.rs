@@ -44,8 +44,8 @@ pub(crate) struct VisitPlan {
     /// Added to the logit of every candidate drawn on its own (not in a category, not the end code):
     /// the manifest's sampling calibration (`halo_core::manifest::SamplingCalibration`).
     pub code_logit_offset: f32,
-    /// Per candidate position: the factor of its weight when its category is drawn (the calibration's gap
-    /// and visit-size weights); empty: all 1.
+    /// Per candidate position: the factor of its weight when its category is drawn (the calibration's gap,
+    /// visit-size and visit-type weights); empty: all 1.
     pub category_factor: Vec<f64>,
 }
 
@@ -93,6 +93,7 @@ impl VisitPlan {
             let log_weights = match (calibration, g.name.as_str()) {
                 (Some(c), VisitGroup::GAP) => &c.gap_log_weights[..],
                 (Some(c), VisitGroup::SIZE) => &c.size_log_weights[..],
+                (Some(c), VisitGroup::VISIT_TYPE) => &c.visit_type_log_weights[..],
                 _ => &[],
             };
             if log_weights.len() == g.len {

@@ -56,6 +56,12 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         fitted.gap_log_weights.len(),
         model.manifest.training.gap_bucket_shares.len()
     );
+    // Its visits have types (outpatient, and the rarer ones as `<other>`): their shares are fitted too.
+    assert_eq!(
+        fitted.visit_type_log_weights.len(),
+        model.manifest.training.visit_type_shares.len()
+    );
+    assert!(fitted.calibrated_visit_type_tvd.unwrap() < 0.03, "{fitted:?}");
     // What the manifest then holds is what the sampler uses.
     assert_eq!(model.manifest.calibration.as_ref(), Some(&fitted));
 }

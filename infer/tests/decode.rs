@@ -108,3 +108,101 @@ fn decodes_every_token_kind() {
     assert_eq!(p2.visits[0].time.as_deref(), Some("2000-01-01T00:00:00"));
     assert_eq!(p2.demographics.birth_year, None);
 }
+
+/// Days between the first two visits of records decoded from one gap bucket, `draws` times.
+fn drawn_gaps(enc: &halo_core::encoding::Encoding, bucket: usize, draws: u64) -> Vec<f64> {
+    let code = index_of(enc, &Token::Code { code: "Z00".into() });
+    let gap = index_of(enc, &Token::Gap { bucket });
+    let mut second = vec![gap, code];
+    second.sort();
+    (0..draws)
+        .map(|i| {
+            let raw = RawRecord {
+                index: i,
+                labels: Vec::new(),
+                visits: vec![vec![code], second.clone()],
+            };
+            decode(enc, &raw, &mut record_rng(1, i)).visits[1].day.unwrap()
+        })
+        .collect()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+#[test]
+fn a_gap_is_drawn_from_the_training_gaps_inside_its_bucket() {
+    use halo_core::encoding::{Encoding, EncodingOptions};
+    use halo_core::record::{Patient, Visit};
+    // 200 patients of two visits: most gaps just above 5 years (1825 days), a long thin tail to 30 years, as
+    // in Synthea's records, whose last bucket spans 5 to 41 years.
+    let gaps: Vec<f64> = (0..200).map(|i| 1830.0 + 9000.0 * (i as f64 / 200.0).powi(4)).collect();
+    let records: Vec<Patient> = gaps
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| Patient {
+            id: i.to_string(),
+            visits: [0.0, g]
+                .map(|day| Visit {
+                    day: Some(day),
+                    codes: vec!["Z00".into()],
+                    ..Default::default()
+                })
+                .to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    let train: Vec<&Patient> = records.iter().collect();
+    let options = EncodingOptions {
+        labs: false,
+        demographics: false,
+        ..Default::default()
+    };
+    let enc = Encoding::fit(&records, &train, None, options).unwrap();
+    let last = enc.gap_edges_days.len() - 2;
+    assert!(enc.gap_edges_days[last] <= 1830.0, "{:?}", enc.gap_edges_days);
+    let points = &enc.gap_quantiles_days[last];
+    assert_eq!(points.len(), 11, "ten segments of 20 patients each: {points:?}");
+    let (lo, hi) = (enc.gap_edges_days[last], enc.gap_edges_days[last + 1]);
+    assert!(
+        points.windows(2).all(|w| w[0] <= w[1]) && points[0] >= lo && points[10] <= hi,
+        "{points:?}"
+    );
+
+    let data_median = median(&mut gaps.clone());
+    let mut drawn = drawn_gaps(&enc, last, 2000);
+    assert!(
+        drawn.iter().all(|d| (lo..=hi).contains(d)),
+        "every day inside the bucket"
+    );
+    let drawn_median = median(&mut drawn);
+    assert!(
+        (drawn_median / data_median - 1.0).abs() < 0.10,
+        "median gap drawn {drawn_median:.0} days, data {data_median:.0}"
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (drawn_mean, data_mean) = (mean(&drawn), mean(&gaps));
+    assert!(
+        (drawn_mean / data_mean - 1.0).abs() < 0.10,
+        "mean gap drawn {drawn_mean:.0} days, data {data_mean:.0}"
+    );
+
+    // An encoding fitted before (no within-bucket points) keeps the uniform draw, which overshoots here:
+    // the record spans of issue 26.
+    let old = Encoding {
+        gap_quantiles_days: Vec::new(),
+        ..enc.clone()
+    };
+    let mut uniform = drawn_gaps(&old, last, 2000);
+    let uniform_median = median(&mut uniform);
+    assert!(
+        (uniform_median - (lo + hi) / 2.0).abs() < 0.05 * (hi - lo),
+        "uniform median {uniform_median:.0} in [{lo}, {hi}]"
+    );
+    assert!(
+        uniform_median > 1.5 * data_median,
+        "{uniform_median:.0} against {data_median:.0}"
+    );
+}

@@ -231,13 +231,11 @@ fn a_calibration_offset_moves_exactly_the_codes_drawn_on_their_own() {
     let (with, independent) = exact_distribution(&mut model, &cands, offset);
     model.manifest.calibration = Some(halo_core::manifest::SamplingCalibration {
         code_logit_offset: offset,
-        gap_log_weights: Vec::new(),
-        uncalibrated_gap_tvd: None,
-        calibrated_gap_tvd: None,
         target_codes_per_visit: 1.0,
         uncalibrated_codes_per_visit: 1.0,
         calibrated_codes_per_visit: 1.0,
         records: 1,
+        ..Default::default()
     });
     let counts = sample_first_visits(&mut model, &cands);
     check_fit(&counts, &with, &independent, CodeModule::Compared);

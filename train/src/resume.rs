@@ -4,6 +4,7 @@
 
 use crate::train::TrainArgs;
 use anyhow::{bail, Context, Result};
+use halo_core::label_spec::LabelSpec;
 use halo_core::record::Patient;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -80,7 +81,10 @@ pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings
         "--label-spec (sha256)",
         args.label_spec
             .as_deref()
-            .map(file_digest)
+            .map(|p| match LabelSpec::builtin_text(p) {
+                Some(text) => Ok(hex(&Sha256::digest(text.as_bytes()))),
+                None => file_digest(p),
+            })
             .transpose()?
             .unwrap_or_default(),
     );

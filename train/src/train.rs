@@ -407,6 +407,7 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     let mut summary = summarize(&splits, patients.len(), &args.data);
     summary.gap_bucket_shares = encoding.gap_bucket_shares(train_patients.iter().copied());
     summary.visit_size_shares = encoding.visit_size_shares(train_patients.iter().copied());
+    summary.visit_type_shares = encoding.visit_type_shares(train_patients.iter().copied());
     summary.left_out = left;
     summary.exclusive_label_groups = encoding.label_groups.iter().map(|g| g.name.clone()).collect();
     if !summary.exclusive_label_groups.is_empty() {

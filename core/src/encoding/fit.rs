@@ -51,6 +51,10 @@ impl Encoding {
             .and_then(|s| s.gap_edges_days.clone())
             .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
         let gap_edges_days = closed_edges(&gap_base, max_gap);
+        let gap_quantiles_days = match options.gaps {
+            true => gap_quantiles(train, &gap_edges_days, k),
+            false => Vec::new(),
+        };
         let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
         let age_edges_years = closed_edges(&age_base, max_age);
         let mut lab_edges = BTreeMap::new();
@@ -230,8 +234,12 @@ impl Encoding {
         if options.demographics {
             for category in DemographicCategory::ALL {
                 let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-                for value in all.iter().filter_map(|p| demographic_value(p, category)) {
-                    *counts.entry(value).or_default() += 1;
+                if category == DemographicCategory::BirthYear {
+                    counts = birth_year_values(all.iter().filter_map(birth_year), k);
+                } else {
+                    for value in all.iter().filter_map(|p| demographic_value(p, category)) {
+                        *counts.entry(value).or_default() += 1;
+                    }
                 }
                 left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
                 let values: BTreeSet<String> = counts.into_iter().filter(|(_, n)| *n >= k).map(|(v, _)| v).collect();
@@ -276,6 +284,7 @@ impl Encoding {
             visit_groups,
             derived_labels,
             gap_edges_days,
+            gap_quantiles_days,
             age_edges_years,
             visit_size_edges,
             lab_edges,
@@ -350,7 +359,13 @@ fn fit_visit_size_edges(
         let mut range: Option<(f64, f64)> = None;
         for visit in &p.visits[options.first_encoded_visit(p.visits.len())..] {
             let mut codes = BTreeSet::new();
-            visit_codes(visit, &index, options.labs.then_some(lab_edges), &mut codes, &mut unknown);
+            visit_codes(
+                visit,
+                &index,
+                options.labs.then_some(lab_edges),
+                &mut codes,
+                &mut unknown,
+            );
             let n = codes.len() as f64;
             sizes.values.push(n);
             range = Some(range.map_or((n, n), |(lo, hi)| (lo.min(n), hi.max(n))));
@@ -364,6 +379,80 @@ fn fit_visit_size_edges(
         return Vec::new();
     }
     sizes.edges(buckets, k)
+}
+
+/// The birth-year values of a vocabulary with their patient counts: decades (`1970-1979`), except that rare
+/// decades (fewer than `k` patients) at either end of the years seen are merged with their neighbours
+/// towards the middle into one wider value (`1900-1939`) until it holds `k` patients, so that the oldest and
+/// youngest patients keep a value instead of being left out. A rare decade with an empty decade between it
+/// and the rest (one birth in 2090 against births up to 2019) is not merged: it would stretch a value over
+/// decades nobody was born in; it stays rare and is left out, as are rare decades in the middle.
+fn birth_year_values(years: impl Iterator<Item = i32>, k: usize) -> BTreeMap<String, usize> {
+    let mut decades: BTreeMap<i32, usize> = BTreeMap::new();
+    for year in years {
+        *decades.entry(BirthDecade::of_year(year).first_year).or_default() += 1;
+    }
+    // (first year, last year, patients), oldest first.
+    let mut groups: Vec<(i32, i32, usize)> = decades.into_iter().map(|(y, n)| (y, y + 9, n)).collect();
+    merge_rare_end(&mut groups, k, |older, younger| younger.0 == older.1 + 1);
+    groups.reverse();
+    merge_rare_end(&mut groups, k, |younger, older| younger.0 == older.1 + 1);
+    groups
+        .into_iter()
+        .map(|(first, last, n)| (BirthDecade::years_value(first, last), n))
+        .collect()
+}
+
+/// Merges the rare groups at the front of `groups` into the next one while `adjacent(front, next)`, until
+/// the front group holds `k` patients. A rare front group that is not adjacent to the next is passed over.
+fn merge_rare_end(
+    groups: &mut Vec<(i32, i32, usize)>,
+    k: usize,
+    adjacent: impl Fn(&(i32, i32, usize), &(i32, i32, usize)) -> bool,
+) {
+    let mut front = 0;
+    while front + 1 < groups.len() && groups[front].2 < k {
+        let (a, b) = (groups[front], groups[front + 1]);
+        if adjacent(&a, &b) {
+            groups[front + 1] = (a.0.min(b.0), a.1.max(b.1), a.2 + b.2);
+            groups.remove(front);
+        } else {
+            front += 1;
+        }
+    }
+}
+
+/// [`Encoding::gap_quantiles_days`]: per bucket, the within-bucket points of the gaps between consecutive
+/// dated visits of the training records (all their visits, as [`Encoding::gap_bucket_shares`] counts them).
+/// Empty when no bucket has enough patients.
+fn gap_quantiles(train: &[&Patient], edges: &[f64], k: usize) -> Vec<Vec<f64>> {
+    let buckets = edges.len().saturating_sub(1);
+    let mut samples: Vec<LabSample> = (0..buckets).map(|_| LabSample::default()).collect();
+    for p in train {
+        let mut range: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+        for pair in visit_days(p).windows(2) {
+            if let [Some(a), Some(b)] = pair {
+                let gap = b - a;
+                let bucket = bucket_of(edges, gap);
+                samples[bucket].values.push(gap);
+                let r = range.entry(bucket).or_insert((gap, gap));
+                *r = (r.0.min(gap), r.1.max(gap));
+            }
+        }
+        for (bucket, (lowest, highest)) in range {
+            samples[bucket].patient_lowest.push(lowest);
+            samples[bucket].patient_highest.push(highest);
+        }
+    }
+    let points: Vec<Vec<f64>> = samples
+        .iter_mut()
+        .enumerate()
+        .map(|(b, sample)| within_bucket_points(sample, GAP_SEGMENTS, k, (edges[b], edges[b + 1])))
+        .collect();
+    if points.iter().all(Vec::is_empty) {
+        return Vec::new();
+    }
+    points
 }
 
 /// [`Encoding::record_visit_limit`]: the length that `min_patients` training records reach, rounded down to
@@ -455,9 +544,7 @@ impl Encoding {
     }
 
     /// Share of each visit-size bucket among the training visits that are encoded, the target of the
-    /// sampling calibration's size weights; a bucket whose visits come from fewer than
-    /// `options.min_patients` patients counts as empty, as in [`Encoding::gap_bucket_shares`]. Empty without
-    /// the size group.
+    /// sampling calibration's size weights. Empty without the size group.
     pub fn visit_size_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
         let buckets = self.visit_size_edges.len().saturating_sub(1);
         if buckets == 0 {
@@ -465,16 +552,43 @@ impl Encoding {
         }
         let index = self.index();
         let labs = self.options.labs.then_some(&self.lab_edges);
+        self.visit_shares(patients, buckets, |visit| {
+            let mut codes = BTreeSet::new();
+            visit_codes(visit, &index, labs, &mut codes, &mut 0);
+            Some(bucket_of(&self.visit_size_edges, codes.len() as f64))
+        })
+    }
+
+    /// Share of each value of the visit-type group among the training visits that are encoded, the target
+    /// of the sampling calibration's visit-type weights. Empty without the group.
+    pub fn visit_type_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
+        let Some(group) = self.visit_groups.iter().find(|g| g.name == VisitGroup::VISIT_TYPE) else {
+            return Vec::new();
+        };
+        let index = self.index();
+        let type_of = self.visit_type_encoder(&index);
+        self.visit_shares(patients, group.len, |visit| {
+            type_of(visit).map(|j| j as usize - group.first)
+        })
+    }
+
+    /// Share of each of `buckets` buckets among the encoded visits of `patients`, a visit's bucket given by
+    /// `bucket_of_visit`; a bucket whose visits come from fewer than `options.min_patients` patients counts as
+    /// empty, as in [`Encoding::gap_bucket_shares`].
+    fn visit_shares<'a>(
+        &self,
+        patients: impl IntoIterator<Item = &'a Patient>,
+        buckets: usize,
+        bucket_of_visit: impl Fn(&Visit) -> Option<usize>,
+    ) -> Vec<f64> {
         let (mut visits, mut patients_with) = (vec![0usize; buckets], vec![0usize; buckets]);
-        let mut unknown = 0;
         for p in patients {
             let mut seen = vec![false; buckets];
             for visit in &p.visits[self.options.first_encoded_visit(p.visits.len())..] {
-                let mut codes = BTreeSet::new();
-                visit_codes(visit, &index, labs, &mut codes, &mut unknown);
-                let k = bucket_of(&self.visit_size_edges, codes.len() as f64);
-                visits[k] += 1;
-                seen[k] = true;
+                if let Some(k) = bucket_of_visit(visit).filter(|&k| k < buckets) {
+                    visits[k] += 1;
+                    seen[k] = true;
+                }
             }
             for (n, s) in patients_with.iter_mut().zip(seen) {
                 *n += s as usize;

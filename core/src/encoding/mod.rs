@@ -9,7 +9,7 @@
 //! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
 //! category contiguous so that a sampler can keep categories exclusive.
 
-use crate::buckets::{bucket_of, closed_edges, closing_value, LabSample};
+use crate::buckets::{bucket_of, closed_edges, closing_value, within_bucket_points, LabSample};
 use crate::error::{Error, Result};
 pub use crate::record::DemographicCategory;
 use crate::record::{BirthDecade, Patient, Visit};
@@ -177,6 +177,8 @@ pub use crate::label_spec::LabelSpec;
 
 /// Default gap bucket edges in days; the last bucket is closed by the largest gap seen in training.
 pub const DEFAULT_GAP_EDGES_DAYS: [f64; 12] = [0.0, 1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0, 1825.0];
+/// Most segments of a gap bucket's within-bucket distribution ([`Encoding::gap_quantiles_days`]).
+pub const GAP_SEGMENTS: usize = 10;
 /// Default age bucket width in years for the age at the first visit.
 pub const AGE_BUCKET_YEARS: f64 = 5.0;
 
@@ -268,6 +270,14 @@ pub struct Encoding {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub derived_labels: Vec<DerivedLabel>,
     pub gap_edges_days: Vec<f64>,
+    /// Per gap bucket, the training gaps' distribution inside it as [`GAP_SEGMENTS`] or fewer evenly
+    /// spaced quantiles, small-cell rule applied (`buckets::within_bucket_points`): a sampled gap's day is
+    /// drawn between them, so that a wide bucket (the last one spans years) gives days as the data has them
+    /// rather than uniform over the bucket, which made records half again as long as the data's. Empty in
+    /// encodings fitted before (their records keep the uniform draw), and empty for a bucket with too few
+    /// patients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gap_quantiles_days: Vec<Vec<f64>>,
     pub age_edges_years: Vec<f64>,
     /// Edges of the visit-size buckets: a visit of n codes (medical codes and lab buckets, not the group
     /// codes) is in the bucket whose edges hold it, the last bucket open above. Quantiles of the training
@@ -366,6 +376,7 @@ impl Encoding {
             visit_groups: Vec::new(),
             derived_labels: Vec::new(),
             gap_edges_days: vec![0.0, 1.0],
+            gap_quantiles_days: Vec::new(),
             age_edges_years: vec![0.0, 5.0],
             visit_size_edges: Vec::new(),
             lab_edges: BTreeMap::new(),
@@ -560,11 +571,30 @@ impl Encoding {
     /// The label codes of the patient's demographic values.
     fn demographic_labels(&self, patient: &Patient, index: &HashMap<String, u32>) -> Vec<u32> {
         self.demographic_category_kinds()
-            .filter_map(|category| {
-                let value = demographic_value(patient, category)?;
-                index.get(&token_key(&Token::Demographic { category, value })).copied()
+            .filter_map(|category| match category {
+                DemographicCategory::BirthYear => self.birth_year_label(birth_year(patient)?),
+                _ => {
+                    let value = demographic_value(patient, category)?;
+                    index.get(&token_key(&Token::Demographic { category, value })).copied()
+                }
             })
             .collect()
+    }
+
+    /// The label code of the birth-year value holding `year`: its decade, or the wider value that a rare
+    /// decade at either end was merged into (`fit::birth_year_values`).
+    fn birth_year_label(&self, year: i32) -> Option<u32> {
+        let c = self.code_vocab_size;
+        self.tokens[c..c + self.label_vocab_size]
+            .iter()
+            .position(|t| match t {
+                Token::Demographic {
+                    category: DemographicCategory::BirthYear,
+                    value,
+                } => BirthDecade::years_of(value).is_some_and(|years| years.contains(&year)),
+                _ => false,
+            })
+            .map(|i| (c + i) as u32)
     }
 
     fn encode_visit_codes(
@@ -574,7 +604,13 @@ impl Encoding {
         codes: &mut BTreeSet<u32>,
         unknown: &mut usize,
     ) {
-        visit_codes(visit, index, self.options.labs.then_some(&self.lab_edges), codes, unknown);
+        visit_codes(
+            visit,
+            index,
+            self.options.labs.then_some(&self.lab_edges),
+            codes,
+            unknown,
+        );
     }
 
     /// Checks the structure after reading it from disk.

@@ -400,6 +400,8 @@ fn visit_types_are_one_exclusive_group_on_every_visit_and_rare_types_stay_out() 
     assert!(!enc.tokens.iter().any(|t| matches!(t, Token::VisitType { .. })));
     let encoded = enc.encode(&all[0], &enc.index(), None, &mut 0);
     assert_eq!(encoded.visits, vec![vec![code_index(&enc, "Z00")]; 2]);
+}
+
 /// Codes `c0..c{n}`: a visit of the first `n` of them.
 fn sized_visit(n: usize) -> Visit {
     Visit {
@@ -447,14 +449,22 @@ fn every_visit_carries_one_size_bucket_and_no_edge_rests_on_one_patient() {
     let sizes: Vec<Vec<usize>> = encoded
         .visits
         .iter()
-        .map(|v| v.iter().map(|&j| j as usize).filter(|j| group.range().contains(j)).collect())
+        .map(|v| {
+            v.iter()
+                .map(|&j| j as usize)
+                .filter(|j| group.range().contains(j))
+                .collect()
+        })
         .collect();
     assert_eq!(
         sizes,
         vec![vec![group.first], vec![group.first + 1], vec![group.first + 1]],
         "one size code a visit: 1 code -> bucket 0; 5 and 20 -> bucket 1 (the last, open above)"
     );
-    assert_eq!(enc.visit_size_shares(train.iter().copied()), vec![30.0 / 92.0, 62.0 / 92.0]);
+    assert_eq!(
+        enc.visit_size_shares(train.iter().copied()),
+        vec![30.0 / 92.0, 62.0 / 92.0]
+    );
 
     // Encodings fitted before the size group read without it (and encode as they did).
     let mut old: serde_json::Value = serde_json::to_value(&enc).unwrap();
@@ -476,4 +486,63 @@ fn every_visit_carries_one_size_bucket_and_no_edge_rests_on_one_patient() {
     )
     .unwrap();
     assert!(off.visit_size_edges.is_empty() && !off.tokens.iter().any(|t| matches!(t, Token::VisitSize { .. })));
+}
+
+#[test]
+fn rare_birth_decades_at_the_ends_merge_into_a_wider_value() {
+    // Decades and their patients: three rare ones at the old end, a rare one at the young end, and one birth
+    // in 2090 with seven empty decades between it and the rest.
+    let mut all = Vec::new();
+    for (year, n) in [
+        (1905, 3),
+        (1915, 4),
+        (1925, 5),
+        (1935, 20),
+        (1945, 20),
+        (2005, 20),
+        (2015, 6),
+        (2090, 1),
+    ] {
+        for _ in 0..n {
+            let mut p = patient(all.len(), &["Z00"]);
+            p.demographics.birth_year = Some(year);
+            all.push(p);
+        }
+    }
+    let train: Vec<&Patient> = all.iter().collect();
+    let options = EncodingOptions {
+        demographics: true,
+        min_patients: 10,
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, None, options).unwrap();
+    let values: Vec<&str> = enc
+        .tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Demographic {
+                category: DemographicCategory::BirthYear,
+                value,
+            } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["1900-1929", "1930-1939", "1940-1949", "2000-2019"]);
+    assert_eq!(enc.left_out.demographic_values, 1, "the birth in 2090");
+    // Records are encoded with the value holding their year.
+    let index = enc.index();
+    let birth_label = |year: i32| {
+        let mut p = patient(0, &["Z00"]);
+        p.demographics.birth_year = Some(year);
+        let encoded = enc.encode(&p, &index, None, &mut 0);
+        encoded
+            .labels
+            .iter()
+            .map(|&l| enc.tokens[l as usize].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(birth_label(1907), ["BIRTH_YEAR/1900-1929"]);
+    assert_eq!(birth_label(1933), ["BIRTH_YEAR/1930-1939"]);
+    assert_eq!(birth_label(2019), ["BIRTH_YEAR/2000-2019"]);
+    assert!(birth_label(2090).is_empty());
 }

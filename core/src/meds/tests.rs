@@ -618,3 +618,49 @@ fn a_symbolic_link_loop_is_refused_and_a_linked_file_read_once() {
     let err = read_meds(&dir, &ReadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("loop") && err.contains("data/loop"), "{err}");
 }
+
+#[test]
+fn shipped_ccs_specs_label_icd9_and_icd10_diagnoses_of_meds_and_omop_records() {
+    use crate::label_spec::LabelSpec;
+    // Subject 1: ICD-9-CM 428.0 (heart failure, CCS 108) and 250.00 (diabetes without complication, CCS 49);
+    // subject 2: the ICD-10-CM counterparts I50.9 and E11.9; subject 3: ICD-9-CM 401.9 (essential
+    // hypertension, CCS 98) and a lab that sets nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("events.parquet");
+    let t = Some("2020-01-01T00:00:00");
+    events_file(
+        &path,
+        &[
+            (1, t, "DIAGNOSIS//ICD//9//4280", None),
+            (1, t, "DIAGNOSIS//ICD//9//25000", None),
+            (2, t, "DIAGNOSIS//ICD//10//I509", None),
+            (2, t, "DIAGNOSIS//ICD//10//E119", None),
+            (3, t, "DIAGNOSIS//ICD//9//4019", None),
+            (3, t, "LAB//50912", Some(1.2)),
+        ],
+    );
+    let ds = read_meds(&path, &ReadOptions::default()).unwrap();
+    let [icd9, icd10] = ["ccs-icd9", "ccs-icd10"].map(|n| LabelSpec::read(Path::new(n)).unwrap());
+    let labels = |spec: &LabelSpec, p: &Patient| spec.labels_of(p).into_iter().collect::<Vec<_>>();
+    let both = ["congestive_heart_failure", "diabetes_without_complication"];
+    assert_eq!(labels(&icd9, &ds.patients[0]), both);
+    assert!(labels(&icd9, &ds.patients[1]).is_empty());
+    assert_eq!(labels(&icd9, &ds.patients[2]), ["essential_hypertension"]);
+    assert_eq!(labels(&icd10, &ds.patients[1]), both);
+    assert!(labels(&icd10, &ds.patients[0]).is_empty());
+    // OMOP records carry an ICD source value (dotted or not) where the condition has no standard concept.
+    let omop = |codes: &[&str]| Patient {
+        visits: vec![visit("2020-01-01T00:00:00", codes, &[])],
+        ..Patient::default()
+    };
+    assert_eq!(
+        labels(&icd9, &omop(&["condition/src:428.0", "condition/src:25000"])),
+        both
+    );
+    assert_eq!(
+        labels(&icd10, &omop(&["condition/src:I50.9", "condition/src:E119"])),
+        both
+    );
+    // A standard concept id is not an ICD code: no label (docs/label-specs.md).
+    assert!(labels(&icd9, &omop(&["condition/316139"])).is_empty());
+}

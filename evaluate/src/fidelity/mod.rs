@@ -382,5 +382,7 @@ pub fn code_probabilities(
     out
 }
 
+pub mod characterisation;
 mod shape;
+pub use characterisation::{DomainPrevalence, RecordSpans, VisitTypes};
 pub use shape::*;

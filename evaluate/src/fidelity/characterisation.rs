@@ -1,0 +1,245 @@
+//! What a characterisation of the data as an OHDSI user runs it (Achilles) compares: how long records span
+//! (the observation period, first to last visit), the shares of visit types, and per domain the share of
+//! persons holding each concept. Each obeys the small-cell rule of the report (`crate::small_cells`).
+
+use super::{r2_score, CodeCounts, Level, SideBySide, Statistic};
+use crate::corpus::Interner;
+use crate::small_cells::SmallCells;
+use halo_core::record::Patient;
+use halo_core::time::visit_days;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Days from a record's first to its last dated visit (0 for a record of one dated visit), over the records
+/// with at least one dated visit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpanStats {
+    pub records: usize,
+    pub mean: f64,
+    /// Median and 90th percentile, each the mean of the `min_patients` spans nearest its rank (so that no
+    /// figure is one patient's span).
+    pub median: f64,
+    pub p90: f64,
+}
+
+/// Record spans of the three data sets, and the synthetic ones' relative differences from the training
+/// split's (synthetic / train - 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordSpans {
+    pub days: SideBySide<Option<SpanStats>>,
+    pub median_change: Option<f64>,
+    pub p90_change: Option<f64>,
+    pub mean_change: Option<f64>,
+}
+
+/// The days a record spans, `None` without a dated visit.
+pub fn span_days(p: &Patient) -> Option<f64> {
+    let days: Vec<f64> = visit_days(p).into_iter().flatten().collect();
+    let first = days.iter().copied().reduce(f64::min)?;
+    let last = days.iter().copied().reduce(f64::max)?;
+    Some(last - first)
+}
+
+/// The mean of the `k` values of sorted `values` nearest the rank of quantile `q` (nearest rank).
+fn smoothed_quantile(values: &[f64], q: f64, k: usize) -> f64 {
+    let n = values.len();
+    let k = k.clamp(1, n);
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let start = rank.saturating_sub(k / 2).min(n - k);
+    values[start..start + k].iter().sum::<f64>() / k as f64
+}
+
+/// Span statistics of `patients`, `None` when fewer than `min_patients` of them have a dated visit.
+pub fn span_stats(patients: &[&Patient], min_patients: usize) -> Option<SpanStats> {
+    let mut spans: Vec<f64> = patients.iter().filter_map(|p| span_days(p)).collect();
+    if spans.is_empty() || spans.len() < min_patients {
+        return None;
+    }
+    spans.sort_by(|a, b| a.total_cmp(b));
+    Some(SpanStats {
+        records: spans.len(),
+        mean: spans.iter().sum::<f64>() / spans.len() as f64,
+        median: smoothed_quantile(&spans, 0.5, min_patients),
+        p90: smoothed_quantile(&spans, 0.9, min_patients),
+    })
+}
+
+/// Record spans of the training and test splits and the synthetic records.
+pub fn record_spans(train: &[&Patient], test: &[&Patient], synthetic: &[&Patient], min_patients: usize) -> RecordSpans {
+    let days = SideBySide {
+        train: span_stats(train, min_patients),
+        test: span_stats(test, min_patients),
+        // Synthetic records describe no patient: their quantiles need no smoothing, but get the same
+        // treatment so that both sides are measured alike.
+        synthetic: span_stats(synthetic, min_patients),
+    };
+    let change = |f: fn(&SpanStats) -> f64| {
+        let (t, s) = (days.train.as_ref()?, days.synthetic.as_ref()?);
+        (f(t) > 0.0).then(|| f(s) / f(t) - 1.0)
+    };
+    RecordSpans {
+        median_change: change(|s| s.median),
+        p90_change: change(|s| s.p90),
+        mean_change: change(|s| s.mean),
+        days,
+    }
+}
+
+/// One visit type's share of the visits of each data set that carry a type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitTypeShare {
+    pub visit_type: String,
+    pub train: f64,
+    pub test: f64,
+    pub synthetic: f64,
+}
+
+/// Visit type shares; empty when the training split's visits carry no type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VisitTypes {
+    /// Types held by at least `min_patients` real patients, most frequent in training first.
+    pub shares: Vec<VisitTypeShare>,
+    /// Visits without a type, per data set.
+    pub untyped_visits: SideBySide<usize>,
+    /// Largest absolute difference of a type's synthetic share from its training share, over every type
+    /// (named or not).
+    pub largest_difference: Option<f64>,
+    /// Types not named: fewer real patients hold them (their shares still count in `largest_difference`).
+    pub hidden: usize,
+}
+
+fn type_counts<'a>(patients: &[&'a Patient]) -> (BTreeMap<&'a str, usize>, usize, usize) {
+    let (mut counts, mut typed, mut untyped) = (BTreeMap::new(), 0, 0);
+    for v in patients.iter().flat_map(|p| &p.visits) {
+        match v.visit_type.as_deref() {
+            Some(t) => {
+                *counts.entry(t).or_default() += 1;
+                typed += 1;
+            }
+            None => untyped += 1,
+        }
+    }
+    (counts, typed, untyped)
+}
+
+/// Visit type shares of the three data sets; a type is named when `real` holds it in `min_patients`
+/// patients.
+pub fn visit_types(
+    real: &[Patient],
+    train: &[&Patient],
+    test: &[&Patient],
+    synthetic: &[&Patient],
+    min_patients: usize,
+) -> VisitTypes {
+    let sides = [type_counts(train), type_counts(test), type_counts(synthetic)];
+    if sides[0].1 == 0 {
+        return VisitTypes {
+            untyped_visits: SideBySide {
+                train: sides[0].2,
+                test: sides[1].2,
+                synthetic: sides[2].2,
+            },
+            ..VisitTypes::default()
+        };
+    }
+    let mut patients_with: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in real {
+        let types: BTreeSet<&str> = p.visits.iter().filter_map(|v| v.visit_type.as_deref()).collect();
+        for t in types {
+            *patients_with.entry(t).or_default() += 1;
+        }
+    }
+    let share = |side: &(BTreeMap<&str, usize>, usize, usize), t: &str| {
+        side.0.get(t).copied().unwrap_or(0) as f64 / side.1.max(1) as f64
+    };
+    let all_types: BTreeSet<&str> = sides.iter().flat_map(|s| s.0.keys().copied()).collect();
+    let mut shares: Vec<VisitTypeShare> = all_types
+        .iter()
+        .map(|t| VisitTypeShare {
+            visit_type: t.to_string(),
+            train: share(&sides[0], t),
+            test: share(&sides[1], t),
+            synthetic: share(&sides[2], t),
+        })
+        .collect();
+    let largest_difference = shares.iter().map(|s| (s.synthetic - s.train).abs()).reduce(f64::max);
+    let before = shares.len();
+    shares.retain(|s| patients_with.get(s.visit_type.as_str()).copied().unwrap_or(0) >= min_patients);
+    shares.sort_by(|a, b| {
+        b.train
+            .total_cmp(&a.train)
+            .then_with(|| a.visit_type.cmp(&b.visit_type))
+    });
+    VisitTypes {
+        hidden: before - shares.len(),
+        shares,
+        untyped_visits: SideBySide {
+            train: sides[0].2,
+            test: sides[1].2,
+            synthetic: sides[2].2,
+        },
+        largest_difference,
+    }
+}
+
+/// The per-concept share of persons (records holding the concept / records) of one domain, synthetic and
+/// test split against the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainPrevalence {
+    /// The code prefix before the first `/` (`condition`, `drug`, `procedure`, `measurement`, `observation`
+    /// in OMOP-read records; `DIAGNOSIS`, `LAB`, ... in MEDS).
+    pub domain: String,
+    /// Concepts of the domain in the training split or the synthetic records.
+    pub concepts: usize,
+    /// R² over those concepts (a concept missing from one side counting as share 0).
+    pub r2_synthetic_vs_train: Option<f64>,
+    /// The same for the test split: the ceiling a model can be expected to reach.
+    pub r2_test_vs_train: Option<f64>,
+}
+
+/// The domain of a code: the text before its first `/`, or `None` for a code without one.
+pub fn domain_of(code: &str) -> Option<&str> {
+    code.split_once('/').map(|(d, _)| d).filter(|d| !d.is_empty())
+}
+
+/// Per-domain prevalence R², over domains whose codes `min_patients` real patients hold (counted in
+/// `cells`), in name order.
+pub fn domain_prevalence(counts: &[CodeCounts; 3], interner: &Interner, cells: &SmallCells) -> Vec<DomainPrevalence> {
+    // Per domain, the codes of any side.
+    let mut codes: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for c in counts {
+        for (key, _) in c.unigrams.iter() {
+            if let Some(d) = domain_of(interner.name(key as u32)) {
+                codes.entry(d).or_default().insert(key);
+            }
+        }
+    }
+    let share = |c: &CodeCounts, key: u64| c.probability(Statistic::Unigram, Level::Record, key);
+    codes
+        .into_iter()
+        .filter(|(_, keys)| keys.iter().any(|&k| cells.code_named(interner.name(k as u32))))
+        .map(|(domain, keys)| {
+            let r2 = |truth: &CodeCounts, pred: &CodeCounts| {
+                let keys: Vec<u64> = keys
+                    .iter()
+                    .copied()
+                    .filter(|&k| truth.unigrams.get(k).is_some() || pred.unigrams.get(k).is_some())
+                    .collect();
+                r2_score(
+                    &keys.iter().map(|&k| share(truth, k)).collect::<Vec<_>>(),
+                    &keys.iter().map(|&k| share(pred, k)).collect::<Vec<_>>(),
+                )
+            };
+            let in_train_or_synthetic = keys
+                .iter()
+                .filter(|&&k| counts[0].unigrams.get(k).is_some() || counts[2].unigrams.get(k).is_some())
+                .count();
+            DomainPrevalence {
+                domain: domain.to_string(),
+                concepts: in_train_or_synthetic,
+                r2_synthetic_vs_train: r2(&counts[0], &counts[2]),
+                r2_test_vs_train: r2(&counts[0], &counts[1]),
+            }
+        })
+        .collect()
+}
