@@ -141,7 +141,7 @@ pub(crate) fn within_bucket_points(
 }
 
 /// A value drawn inside a bucket from `u` uniform in [0, 1): interpolated between the bucket's
-/// [`within_bucket_points`] (each segment holding an equal share), or uniform over `[lo, hi]` without them.
+/// `within_bucket_points` (each segment holding an equal share), or uniform over `[lo, hi]` without them.
 pub fn draw_within(points: &[f64], (lo, hi): (f64, f64), u: f64) -> f64 {
     if points.len() < 2 {
         return if hi > lo { lo + u * (hi - lo) } else { lo };
