@@ -316,9 +316,12 @@ pub const MANIFEST: &str = "manifest.json";
 /// of every other file, so the signature covers the whole model directory.
 pub const SIGNATURE: &str = "manifest.json.minisig";
 /// Version written. 2 added `files.code_head_incremental`; 3 added `model.seen_codes` (the step graph's `seen`
-/// input, which a sampler of version 2 would not feed). Version 1 and 2 directories are still read (version 1
-/// sampled through the dense `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 3;
+/// input, which a sampler of version 2 would not feed); 4 added visit types and visit sizes (token kinds a
+/// version 3 sampler cannot read), the gap days inside a bucket (`Encoding::gap_quantiles_days`, which a
+/// version 3 sampler would ignore and so date visits differently) and the calibration's visit-type and size
+/// weights. Version 1 to 3 directories are still read and sample as before (version 1 through the dense
+/// `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 4;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 

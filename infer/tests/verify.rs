@@ -206,7 +206,8 @@ fn a_format_1_model_directory_verifies_and_dense_and_incremental_paths_agree() {
     assert!(err.contains("no incremental code module"), "{err}");
 }
 
-/// The error loading a test model whose manifest claims `format_version` `claimed` (it is written as 3).
+/// The error loading a test model whose manifest claims `format_version` `claimed` (it is written as the
+/// version this toolkit writes).
 fn load_error_claiming_format(claimed: u32) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = model_dir(tmp.path());
@@ -216,7 +217,8 @@ fn load_error_claiming_format(claimed: u32) -> String {
     );
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let claimed = text.replacen("\"format_version\": 3", &format!("\"format_version\": {claimed}"), 1);
+    let written = format!("\"format_version\": {}", halo_core::manifest::MANIFEST_FORMAT_VERSION);
+    let claimed = text.replacen(&written, &format!("\"format_version\": {claimed}"), 1);
     assert_ne!(text, claimed);
     std::fs::write(&path, claimed).unwrap();
     load(&dir).err().expect("refused").to_string()
