@@ -693,5 +693,6 @@ pub(crate) fn demographic_value(p: &Patient, category: DemographicCategory) -> O
 }
 
 mod fit;
+mod shares;
 #[cfg(test)]
 mod tests;
