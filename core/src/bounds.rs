@@ -5,7 +5,7 @@
 //! defaults admit MIMIC-IV's date shifting (years 2100-2220); `halo train --plausible-years` and
 //! `--max-lab-value` widen them.
 
-use crate::record::{Dataset, Patient};
+use crate::record::{Dataset, Patient, ReadReport};
 use crate::time::parse_time;
 use chrono::Datelike;
 
@@ -51,29 +51,36 @@ impl Bounds {
 /// Drops what lies outside `bounds` from `dataset`, counting it in its report; patients left without a
 /// visit are removed and counted in `patients_without_visits`.
 pub fn apply(dataset: &mut Dataset, bounds: &Bounds) {
-    let years = format!("{}..={}", bounds.first_year, bounds.last_year);
     let report = &mut dataset.report;
-    let mut emptied = 0;
-    dataset.patients.retain_mut(|p| {
-        let had_visits = !p.visits.is_empty();
-        let (births, visits, labs) = clean(p, bounds);
-        for (n, what) in [
-            (births, format!("birth years outside {years} (dropped)")),
-            (visits, format!("visits dated outside {years} (dropped)")),
-            (
-                labs,
-                format!("lab values beyond +-{:e} (dropped)", bounds.max_abs_lab_value),
-            ),
-        ] {
-            if n > 0 {
-                *report.skipped.entry(what).or_default() += n;
-            }
+    dataset.patients.retain_mut(|p| apply_one(p, bounds, report));
+}
+
+/// [`apply`] to one patient: whether it keeps a visit (or never had one). Readers that stream records
+/// ([`crate::source`]) apply it patient by patient.
+pub fn apply_one(p: &mut Patient, bounds: &Bounds, report: &mut ReadReport) -> bool {
+    let had_visits = !p.visits.is_empty();
+    let (births, visits, labs) = clean(p, bounds);
+    if births + visits + labs > 0 {
+        count_dropped(report, bounds, births, visits, labs);
+    }
+    let keep = !(had_visits && p.visits.is_empty());
+    report.patients_without_visits += usize::from(!keep);
+    keep
+}
+
+fn count_dropped(report: &mut ReadReport, bounds: &Bounds, births: usize, visits: usize, labs: usize) {
+    let years = format!("{}..={}", bounds.first_year, bounds.last_year);
+    let mut count = |n: usize, what: String| {
+        if n > 0 {
+            *report.skipped.entry(what).or_default() += n;
         }
-        let keep = !(had_visits && p.visits.is_empty());
-        emptied += usize::from(!keep);
-        keep
-    });
-    report.patients_without_visits += emptied;
+    };
+    count(births, format!("birth years outside {years} (dropped)"));
+    count(visits, format!("visits dated outside {years} (dropped)"));
+    count(
+        labs,
+        format!("lab values beyond +-{:e} (dropped)", bounds.max_abs_lab_value),
+    );
 }
 
 /// Cleans one patient; returns (births, visits, lab values) dropped.

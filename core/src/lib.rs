@@ -5,6 +5,7 @@
 //!   records as OMOP CDM 5.4 tables (what `halo-sample --format omop` writes and [`omop`] reads back).
 //! - [`encoding`]: HALO's vocabulary and the encoding of a patient as visits of code indices.
 //! - [`buckets`]: bucket edges of gaps, ages and lab values (rounded, top-coded: no patient's exact value).
+//! - [`source`]: records passed over one patient at a time (what `halo prepare` streams).
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
 
 pub mod bounds;
@@ -23,6 +24,7 @@ pub mod meds;
 pub mod omop;
 pub mod omop_write;
 pub mod record;
+pub mod source;
 pub mod split;
 pub mod threads;
 pub mod time;
@@ -106,17 +108,7 @@ pub struct ReadOptions {
 /// Reads patients from `path` in `format` (detected when `None`), then drops and counts what lies outside
 /// [`ReadOptions::bounds`].
 pub fn read_dataset(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
-    let format = match format {
-        Some(f) => f,
-        None => Format::detect(path)?,
-    };
-    let mut dataset = match format {
-        Format::Jsonl => jsonl::read_jsonl(path),
-        Format::Omop => omop::read_omop(path),
-        Format::Meds => meds::read_meds(path, options),
-    }?;
-    bounds::apply(&mut dataset, &options.bounds);
-    Ok(dataset)
+    source::Records::open(path, format, options)?.into_dataset()
 }
 
 /// Puts visits in time order (stable; visits without a time keep their place relative to each other)

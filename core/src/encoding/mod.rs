@@ -694,5 +694,6 @@ pub(crate) fn demographic_value(p: &Patient, category: DemographicCategory) -> O
 
 mod fit;
 mod shares;
+pub use shares::TrainingShares;
 #[cfg(test)]
 mod tests;

@@ -47,67 +47,98 @@ impl BucketCounts {
     }
 }
 
+/// The three shares of [`TrainingShares::count`], counted one training patient at a time (what a streamed
+/// pass over the records needs).
+pub struct TrainingShares<'e> {
+    encoding: &'e Encoding,
+    index: HashMap<String, u32>,
+    gaps: Option<BucketCounts>,
+    sizes: Option<BucketCounts>,
+    /// The visit-type group's first index and counts.
+    types: Option<(usize, BucketCounts)>,
+}
+
+impl<'e> TrainingShares<'e> {
+    pub fn new(encoding: &'e Encoding) -> TrainingShares<'e> {
+        let gap_buckets = encoding.gap_edges_days.len().saturating_sub(1);
+        let size_buckets = encoding.visit_size_edges.len().saturating_sub(1);
+        let type_group = encoding.visit_groups.iter().find(|g| g.name == VisitGroup::VISIT_TYPE);
+        TrainingShares {
+            encoding,
+            index: encoding.index(),
+            gaps: (encoding.options.gaps && gap_buckets > 0).then(|| BucketCounts::new(gap_buckets)),
+            sizes: (size_buckets > 0).then(|| BucketCounts::new(size_buckets)),
+            types: type_group.map(|g| (g.first, BucketCounts::new(g.len))),
+        }
+    }
+
+    /// Adds one training patient.
+    pub fn add(&mut self, p: &Patient) {
+        let enc = self.encoding;
+        if let Some(gaps) = &mut self.gaps {
+            // All the record's visits, as the data has them (the model sees only the most recent ones of a
+            // long record).
+            gaps.add_patient(visit_days(p).windows(2).filter_map(|pair| match pair {
+                [Some(a), Some(b)] => Some(bucket_of(&enc.gap_edges_days, b - a)),
+                _ => None,
+            }));
+        }
+        let encoded = &p.visits[enc.options.first_encoded_visit(p.visits.len())..];
+        if let Some(sizes) = &mut self.sizes {
+            let labs = enc.options.labs.then_some(&enc.lab_edges);
+            sizes.add_patient(encoded.iter().map(|visit| {
+                let mut codes = BTreeSet::new();
+                visit_codes(visit, &self.index, labs, &mut codes, &mut 0);
+                bucket_of(&enc.visit_size_edges, codes.len() as f64)
+            }));
+        }
+        if let Some((first, types)) = &mut self.types {
+            let type_of = enc.visit_type_encoder(&self.index);
+            types.add_patient(encoded.iter().filter_map(|v| type_of(v).map(|j| j as usize - *first)));
+        }
+    }
+
+    /// (gap bucket, visit size, visit type) shares; each empty without its group.
+    pub fn finish(self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let k = self.encoding.options.min_patients;
+        let shares = |c: Option<BucketCounts>| c.map(|c| c.shares(k)).unwrap_or_default();
+        (
+            shares(self.gaps),
+            shares(self.sizes),
+            shares(self.types.map(|(_, c)| c)),
+        )
+    }
+
+    /// The shares over `patients`.
+    pub fn count<'a>(
+        encoding: &Encoding,
+        patients: impl IntoIterator<Item = &'a Patient>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut shares = TrainingShares::new(encoding);
+        for p in patients {
+            shares.add(p);
+        }
+        shares.finish()
+    }
+}
+
 impl Encoding {
     /// Share of each gap bucket among the gaps between consecutive dated visits of `patients` (all their
     /// visits, as the data has them; the model sees only the most recent ones of a long record), the target
     /// of the sampling calibration. Empty without gaps.
     pub fn gap_bucket_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        let buckets = self.gap_edges_days.len().saturating_sub(1);
-        if !self.options.gaps || buckets == 0 {
-            return Vec::new();
-        }
-        let mut counts = BucketCounts::new(buckets);
-        for p in patients {
-            counts.add_patient(visit_days(p).windows(2).filter_map(|pair| match pair {
-                [Some(a), Some(b)] => Some(bucket_of(&self.gap_edges_days, b - a)),
-                _ => None,
-            }));
-        }
-        counts.shares(self.options.min_patients)
+        TrainingShares::count(self, patients).0
     }
 
     /// Share of each visit-size bucket among the training visits that are encoded, the target of the
     /// sampling calibration's size weights. Empty without the size group.
     pub fn visit_size_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        let buckets = self.visit_size_edges.len().saturating_sub(1);
-        if buckets == 0 {
-            return Vec::new();
-        }
-        let index = self.index();
-        let labs = self.options.labs.then_some(&self.lab_edges);
-        self.visit_shares(patients, buckets, |visit| {
-            let mut codes = BTreeSet::new();
-            visit_codes(visit, &index, labs, &mut codes, &mut 0);
-            Some(bucket_of(&self.visit_size_edges, codes.len() as f64))
-        })
+        TrainingShares::count(self, patients).1
     }
 
     /// Share of each value of the visit-type group among the training visits that are encoded, the target
     /// of the sampling calibration's visit-type weights. Empty without the group.
     pub fn visit_type_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        let Some(group) = self.visit_groups.iter().find(|g| g.name == VisitGroup::VISIT_TYPE) else {
-            return Vec::new();
-        };
-        let index = self.index();
-        let type_of = self.visit_type_encoder(&index);
-        self.visit_shares(patients, group.len, |visit| {
-            type_of(visit).map(|j| j as usize - group.first)
-        })
-    }
-
-    /// Share of each of `buckets` buckets among the encoded visits of `patients`, a visit's bucket given by
-    /// `bucket_of_visit`.
-    fn visit_shares<'a>(
-        &self,
-        patients: impl IntoIterator<Item = &'a Patient>,
-        buckets: usize,
-        bucket_of_visit: impl Fn(&Visit) -> Option<usize>,
-    ) -> Vec<f64> {
-        let mut counts = BucketCounts::new(buckets);
-        for p in patients {
-            let encoded = &p.visits[self.options.first_encoded_visit(p.visits.len())..];
-            counts.add_patient(encoded.iter().filter_map(&bucket_of_visit));
-        }
-        counts.shares(self.options.min_patients)
+        TrainingShares::count(self, patients).2
     }
 }

@@ -70,7 +70,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil::open_maybe_gz;
-use crate::interner::Interner;
+use crate::interner::{FastMap, Interner};
 use crate::meds::DEATH_CODE;
 use crate::record::{Dataset, Demographics, LabValue, Patient, ReadReport, Visit};
 use crate::time::parse_time;
@@ -135,21 +135,97 @@ const GENDER_FEMALE: &str = "8532";
 
 /// Reads an OMOP CDM 5.4 CSV folder (see the module documentation for what is read and how).
 pub fn read_omop(dir: &Path) -> Result<Dataset> {
-    let files = TableFiles::scan(dir)?;
-    let mut report = ReadReport::default();
-    let persons = read_persons(&files.required(dir, "person")?)?;
-    let mut visits = read_visits(&files.required(dir, "visit_occurrence")?, &persons, &mut report)?;
-    let mut codes = Interner::default();
-    for table in &EVENT_TABLES {
-        match files.optional(table.table)? {
-            Some(path) => read_events(&path, table, &persons, &mut visits, &mut codes, &mut report)?,
-            None => report.skip(&format!("table {}.csv absent", table.table)),
+    let store = OmopStore::read(dir)?;
+    let mut patients = Vec::with_capacity(store.len());
+    store.for_each_patient(&mut |p| {
+        patients.push(p);
+        Ok(())
+    })?;
+    Ok(Dataset {
+        patients,
+        report: store.report.clone(),
+    })
+}
+
+/// An OMOP folder read into compact, interned form (about 8 bytes an event, 24 a lab value, 24 a visit):
+/// what [`crate::source::Records`] streams patients from, one at a time, as often as a step needs, without
+/// holding every record's strings at once.
+pub struct OmopStore {
+    persons: Vec<Person>,
+    /// Persons in ascending `person_id`, each with their visits (indices into `visits`) in time order;
+    /// persons without visits are left out.
+    order: Vec<(u32, Vec<u32>)>,
+    visits: Vec<VisitRow>,
+    /// Per visit, its distinct codes in first-seen order: `codes[code_start[v]..code_start[v + 1]]`.
+    code_start: Vec<u64>,
+    codes: Vec<u32>,
+    /// Per visit, its lab values in file order: `labs[lab_start[v]..lab_start[v + 1]]`.
+    lab_start: Vec<u64>,
+    labs: Vec<(u32, f64)>,
+    names: Interner,
+    visit_types: Interner,
+    pub report: ReadReport,
+}
+
+impl OmopStore {
+    /// Reads the folder's tables (see the module documentation).
+    pub fn read(dir: &Path) -> Result<OmopStore> {
+        let files = TableFiles::scan(dir)?;
+        let mut report = ReadReport::default();
+        let persons = read_persons(&files.required(dir, "person")?)?;
+        let mut visits = read_visits(&files.required(dir, "visit_occurrence")?, &persons, &mut report)?;
+        let mut events = Events::default();
+        for table in &EVENT_TABLES {
+            match files.optional(table.table)? {
+                Some(path) => read_events(&path, table, &persons, &mut visits, &mut events, &mut report)?,
+                None => report.skip(&format!("table {}.csv absent", table.table)),
+            }
+        }
+        if let Some(path) = files.optional("death")? {
+            read_deaths(&path, &persons, &visits, &mut events, &mut report)?;
+        }
+        Ok(assemble(persons, visits, events, report))
+    }
+
+    /// Persons with at least one visit.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Calls `each` with every person with visits, in ascending `person_id`.
+    pub fn for_each_patient(&self, each: &mut dyn FnMut(Patient) -> Result<()>) -> Result<()> {
+        for (person, visits) in &self.order {
+            let person = &self.persons[*person as usize];
+            each(Patient {
+                id: person.id.to_string(),
+                demographics: person.demographics.clone(),
+                visits: visits.iter().map(|&v| self.visit(v as usize)).collect(),
+                ..Patient::default()
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit(&self, v: usize) -> Visit {
+        let name = |i: u32| self.names.name(i).to_string();
+        let codes = &self.codes[self.code_start[v] as usize..self.code_start[v + 1] as usize];
+        let labs = &self.labs[self.lab_start[v] as usize..self.lab_start[v + 1] as usize];
+        let row = &self.visits[v];
+        Visit {
+            day: None,
+            time: Some(crate::time::format_record_time(row.start)),
+            codes: codes.iter().map(|&c| name(c)).collect(),
+            labs: labs
+                .iter()
+                .map(|&(c, value)| LabValue { code: name(c), value })
+                .collect(),
+            visit_type: row.visit_type.map(|t| self.visit_types.name(t).to_string()),
         }
     }
-    if let Some(path) = files.optional("death")? {
-        read_deaths(&path, &persons, &mut visits, &mut codes, &mut report)?;
-    }
-    Ok(assemble(persons, visits, &codes, report))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -165,7 +241,7 @@ struct Person {
 
 struct Persons {
     rows: Vec<Person>,
-    index: HashMap<i64, usize>,
+    index: FastMap<i64, u32>,
 }
 
 /// Columns of person.csv; all but the id are optional.
@@ -206,12 +282,12 @@ fn read_persons(path: &Path) -> Result<Persons> {
     let cols = PersonColumns::locate(&t)?;
     let mut persons = Persons {
         rows: Vec::new(),
-        index: HashMap::new(),
+        index: FastMap::default(),
     };
     while let Some(line) = t.next_row()? {
         let id = parse_id(t.get(cols.id), path, line, "person_id")?;
         let demographics = parse_demographics(&t, &cols, line)?;
-        if persons.index.insert(id, persons.rows.len()).is_some() {
+        if persons.index.insert(id, persons.rows.len() as u32).is_some() {
             return Err(Error::line(path, line, format!("duplicate person_id {id}")));
         }
         persons.rows.push(Person { id, demographics });
@@ -278,20 +354,38 @@ fn parse_number<T: std::str::FromStr>(
 // ---------------------------------------------------------------------------------------------------
 // visit_occurrence.csv
 
-/// A visit being filled with events: code and lab indices into a [`Interner`].
-struct VisitAcc {
-    person: usize,
+/// A visit as read from visit_occurrence.csv.
+struct VisitRow {
+    person: u32,
     start: NaiveDateTime,
-    /// `visit_concept_id` when nonzero.
-    visit_type: Option<String>,
-    codes: Vec<u32>,
-    labs: Vec<(u32, f64)>,
-    events: usize,
+    /// `visit_concept_id` when nonzero, interned.
+    visit_type: Option<u32>,
 }
 
 struct Visits {
-    list: Vec<VisitAcc>,
-    index: HashMap<i64, usize>,
+    list: Vec<VisitRow>,
+    index: FastMap<i64, u32>,
+    types: Interner,
+}
+
+/// Event rows attached to visits, in table and file order: grouped per visit at the end.
+#[derive(Default)]
+struct Events {
+    names: Interner,
+    /// Codes of concept ids, by (table, concept id), so that a row does not build its code's string.
+    concepts: FastMap<(u8, i64), u32>,
+    codes: Vec<(u32, u32)>,
+    labs: Vec<(u32, u32, f64)>,
+}
+
+impl Events {
+    fn concept_code(&mut self, table: usize, concept: i64) -> u32 {
+        let names = &mut self.names;
+        *self
+            .concepts
+            .entry((table as u8, concept))
+            .or_insert_with(|| names.intern(&format!("{}/{concept}", EVENT_TABLES[table].domain)))
+    }
 }
 
 fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Result<Visits> {
@@ -306,7 +400,8 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
     }
     let mut visits = Visits {
         list: Vec::new(),
-        index: HashMap::new(),
+        index: FastMap::default(),
+        types: Interner::default(),
     };
     while let Some(line) = t.next_row()? {
         let id = parse_id(t.get(id_col), path, line, "visit_occurrence_id")?;
@@ -317,7 +412,7 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
         };
         let visit_type = parse_optional_id(t.get_opt(concept_col), path, line, "visit_concept_id")?
             .filter(|&concept| concept != 0)
-            .map(|concept| concept.to_string());
+            .map(|concept| visits.types.intern(&concept.to_string()));
         let Some(start) = start else {
             report.skip("visits without a start date");
             continue;
@@ -326,16 +421,13 @@ fn read_visits(path: &Path, persons: &Persons, report: &mut ReadReport) -> Resul
             report.skip("visits of persons not in person.csv");
             continue;
         };
-        if visits.index.insert(id, visits.list.len()).is_some() {
+        if visits.index.insert(id, visits.list.len() as u32).is_some() {
             return Err(Error::line(path, line, format!("duplicate visit_occurrence_id {id}")));
         }
-        visits.list.push(VisitAcc {
+        visits.list.push(VisitRow {
             person,
             start,
             visit_type,
-            codes: Vec::new(),
-            labs: Vec::new(),
-            events: 0,
         });
     }
     Ok(visits)
@@ -357,8 +449,14 @@ struct EventRow {
     visit_id: Option<i64>,
     /// The row's `person_id`, when the table has the column.
     person_id: Option<i64>,
-    code: Option<String>,
+    code: Option<EventCode>,
     value: LabField,
+}
+
+/// What names an event's code: its nonzero concept id, else its source value (read from the row).
+enum EventCode {
+    Concept(i64),
+    Source,
 }
 
 struct EventColumns {
@@ -376,9 +474,13 @@ fn read_events(
     table: &EventTable,
     persons: &Persons,
     visits: &mut Visits,
-    codes: &mut Interner,
+    events: &mut Events,
     report: &mut ReadReport,
 ) -> Result<()> {
+    let table_index = EVENT_TABLES
+        .iter()
+        .position(|t| t.table == table.table)
+        .expect("an event table");
     let mut t = CsvTable::open(path)?;
     let cols = EventColumns {
         visit: t.column("visit_occurrence_id")?,
@@ -390,7 +492,25 @@ fn read_events(
     };
     while let Some(line) = t.next_row()? {
         let row = parse_event(&t, table, &cols, line)?;
-        attach_event(row, persons, visits, codes, report);
+        let Some(code) = &row.code else {
+            report.skip("events without a concept id or source value");
+            continue;
+        };
+        let Some(visit) = visit_of(&row, persons, visits, report) else {
+            continue;
+        };
+        let code = match code {
+            EventCode::Concept(c) => events.concept_code(table_index, *c),
+            EventCode::Source => events
+                .names
+                .intern(&format!("{}/src:{}", table.domain, t.get_opt(cols.source))),
+        };
+        events.codes.push((visit, code));
+        match row.value {
+            LabField::Absent => {}
+            LabField::Finite(x) => events.labs.push((visit, code, x)),
+            LabField::NotFinite => report.non_finite_values += 1,
+        }
     }
     Ok(())
 }
@@ -402,10 +522,9 @@ fn parse_event(t: &CsvTable, table: &EventTable, cols: &EventColumns, line: usiz
         parse_datetime(t.get(*c), &t.path, line, name)?;
     }
     let concept = parse_optional_id(t.get(cols.concept), &t.path, line, table.concept_column)?;
-    let source = t.get_opt(cols.source);
     let code = match concept {
-        Some(c) if c != 0 => Some(format!("{}/{c}", table.domain)),
-        _ if !source.is_empty() => Some(format!("{}/src:{source}", table.domain)),
+        Some(c) if c != 0 => Some(EventCode::Concept(c)),
+        _ if !t.get_opt(cols.source).is_empty() => Some(EventCode::Source),
         _ => None,
     };
     Ok(EventRow {
@@ -426,34 +545,21 @@ fn parse_lab_field(value: &str) -> LabField {
     }
 }
 
-fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &mut Interner, report: &mut ReadReport) {
-    let Some(code) = row.code else {
-        report.skip("events without a concept id or source value");
-        return;
-    };
+/// The visit an event row joins, or `None` (counted) when its visit is unknown or another person's.
+fn visit_of(row: &EventRow, persons: &Persons, visits: &Visits, report: &mut ReadReport) -> Option<u32> {
     let Some(&vi) = row.visit_id.and_then(|id| visits.index.get(&id)) else {
         report.events_without_visit += 1;
-        return;
+        return None;
     };
     // An event filed under another person's visit belongs to neither record.
     if row
         .person_id
-        .is_some_and(|p| p != persons.rows[visits.list[vi].person].id)
+        .is_some_and(|p| p != persons.rows[visits.list[vi as usize].person as usize].id)
     {
         report.skip("events whose person_id is not their visit's person");
-        return;
+        return None;
     }
-    let code = codes.intern(&code);
-    let visit = &mut visits.list[vi];
-    visit.events += 1;
-    if !visit.codes.contains(&code) {
-        visit.codes.push(code);
-    }
-    match row.value {
-        LabField::Absent => {}
-        LabField::Finite(x) => visit.labs.push((code, x)),
-        LabField::NotFinite => report.non_finite_values += 1,
-    }
+    Some(vi)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -464,8 +570,8 @@ fn attach_event(row: EventRow, persons: &Persons, visits: &mut Visits, codes: &m
 fn read_deaths(
     path: &Path,
     persons: &Persons,
-    visits: &mut Visits,
-    codes: &mut Interner,
+    visits: &Visits,
+    events: &mut Events,
     report: &mut ReadReport,
 ) -> Result<()> {
     let mut t = CsvTable::open(path)?;
@@ -475,11 +581,8 @@ fn read_deaths(
     if datetime_col.is_none() && date_col.is_none() {
         t.column("death_date")?;
     }
-    let mut visits_of: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (i, v) in visits.list.iter().enumerate() {
-        visits_of.entry(v.person).or_default().push(i);
-    }
-    let death = codes.intern(DEATH_CODE);
+    let visits_of = visits_by_person(&visits.list, persons.rows.len());
+    let death = events.names.intern(DEATH_CODE);
     let mut dead = vec![false; persons.rows.len()];
     while let Some(line) = t.next_row()? {
         let person_id = parse_id(t.get(person_col), path, line, "person_id")?;
@@ -495,86 +598,153 @@ fn read_deaths(
             report.skip("deaths of persons not in person.csv");
             continue;
         };
-        if std::mem::replace(&mut dead[person], true) {
+        if std::mem::replace(&mut dead[person as usize], true) {
             report.skip("repeated deaths of a person (first kept)");
             continue;
         }
         // The latest start on or before the day; among equal starts the last in file order, as sorting
         // visits keeps ties in file order.
-        let last = visits_of
-            .get(&person)
-            .into_iter()
-            .flatten()
+        let list = &visits.list;
+        let last = visits_of[person as usize]
+            .iter()
             .copied()
-            .filter(|&i| visits.list[i].start.date() <= day)
-            .fold(None, |best: Option<usize>, i| match best {
-                Some(b) if visits.list[b].start > visits.list[i].start => Some(b),
+            .filter(|&i| list[i as usize].start.date() <= day)
+            .fold(None, |best: Option<u32>, i| match best {
+                Some(b) if list[b as usize].start > list[i as usize].start => Some(b),
                 _ => Some(i),
             });
         let Some(vi) = last else {
             report.skip("deaths before the person's first visit");
             continue;
         };
-        let visit = &mut visits.list[vi];
-        visit.events += 1;
-        if !visit.codes.contains(&death) {
-            visit.codes.push(death);
-        }
+        events.codes.push((vi, death));
     }
     Ok(())
+}
+
+/// Each person's visits (indices into `visits`), in file order.
+fn visits_by_person(visits: &[VisitRow], persons: usize) -> Vec<Vec<u32>> {
+    let mut of: Vec<Vec<u32>> = vec![Vec::new(); persons];
+    for (i, v) in visits.iter().enumerate() {
+        of[v.person as usize].push(i as u32);
+    }
+    of
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Assembly
 
-fn assemble(persons: Persons, visits: Visits, codes: &Interner, mut report: ReadReport) -> Dataset {
-    let mut per_person: Vec<Vec<Visit>> = vec![Vec::new(); persons.rows.len()];
-    for v in visits.list {
-        if v.codes.is_empty() {
-            report.skip("visits without codes");
-            continue;
-        }
-        report.events += v.events;
-        per_person[v.person].push(to_visit(v, codes));
-    }
-    let mut order: Vec<usize> = (0..persons.rows.len()).collect();
-    order.sort_by_key(|&i| persons.rows[i].id);
-    let mut rows: Vec<Option<Person>> = persons.rows.into_iter().map(Some).collect();
-    let mut patients = Vec::new();
-    for i in order {
-        let person = rows[i].take().expect("each person is taken once");
+/// Groups the events by visit (distinct codes in first-seen order, lab values in file order), drops visits
+/// without codes, and orders persons by id and their visits by time.
+fn assemble(persons: Persons, visits: Visits, events: Events, mut report: ReadReport) -> OmopStore {
+    let n_visits = visits.list.len();
+    let (code_start, codes, events_per_visit) = group_codes(&events.codes, n_visits, events.names.len());
+    drop(events.codes);
+    let (lab_start, labs) = group_labs(events.labs, n_visits);
+    let mut order = Vec::new();
+    for (person, mut list) in visits_by_person(&visits.list, persons.rows.len())
+        .into_iter()
+        .enumerate()
+    {
         report.patients += 1;
-        let visits = std::mem::take(&mut per_person[i]);
-        if visits.is_empty() {
+        list.retain(|&v| {
+            let v = v as usize;
+            let has_codes = code_start[v + 1] > code_start[v];
+            if has_codes {
+                report.events += events_per_visit[v] as usize;
+            } else {
+                report.skip("visits without codes");
+            }
+            has_codes
+        });
+        if list.is_empty() {
             report.patients_without_visits += 1;
             continue;
         }
-        let mut patient = Patient {
-            id: person.id.to_string(),
-            demographics: person.demographics,
-            visits,
-            ..Patient::default()
-        };
-        crate::sort_visits(&mut patient, &mut report);
-        report.visits += patient.visits.len();
-        patients.push(patient);
+        // Stable: visits starting together keep file order (as `crate::sort_visits` does).
+        if list
+            .windows(2)
+            .any(|w| visits.list[w[0] as usize].start > visits.list[w[1] as usize].start)
+        {
+            list.sort_by_key(|&v| visits.list[v as usize].start);
+            report.skip("records with visits out of time order (sorted)");
+        }
+        report.visits += list.len();
+        order.push((person as u32, list));
     }
-    Dataset { patients, report }
+    order.sort_by_key(|(person, _)| persons.rows[*person as usize].id);
+    // Counted per person in file order above, as the report of visits without codes is.
+    OmopStore {
+        persons: persons.rows,
+        order,
+        visits: visits.list,
+        code_start,
+        codes,
+        lab_start,
+        labs,
+        names: events.names,
+        visit_types: visits.types,
+        report,
+    }
 }
 
-fn to_visit(v: VisitAcc, codes: &Interner) -> Visit {
-    let name = |i: u32| codes.name(i).to_string();
-    Visit {
-        day: None,
-        time: Some(crate::time::format_record_time(v.start)),
-        codes: v.codes.into_iter().map(name).collect(),
-        labs: v
-            .labs
-            .into_iter()
-            .map(|(c, value)| LabValue { code: name(c), value })
-            .collect(),
-        visit_type: v.visit_type,
+/// Per visit, its distinct codes in first-seen order (`(starts, codes)` as in [`OmopStore`]) and how many
+/// event rows it got.
+fn group_codes(events: &[(u32, u32)], n_visits: usize, n_codes: usize) -> (Vec<u64>, Vec<u32>, Vec<u32>) {
+    let mut per_visit = vec![0u32; n_visits];
+    for &(v, _) in events {
+        per_visit[v as usize] += 1;
     }
+    let mut slot: Vec<u64> = Vec::with_capacity(n_visits + 1);
+    let mut total = 0u64;
+    for &n in &per_visit {
+        slot.push(total);
+        total += u64::from(n);
+    }
+    let mut grouped = vec![0u32; total as usize];
+    let mut next = slot.clone();
+    for &(v, code) in events {
+        grouped[next[v as usize] as usize] = code;
+        next[v as usize] += 1;
+    }
+    // Distinct codes per visit, compacted in place; `seen[code]` holds the last visit (plus one) that had it.
+    let mut seen = vec![0u32; n_codes];
+    let mut starts = Vec::with_capacity(n_visits + 1);
+    let mut kept = 0usize;
+    for v in 0..n_visits {
+        starts.push(kept as u64);
+        let (from, to) = (slot[v] as usize, next[v] as usize);
+        for i in from..to {
+            let code = grouped[i];
+            if seen[code as usize] != v as u32 + 1 {
+                seen[code as usize] = v as u32 + 1;
+                grouped[kept] = code;
+                kept += 1;
+            }
+        }
+    }
+    starts.push(kept as u64);
+    grouped.truncate(kept);
+    grouped.shrink_to_fit();
+    (starts, grouped, per_visit)
+}
+
+/// Per visit, its lab values in file order.
+fn group_labs(labs: Vec<(u32, u32, f64)>, n_visits: usize) -> (Vec<u64>, Vec<(u32, f64)>) {
+    let mut starts = vec![0u64; n_visits + 1];
+    for &(v, _, _) in &labs {
+        starts[v as usize + 1] += 1;
+    }
+    for v in 0..n_visits {
+        starts[v + 1] += starts[v];
+    }
+    let mut next = starts.clone();
+    let mut grouped = vec![(0u32, 0f64); labs.len()];
+    for (v, code, value) in labs {
+        grouped[next[v as usize] as usize] = (code, value);
+        next[v as usize] += 1;
+    }
+    (starts, grouped)
 }
 
 mod table;
