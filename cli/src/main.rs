@@ -10,6 +10,7 @@ mod evaluate;
 mod export;
 mod keygen;
 mod package;
+mod prepare;
 mod site_readme;
 mod test;
 mod train;
@@ -27,6 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read records (OMOP CDM CSV folder, MEDS folder, or JSONL) once, streaming, into a corpus on disk that
+    /// `halo train --corpus` memory-maps: the split, the encoding and the encoded records.
+    Prepare(prepare::PrepareCmd),
     /// Train HALO on records (OMOP CDM CSV folder, MEDS folder, or JSONL) into a checkpoint folder.
     Train(train::TrainCmd),
     /// Score a checkpoint on its test split: prints JSON with bce, f1 and perplexity.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         unsafe { libc::_exit(130) }
     });
     let result = match cli.command {
+        Command::Prepare(cmd) => prepare::run(cmd),
         Command::Train(cmd) => train::run(cmd),
         Command::Test(cmd) => test::run(cmd),
         Command::Export(cmd) => export::run(cmd),

@@ -1,18 +1,22 @@
 //! `halo train`: records to a checkpoint folder.
 
-use crate::args::{parse_learning_rate, DataArgs, TorchDevice};
+use crate::args::{parse_learning_rate, DataArgs, EncodingArgs, TorchDevice};
 use anyhow::{bail, Result};
 use clap::Args;
 use halo_core::config::Preset;
-use halo_core::encoding::{CodeOrder, EncodingOptions};
 use halo_train::train;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct TrainCmd {
-    /// Records to train on: an OMOP CDM CSV folder, a MEDS folder, or a JSONL file.
+    /// Records to train on: an OMOP CDM CSV folder, a MEDS folder, or a JSONL file (prepared into the
+    /// checkpoint's corpus/ first, as `halo prepare` would).
+    #[arg(long, required_unless_present = "corpus", conflicts_with = "corpus")]
+    data: Option<PathBuf>,
+    /// A corpus written by `halo prepare`: training memory-maps it (the records' encoding, split and label
+    /// spec are the corpus's; --preset / --n-ctx must give its context).
     #[arg(long)]
-    data: PathBuf,
+    corpus: Option<PathBuf>,
     /// Checkpoint folder to write (must be new or empty, unless --resume).
     #[arg(long)]
     out: PathBuf,
@@ -39,41 +43,8 @@ pub struct TrainCmd {
     /// cpu, cuda or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
     device: TorchDevice,
-    /// Phenotype label spec: a JSON file ({"labels": {name: [codes or prefix*]}}, docs/label-specs.md) or a
-    /// shipped one by name: ccs-icd9, ccs-icd10 (the 25 acute-care phenotypes of HALO's MIMIC-III experiments
-    /// by HCUP CCS); default: chronic conditions for OMOP.
-    /// Ignored when the records carry their own labels.
-    #[arg(long)]
-    label_spec: Option<PathBuf>,
-    /// Given split (CSV `id,split` or JSON {id: split}); overrides the records' own and the seeded split.
-    #[arg(long)]
-    split_file: Option<PathBuf>,
-    /// Leave out the gap (and age) bucket codes.
-    #[arg(long)]
-    no_gaps: bool,
-    /// Leave out the lab value bucket codes.
-    #[arg(long)]
-    no_labs: bool,
-    /// Leave out the demographic label codes.
-    #[arg(long)]
-    no_demographics: bool,
-    /// Order of codes in the vocabulary (the order codes are generated within a visit).
-    #[arg(long, default_value = "shuffled")]
-    code_order: CodeOrder,
-    /// Quantile buckets per lab value.
-    #[arg(long, default_value_t = 5)]
-    lab_buckets: usize,
-    /// Buckets of the visit's size (its number of codes), drawn first in each visit so that the code module
-    /// knows how many codes it is producing; 0 (the default) leaves the size group out. On dense test visits it
-    /// did not reduce the drift that `halo export`'s calibration closes (docs/records.md, "Dense visits").
-    #[arg(long, default_value_t = halo_core::encoding::DEFAULT_VISIT_SIZE_BUCKETS)]
-    visit_size_buckets: usize,
-    /// The small-cell rule: codes, source values, labs and demographic values seen in fewer distinct
-    /// patients are left out of the vocabulary, and bucket edges come from groups of at least this many
-    /// patients, so that nothing of one patient ships in the model. `halo export` refuses models trained
-    /// with fewer than 5 unless given --allow-small-cells.
-    #[arg(long, default_value_t = halo_core::encoding::DEFAULT_MIN_PATIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    min_patients: usize,
+    #[command(flatten)]
+    encoding: EncodingArgs,
     /// Override the preset's embedding width.
     #[arg(long)]
     n_embd: Option<usize>,
@@ -87,12 +58,6 @@ pub struct TrainCmd {
     /// or with --windows learnt in overlapping windows).
     #[arg(long)]
     n_ctx: Option<usize>,
-    /// Learn records longer than the context in windows of n_ctx - 2 visits, one every half window, and let
-    /// the sampler continue a record that fills its window (up to a length at least --min-patients training
-    /// records reach). Needs gaps. On the Synthea demo: visits per record -12.6% -> +6.1% against the data,
-    /// but codes per visit -3.6% -> -8.2%; off by default.
-    #[arg(long, conflicts_with = "no_gaps")]
-    windows: bool,
     /// Train the HALO-Coarse ablation (no code-level module).
     #[arg(long)]
     coarse: bool,
@@ -144,10 +109,15 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     if cmd.batch_size == 0 || cmd.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }
+    let input = match (cmd.data, cmd.corpus) {
+        (Some(data), _) => train::TrainInput::Data(data),
+        (None, Some(corpus)) => train::TrainInput::Corpus(corpus),
+        (None, None) => bail!("give --data (records) or --corpus (a prepared corpus)"),
+    };
     let args = train::TrainArgs {
         read: cmd.data_args.read_options(),
         format: cmd.data_args.format,
-        data: cmd.data,
+        input,
         out: cmd.out,
         preset: cmd.preset,
         epochs: cmd.epochs,
@@ -156,21 +126,9 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         seed: cmd.seed,
         resume: cmd.resume,
         device: cmd.device.0,
-        label_spec: cmd.label_spec,
-        split_file: cmd.split_file,
-        encoding: EncodingOptions {
-            gaps: !cmd.no_gaps,
-            labs: !cmd.no_labs,
-            demographics: !cmd.no_demographics,
-            code_order: cmd.code_order,
-            order_seed: cmd.seed,
-            lab_buckets: cmd.lab_buckets,
-            max_visits: 46,
-            // Any stride asks for windows; training sets it to half a window.
-            window_stride: usize::from(cmd.windows),
-            min_patients: cmd.min_patients,
-            visit_size_buckets: cmd.visit_size_buckets,
-        },
+        label_spec: cmd.encoding.label_spec.clone(),
+        split_file: cmd.encoding.split_file.clone(),
+        encoding: cmd.encoding.options(cmd.seed),
         n_embd: cmd.n_embd,
         n_layer: cmd.n_layer,
         n_head: cmd.n_head,

@@ -6,12 +6,14 @@
 //! - [`encoding`]: HALO's vocabulary and the encoding of a patient as visits of code indices.
 //! - [`buckets`]: bucket edges of gaps, ages and lab values (rounded, top-coded: no patient's exact value).
 //! - [`source`]: records passed over one patient at a time (what `halo prepare` streams).
+//! - [`corpus`]: records encoded once into memory-mapped token arrays (`halo prepare`).
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
 
 pub mod bounds;
 pub mod buckets;
 pub mod checkpoint;
 pub mod config;
+pub mod corpus;
 pub mod encoding;
 pub mod error;
 pub mod fsutil;

@@ -23,7 +23,7 @@ pub struct Records {
 }
 
 enum Store {
-    Omop(OmopStore),
+    Omop(Box<OmopStore>),
     /// Read whole; the bounds already applied.
     InMemory(Vec<Patient>),
 }
@@ -44,7 +44,7 @@ impl Records {
             Format::Omop => {
                 let store = OmopStore::read(path)?;
                 let report = store.report.clone();
-                (Store::Omop(store), report)
+                (Store::Omop(Box::new(store)), report)
             }
             Format::Jsonl => in_memory(crate::jsonl::read_jsonl(path)?),
             Format::Meds => in_memory(crate::meds::read_meds(path, options)?),

@@ -100,7 +100,17 @@ pub const DEFAULT_SEED: u64 = 4;
 /// Assigns splits: given ones win (from the split file, else the records' own `split`);
 /// otherwise a seeded shuffle gives 0.8/0.2 train/test, then 0.9/0.1 of train into train/validation.
 pub fn assign(patients: &[Patient], given: Option<&HashMap<String, Split>>, seed: u64) -> Result<SplitAssignment> {
-    let any_given = given.is_some() || patients.iter().any(|p| p.split.is_some());
+    let records: Vec<(String, Option<Split>)> = patients.iter().map(|p| (p.id.clone(), p.split)).collect();
+    assign_ids(records, given, seed)
+}
+
+/// [`assign`] from each record's id and own split, in record order (what a streamed pass collects).
+pub fn assign_ids(
+    records: Vec<(String, Option<Split>)>,
+    given: Option<&HashMap<String, Split>>,
+    seed: u64,
+) -> Result<SplitAssignment> {
+    let any_given = given.is_some() || records.iter().any(|(_, s)| s.is_some());
     let mut a = SplitAssignment {
         source: if any_given {
             SplitSource::Given
@@ -113,22 +123,21 @@ pub fn assign(patients: &[Patient], given: Option<&HashMap<String, Split>>, seed
         test: vec![],
     };
     if any_given {
-        for p in patients {
-            let split = given.and_then(|g| g.get(&p.id).copied()).or(p.split).ok_or_else(|| {
+        for (id, own) in records {
+            let split = given.and_then(|g| g.get(&id).copied()).or(own).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "patient `{}` has no split while others do (give every record a split, or none)",
-                    p.id
+                    "patient `{id}` has no split while others do (give every record a split, or none)"
                 ))
             })?;
             match split {
-                Split::Train => a.train.push(p.id.clone()),
-                Split::Val => a.val.push(p.id.clone()),
-                Split::Test => a.test.push(p.id.clone()),
+                Split::Train => a.train.push(id),
+                Split::Val => a.val.push(id),
+                Split::Test => a.test.push(id),
             }
         }
         return Ok(a);
     }
-    let mut ids: Vec<String> = patients.iter().map(|p| p.id.clone()).collect();
+    let mut ids: Vec<String> = records.into_iter().map(|(id, _)| id).collect();
     ids.sort();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     ids.shuffle(&mut rng);

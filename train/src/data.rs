@@ -83,10 +83,14 @@ pub fn encode_splits(
 
 /// Log-odds of each vocabulary entry over the scored rows of `patients` (label visit, real visits, end
 /// code on the last), smoothed by half a count so unseen entries get a finite, very negative value.
-pub fn prior_logits(patients: &[EncodedPatient], encoding: &Encoding) -> Tensor {
+pub fn prior_logits<P: std::borrow::Borrow<EncodedPatient>>(
+    patients: impl IntoIterator<Item = P>,
+    encoding: &Encoding,
+) -> Tensor {
     let mut counts = vec![0f64; encoding.vocab_size()];
     let mut rows = 0f64;
     for p in patients {
+        let p = p.borrow();
         rows += (p.visits.len() + 1) as f64;
         for c in p.labels.iter().chain(p.visits.iter().flatten()) {
             counts[*c as usize] += 1.0;

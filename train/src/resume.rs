@@ -13,19 +13,6 @@ use std::path::Path;
 /// The settings of a run, by name, as text (so that differences can be named).
 pub type RunSettings = BTreeMap<String, String>;
 
-/// A writer that only hashes.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -33,11 +20,11 @@ fn hex(digest: &[u8]) -> String {
 /// sha256 of the records as read (their JSONL lines, in order): the same data in another file layout
 /// digests the same, changed data does not.
 pub fn data_digest(patients: &[Patient]) -> Result<String> {
-    let mut w = HashWriter(Sha256::new());
+    let mut digest = halo_prepare::RecordDigest::default();
     for p in patients {
-        halo_core::jsonl::write_record(&mut w, p)?;
+        digest.add(p)?;
     }
-    Ok(hex(&w.0.finalize()))
+    Ok(digest.finish())
 }
 
 fn file_digest(path: &Path) -> Result<String> {
@@ -46,12 +33,12 @@ fn file_digest(path: &Path) -> Result<String> {
 }
 
 /// Everything that shapes a run's result except `--epochs` (which a resume may raise) and the device.
-pub fn settings_of(args: &TrainArgs, patients: &[Patient]) -> Result<RunSettings> {
+pub fn settings_of(args: &TrainArgs, data_digest: &str) -> Result<RunSettings> {
     let mut s = RunSettings::new();
     let mut put = |k: &str, v: String| {
         s.insert(k.to_string(), v);
     };
-    put("data (sha256 of the records as read)", data_digest(patients)?);
+    put("data (sha256 of the records as read)", data_digest.to_string());
     put("--format", format!("{:?}", args.format));
     put(
         "--meds-visit-window",

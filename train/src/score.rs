@@ -3,6 +3,7 @@
 
 use crate::data::{make_batch, Batch};
 use crate::model::Halo;
+use halo_core::corpus::Sequences;
 use halo_core::encoding::{EncodedPatient, Encoding};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -95,10 +96,38 @@ pub fn score(
 ) -> Sums {
     let _guard = tch::no_grad_guard();
     let mut sums = Sums::default();
-    let v = encoding.vocab_size() as f64;
     for chunk in patients.chunks(batch_size.max(1)) {
         let refs: Vec<&EncodedPatient> = chunk.iter().collect();
-        let batch = make_batch(&refs, encoding, device);
+        sums.add_batch(model, &refs, encoding, device);
+    }
+    sums
+}
+
+/// [`score`] over a corpus split, decoding one batch at a time.
+pub fn score_sequences(
+    model: &Halo,
+    sequences: &Sequences,
+    encoding: &Encoding,
+    batch_size: usize,
+    device: Device,
+) -> Sums {
+    let _guard = tch::no_grad_guard();
+    let mut sums = Sums::default();
+    let batch_size = batch_size.max(1);
+    for start in (0..sequences.len()).step_by(batch_size) {
+        let chunk: Vec<EncodedPatient> = (start..(start + batch_size).min(sequences.len()))
+            .map(|i| sequences.get(i))
+            .collect();
+        let refs: Vec<&EncodedPatient> = chunk.iter().collect();
+        sums.add_batch(model, &refs, encoding, device);
+    }
+    sums
+}
+
+impl Sums {
+    fn add_batch(&mut self, model: &Halo, chunk: &[&EncodedPatient], encoding: &Encoding, device: Device) {
+        let v = encoding.vocab_size() as f64;
+        let batch = make_batch(chunk, encoding, device);
         let per_row = batch.visits.size()[1] - 1;
         let (bce, logits, targets) = scored_bce(model, &batch, 0.0);
         let rows = &batch.rows;
@@ -109,18 +138,17 @@ pub fn score(
             &bce.sum_dim_intlist([1i64].as_slice(), false, Kind::Double),
         );
         let per_record = Vec::<f64>::try_from(per_record.to_device(Device::Cpu)).unwrap();
-        sums.per_record.extend(per_record.iter().map(|x| -x));
-        sums.log_likelihood -= per_record.iter().sum::<f64>();
+        self.per_record.extend(per_record.iter().map(|x| -x));
+        self.log_likelihood -= per_record.iter().sum::<f64>();
         let n_rows = rows.size()[0] as f64;
-        sums.scored_visits += n_rows;
-        sums.scored_entries += n_rows * v;
+        self.scored_visits += n_rows;
+        self.scored_entries += n_rows * v;
         let present = targets.sum(Kind::Double).double_value(&[]);
-        sums.present_codes += present;
+        self.present_codes += present;
         let predicted = logits.gt(0.0).to_kind(Kind::Float);
         let tp = (&predicted * &targets).sum(Kind::Double).double_value(&[]);
-        sums.true_pos += tp;
-        sums.false_pos += predicted.sum(Kind::Double).double_value(&[]) - tp;
-        sums.false_neg += present - tp;
+        self.true_pos += tp;
+        self.false_pos += predicted.sum(Kind::Double).double_value(&[]) - tp;
+        self.false_neg += present - tp;
     }
-    sums
 }

@@ -1,18 +1,18 @@
 //! The training loop: seeded split, per-epoch validation, best checkpoint kept, exact resume.
 
-use crate::data::{self, EncodedSplit};
+use crate::data;
 use crate::model::Halo;
 use crate::optim::Adam;
 use crate::score;
 use anyhow::{bail, Context, Result};
 use halo_core::checkpoint::CheckpointFolder;
 use halo_core::config::{ModelConfig, Preset};
-use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec};
+use halo_core::corpus::{self, Corpus, CorpusInfo};
+use halo_core::encoding::{Encoding, EncodingOptions};
 use halo_core::fsutil::{self, is_nonempty_dir, read_json, temp_sibling, write_json_atomic, Target};
-use halo_core::manifest::{checkpoint as ck, TrainingSummary};
-use halo_core::record::Split;
-use halo_core::split;
+use halo_core::manifest::checkpoint as ck;
 use halo_core::{Format, ReadOptions};
+use halo_prepare::{self as prepare, PrepareArgs};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -30,10 +30,22 @@ pub const DEFAULT_DROPOUT: f64 = 0.4;
 /// Default weight decay (see [`TrainArgs::weight_decay`]).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
 
+/// What a run learns from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainInput {
+    /// Records (OMOP, MEDS or JSONL), prepared into the checkpoint's `corpus/` first.
+    Data(PathBuf),
+    /// A corpus written by `halo prepare`, read where it is.
+    Corpus(PathBuf),
+}
+
+/// The folder of a checkpoint that holds the corpus prepared from `--data`.
+pub const CORPUS_DIR: &str = "corpus";
+
 /// Everything `halo train` was asked for.
 #[derive(Debug, Clone)]
 pub struct TrainArgs {
-    pub data: PathBuf,
+    pub input: TrainInput,
     pub out: PathBuf,
     pub format: Option<Format>,
     pub preset: Preset,
@@ -103,7 +115,8 @@ pub enum OutputBiasInit {
 struct Setup {
     config: ModelConfig,
     encoding: Encoding,
-    splits: HashMap<Split, EncodedSplit>,
+    corpus: Corpus,
+    settings: crate::resume::RunSettings,
 }
 
 /// Removes a new run's folder under construction unless it was moved into place.
@@ -133,16 +146,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         );
     }
 
-    let dataset = data::read(&args.data, args.format, &args.read)?;
-    eprintln!(
-        "halo train: read {} ({})",
-        args.data.display(),
-        serde_json::to_string(&dataset.report)?
-    );
-    if dataset.patients.is_empty() {
-        bail!("{}: no patient with at least one visit", args.data.display());
-    }
-    let settings = crate::resume::settings_of(args, &dataset.patients)?;
     // A new run is set up in a temporary sibling and appears at --out with a resumable state (epoch 0), so
     // that a kill at any point leaves either nothing or a run `--resume` continues.
     let mut pending = PendingDir(None);
@@ -165,20 +168,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         tmp
     };
     let setup = if resuming {
-        resume_setup(args, &dataset.patients)?
+        resume_setup(args)?
     } else {
-        new_setup(args, &dir, &dataset.patients)?
+        new_setup(args, &dir)?
     };
-    let train = setup
-        .splits
-        .get(&Split::Train)
-        .map(|s| s.patients.as_slice())
-        .unwrap_or_default();
-    let val = setup
-        .splits
-        .get(&Split::Val)
-        .map(|s| s.patients.as_slice())
-        .unwrap_or_default();
+    let train = &setup.corpus.train;
+    let val = &setup.corpus.val;
     if train.is_empty() {
         bail!("the training split is empty");
     }
@@ -202,11 +197,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         } else {
             OutputBiasInit::Prior
         },
-        settings,
+        settings: setup.settings.clone(),
     };
     if resuming {
         let saved = load_last(&args.out, &mut vs, &mut adam)?;
-        crate::resume::check_same(&args.out, &saved.settings, &state.settings)?;
         state = TrainState {
             epochs_planned: args.epochs,
             settings: state.settings,
@@ -219,7 +213,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         );
     } else {
         if !args.reference_init {
-            model.set_output_bias(&data::prior_logits(train, &setup.encoding));
+            model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding));
         }
         save_last(&dir, &vs, &adam, &state)?;
         fsutil::publish(&dir, &args.out, Target::AbsentOrEmptyDir).context("moving the new run into place")?;
@@ -255,7 +249,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
         let mut loss_sum = 0.0;
         for chunk in order.chunks(args.batch_size) {
-            let refs: Vec<_> = chunk.iter().map(|i| &train[*i]).collect();
+            let sequences: Vec<_> = chunk.iter().map(|i| train.get(*i)).collect();
+            let refs: Vec<_> = sequences.iter().collect();
             let batch = data::make_batch(&refs, &setup.encoding, args.device);
             adam.zero_grad();
             let loss = score::loss(&model, &batch, args.dropout);
@@ -278,7 +273,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let val_loss = if val.is_empty() {
             train_loss
         } else {
-            score::score(&model, val, &setup.encoding, args.batch_size * 2, args.device)
+            score::score_sequences(&model, val, &setup.encoding, args.batch_size * 2, args.device)
                 .scores()
                 .bce
         };
@@ -344,32 +339,40 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize, visible: bool) -> indicat
     bar
 }
 
-fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patient]) -> Result<Setup> {
-    let given = match &args.split_file {
-        Some(p) => Some(split::read_split_file(p)?),
-        None => None,
-    };
-    let split = split::assign(patients, given.as_ref(), args.seed)?;
-    let labels_given = patients.iter().any(|p| p.labels.is_some());
-    let spec = match (&args.label_spec, labels_given) {
-        (Some(p), _) => Some(LabelSpec::read(p)?),
-        (None, true) => None,
-        (None, false) => Some(LabelSpec::default_omop()),
-    };
+fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
     let preset = args.preset.settings();
     let n_ctx = args.n_ctx.unwrap_or(preset.n_ctx);
-    let mut options = args.encoding.clone();
-    options.max_visits = n_ctx - 2;
-    // Any stride in the arguments asks for windows (so that the resume check, which compares the encoding
-    // options, tells a windowed run from another); windows need gaps: a later window's first visit is told from
-    // a record's first by its gap.
-    options.window_stride = if options.window_stride > 0 && options.gaps {
-        (options.max_visits / 2).max(1)
-    } else {
-        0
+    let corpus_dir = match &args.input {
+        TrainInput::Data(data) => {
+            let dir = out.join(CORPUS_DIR);
+            let prepare_args = PrepareArgs {
+                data: data.clone(),
+                format: args.format,
+                read: args.read.clone(),
+                label_spec: args.label_spec.clone(),
+                split_file: args.split_file.clone(),
+                seed: args.seed,
+                encoding: prepare::encoding_options(&args.encoding, n_ctx),
+                quiet: false,
+            };
+            prepare::prepare(&prepare_args, &dir)?;
+            dir
+        }
+        TrainInput::Corpus(dir) => dir.clone(),
     };
-    let train_patients = data::train_patients(patients, &split);
-    let encoding = data::fit_encoding(patients, &train_patients, spec.as_ref(), options)?;
+    let corpus = Corpus::open(&corpus_dir)?;
+    let encoding_path = corpus_dir.join(ck::ENCODING);
+    let encoding: Encoding = read_json(&encoding_path, "HALO encoding.json")?;
+    encoding.validate(&encoding_path)?;
+    if encoding.options.max_visits + 2 != n_ctx {
+        bail!(
+            "{}: the corpus was prepared for a context of {} (--n-ctx {}), this run asks for {n_ctx}: prepare it \
+             again with the run's --preset / --n-ctx, or give the corpus's",
+            corpus_dir.display(),
+            encoding.options.max_visits + 2,
+            encoding.options.max_visits + 2,
+        );
+    }
     let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
     config.n_embd = args.n_embd.unwrap_or(preset.n_embd);
     config.n_layer = args.n_layer.unwrap_or(preset.n_layer);
@@ -381,93 +384,83 @@ fn new_setup(args: &TrainArgs, out: &Path, patients: &[halo_core::record::Patien
     config
         .validate(Path::new("command line"))
         .context("invalid model size")?;
-    let (splits, report) = data::encode_splits(patients, &split, &encoding, spec.as_ref());
-    eprintln!(
-        "halo train: split {} ({} train / {} val / {} test); {} records longer than {} visits{}",
-        split.source,
-        split.train.len(),
-        split.val.len(),
-        split.test.len(),
-        report.truncated_records,
-        encoding.options.max_visits,
-        match encoding.options.window_stride {
-            0 => " kept their most recent visits".to_string(),
-            stride => format!(
-                ", learnt in windows every {stride} visits ({} sequences; sampled records go up to {} visits)",
-                report.sequences, encoding.record_visit_limit
-            ),
-        }
-    );
-    let left = encoding.left_out;
-    eprintln!(
-        "halo train: small-cell rule (--min-patients {}): left out {} codes, {} labs, {} demographic values and \
-         {} visit types seen in fewer patients",
-        encoding.options.min_patients, left.codes, left.labs, left.demographic_values, left.visit_types
-    );
-    let mut summary = summarize(&splits, patients.len(), &args.data);
-    summary.gap_bucket_shares = encoding.gap_bucket_shares(train_patients.iter().copied());
-    summary.visit_size_shares = encoding.visit_size_shares(train_patients.iter().copied());
-    summary.visit_type_shares = encoding.visit_type_shares(train_patients.iter().copied());
-    summary.left_out = left;
-    summary.exclusive_label_groups = encoding.label_groups.iter().map(|g| g.name.clone()).collect();
-    if !summary.exclusive_label_groups.is_empty() {
-        eprintln!(
-            "halo train: labels that partition the records, sampled as exclusive groups: {}",
-            summary.exclusive_label_groups.join(", ")
-        );
-    }
-    if !encoding.derived_labels.is_empty() {
-        let unset = encoding.derived_labels.iter().filter(|d| d.codes.is_empty()).count();
-        eprintln!(
-            "halo train: {} labels derived from codes by the label spec (the sampler sets them from the sampled \
-             codes){}",
-            encoding.derived_labels.len(),
-            if unset > 0 {
-                format!("; {unset} of them have no code in the vocabulary and are never set")
-            } else {
-                String::new()
-            }
-        );
-    }
     write_json_atomic(&out.join(ck::CONFIG), &config)?;
-    write_json_atomic(&out.join(ck::ENCODING), &encoding)?;
-    write_json_atomic(&out.join(ck::SPLIT), &split)?;
-    write_json_atomic(&out.join(ck::TRAINING), &summary)?;
-    if let Some(spec) = &spec {
-        write_json_atomic(&out.join(ck::LABEL_SPEC), spec)?;
+    for name in [ck::ENCODING, ck::SPLIT, ck::TRAINING, ck::LABEL_SPEC] {
+        let from = corpus_dir.join(name);
+        if from.is_file() {
+            let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+            fsutil::write_atomic(&out.join(name), &bytes)?;
+        }
     }
+    let settings = crate::resume::settings_of(&settings_args(args, &encoding), &corpus.info.data_digest)?;
     Ok(Setup {
         config,
         encoding,
-        splits,
+        corpus,
+        settings,
     })
 }
 
-fn resume_setup(args: &TrainArgs, patients: &[halo_core::record::Patient]) -> Result<Setup> {
+/// The arguments whose settings a run records: a run from a corpus takes its encoding options from it.
+fn settings_args(args: &TrainArgs, encoding: &Encoding) -> TrainArgs {
+    match args.input {
+        TrainInput::Data(_) => args.clone(),
+        TrainInput::Corpus(_) => TrainArgs {
+            encoding: encoding.options.clone(),
+            ..args.clone()
+        },
+    }
+}
+
+/// A resumed run: the data checked against the run's settings before anything is written, then its corpus
+/// (a run from before corpora gets one, encoded with its own encoding).
+fn resume_setup(args: &TrainArgs) -> Result<Setup> {
     let folder = CheckpointFolder::read_unfinished(&args.out)?;
-    let (splits, _) = data::encode_splits(patients, &folder.split, &folder.encoding, folder.spec.as_ref());
+    let saved: TrainState = read_json(&args.out.join(ck::TRAIN_STATE), "train state")?;
+    let (corpus_dir, digest, records) = match &args.input {
+        TrainInput::Data(data) => {
+            let mut records = prepare::open(data, args.format, &args.read)?;
+            let digest = prepare::data_digest(&mut records)?;
+            (args.out.join(CORPUS_DIR), digest, Some(records))
+        }
+        TrainInput::Corpus(dir) => {
+            let info: CorpusInfo = read_json(&dir.join(corpus::INFO), "corpus information")?;
+            (dir.clone(), info.data_digest, None)
+        }
+    };
+    let settings = crate::resume::settings_of(&settings_args(args, &folder.encoding), &digest)?;
+    crate::resume::check_same(&args.out, &saved.settings, &settings)?;
+    if let (Some(mut records), false) = (records, corpus_dir.join(corpus::INFO).is_file()) {
+        eprintln!(
+            "halo train: encoding the records into {} (a run from before corpora)",
+            corpus_dir.display()
+        );
+        let tmp = temp_sibling(&corpus_dir);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let (info, _) = prepare::encode_into(
+            &mut records,
+            &folder.split,
+            &folder.encoding,
+            folder.spec.as_ref(),
+            &tmp,
+        )?;
+        let info = CorpusInfo {
+            data_digest: digest,
+            read_report: records.report().clone(),
+            ..info
+        };
+        write_json_atomic(&tmp.join(corpus::INFO), &info)?;
+        fsutil::publish(&tmp, &corpus_dir, Target::AbsentOrEmptyDir).context("moving the corpus into place")?;
+    }
     Ok(Setup {
         config: folder.config,
         encoding: folder.encoding,
-        splits,
+        corpus: Corpus::open(&corpus_dir)?,
+        settings,
     })
-}
-
-fn summarize(splits: &HashMap<Split, EncodedSplit>, records: usize, data: &Path) -> TrainingSummary {
-    let train = splits
-        .get(&Split::Train)
-        .map(|s| s.patients.as_slice())
-        .unwrap_or_default();
-    let visits: usize = train.iter().map(|p| p.visits.len()).sum();
-    let codes: usize = train.iter().flat_map(|p| &p.visits).map(|v| v.len()).sum();
-    TrainingSummary {
-        records,
-        train_records: train.len(),
-        mean_visits: visits as f64 / train.len().max(1) as f64,
-        mean_codes_per_visit: codes as f64 / visits.max(1) as f64,
-        source: data.display().to_string(),
-        ..Default::default()
-    }
 }
 
 /// Writes the model's weights (plus `extra` tensors) to `path` through a temporary file.

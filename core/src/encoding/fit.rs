@@ -55,6 +55,9 @@ impl Encoding {
     }
 }
 
+/// Calls its argument on every training patient again, in the order first observed.
+type TrainPass<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&Patient)) -> Result<()>;
+
 /// What fitting an encoding needs from the records, counted one patient at a time: over all patients
 /// ([`FitCounts::observe`]) and over the training ones ([`FitCounts::observe_train`]).
 #[derive(Default)]
@@ -227,12 +230,7 @@ impl FitCounts {
 
     /// The encoding; `train_pass` calls its argument on every training patient again (in the order
     /// observed), needed only for the visit sizes.
-    fn finish(
-        self,
-        spec: Option<&LabelSpec>,
-        options: EncodingOptions,
-        train_pass: &mut dyn FnMut(&mut dyn FnMut(&Patient)) -> Result<()>,
-    ) -> Result<Encoding> {
+    fn finish(self, spec: Option<&LabelSpec>, options: EncodingOptions, train_pass: TrainPass<'_>) -> Result<Encoding> {
         let k = options.min_patients.max(1);
         let mut left_out = LeftOut::default();
         let FitCounts {
@@ -579,7 +577,7 @@ fn visit_type_tokens(
 /// largest visit like the lab edges, so that no edge describes fewer than `k` patients. Empty when no
 /// training visit is encoded.
 fn fit_visit_size_edges(
-    train_pass: &mut dyn FnMut(&mut dyn FnMut(&Patient)) -> Result<()>,
+    train_pass: TrainPass<'_>,
     medical: &[Token],
     lab_edges: &BTreeMap<String, Vec<f64>>,
     options: &EncodingOptions,
