@@ -159,9 +159,13 @@ pub struct OmopStore {
     /// Per visit, its distinct codes in first-seen order: `codes[code_start[v]..code_start[v + 1]]`.
     code_start: Vec<u64>,
     codes: Vec<u32>,
-    /// Per visit, its lab values in file order: `labs[lab_start[v]..lab_start[v + 1]]`.
+    /// Lab values in file order (`lab_codes`, `lab_values`); per visit, the positions of its own in file
+    /// order: `lab_order[lab_start[v]..lab_start[v + 1]]`. Kept in file order with a permutation beside them
+    /// rather than copied into visit order, which would hold both copies at once while grouping.
     lab_start: Vec<u64>,
-    labs: Vec<(u32, f64)>,
+    lab_order: Vec<u32>,
+    lab_codes: Vec<u32>,
+    lab_values: Vec<f64>,
     names: Interner,
     visit_types: Interner,
     pub report: ReadReport,
@@ -213,7 +217,7 @@ impl OmopStore {
     fn visit(&self, v: usize) -> Visit {
         let name = |i: u32| self.names.name(i).to_string();
         let codes = &self.codes[self.code_start[v] as usize..self.code_start[v + 1] as usize];
-        let labs = &self.labs[self.lab_start[v] as usize..self.lab_start[v + 1] as usize];
+        let labs = &self.lab_order[self.lab_start[v] as usize..self.lab_start[v + 1] as usize];
         let row = &self.visits[v];
         Visit {
             day: None,
@@ -221,7 +225,10 @@ impl OmopStore {
             codes: codes.iter().map(|&c| name(c)).collect(),
             labs: labs
                 .iter()
-                .map(|&(c, value)| LabValue { code: name(c), value })
+                .map(|&i| LabValue {
+                    code: name(self.lab_codes[i as usize]),
+                    value: self.lab_values[i as usize],
+                })
                 .collect(),
             visit_type: row.visit_type.map(|t| self.visit_types.name(t).to_string()),
         }
@@ -374,8 +381,11 @@ struct Events {
     names: Interner,
     /// Codes of concept ids, by (table, concept id), so that a row does not build its code's string.
     concepts: FastMap<(u8, i64), u32>,
+    /// (visit, code) of every event row.
     codes: Vec<(u32, u32)>,
-    labs: Vec<(u32, u32, f64)>,
+    /// The event row (index into `codes`) and value of every lab value.
+    lab_events: Vec<u32>,
+    lab_values: Vec<f64>,
 }
 
 impl Events {
@@ -508,7 +518,17 @@ fn read_events(
         events.codes.push((visit, code));
         match row.value {
             LabField::Absent => {}
-            LabField::Finite(x) => events.labs.push((visit, code, x)),
+            LabField::Finite(x) => {
+                let row = u32::try_from(events.codes.len() - 1).map_err(|_| {
+                    Error::line(
+                        path,
+                        line,
+                        "more than 4,294,967,295 event rows: split the export and prepare each part",
+                    )
+                })?;
+                events.lab_events.push(row);
+                events.lab_values.push(x);
+            }
             LabField::NotFinite => report.non_finite_values += 1,
         }
     }
@@ -637,15 +657,20 @@ fn visits_by_person(visits: &[VisitRow], persons: usize) -> Vec<Vec<u32>> {
 /// Groups the events by visit (distinct codes in first-seen order, lab values in file order), drops visits
 /// without codes, and orders persons by id and their visits by time.
 fn assemble(persons: Persons, visits: Visits, events: Events, mut report: ReadReport) -> OmopStore {
-    let n_visits = visits.list.len();
+    let Visits {
+        list: visits,
+        index,
+        types,
+    } = visits;
+    // Only reading needed the ids; freed before grouping, when memory peaks.
+    drop(index);
+    let n_visits = visits.len();
+    let (lab_start, lab_order, lab_codes) = group_labs(&events.lab_events, &events.codes, n_visits);
+    drop(events.lab_events);
     let (code_start, codes, events_per_visit) = group_codes(&events.codes, n_visits, events.names.len());
     drop(events.codes);
-    let (lab_start, labs) = group_labs(events.labs, n_visits);
     let mut order = Vec::new();
-    for (person, mut list) in visits_by_person(&visits.list, persons.rows.len())
-        .into_iter()
-        .enumerate()
-    {
+    for (person, mut list) in visits_by_person(&visits, persons.rows.len()).into_iter().enumerate() {
         report.patients += 1;
         list.retain(|&v| {
             let v = v as usize;
@@ -664,26 +689,27 @@ fn assemble(persons: Persons, visits: Visits, events: Events, mut report: ReadRe
         // Stable: visits starting together keep file order (as `crate::sort_visits` does).
         if list
             .windows(2)
-            .any(|w| visits.list[w[0] as usize].start > visits.list[w[1] as usize].start)
+            .any(|w| visits[w[0] as usize].start > visits[w[1] as usize].start)
         {
-            list.sort_by_key(|&v| visits.list[v as usize].start);
+            list.sort_by_key(|&v| visits[v as usize].start);
             report.skip("records with visits out of time order (sorted)");
         }
         report.visits += list.len();
         order.push((person as u32, list));
     }
     order.sort_by_key(|(person, _)| persons.rows[*person as usize].id);
-    // Counted per person in file order above, as the report of visits without codes is.
     OmopStore {
         persons: persons.rows,
         order,
-        visits: visits.list,
+        visits,
         code_start,
         codes,
         lab_start,
-        labs,
+        lab_order,
+        lab_codes,
+        lab_values: events.lab_values,
         names: events.names,
-        visit_types: visits.types,
+        visit_types: types,
         report,
     }
 }
@@ -729,22 +755,25 @@ fn group_codes(events: &[(u32, u32)], n_visits: usize, n_codes: usize) -> (Vec<u
     (starts, grouped, per_visit)
 }
 
-/// Per visit, its lab values in file order.
-fn group_labs(labs: Vec<(u32, u32, f64)>, n_visits: usize) -> (Vec<u64>, Vec<(u32, f64)>) {
+/// Per visit, the positions of its lab values in file order (`(starts, order)` as in [`OmopStore`]), and
+/// each lab value's code.
+fn group_labs(lab_events: &[u32], events: &[(u32, u32)], n_visits: usize) -> (Vec<u64>, Vec<u32>, Vec<u32>) {
     let mut starts = vec![0u64; n_visits + 1];
-    for &(v, _, _) in &labs {
-        starts[v as usize + 1] += 1;
+    for &e in lab_events {
+        starts[events[e as usize].0 as usize + 1] += 1;
     }
     for v in 0..n_visits {
         starts[v + 1] += starts[v];
     }
     let mut next = starts.clone();
-    let mut grouped = vec![(0u32, 0f64); labs.len()];
-    for (v, code, value) in labs {
-        grouped[next[v as usize] as usize] = (code, value);
-        next[v as usize] += 1;
+    let mut order = vec![0u32; lab_events.len()];
+    for (i, &e) in lab_events.iter().enumerate() {
+        let v = events[e as usize].0 as usize;
+        order[next[v] as usize] = i as u32;
+        next[v] += 1;
     }
-    (starts, grouped)
+    let codes = lab_events.iter().map(|&e| events[e as usize].1).collect();
+    (starts, order, codes)
 }
 
 mod table;
