@@ -117,3 +117,84 @@ impl Records {
         &self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoding, EncodingOptions, LabelSpec};
+    use crate::record::Patient;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
+    }
+
+    fn collect(records: &mut Records) -> Vec<Patient> {
+        let mut out = Vec::new();
+        records
+            .pass(&mut |p| {
+                out.push(p.clone());
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn every_pass_gives_the_records_read_whole_with_the_bounds_counted_once() {
+        // Bounds that drop something, so that counting them twice would show.
+        let options = ReadOptions {
+            bounds: Bounds {
+                first_year: 1800,
+                last_year: 2015,
+                max_abs_lab_value: 1e12,
+            },
+            ..ReadOptions::default()
+        };
+        for name in ["tiny-omop", "synthea-60.jsonl"] {
+            let whole = crate::read_dataset(&fixture(name), None, &options).unwrap();
+            let mut records = Records::open(&fixture(name), None, &options).unwrap();
+            let first = collect(&mut records);
+            let second = collect(&mut records);
+            assert_eq!(first, whole.patients, "{name}");
+            assert_eq!(second, whole.patients, "{name}");
+            assert_eq!(records.report(), &whole.report, "{name}");
+            // The JSONL records have day offsets, not dates: nothing of theirs is out of the years.
+            let dropped = whole
+                .report
+                .skipped
+                .keys()
+                .any(|k| k.starts_with("visits dated outside"));
+            assert!(dropped || name.ends_with(".jsonl"), "{name}: {:?}", whole.report);
+        }
+    }
+
+    #[test]
+    fn a_streamed_fit_gives_the_encoding_of_the_records_in_memory() {
+        for (name, visit_size_buckets) in [("tiny-omop", 0), ("tiny-omop", 4), ("synthea-60.jsonl", 0)] {
+            let options = EncodingOptions {
+                min_patients: 2,
+                lab_buckets: 3,
+                visit_size_buckets,
+                max_visits: 8,
+                ..EncodingOptions::default()
+            };
+            let spec = LabelSpec::default_omop();
+            let all = crate::read_dataset(&fixture(name), None, &ReadOptions::default())
+                .unwrap()
+                .patients;
+            // Every third record outside the training split.
+            let in_train = |p: &Patient| p.id.bytes().map(usize::from).sum::<usize>() % 3 != 0;
+            let train: Vec<&Patient> = all.iter().filter(|p| in_train(p)).collect();
+            assert!(train.len() < all.len() && !train.is_empty());
+            let whole = Encoding::fit(&all, &train, Some(&spec), options.clone()).unwrap();
+            let mut records = Records::open(&fixture(name), None, &ReadOptions::default()).unwrap();
+            let streamed = Encoding::fit_records(&mut records, &in_train, Some(&spec), options).unwrap();
+            assert_eq!(
+                serde_json::to_string(&streamed).unwrap(),
+                serde_json::to_string(&whole).unwrap(),
+                "{name}"
+            );
+            assert_eq!(whole.visit_size_edges.is_empty(), visit_size_buckets == 0, "{name}");
+        }
+    }
+}
