@@ -31,7 +31,8 @@ pub struct ModelConfig {
 }
 
 /// Size presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// The paper's: n_embd 768, 12 layers, 12 heads, n_ctx 48.
     Paper,

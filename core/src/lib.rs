@@ -36,7 +36,8 @@ use record::{Dataset, Patient, ReadReport};
 use std::path::Path;
 
 /// Input formats of `halo train`, `halo test` and `halo evaluate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// OMOP CDM 5.4 CSV folder (person.csv, visit_occurrence.csv, ...).
     Omop,

@@ -149,3 +149,27 @@ fn prepare_reports_each_stage_with_its_memory() {
         assert!(mb > 0.0 && mb < 100.0, "{stage}");
     }
 }
+
+#[test]
+fn halo_test_scores_the_prepared_corpus_as_it_scores_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let o = train_from(["--data", &fixture("tiny-omop")], &ck);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = |extra: &[&str]| {
+        let mut args = vec!["test", "--checkpoint", ck.to_str().unwrap(), "--device", "cpu"];
+        args.extend(extra);
+        let o = halo(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let data = v["data"].as_str().unwrap().to_string();
+        v.as_object_mut().unwrap().remove("data");
+        v.as_object_mut().unwrap().remove("scored");
+        (v, data)
+    };
+    let (from_corpus, said) = test(&[]);
+    assert!(said.starts_with("corpus "), "{said}");
+    let (from_records, _) = test(&["--data", &fixture("tiny-omop")]);
+    assert_eq!(from_corpus, from_records);
+    assert_eq!(from_corpus["records"], 8, "the 8 test records: {from_corpus}");
+}

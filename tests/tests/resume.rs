@@ -74,13 +74,9 @@ fn resume_refuses_other_data_or_settings_and_names_them() {
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&fewer, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
     for (data, extra, named) in [
-        (data.as_str(), vec!["--lr", "0.01"], "--lr: was"),
-        (data.as_str(), vec!["--seed", "5"], "--seed: was"),
-        (
-            fewer.to_str().unwrap(),
-            vec![],
-            "data (sha256 of the records as read): was",
-        ),
+        (data.as_str(), vec!["--lr", "0.01"], "lr: was"),
+        (data.as_str(), vec!["--seed", "5"], "seed: was"),
+        (fewer.to_str().unwrap(), vec![], "data_digest: was"),
     ] {
         let mut args = vec!["--epochs", "2", "--resume"];
         args.extend(extra);

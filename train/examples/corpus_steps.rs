@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::{nn, Device};
 
-/// (VmRSS, VmHWM) of this process in MB.
-fn rss_mb() -> (f64, f64) {
+/// (VmRSS, VmHWM, RssAnon) of this process in MB. RssAnon leaves out file pages, the mapped corpus among
+/// them: what the process itself holds.
+fn rss_mb() -> (f64, f64, f64) {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let get = |k: &str| {
         s.lines()
@@ -29,7 +30,7 @@ fn rss_mb() -> (f64, f64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    (get("VmRSS:"), get("VmHWM:"))
+    (get("VmRSS:"), get("VmHWM:"), get("RssAnon:"))
 }
 
 fn main() -> Result<()> {
@@ -45,7 +46,7 @@ fn main() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let steps: usize = args.get(2).map_or(Ok(100), |s| s.parse())?;
     let batch_size: usize = args.get(3).map_or(Ok(48), |s| s.parse())?;
-    let (rss_start, _) = rss_mb();
+    let (rss_start, _, anon_start) = rss_mb();
     let corpus = Corpus::open(&dir)?;
     let encoding: Encoding = read_json(&dir.join("encoding.json"), "encoding")?;
     let train = &corpus.train;
@@ -62,7 +63,7 @@ fn main() -> Result<()> {
         batches += 1;
     }
     let assembly_s = started.elapsed().as_secs_f64();
-    let (rss_after_assembly, _) = rss_mb();
+    let (rss_after_assembly, _, anon_after_assembly) = rss_mb();
 
     // The first training steps.
     tch::manual_seed(1);
@@ -83,7 +84,8 @@ fn main() -> Result<()> {
         loss.backward();
         adam.step();
         if [0, 9, 49, steps - 1].contains(&step) {
-            rss_at.push((step + 1, rss_mb().0));
+            let (rss, _, anon) = rss_mb();
+            rss_at.push((step + 1, rss, anon));
         }
     }
     let steps_done = order.chunks(batch_size).take(steps).count();
@@ -108,8 +110,10 @@ fn main() -> Result<()> {
             "step_s": step_s,
             "assembly_share_of_cpu_epoch": assembly_s / (assembly_s + epoch_steps_s),
             "rss_mb_start": rss_start,
+            "anon_mb_start": anon_start,
             "rss_mb_after_assembly_epoch": rss_after_assembly,
-            "rss_mb_at_step": rss_at,
+            "anon_mb_after_assembly_epoch": anon_after_assembly,
+            "step_rss_mb_anon_mb": rss_at,
             "peak_rss_mb": rss_mb().1,
         })
     );

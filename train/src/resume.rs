@@ -1,17 +1,46 @@
-//! What `--resume` checks: the settings a run was started with (the data's digest and every option that
-//! shapes the result, stored in `train_state.json`) must equal the resuming command's, and `log.jsonl` is
-//! cut back to the whole lines of the epochs the state holds.
+//! What `--resume` checks: the settings a run was started with ([`RunSettings`]: the data's digest and
+//! every option that shapes the result, stored in `train_state.json`) must equal the resuming command's,
+//! compared field by field, and `log.jsonl` is cut back to the whole lines of the epochs the state holds.
 
-use crate::train::TrainArgs;
+use crate::train::{TrainArgs, TrainSettings};
 use anyhow::{bail, Context, Result};
 use halo_core::label_spec::LabelSpec;
 use halo_core::record::Patient;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The settings of a run, by name, as text (so that differences can be named).
-pub type RunSettings = BTreeMap<String, String>;
+/// Everything that shapes a run's result except `--epochs` (which a resume may raise), the device, the
+/// threads and the output: what `train_state.json` records and `--resume` compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// sha256 of the records as read ([`halo_prepare::RecordDigest`]).
+    pub data_digest: String,
+    /// How the records were read (a run from a corpus: how the corpus was).
+    pub format: Option<halo_core::Format>,
+    pub meds_visit_window_seconds: Option<i64>,
+    /// sha256 of the label spec and split file given (not their paths: a moved file is the same input).
+    pub label_spec_sha256: Option<String>,
+    pub split_file_sha256: Option<String>,
+    #[serde(flatten)]
+    pub train: TrainSettings,
+}
+
+/// Settings as `train_state.json` holds them: this form, or the flag-keyed strings of runs from before it
+/// (compared no more: such a run resumes with a note).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SavedSettings {
+    Fields(Box<RunSettings>),
+    Older(BTreeMap<String, String>),
+}
+
+impl Default for SavedSettings {
+    fn default() -> SavedSettings {
+        SavedSettings::Older(BTreeMap::new())
+    }
+}
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -32,92 +61,59 @@ fn file_digest(path: &Path) -> Result<String> {
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
-/// Everything that shapes a run's result except `--epochs` (which a resume may raise) and the device.
-pub fn settings_of(args: &TrainArgs, data_digest: &str) -> Result<RunSettings> {
-    let mut s = RunSettings::new();
-    let mut put = |k: &str, v: String| {
-        s.insert(k.to_string(), v);
-    };
-    put("data (sha256 of the records as read)", data_digest.to_string());
-    put("--format", format!("{:?}", args.format));
-    put(
-        "--meds-visit-window",
-        format!("{:?}", args.read.meds_visit_window_seconds),
-    );
-    put("--preset", format!("{:?}", args.preset));
-    put(
-        "--lr",
-        format!("{}", args.lr.unwrap_or(args.preset.settings().learning_rate)),
-    );
-    put("--batch-size", args.batch_size.to_string());
-    put("--seed", args.seed.to_string());
-    for (k, v) in [
-        ("--n-embd", args.n_embd),
-        ("--n-layer", args.n_layer),
-        ("--n-head", args.n_head),
-        ("--n-ctx", args.n_ctx),
-    ] {
-        put(k, format!("{v:?}"));
+/// The settings of a run of `args` on records digesting to `data_digest`; `encoding` replaces the asked-for
+/// encoding options (a run from a corpus takes the corpus's).
+pub fn settings_of(
+    args: &TrainArgs,
+    data_digest: &str,
+    encoding: Option<&halo_core::encoding::EncodingOptions>,
+) -> Result<RunSettings> {
+    let label_spec_sha256 = args
+        .label_spec
+        .as_deref()
+        .map(|p| match LabelSpec::builtin_text(p) {
+            Some(text) => Ok(hex(&Sha256::digest(text.as_bytes()))),
+            None => file_digest(p),
+        })
+        .transpose()?;
+    let mut train = args.settings.clone();
+    if let Some(encoding) = encoding {
+        train.encoding = encoding.clone();
     }
-    put("--coarse", args.coarse.to_string());
-    put("--no-seen-codes", (!args.seen_codes).to_string());
-    put("--dropout", args.dropout.to_string());
-    put("--weight-decay", args.weight_decay.to_string());
-    put("--reference-init", args.reference_init.to_string());
-    put(
-        "--label-spec (sha256)",
-        args.label_spec
-            .as_deref()
-            .map(|p| match LabelSpec::builtin_text(p) {
-                Some(text) => Ok(hex(&Sha256::digest(text.as_bytes()))),
-                None => file_digest(p),
-            })
-            .transpose()?
-            .unwrap_or_default(),
-    );
-    put(
-        "--split-file (sha256)",
-        args.split_file
-            .as_deref()
-            .map(file_digest)
-            .transpose()?
-            .unwrap_or_default(),
-    );
-    put("encoding options", serde_json::to_string(&args.encoding)?);
-    Ok(s)
+    train.lr = Some(train.lr.unwrap_or(train.preset.settings().learning_rate));
+    Ok(RunSettings {
+        data_digest: data_digest.to_string(),
+        format: args.format,
+        meds_visit_window_seconds: args.read.meds_visit_window_seconds,
+        label_spec_sha256,
+        split_file_sha256: args.split_file.as_deref().map(file_digest).transpose()?,
+        train,
+    })
 }
 
-/// Settings added after runs began recording theirs, with the value every earlier run had, so that such a
-/// run resumes with its original options.
-const SETTINGS_BEFORE_RECORDED: &[(&str, &str)] = &[("--no-seen-codes", "true")];
-
-/// Refuses to resume when a setting differs, naming each one.
-pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<()> {
-    if saved.is_empty() {
-        eprintln!(
-            "halo train: note: {} records no settings (written before they were kept); resuming without checking \
-             them",
-            out.display()
-        );
-        return Ok(());
-    }
-    let saved_value = |k: &str| {
-        saved.get(k).map(String::as_str).or_else(|| {
-            SETTINGS_BEFORE_RECORDED
-                .iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| *v)
-        })
+/// Refuses to resume when a setting differs, naming each one by its field (`dropout`, `encoding.min_patients`).
+pub fn check_same(out: &Path, saved: &SavedSettings, now: &RunSettings) -> Result<()> {
+    let saved = match saved {
+        SavedSettings::Fields(saved) => saved,
+        SavedSettings::Older(_) => {
+            eprintln!(
+                "halo train: note: {} records its settings in an older form (or none); resuming without checking \
+                 them",
+                out.display()
+            );
+            return Ok(());
+        }
     };
-    let differ: Vec<String> = now
+    let (was, is) = (
+        leaves(&serde_json::to_value(saved)?),
+        leaves(&serde_json::to_value(now)?),
+    );
+    let differ: Vec<String> = is
         .iter()
-        .filter(|(k, v)| saved_value(k) != Some(v.as_str()))
+        .filter(|(k, v)| was.get(*k) != Some(v))
         .map(|(k, v)| {
-            let (was, now) = match saved_value(k) {
-                Some(was) => differing_parts(&as_typed(was), &as_typed(v)),
-                None => ("not recorded".to_string(), as_typed(v)),
-            };
-            format!("{k}: was {was}, now {now}")
+            let (a, b) = differing_parts(&shown(was.get(k)), &shown(Some(v)));
+            format!("{k}: was {a}, now {b}")
         })
         .collect();
     if !differ.is_empty() {
@@ -131,19 +127,36 @@ pub fn check_same(out: &Path, saved: &RunSettings, now: &RunSettings) -> Result<
     Ok(())
 }
 
-/// A recorded value as a user types it: the records keep Rust's debug form of optional settings (`Some(64)`,
-/// `None`, `Some(Jsonl)`), which is kept so that earlier runs still match.
-fn as_typed(v: &str) -> String {
-    let inner = v.strip_prefix("Some(").and_then(|r| r.strip_suffix(')')).unwrap_or(v);
-    match inner {
-        "" | "None" => "not set".into(),
-        // An enum's debug name (`Jsonl`, `Small`) is its command-line value in lower case.
-        name if name.starts_with(|c: char| c.is_ascii_uppercase())
-            && name.chars().all(|c| c.is_ascii_alphanumeric()) =>
-        {
-            name.to_ascii_lowercase()
+/// A JSON value's leaves by dotted path (`encoding.min_patients`).
+fn leaves(v: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.clone());
+            }
         }
-        value => value.to_string(),
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// A value as a user types it: strings bare, absent and null as "not set".
+fn shown(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "not set".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 
@@ -211,75 +224,59 @@ pub fn trim_log(path: &Path, epochs_done: usize) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn settings() -> RunSettings {
+        RunSettings {
+            data_digest: "ab".repeat(32),
+            format: None,
+            meds_visit_window_seconds: None,
+            label_spec_sha256: None,
+            split_file_sha256: None,
+            train: TrainSettings::default(),
+        }
+    }
+
     #[test]
     fn a_torn_or_unsaved_log_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.jsonl");
-        std::fs::write(&path, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3}\n{\"epo").unwrap();
-        trim_log(&path, 2).unwrap();
+        let log = dir.path().join("log.jsonl");
+        std::fs::write(&log, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3}\n{\"epo").unwrap();
+        trim_log(&log, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"epoch\":1}\n{\"epoch\":2}\n");
+    }
+
+    #[test]
+    fn differing_settings_are_named_by_field_with_their_values_as_typed() {
+        let saved = settings();
+        let mut now = settings();
+        now.train.lr = Some(0.01);
+        now.train.n_embd = Some(64);
+        now.format = Some(halo_core::Format::Jsonl);
+        now.label_spec_sha256 = Some("cd".repeat(32));
+        now.train.encoding.min_patients = 5;
+        let saved = SavedSettings::Fields(Box::new(saved));
+        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
+        assert!(err.contains("lr: was not set, now 0.01"), "{err}");
+        assert!(err.contains("n_embd: was not set, now 64"), "{err}");
+        assert!(err.contains("format: was not set, now jsonl"), "{err}");
+        assert!(
+            err.contains(&format!("label_spec_sha256: was not set, now {}", "cd".repeat(32))),
+            "{err}"
+        );
+        assert!(err.contains("encoding.min_patients: was 10, now 5"), "{err}");
+        assert!(!err.contains("dropout"), "only what differs is named: {err}");
+        assert!(check_same(Path::new("ck"), &SavedSettings::Fields(Box::new(now.clone())), &now).is_ok());
+    }
+
+    #[test]
+    fn settings_round_trip_and_older_records_resume_with_a_note() {
+        let s = settings();
+        let text = serde_json::to_string(&SavedSettings::Fields(Box::new(s.clone()))).unwrap();
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"epoch\":1}\n{\"epoch\":2}\n"
+            serde_json::from_str::<SavedSettings>(&text).unwrap(),
+            SavedSettings::Fields(Box::new(s.clone()))
         );
-    }
-
-    #[test]
-    fn differing_settings_are_named() {
-        let saved: RunSettings = [("--lr".to_string(), "0.001".to_string())].into();
-        let now: RunSettings = [("--lr".to_string(), "0.01".to_string())].into();
-        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
-        assert!(err.contains("--lr: was 0.001, now 0.01"), "{err}");
-        assert!(check_same(Path::new("ck"), &saved, &saved).is_ok());
-    }
-
-    /// Values as a user types them, and the whole differing part of a long value.
-    #[test]
-    fn differing_values_are_shown_as_typed_and_whole() {
-        let encoding = |k: usize| {
-            format!(
-                "{{\"gaps\":true,\"labs\":true,\"demographics\":true,\"code_order\":\"shuffled\",\"order_seed\":0,\"lab_buckets\":5,\"max_visits\":46,\"min_patients\":{k}}}"
-            )
-        };
-        let saved: RunSettings = [
-            ("--n-embd".to_string(), "Some(64)".to_string()),
-            ("--format".to_string(), "Some(Jsonl)".to_string()),
-            ("--label-spec (sha256)".to_string(), String::new()),
-            ("encoding options".to_string(), encoding(10)),
-        ]
-        .into();
-        let now: RunSettings = [
-            ("--n-embd".to_string(), "None".to_string()),
-            ("--format".to_string(), "None".to_string()),
-            ("--label-spec (sha256)".to_string(), "ab".repeat(32)),
-            ("encoding options".to_string(), encoding(5)),
-        ]
-        .into();
-        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
-        assert!(err.contains("--n-embd: was 64, now not set"), "{err}");
-        assert!(err.contains("--format: was jsonl, now not set"), "{err}");
-        assert!(
-            err.contains(&format!("--label-spec (sha256): was not set, now {}", "ab".repeat(32))),
-            "{err}"
-        );
-        assert!(
-            err.contains(
-                "encoding options: was ...sits\":46,\"min_patients\":10}, now ...sits\":46,\"min_patients\":5}"
-            ),
-            "{err}"
-        );
-        assert!(!err.contains("Some(") && !err.contains("None"), "{err}");
-    }
-
-    /// A run recorded before the seen codes existed trained without them: it resumes with --no-seen-codes,
-    /// and a resume that asks for them is refused.
-    #[test]
-    fn a_setting_recorded_later_takes_the_value_earlier_runs_had() {
-        let saved: RunSettings = [("--lr".to_string(), "0.001".to_string())].into();
-        let mut now = saved.clone();
-        now.insert("--no-seen-codes".into(), "true".into());
-        assert!(check_same(Path::new("ck"), &saved, &now).is_ok());
-        now.insert("--no-seen-codes".into(), "false".into());
-        let err = check_same(Path::new("ck"), &saved, &now).unwrap_err().to_string();
-        assert!(err.contains("--no-seen-codes: was true, now false"), "{err}");
+        let older: SavedSettings = serde_json::from_str(r#"{"--lr": "0.001"}"#).unwrap();
+        assert!(matches!(older, SavedSettings::Older(_)));
+        assert!(check_same(Path::new("ck"), &older, &s).is_ok());
     }
 }

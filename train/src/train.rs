@@ -48,20 +48,33 @@ pub struct TrainArgs {
     pub input: TrainInput,
     pub out: PathBuf,
     pub format: Option<Format>,
-    pub preset: Preset,
-    pub epochs: usize,
-    pub lr: Option<f64>,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub resume: bool,
-    pub device: Device,
+    pub read: ReadOptions,
     pub label_spec: Option<PathBuf>,
     pub split_file: Option<PathBuf>,
-    pub encoding: EncodingOptions,
+    pub epochs: usize,
+    pub resume: bool,
+    pub device: Device,
+    pub quiet: bool,
+    /// What shapes the result (recorded, and compared on resume).
+    pub settings: TrainSettings,
+}
+
+/// The options of a run that shape its result: filled by the command line, recorded in
+/// `train_state.json` ([`crate::resume::RunSettings`]) and compared field by field by `--resume`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainSettings {
+    pub preset: Preset,
+    /// Adam's learning rate; `None`: the preset's (recorded resolved).
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    /// Seed of the split, the initial weights, the batch order and the code order.
+    pub seed: u64,
+    /// Overrides of the preset's sizes.
     pub n_embd: Option<usize>,
     pub n_layer: Option<usize>,
     pub n_head: Option<usize>,
     pub n_ctx: Option<usize>,
+    /// HALO-Coarse (no code-level module).
     pub coarse: bool,
     /// Embed the codes seen so far in each record ([`halo_core::config::ModelConfig::seen_codes`]).
     pub seen_codes: bool,
@@ -71,8 +84,29 @@ pub struct TrainArgs {
     pub weight_decay: f64,
     /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
     pub reference_init: bool,
-    pub read: ReadOptions,
-    pub quiet: bool,
+    /// How records are encoded (as asked; the context's visits and window stride are set from `n_ctx`).
+    pub encoding: EncodingOptions,
+}
+
+impl Default for TrainSettings {
+    fn default() -> TrainSettings {
+        TrainSettings {
+            preset: Preset::Small,
+            lr: None,
+            batch_size: 48,
+            seed: halo_core::split::DEFAULT_SEED,
+            n_embd: None,
+            n_layer: None,
+            n_head: None,
+            n_ctx: None,
+            coarse: false,
+            seen_codes: true,
+            dropout: DEFAULT_DROPOUT,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
+            reference_init: false,
+            encoding: EncodingOptions::default(),
+        }
+    }
 }
 
 /// Counters of a run, mirrored in `train_state.json` and stored as tensors in `last.safetensors`.
@@ -93,7 +127,7 @@ pub struct TrainState {
     pub output_bias_init: OutputBiasInit,
     /// The data digest and options the run started with; `--resume` refuses other ones.
     #[serde(default)]
-    pub settings: crate::resume::RunSettings,
+    pub settings: crate::resume::SavedSettings,
 }
 
 fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
@@ -178,11 +212,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         bail!("the training split is empty");
     }
 
-    tch::manual_seed(args.seed as i64);
+    tch::manual_seed(args.settings.seed as i64);
     let mut vs = nn::VarStore::new(args.device);
     let model = Halo::load(&vs.root(), &setup.config);
-    let lr = args.lr.unwrap_or(args.preset.settings().learning_rate);
-    let mut adam = Adam::new(&vs, lr, args.weight_decay);
+    let lr = args
+        .settings
+        .lr
+        .unwrap_or(args.settings.preset.settings().learning_rate);
+    let mut adam = Adam::new(&vs, lr, args.settings.weight_decay);
     let mut state = TrainState {
         epochs_done: 0,
         step: 0,
@@ -190,14 +227,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         best_epoch: 0,
         epochs_planned: args.epochs,
         lr,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        output_bias_init: if args.reference_init {
+        batch_size: args.settings.batch_size,
+        seed: args.settings.seed,
+        output_bias_init: if args.settings.reference_init {
             OutputBiasInit::Reference
         } else {
             OutputBiasInit::Prior
         },
-        settings: setup.settings.clone(),
+        settings: crate::resume::SavedSettings::Fields(Box::new(setup.settings.clone())),
     };
     if resuming {
         let saved = load_last(&args.out, &mut vs, &mut adam)?;
@@ -212,7 +249,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             state.epochs_done, state.best_val_loss, state.best_epoch
         );
     } else {
-        if !args.reference_init {
+        if !args.settings.reference_init {
             model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding));
         }
         save_last(&dir, &vs, &adam, &state)?;
@@ -240,20 +277,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         // Shuffle seeded by (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
-        let mut rng =
-            rand_chacha::ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            args.settings.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+        );
         order.shuffle(&mut rng);
         // Dropout masks seeded by (seed, epoch) too, so that a resumed run continues exactly.
-        tch::manual_seed(args.seed.wrapping_mul(1_000_033).wrapping_add(epoch as u64) as i64);
-        let n_batches = order.len().div_ceil(args.batch_size);
+        tch::manual_seed(args.settings.seed.wrapping_mul(1_000_033).wrapping_add(epoch as u64) as i64);
+        let n_batches = order.len().div_ceil(args.settings.batch_size);
         let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
         let mut loss_sum = 0.0;
-        for chunk in order.chunks(args.batch_size) {
+        for chunk in order.chunks(args.settings.batch_size) {
             let sequences: Vec<_> = chunk.iter().map(|i| train.get(*i)).collect();
             let refs: Vec<_> = sequences.iter().collect();
             let batch = data::make_batch(&refs, &setup.encoding, args.device);
             adam.zero_grad();
-            let loss = score::loss(&model, &batch, args.dropout);
+            let loss = score::loss(&model, &batch, args.settings.dropout);
             loss.backward();
             adam.step();
             let l = loss.double_value(&[]);
@@ -273,7 +311,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let val_loss = if val.is_empty() {
             train_loss
         } else {
-            score::score_sequences(&model, val, &setup.encoding, args.batch_size * 2, args.device)
+            score::score_sequences(&model, val, &setup.encoding, args.settings.batch_size * 2, args.device)
                 .scores()
                 .bce
         };
@@ -340,8 +378,8 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize, visible: bool) -> indicat
 }
 
 fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
-    let preset = args.preset.settings();
-    let n_ctx = args.n_ctx.unwrap_or(preset.n_ctx);
+    let preset = args.settings.preset.settings();
+    let n_ctx = args.settings.n_ctx.unwrap_or(preset.n_ctx);
     let corpus_dir = match &args.input {
         TrainInput::Data(data) => {
             let dir = out.join(CORPUS_DIR);
@@ -351,8 +389,8 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
                 read: args.read.clone(),
                 label_spec: args.label_spec.clone(),
                 split_file: args.split_file.clone(),
-                seed: args.seed,
-                encoding: prepare::encoding_options(&args.encoding, n_ctx),
+                seed: args.settings.seed,
+                encoding: prepare::encoding_options(&args.settings.encoding, n_ctx),
                 quiet: false,
             };
             prepare::prepare(&prepare_args, &dir)?;
@@ -373,14 +411,18 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
             encoding.options.max_visits + 2,
         );
     }
-    let mut config = ModelConfig::new(args.preset, encoding.code_vocab_size, encoding.label_vocab_size);
-    config.n_embd = args.n_embd.unwrap_or(preset.n_embd);
-    config.n_layer = args.n_layer.unwrap_or(preset.n_layer);
-    config.n_head = args.n_head.unwrap_or(preset.n_head);
+    let mut config = ModelConfig::new(
+        args.settings.preset,
+        encoding.code_vocab_size,
+        encoding.label_vocab_size,
+    );
+    config.n_embd = args.settings.n_embd.unwrap_or(preset.n_embd);
+    config.n_layer = args.settings.n_layer.unwrap_or(preset.n_layer);
+    config.n_head = args.settings.n_head.unwrap_or(preset.n_head);
     config.n_ctx = n_ctx;
     config.n_positions = config.n_positions.max(n_ctx);
-    config.coarse = args.coarse;
-    config.seen_codes = args.seen_codes;
+    config.coarse = args.settings.coarse;
+    config.seen_codes = args.settings.seen_codes;
     config
         .validate(Path::new("command line"))
         .context("invalid model size")?;
@@ -392,7 +434,7 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
             fsutil::write_atomic(&out.join(name), &bytes)?;
         }
     }
-    let settings = crate::resume::settings_of(&settings_args(args, &encoding), &corpus.info.data_digest)?;
+    let settings = crate::resume::settings_of(args, &corpus.info.data_digest, corpus_encoding(args, &encoding))?;
     Ok(Setup {
         config,
         encoding,
@@ -401,15 +443,9 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
     })
 }
 
-/// The arguments whose settings a run records: a run from a corpus takes its encoding options from it.
-fn settings_args(args: &TrainArgs, encoding: &Encoding) -> TrainArgs {
-    match args.input {
-        TrainInput::Data(_) => args.clone(),
-        TrainInput::Corpus(_) => TrainArgs {
-            encoding: encoding.options.clone(),
-            ..args.clone()
-        },
-    }
+/// The encoding options a run records: a run from a corpus takes the corpus's.
+fn corpus_encoding<'a>(args: &TrainArgs, encoding: &'a Encoding) -> Option<&'a EncodingOptions> {
+    matches!(args.input, TrainInput::Corpus(_)).then_some(&encoding.options)
 }
 
 /// A resumed run: the data checked against the run's settings before anything is written, then its corpus
@@ -428,7 +464,7 @@ fn resume_setup(args: &TrainArgs) -> Result<Setup> {
             (dir.clone(), info.data_digest, None)
         }
     };
-    let settings = crate::resume::settings_of(&settings_args(args, &folder.encoding), &digest)?;
+    let settings = crate::resume::settings_of(args, &digest, corpus_encoding(args, &folder.encoding))?;
     crate::resume::check_same(&args.out, &saved.settings, &settings)?;
     if let (Some(mut records), false) = (records, corpus_dir.join(corpus::INFO).is_file()) {
         eprintln!(
