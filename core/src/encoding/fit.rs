@@ -1,6 +1,7 @@
 //! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
 //! split, the exclusive groups (time codes, partitioning labels).
 
+use super::counts::{FitCounts, TrainCounts};
 use super::*;
 
 impl Encoding {
@@ -58,176 +59,7 @@ impl Encoding {
 /// Calls its argument on every training patient again, in the order first observed.
 type TrainPass<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&Patient)) -> Result<()>;
 
-/// What fitting an encoding needs from the records, counted one patient at a time: over all patients
-/// ([`FitCounts::observe`]) and over the training ones ([`FitCounts::observe_train`]).
-#[derive(Default)]
-struct FitCounts {
-    /// Per code: (occurrences, patients with it).
-    codes: HashMap<String, (usize, usize)>,
-    /// Per visit type: patients with a visit of it.
-    visit_types: BTreeMap<String, usize>,
-    untyped_visit: bool,
-    labels: LabelCounts,
-    /// Per demographic category (but birth year): value -> patients.
-    demographics: BTreeMap<DemographicCategory, BTreeMap<String, usize>>,
-    birth_years: Vec<i32>,
-    train: TrainCounts,
-}
-
-/// The training split's part of [`FitCounts`].
-struct TrainCounts {
-    /// Each patient's largest gap (the closing edge is about patients, not visits), and age at first visit.
-    largest_gaps: Vec<f64>,
-    ages: Vec<f64>,
-    /// Every gap between consecutive dated visits, patient after patient (`gap_ends[i]` ends patient i's).
-    gaps: Vec<f64>,
-    gap_ends: Vec<usize>,
-    /// Per lab: its values, and each patient's lowest and highest (the outer edges are about patients).
-    labs: BTreeMap<String, LabSample>,
-    always_gap: bool,
-    always_age: bool,
-    visit_types: BTreeSet<String>,
-    lengths: Vec<usize>,
-}
-
-impl Default for TrainCounts {
-    fn default() -> TrainCounts {
-        TrainCounts {
-            largest_gaps: Vec::new(),
-            ages: Vec::new(),
-            gaps: Vec::new(),
-            gap_ends: Vec::new(),
-            labs: BTreeMap::new(),
-            always_gap: true,
-            always_age: true,
-            visit_types: BTreeSet::new(),
-            lengths: Vec::new(),
-        }
-    }
-}
-
-/// Given labels: names in first-seen order and what [`partition_groups`] decides on.
-#[derive(Default)]
-struct LabelCounts {
-    given: bool,
-    names: Vec<String>,
-    seen: BTreeSet<String>,
-    declared: BTreeSet<String>,
-    /// Per prefix (the name before its last `/`): the first record setting two labels of it.
-    first_with_two: BTreeMap<String, String>,
-    /// Training records with labels, and per prefix those of them setting exactly one label of it.
-    labelled_train: usize,
-    exactly_one_train: BTreeMap<String, usize>,
-}
-
-/// Per prefix of a record's set labels, how many it sets.
-fn set_per_prefix(labels: &BTreeMap<String, bool>) -> BTreeMap<&str, usize> {
-    let mut per = BTreeMap::new();
-    for (name, _) in labels.iter().filter(|(_, &set)| set) {
-        if let Some((prefix, _)) = name.rsplit_once('/') {
-            *per.entry(prefix).or_default() += 1;
-        }
-    }
-    per
-}
-
 impl FitCounts {
-    fn observe(&mut self, p: &Patient, options: &EncodingOptions) -> Result<()> {
-        let mut seen = BTreeSet::new();
-        for c in p.visits.iter().flat_map(|v| &v.codes) {
-            let first = seen.insert(c.as_str());
-            match self.codes.get_mut(c.as_str()) {
-                Some((n, patients)) => {
-                    *n += 1;
-                    *patients += usize::from(first);
-                }
-                None => {
-                    self.codes.insert(c.clone(), (1, 1));
-                }
-            }
-        }
-        let types: BTreeSet<&str> = p.visits.iter().filter_map(|v| v.visit_type.as_deref()).collect();
-        for t in types {
-            match self.visit_types.get_mut(t) {
-                Some(n) => *n += 1,
-                None => {
-                    self.visit_types.insert(t.to_string(), 1);
-                }
-            }
-        }
-        self.untyped_visit |= p.visits.iter().any(|v| v.visit_type.is_none());
-        self.labels.observe(p);
-        if options.demographics {
-            for category in DemographicCategory::ALL {
-                if category == DemographicCategory::BirthYear {
-                    continue;
-                }
-                if let Some(value) = demographic_value(p, category) {
-                    *self.demographics.entry(category).or_default().entry(value).or_default() += 1;
-                }
-            }
-            self.birth_years.extend(birth_year(p));
-        }
-        Ok(())
-    }
-
-    fn observe_train(&mut self, p: &Patient, options: &EncodingOptions) {
-        let t = &mut self.train;
-        let days = visit_days(p);
-        let mut largest: Option<f64> = None;
-        for pair in days.windows(2) {
-            if let [Some(a), Some(b)] = pair {
-                let gap = b - a;
-                t.gaps.push(gap);
-                largest = Some(largest.map_or(gap, |m| m.max(gap)));
-            }
-        }
-        t.gap_ends.push(t.gaps.len());
-        t.largest_gaps.extend(largest);
-        t.ages.extend(age_at_first_visit(p));
-        if options.labs {
-            let mut range: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-            for lab in p.visits.iter().flat_map(|v| &v.labs) {
-                match t.labs.get_mut(&lab.code) {
-                    Some(sample) => sample.values.push(lab.value),
-                    None => {
-                        let mut sample = LabSample::default();
-                        sample.values.push(lab.value);
-                        t.labs.insert(lab.code.clone(), sample);
-                    }
-                }
-                let r = range.entry(lab.code.as_str()).or_insert((lab.value, lab.value));
-                *r = (r.0.min(lab.value), r.1.max(lab.value));
-            }
-            for (code, (lowest, highest)) in range {
-                let sample = t.labs.get_mut(code).expect("collected above");
-                sample.patient_lowest.push(lowest);
-                sample.patient_highest.push(highest);
-            }
-        }
-        // Every kept visit after the first has a gap when both days are known; the first kept one an age
-        // when the birth is known. A group is exclusive only when the training records always have it.
-        let keep_from = options.first_encoded_visit(p.visits.len());
-        t.always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
-        t.always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();
-        for v in &p.visits {
-            if let Some(ty) = &v.visit_type {
-                if !t.visit_types.contains(ty) {
-                    t.visit_types.insert(ty.clone());
-                }
-            }
-        }
-        t.lengths.push(p.visits.len());
-        if let Some(labels) = &p.labels {
-            self.labels.labelled_train += 1;
-            for (prefix, n) in set_per_prefix(labels) {
-                if n == 1 {
-                    *self.labels.exactly_one_train.entry(prefix.to_string()).or_default() += 1;
-                }
-            }
-        }
-    }
-
     /// The encoding; `train_pass` calls its argument on every training patient again (in the order
     /// observed), needed only for the visit sizes.
     fn finish(self, spec: Option<&LabelSpec>, options: EncodingOptions, train_pass: TrainPass<'_>) -> Result<Encoding> {
@@ -242,20 +74,8 @@ impl FitCounts {
             birth_years,
             train: mut t,
         } = self;
-        let (any_gap, any_age) = (!t.largest_gaps.is_empty(), !t.ages.is_empty());
-        let max_gap = closing_value(&mut t.largest_gaps, k);
-        let max_age = closing_value(&mut t.ages, k);
-        let gap_base = spec
-            .and_then(|s| s.gap_edges_days.clone())
-            .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
-        let gap_edges_days = closed_edges(&gap_base, max_gap);
-        let gap_quantiles_days = match options.gaps {
-            true => gap_quantiles(&t.gaps, &t.gap_ends, &gap_edges_days, k),
-            false => Vec::new(),
-        };
-        let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
-        let age_edges_years = closed_edges(&age_base, max_age);
-        let (lab_edges, rare_labs) = fit_lab_edges(t.labs, spec, &options, k);
+        let edges = TimeEdges::fit(&mut t, spec, &options, k);
+        let (lab_edges, rare_labs) = fit_lab_edges(std::mem::take(&mut t.labs), spec, &options, k);
         left_out.labs = rare_labs;
         let (medical, rare_codes) = medical_tokens(&codes, &lab_edges, &options, k);
         left_out.codes = rare_codes;
@@ -263,121 +83,66 @@ impl FitCounts {
             0 => Vec::new(),
             buckets => fit_visit_size_edges(train_pass, &medical, &lab_edges, &options, buckets, k)?,
         };
-        // Time codes come first in a visit: gap, then age (first visit only), then the visit's type and size.
-        let mut tokens = Vec::new();
-        let mut visit_groups = Vec::new();
-        let mut add_group =
-            |tokens: &mut Vec<Token>, name: &str, on: GroupVisits, exclusive: bool, codes: Vec<Token>| {
-                if exclusive {
-                    visit_groups.push(VisitGroup {
-                        name: name.into(),
-                        first: tokens.len(),
-                        len: codes.len(),
-                        on,
-                    });
-                }
-                tokens.extend(codes);
-            };
-        // Only when the training records have dates at all.
-        if options.gaps && any_gap {
-            let gap_codes = (0..gap_edges_days.len() - 1)
-                .map(|bucket| Token::Gap { bucket })
-                .collect();
-            add_group(
-                &mut tokens,
-                VisitGroup::GAP,
-                GroupVisits::LaterVisits,
-                t.always_gap,
-                gap_codes,
-            );
-        }
-        if options.gaps && any_age {
-            let age_codes = (0..age_edges_years.len() - 1)
-                .map(|bucket| Token::Age { bucket })
-                .collect();
-            add_group(
-                &mut tokens,
-                VisitGroup::AGE,
-                GroupVisits::FirstVisit,
-                t.always_age,
-                age_codes,
-            );
-        }
         let (type_codes, rare_types) = visit_type_tokens(&visit_types, untyped_visit, &t.visit_types, k);
         left_out.visit_types = rare_types;
+        // Time codes come first in a visit: gap, then age (first visit only), then the visit's type and size.
+        let mut groups = VisitGroups::default();
+        if options.gaps && edges.any_gap {
+            let gap_codes = (0..edges.gap_days.len() - 1)
+                .map(|bucket| Token::Gap { bucket })
+                .collect();
+            groups.add(VisitGroup::GAP, GroupVisits::LaterVisits, t.always_gap, gap_codes);
+        }
+        if options.gaps && edges.any_age {
+            let age_codes = (0..edges.age_years.len() - 1)
+                .map(|bucket| Token::Age { bucket })
+                .collect();
+            groups.add(VisitGroup::AGE, GroupVisits::FirstVisit, t.always_age, age_codes);
+        }
         if !type_codes.is_empty() {
-            add_group(
-                &mut tokens,
-                VisitGroup::VISIT_TYPE,
-                GroupVisits::EveryVisit,
-                true,
-                type_codes,
-            );
+            groups.add(VisitGroup::VISIT_TYPE, GroupVisits::EveryVisit, true, type_codes);
         }
         if visit_size_edges.len() >= 2 {
             let size_codes = (0..visit_size_edges.len() - 1)
                 .map(|bucket| Token::VisitSize { bucket })
                 .collect();
-            add_group(&mut tokens, VisitGroup::SIZE, GroupVisits::EveryVisit, true, size_codes);
+            groups.add(VisitGroup::SIZE, GroupVisits::EveryVisit, true, size_codes);
         }
+        let VisitGroups {
+            mut tokens,
+            groups: visit_groups,
+        } = groups;
         tokens.extend(medical);
         let code_vocab_size = tokens.len();
 
-        // Labels: given in the records, or from the spec.
+        // Labels: given in the records, or from the spec; then the demographic categories.
         let labels_given = labels.given;
-        let mut label_groups = Vec::new();
-        let label_names: Vec<String> = if labels_given {
-            let partitions = labels.partition_groups()?;
-            let mut ordered: Vec<String> = Vec::with_capacity(labels.names.len());
-            for name in &labels.names {
-                if ordered.contains(name) {
-                    continue;
-                }
-                match partitions.iter().find(|(_, members)| members.contains(name)) {
-                    Some((prefix, members)) => {
-                        label_groups.push(LabelCategory {
-                            name: prefix.clone(),
-                            first: ordered.len(),
-                            len: members.len(),
-                        });
-                        ordered.extend(members.iter().cloned());
-                    }
-                    None => ordered.push(name.clone()),
-                }
-            }
-            ordered
-        } else {
-            spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default()
+        let (label_names, label_groups) = match labels_given {
+            true => labels.ordered_names()?,
+            false => (
+                spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default(),
+                Vec::new(),
+            ),
         };
         tokens.extend(label_names.into_iter().map(|name| Token::Label { name }));
-        let mut demographic_categories = Vec::new();
-        if options.demographics {
-            let mut demographics = demographics;
-            for category in DemographicCategory::ALL {
-                let counts = match category {
-                    DemographicCategory::BirthYear => birth_year_values(birth_years.iter().copied(), k),
-                    _ => demographics.remove(&category).unwrap_or_default(),
-                };
-                left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
-                let values: BTreeSet<String> = counts.into_iter().filter(|(_, n)| *n >= k).map(|(v, _)| v).collect();
-                if values.is_empty() {
-                    continue;
-                }
-                demographic_categories.push(LabelCategory {
-                    name: category.as_str().to_string(),
-                    first: tokens.len() - code_vocab_size,
-                    len: values.len(),
-                });
-                tokens.extend(values.into_iter().map(|value| Token::Demographic { category, value }));
-            }
-        }
+        let demographic_categories = match options.demographics {
+            true => demographic_tokens(
+                demographics,
+                &birth_years,
+                k,
+                code_vocab_size,
+                &mut tokens,
+                &mut left_out,
+            ),
+            false => Vec::new(),
+        };
         let derived_labels = match spec {
             Some(spec) if !labels_given => derived_labels(&tokens, code_vocab_size, spec),
             _ => Vec::new(),
         };
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
-        let record_visit_limit = record_visit_limit(t.lengths, &options);
+        let record_visit_limit = record_visit_limit(std::mem::take(&mut t.lengths), &options);
         Ok(Encoding {
             options,
             tokens,
@@ -387,9 +152,9 @@ impl FitCounts {
             label_groups,
             visit_groups,
             derived_labels,
-            gap_edges_days,
-            gap_quantiles_days,
-            age_edges_years,
+            gap_edges_days: edges.gap_days,
+            gap_quantiles_days: edges.gap_quantiles,
+            age_edges_years: edges.age_years,
             visit_size_edges,
             lab_edges,
             labels_given,
@@ -397,6 +162,92 @@ impl FitCounts {
             record_visit_limit,
         })
     }
+}
+
+/// Bucket edges of the gaps (with the within-bucket points) and ages, from the training split.
+struct TimeEdges {
+    gap_days: Vec<f64>,
+    gap_quantiles: Vec<Vec<f64>>,
+    age_years: Vec<f64>,
+    any_gap: bool,
+    any_age: bool,
+}
+
+impl TimeEdges {
+    fn fit(t: &mut TrainCounts, spec: Option<&LabelSpec>, options: &EncodingOptions, k: usize) -> TimeEdges {
+        let (any_gap, any_age) = (!t.largest_gaps.is_empty(), !t.ages.is_empty());
+        let max_gap = closing_value(&mut t.largest_gaps, k);
+        let max_age = closing_value(&mut t.ages, k);
+        let gap_base = spec
+            .and_then(|s| s.gap_edges_days.clone())
+            .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
+        let gap_days = closed_edges(&gap_base, max_gap);
+        let gap_quantiles = match options.gaps {
+            true => gap_quantiles(&t.gaps, &t.gap_ends, &gap_days, k),
+            false => Vec::new(),
+        };
+        let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
+        TimeEdges {
+            gap_days,
+            gap_quantiles,
+            age_years: closed_edges(&age_base, max_age),
+            any_gap,
+            any_age,
+        }
+    }
+}
+
+/// The tokens of the groups that open the vocabulary, with the exclusive ones listed.
+#[derive(Default)]
+struct VisitGroups {
+    tokens: Vec<Token>,
+    groups: Vec<VisitGroup>,
+}
+
+impl VisitGroups {
+    /// Adds a group's codes; `exclusive` when every visit it applies to holds exactly one of them.
+    fn add(&mut self, name: &str, on: GroupVisits, exclusive: bool, codes: Vec<Token>) {
+        if exclusive {
+            self.groups.push(VisitGroup {
+                name: name.into(),
+                first: self.tokens.len(),
+                len: codes.len(),
+                on,
+            });
+        }
+        self.tokens.extend(codes);
+    }
+}
+
+/// The demographic categories' values held by at least `k` patients, appended to `tokens` (label-local
+/// positions), and how many values were left out.
+fn demographic_tokens(
+    mut counts: BTreeMap<DemographicCategory, BTreeMap<String, usize>>,
+    birth_years: &[i32],
+    k: usize,
+    code_vocab_size: usize,
+    tokens: &mut Vec<Token>,
+    left_out: &mut LeftOut,
+) -> Vec<LabelCategory> {
+    let mut categories = Vec::new();
+    for category in DemographicCategory::ALL {
+        let counts = match category {
+            DemographicCategory::BirthYear => birth_year_values(birth_years.iter().copied(), k),
+            _ => counts.remove(&category).unwrap_or_default(),
+        };
+        left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
+        let values: BTreeSet<String> = counts.into_iter().filter(|(_, n)| *n >= k).map(|(v, _)| v).collect();
+        if values.is_empty() {
+            continue;
+        }
+        categories.push(LabelCategory {
+            name: category.as_str().to_string(),
+            first: tokens.len() - code_vocab_size,
+            len: values.len(),
+        });
+        tokens.extend(values.into_iter().map(|value| Token::Demographic { category, value }));
+    }
+    categories
 }
 
 /// Lab bucket edges (from the spec, else quantiles of the training values) of the labs that at least `k`
@@ -484,59 +335,6 @@ fn derived_labels(tokens: &[Token], code_vocab_size: usize, spec: &LabelSpec) ->
                 .collect(),
         })
         .collect()
-}
-
-impl LabelCounts {
-    fn observe(&mut self, p: &Patient) {
-        let Some(labels) = &p.labels else {
-            self.declared.extend(p.label_groups.iter().cloned());
-            return;
-        };
-        self.given = true;
-        for name in labels.keys() {
-            if !self.seen.contains(name) {
-                self.seen.insert(name.clone());
-                self.names.push(name.clone());
-            }
-        }
-        self.declared.extend(p.label_groups.iter().cloned());
-        for (prefix, n) in set_per_prefix(labels) {
-            if n > 1 && !self.first_with_two.contains_key(prefix) {
-                self.first_with_two.insert(prefix.to_string(), p.id.clone());
-            }
-        }
-    }
-
-    /// Groups of given labels sharing the name before their last `/`: declared ones (every record holds at
-    /// most one of their labels; a record with two is an error), and detected ones (at least two labels, of
-    /// which every training record with labels has exactly one set). Returns (prefix, members in first-seen
-    /// order).
-    fn partition_groups(&self) -> Result<Vec<(String, Vec<String>)>> {
-        let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for name in &self.names {
-            if let Some((prefix, _)) = name.rsplit_once('/') {
-                by_prefix.entry(prefix).or_default().push(name.clone());
-            }
-        }
-        let mut groups = Vec::new();
-        for (prefix, members) in by_prefix {
-            if self.declared.contains(prefix) {
-                if let Some(id) = self.first_with_two.get(prefix) {
-                    return Err(Error::Invalid(format!(
-                        "record `{id}` sets more than one label of the group `{prefix}`, which the records \
-                         declare (\"{prefix}\": \"<value>\"): a group holds one value"
-                    )));
-                }
-                groups.push((prefix.to_string(), members));
-            } else if members.len() >= 2
-                && self.labelled_train > 0
-                && self.exactly_one_train.get(prefix).copied().unwrap_or(0) == self.labelled_train
-            {
-                groups.push((prefix.to_string(), members));
-            }
-        }
-        Ok(groups)
-    }
 }
 
 /// The visit type group's tokens (empty when no training visit has a kept type) and how many types the

@@ -692,6 +692,7 @@ pub(crate) fn demographic_value(p: &Patient, category: DemographicCategory) -> O
     }
 }
 
+mod counts;
 mod fit;
 mod shares;
 pub use shares::TrainingShares;
