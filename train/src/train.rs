@@ -179,39 +179,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             args.out.display()
         );
     }
-
-    // A new run is set up in a temporary sibling and appears at --out with a resumable state (epoch 0), so
-    // that a kill at any point leaves either nothing or a run `--resume` continues.
     let mut pending = PendingDir(None);
-    let dir = if resuming {
-        args.out.clone()
+    let (setup, dir) = if resuming {
+        (resume_setup(args)?, args.out.clone())
     } else {
-        if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let swept = halo_core::fsutil::sweep_stale_temps(&args.out);
-        if swept > 0 {
-            eprintln!("halo train: removed {swept} temporary folder(s) of an earlier run that was killed");
-        }
-        let tmp = temp_sibling(&args.out);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
-        }
-        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        pending.0 = Some(tmp.clone());
-        tmp
-    };
-    let setup = if resuming {
-        resume_setup(args)?
-    } else {
-        new_setup(args, &dir)?
+        let dir = new_run_dir(&args.out, &mut pending)?;
+        (new_setup(args, &dir)?, dir)
     };
     let train = &setup.corpus.train;
-    let val = &setup.corpus.val;
     if train.is_empty() {
         bail!("the training split is empty");
     }
-
     tch::manual_seed(args.settings.seed as i64);
     let mut vs = nn::VarStore::new(args.device);
     let model = Halo::load(&vs.root(), &setup.config);
@@ -220,22 +198,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .lr
         .unwrap_or(args.settings.preset.settings().learning_rate);
     let mut adam = Adam::new(&vs, lr, args.settings.weight_decay);
-    let mut state = TrainState {
-        epochs_done: 0,
-        step: 0,
-        best_val_loss: f64::INFINITY,
-        best_epoch: 0,
-        epochs_planned: args.epochs,
-        lr,
-        batch_size: args.settings.batch_size,
-        seed: args.settings.seed,
-        output_bias_init: if args.settings.reference_init {
-            OutputBiasInit::Reference
-        } else {
-            OutputBiasInit::Prior
-        },
-        settings: crate::resume::SavedSettings::Fields(Box::new(setup.settings.clone())),
-    };
+    let mut state = TrainState::new(args, lr, &setup.settings);
     if resuming {
         let saved = load_last(&args.out, &mut vs, &mut adam)?;
         state = TrainState {
@@ -256,62 +219,102 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         fsutil::publish(&dir, &args.out, Target::AbsentOrEmptyDir).context("moving the new run into place")?;
         pending.0 = None;
     }
-
     let n_params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
     eprintln!(
         "halo train: {} train / {} val records, vocabulary {} ({} codes, {} labels), {} parameters, device {:?}",
         train.len(),
-        val.len(),
+        setup.corpus.val.len(),
         setup.config.total_vocab_size,
         setup.config.code_vocab_size,
         setup.config.label_vocab_size,
         n_params,
         args.device
     );
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(args.out.join(ck::LOG))?;
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut run = Run {
+        args,
+        setup: &setup,
+        model: &model,
+        vs: &vs,
+        adam: &mut adam,
+        log: std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(args.out.join(ck::LOG))?,
+    };
     for epoch in state.epochs_done + 1..=args.epochs {
-        let started = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        // Shuffle seeded by (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-            args.settings.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
-        );
-        order.shuffle(&mut rng);
-        // Dropout masks seeded by (seed, epoch) too, so that a resumed run continues exactly.
-        tch::manual_seed(args.settings.seed.wrapping_mul(1_000_033).wrapping_add(epoch as u64) as i64);
-        let n_batches = order.len().div_ceil(args.settings.batch_size);
-        let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
-        let mut loss_sum = 0.0;
-        for chunk in order.chunks(args.settings.batch_size) {
-            let sequences: Vec<_> = chunk.iter().map(|i| train.get(*i)).collect();
-            let refs: Vec<_> = sequences.iter().collect();
-            let batch = data::make_batch(&refs, &setup.encoding, args.device);
-            adam.zero_grad();
-            let loss = score::loss(&model, &batch, args.settings.dropout);
-            loss.backward();
-            adam.step();
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                bail!(
-                    "training diverged at epoch {epoch} (loss {l}); the files keep the state after epoch {}; try a \
-                     smaller --lr",
-                    epoch - 1
-                );
-            }
-            loss_sum += l * chunk.len() as f64;
-            bar.set_message(format!("loss {l:.5}"));
-            bar.inc(1);
+        run.epoch(epoch, &mut state)?;
+    }
+    eprintln!(
+        "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
+        state.best_val_loss,
+        state.best_epoch,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A new run is set up in a temporary sibling of `out` and appears at `out` with a resumable state (epoch
+/// 0), so that a kill at any point leaves either nothing or a run `--resume` continues.
+fn new_run_dir(out: &Path, pending: &mut PendingDir) -> Result<PathBuf> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let swept = halo_core::fsutil::sweep_stale_temps(out);
+    if swept > 0 {
+        eprintln!("halo train: removed {swept} temporary folder(s) of an earlier run that was killed");
+    }
+    let tmp = temp_sibling(out);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    pending.0 = Some(tmp.clone());
+    Ok(tmp)
+}
+
+impl TrainState {
+    /// The state before the first epoch.
+    fn new(args: &TrainArgs, lr: f64, settings: &crate::resume::RunSettings) -> TrainState {
+        TrainState {
+            epochs_done: 0,
+            step: 0,
+            best_val_loss: f64::INFINITY,
+            best_epoch: 0,
+            epochs_planned: args.epochs,
+            lr,
+            batch_size: args.settings.batch_size,
+            seed: args.settings.seed,
+            output_bias_init: if args.settings.reference_init {
+                OutputBiasInit::Reference
+            } else {
+                OutputBiasInit::Prior
+            },
+            settings: crate::resume::SavedSettings::Fields(Box::new(settings.clone())),
         }
-        bar.finish_and_clear();
-        let train_loss = loss_sum / train.len() as f64;
+    }
+}
+
+/// What every epoch of a run works with.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    setup: &'a Setup,
+    model: &'a Halo,
+    vs: &'a nn::VarStore,
+    adam: &'a mut Adam,
+    log: std::fs::File,
+}
+
+impl Run<'_> {
+    /// One epoch: the training steps, the validation loss, the best weights and the resumable state saved.
+    fn epoch(&mut self, epoch: usize, state: &mut TrainState) -> Result<()> {
+        let started = Instant::now();
+        let train_loss = self.train_steps(epoch)?;
+        let (args, encoding) = (self.args, &self.setup.encoding);
+        let val = &self.setup.corpus.val;
         let val_loss = if val.is_empty() {
             train_loss
         } else {
-            score::score_sequences(&model, val, &setup.encoding, args.settings.batch_size * 2, args.device)
+            score::score_sequences(self.model, val, encoding, args.settings.batch_size * 2, args.device)
                 .scores()
                 .bce
         };
@@ -329,38 +332,71 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch;
-        state.step = adam.step;
+        state.step = self.adam.step;
         let improved = val_loss < state.best_val_loss;
         if improved {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
-            save_weights(&args.out.join(ck::WEIGHTS), &vs, &[])?;
+            save_weights(&args.out.join(ck::WEIGHTS), self.vs, &[])?;
         }
+        let records = self.setup.corpus.train.len();
         // The log line first, in one write: a kill after it and before the state is saved leaves a line that
         // the resume drops (`resume::trim_log`), never a state without its line.
         let line = serde_json::json!({
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
-            "seconds": seconds, "records_per_s": train.len() as f64 / seconds,
+            "seconds": seconds, "records_per_s": records as f64 / seconds,
         });
-        log.write_all(format!("{line}\n").as_bytes())?;
-        log.flush()?;
-        save_last(&args.out, &vs, &adam, &state)?;
+        self.log.write_all(format!("{line}\n").as_bytes())?;
+        self.log.flush()?;
+        save_last(&args.out, self.vs, self.adam, state)?;
         if !args.quiet {
             eprintln!(
                 "epoch {epoch:>3}/{}: train loss {train_loss:.5}  val loss {val_loss:.5}{}  {seconds:.1}s ({:.0} records/s)",
                 args.epochs,
                 if improved { " *" } else { "" },
-                train.len() as f64 / seconds
+                records as f64 / seconds
             );
         }
+        Ok(())
     }
-    eprintln!(
-        "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
-        state.best_val_loss,
-        state.best_epoch,
-        args.out.display()
-    );
-    Ok(())
+
+    /// The epoch's training steps, in an order seeded by (seed, epoch) so that a resumed run sees the same
+    /// batches and dropout masks as an uninterrupted one; the mean training loss.
+    fn train_steps(&mut self, epoch: usize) -> Result<f64> {
+        let (args, train) = (self.args, &self.setup.corpus.train);
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            args.settings.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+        );
+        order.shuffle(&mut rng);
+        tch::manual_seed(args.settings.seed.wrapping_mul(1_000_033).wrapping_add(epoch as u64) as i64);
+        let n_batches = order.len().div_ceil(args.settings.batch_size);
+        let show_progress = !args.quiet && std::io::stderr().is_terminal();
+        let bar = progress_bar(n_batches as u64, epoch, args.epochs, show_progress);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(args.settings.batch_size) {
+            let sequences: Vec<_> = chunk.iter().map(|i| train.get(*i)).collect();
+            let refs: Vec<_> = sequences.iter().collect();
+            let batch = data::make_batch(&refs, &self.setup.encoding, args.device);
+            self.adam.zero_grad();
+            let loss = score::loss(self.model, &batch, args.settings.dropout);
+            loss.backward();
+            self.adam.step();
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                bail!(
+                    "training diverged at epoch {epoch} (loss {l}); the files keep the state after epoch {}; try a \
+                     smaller --lr",
+                    epoch - 1
+                );
+            }
+            loss_sum += l * chunk.len() as f64;
+            bar.set_message(format!("loss {l:.5}"));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(loss_sum / train.len() as f64)
+    }
 }
 
 fn progress_bar(len: u64, epoch: usize, epochs: usize, visible: bool) -> indicatif::ProgressBar {
