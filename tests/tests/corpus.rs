@@ -173,3 +173,53 @@ fn halo_test_scores_the_prepared_corpus_as_it_scores_the_records() {
     assert_eq!(from_corpus, from_records);
     assert_eq!(from_corpus["records"], 8, "the 8 test records: {from_corpus}");
 }
+
+/// A checkpoint from before corpora (no `corpus/`) resumes: its records are encoded with its own encoding
+/// into `corpus/`, and the run continues to the uninterrupted run's weights.
+#[test]
+fn a_checkpoint_without_a_corpus_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    let data = fixture("tiny-omop");
+    let run = |out: &Path, epochs: &str, extra: &[&str]| {
+        let o = halo_command()
+            .args(["train", "--data", &data, "--out", out.to_str().unwrap()])
+            .args([
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--seed",
+                "1",
+                "--quiet",
+                "--epochs",
+                epochs,
+            ])
+            .args([
+                "--n-embd",
+                "16",
+                "--n-layer",
+                "1",
+                "--n-head",
+                "2",
+                "--n-ctx",
+                "10",
+                "--min-patients",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    run(&whole, "2", &[]);
+    run(&resumed, "1", &[]);
+    std::fs::remove_dir_all(resumed.join("corpus")).unwrap();
+    let o = run(&resumed, "2", &["--resume"]);
+    assert!(stderr(&o).contains("a run from before corpora"), "{}", stderr(&o));
+    assert!(resumed.join("corpus/corpus.json").is_file());
+    for name in ["weights.safetensors", "last.safetensors"] {
+        assert!(read(&whole.join(name)) == read(&resumed.join(name)), "{name} differs");
+    }
+}

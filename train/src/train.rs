@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-/// Default dropout in training (see [`TrainArgs::dropout`]). Measured on the demo (Synthea-1k OMOP, small
+/// Default dropout in training (see [`TrainSettings::dropout`]). Measured on the demo (Synthea-1k OMOP, small
 /// preset, 50 epochs): 0.3 took the model likelihood attack from 0.585 to 0.545 and lowered the best
 /// validation loss (0.01783 -> 0.01647); on the records comparison (docs/records.md) perplexity 1.893 -> 1.776.
 /// The embedding of the codes seen so far ([`halo_core::config::ModelConfig::seen_codes`]) lets a model tell
 /// records apart more easily: with it, 0.3 gave an attack of 0.558 and 0.35 0.554, 0.4 gives 0.545.
 pub const DEFAULT_DROPOUT: f64 = 0.4;
-/// Default weight decay (see [`TrainArgs::weight_decay`]).
+/// Default weight decay (see [`TrainSettings::weight_decay`]).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
 
 /// What a run learns from.
