@@ -60,7 +60,7 @@ pub fn score_test_corpus(ck: &Checkpoint, corpus: &Corpus, batch_size: usize, de
     let seen = seen_codes(ck.encoding.vocab_size(), corpus.train.iter());
     TestReport {
         unknown_codes: corpus.info.unknown_codes,
-        ..score_encoded(ck, encoded, seen, "test split (prepared corpus)", batch_size, device)
+        ..score_encoded(ck, encoded, seen, "test split", batch_size, device)
     }
 }
 
