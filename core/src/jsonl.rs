@@ -46,8 +46,20 @@ struct RawLab {
 /// Reads a JSONL file of records. Blank lines are ignored and counted in the report's `skipped`; records without
 /// visits are counted and left out.
 pub fn read_jsonl(path: &Path) -> Result<Dataset> {
-    let file = crate::fsutil::open_maybe_gz(path)?;
     let mut ds = Dataset::default();
+    let mut patients = Vec::new();
+    for_each_jsonl(path, &mut ds.report, &mut |p| {
+        patients.push(p);
+        Ok(())
+    })?;
+    ds.patients = patients;
+    Ok(ds)
+}
+
+/// [`read_jsonl`] one record at a time: `each` gets every record with visits, in file order, and `report`
+/// what was skipped. Only the ids are held (to refuse a duplicate).
+pub fn for_each_jsonl(path: &Path, report: &mut ReadReport, each: &mut dyn FnMut(Patient) -> Result<()>) -> Result<()> {
+    let file = crate::fsutil::open_maybe_gz(path)?;
     let mut seen_ids = std::collections::HashSet::new();
     let mut reader = BufReader::new(file);
     let mut bytes = Vec::new();
@@ -79,28 +91,28 @@ pub fn read_jsonl(path: &Path) -> Result<Dataset> {
         };
         let line = text.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
-            ds.report.skip("blank lines (ignored)");
+            report.skip("blank lines (ignored)");
             continue;
         }
         let raw: RawRecord =
             serde_json::from_str(line).map_err(|e| Error::line(path, lineno, not_a_record(line, &e)))?;
-        let patient = parse_record(raw, path, lineno, &mut ds.report)?;
+        let patient = parse_record(raw, path, lineno, report)?;
         if !seen_ids.insert(patient.id.clone()) {
             return Err(Error::line(path, lineno, format!("duplicate id `{}`", patient.id)));
         }
-        ds.report.patients += 1;
+        report.patients += 1;
         if patient.visits.is_empty() {
-            ds.report.patients_without_visits += 1;
+            report.patients_without_visits += 1;
             continue;
         }
-        ds.report.visits += patient.visits.len();
-        ds.report.events += patient.visits.iter().map(|v| v.codes.len()).sum::<usize>();
-        ds.patients.push(patient);
+        report.visits += patient.visits.len();
+        report.events += patient.visits.iter().map(|v| v.codes.len()).sum::<usize>();
+        each(patient)?;
     }
-    if ds.report.patients == 0 {
+    if report.patients == 0 {
         return Err(Error::file(path, "no records (expected one JSON object a line)"));
     }
-    Ok(ds)
+    Ok(())
 }
 
 /// Why a line is not a record, in the words of the JSONL format: not JSON, JSON but not an object, or an

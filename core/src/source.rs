@@ -2,7 +2,8 @@
 //! through counting, fitting and encoding without holding every record as strings.
 //!
 //! OMOP folders are read once into a compact, interned store ([`crate::omop::OmopStore`]) and each pass
-//! builds one patient at a time from it; MEDS and JSONL are read whole (their readers hold the records).
+//! builds one patient at a time from it; JSONL is read again line by line on every pass (only its ids are
+//! held); MEDS is read whole.
 //! Every pass gives the same patients in the same order, with [`crate::ReadOptions::bounds`] applied, as
 //! [`crate::read_dataset`] gives them.
 
@@ -12,6 +13,14 @@ use crate::omop::OmopStore;
 use crate::record::{Patient, ReadReport};
 use crate::{Format, ReadOptions};
 use std::path::Path;
+
+/// Adds what the bounds dropped (counted on a first pass) to a reader's report.
+fn merge_bounds_counts(report: &mut ReadReport, counted: ReadReport) {
+    report.patients_without_visits += counted.patients_without_visits;
+    for (what, n) in counted.skipped {
+        *report.skipped.entry(what).or_default() += n;
+    }
+}
 
 /// Patients to pass over, repeatably.
 pub struct Records {
@@ -24,6 +33,8 @@ pub struct Records {
 
 enum Store {
     Omop(Box<OmopStore>),
+    /// Read again, line by line, on every pass.
+    Jsonl(std::path::PathBuf),
     /// Read whole; the bounds already applied.
     InMemory(Vec<Patient>),
 }
@@ -46,7 +57,12 @@ impl Records {
                 let report = store.report.clone();
                 (Store::Omop(Box::new(store)), report)
             }
-            Format::Jsonl => in_memory(crate::jsonl::read_jsonl(path)?),
+            Format::Jsonl => {
+                // The first pass fills the report (and finds any error); a file that does not read fails here.
+                let mut report = ReadReport::default();
+                crate::jsonl::for_each_jsonl(path, &mut report, &mut |_| Ok(()))?;
+                (Store::Jsonl(path.to_path_buf()), report)
+            }
             Format::Meds => in_memory(crate::meds::read_meds(path, options)?),
         };
         Ok(Records {
@@ -76,6 +92,21 @@ impl Records {
                     each(p)?;
                 }
             }
+            Store::Jsonl(path) => {
+                let mut scratch = ReadReport::default();
+                let mut counted = ReadReport::default();
+                let report = if first { &mut counted } else { &mut scratch };
+                let bounds = &self.bounds;
+                crate::jsonl::for_each_jsonl(path, &mut ReadReport::default(), &mut |mut p| {
+                    if bounds::apply_one(&mut p, bounds, report) {
+                        each(&p)?;
+                    }
+                    Ok(())
+                })?;
+                if first {
+                    merge_bounds_counts(&mut self.report, counted);
+                }
+            }
             Store::Omop(store) => {
                 let mut scratch = ReadReport::default();
                 let report = if first { &mut self.report } else { &mut scratch };
@@ -96,8 +127,8 @@ impl Records {
     pub fn into_dataset(mut self) -> Result<crate::record::Dataset> {
         let patients = match std::mem::replace(&mut self.store, Store::InMemory(Vec::new())) {
             Store::InMemory(patients) => patients,
-            Store::Omop(store) => {
-                self.store = Store::Omop(store);
+            streamed => {
+                self.store = streamed;
                 let mut patients = Vec::new();
                 self.pass(&mut |p| {
                     patients.push(p.clone());

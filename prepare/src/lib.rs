@@ -71,11 +71,13 @@ impl StageTimes {
             peak_rss_mb: peak_rss_mb(),
         };
         if !quiet {
+            let rate = match self.events {
+                0 => String::new(),
+                n => format!(" ({:.0} events/s)", n as f64 / stage.seconds.max(1e-9)),
+            };
             eprintln!(
-                "halo prepare: {name}: {:.1} s ({:.0} events/s), peak RSS {:.0} MB",
-                stage.seconds,
-                self.events as f64 / stage.seconds.max(1e-9),
-                stage.peak_rss_mb
+                "halo prepare: {name}: {:.1} s{rate}, peak RSS {:.0} MB",
+                stage.seconds, stage.peak_rss_mb
             );
         }
         self.stages.push(stage);
@@ -116,8 +118,8 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
     let mut times = StageTimes::default();
     let started = Instant::now();
     let mut records = open(&args.data, args.format, &args.read)?;
-    let read_report = records.report().clone();
-    times.events = read_report.events;
+    // Complete here for OMOP and JSONL; a MEDS source counts its events during the first pass.
+    times.events = records.report().events;
     times.stage("read", started, args.quiet);
 
     let started = Instant::now();
@@ -126,6 +128,7 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
         data_digest,
         labels_given,
     } = first_pass(&mut records)?;
+    times.events = records.report().events;
     if !args.quiet {
         eprintln!(
             "halo prepare: read {} ({})",
