@@ -2,12 +2,14 @@
 //! through counting, fitting and encoding without holding every record as strings.
 //!
 //! OMOP folders are read once into a compact, interned store ([`crate::omop::OmopStore`]) and each pass
-//! builds one patient at a time from it; MEDS and JSONL are read whole (their readers hold the records).
+//! builds one patient at a time from it; MEDS folders are read one parquet file at a time on each pass
+//! ([`crate::meds::MedsShards`]; read whole when a subject spans files); JSONL is read whole.
 //! Every pass gives the same patients in the same order, with [`crate::ReadOptions::bounds`] applied, as
 //! [`crate::read_dataset`] gives them.
 
 use crate::bounds::{self, Bounds};
 use crate::error::Result;
+use crate::meds::{MedsLayout, MedsShards};
 use crate::omop::OmopStore;
 use crate::record::{Patient, ReadReport};
 use crate::{Format, ReadOptions};
@@ -24,6 +26,7 @@ pub struct Records {
 
 enum Store {
     Omop(Box<OmopStore>),
+    Meds(MedsShards),
     /// Read whole; the bounds already applied.
     InMemory(Vec<Patient>),
 }
@@ -47,7 +50,16 @@ impl Records {
                 (Store::Omop(Box::new(store)), report)
             }
             Format::Jsonl => in_memory(crate::jsonl::read_jsonl(path)?),
-            Format::Meds => in_memory(crate::meds::read_meds(path, options)?),
+            Format::Meds => match MedsShards::open(path, options)? {
+                MedsLayout::Sharded(shards) => (Store::Meds(shards), ReadReport::default()),
+                MedsLayout::SubjectsSpanFiles(subjects) => {
+                    let (store, mut report) = in_memory(crate::meds::read_meds(path, options)?);
+                    report
+                        .skipped
+                        .insert(crate::meds::SUBJECTS_SPAN_FILES.to_string(), subjects);
+                    (store, report)
+                }
+            },
         };
         Ok(Records {
             store,
@@ -87,6 +99,17 @@ impl Records {
                     Ok(())
                 })?;
             }
+            Store::Meds(shards) => {
+                let mut scratch = ReadReport::default();
+                let report = if first { &mut self.report } else { &mut scratch };
+                let bounds = &self.bounds;
+                shards.for_each_patient(report, &mut |mut p, report| {
+                    if bounds::apply_one(&mut p, bounds, report) {
+                        each(&p)?;
+                    }
+                    Ok(())
+                })?;
+            }
         }
         self.passes += 1;
         Ok(())
@@ -96,8 +119,8 @@ impl Records {
     pub fn into_dataset(mut self) -> Result<crate::record::Dataset> {
         let patients = match std::mem::replace(&mut self.store, Store::InMemory(Vec::new())) {
             Store::InMemory(patients) => patients,
-            Store::Omop(store) => {
-                self.store = Store::Omop(store);
+            streamed => {
+                self.store = streamed;
                 let mut patients = Vec::new();
                 self.pass(&mut |p| {
                     patients.push(p.clone());
