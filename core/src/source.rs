@@ -2,13 +2,15 @@
 //! through counting, fitting and encoding without holding every record as strings.
 //!
 //! OMOP folders are read once into a compact, interned store ([`crate::omop::OmopStore`]) and each pass
-//! builds one patient at a time from it; JSONL is read again line by line on every pass (only its ids are
-//! held); MEDS is read whole.
+//! builds one patient at a time from it; MEDS folders are read one parquet file at a time on each pass
+//! ([`crate::meds::MedsShards`]; read whole when a subject spans files); JSONL is read again line by line on
+//! every pass (only its ids are held).
 //! Every pass gives the same patients in the same order, with [`crate::ReadOptions::bounds`] applied, as
 //! [`crate::read_dataset`] gives them.
 
 use crate::bounds::{self, Bounds};
 use crate::error::Result;
+use crate::meds::{MedsLayout, MedsShards};
 use crate::omop::OmopStore;
 use crate::record::{Patient, ReadReport};
 use crate::{Format, ReadOptions};
@@ -35,6 +37,7 @@ enum Store {
     Omop(Box<OmopStore>),
     /// Read again, line by line, on every pass.
     Jsonl(std::path::PathBuf),
+    Meds(MedsShards),
     /// Read whole; the bounds already applied.
     InMemory(Vec<Patient>),
 }
@@ -58,12 +61,21 @@ impl Records {
                 (Store::Omop(Box::new(store)), report)
             }
             Format::Jsonl => {
-                // The first pass fills the report (and finds any error); a file that does not read fails here.
+                // The first reading fills the report (and finds any error): a file that does not read fails here.
                 let mut report = ReadReport::default();
                 crate::jsonl::for_each_jsonl(path, &mut report, &mut |_| Ok(()))?;
                 (Store::Jsonl(path.to_path_buf()), report)
             }
-            Format::Meds => in_memory(crate::meds::read_meds(path, options)?),
+            Format::Meds => match MedsShards::open(path, options)? {
+                MedsLayout::Sharded(shards) => (Store::Meds(shards), ReadReport::default()),
+                MedsLayout::SubjectsSpanFiles(subjects) => {
+                    let (store, mut report) = in_memory(crate::meds::read_meds(path, options)?);
+                    report
+                        .skipped
+                        .insert(crate::meds::SUBJECTS_SPAN_FILES.to_string(), subjects);
+                    (store, report)
+                }
+            },
         };
         Ok(Records {
             store,
@@ -112,6 +124,17 @@ impl Records {
                 let report = if first { &mut self.report } else { &mut scratch };
                 let bounds = &self.bounds;
                 store.for_each_patient(&mut |mut p| {
+                    if bounds::apply_one(&mut p, bounds, report) {
+                        each(&p)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Store::Meds(shards) => {
+                let mut scratch = ReadReport::default();
+                let report = if first { &mut self.report } else { &mut scratch };
+                let bounds = &self.bounds;
+                shards.for_each_patient(report, &mut |mut p, report| {
                     if bounds::apply_one(&mut p, bounds, report) {
                         each(&p)?;
                     }

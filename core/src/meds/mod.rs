@@ -29,9 +29,22 @@
 //! (`GENDER//x`, `SEX//x`, `RACE//x`, `ETHNICITY//x`; prefix case-insensitive, a single `/` accepted)
 //! fill the demographics (first row of a category wins; `GENDER` fills `sex`); other static rows are
 //! counted in `skipped`. Subjects without timed events are counted in `patients_without_visits`.
-//! Patients come out sorted by `subject_id`, with the id as a string.
+//! [`read_meds`] gives the patients sorted by `subject_id`, with the id as a string.
 //!
 //! Report counts: `patients` = subjects, `visits` = visits output, `events` = rows placed in a visit.
+//!
+//! ## Reading shard by shard
+//! [`read_meds`] holds every event of the dataset (about 40 bytes each) before it builds a patient.
+//! [`MedsShards`] (what `halo prepare` and [`crate::read_dataset`] use) holds one file's: opening it reads
+//! only the `subject_id` column of every file, and when no subject has rows in two files (MEDS data is
+//! sharded by subject) each pass reads the files one after the other and hands out one file's patients,
+//! built as above, before reading the next. Patients then come file by file, in ascending `subject_id`
+//! within a file, and the files in ascending order of their subject ids when their id ranges do not
+//! overlap: exactly [`read_meds`]'s order. Files whose ranges interleave (subjects dealt to shards at
+//! random) are read in path order, so their patients come in another order than [`read_meds`]'s (the
+//! same patients; a model trained on them sees them in another order). A dataset in which some subject
+//! spans files is read whole by [`read_meds`], and its report's `skipped` says so
+//! ([`SUBJECTS_SPAN_FILES`], counting those subjects). The report of a pass is [`read_meds`]'s.
 //!
 //! # Writing
 //! [`write_meds`] writes `data/<k>.parquet` shards (`subject_id` int64, `time` timestamp\[us\] null only
@@ -87,7 +100,8 @@ const BATCH_ROWS: usize = 8192;
 // ===================================================================================================
 // Reading
 
-/// Reads a MEDS folder or parquet file (see the module documentation).
+/// Reads a MEDS folder or parquet file whole (see the module documentation); [`MedsShards`] reads it one
+/// file at a time.
 pub fn read_meds(path: &Path, options: &ReadOptions) -> Result<Dataset> {
     let files = meds_files(path)?;
     let mut store = EventStore::default();
@@ -96,9 +110,138 @@ pub fn read_meds(path: &Path, options: &ReadOptions) -> Result<Dataset> {
         read_meds_file(file, &mut store, &mut report)?;
     }
     if store.subjects.is_empty() {
-        return Err(Error::file(path, "no events (expected rows of subject_id, time, code)"));
+        return Err(no_events(path));
     }
-    Ok(assemble(store, options.meds_visit_window_seconds, report))
+    let mut patients = Vec::new();
+    assemble(store, options.meds_visit_window_seconds, &mut report, &mut |p, _| {
+        patients.push(p);
+        Ok(())
+    })?;
+    Ok(Dataset { patients, report })
+}
+
+fn no_events(path: &Path) -> Error {
+    Error::file(path, "no events (expected rows of subject_id, time, code)")
+}
+
+/// The note a whole read of a dataset whose subjects span files adds to the report's `skipped`, with the
+/// number of such subjects.
+pub const SUBJECTS_SPAN_FILES: &str = "subjects with rows in more than one MEDS file (dataset read whole, in memory)";
+
+/// How a MEDS dataset's subjects lie in its files.
+pub enum MedsLayout {
+    /// No subject has rows in two files: the dataset can be read one file at a time.
+    Sharded(MedsShards),
+    /// This many subjects have rows in more than one file: only a whole read ([`read_meds`]) groups them.
+    SubjectsSpanFiles(usize),
+}
+
+/// A MEDS dataset read one file at a time, in as many passes as needed: memory holds one file's events.
+pub struct MedsShards {
+    /// The dataset, named when it holds no events.
+    path: PathBuf,
+    /// The files that have rows, in the order a pass reads them.
+    files: Vec<PathBuf>,
+    window_seconds: Option<i64>,
+}
+
+impl MedsShards {
+    /// Lists the files and reads their `subject_id` column only, to learn whether a subject spans files and
+    /// in which order to read them (see "Reading shard by shard" in the module documentation).
+    pub fn open(path: &Path, options: &ReadOptions) -> Result<MedsLayout> {
+        // Each file with rows, with its distinct subject ids (sorted, so first and last are its range).
+        let mut files: Vec<(PathBuf, Vec<i64>)> = Vec::new();
+        for file in meds_files(path)? {
+            let subjects = file_subjects(&file)?;
+            if !subjects.is_empty() {
+                files.push((file, subjects));
+            }
+        }
+        if files.is_empty() {
+            return Err(no_events(path));
+        }
+        let range = |subjects: &[i64]| (subjects[0], subjects[subjects.len() - 1]);
+        let mut ranges: Vec<(i64, i64)> = files.iter().map(|(_, s)| range(s)).collect();
+        ranges.sort_unstable();
+        if ranges.windows(2).all(|w| w[0].1 < w[1].0) {
+            // Files in ascending ranges give the patients in a whole read's order: ascending subject id.
+            files.sort_by_key(|(_, subjects)| subjects[0]);
+        } else {
+            let mut all: Vec<i64> = files.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+            all.sort_unstable();
+            let spanning = all.chunk_by(|a, b| a == b).filter(|run| run.len() > 1).count();
+            if spanning > 0 {
+                return Ok(MedsLayout::SubjectsSpanFiles(spanning));
+            }
+        }
+        Ok(MedsLayout::Sharded(MedsShards {
+            path: path.to_path_buf(),
+            files: files.into_iter().map(|(file, _)| file).collect(),
+            window_seconds: options.meds_visit_window_seconds,
+        }))
+    }
+
+    /// Reads the files one after the other and calls `each` with every patient of a file, in ascending
+    /// subject id, and `report`, into which it counts what reading skipped (as [`read_meds`] does).
+    pub fn for_each_patient(
+        &self,
+        report: &mut ReadReport,
+        each: &mut dyn FnMut(Patient, &mut ReadReport) -> Result<()>,
+    ) -> Result<()> {
+        let mut any_subject = false;
+        for file in &self.files {
+            let mut store = EventStore::default();
+            read_meds_file(file, &mut store, report)?;
+            any_subject |= !store.subjects.is_empty();
+            assemble(store, self.window_seconds, report, each)?;
+        }
+        // Every row had a null code (the whole read refuses that too).
+        if !any_subject {
+            return Err(no_events(&self.path));
+        }
+        Ok(())
+    }
+}
+
+/// The distinct subject ids of one file, sorted, from its `subject_id` column alone.
+fn file_subjects(path: &Path) -> Result<Vec<i64>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
+    let columns = MedsColumns::locate(builder.schema(), path)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [columns.subject]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| parquet_error(path, e))?;
+    let mut subjects = Vec::new();
+    let mut first_row = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_error(path, e))?;
+        let ids = columns::subject_column(batch.column_by_name("subject_id").expect("projected"));
+        for i in 0..ids.len() {
+            if ids.is_null(i) {
+                return Err(null_subject(path, first_row + i));
+            }
+            // Rows are usually grouped by subject: keep one id a run.
+            if subjects.last() != Some(&ids.value(i)) {
+                subjects.push(ids.value(i));
+            }
+        }
+        first_row += batch.num_rows();
+    }
+    subjects.sort_unstable();
+    subjects.dedup();
+    Ok(subjects)
+}
+
+/// A null `subject_id` in the 0-based data row `row` of `path`.
+fn null_subject(path: &Path, row: usize) -> Error {
+    Error::field(
+        path,
+        "subject_id",
+        format!("null in row {} (expected a subject id on every row)", row + 1),
+    )
 }
 
 /// The parquet files of a MEDS dataset, in sorted path order.
@@ -209,11 +352,7 @@ fn append_batch(
 ) -> Result<()> {
     for i in 0..view.subject.len() {
         if view.subject.is_null(i) {
-            return Err(Error::field(
-                path,
-                "subject_id",
-                format!("null in row {} (expected a subject id on every row)", first_row + i + 1),
-            ));
+            return Err(null_subject(path, first_row + i));
         }
         let Some(code) = view.code.get(i) else {
             report.skip("rows with a null code");
@@ -232,22 +371,27 @@ fn append_batch(
 // ---------------------------------------------------------------------------------------------------
 // Assembly of read events into patients
 
-fn assemble(store: EventStore, window_seconds: Option<i64>, mut report: ReadReport) -> Dataset {
+/// Builds the patients of `store` in ascending subject id and hands each to `each`, counting into `report`.
+fn assemble(
+    store: EventStore,
+    window_seconds: Option<i64>,
+    report: &mut ReadReport,
+    each: &mut dyn FnMut(Patient, &mut ReadReport) -> Result<()>,
+) -> Result<()> {
     let birth = store.codes.get(BIRTH_CODE);
     let mut subjects: Vec<(i64, Vec<RawEvent>)> = store.subjects.into_iter().collect();
     subjects.sort_unstable_by_key(|(id, _)| *id);
-    let mut patients = Vec::new();
     for (id, events) in subjects {
         report.patients += 1;
-        let patient = build_patient(id, events, &store.codes, birth, window_seconds, &mut report);
+        let patient = build_patient(id, events, &store.codes, birth, window_seconds, report);
         if patient.visits.is_empty() {
             report.patients_without_visits += 1;
             continue;
         }
         report.visits += patient.visits.len();
-        patients.push(patient);
+        each(patient, report)?;
     }
-    Dataset { patients, report }
+    Ok(())
 }
 
 fn build_patient(
