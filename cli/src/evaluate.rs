@@ -116,16 +116,24 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
         min_patients,
         ..EvalOptions::default()
     };
-    if let Some(ck) = &ck {
+    if let (Some(ck), Some(dir)) = (&ck, &cmd.checkpoint) {
         let attacked = halo_evaluate::attacked_records(&real.patients, &split, &options)?;
-        let index = ck.encoding.index();
-        let mut unknown = 0;
-        let encoded: Vec<_> = attacked
-            .members
-            .iter()
-            .chain(&attacked.non_members)
-            .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
-            .collect();
+        let encoded = match attacked_from_corpus(dir, ck, &real.patients, &attacked)? {
+            Some(encoded) => {
+                eprintln!("halo evaluate: the attacked records as the checkpoint's prepared corpus holds them");
+                encoded
+            }
+            None => {
+                let index = ck.encoding.index();
+                let mut unknown = 0;
+                attacked
+                    .members
+                    .iter()
+                    .chain(&attacked.non_members)
+                    .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
+                    .collect()
+            }
+        };
         options.log_likelihoods = Some(score::score(&ck.model, &encoded, &ck.encoding, 96, cmd.device.0).per_record);
     }
     let mut report = halo_evaluate::evaluate(&real.patients, &split, &synthetic.patients, &options)?;
@@ -235,4 +243,47 @@ fn utility(
         });
     }
     results
+}
+
+/// The attacked records (members, then non-members) as the checkpoint's prepared corpus holds them, so that
+/// the model scores the sequences it was trained on without encoding the records again; `None` when the
+/// checkpoint has no corpus (trained before corpora, or from `--corpus` elsewhere), its split is another, or
+/// the real records are not the ones it was prepared from (their digest differs).
+fn attacked_from_corpus(
+    checkpoint: &std::path::Path,
+    ck: &halo_train::checkpoint::Checkpoint,
+    real: &[Patient],
+    attacked: &halo_evaluate::AttackedRecords,
+) -> Result<Option<Vec<halo_core::encoding::EncodedPatient>>> {
+    use halo_core::record::Split;
+    let dir = checkpoint.join(halo_train::train::CORPUS_DIR);
+    if !dir.join(halo_core::corpus::INFO).is_file() {
+        return Ok(None);
+    }
+    let split: halo_core::split::SplitAssignment =
+        halo_core::fsutil::read_json(&dir.join(halo_core::manifest::checkpoint::SPLIT), "split")?;
+    if split != ck.split {
+        return Ok(None);
+    }
+    let corpus = halo_core::corpus::Corpus::open(&dir)?;
+    let mut digest = halo_prepare::RecordDigest::default();
+    for p in real {
+        digest.add(p)?;
+    }
+    if digest.finish() != corpus.info.data_digest {
+        return Ok(None);
+    }
+    let (train, test) = (
+        corpus.first_sequences(Split::Train)?,
+        corpus.first_sequences(Split::Test)?,
+    );
+    let members = attacked
+        .members
+        .iter()
+        .map(|p| train.get(&p.id).map(|&i| corpus.train.get(i)));
+    let non_members = attacked
+        .non_members
+        .iter()
+        .map(|p| test.get(&p.id).map(|&i| corpus.test.get(i)));
+    Ok(members.chain(non_members).collect())
 }

@@ -292,6 +292,24 @@ impl Corpus {
         })
     }
 
+    /// Each record id of `split` with the index of its first sequence (a record's only one, or its first
+    /// window: what `Encoding::encode` gives).
+    pub fn first_sequences(&self, split: Split) -> Result<std::collections::HashMap<String, usize>> {
+        let path = split_file(&self.dir, split, "ids");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let mut first = std::collections::HashMap::new();
+        for (i, id) in text.lines().enumerate() {
+            first.entry(id.to_string()).or_insert(i);
+        }
+        if first.values().any(|&i| i >= self.split(split).len()) || text.lines().count() != self.split(split).len() {
+            return Err(Error::file(
+                &path,
+                "does not name one record a sequence: the corpus is damaged; prepare it again",
+            ));
+        }
+        Ok(first)
+    }
+
     pub fn split(&self, split: Split) -> &Sequences {
         match split {
             Split::Train => &self.train,

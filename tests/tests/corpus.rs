@@ -223,3 +223,70 @@ fn a_checkpoint_without_a_corpus_resumes_to_the_uninterrupted_result() {
         assert!(read(&whole.join(name)) == read(&resumed.join(name)), "{name} differs");
     }
 }
+
+/// `halo evaluate --checkpoint` scores the attacked records from the checkpoint's corpus when the real
+/// records are the ones it was prepared from, with the figures encoding them again gives.
+#[test]
+fn evaluate_scores_the_attacked_records_from_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let o = train_from(["--data", &fixture("tiny-omop")], &ck);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The real records stand in for synthetic ones: what is compared does not matter here.
+    let synthetic = dir.path().join("synthetic.jsonl");
+    let o = halo_command()
+        .args(["export", "--checkpoint", ck.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("model"))
+        .args(["--allow-small-cells", "--calibration-records", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = common::halo_sample(&[
+        "--model",
+        dir.path().join("model").to_str().unwrap(),
+        "--count",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        synthetic.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let evaluate = |out: &str| {
+        let o = halo_command()
+            .args([
+                "evaluate",
+                "--real",
+                &fixture("tiny-omop"),
+                "--synthetic",
+                synthetic.to_str().unwrap(),
+            ])
+            .args([
+                "--checkpoint",
+                ck.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--no-utility",
+                "--out",
+            ])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value =
+            serde_json::from_slice(&read(&dir.path().join(out).join("report.json"))).unwrap();
+        (report["privacy"].clone(), stderr(&o))
+    };
+    let (from_corpus, said) = evaluate("a");
+    assert!(
+        said.contains("as the checkpoint's prepared corpus holds them"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(ck.join("corpus")).unwrap();
+    let (encoded_again, said) = evaluate("b");
+    assert!(!said.contains("prepared corpus"), "{said}");
+    assert!(
+        from_corpus.is_object() && from_corpus == encoded_again,
+        "{from_corpus} vs {encoded_again}"
+    );
+}
