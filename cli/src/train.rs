@@ -109,6 +109,24 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     if cmd.batch_size == 0 || cmd.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }
+    if cmd.corpus.is_some() {
+        // How records are read, split and labelled was settled when the corpus was prepared.
+        let given: Vec<&str> = [
+            ("--label-spec", cmd.encoding.label_spec.is_some()),
+            ("--split-file", cmd.encoding.split_file.is_some()),
+            ("--format", cmd.data_args.format.is_some()),
+            ("--meds-visit-window", cmd.data_args.meds_visit_window.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if !given.is_empty() {
+            bail!(
+                "`halo train --corpus` takes no {}: the corpus was prepared with its own (give them to `halo prepare`)",
+                given.join(", ")
+            );
+        }
+    }
     let input = match (cmd.data, cmd.corpus) {
         (Some(data), _) => train::TrainInput::Data(data),
         (None, Some(corpus)) => train::TrainInput::Corpus(corpus),

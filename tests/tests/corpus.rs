@@ -290,3 +290,29 @@ fn evaluate_scores_the_attacked_records_from_the_corpus() {
         "{from_corpus} vs {encoded_again}"
     );
 }
+
+#[test]
+fn preparation_options_given_to_a_corpus_run_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    assert!(prepare(&corpus, &[]).status.success());
+    let o = halo_command()
+        .args(["train", "--corpus", corpus.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("ck"))
+        .args([
+            "--label-spec",
+            "ccs-icd9",
+            "--format",
+            "omop",
+            "--device",
+            "cpu",
+            "--n-ctx",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("takes no --label-spec, --format"), "{err}");
+    assert!(!dir.path().join("ck").exists());
+}
