@@ -117,24 +117,14 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
         ..EvalOptions::default()
     };
     if let (Some(ck), Some(dir)) = (&ck, &cmd.checkpoint) {
-        let attacked = halo_evaluate::attacked_records(&real.patients, &split, &options)?;
-        let encoded = match attacked_from_corpus(dir, ck, &real.patients, &attacked)? {
-            Some(encoded) => {
-                eprintln!("halo evaluate: the attacked records as the checkpoint's prepared corpus holds them");
-                encoded
-            }
-            None => {
-                let index = ck.encoding.index();
-                let mut unknown = 0;
-                attacked
-                    .members
-                    .iter()
-                    .chain(&attacked.non_members)
-                    .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
-                    .collect()
-            }
-        };
-        options.log_likelihoods = Some(score::score(&ck.model, &encoded, &ck.encoding, 96, cmd.device.0).per_record);
+        options.log_likelihoods = Some(attacked_log_likelihoods(
+            dir,
+            ck,
+            &real.patients,
+            &split,
+            &options,
+            cmd.device.0,
+        )?);
     }
     let mut report = halo_evaluate::evaluate(&real.patients, &split, &synthetic.patients, &options)?;
     if cmd.no_utility {
@@ -243,6 +233,35 @@ fn utility(
         });
     }
     results
+}
+
+/// The model's log-likelihood of each attacked record (members, then non-members), for the likelihood attack.
+fn attacked_log_likelihoods(
+    checkpoint: &std::path::Path,
+    ck: &halo_train::checkpoint::Checkpoint,
+    real: &[Patient],
+    split: &halo_core::split::SplitAssignment,
+    options: &EvalOptions,
+    device: tch::Device,
+) -> Result<Vec<f64>> {
+    let attacked = halo_evaluate::attacked_records(real, split, options)?;
+    let encoded = match attacked_from_corpus(checkpoint, ck, real, &attacked)? {
+        Some(encoded) => {
+            eprintln!("halo evaluate: the attacked records as the checkpoint's prepared corpus holds them");
+            encoded
+        }
+        None => {
+            let index = ck.encoding.index();
+            let mut unknown = 0;
+            attacked
+                .members
+                .iter()
+                .chain(&attacked.non_members)
+                .map(|p| ck.encoding.encode(p, &index, ck.spec.as_ref(), &mut unknown))
+                .collect()
+        }
+    };
+    Ok(score::score(&ck.model, &encoded, &ck.encoding, 96, device).per_record)
 }
 
 /// The attacked records (members, then non-members) as the checkpoint's prepared corpus holds them, so that

@@ -7,6 +7,7 @@ pub mod model;
 pub mod optim;
 pub mod resume;
 pub mod score;
+pub mod settings;
 pub mod test_split;
 pub mod train;
 pub mod utility;

@@ -4,14 +4,14 @@ use crate::data;
 use crate::model::Halo;
 use crate::optim::Adam;
 use crate::score;
+pub use crate::settings::{TrainArgs, TrainInput, TrainSettings, CORPUS_DIR};
 use anyhow::{bail, Context, Result};
 use halo_core::checkpoint::CheckpointFolder;
-use halo_core::config::{ModelConfig, Preset};
+use halo_core::config::ModelConfig;
 use halo_core::corpus::{self, Corpus, CorpusInfo};
 use halo_core::encoding::{Encoding, EncodingOptions};
 use halo_core::fsutil::{self, is_nonempty_dir, read_json, temp_sibling, write_json_atomic, Target};
 use halo_core::manifest::checkpoint as ck;
-use halo_core::{Format, ReadOptions};
 use halo_prepare::{self as prepare, PrepareArgs};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -29,85 +29,6 @@ use tch::{nn, Device, Kind, Tensor};
 pub const DEFAULT_DROPOUT: f64 = 0.4;
 /// Default weight decay (see [`TrainSettings::weight_decay`]).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
-
-/// What a run learns from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TrainInput {
-    /// Records (OMOP, MEDS or JSONL), prepared into the checkpoint's `corpus/` first.
-    Data(PathBuf),
-    /// A corpus written by `halo prepare`, read where it is.
-    Corpus(PathBuf),
-}
-
-/// The folder of a checkpoint that holds the corpus prepared from `--data`.
-pub const CORPUS_DIR: &str = "corpus";
-
-/// Everything `halo train` was asked for.
-#[derive(Debug, Clone)]
-pub struct TrainArgs {
-    pub input: TrainInput,
-    pub out: PathBuf,
-    pub format: Option<Format>,
-    pub read: ReadOptions,
-    pub label_spec: Option<PathBuf>,
-    pub split_file: Option<PathBuf>,
-    pub epochs: usize,
-    pub resume: bool,
-    pub device: Device,
-    pub quiet: bool,
-    /// What shapes the result (recorded, and compared on resume).
-    pub settings: TrainSettings,
-}
-
-/// The options of a run that shape its result: filled by the command line, recorded in
-/// `train_state.json` ([`crate::resume::RunSettings`]) and compared field by field by `--resume`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainSettings {
-    pub preset: Preset,
-    /// Adam's learning rate; `None`: the preset's (recorded resolved).
-    pub lr: Option<f64>,
-    pub batch_size: usize,
-    /// Seed of the split, the initial weights, the batch order and the code order.
-    pub seed: u64,
-    /// Overrides of the preset's sizes.
-    pub n_embd: Option<usize>,
-    pub n_layer: Option<usize>,
-    pub n_head: Option<usize>,
-    pub n_ctx: Option<usize>,
-    /// HALO-Coarse (no code-level module).
-    pub coarse: bool,
-    /// Embed the codes seen so far in each record ([`halo_core::config::ModelConfig::seen_codes`]).
-    pub seen_codes: bool,
-    /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
-    pub dropout: f64,
-    /// Decoupled (AdamW) weight decay of the weight matrices.
-    pub weight_decay: f64,
-    /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
-    pub reference_init: bool,
-    /// How records are encoded (as asked; the context's visits and window stride are set from `n_ctx`).
-    pub encoding: EncodingOptions,
-}
-
-impl Default for TrainSettings {
-    fn default() -> TrainSettings {
-        TrainSettings {
-            preset: Preset::Small,
-            lr: None,
-            batch_size: 48,
-            seed: halo_core::split::DEFAULT_SEED,
-            n_embd: None,
-            n_layer: None,
-            n_head: None,
-            n_ctx: None,
-            coarse: false,
-            seen_codes: true,
-            dropout: DEFAULT_DROPOUT,
-            weight_decay: DEFAULT_WEIGHT_DECAY,
-            reference_init: false,
-            encoding: EncodingOptions::default(),
-        }
-    }
-}
 
 /// Counters of a run, mirrored in `train_state.json` and stored as tensors in `last.safetensors`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

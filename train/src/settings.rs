@@ -1,0 +1,89 @@
+//! What `halo train` is asked for: where the records come from ([`TrainInput`]), the run's arguments
+//! ([`TrainArgs`]) and the options that shape its result ([`TrainSettings`], the serde type `--resume`
+//! compares).
+
+use crate::train::{DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY};
+use halo_core::config::Preset;
+use halo_core::encoding::EncodingOptions;
+use halo_core::{Format, ReadOptions};
+use std::path::PathBuf;
+use tch::Device;
+
+/// What a run learns from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainInput {
+    /// Records (OMOP, MEDS or JSONL), prepared into the checkpoint's `corpus/` first.
+    Data(PathBuf),
+    /// A corpus written by `halo prepare`, read where it is.
+    Corpus(PathBuf),
+}
+
+/// The folder of a checkpoint that holds the corpus prepared from `--data`.
+pub const CORPUS_DIR: &str = "corpus";
+
+/// Everything `halo train` was asked for.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    pub input: TrainInput,
+    pub out: PathBuf,
+    pub format: Option<Format>,
+    pub read: ReadOptions,
+    pub label_spec: Option<PathBuf>,
+    pub split_file: Option<PathBuf>,
+    pub epochs: usize,
+    pub resume: bool,
+    pub device: Device,
+    pub quiet: bool,
+    /// What shapes the result (recorded, and compared on resume).
+    pub settings: TrainSettings,
+}
+
+/// The options of a run that shape its result: filled by the command line, recorded in
+/// `train_state.json` ([`crate::resume::RunSettings`]) and compared field by field by `--resume`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainSettings {
+    pub preset: Preset,
+    /// Adam's learning rate; `None`: the preset's (recorded resolved).
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    /// Seed of the split, the initial weights, the batch order and the code order.
+    pub seed: u64,
+    /// Overrides of the preset's sizes.
+    pub n_embd: Option<usize>,
+    pub n_layer: Option<usize>,
+    pub n_head: Option<usize>,
+    pub n_ctx: Option<usize>,
+    /// HALO-Coarse (no code-level module).
+    pub coarse: bool,
+    /// Embed the codes seen so far in each record ([`halo_core::config::ModelConfig::seen_codes`]).
+    pub seen_codes: bool,
+    /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
+    pub dropout: f64,
+    /// Decoupled (AdamW) weight decay of the weight matrices.
+    pub weight_decay: f64,
+    /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
+    pub reference_init: bool,
+    /// How records are encoded (as asked; the context's visits and window stride are set from `n_ctx`).
+    pub encoding: EncodingOptions,
+}
+
+impl Default for TrainSettings {
+    fn default() -> TrainSettings {
+        TrainSettings {
+            preset: Preset::Small,
+            lr: None,
+            batch_size: 48,
+            seed: halo_core::split::DEFAULT_SEED,
+            n_embd: None,
+            n_layer: None,
+            n_head: None,
+            n_ctx: None,
+            coarse: false,
+            seen_codes: true,
+            dropout: DEFAULT_DROPOUT,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
+            reference_init: false,
+            encoding: EncodingOptions::default(),
+        }
+    }
+}
