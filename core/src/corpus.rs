@@ -223,7 +223,40 @@ impl Sequences {
             0 => TokenBytes::Owned(Vec::new()),
             _ => TokenBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&tokens_path, e))?),
         };
-        Ok(Sequences { tokens, offsets })
+        let sequences = Sequences { tokens, offsets };
+        if let Some(i) = (0..sequences.len()).find(|&i| !sequences.well_formed(i)) {
+            return Err(Error::file(
+                &tokens_path,
+                format!("sequence {i} does not hold what its header says: the corpus is damaged; prepare it again"),
+            ));
+        }
+        Ok(sequences)
+    }
+
+    /// Whether sequence `i`'s counts (labels, visits, each visit's length) add up to its length, so that
+    /// [`Sequences::get`] can decode it.
+    fn well_formed(&self, i: usize) -> bool {
+        let (from, to) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        let bytes = &self.tokens.bytes()[from * 4..to * 4];
+        let word = |k: usize| {
+            bytes
+                .get(k * 4..k * 4 + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        let n = to - from;
+        let (Some(continues), Some(n_labels)) = (word(0), word(1)) else {
+            return false;
+        };
+        let at_visits = 2 + n_labels as usize;
+        let Some(n_visits) = word(at_visits) else {
+            return false;
+        };
+        let lengths_end = at_visits + 1 + n_visits as usize;
+        if continues > 1 || lengths_end > n {
+            return false;
+        }
+        let codes: usize = (at_visits + 1..lengths_end).filter_map(word).map(|l| l as usize).sum();
+        lengths_end + codes == n
     }
 
     pub fn len(&self) -> usize {

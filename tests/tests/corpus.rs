@@ -316,3 +316,22 @@ fn preparation_options_given_to_a_corpus_run_are_refused() {
     assert!(err.contains("takes no --label-spec, --format"), "{err}");
     assert!(!dir.path().join("ck").exists());
 }
+
+#[test]
+fn a_corpus_whose_sequences_are_garbled_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    assert!(prepare(&corpus, &[]).status.success());
+    // Same length, garbled content: the second word of the first sequence (its label count) made huge.
+    let tokens = corpus.join("val.tokens");
+    let mut bytes = read(&tokens);
+    bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&tokens, &bytes).unwrap();
+    let o = train_from(["--corpus", corpus.to_str().unwrap()], &dir.path().join("ck"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("val.tokens") && err.contains("sequence 0 does not hold what its header says"),
+        "{err}"
+    );
+}
