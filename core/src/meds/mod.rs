@@ -545,4 +545,6 @@ use columns::{BatchView, MedsColumns};
 pub use write::*;
 
 #[cfg(test)]
+mod shard_tests;
+#[cfg(test)]
 mod tests;
