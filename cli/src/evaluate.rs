@@ -86,27 +86,7 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
         }
     };
     let spec = ck.as_ref().and_then(|c| c.spec.clone());
-    let given = |p: &Patient| -> BTreeSet<String> {
-        p.labels
-            .iter()
-            .flatten()
-            .filter(|(_, v)| **v)
-            .map(|(k, _)| k.clone())
-            .collect()
-    };
-    let real_labels: Vec<BTreeSet<String>> = real
-        .patients
-        .iter()
-        .map(|p| match (&p.labels, &spec) {
-            (None, Some(spec)) => spec.labels_of(p),
-            _ => given(p),
-        })
-        .collect();
-    let syn_labels: Vec<BTreeSet<String>> = synthetic.patients.iter().map(given).collect();
-    // With a label spec, what each synthetic record's own codes imply, to check its sampled labels against.
-    let syn_implied: Option<Vec<BTreeSet<String>>> = spec
-        .as_ref()
-        .map(|spec| synthetic.patients.iter().map(|p| spec.labels_of(p)).collect());
+    let (real_labels, syn_labels, syn_implied) = record_labels(&real.patients, &synthetic.patients, spec.as_ref());
     let mut options = EvalOptions {
         labels: LabelSource::Precomputed {
             real: &real_labels,
@@ -305,4 +285,32 @@ fn attacked_from_corpus(
         .iter()
         .map(|p| test.get(&p.id).map(|&i| corpus.test.get(i)));
     Ok(members.chain(non_members).collect())
+}
+
+/// Each record's labels: given in the record, else (real records, with a spec) from its codes; and, with a
+/// spec, what each synthetic record's own codes imply, to check its sampled labels against.
+type Labels = Vec<BTreeSet<String>>;
+fn record_labels(
+    real: &[Patient],
+    synthetic: &[Patient],
+    spec: Option<&halo_core::label_spec::LabelSpec>,
+) -> (Labels, Labels, Option<Labels>) {
+    let given = |p: &Patient| -> BTreeSet<String> {
+        p.labels
+            .iter()
+            .flatten()
+            .filter(|(_, v)| **v)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let real_labels = real
+        .iter()
+        .map(|p| match (&p.labels, spec) {
+            (None, Some(spec)) => spec.labels_of(p),
+            _ => given(p),
+        })
+        .collect();
+    let syn_labels = synthetic.iter().map(given).collect();
+    let syn_implied = spec.map(|spec| synthetic.iter().map(|p| spec.labels_of(p)).collect());
+    (real_labels, syn_labels, syn_implied)
 }
