@@ -109,7 +109,7 @@ fi
 if [ "${HALO_SKIP_BUILD:-0}" != 1 ]; then
   # The same environment (and so the same compiler flags) as every later cargo command of the scripts.
   source scripts/env.sh
-  cargo build --release --quiet --bin halo --bin halo-sample
+  cargo build --release --quiet --bin halo --bin halo-prepare --bin halo-sample
   ort_lib="$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
   ln -sfn "$ort_lib" "${CARGO_TARGET_DIR:-target}/release/libonnxruntime.so"
 fi
