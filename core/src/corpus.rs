@@ -139,7 +139,7 @@ impl CorpusWriter {
     }
 }
 
-/// One split's sequences, memory-mapped (or, for sequences encoded on the fly, in memory).
+/// One split's sequences, memory-mapped (an empty split has no file to map).
 pub struct Sequences {
     tokens: TokenBytes,
     offsets: Vec<u64>,
@@ -175,21 +175,6 @@ fn sequence_words(p: &EncodedPatient) -> Vec<u32> {
 }
 
 impl Sequences {
-    /// Sequences held in memory (encoded on the fly, and tests).
-    pub fn from_patients(patients: &[EncodedPatient]) -> Sequences {
-        let mut bytes: Vec<u8> = Vec::new();
-        let mut offsets = vec![0u64];
-        for p in patients {
-            let words = sequence_words(p);
-            bytes.extend(words.iter().flat_map(|w| w.to_le_bytes()));
-            offsets.push(offsets.last().copied().unwrap_or(0) + words.len() as u64);
-        }
-        Sequences {
-            tokens: TokenBytes::Owned(bytes),
-            offsets,
-        }
-    }
-
     fn open(dir: &Path, split: Split) -> Result<Sequences> {
         let offsets_path = split_file(dir, split, "offsets");
         let bytes = std::fs::read(&offsets_path).map_err(|e| Error::io(&offsets_path, e))?;

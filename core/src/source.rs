@@ -85,16 +85,6 @@ impl Records {
         })
     }
 
-    /// Records already in memory (tests, and callers that have them).
-    pub fn from_patients(patients: Vec<Patient>) -> Records {
-        Records {
-            store: Store::InMemory(patients),
-            bounds: Bounds::default(),
-            report: ReadReport::default(),
-            passes: 1,
-        }
-    }
-
     /// Calls `each` with every patient, in the same order on every pass.
     pub fn pass(&mut self, each: &mut dyn FnMut(&Patient) -> Result<()>) -> Result<()> {
         let first = self.passes == 0;

@@ -1,7 +1,7 @@
 //! From records on disk to encoded splits and to batches of multi-hot tensors.
 
 use anyhow::{Context, Result};
-use halo_core::encoding::{EncodedPatient, Encoding, EncodingOptions, LabelSpec};
+use halo_core::encoding::{EncodedPatient, Encoding, LabelSpec};
 use halo_core::record::{Dataset, Patient, Split};
 use halo_core::split::SplitAssignment;
 use halo_core::{Format, ReadOptions};
@@ -30,26 +30,6 @@ pub struct EncodeReport {
 
 pub fn read(path: &Path, format: Option<Format>, options: &ReadOptions) -> Result<Dataset> {
     halo_core::read_dataset(path, format, options).with_context(|| format!("reading records from {}", path.display()))
-}
-
-/// Fits the encoding: vocabulary over every patient, bucket edges over the training split (`train`, from
-/// [`train_patients`]).
-pub fn fit_encoding(
-    patients: &[Patient],
-    train: &[&Patient],
-    spec: Option<&LabelSpec>,
-    options: EncodingOptions,
-) -> Result<Encoding> {
-    Ok(Encoding::fit(patients, train, spec, options)?)
-}
-
-/// The patients of the training split.
-pub fn train_patients<'a>(patients: &'a [Patient], split: &SplitAssignment) -> Vec<&'a Patient> {
-    let lookup = split.lookup();
-    patients
-        .iter()
-        .filter(|p| lookup.get(p.id.as_str()) == Some(&Split::Train))
-        .collect()
 }
 
 /// Encodes the patients of each split.

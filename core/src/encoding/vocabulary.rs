@@ -1,0 +1,252 @@
+//! The vocabulary's parts: what an encoding includes ([`EncodingOptions`]), its entries ([`Token`], and
+//! the key each is found under), and the exclusive groups and derived labels laid over them.
+
+use super::*;
+
+/// Order of medical codes inside the vocabulary, which is the autoregressive order within a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeOrder {
+    /// Seeded shuffle, as the reference implementation does.
+    #[default]
+    Shuffled,
+    /// Most frequent first (ties lexical).
+    Frequency,
+    /// Lexical by code string.
+    Lexical,
+}
+
+impl std::str::FromStr for CodeOrder {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<CodeOrder, String> {
+        crate::keyword::parse_keyword(
+            s,
+            "code order",
+            &[
+                ("shuffled", CodeOrder::Shuffled),
+                ("frequency", CodeOrder::Frequency),
+                ("lexical", CodeOrder::Lexical),
+            ],
+        )
+    }
+}
+
+/// One vocabulary entry, structured so that decoding never parses strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Token {
+    /// A medical code, kept exactly as the source spelled it.
+    Code {
+        code: String,
+    },
+    /// Days since the previous visit fall in `gap_edges_days[bucket]..gap_edges_days[bucket + 1]`.
+    Gap {
+        bucket: usize,
+    },
+    /// Age in years at the first visit falls in `age_edges_years[bucket]..[bucket + 1]`.
+    Age {
+        bucket: usize,
+    },
+    /// The visit's kind ([`Visit::visit_type`]); `None`: a type the vocabulary does not keep (absent, or held by
+    /// fewer than `min_patients` patients), decoded as no type.
+    VisitType {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+    },
+    /// The visit holds `visit_size_edges[bucket]..visit_size_edges[bucket + 1]` codes (the last bucket: that
+    /// many or more). Drawn before the visit's codes, so that the code module knows how many it is producing.
+    VisitSize {
+        bucket: usize,
+    },
+    /// The lab's value falls in `lab_edges[code][bucket]..[bucket + 1]`.
+    Lab {
+        code: String,
+        bucket: usize,
+    },
+    /// A phenotype label.
+    Label {
+        name: String,
+    },
+    /// A demographic value (the birth year as its decade, `1970-1979`).
+    Demographic {
+        category: DemographicCategory,
+        value: String,
+    },
+    Start,
+    End,
+    Pad,
+}
+
+/// What the encoding includes; switches for comparisons that do not want a part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodingOptions {
+    pub gaps: bool,
+    pub labs: bool,
+    pub demographics: bool,
+    pub code_order: CodeOrder,
+    pub order_seed: u64,
+    /// Number of quantile buckets per lab when the label spec gives no edges.
+    pub lab_buckets: usize,
+    /// Visits per training window: `n_ctx - 2`. Without windows (`window_stride` 0), a longer record
+    /// keeps its most recent `max_visits` visits.
+    pub max_visits: usize,
+    /// Records longer than `max_visits` are learnt as overlapping windows starting every `window_stride`
+    /// visits, each later window's first visit carrying its gap to the visit before (not an age), so that
+    /// the model tells a continued record from a new one; a sampler continues a record that fills its
+    /// window from its last `max_visits - window_stride` visits. 0: no windows (encodings before them, and
+    /// those without gaps, which would have nothing to mark a continuation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window_stride: usize,
+    /// The small-cell rule: a code, `src:` value, lab or demographic value seen in fewer distinct patients
+    /// is left out of the vocabulary, and bucket edges come only from groups of at least this many
+    /// patients, so that nothing of a single patient ships in a model directory. Encodings written
+    /// before the rule read as 1 (everything kept).
+    #[serde(default = "min_patients_of_old_encodings")]
+    pub min_patients: usize,
+    /// Buckets of the visit-size group (a `SIZE/<bucket>` code on every visit, see
+    /// [`Encoding::visit_size_edges`]); 0: none (encodings fitted before it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub visit_size_buckets: usize,
+}
+
+/// Fields that older encodings lack are left out while zero, so that files written without them keep their
+/// bytes (and model digests).
+pub(super) fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Default number of visit-size buckets: none. Measured on dense visits (docs/records.md, "Dense visits"),
+/// the group did not shrink the within-visit drift that the sampling calibration closes, so it stays a switch
+/// (`halo train --visit-size-buckets 10`).
+pub const DEFAULT_VISIT_SIZE_BUCKETS: usize = 0;
+
+/// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
+pub const DEFAULT_MIN_PATIENTS: usize = 10;
+
+fn min_patients_of_old_encodings() -> usize {
+    1
+}
+
+impl Default for EncodingOptions {
+    fn default() -> Self {
+        EncodingOptions {
+            gaps: true,
+            labs: true,
+            demographics: true,
+            code_order: CodeOrder::Shuffled,
+            order_seed: 0,
+            lab_buckets: 5,
+            max_visits: 46,
+            window_stride: 0,
+            min_patients: DEFAULT_MIN_PATIENTS,
+            visit_size_buckets: DEFAULT_VISIT_SIZE_BUCKETS,
+        }
+    }
+}
+
+impl EncodingOptions {
+    /// The first visit encoded of a record of `len` visits: without windows a longer record keeps its most
+    /// recent `max_visits` visits (and the first of them takes the age); with windows every visit is encoded.
+    pub fn first_encoded_visit(&self, len: usize) -> usize {
+        match self.window_stride {
+            0 => len.saturating_sub(self.max_visits),
+            _ => 0,
+        }
+    }
+}
+
+/// Default gap bucket edges in days; the last bucket is closed by the largest gap seen in training.
+pub const DEFAULT_GAP_EDGES_DAYS: [f64; 12] = [0.0, 1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0, 1825.0];
+/// Most segments of a gap bucket's within-bucket distribution ([`Encoding::gap_quantiles_days`]).
+pub const GAP_SEGMENTS: usize = 10;
+/// Default age bucket width in years for the age at the first visit.
+pub const AGE_BUCKET_YEARS: f64 = 5.0;
+
+/// A contiguous run of label codes (relative to the first label code).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelCategory {
+    pub name: String,
+    pub first: usize,
+    pub len: usize,
+}
+
+/// A group of medical codes of which a visit holds exactly one where the group applies and none elsewhere
+/// (the gap since the previous visit, the age at the first visit): samplers draw it as one categorical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitGroup {
+    pub name: String,
+    /// Vocabulary index of the group's first code; its codes are contiguous.
+    pub first: usize,
+    pub len: usize,
+    pub on: GroupVisits,
+}
+
+/// Which visits hold a [`VisitGroup`]'s one code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupVisits {
+    FirstVisit,
+    LaterVisits,
+    EveryVisit,
+}
+
+impl VisitGroup {
+    /// Names of the groups fitting makes: gap buckets (later visits), age buckets (the first visit), visit
+    /// types (every visit).
+    pub const GAP: &'static str = "gap";
+    pub const AGE: &'static str = "age";
+    /// The visit's type (every visit), [`Token::VisitType`].
+    pub const VISIT_TYPE: &'static str = "visit_type";
+    /// The visit's size bucket (every visit).
+    pub const SIZE: &'static str = "size";
+
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.len
+    }
+
+    /// Whether the group's one code belongs in visit `t` (0 = the first visit).
+    pub fn applies_to(&self, t: usize) -> bool {
+        match self.on {
+            GroupVisits::FirstVisit => t == 0,
+            GroupVisits::LaterVisits => t > 0,
+            GroupVisits::EveryVisit => true,
+        }
+    }
+}
+
+/// A label set by codes (see [`Encoding::derived_labels`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedLabel {
+    /// Label-local index of the label code.
+    pub label: usize,
+    /// Vocabulary indices of the medical codes that set it, ascending.
+    pub codes: Vec<u32>,
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Code { code } => write!(f, "{code}"),
+            Token::Gap { bucket } => write!(f, "GAP/{bucket}"),
+            Token::Age { bucket } => write!(f, "AGE/{bucket}"),
+            Token::VisitType { value: Some(value) } => write!(f, "VISIT_TYPE/{value}"),
+            Token::VisitType { value: None } => write!(f, "VISIT_TYPE/<other>"),
+            Token::VisitSize { bucket } => write!(f, "SIZE/{bucket}"),
+            Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
+            Token::Label { name } => write!(f, "{name}"),
+            Token::Demographic { category, value } => write!(f, "{}/{value}", category.code_prefix()),
+            Token::Start => write!(f, "<start>"),
+            Token::End => write!(f, "<end>"),
+            Token::Pad => write!(f, "<pad>"),
+        }
+    }
+}
+
+/// Key under which a token is found in `Encoding::index`: medical codes by their own string, so that a
+/// record's codes are looked up directly; everything else by its kind-prefixed display form.
+pub fn token_key(t: &Token) -> String {
+    match t {
+        Token::Code { code } => code.clone(),
+        other => format!("\u{1}{other}"),
+    }
+}
