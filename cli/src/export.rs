@@ -266,6 +266,9 @@ fn report_files(out: &Path, manifest: &halo_core::manifest::Manifest) {
         (&files.visit_transformer_step.name, &files.visit_transformer_step.sha256),
         (&files.code_head.name, &files.code_head.sha256),
     ];
+    if let Some(m) = &files.code_module {
+        listed.push((&m.name, &m.sha256));
+    }
     if let Some(inc) = &files.code_head_incremental {
         listed.extend([
             (&inc.start.name, &inc.start.sha256),

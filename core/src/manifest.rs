@@ -57,6 +57,9 @@ pub mod graph {
     /// concatenated (V (V - 1) / 2 values; code k starts at k (V - 1) - k (k - 1) / 2). In fp16 exports the
     /// values are the fp16-rounded weights, as the graphs use them.
     pub const CODE_HEAD_COLUMNS: &str = "code_head_columns.f32";
+    /// The code-level module as arrays for the sampler's own kernel (format version 5; replaces the
+    /// incremental files): see [`super::NativeCodeModule`] for the layout.
+    pub const CODE_MODULE: &str = "code_module.f32";
 
     pub const IN_VISITS: &str = "visits";
     pub const IN_VISIT: &str = "visit";
@@ -128,6 +131,105 @@ pub struct ManifestFiles {
     /// models and in directories of format version 1, which samplers run through `code_head`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_head_incremental: Option<IncrementalHeadFiles>,
+    /// The code-level module for the sampler's own kernel (format version 5; absent for HALO-Coarse models
+    /// and in older directories). Layout: [`NativeCodeModule`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_module: Option<DataFile>,
+}
+
+/// Layout of [`graph::CODE_MODULE`]: the masked code-level module of a model with E = n_embd and V =
+/// total_vocab_size, H = E + V - 1 used hidden units, as little-endian f32 (fp16-rounded weights in fp16
+/// exports; biases as trained), in four parts:
+/// 1. auto1's bias, H values;
+/// 2. auto1's weights: first the history inputs in panels of BLOCK hidden units (for panel k, units
+///    k BLOCK ..: for each history input i in 0..E, its weights to the panel's units, BLOCK values, zero
+///    where the mask cuts and past H), then for each visit code's input i in E..H, rows i..H of column i
+///    (the rows the mask keeps), H - i values each;
+/// 3. auto2's logit weights in panels of [`NativeCodeModule::BLOCK`] codes: for block b (codes
+///    b BLOCK .. end_b, end_b = min((b + 1) BLOCK, V)), for each hidden unit h in 0..E + end_b - 1 (the
+///    units its logits read; the logit of code j reads units up to E - 1 + j), the unit's weights to the
+///    block's codes: BLOCK values, zero where the mask cuts (codes before h - E + 1, and past V);
+/// 4. the logits' bias, V values.
+///
+/// So a sampler keeps a row's pre-activations, adds one column when a code is set, and sums a block's
+/// logits unit by unit from one contiguous panel, each weight once per visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeCodeModule {
+    pub n_embd: usize,
+    pub vocab: usize,
+}
+
+impl NativeCodeModule {
+    /// Codes per panel.
+    pub const BLOCK: usize = 64;
+
+    pub fn of(config: &crate::config::ModelConfig) -> NativeCodeModule {
+        NativeCodeModule {
+            n_embd: config.n_embd,
+            vocab: config.total_vocab_size,
+        }
+    }
+
+    /// Used hidden units H.
+    pub fn hidden(&self) -> usize {
+        self.n_embd + self.vocab - 1
+    }
+
+    /// Panels of hidden units of the history inputs' weights.
+    pub fn history_panels(&self) -> usize {
+        self.hidden().div_ceil(Self::BLOCK)
+    }
+
+    /// Offset (in values, within part 2) of the column of visit input i (E <= i <= H).
+    pub fn column_offset(&self, i: usize) -> usize {
+        let (h, e) = (self.hidden(), self.n_embd);
+        let columns_before = |i: usize| i * h - i * i.saturating_sub(1) / 2;
+        self.history_panels() * e * Self::BLOCK + columns_before(i) - columns_before(e)
+    }
+
+    /// First code whose logit reads hidden unit `h`.
+    pub fn first_code(&self, h: usize) -> usize {
+        (h + 1).saturating_sub(self.n_embd)
+    }
+
+    /// Number of panels.
+    pub fn blocks(&self) -> usize {
+        self.vocab.div_ceil(Self::BLOCK)
+    }
+
+    /// Codes of panel `b`.
+    pub fn block_codes(&self, b: usize) -> std::ops::Range<usize> {
+        b * Self::BLOCK..((b + 1) * Self::BLOCK).min(self.vocab)
+    }
+
+    /// Hidden units panel `b` holds: those its codes' logits read.
+    pub fn block_units(&self, b: usize) -> usize {
+        self.n_embd + self.block_codes(b).end - 1
+    }
+
+    /// Offset (in values, within part 3) of each panel, and part 3's length last.
+    pub fn panel_offsets(&self) -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::with_capacity(self.blocks() + 1);
+        for b in 0..self.blocks() {
+            out.push(at);
+            at += self.block_units(b) * Self::BLOCK;
+        }
+        out.push(at);
+        out
+    }
+
+    /// Values of each part, in order.
+    pub fn part_lengths(&self) -> [usize; 4] {
+        let h = self.hidden();
+        let panels = *self.panel_offsets().last().expect("one entry at least");
+        [h, self.column_offset(h), panels, self.vocab]
+    }
+
+    /// Values in the file.
+    pub fn values(&self) -> usize {
+        self.part_lengths().iter().sum()
+    }
 }
 
 /// Files of the incremental code module ([`graph::CODE_HEAD_START`], the block graphs
@@ -173,6 +275,9 @@ impl ManifestFiles {
                 inc.columns.name.as_str(),
                 inc.columns.sha256.as_str(),
             ));
+        }
+        if let Some(m) = &self.code_module {
+            out.push(("files.code_module.name".into(), m.name.as_str(), m.sha256.as_str()));
         }
         out
     }
@@ -319,9 +424,11 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// input, which a sampler of version 2 would not feed); 4 added visit types and visit sizes (token kinds a
 /// version 3 sampler cannot read), the gap days inside a bucket (`Encoding::gap_quantiles_days`, which a
 /// version 3 sampler would ignore and so date visits differently) and the calibration's visit-type and size
-/// weights. Version 1 to 3 directories are still read and sample as before (version 1 through the dense
+/// weights; 5 replaced the incremental files by `files.code_module` (the sampler's own kernel, which sums in
+/// another order than ONNX Runtime, so its records differ from a version 4 sampler's in a few draws).
+/// Version 1 to 4 directories are still read and sample as before (version 1 through the dense
 /// `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 4;
+pub const MANIFEST_FORMAT_VERSION: u32 = 5;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 
@@ -368,6 +475,13 @@ impl Manifest {
                 &path,
                 "model.seen_codes",
                 "needs format_version 3 or later".to_string(),
+            ));
+        }
+        if m.format_version < 5 && m.files.code_module.is_some() {
+            return Err(Error::field(
+                &path,
+                "files.code_module",
+                "needs format_version 5 or later".to_string(),
             ));
         }
         if let Some(inc) = &m.files.code_head_incremental {

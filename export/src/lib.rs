@@ -6,9 +6,9 @@
 //! - `visit_transformer.onnx`: visits [batch, visits, V] -> history [batch, visits, E];
 //! - `visit_transformer_step.onnx`: one visit plus a key/value cache -> history [batch, E] and the cache;
 //! - `code_head.onnx`: history [batch, E] and the visit so far -> code logits [batch, V];
-//! - `code_head_start.onnx`, `code_head_block_NNNN.onnx` (one per block of codes) and
-//!   `code_head_columns.f32`: the same module split for incremental sampling ([`code_head_incremental`];
-//!   not for HALO-Coarse models).
+//! - `code_module.f32`: the same module as arrays for the sampler's own incremental kernel
+//!   ([`code_module`]; not for HALO-Coarse models). Format 2 to 4 directories held ONNX block graphs
+//!   instead, which samplers still read.
 //!
 //! Modules: [`onnx`] (protobuf messages), [`builder`] (graph builder), one module per graph,
 //! [`checkpoint`] (reading a checkpoint and writing a random one).
@@ -17,7 +17,7 @@ pub mod blocks;
 pub mod builder;
 pub mod checkpoint;
 pub mod code_head;
-pub mod code_head_incremental;
+pub mod code_module;
 mod error;
 pub mod onnx;
 mod random;
@@ -32,8 +32,7 @@ pub use random::write_random_checkpoint;
 
 use halo_core::fsutil;
 use halo_core::manifest::{
-    graph, sha256_hex, DataFile, IncrementalHeadFiles, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST,
-    MANIFEST_FORMAT_VERSION,
+    graph, sha256_hex, DataFile, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST, MANIFEST_FORMAT_VERSION,
 };
 use std::path::Path;
 
@@ -144,35 +143,15 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     }
     let [visit_transformer, visit_transformer_step, code_head] =
         <[OnnxFile; 3]>::try_from(files).expect("three graphs");
-    let code_head_incremental = if c.coarse {
+    let code_module = if c.coarse {
         None
     } else {
-        let start = write_graph(
-            dir,
-            graph::CODE_HEAD_START,
-            code_head_incremental::build_start(ck, opts.precision),
-            &doc,
-            opts,
-        )?;
-        let block_len = code_head_incremental::block_len(c);
-        let v = c.total_vocab_size;
-        let mut blocks = Vec::new();
-        for b in 0..v.div_ceil(block_len) {
-            let codes = b * block_len..((b + 1) * block_len).min(v);
-            let g = code_head_incremental::build_block(ck, opts.precision, b, codes);
-            blocks.push(write_graph(dir, &graph::block_file_name(b), g, &doc, opts)?);
-        }
-        let columns = code_head_incremental::columns(ck, opts.precision);
-        let path = dir.join(graph::CODE_HEAD_COLUMNS);
-        std::fs::write(&path, &columns).map_err(|e| ExportError::io(&path, e))?;
-        Some(IncrementalHeadFiles {
-            start,
-            block_len,
-            blocks,
-            columns: DataFile {
-                name: graph::CODE_HEAD_COLUMNS.to_string(),
-                sha256: sha256_hex(&columns),
-            },
+        let bytes = code_module::bytes(ck, opts.precision);
+        let path = dir.join(graph::CODE_MODULE);
+        std::fs::write(&path, &bytes).map_err(|e| ExportError::io(&path, e))?;
+        Some(DataFile {
+            name: graph::CODE_MODULE.to_string(),
+            sha256: sha256_hex(&bytes),
         })
     };
     let manifest = Manifest {
@@ -183,7 +162,8 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             visit_transformer,
             visit_transformer_step,
             code_head,
-            code_head_incremental,
+            code_head_incremental: None,
+            code_module,
         },
         ir_version: IR_VERSION,
         opset: OPSET,

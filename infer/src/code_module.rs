@@ -25,7 +25,7 @@ struct DenseCursor<'a> {
 }
 
 impl Cursor for DenseCursor<'_> {
-    fn logit(&self, j: usize) -> Option<f32> {
+    fn logit(&mut self, j: usize) -> Option<f32> {
         self.logits.map(|l| l[j])
     }
     fn set(&mut self, j: usize) {
@@ -149,7 +149,7 @@ struct BlockCursor<'a> {
 }
 
 impl Cursor for BlockCursor<'_> {
-    fn logit(&self, j: usize) -> Option<f32> {
+    fn logit(&mut self, j: usize) -> Option<f32> {
         self.known.contains(&j).then(|| self.logits[j - self.first])
     }
     fn set(&mut self, j: usize) {
@@ -346,4 +346,178 @@ impl DenseCheck {
         }
         Ok(worst)
     }
+}
+
+/// Samples one visit for every row with the native kernel (`crate::native`); same contract as
+/// [`sample_visit_dense`]. Rows are split into contiguous parts, one per thread; a row's records do not
+/// depend on the split. With [`crate::model::CodeModule::Compared`] (one thread), every logit a walk reads is
+/// compared with the dense code head's under the same codes.
+pub(crate) fn sample_visit_native(
+    model: &mut Model,
+    plan: &VisitPlan,
+    rows: &mut [Row],
+    history: &[f32],
+    visits: &mut [f32],
+    drawn: &mut [Vec<u32>],
+    stats: &mut SampleStats,
+) -> Result<()> {
+    let (e, v) = (model.config().n_embd, model.config().total_vocab_size);
+    let n = rows.len();
+    drawn.iter_mut().for_each(Vec::clear);
+    if model.compares_dense() {
+        return sample_visit_native_compared(model, plan, rows, history, visits, drawn, stats);
+    }
+    let (head, threads) = model.native().expect("native code module loaded");
+    let threads = threads.clamp(1, n.max(1));
+    let per = n.div_ceil(threads);
+    let macs: u64 = std::thread::scope(|scope| {
+        let parts = rows
+            .chunks_mut(per)
+            .zip(visits.chunks_mut(per * v))
+            .zip(drawn.chunks_mut(per))
+            .zip(history.chunks(per * e));
+        let handles: Vec<_> = parts
+            .map(|(((rows, visits), drawn), history)| {
+                scope.spawn(move || native_rows(head, plan, rows, history, visits, drawn))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("sampling thread")).sum()
+    });
+    stats.head_passes += 1;
+    stats.code_module_macs += macs;
+    Ok(())
+}
+
+/// Walks `rows` through one visit on the native kernel, block by block of codes: the rows that need a block
+/// start it together, then walk as far as it goes. Returns the multiply-adds spent.
+fn native_rows(
+    head: &crate::native::NativeHead,
+    plan: &VisitPlan,
+    rows: &mut [Row],
+    history: &[f32],
+    visits: &mut [f32],
+    drawn: &mut [Vec<u32>],
+) -> u64 {
+    use crate::native::{start_block, NativeCursor, RowState};
+    let (e, v) = (head.layout.n_embd, head.layout.vocab);
+    let mut states: Vec<RowState> = Vec::with_capacity(rows.len());
+    let mut pos = vec![0usize; rows.len()];
+    // Per row, the first code it needs next (None: done with the visit).
+    let mut need: Vec<Option<usize>> = vec![None; rows.len()];
+    let mut advance = |r: usize, state: &mut RowState, rows: &mut [Row], visits: &mut [f32], pos: &mut [usize]| {
+        let row = &mut rows[r];
+        let mut cursor = NativeCursor {
+            head,
+            row: state,
+            visit: &mut visits[r * v..(r + 1) * v],
+            reads: None,
+            set_count: 0,
+        };
+        match walk(
+            &mut pos[r],
+            plan,
+            row.forced.as_ref(),
+            &mut cursor,
+            &mut drawn[r],
+            &mut row.rng,
+        ) {
+            Progress::Done => None,
+            Progress::Need(codes) => Some(codes.start),
+        }
+    };
+    states.extend((0..rows.len()).map(|_| RowState::new(head)));
+    crate::native::start_rows(
+        head,
+        &mut states.iter_mut().collect::<Vec<_>>(),
+        &history[..rows.len() * e],
+    );
+    for (r, state) in states.iter_mut().enumerate() {
+        need[r] = advance(r, state, rows, visits, &mut pos);
+    }
+    for b in 0..head.layout.blocks() {
+        let block = head.layout.block_codes(b);
+        let mut group: Vec<(usize, &mut RowState)> = states
+            .iter_mut()
+            .enumerate()
+            .filter(|(r, _)| need[*r].is_some_and(|j| block.contains(&j)))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let mut refs: Vec<&mut RowState> = group.iter_mut().map(|(_, s)| &mut **s).collect();
+        start_block(head, &mut refs, b);
+        for (r, state) in group {
+            need[r] = advance(r, state, rows, visits, &mut pos);
+            debug_assert!(need[r].is_none_or(|j| j >= block.end));
+        }
+    }
+    states.iter().map(|s| s.macs).sum()
+}
+
+/// [`sample_visit_native`] on one thread, each logit read compared with the dense code head's.
+fn sample_visit_native_compared(
+    model: &mut Model,
+    plan: &VisitPlan,
+    rows: &mut [Row],
+    history: &[f32],
+    visits: &mut [f32],
+    drawn: &mut [Vec<u32>],
+    stats: &mut SampleStats,
+) -> Result<()> {
+    let (e, v) = (model.config().n_embd, model.config().total_vocab_size);
+    let mut reads = Vec::new();
+    let mut prefix = vec![0f32; v];
+    let mut logits = Vec::new();
+    for (r, row) in rows.iter_mut().enumerate() {
+        let (head, _) = model.native().expect("native code module loaded");
+        let mut state = crate::native::RowState::new(head);
+        state.start(head, &history[r * e..(r + 1) * e]);
+        reads.clear();
+        let mut pos = 0;
+        let mut block: Option<usize> = None;
+        loop {
+            let mut cursor = crate::native::NativeCursor {
+                head,
+                row: &mut state,
+                visit: &mut visits[r * v..(r + 1) * v],
+                reads: Some(&mut reads),
+                set_count: drawn[r].len(),
+            };
+            match walk(
+                &mut pos,
+                plan,
+                row.forced.as_ref(),
+                &mut cursor,
+                &mut drawn[r],
+                &mut row.rng,
+            ) {
+                Progress::Done => break,
+                Progress::Need(codes) => {
+                    let b = codes.start / halo_core::manifest::NativeCodeModule::BLOCK;
+                    assert!(block.is_none_or(|last| b > last), "the walk went back");
+                    block = Some(b);
+                    crate::native::start_block(head, &mut [&mut state], b);
+                }
+            }
+        }
+        stats.code_module_macs += state.macs;
+        // One dense run per prefix of the codes set (in the order set), for the logits read under it.
+        let mut done = 0;
+        while done < reads.len() {
+            let set = reads[done].2;
+            prefix.iter_mut().for_each(|x| *x = 0.0);
+            for &c in &drawn[r][..set] {
+                prefix[c as usize] = 1.0;
+            }
+            model.head(&history[r * e..(r + 1) * e], &prefix, 1, &mut logits)?;
+            while done < reads.len() && reads[done].2 == set {
+                let (j, logit, _) = reads[done];
+                let diff = (f64::from(logit) - f64::from(logits[j])).abs();
+                stats.max_dense_difference = stats.max_dense_difference.max(diff);
+                done += 1;
+            }
+        }
+    }
+    stats.head_passes += 1;
+    Ok(())
 }

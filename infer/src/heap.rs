@@ -21,6 +21,9 @@ const LOW_MMAP_THRESHOLD: usize = 128 << 10;
 const HIGH_MMAP_THRESHOLD: usize = 32 << 20;
 
 /// Graphs at least this large sample with the low threshold.
+/// Free bytes at the top of a heap that malloc keeps for the next allocation.
+const TRIM_THRESHOLD: usize = 1 << 30;
+
 const LARGE_MODEL_BYTES: u64 = 128 << 20;
 
 /// Holds the low threshold from the start of loading; when dropped, returns the heap freed while loading
@@ -69,6 +72,7 @@ mod glibc {
     }
     /// `M_MMAP_THRESHOLD` in glibc's malloc.h.
     pub const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    pub const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
     extern "C" {
         pub fn malloc_trim(pad: usize) -> std::ffi::c_int;
         // mallinfo, not mallinfo2: present in every glibc a site may run (its int fields wrap above
@@ -84,6 +88,10 @@ fn set_mmap_threshold(bytes: usize) {
     // SAFETY: mallopt only changes the allocator's policy for later allocations; callable at any time.
     unsafe {
         glibc::mallopt(glibc::M_MMAP_THRESHOLD, bytes as std::ffi::c_int);
+        // Setting the mmap threshold leaves the trim threshold at its 128 KiB default, so a free at the top
+        // of a heap gave its pages back and the next step's buffers faulted them in again: free memory is
+        // given back once per batch instead (`release_freed_above`).
+        glibc::mallopt(glibc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as std::ffi::c_int);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = bytes;

@@ -26,6 +26,7 @@ pub mod error;
 mod heap;
 pub mod model;
 mod model_dir;
+pub mod native;
 pub mod output;
 pub mod runtime;
 pub mod sampler;

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 pub use crate::model_dir::{check_files, check_only_named_files, file_sha256, model_file_names, read_manifest};
-use crate::model_dir::{check_files_except, read_columns, read_graph};
+use crate::model_dir::{check_files_except, read_columns, read_graph, read_values};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use halo_core::config::ModelConfig;
 use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile};
@@ -35,12 +35,13 @@ impl KvCache {
 /// How the sampler runs the code-level module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CodeModule {
-    /// Incremental when the model directory has it (format version 2), otherwise dense.
+    /// Incremental when the model directory has it (format version 2 and later), otherwise dense.
     #[default]
     Auto,
     /// The full `code_head.onnx`: all V logits from the history and the visit, once per drawn code.
     Dense,
-    /// `code_head_start.onnx` + `code_head_block.onnx` + column updates: only the logits the walk reads.
+    /// Only the logits the walk reads: the sampler's own kernel on `code_module.f32` (format version 5), or
+    /// `code_head_start.onnx` + `code_head_block.onnx` + column updates (versions 2 to 4).
     Incremental,
     /// Incremental, and every block of logits is also computed densely and compared (for tests; slow).
     Compared,
@@ -102,6 +103,8 @@ pub struct Model {
     /// without the incremental files).
     dense: Option<Graph>,
     incremental: Option<Incremental>,
+    /// The native code module (format version 5) and the threads it samples rows on.
+    native: Option<(crate::native::NativeHead, usize)>,
     /// Where the sessions run.
     pub placement: Placement,
     /// Why CUDA was not used with `--device auto`.
@@ -181,6 +184,9 @@ fn loaded_files(manifest: &Manifest, dense: bool, incremental: bool) -> Vec<&str
         graphs.push(&files.code_head);
     }
     let mut loaded: Vec<&str> = Vec::new();
+    if let Some(m) = files.code_module.as_ref().filter(|_| incremental) {
+        loaded.push(&m.name);
+    }
     if let Some(inc) = files.code_head_incremental.as_ref().filter(|_| incremental) {
         graphs.push(&inc.start);
         graphs.extend(&inc.blocks);
@@ -238,7 +244,11 @@ impl Model {
         let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
         let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
         let inc_files = manifest.files.code_head_incremental.clone();
-        if inc_files.is_none() && matches!(code_module, CodeModule::Incremental | CodeModule::Compared) {
+        let native_file = manifest.files.code_module.clone();
+        if inc_files.is_none()
+            && native_file.is_none()
+            && matches!(code_module, CodeModule::Incremental | CodeModule::Compared)
+        {
             return Err(Error::model(
                 dir,
                 format!(
@@ -248,7 +258,7 @@ impl Model {
                 ),
             ));
         }
-        let use_incremental = inc_files.is_some() && code_module != CodeModule::Dense;
+        let use_incremental = (inc_files.is_some() || native_file.is_some()) && code_module != CodeModule::Dense;
         let use_dense = !use_incremental || code_module == CodeModule::Compared;
         // The files this path loads are checked on the bytes loaded (below); the others now.
         check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
@@ -335,6 +345,15 @@ impl Model {
             }
             None => None,
         };
+        let native = match native_file.filter(|_| use_incremental) {
+            Some(file) => {
+                let layout = halo_core::manifest::NativeCodeModule::of(&c);
+                let values = read_values(dir, &file, "files.code_module", layout.values(), "the code module's")?;
+                let threads = options.threads.unwrap_or_else(runtime::default_threads);
+                Some((crate::native::NativeHead::from_values(layout, values)?, threads))
+            }
+            None => None,
+        };
         let loaded = [Some(&step), dense.as_ref()]
             .into_iter()
             .flatten()
@@ -352,6 +371,7 @@ impl Model {
             step,
             dense,
             incremental,
+            native,
             placement,
             note,
         })
@@ -361,39 +381,26 @@ impl Model {
         &self.manifest.model
     }
 
-    /// Whether the code module runs incrementally.
+    /// Whether the code module runs incrementally (ONNX Runtime blocks or the native kernel).
     pub fn is_incremental(&self) -> bool {
-        self.incremental.is_some()
+        self.incremental.is_some() || self.native.is_some()
     }
 
-    /// Whether every incremental block is also computed densely and compared ([`CodeModule::Compared`]).
+    /// The native code module and its threads, when it runs.
+    pub fn native(&self) -> Option<(&crate::native::NativeHead, usize)> {
+        self.native.as_ref().map(|(head, threads)| (head, *threads))
+    }
+
+    /// Whether every incremental logit is also computed densely and compared ([`CodeModule::Compared`]).
     pub fn compares_dense(&self) -> bool {
-        self.incremental.is_some() && self.dense.is_some()
+        self.is_incremental() && self.dense.is_some()
     }
 
-    /// One visit-transformer step: `visits` [n, V] at position `past_len`, `past` [L, 2, n, H, past_len, hd].
-    /// Writes `history` [n, E] and `present` [L, 2, n, H, past_len + 1, hd]. `seen` [n, V]: the union of
-    /// each record's visits up to and including this one (read only by models with `seen_codes`).
-    #[allow(clippy::too_many_arguments)]
+    /// One visit-transformer step: `visits` [n, V] at position `past_len`, `past` [L, 2, n, H, past_len, hd]
+    /// -> the new cache (past_len + 1), kept as ONNX Runtime wrote it (no copy between steps); writes
+    /// `history` [n, E]. `seen` [n, V]: the union of each record's visits up to and including this one (read
+    /// only by models with `seen_codes`).
     pub fn step(
-        &mut self,
-        visits: &[f32],
-        seen: &[f32],
-        past: &[f32],
-        n: usize,
-        past_len: usize,
-        history: &mut Vec<f32>,
-        present: &mut Vec<f32>,
-    ) -> Result<()> {
-        let out = self.step_kv(visits, seen, &KvCache::Host(past.to_vec()), n, past_len, history)?;
-        present.clear();
-        present.extend_from_slice(out.data()?);
-        Ok(())
-    }
-
-    /// One visit-transformer step keeping the key/value cache as ONNX Runtime wrote it (no copy between
-    /// steps): `past` [L, 2, n, H, past_len, hd] -> the new cache (past_len + 1); writes `history` [n, E].
-    pub fn step_kv(
         &mut self,
         visits: &[f32],
         seen: &[f32],

@@ -159,29 +159,39 @@ pub fn check_only_named_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     ))
 }
 
-/// Reads the columns file: exactly V (V - 1) / 2 little-endian f32 values. Read in chunks straight into the
-/// values, so that loading never holds the file's bytes and its values at once (96 MiB each at paper size).
-/// The file's sha256 is checked on the bytes read.
+/// Reads the columns file of the incremental code module (format 2 to 4): V (V - 1) / 2 values.
 pub(crate) fn read_columns(dir: &Path, file: &halo_core::manifest::DataFile, v: usize) -> Result<Vec<f32>> {
-    let field = "files.code_head_incremental.columns";
+    let want = IncrementalHeadFiles::column_values(v);
+    read_values(
+        dir,
+        file,
+        "files.code_head_incremental.columns",
+        want,
+        &format!("V (V - 1) / 2 for V = {v}:"),
+    )
+}
+
+/// Reads a file of exactly `want` little-endian f32 values (`what` says whose, in messages). Read in chunks
+/// straight into the values, so that loading never holds the file's bytes and its values at once (hundreds
+/// of MiB at paper size). The file's sha256 is checked on the bytes read.
+pub(crate) fn read_values(
+    dir: &Path,
+    file: &halo_core::manifest::DataFile,
+    field: &str,
+    want: usize,
+    what: &str,
+) -> Result<Vec<f32>> {
     let path = &dir.join(&file.name);
     if !path.is_file() {
         return Err(missing(path, field));
     }
-    let want = IncrementalHeadFiles::column_values(v);
-    let wrong_size = |bytes: u64| {
-        Error::model(
-            path,
-            format!(
-                "holds {bytes} bytes, expected {} (V (V - 1) / 2 f32 values for V = {v})",
-                want * 4
-            ),
-        )
-    };
     let mut reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = reader.metadata().map_err(|e| Error::io(path, e))?.len();
     if len != want as u64 * 4 {
-        return Err(wrong_size(len));
+        return Err(Error::model(
+            path,
+            format!("holds {len} bytes, expected {} ({what} {want} f32 values)", want * 4),
+        ));
     }
     let mut values = Vec::with_capacity(want);
     let mut chunk = vec![0u8; 1 << 20];

@@ -96,7 +96,9 @@ fn sample_visit(
     drawn: &mut [Vec<u32>],
     stats: &mut SampleStats,
 ) -> Result<()> {
-    if model.is_incremental() {
+    if model.native().is_some() {
+        code_module::sample_visit_native(model, plan, rows, history, visits, drawn, stats)
+    } else if model.is_incremental() {
         code_module::sample_visit_incremental(model, plan, rows, history, visits, drawn, stats)
     } else {
         code_module::sample_visit_dense(model, plan, rows, history, visits, drawn, stats)
@@ -272,7 +274,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
     let seen_codes = cfg.seen_codes;
     let mut seen = if seen_codes { visits.clone() } else { Vec::new() };
     let mut history = Vec::new();
-    let mut past = model.step_kv(&visits, &seen, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
+    let mut past = model.step(&visits, &seen, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
     stats.steps += 1;
     let mut past_len = 1;
 
@@ -287,7 +289,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
         row.labels = codes;
     }
     add_seen(&mut seen, &visits);
-    past = model.step_kv(&visits, &seen, &past, n, past_len, &mut history)?;
+    past = model.step(&visits, &seen, &past, n, past_len, &mut history)?;
     stats.steps += 1;
     past_len += 1;
 
@@ -332,7 +334,7 @@ fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -
             continue;
         }
         add_seen(&mut seen, &visits);
-        past = model.step_kv(&visits, &seen, &past, n, past_len, &mut history)?;
+        past = model.step(&visits, &seen, &past, n, past_len, &mut history)?;
         stats.steps += 1;
         past_len += 1;
     }
@@ -379,7 +381,7 @@ fn continue_window(
             }
         }
         add_seen(&mut seen, &visits);
-        past = model.step_kv(&visits, &seen, &past, n, position, history)?;
+        past = model.step(&visits, &seen, &past, n, position, history)?;
         stats.steps += 1;
     }
     Ok((past, keep + 2))

@@ -135,7 +135,13 @@ impl VisitPlan {
 /// A row's view of the code module while it walks a visit.
 pub(crate) trait Cursor {
     /// The logit of vocabulary index `j` given the codes set so far, when known.
-    fn logit(&self, j: usize) -> Option<f32>;
+    fn logit(&mut self, j: usize) -> Option<f32>;
+    /// The logit of `j`, a value of an exclusive category whose first value is `first`, given the codes set
+    /// so far and none of `first..j` (the walk reads all of a category's values before setting one).
+    fn logit_given_unset(&mut self, j: usize, first: usize) -> Option<f32> {
+        let _ = first;
+        self.logit(j)
+    }
     /// Sets vocabulary index `j` in the visit (logits of later codes become unknown).
     fn set(&mut self, j: usize);
 }
@@ -178,7 +184,7 @@ pub(crate) fn walk(
                 // Probability that a walk through the category has not set a value yet.
                 let mut not_yet = 1.0f64;
                 for k in (start..end).filter(|k| fixed_at(*k) != Some(false)) {
-                    let Some(logit) = cursor.logit(plan.cands[k]) else {
+                    let Some(logit) = cursor.logit_given_unset(plan.cands[k], plan.cands[start]) else {
                         return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
                     };
                     let p = sigmoid(logit);
@@ -249,7 +255,7 @@ mod tests {
     struct Fixed(Vec<f32>);
 
     impl Cursor for Fixed {
-        fn logit(&self, j: usize) -> Option<f32> {
+        fn logit(&mut self, j: usize) -> Option<f32> {
             self.0.get(j).copied()
         }
         fn set(&mut self, _: usize) {}

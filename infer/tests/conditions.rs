@@ -2,6 +2,7 @@
 
 mod common;
 
+use halo_infer::model::KvCache;
 use halo_infer::runtime::{self, SessionOptions};
 use halo_infer::{generate, CodeModule, Conditions, Model, Plan, Sampled};
 use std::path::{Path, PathBuf};
@@ -187,9 +188,9 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     let (v, e) = (enc.vocab_size(), spec.n_embd);
     let mut start = vec![0f32; v];
     start[enc.start_index()] = 1.0;
-    let (mut history, mut present, mut logits) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut history, mut logits) = (Vec::new(), Vec::new());
     model
-        .step(&start, &start, &[], 1, 0, &mut history, &mut present)
+        .step(&start, &start, &KvCache::Host(Vec::new()), 1, 0, &mut history)
         .unwrap();
     assert_eq!(history.len(), e);
     model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();

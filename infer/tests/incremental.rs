@@ -1,5 +1,6 @@
-//! The incremental code module gives the dense code module's logits at every step of sampling (every block
-//! of every visit of every record of a batch is recomputed densely and compared), and the same records.
+//! The incremental code module gives the dense code module's logits at every step of sampling (every logit
+//! a walk reads, in every visit of every record of a batch, is recomputed densely and compared), and the
+//! same records: exactly for format 4's ONNX Runtime blocks, all but a few for format 5's native kernel.
 //!
 //! The paper-size check builds a 1.5 GB model and takes minutes; run it with
 //! `HALO_PAPER_CHECK=1 cargo test --release -p halo-infer --test incremental -- --nocapture`.
@@ -55,17 +56,38 @@ fn check(dir: &Path, count: u64, batch: usize, tolerance: f64) -> (SampleStats, 
         stats.max_dense_difference
     );
     let (dense, dense_stats) = sample(dir, CodeModule::Dense, count, batch);
-    assert!(
-        compared == dense,
-        "the incremental and the dense path wrote different records"
-    );
+    let native = halo_core::manifest::Manifest::read(dir)
+        .unwrap()
+        .files
+        .code_module
+        .is_some();
+    if native {
+        // The native kernel sums in another order than ONNX Runtime: a record differs where a uniform
+        // number falls between two roundings of a probability (about 1e-7 apart), rarely.
+        let lines = |b: &[u8]| b.split(|c| *c == b'\n').map(<[u8]>::to_vec).collect::<Vec<_>>();
+        let (a, b) = (lines(&compared), lines(&dense));
+        assert_eq!(a.len(), b.len());
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(
+            differ * 50 <= a.len(),
+            "{differ} of {} records differ between the native and the dense code module",
+            a.len()
+        );
+    } else {
+        assert!(
+            compared == dense,
+            "the incremental and the dense path wrote different records"
+        );
+    }
     (stats, dense_stats)
 }
 
 #[test]
 fn the_fixture_model_gives_the_dense_logits_at_every_block() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
-    check(&fixture, 200, 64, 1e-5);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    check(&fixtures.join("tiny-model"), 200, 64, 1e-5);
+    // Format 4's ONNX Runtime blocks: the dense path's records exactly.
+    check(&fixtures.join("tiny-model-v4"), 200, 64, 1e-5);
 }
 
 #[test]

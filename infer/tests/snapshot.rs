@@ -1,6 +1,8 @@
 //! Pins the JSONL output of the fixture model (fixtures/tiny-model, trained on fixtures/tiny-omop) at seeds
 //! 0, 1 and 42, so that any change to sampling or decoding shows up as a reviewed snapshot change. The same
-//! text must come out for batch sizes 1 and 64 and for three shards concatenated.
+//! text must come out for batch sizes 1 and 64 and for three shards concatenated. The same model exported in
+//! format 4 (fixtures/tiny-model-v4: ONNX Runtime blocks for the code module, before the native kernel of
+//! format 5) keeps the records it sampled then: its snapshots were made by the format 4 sampler.
 
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, record_line, Model, Plan, Shard};
@@ -26,8 +28,8 @@ fn sample(model: &mut Model, seed: u64, records: std::ops::Range<u64>, batch_siz
     text
 }
 
-fn pinned(seed: u64) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+fn pinned(fixture: &str, seed: u64) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(fixture);
     let rt = runtime::init(None).unwrap();
     let options = SessionOptions {
         device: Device::Cpu,
@@ -49,15 +51,30 @@ fn pinned(seed: u64) -> String {
 
 #[test]
 fn fixture_model_output_at_seed_0() {
-    insta::assert_snapshot!(pinned(0));
+    insta::assert_snapshot!(pinned("tiny-model", 0));
 }
 
 #[test]
 fn fixture_model_output_at_seed_1() {
-    insta::assert_snapshot!(pinned(1));
+    insta::assert_snapshot!(pinned("tiny-model", 1));
 }
 
 #[test]
 fn fixture_model_output_at_seed_42() {
-    insta::assert_snapshot!(pinned(42));
+    insta::assert_snapshot!(pinned("tiny-model", 42));
+}
+
+#[test]
+fn format_4_fixture_model_output_at_seed_0() {
+    insta::assert_snapshot!(pinned("tiny-model-v4", 0));
+}
+
+#[test]
+fn format_4_fixture_model_output_at_seed_1() {
+    insta::assert_snapshot!(pinned("tiny-model-v4", 1));
+}
+
+#[test]
+fn format_4_fixture_model_output_at_seed_42() {
+    insta::assert_snapshot!(pinned("tiny-model-v4", 42));
 }

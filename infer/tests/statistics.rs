@@ -4,6 +4,7 @@
 
 mod common;
 
+use halo_infer::model::KvCache;
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, CodeModule, Model, Plan};
 use std::collections::BTreeMap;
@@ -139,10 +140,12 @@ fn tiny_model(dir: &std::path::Path) -> (std::path::PathBuf, [usize; 5]) {
 fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (Vec<f64>, Vec<f64>) {
     let v = 8usize;
     let offset = |j: usize| if j < 4 { code_offset } else { 0.0 };
-    let (mut h0, mut past0, mut logits) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut h0, mut logits) = (Vec::new(), Vec::new());
     let mut start = vec![0f32; v];
     start[5] = 1.0;
-    model.step(&start, &start, &[], 1, 0, &mut h0, &mut past0).unwrap();
+    let past0 = model
+        .step(&start, &start, &KvCache::Host(Vec::new()), 1, 0, &mut h0)
+        .unwrap();
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];
@@ -150,11 +153,9 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
     for label in [false, true] {
         let mut label_visit = vec![0f32; v];
         label_visit[4] = if label { 1.0 } else { 0.0 };
-        let (mut h1, mut past1) = (Vec::new(), Vec::new());
+        let mut h1 = Vec::new();
         let seen: Vec<f32> = start.iter().zip(&label_visit).map(|(a, b)| a.max(*b)).collect();
-        model
-            .step(&label_visit, &seen, &past0, 1, 1, &mut h1, &mut past1)
-            .unwrap();
+        model.step(&label_visit, &seen, &past0, 1, 1, &mut h1).unwrap();
         assert_eq!(h1.len(), model.config().n_embd);
         let pl = if label { p_label } else { 1.0 - p_label };
         let mut empty_logits = Vec::new();

@@ -143,13 +143,13 @@ fn digests_compare_visit_by_visit() {
 
 /// Model directories of format version 1 (three graphs, no incremental code module) keep working: the
 /// sampler falls back to the dense code head and `verify` passes (fixtures/tiny-model-v1 is an earlier
-/// fixtures/tiny-model, exported before format 2 and before encodings had visit groups). On the format 2
+/// fixtures/tiny-model, exported before format 2 and before encodings had visit groups). On the format 4
 /// fixture read without its groups, the dense code head that a format 1 directory runs and the incremental
-/// one give the same records.
+/// one give the same records (format 4: ONNX Runtime blocks).
 #[test]
 fn a_format_1_model_directory_verifies_and_dense_and_incremental_paths_agree() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
-    let (old, new) = (fixtures.join("tiny-model-v1"), fixtures.join("tiny-model"));
+    let (old, new) = (fixtures.join("tiny-model-v1"), fixtures.join("tiny-model-v4"));
     let old_manifest = Manifest::read(&old).unwrap();
     let new_manifest = Manifest::read(&new).unwrap();
     assert_eq!(old_manifest.format_version, 1);
@@ -238,6 +238,34 @@ fn a_seen_codes_model_claiming_format_2_is_refused() {
     let err = load_error_claiming_format(2);
     assert!(
         err.contains("model.seen_codes") && err.contains("format_version 3"),
+        "{err}"
+    );
+}
+
+/// The native code module's weights need format 5: a version 4 sampler would look for block graphs that a
+/// format 5 directory does not have, so a manifest that claims version 4 for one is refused.
+#[test]
+fn a_native_code_module_claiming_format_4_is_refused() {
+    let err = load_error_claiming_format(4);
+    assert!(
+        err.contains("files.code_module") && err.contains("format_version 5"),
+        "{err}"
+    );
+}
+
+/// One flipped bit in `code_module.f32` (the weights the native kernel reads) is caught by its sha256 on load.
+#[test]
+fn an_altered_code_module_byte_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let path = dir.join("code_module.f32");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("code_module.f32") && err.contains("does not match") && err.contains("sha256"),
         "{err}"
     );
 }

@@ -10,6 +10,7 @@ mod common;
 use halo_core::config::ModelConfig;
 use halo_core::encoding::Encoding;
 use halo_core::manifest::graph;
+use halo_infer::model::KvCache;
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{CodeModule, Model};
 use halo_train::checkpoint;
@@ -110,7 +111,7 @@ fn check(ckpt: &Path) -> Figures {
             fig.history = fig.history.max(max_diff(&history_full, &to_vec(&history_t)));
 
             // ONNX Runtime, incremental graph one visit at a time: history laid out [b, t, E].
-            let (mut past, mut present, mut h) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut past, mut h) = (Vec::new(), Vec::new());
             let mut history_steps = vec![0f32; b * t * e];
             let mut seen = vec![0f32; b * v];
             for s in 0..t {
@@ -118,11 +119,11 @@ fn check(ckpt: &Path) -> Figures {
                     .flat_map(|r| visits[(r * t + s) * v..(r * t + s + 1) * v].to_vec())
                     .collect();
                 seen.iter_mut().zip(&visit).for_each(|(a, x)| *a = a.max(*x));
-                onnx.step(&visit, &seen, &past, b, s, &mut h, &mut present).unwrap();
+                let present = onnx.step(&visit, &seen, &KvCache::Host(past), b, s, &mut h).unwrap();
+                past = present.data().unwrap().to_vec();
                 for r in 0..b {
                     history_steps[(r * t + s) * e..(r * t + s + 1) * e].copy_from_slice(&h[r * e..(r + 1) * e]);
                 }
-                std::mem::swap(&mut past, &mut present);
                 assert_eq!(past.len(), b * cache_row * (s + 1));
             }
             fig.step_vs_full = fig.step_vs_full.max(max_diff(&history_steps, &history_full));
@@ -134,32 +135,13 @@ fn check(ckpt: &Path) -> Figures {
             fig.logits = fig.logits.max(max_diff(&logits, &reference));
             fig.probs = fig.probs.max(max_diff(&sigmoid(&logits), &sigmoid(&reference)));
 
-            // The incremental code module on the same inputs: pre-activations from the history, one auto1
-            // column per set code, then every block of logits.
-            let (rows, hidden) = (b * t, c.head_hidden_used());
-            let mut pre = Vec::new();
-            onnx.head_start(&history_full, rows, &mut pre).unwrap();
-            for r in 0..rows {
-                for k in (0..v).filter(|k| next[r * v + k] != 0.0) {
-                    let column = onnx.column(k).to_vec();
-                    for (p, w) in pre[r * hidden + e + k..(r + 1) * hidden].iter_mut().zip(&column) {
-                        *p += w;
-                    }
-                }
-            }
-            let (len, mut block) = (onnx.block_len(), Vec::new());
-            for bi in 0..v.div_ceil(len) {
-                let codes = bi * len..((bi + 1) * len).min(v);
-                let prefix = e + codes.end - 1;
-                let input: Vec<f32> = (0..rows)
-                    .flat_map(|r| pre[r * hidden..r * hidden + prefix].to_vec())
-                    .collect();
-                onnx.head_block(&input, rows, bi, &mut block).unwrap();
-                for r in 0..rows {
-                    let want = &reference[r * v + codes.start..r * v + codes.end];
-                    let got = &block[r * codes.len()..(r + 1) * codes.len()];
-                    fig.incremental_logits = fig.incremental_logits.max(max_diff(got, want));
-                }
+            // The native code module (format 5) on the same inputs, each row from scratch (the walk's
+            // logits equal these bit for bit: infer's native tests).
+            let (head, _) = onnx.native().expect("format 5 has the native code module");
+            for r in 0..b * t {
+                let got = head.logits(&history_full[r * e..(r + 1) * e], &next[r * v..(r + 1) * v]);
+                let want = &reference[r * v..(r + 1) * v];
+                fig.incremental_logits = fig.incremental_logits.max(max_diff(&got, want));
             }
         }
     }

@@ -236,6 +236,9 @@ struct BenchArgs {
     /// Random seed.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// Leave out the dense code module (slow; measured by default for comparison).
+    #[arg(long)]
+    no_dense: bool,
     /// Where the model runs: cpu, cuda or auto.
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     device: Device,

@@ -1,0 +1,446 @@
+//! The code-level module on the sampler's own kernel (model directory format 5, `code_module.f32`, laid
+//! out as [`NativeCodeModule`] says).
+//!
+//! Per row and visit: auto1's pre-activations start from the history (one column per history input) and
+//! take one more column for each code set. The logit of code j reads hidden units 0 ..= E - 1 + j, and
+//! unit E - 1 + j depends on codes < j only; so once the walk is at code j, every unit up to E - 1 + j is
+//! final. Codes go in blocks of 64: the rows that reach a block start it together, summing the units
+//! final at its first code from the block's weight panel (read once for four rows, `start_block`); units
+//! inside the block are added row by row as the walk passes them (`fold_to`). Each weight is used once
+//! per visit, against one block run per set code for format 4's ONNX Runtime blocks.
+//!
+//! Every logit is one sequence of fused multiply-adds in unit order (`f32::mul_add`, correctly rounded on
+//! any CPU), element-wise over the codes of a block: the vector width never changes the order, so the same
+//! records come out on every CPU (on one without FMA instructions, slowly).
+//!
+//! Inside an exclusive category (gap, age, visit type, ...) the walk needs the logits of all its values
+//! given that none is set yet: those are summed aside (`logit_given_unset`), without folding units that
+//! depend on the category's own codes.
+
+use crate::error::{Error, Result};
+use crate::walk::Cursor;
+use halo_core::manifest::NativeCodeModule;
+
+const BLOCK: usize = NativeCodeModule::BLOCK;
+
+/// The weights of `code_module.f32`, split into its four parts.
+pub struct NativeHead {
+    pub layout: NativeCodeModule,
+    bias1: Vec<f32>,
+    columns: Vec<f32>,
+    panels: Vec<f32>,
+    panel_offsets: Vec<usize>,
+    bias2: Vec<f32>,
+}
+
+impl NativeHead {
+    /// From the file's values.
+    pub fn from_values(layout: NativeCodeModule, mut values: Vec<f32>) -> Result<NativeHead> {
+        if values.len() != layout.values() {
+            return Err(Error::Invalid(format!(
+                "code module: {} values, expected {}",
+                values.len(),
+                layout.values()
+            )));
+        }
+        let [a, b, c, _] = layout.part_lengths();
+        let bias2 = values.split_off(a + b + c);
+        let panels = values.split_off(a + b);
+        let columns = values.split_off(a);
+        Ok(NativeHead {
+            layout,
+            bias1: values,
+            columns,
+            panels,
+            panel_offsets: layout.panel_offsets(),
+            bias2,
+        })
+    }
+
+    /// Panel `k` of the history inputs' weights: [E][BLOCK units].
+    fn history_panel(&self, k: usize) -> &[[f32; BLOCK]] {
+        let e = self.layout.n_embd;
+        let (rows, _) = self.columns[k * e * BLOCK..(k + 1) * e * BLOCK].as_chunks::<BLOCK>();
+        rows
+    }
+
+    /// Column of visit input `i` (E <= i < H), rows i..H.
+    fn column(&self, i: usize) -> &[f32] {
+        let at = self.layout.column_offset(i);
+        &self.columns[at..at + self.layout.hidden() - i]
+    }
+
+    /// Block `b`'s panel: [units][BLOCK].
+    fn panel(&self, b: usize) -> &[[f32; BLOCK]] {
+        let values = &self.panels[self.panel_offsets[b]..self.panel_offsets[b + 1]];
+        let (rows, rest) = values.as_chunks::<BLOCK>();
+        debug_assert!(rest.is_empty());
+        rows
+    }
+
+    /// Multiply-adds of a visit start (history columns).
+    pub fn start_macs(&self) -> u64 {
+        self.layout.column_offset(self.layout.n_embd) as u64
+    }
+
+    /// All V logits of one row from scratch: `history` [E], `visit` [V] (the codes set). The reference
+    /// the walk's logits equal bit for bit (tests).
+    pub fn logits(&self, history: &[f32], visit: &[f32]) -> Vec<f32> {
+        let mut row = RowState::new(self);
+        row.start(self, history);
+        for (k, _) in visit.iter().enumerate().filter(|(_, x)| **x != 0.0) {
+            add_column(&mut row.pre, self, self.layout.n_embd + k);
+        }
+        (0..self.layout.vocab)
+            .map(|j| row.logit_from_scratch(self, j))
+            .collect()
+    }
+}
+
+/// `pre[i..] += column i` (a set code: the weights are added as they are).
+fn add_column(pre: &mut [f32], head: &NativeHead, i: usize) {
+    for (p, w) in pre[i..].iter_mut().zip(head.column(i)) {
+        *p += w;
+    }
+}
+
+/// Runs `$body` compiled for the widest vector unit the CPU has (the same operations in the same order on
+/// each: fused multiply-adds element by element).
+macro_rules! widest {
+    ($name:ident ($($arg:ident: $ty:ty),*) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) { portable($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) { portable($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            portable($($arg),*)
+        }
+    };
+}
+
+widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f32]) {
+    // Four rows and one panel of units at a time: the sums stay in registers, each weight is read once
+    // for four rows.
+    let e = head.layout.n_embd;
+    let hidden = head.layout.hidden();
+    for (tile, x) in rows.chunks_mut(4).zip(history.chunks(4 * e)) {
+        for k in 0..head.layout.history_panels() {
+            let units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
+            let panel = head.history_panel(k);
+            let mut sums = [[0f32; BLOCK]; 4];
+            for (t, row) in tile.iter().enumerate() {
+                sums[t][..units.len()].copy_from_slice(&row.pre[units.clone()]);
+            }
+            for (i, w) in panel.iter().enumerate() {
+                for (t, s) in sums.iter_mut().enumerate().take(tile.len()) {
+                    let x = x[t * e + i];
+                    for k in 0..BLOCK {
+                        s[k] = x.mul_add(w[k], s[k]);
+                    }
+                }
+            }
+            for (t, row) in tile.iter_mut().enumerate() {
+                row.pre[units.clone()].copy_from_slice(&sums[t][..units.len()]);
+            }
+        }
+    }
+});
+
+/// Starts a visit for `rows`: pre-activations from each row's history (`history` [rows, E]), no block.
+pub(crate) fn start_rows(head: &NativeHead, rows: &mut [&mut RowState], history: &[f32]) {
+    for row in rows.iter_mut() {
+        row.pre.copy_from_slice(&head.bias1);
+        row.codes = 0..0;
+        row.folded = 0;
+        row.macs += head.start_macs();
+    }
+    add_history(rows, head, history);
+}
+
+/// One row's state while it walks a visit: pre-activations, and the partial sums of its current block of
+/// logits with how many hidden units they hold.
+pub(crate) struct RowState {
+    pre: Vec<f32>,
+    /// The current block and its codes.
+    block: usize,
+    codes: std::ops::Range<usize>,
+    sums: [f32; BLOCK],
+    folded: usize,
+    /// Multiply-adds spent (columns and units).
+    pub macs: u64,
+}
+
+impl RowState {
+    pub fn new(head: &NativeHead) -> RowState {
+        RowState {
+            pre: vec![0.0; head.layout.hidden()],
+            block: 0,
+            codes: 0..0,
+            sums: [0.0; BLOCK],
+            folded: 0,
+            macs: 0,
+        }
+    }
+
+    /// The visit's start: pre-activations from the history, no block.
+    pub fn start(&mut self, head: &NativeHead, history: &[f32]) {
+        start_rows(head, &mut [self], history);
+    }
+
+    /// Adds hidden units `folded..end` to the block's sums (a unit whose ReLU is zero adds nothing).
+    fn fold_to(&mut self, head: &NativeHead, end: usize) {
+        let panel = head.panel(self.block);
+        while self.folded < end {
+            let a = self.pre[self.folded];
+            if a > 0.0 {
+                fold_unit(&mut self.sums, a, &panel[self.folded]);
+                self.macs += BLOCK as u64;
+            }
+            self.folded += 1;
+        }
+    }
+
+    /// The logit of code `j` from scratch, every unit up to E - 1 + j in order: for a category's value past
+    /// the block (rare), the same sum a fold gives.
+    fn logit_from_scratch(&self, head: &NativeHead, j: usize) -> f32 {
+        let panel = head.panel(j / BLOCK);
+        let mut sum = 0f32;
+        for (h, w) in panel.iter().enumerate().take(head.layout.n_embd + j) {
+            let a = self.pre[h];
+            if a > 0.0 {
+                sum = a.mul_add(w[j % BLOCK], sum);
+            }
+        }
+        sum + head.bias2[j]
+    }
+}
+
+widest!(fold_unit(sums: &mut [f32; BLOCK], a: f32, w: &[f32; BLOCK]) {
+    for (s, w) in sums.iter_mut().zip(w) {
+        *s = a.mul_add(*w, *s);
+    }
+});
+
+/// Starts block `b` for `rows` (all at a code of the block, so the units below E + first code are final
+/// for each): each row's sums of those units, in unit order, four rows at a time so that each unit's
+/// weights are read once for four rows. A zero ReLU adds zero exactly, so it is not tested for (no branch).
+pub(crate) fn start_block(head: &NativeHead, rows: &mut [&mut RowState], b: usize) {
+    let codes = head.layout.block_codes(b);
+    let units = head.layout.n_embd + codes.start;
+    start_block_sums(head.panel(b), units, rows);
+    for row in rows.iter_mut() {
+        row.block = b;
+        row.codes = codes.clone();
+        row.folded = units;
+        row.macs += (units * BLOCK) as u64;
+    }
+}
+
+widest!(start_block_sums(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut RowState]) {
+    let mut tiles = rows.chunks_exact_mut(4);
+    for tile in &mut tiles {
+        let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
+        let (p0, p1, p2, p3) = (&r0.pre[..units], &r1.pre[..units], &r2.pre[..units], &r3.pre[..units]);
+        let (mut s0, mut s1, mut s2, mut s3) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        for (h, w) in panel[..units].iter().enumerate() {
+            let (a0, a1, a2, a3) = (p0[h].max(0.0), p1[h].max(0.0), p2[h].max(0.0), p3[h].max(0.0));
+            for k in 0..BLOCK {
+                s0[k] = a0.mul_add(w[k], s0[k]);
+                s1[k] = a1.mul_add(w[k], s1[k]);
+                s2[k] = a2.mul_add(w[k], s2[k]);
+                s3[k] = a3.mul_add(w[k], s3[k]);
+            }
+        }
+        (r0.sums, r1.sums, r2.sums, r3.sums) = (s0, s1, s2, s3);
+    }
+    for row in tiles.into_remainder() {
+        let mut s = [0f32; BLOCK];
+        for (h, w) in panel[..units].iter().enumerate() {
+            let a = row.pre[h].max(0.0);
+            for k in 0..BLOCK {
+                s[k] = a.mul_add(w[k], s[k]);
+            }
+        }
+        row.sums = s;
+    }
+});
+
+/// The walk's view of a row on the native kernel: the logits of its block, and of an exclusive category's
+/// values past it.
+pub(crate) struct NativeCursor<'a> {
+    pub head: &'a NativeHead,
+    pub row: &'a mut RowState,
+    pub visit: &'a mut [f32],
+    /// With a comparison: every logit read, (code, logit, codes set before it).
+    pub reads: Option<&'a mut Vec<(usize, f32, usize)>>,
+    pub set_count: usize,
+}
+
+impl NativeCursor<'_> {
+    fn read(&mut self, j: usize, logit: f32) -> f32 {
+        if let Some(reads) = self.reads.as_deref_mut() {
+            reads.push((j, logit, self.set_count));
+        }
+        logit
+    }
+}
+
+impl Cursor for NativeCursor<'_> {
+    fn logit(&mut self, j: usize) -> Option<f32> {
+        if !self.row.codes.contains(&j) {
+            return None;
+        }
+        self.row.fold_to(self.head, self.head.layout.n_embd + j);
+        let logit = self.row.sums[j % BLOCK] + self.head.bias2[j];
+        Some(self.read(j, logit))
+    }
+
+    fn logit_given_unset(&mut self, j: usize, first: usize) -> Option<f32> {
+        if !self.row.codes.contains(&first) {
+            return None;
+        }
+        if !self.row.codes.contains(&j) {
+            let logit = self.row.logit_from_scratch(self.head, j);
+            return Some(self.read(j, logit));
+        }
+        // Units up to E - 1 + first are final; the rest, up to E - 1 + j, are added aside in unit order
+        // (the order folding would add them in, so the logit is the one a fold would give).
+        let e = self.head.layout.n_embd;
+        self.row.fold_to(self.head, e + first);
+        let panel = self.head.panel(self.row.block);
+        let mut sum = self.row.sums[j % BLOCK];
+        for (a, w) in self.row.pre[e + first..e + j].iter().zip(&panel[e + first..e + j]) {
+            if *a > 0.0 {
+                sum = a.mul_add(w[j % BLOCK], sum);
+            }
+        }
+        let logit = sum + self.head.bias2[j];
+        Some(self.read(j, logit))
+    }
+
+    fn set(&mut self, j: usize) {
+        let e = self.head.layout.n_embd;
+        debug_assert!(self.row.folded <= e + j, "a folded unit would change");
+        self.visit[j] = 1.0;
+        add_column(&mut self.row.pre, self.head, e + j);
+        self.row.macs += (self.head.layout.hidden() - e - j) as u64;
+        self.set_count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// A random module: E = 8 and V = 150 (three blocks, the last one short).
+    fn random_head(seed: u64) -> NativeHead {
+        let layout = NativeCodeModule { n_embd: 8, vocab: 150 };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let values = (0..layout.values()).map(|_| rng.random::<f32>() - 0.5).collect();
+        NativeHead::from_values(layout, values).unwrap()
+    }
+
+    /// Walks one visit by hand: every logit the cursor gives (in blocks, folded as the walk goes, and a
+    /// category's values given unset, one of them past its block) equals, bit for bit, the logit computed
+    /// from scratch with the codes set so far; setting codes changes later logits.
+    #[test]
+    fn cursor_logits_equal_the_logits_from_scratch_bit_for_bit() {
+        let head = random_head(3);
+        let (e, v) = (head.layout.n_embd, head.layout.vocab);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let mut row = RowState::new(&head);
+        row.start(&head, &history);
+        let mut visit = vec![0f32; v];
+        let mut expected_visit = vec![0f32; v];
+        let mut set = 0;
+        let mut j = 0;
+        while j < v {
+            if j % BLOCK == 0 {
+                start_block(&head, &mut [&mut row], j / BLOCK);
+            }
+            let scratch = head.logits(&history, &expected_visit);
+            let mut cursor = NativeCursor {
+                head: &head,
+                row: &mut row,
+                visit: &mut visit,
+                reads: None,
+                set_count: 0,
+            };
+            if j == 60 {
+                // A category of codes 60..70 (across the block border at 64), none set: its values' logits.
+                for (k, want) in scratch.iter().enumerate().take(70).skip(60) {
+                    let logit = cursor.logit_given_unset(k, 60).unwrap();
+                    assert_eq!(logit.to_bits(), want.to_bits(), "category value {k}");
+                }
+                // The category ends with value 62 set; the walk goes on after it.
+                cursor.set(62);
+                expected_visit[62] = 1.0;
+                set += 1;
+                let logit = cursor.logit(63).unwrap();
+                let now = head.logits(&history, &expected_visit);
+                assert_eq!(logit.to_bits(), now[63].to_bits(), "code 63 after the category");
+                j = 64;
+                continue;
+            }
+            let logit = cursor.logit(j).unwrap();
+            assert_eq!(logit.to_bits(), scratch[j].to_bits(), "code {j}");
+            if cursor.logit(j + BLOCK).is_some() {
+                panic!("a logit past the block must not be given");
+            }
+            if j % 5 == 1 {
+                cursor.set(j);
+                expected_visit[j] = 1.0;
+                set += 1;
+            }
+            j += 1;
+        }
+        assert_eq!(visit, expected_visit);
+        assert!(set > 20);
+        // Setting a code moves the logits after it.
+        let without = head.logits(&history, &vec![0.0; v]);
+        let with = head.logits(&history, &expected_visit);
+        assert!(without[..2] == with[..2] && without[100] != with[100]);
+    }
+
+    /// A row computed in a tile of four gives the same sums as alone.
+    #[test]
+    fn rows_in_a_tile_equal_rows_alone() {
+        let head = random_head(5);
+        let e = head.layout.n_embd;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        let history: Vec<f32> = (0..6 * e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let mut rows: Vec<RowState> = (0..6).map(|_| RowState::new(&head)).collect();
+        start_rows(&head, &mut rows.iter_mut().collect::<Vec<_>>(), &history);
+        start_block(&head, &mut rows.iter_mut().collect::<Vec<_>>(), 1);
+        for (r, together) in rows.iter().enumerate() {
+            let mut alone = RowState::new(&head);
+            alone.start(&head, &history[r * e..(r + 1) * e]);
+            start_block(&head, &mut [&mut alone], 1);
+            assert!(alone
+                .pre
+                .iter()
+                .zip(&together.pre)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(alone
+                .sums
+                .iter()
+                .zip(&together.sums)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+}
