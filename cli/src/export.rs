@@ -119,6 +119,8 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
             if cmd.calibration_records > 0 {
                 if manifest.training.mean_codes_per_visit > 0.0 {
                     manifest.calibration = Some(calibrate(&mut model, cmd.calibration_records)?);
+                    // The verify digest is of the directory as written: sampled under its calibration.
+                    model.manifest.calibration = manifest.calibration.clone();
                 } else {
                     eprintln!("halo export: no calibration: the checkpoint records no training visits");
                 }

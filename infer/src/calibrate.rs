@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::{generate, Plan};
+use crate::{generate_with, Plan};
 use halo_core::buckets::total_variation;
 use halo_core::encoding::{Token, VisitGroup};
 use halo_core::manifest::SamplingCalibration;
@@ -141,7 +141,7 @@ fn measure(
         .iter()
         .map(|t| matches!(t, Token::Code { .. } | Token::Lab { .. }))
         .collect();
-    model.manifest.calibration = Some(SamplingCalibration {
+    let trial = SamplingCalibration {
         code_logit_offset: setting.code_logit_offset,
         gap_log_weights: setting.log_weights[0].clone(),
         size_log_weights: setting.log_weights[1].clone(),
@@ -149,7 +149,7 @@ fn measure(
         target_codes_per_visit: model.manifest.training.mean_codes_per_visit,
         records,
         ..Default::default()
-    });
+    };
     let (mut visits, mut codes, mut drawn, mut sampled) = (0usize, 0usize, 0usize, 0usize);
     let mut counts: Vec<Vec<usize>> = groups
         .iter()
@@ -165,7 +165,7 @@ fn measure(
             batch_size,
             conditions: None,
         };
-        generate(model, &plan, |batch| {
+        generate_with(model, &plan, Some(&trial), |batch| {
             for s in &batch {
                 let mut first = true;
                 for visit in s.raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
@@ -212,8 +212,8 @@ fn measure(
     })
 }
 
-/// Fits the calibration on up to `records` sampled records a round and leaves it in
-/// `model.manifest.calibration`; `events` hears each batch and each round.
+/// Fits the calibration on up to `records` sampled records a round and returns it (the model's manifest
+/// is left as it is); `events` hears each batch and each round.
 pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event)) -> Result<SamplingCalibration> {
     let target = model.manifest.training.mean_codes_per_visit;
     if records == 0 || target.is_nan() || target <= 0.0 {
@@ -299,6 +299,5 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
         calibrated_codes_per_visit: best.codes_per_visit,
         records,
     };
-    model.manifest.calibration = Some(calibration.clone());
     Ok(calibration)
 }

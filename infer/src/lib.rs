@@ -106,11 +106,31 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// Samples `plan.records` batch by batch, calling `on_batch` with each batch's records in index order.
-pub fn generate<F>(model: &mut Model, plan: &Plan, mut on_batch: F) -> Result<SampleStats>
+/// Samples `plan.records` batch by batch under the model directory's own calibration, calling `on_batch`
+/// with each batch's records in index order.
+pub fn generate<F>(model: &mut Model, plan: &Plan, on_batch: F) -> Result<SampleStats>
 where
     F: FnMut(Vec<Sampled>) -> Result<()>,
 {
+    let calibration = model.manifest.calibration.clone();
+    generate_with(model, plan, calibration.as_ref(), on_batch)
+}
+
+/// As [`generate`], under `calibration` (`None`: none) instead of the directory's own.
+pub fn generate_with<F>(
+    model: &mut Model,
+    plan: &Plan,
+    calibration: Option<&halo_core::manifest::SamplingCalibration>,
+    mut on_batch: F,
+) -> Result<SampleStats>
+where
+    F: FnMut(Vec<Sampled>) -> Result<()>,
+{
+    let sampling = sampler::Sampling {
+        seed: plan.seed,
+        conditions: plan.conditions.as_ref(),
+        calibration,
+    };
     if plan.batch_size == 0 {
         return Err(Error::Invalid("--batch-size must be at least 1".to_string()));
     }
@@ -118,7 +138,7 @@ where
     let mut start = plan.records.start;
     while start < plan.records.end {
         let end = (start + plan.batch_size as u64).min(plan.records.end);
-        let batch = sampler::sample_batch(model, plan.seed, start..end, plan.conditions.as_ref(), &mut stats)?;
+        let batch = sampler::sample_batch(model, &sampling, start..end, &mut stats)?;
         let enc = &model.manifest.encoding;
         let sampled = batch
             .into_iter()

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
 use halo_core::encoding::Encoding;
+use halo_core::manifest::SamplingCalibration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -84,59 +85,9 @@ impl Row {
     }
 }
 
-/// Samples one visit for every row, with the code module the model runs. `visits` [n, V] must be zero
-/// on entry; it holds the sampled visits on return, and `drawn[r]` the set codes of row `r` in sampling
-/// order.
-fn sample_visit(
-    model: &mut Model,
-    plan: &VisitPlan,
-    rows: &mut [Row],
-    history: &[f32],
-    visits: &mut [f32],
-    drawn: &mut [Vec<u32>],
-    stats: &mut SampleStats,
-) -> Result<()> {
-    if model.native().is_some() {
-        code_module::sample_visit_native(model, plan, rows, history, visits, drawn, stats)
-    } else if model.is_incremental() {
-        code_module::sample_visit_incremental(model, plan, rows, history, visits, drawn, stats)
-    } else {
-        code_module::sample_visit_dense(model, plan, rows, history, visits, drawn, stats)
-    }
-}
-
 /// Free heap bytes above which a finished batch returns them to the system (see
 /// [`crate::heap::release_freed_above`]).
 const HEAP_TRIM_THRESHOLD: usize = 64 << 20;
-
-/// Keeps rows (and their slices of row-major buffers) where `keep` is true.
-fn compact_rows(buf: &mut Vec<f32>, width: usize, keep: &[bool]) {
-    let mut w = 0;
-    for (r, &k) in keep.iter().enumerate() {
-        if k {
-            if w != r {
-                buf.copy_within(r * width..(r + 1) * width, w * width);
-            }
-            w += 1;
-        }
-    }
-    buf.truncate(w * width);
-}
-
-/// Keeps batch rows of a key/value cache [blocks, n, row] laid out block-major.
-fn compact_cache(past: &[f32], blocks: usize, n: usize, row: usize, keep: &[bool]) -> Vec<f32> {
-    let kept = keep.iter().filter(|k| **k).count();
-    let mut out = Vec::with_capacity(blocks * kept * row);
-    for b in 0..blocks {
-        let base = b * n * row;
-        for (r, &k) in keep.iter().enumerate() {
-            if k {
-                out.extend_from_slice(&past[base + r * row..base + (r + 1) * row]);
-            }
-        }
-    }
-    out
-}
 
 /// Samples a record may take to meet its conditions on derived labels before sampling gives up.
 pub const MAX_ATTEMPTS: u32 = 1000;
@@ -157,6 +108,15 @@ pub fn attempt_rng(seed: u64, index: u64, attempt: u32) -> ChaCha20Rng {
     rng
 }
 
+/// What a batch is sampled under besides the model: the seed, the conditions and the sampling calibration.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling<'a> {
+    pub seed: u64,
+    pub conditions: Option<&'a Conditions>,
+    /// The calibration to sample under (a model directory's own is `manifest.calibration`); `None`: none.
+    pub calibration: Option<&'a SamplingCalibration>,
+}
+
 /// Samples records `indices` (global indices) as one batch. Returns each record with its random
 /// stream positioned after sampling (decoding draws from it next), in index order.
 ///
@@ -166,11 +126,12 @@ pub fn attempt_rng(seed: u64, index: u64, attempt: u32) -> ChaCha20Rng {
 /// the same forced labels and the stream of its next attempt; [`SampleStats::rejected`] counts them.
 pub fn sample_batch(
     model: &mut Model,
-    seed: u64,
+    sampling: &Sampling,
     indices: std::ops::Range<u64>,
-    conditions: Option<&Conditions>,
     stats: &mut SampleStats,
 ) -> Result<Vec<(RawRecord, ChaCha20Rng)>> {
+    let (seed, conditions) = (sampling.seed, sampling.conditions);
+    let plans = VisitPlans::new(&model.manifest.encoding, sampling.calibration);
     let mut rows: Vec<Row> = indices
         .map(|index| {
             let mut rng = record_rng(seed, index);
@@ -185,7 +146,7 @@ pub fn sample_batch(
     stats.batches += 1;
     stats.records += rows.len();
     while !rows.is_empty() {
-        let finished = sample_rows(model, std::mem::take(&mut rows), stats)?;
+        let finished = sample_rows(model, &plans, std::mem::take(&mut rows), stats)?;
         let enc = &model.manifest.encoding;
         for mut row in finished {
             row.labels = enc.with_derived_labels(&row.labels, &row.visits);
@@ -238,107 +199,209 @@ fn unmet_derived_label(enc: &Encoding, row: &Row) -> Option<usize> {
         .find(|&label| forced[label].is_some_and(|v| v != row.labels.contains(&((enc.code_vocab_size + label) as u32))))
 }
 
+/// The plans of a record's visits (which codes each may hold, how categories are drawn, the calibration).
+struct VisitPlans {
+    labels: VisitPlan,
+    first: VisitPlan,
+    later: VisitPlan,
+}
+
+impl VisitPlans {
+    fn new(enc: &Encoding, calibration: Option<&SamplingCalibration>) -> VisitPlans {
+        // The first visit and the later ones differ only in which visit groups apply.
+        VisitPlans {
+            labels: VisitPlan::labels(enc),
+            first: VisitPlan::codes(enc, 0, calibration),
+            later: VisitPlan::codes(enc, 1, calibration),
+        }
+    }
+
+    /// Visit `t` (1 = the first real visit).
+    fn visit(&self, t: usize) -> &VisitPlan {
+        if t == 1 {
+            &self.first
+        } else {
+            &self.later
+        }
+    }
+}
+
 /// Runs rows from their start visit to their end, as one batch whose rows leave as they finish. Returns
 /// the rows with their label visit and visits filled in, in the order they finished.
-fn sample_rows(model: &mut Model, mut rows: Vec<Row>, stats: &mut SampleStats) -> Result<Vec<Row>> {
+fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mut SampleStats) -> Result<Vec<Row>> {
     let enc = &model.manifest.encoding;
-    // The plans and indices are taken from the encoding here, so that it is not copied for every batch.
-    let label_plan = VisitPlan::labels(enc);
-    // The first visit and the later ones differ only in which visit groups apply.
-    let calibration = model.manifest.calibration.as_ref();
-    let (first_plan, later_plan) = (
-        VisitPlan::codes(enc, 0, calibration),
-        VisitPlan::codes(enc, 1, calibration),
-    );
-    let (start, end) = (enc.start_index(), enc.end_index() as u32);
-    let cfg = model.config().clone();
-    let (v, e) = (cfg.total_vocab_size, cfg.n_embd);
-    let (l, h, hd) = (cfg.n_layer, cfg.n_head, cfg.head_dim());
+    let end = enc.end_index() as u32;
     // Visits a window holds, and the record's limit: with windows (EncodingOptions::window_stride) a record
     // that fills its window goes on from its last `max_visits - stride` visits, up to the encoding's limit.
-    let max_visits = cfg.n_ctx - 2;
+    let max_visits = model.config().n_ctx - 2;
     let stride = enc.options.window_stride.min(max_visits);
-    let limit = match stride {
-        0 => max_visits,
-        _ => enc.sampled_visit_limit(),
+    let limit = if stride == 0 {
+        max_visits
+    } else {
+        enc.sampled_visit_limit()
     };
-    let mut n = rows.len();
-    let mut out: Vec<Row> = Vec::with_capacity(n);
 
-    // Start visit at position 0 with an empty cache.
-    let mut visits = vec![0f32; n * v];
-    for r in 0..n {
-        visits[r * v + start] = 1.0;
+    let mut batch = Batch::start(model, rows, stats)?;
+    let labels = batch_visit(&mut batch, model, &plans.labels, stats)?;
+    for (row, labels) in batch.rows.iter_mut().zip(labels) {
+        row.labels = labels;
     }
-    // The codes each record has seen so far, the start visit's on; kept only for models that read them.
-    let seen_codes = cfg.seen_codes;
-    let mut seen = if seen_codes { visits.clone() } else { Vec::new() };
-    let mut history = Vec::new();
-    let mut past = model.step(&visits, &seen, &KvCache::Host(Vec::new()), n, 0, &mut history)?;
-    stats.steps += 1;
-    let mut past_len = 1;
-
-    let mut drawn: Vec<Vec<u32>> = vec![Vec::new(); n];
-
-    // Label visit.
-    visits.iter_mut().for_each(|x| *x = 0.0);
-    sample_visit(model, &label_plan, &mut rows, &history, &mut visits, &mut drawn, stats)?;
-    for (row, d) in rows.iter_mut().zip(&drawn) {
-        let mut codes = d.clone();
-        codes.sort_unstable();
-        row.labels = codes;
-    }
-    add_seen(&mut seen, &visits);
-    past = model.step(&visits, &seen, &past, n, past_len, &mut history)?;
-    stats.steps += 1;
-    past_len += 1;
-
+    batch.step(model, stats)?;
+    let mut finished = Vec::new();
     for t in 1..=limit {
-        visits.iter_mut().for_each(|x| *x = 0.0);
-        let plan = if t == 1 { &first_plan } else { &later_plan };
-        sample_visit(model, plan, &mut rows, &history, &mut visits, &mut drawn, stats)?;
-        let mut keep = vec![true; n];
-        for r in 0..n {
-            let mut codes = drawn[r].clone();
-            codes.sort_unstable();
-            let ended = codes.last() == Some(&end);
-            rows[r].visits.push(codes);
-            keep[r] = !(ended || t == limit);
-        }
-        // Finished records leave the batch.
-        let mut kept_rows = Vec::with_capacity(n);
-        for (row, &k) in std::mem::take(&mut rows).into_iter().zip(&keep) {
-            if k {
-                kept_rows.push(row);
-            } else {
-                out.push(row);
-            }
-        }
-        rows = kept_rows;
-        if rows.is_empty() {
+        let codes = batch_visit(&mut batch, model, plans.visit(t), stats)?;
+        finished.extend(batch.add_visits(codes, |codes| codes.last() == Some(&end) || t == limit)?);
+        if batch.rows.is_empty() {
             break;
         }
-        if rows.len() != n {
-            compact_rows(&mut history, e, &keep);
-            compact_rows(&mut visits, v, &keep);
-            if seen_codes {
-                compact_rows(&mut seen, v, &keep);
-            }
-            past = KvCache::Host(compact_cache(past.data()?, l * 2, n, h * past_len * hd, &keep));
-            drawn.truncate(rows.len());
-            n = rows.len();
-        }
-        if past_len - 1 == max_visits {
+        if batch.past_len - 1 == max_visits {
             // The window is full: continue from the record's last visits.
-            (past, past_len) = continue_window(model, &rows, max_visits - stride, start, &mut history, stats)?;
-            continue;
+            batch.rewindow(model, max_visits - stride, stats)?;
+        } else {
+            batch.step(model, stats)?;
         }
-        add_seen(&mut seen, &visits);
-        past = model.step(&visits, &seen, &past, n, past_len, &mut history)?;
-        stats.steps += 1;
-        past_len += 1;
     }
-    Ok(out)
+    Ok(finished)
+}
+
+/// Samples one visit for every row of `batch` with the model's code module; returns each row's codes,
+/// ascending.
+fn batch_visit(
+    batch: &mut Batch,
+    model: &mut Model,
+    plan: &VisitPlan,
+    stats: &mut SampleStats,
+) -> Result<Vec<Vec<u32>>> {
+    batch.visits.iter_mut().for_each(|x| *x = 0.0);
+    let mut drawn = vec![Vec::new(); batch.rows.len()];
+    let (rows, history, visits) = (&mut batch.rows[..], &batch.history[..], &mut batch.visits[..]);
+    if model.native().is_some() {
+        code_module::sample_visit_native(model, plan, rows, history, visits, &mut drawn, stats)?;
+    } else if model.is_incremental() {
+        code_module::sample_visit_incremental(model, plan, rows, history, visits, &mut drawn, stats)?;
+    } else {
+        code_module::sample_visit_dense(model, plan, rows, history, visits, &mut drawn, stats)?;
+    }
+    drawn.iter_mut().for_each(|codes| codes.sort_unstable());
+    Ok(drawn)
+}
+
+/// The rows of a batch between visits: each record so far, the visit being sampled, the codes each has seen,
+/// the visit transformer's key/value cache and its last history.
+struct Batch {
+    rows: Vec<Row>,
+    /// [n, V]: the visit being sampled (the visit transformer's next input).
+    visits: Vec<f32>,
+    /// [n, V]: the union of each row's visits so far (empty for a model without `seen_codes`).
+    seen: Vec<f32>,
+    /// [n, E]: the history after the last step.
+    history: Vec<f32>,
+    past: KvCache,
+    past_len: usize,
+    /// The cache's blocks (layers x key/value) and values per row and position (heads x head size).
+    cache_blocks: usize,
+    cache_position: usize,
+}
+
+impl Batch {
+    /// Runs the start visit (position 0, empty cache) for `rows`.
+    fn start(model: &mut Model, rows: Vec<Row>, stats: &mut SampleStats) -> Result<Batch> {
+        let (n, v) = (rows.len(), model.config().total_vocab_size);
+        let start = model.manifest.encoding.start_index();
+        let mut batch = Batch {
+            rows,
+            visits: vec![0f32; n * v],
+            seen: if model.config().seen_codes {
+                vec![0f32; n * v]
+            } else {
+                Vec::new()
+            },
+            history: Vec::new(),
+            past: KvCache::Host(Vec::new()),
+            past_len: 0,
+            cache_blocks: model.config().n_layer * 2,
+            cache_position: model.config().n_head * model.config().head_dim(),
+        };
+        for r in 0..n {
+            batch.visits[r * v + start] = 1.0;
+        }
+        batch.step(model, stats)?;
+        Ok(batch)
+    }
+
+    /// Feeds `visits` to the visit transformer: the cache grows by one position and `history` follows.
+    fn step(&mut self, model: &mut Model, stats: &mut SampleStats) -> Result<()> {
+        add_seen(&mut self.seen, &self.visits);
+        let n = self.rows.len();
+        self.past = model.step(
+            &self.visits,
+            &self.seen,
+            &self.past,
+            n,
+            self.past_len,
+            &mut self.history,
+        )?;
+        self.past_len += 1;
+        stats.steps += 1;
+        Ok(())
+    }
+
+    /// Adds each row's sampled visit to its record; rows whose record is `finished` (given the visit's codes)
+    /// leave the batch, with their slices of every buffer and of the cache, and are returned.
+    fn add_visits(&mut self, codes: Vec<Vec<u32>>, finished: impl Fn(&[u32]) -> bool) -> Result<Vec<Row>> {
+        let mut keep = Vec::with_capacity(codes.len());
+        let mut done = Vec::new();
+        let mut kept = Vec::with_capacity(codes.len());
+        for (mut row, codes) in std::mem::take(&mut self.rows).into_iter().zip(codes) {
+            let leaves = finished(&codes);
+            row.visits.push(codes);
+            keep.push(!leaves);
+            if leaves {
+                done.push(row);
+            } else {
+                kept.push(row);
+            }
+        }
+        self.rows = kept;
+        if !done.is_empty() && !self.rows.is_empty() {
+            let n = keep.len();
+            let (v, e) = (self.visits.len() / n, self.history.len() / n);
+            keep_rows(&mut self.history, e, &keep);
+            keep_rows(&mut self.visits, v, &keep);
+            if !self.seen.is_empty() {
+                keep_rows(&mut self.seen, v, &keep);
+            }
+            let row = self.cache_position * self.past_len;
+            self.past = KvCache::Host(keep_cache_rows(self.past.data()?, self.cache_blocks, row, &keep));
+        }
+        Ok(done)
+    }
+
+    /// A new window: the start visit, each row's label visit and its last `keep` visits, run through the
+    /// visit transformer from an empty cache, as a training window that begins there is.
+    fn rewindow(&mut self, model: &mut Model, keep: usize, stats: &mut SampleStats) -> Result<()> {
+        let (n, v) = (self.rows.len(), model.config().total_vocab_size);
+        let start = model.manifest.encoding.start_index() as u32;
+        self.seen.iter_mut().for_each(|x| *x = 0.0);
+        self.past = KvCache::Host(Vec::new());
+        self.past_len = 0;
+        for position in 0..keep + 2 {
+            self.visits.iter_mut().for_each(|x| *x = 0.0);
+            for (r, row) in self.rows.iter().enumerate() {
+                let codes: &[u32] = match position {
+                    0 => std::slice::from_ref(&start),
+                    1 => &row.labels,
+                    p => &row.visits[row.visits.len() - keep + p - 2],
+                };
+                for &c in codes {
+                    self.visits[r * v + c as usize] = 1.0;
+                }
+            }
+            debug_assert_eq!(self.visits.len(), n * v);
+            self.step(model, stats)?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds the codes of `visits` (rows of multi-hot visits) to `seen` (the same rows' codes seen so far);
@@ -349,40 +412,30 @@ fn add_seen(seen: &mut [f32], visits: &[f32]) {
     }
 }
 
-/// A new window for `rows`: the start visit, each row's label visit and its last `keep` visits, run through
-/// the visit transformer from an empty cache as a training window that begins there is. Returns the cache
-/// and its length, with `history` after the last visit.
-fn continue_window(
-    model: &mut Model,
-    rows: &[Row],
-    keep: usize,
-    start: usize,
-    history: &mut Vec<f32>,
-    stats: &mut SampleStats,
-) -> Result<(KvCache, usize)> {
-    let (n, v) = (rows.len(), model.config().total_vocab_size);
-    let mut visits = vec![0f32; n * v];
-    let mut seen = if model.config().seen_codes {
-        vec![0f32; n * v]
-    } else {
-        Vec::new()
-    };
-    let mut past = KvCache::Host(Vec::new());
-    for position in 0..keep + 2 {
-        visits.iter_mut().for_each(|x| *x = 0.0);
-        for (r, row) in rows.iter().enumerate() {
-            let codes: &[u32] = match position {
-                0 => &[start as u32],
-                1 => &row.labels,
-                p => &row.visits[row.visits.len() - keep + p - 2],
-            };
-            for &c in codes {
-                visits[r * v + c as usize] = 1.0;
+/// Keeps rows (and their slices of a row-major buffer of `width` per row) where `keep` is true.
+fn keep_rows(buf: &mut Vec<f32>, width: usize, keep: &[bool]) {
+    let mut w = 0;
+    for (r, &k) in keep.iter().enumerate() {
+        if k {
+            if w != r {
+                buf.copy_within(r * width..(r + 1) * width, w * width);
             }
+            w += 1;
         }
-        add_seen(&mut seen, &visits);
-        past = model.step(&visits, &seen, &past, n, position, history)?;
-        stats.steps += 1;
     }
-    Ok((past, keep + 2))
+    buf.truncate(w * width);
+}
+
+/// The rows of a key/value cache [blocks, n, row] (block-major: the blocks are L layers x key/value, a row
+/// is H x len x hd) where `keep` is true.
+fn keep_cache_rows(past: &[f32], blocks: usize, row: usize, keep: &[bool]) -> Vec<f32> {
+    let n = keep.len();
+    let mut out = Vec::with_capacity(blocks * keep.iter().filter(|k| **k).count() * row);
+    for b in 0..blocks {
+        let base = b * n * row;
+        for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            out.extend_from_slice(&past[base + r * row..base + (r + 1) * row]);
+        }
+    }
+    out
 }

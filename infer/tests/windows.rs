@@ -6,7 +6,7 @@ mod common;
 
 use halo_core::encoding::Token;
 use halo_infer::runtime::{self, Device, SessionOptions};
-use halo_infer::sampler::{sample_batch, SampleStats};
+use halo_infer::sampler::{sample_batch, SampleStats, Sampling};
 use halo_infer::Model;
 
 #[test]
@@ -36,10 +36,15 @@ fn records_go_on_past_a_full_window_up_to_the_limit() {
     let mut model = Model::load(&dir, rt, &options).unwrap();
     let n = 64u64;
     let mut stats = SampleStats::default();
-    let together = sample_batch(&mut model, 5, 0..n, None, &mut stats).unwrap();
+    let sampling = Sampling {
+        seed: 5,
+        conditions: None,
+        calibration: None,
+    };
+    let together = sample_batch(&mut model, &sampling, 0..n, &mut stats).unwrap();
     let mut alone = Vec::new();
     for i in 0..n {
-        alone.extend(sample_batch(&mut model, 5, i..i + 1, None, &mut SampleStats::default()).unwrap());
+        alone.extend(sample_batch(&mut model, &sampling, i..i + 1, &mut SampleStats::default()).unwrap());
     }
     assert!(
         together.iter().zip(&alone).all(|(a, b)| a.0 == b.0),
