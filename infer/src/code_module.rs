@@ -367,21 +367,30 @@ pub(crate) fn sample_visit_native(
     if model.compares_dense() {
         return sample_visit_native_compared(model, plan, rows, history, visits, drawn, stats);
     }
+    if n == 0 {
+        return Ok(());
+    }
     let (head, threads) = model.native().expect("native code module loaded");
     let threads = threads.clamp(1, n.max(1));
     let per = n.div_ceil(threads);
     let macs: u64 = std::thread::scope(|scope| {
-        let parts = rows
+        let mut parts = rows
             .chunks_mut(per)
             .zip(visits.chunks_mut(per * v))
             .zip(drawn.chunks_mut(per))
             .zip(history.chunks(per * e));
-        let handles: Vec<_> = parts
+        // The first part runs on this thread (with one thread, no thread is started at all).
+        let (((rows, visits), drawn), history) = parts.next().expect("a row at least");
+        let others: Vec<_> = parts
             .map(|(((rows, visits), drawn), history)| {
                 scope.spawn(move || native_rows(head, plan, rows, history, visits, drawn))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("sampling thread")).sum()
+        let here = native_rows(head, plan, rows, history, visits, drawn);
+        here + others
+            .into_iter()
+            .map(|h| h.join().expect("sampling thread"))
+            .sum::<u64>()
     });
     stats.head_passes += 1;
     stats.code_module_macs += macs;

@@ -267,11 +267,14 @@ widest!(start_block_sums(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut 
         (r0.sums, r1.sums, r2.sums, r3.sums) = (s0, s1, s2, s3);
     }
     for row in tiles.into_remainder() {
+        // A row alone reads each unit's weights for itself: skipping the zero ReLUs saves reading theirs.
         let mut s = [0f32; BLOCK];
         for (h, w) in panel[..units].iter().enumerate() {
-            let a = row.pre[h].max(0.0);
-            for k in 0..BLOCK {
-                s[k] = a.mul_add(w[k], s[k]);
+            let a = row.pre[h];
+            if a > 0.0 {
+                for k in 0..BLOCK {
+                    s[k] = a.mul_add(w[k], s[k]);
+                }
             }
         }
         row.sums = s;
