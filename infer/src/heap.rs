@@ -21,8 +21,10 @@ const LOW_MMAP_THRESHOLD: usize = 128 << 10;
 const HIGH_MMAP_THRESHOLD: usize = 32 << 20;
 
 /// Graphs at least this large sample with the low threshold.
-/// Free bytes at the top of a heap that malloc keeps for the next allocation.
+/// Free bytes at the top of a heap that malloc keeps for the next allocation while a small model samples
+/// (glibc's default otherwise).
 const TRIM_THRESHOLD: usize = 1 << 30;
+const DEFAULT_TRIM_THRESHOLD: usize = 128 << 10;
 
 const LARGE_MODEL_BYTES: u64 = 128 << 20;
 
@@ -91,7 +93,9 @@ fn set_mmap_threshold(bytes: usize) {
         // Setting the mmap threshold leaves the trim threshold at its 128 KiB default, so a free at the top
         // of a heap gave its pages back and the next step's buffers faulted them in again: free memory is
         // given back once per batch instead (`release_freed_above`).
-        glibc::mallopt(glibc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as std::ffi::c_int);
+        // For large models (low mmap threshold) memory comes first: glibc's default.
+        let trim = if bytes >= HIGH_MMAP_THRESHOLD { TRIM_THRESHOLD } else { DEFAULT_TRIM_THRESHOLD };
+        glibc::mallopt(glibc::M_TRIM_THRESHOLD, trim as std::ffi::c_int);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = bytes;
