@@ -94,7 +94,11 @@ fn set_mmap_threshold(bytes: usize) {
         // of a heap gave its pages back and the next step's buffers faulted them in again: free memory is
         // given back once per batch instead (`release_freed_above`).
         // For large models (low mmap threshold) memory comes first: glibc's default.
-        let trim = if bytes >= HIGH_MMAP_THRESHOLD { TRIM_THRESHOLD } else { DEFAULT_TRIM_THRESHOLD };
+        let trim = if bytes >= HIGH_MMAP_THRESHOLD {
+            TRIM_THRESHOLD
+        } else {
+            DEFAULT_TRIM_THRESHOLD
+        };
         glibc::mallopt(glibc::M_TRIM_THRESHOLD, trim as std::ffi::c_int);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
