@@ -57,7 +57,7 @@ impl NativeHead {
         })
     }
 
-    /// Panel `k` of the history inputs' weights: [E][BLOCK units].
+    /// Panel `k` of the history inputs' weights: E rows of BLOCK units.
     fn history_panel(&self, k: usize) -> &[[f32; BLOCK]] {
         let e = self.layout.n_embd;
         let (rows, _) = self.columns[k * e * BLOCK..(k + 1) * e * BLOCK].as_chunks::<BLOCK>();
@@ -70,7 +70,7 @@ impl NativeHead {
         &self.columns[at..at + self.layout.hidden() - i]
     }
 
-    /// Block `b`'s panel: [units][BLOCK].
+    /// Block `b`'s panel: one row of BLOCK codes per unit.
     fn panel(&self, b: usize) -> &[[f32; BLOCK]] {
         let values = &self.panels[self.panel_offsets[b]..self.panel_offsets[b + 1]];
         let (rows, rest) = values.as_chunks::<BLOCK>();
@@ -83,7 +83,7 @@ impl NativeHead {
         self.layout.column_offset(self.layout.n_embd) as u64
     }
 
-    /// All V logits of one row from scratch: `history` [E], `visit` [V] (the codes set). The reference
+    /// All V logits of one row from scratch: `history` (E values), `visit` (V values) (the codes set). The reference
     /// the walk's logits equal bit for bit (tests).
     pub fn logits(&self, history: &[f32], visit: &[f32]) -> Vec<f32> {
         let mut row = RowState::new(self);
