@@ -105,8 +105,8 @@ pub struct EncodingArgs {
     /// counts (L2 sensitivity sqrt(N)).
     #[arg(long, value_name = "N", default_value_t = halo_core::privacy::statistics::DEFAULT_MAX_CODES_PER_PATIENT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub dp_max_codes_per_patient: usize,
-    /// Under differential privacy: the gap and visit-type shares count at most this many of each patient's most
-    /// recent visits (L2 sensitivity N).
+    /// Under differential privacy: the gap and visit-type shares and the mean codes per visit count at most this
+    /// many visits of each patient, spread over its record (L2 sensitivity N).
     #[arg(long, value_name = "N", default_value_t = halo_core::privacy::statistics::DEFAULT_MAX_VISITS_PER_PATIENT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub dp_max_visits_per_patient: usize,
 }

@@ -52,7 +52,10 @@ fn a_dp_corpus_records_its_ledger_and_the_same_seed_gives_the_same_corpus() {
     }
     let ledger = PrivacyLedger::read_in(&a).unwrap().expect("privacy.json");
     let names: Vec<&str> = ledger.mechanisms.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["vocabulary", "gap shares", "visit type shares"]);
+    assert_eq!(
+        names,
+        ["vocabulary", "gap shares", "visit type shares", "codes per visit"]
+    );
     assert!(
         ledger.total_epsilon <= 50.0 && ledger.total_epsilon > 49.9,
         "{}",

@@ -1,10 +1,11 @@
 //! The training shares the sampling calibration aims at: of each gap bucket, visit size and visit type. A
 //! bucket held by fewer than `options.min_patients` patients counts as empty, so no share rests on fewer
 //! patients than a vocabulary entry. Under differential privacy (`EncodingOptions::dp`) each patient counts
-//! at most `max_visits_per_patient` of its most recent visits, and the shares come from noisy counts
+//! at most `max_visits_per_patient` of its visits (spread over the record), and the shares come from noisy counts
 //! (`halo_core::privacy::statistics`) instead.
 
 use super::*;
+use crate::privacy::statistics::spread;
 
 /// Counts of buckets over patients, with how many patients hold each.
 struct BucketCounts {
@@ -93,7 +94,7 @@ impl<'e> TrainingShares<'e> {
     /// Adds one training patient.
     pub fn add(&mut self, p: &Patient) {
         let enc = self.encoding;
-        // Under DP a patient counts at most this many of its most recent visits (and gaps).
+        // Under DP a patient counts at most this many of its visits (and gaps), spread over its record.
         let cap = enc
             .options
             .dp
@@ -103,14 +104,19 @@ impl<'e> TrainingShares<'e> {
             // All the record's visits, as the data has them (the model sees only the most recent ones of a
             // long record).
             let days = visit_days(p);
-            let recent = &days[days.len().saturating_sub(cap.saturating_add(1))..];
-            gaps.add_patient(recent.windows(2).filter_map(|pair| match pair {
-                [Some(a), Some(b)] => Some(bucket_of(&enc.gap_edges_days, b - a)),
-                _ => None,
-            }));
+            let gaps_of: Vec<Option<f64>> = days
+                .windows(2)
+                .map(|pair| match pair {
+                    [Some(a), Some(b)] => Some(b - a),
+                    _ => None,
+                })
+                .collect();
+            gaps.add_patient(
+                spread(gaps_of.len(), cap).filter_map(|i| gaps_of[i].map(|gap| bucket_of(&enc.gap_edges_days, gap))),
+            );
         }
         let encoded = &p.visits[enc.options.first_encoded_visit(p.visits.len())..];
-        let encoded = &encoded[encoded.len().saturating_sub(cap)..];
+        let encoded: Vec<&Visit> = spread(encoded.len(), cap).map(|i| &encoded[i]).collect();
         if let Some(sizes) = &mut self.sizes {
             let labs = enc.options.labs.then_some(&enc.lab_edges);
             sizes.add_patient(encoded.iter().map(|visit| {
