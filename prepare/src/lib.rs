@@ -8,6 +8,7 @@ use halo_core::corpus::{CorpusInfo, CorpusWriter, CORPUS_FORMAT_VERSION, INFO};
 use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec, TrainingShares};
 use halo_core::fsutil::{self, temp_sibling, write_json_atomic, Target};
 use halo_core::manifest::{checkpoint as ck, TrainingSummary};
+use halo_core::privacy::PrivacyLedger;
 use halo_core::record::{Patient, Split};
 use halo_core::source::Records;
 use halo_core::split::{self, SplitAssignment};
@@ -144,6 +145,17 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
         None => None,
     };
     let n_records = ids.len();
+    if let Some(dp) = &args.encoding.dp {
+        dp.check()?;
+        if dp.delta > 1.0 / n_records as f64 {
+            bail!(
+                "delta {} of the differential privacy is above 1 / {n_records} records: a mechanism could then \
+                 release a whole record with probability delta; choose --dp-delta below {:.1e}",
+                dp.delta,
+                1.0 / n_records as f64
+            );
+        }
+    }
     let split = split::assign_ids(ids, given.as_ref(), args.seed)?;
     times.stage("split", started, args.quiet);
 
@@ -180,6 +192,19 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
         write_json_atomic(&dir.join(ck::LABEL_SPEC), spec)?;
     }
     write_json_atomic(&dir.join(INFO), &info)?;
+    if let Some(dp) = &encoding.options.dp {
+        // What the corpus released of the records, for DP-SGD to compose on top of.
+        let ledger = PrivacyLedger::new(dp.mechanisms(encoding.options.gaps)?, dp.delta);
+        ledger.write_in(dir)?;
+        if !args.quiet {
+            for line in halo_core::privacy::describe(Some(&ledger)) {
+                eprintln!(
+                    "halo prepare: {}",
+                    line.replace("trained with", "statistics fitted with")
+                );
+            }
+        }
+    }
     times.stage("encode", started, args.quiet);
     Ok(times)
 }
@@ -237,6 +262,8 @@ pub fn encode_into(
     let mut shares = TrainingShares::new(encoding);
     let (mut truncated, mut unknown) = (0, 0);
     let (mut train_sequences, mut train_visits, mut train_codes) = (0usize, 0usize, 0usize);
+    // Under differential privacy: the bounded sums the noisy mean codes per visit is computed from.
+    let mut dp_sums = (0.0_f64, 0.0_f64);
     records.pass(&mut |p| {
         let Some(&s) = lookup.get(p.id.as_str()) else {
             return Ok(());
@@ -250,15 +277,24 @@ pub fn encode_into(
             train_sequences += windows.len();
             train_visits += windows.iter().map(|w| w.visits.len()).sum::<usize>();
             train_codes += windows.iter().flat_map(|w| &w.visits).map(Vec::len).sum::<usize>();
+            if let Some(dp) = &encoding.options.dp {
+                let sizes: Vec<usize> = windows.iter().flat_map(|w| &w.visits).map(Vec::len).collect();
+                let (codes, visits) = dp.codes_per_visit_contribution(&sizes);
+                dp_sums = (dp_sums.0 + codes, dp_sums.1 + visits);
+            }
         }
         writer.push_record(s, &p.id, &windows)
     })?;
     let splits = writer.finish()?;
     let (gap_bucket_shares, visit_size_shares, visit_type_shares) = shares.finish();
+    let mean_codes_per_visit = match &encoding.options.dp {
+        Some(dp) => dp.noisy_codes_per_visit(dp_sums)?,
+        None => train_codes as f64 / train_visits.max(1) as f64,
+    };
     let summary = TrainingSummary {
         train_records: train_sequences,
         mean_visits: train_visits as f64 / train_sequences.max(1) as f64,
-        mean_codes_per_visit: train_codes as f64 / train_visits.max(1) as f64,
+        mean_codes_per_visit,
         left_out: encoding.left_out,
         exclusive_label_groups: encoding.label_groups.iter().map(|g| g.name.clone()).collect(),
         gap_bucket_shares,
