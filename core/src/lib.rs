@@ -8,6 +8,7 @@
 //! - [`source`]: records passed over one patient at a time (what `halo prepare` streams).
 //! - [`corpus`]: records encoded once into memory-mapped token arrays (`halo prepare`).
 //! - [`config`], [`manifest`]: the on-disk contracts of checkpoints and model directories.
+//! - [`privacy`]: differential privacy: the RDP accountant and the noise DP-SGD needs for a target ε.
 
 pub mod bounds;
 pub mod buckets;
@@ -25,6 +26,7 @@ pub mod manifest;
 pub mod meds;
 pub mod omop;
 pub mod omop_write;
+pub mod privacy;
 pub mod record;
 pub mod source;
 pub mod split;
