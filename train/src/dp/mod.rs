@@ -10,6 +10,8 @@
 //! the clipped sum in the parameters' gradients.
 
 pub mod ghost;
+pub mod plan;
+pub mod prior;
 pub mod sampling;
 
 use crate::data::Batch;
