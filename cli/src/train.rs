@@ -89,7 +89,7 @@ pub struct TrainCmd {
     #[arg(long, requires = "dp_epsilon", value_parser = probability_above_zero)]
     dp_delta: Option<f64>,
     /// Bound of each record's gradient norm under --dp-epsilon (its loss: binary cross-entropy summed over
-    /// its visits, averaged over the vocabulary)
+    /// every code of its visits; on the demo data the default clips every record, which measured best)
     #[arg(long, requires = "dp_epsilon", value_parser = positive)]
     dp_max_grad_norm: Option<f64>,
     /// CPU threads for libtorch [default: libtorch's choice, all cores]. With 1, a CPU run gives the same

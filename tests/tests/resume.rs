@@ -132,3 +132,72 @@ fn sigterm_during_training_removes_temporaries_and_the_run_resumes() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(epochs_done(&out), 3);
 }
+
+/// With differential privacy (records in windows, so that a record is several sequences): a run killed
+/// between epochs resumes to the uninterrupted run's bytes (batches and noise seeded by seed and step), and
+/// a resume that changes a DP setting or the planned epochs is refused, naming it.
+#[test]
+fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let private = ["--dp-epsilon", "8", "--windows", "--n-ctx", "8", "--epochs", "3"];
+    let o = slow_train(&whole, &private).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("train_state.json")).unwrap()).unwrap();
+    let plan = &state["privacy"];
+    assert!(plan["epsilon"].as_f64().unwrap() <= 8.0, "{plan}");
+    assert!(plan["noise_multiplier"].as_f64().unwrap() > 0.0, "{plan}");
+    assert_eq!(state["settings"]["dp"]["epsilon"], 8.0);
+    // Some records were split into windows: more sequences than records.
+    let corpus: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("corpus/corpus.json")).unwrap()).unwrap();
+    let train = &corpus["splits"]["train"];
+    assert!(train["sequences"].as_u64() > train["records"].as_u64(), "{train}");
+    assert_eq!(plan["records"].as_u64(), train["records"].as_u64());
+
+    let child = slow_train(&killed, &private)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !killed.join("log.jsonl").is_file() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    child.wait_with_output().unwrap();
+    assert!(epochs_done(&killed) < 3, "the kill was meant to land before the last epoch");
+    let mut resumed: Vec<&str> = private.to_vec();
+    resumed.push("--resume");
+    let o = slow_train(&killed, &resumed).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |d: &Path| std::fs::read(d.join("last.safetensors")).unwrap();
+    assert!(read(&whole) == read(&killed), "resumed weights differ from the uninterrupted run's");
+    // The shipped weights are the last epoch's.
+    assert!(std::fs::read(whole.join("weights.safetensors")).unwrap().len() > 0);
+
+    let state_before = std::fs::read(killed.join("train_state.json")).unwrap();
+    let swap = |flag: &str, value: &str| -> Vec<String> {
+        let mut args: Vec<String> = resumed.iter().map(|s| s.to_string()).collect();
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.to_string();
+        args
+    };
+    let mut without: Vec<String> = resumed.iter().map(|s| s.to_string()).collect();
+    without.drain(0..2);
+    let mut other_bound = resumed.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    other_bound.extend(["--dp-max-grad-norm".to_string(), "2".to_string()]);
+    for (args, named) in [
+        (swap("--dp-epsilon", "3"), "dp.epsilon: was 8.0, now 3.0"),
+        (other_bound, "dp.max_grad_norm: was 1.0, now 2.0"),
+        (without, "dp.epsilon: was 8.0, now not set"),
+        (swap("--epochs", "4"), "epochs: was 3, now 4"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = slow_train(&killed, &args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{named}: {}", stderr(&o));
+        assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
+        assert_eq!(std::fs::read(killed.join("train_state.json")).unwrap(), state_before);
+    }
+}

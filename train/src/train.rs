@@ -442,7 +442,6 @@ impl Run<'_> {
         let bar = progress_bar(last + 1 - first, epoch, args.epochs, show_progress);
         let noise_std = plan.noise_multiplier * plan.max_grad_norm;
         let expected_batch = plan.sample_rate * plan.records as f64;
-        let vocab = self.setup.encoding.vocab_size() as f64;
         let (mut loss_sum, mut entries) = (0.0, 0.0);
         let mut norms: Vec<f64> = Vec::new();
         for step in first..=last {
@@ -473,8 +472,8 @@ impl Run<'_> {
                         epoch - 1
                     );
                 }
-                loss_sum += l * vocab;
-                entries += batch.rows.size()[0] as f64 * vocab;
+                loss_sum += l;
+                entries += batch.rows.size()[0] as f64 * self.setup.encoding.vocab_size() as f64;
                 norms.extend(Vec::<f64>::try_from(clipped.norms.to_kind(Kind::Double))?);
             }
             // Noise drawn in the optimizer's (name) order after the step's seed and dropout: reproducible.

@@ -130,9 +130,12 @@ pub struct Clipped {
     pub norms: Tensor,
 }
 
-/// Each record's loss: its binary cross-entropy summed over its scored rows (all windows) and averaged over
-/// the vocabulary, [R] (the training loss of a one-record batch of one row, times its rows: records are
-/// separable, so that the gradient of the sum is the sum of the records' gradients).
+/// Each record's loss: its binary cross-entropy summed over its scored entries (every code of every scored
+/// row of all its windows), [R]. Records are separable (nothing in the model mixes the rows of a batch), so
+/// the gradient of the sum is the sum of the records' gradients. On this scale the demo's records have
+/// gradient norms of 100 to 300, so the default bound C = 1 clips every record: each contributes its
+/// gradient's direction, which measured best (see docs/dp-sgd.md); Adam makes the update independent of C
+/// once every record is clipped.
 pub fn record_losses(model: &Halo, batch: &Batch, records: &Records, dropout: f64, tape: Option<&Tape>) -> Tensor {
     let (b, t, v) = batch.visits.size3().expect("[B, T, V]");
     let logits = model.forward_batch_taped(batch, dropout, tape);
@@ -144,7 +147,7 @@ pub fn record_losses(model: &Halo, batch: &Batch, records: &Records, dropout: f6
     let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::None);
     let sequence_of_row = batch.rows.divide_scalar_mode(t - 1, "floor");
     let record_of_row = records.record_of_sequence.index_select(0, &sequence_of_row);
-    let per_row = bce.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / v as f64;
+    let per_row = bce.sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
     Tensor::zeros([records.count], (Kind::Float, logits.device())).index_add(0, &record_of_row, &per_row)
 }
 
