@@ -47,6 +47,17 @@ pub struct EvaluateCmd {
     device: TorchDevice,
 }
 
+/// The model's privacy ledger (the checkpoint's `privacy.json`, else the model directory's manifest), in
+/// the lines every display uses; empty without either.
+fn model_privacy(checkpoint: Option<&std::path::Path>, model: Option<&std::path::Path>) -> Result<Vec<String>> {
+    use halo_core::privacy::{describe, PrivacyLedger};
+    Ok(match (checkpoint, model) {
+        (Some(dir), _) => describe(PrivacyLedger::read_in(dir)?.as_ref()),
+        (None, Some(dir)) => describe(halo_core::manifest::Manifest::read(dir)?.privacy.as_ref()),
+        (None, None) => Vec::new(),
+    })
+}
+
 pub fn run(cmd: EvaluateCmd) -> Result<()> {
     // Checked first: an evaluation takes minutes, and an earlier report is never written over.
     halo_core::fsutil::check_fresh(
@@ -133,6 +144,7 @@ pub fn run(cmd: EvaluateCmd) -> Result<()> {
             &mut report.notes,
         );
     }
+    report.model_privacy = model_privacy(cmd.checkpoint.as_deref(), cmd.model.as_deref())?;
     halo_evaluate::write_report(&cmd.out, &report)?;
     eprintln!("halo evaluate: {}", report.hidden.describe());
     eprint!("halo evaluate: {}", halo_evaluate::headline::summary_text(&report));

@@ -220,6 +220,7 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
         min_glibc: elf::version_text(&glibc),
         system_libraries,
         expected,
+        privacy: halo_core::privacy::describe(manifest.privacy.as_ref()),
     };
     let site_md = crate::site_readme::site_readme(&info, &manifest, public_key.as_deref(), signed_comment.as_deref());
     entries.push(Entry::bytes(site::SITE_MD, site_md.into_bytes()));

@@ -44,6 +44,28 @@ pub fn site_readme(
         ));
     }
     line("");
+    match &manifest.privacy {
+        None => line(
+            "Differential privacy: none, the model was not trained with differential privacy. What protects the \
+             training patients is the small-cell rule above and the measured privacy attacks of the training \
+             site's evaluation report.",
+        ),
+        Some(ledger) => {
+            line(&format!(
+                "Differential privacy: the model was trained with differential privacy, epsilon {:.2} at delta {:.0e} \
+                 for each training patient: whatever a site does with this model and the records it samples, it \
+                 learns little more about any one patient than it would had that patient not been in the training \
+                 data (docs/privacy.md of the toolkit says what that covers). Every release of the training data \
+                 that went into the model, composed by the accountant ({}):",
+                ledger.total_epsilon, ledger.delta, ledger.accountant
+            ));
+            line("");
+            for m in &ledger.mechanisms {
+                line(&format!("- {}", m.describe()));
+            }
+        }
+    }
+    line("");
     line(
         "Nothing leaves the machine: `halo-sample` makes no network connection, and writes nothing outside its \
          `--out` (built under a temporary name beside it, then renamed; `verify` writes nothing). The ONNX \

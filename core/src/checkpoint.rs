@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::read_json;
 use crate::label_spec::LabelSpec;
 use crate::manifest::{checkpoint as files, TrainingSummary};
+use crate::privacy::PrivacyLedger;
 use crate::split::SplitAssignment;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ pub struct CheckpointFolder {
     pub spec: Option<LabelSpec>,
     /// What the model was trained on; the default when `training.json` is absent.
     pub training: TrainingSummary,
+    /// The differential privacy ledger (`privacy.json`, written by a run with DP-SGD); none otherwise.
+    pub privacy: Option<PrivacyLedger>,
 }
 
 impl CheckpointFolder {
@@ -96,6 +99,7 @@ impl CheckpointFolder {
         } else {
             TrainingSummary::default()
         };
+        let privacy = PrivacyLedger::read_in(dir)?;
         Ok(CheckpointFolder {
             dir: dir.to_path_buf(),
             config,
@@ -103,6 +107,7 @@ impl CheckpointFolder {
             split,
             spec,
             training,
+            privacy,
         })
     }
 

@@ -22,6 +22,8 @@ pub mod checkpoint {
     pub const TRAIN_STATE: &str = "train_state.json";
     pub const TRAINING: &str = "training.json";
     pub const LOG: &str = "log.jsonl";
+    /// The privacy ledger of a run trained with differential privacy (absent otherwise).
+    pub const PRIVACY: &str = crate::privacy::PRIVACY_FILE;
 }
 
 /// ONNX graph file names and their input/output names.
@@ -231,6 +233,10 @@ pub struct Manifest {
     pub calibration: Option<SamplingCalibration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyDigest>,
+    /// The differential privacy ledger of the training (absent: not trained with differential privacy).
+    /// Part of the manifest, so covered by its signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::PrivacyLedger>,
 }
 
 /// What `halo export` fits so that sampled records match two aggregates of the training records: one
@@ -397,6 +403,9 @@ impl Manifest {
         }
         m.model.validate(&path)?;
         m.encoding.validate(&path)?;
+        if let Some(ledger) = &m.privacy {
+            ledger.check(&path)?;
+        }
         if m.encoding.vocab_size() != m.model.total_vocab_size {
             return Err(Error::field(
                 &path,

@@ -243,11 +243,15 @@ pub fn summary_text(r: &Report) -> String {
     let width = lines.iter().map(|h| h.figure.chars().count()).max().unwrap_or(0);
     let value_width = lines.iter().map(|h| h.value.chars().count()).max().unwrap_or(0);
     let outside = lines.iter().filter(|h| !h.within).count();
-    let mut text = format!(
+    let mut text = String::new();
+    for privacy in &r.model_privacy {
+        text.push_str(&format!("model: {privacy}\n"));
+    }
+    text.push_str(&format!(
         "{} of {} headline figures outside their expected range (marked !):\n",
         outside,
         lines.len()
-    );
+    ));
     for h in &lines {
         text.push_str(&format!(
             "{} {:width$}  {:>value_width$}  expected {}\n",

@@ -408,6 +408,7 @@ pub fn evaluate(
         utility: Vec::new(),
         hidden,
         notes,
+        model_privacy: Vec::new(),
     })
 }
 

@@ -100,6 +100,11 @@ pub struct Report {
     /// What the small-cell rule kept out of the report.
     pub hidden: Hidden,
     pub notes: Vec<String>,
+    /// The model's differential privacy as its checkpoint or manifest states it, in
+    /// `halo_core::privacy::describe`'s lines (the total (epsilon, delta) and one line per mechanism, or "not
+    /// trained with differential privacy"); filled by the caller, empty when it had no model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_privacy: Vec<String>,
 }
 
 /// Writes `report.json` and `report.html` into `dir` (created when missing), each to a temporary file first and
@@ -176,7 +181,7 @@ pub fn render_html(r: &Report) -> String {
     summary_section(&mut o, r);
     inputs_section(&mut o, r);
     fidelity_section(&mut o, r);
-    privacy_section(&mut o, &r.privacy);
+    privacy_section(&mut o, &r.privacy, &r.model_privacy);
     utility_section(&mut o, &r.utility);
     o.push_str("</body></html>\n");
     o
@@ -189,9 +194,14 @@ fn summary_section(o: &mut String, r: &Report) {
         return;
     }
     let outside = lines.iter().filter(|h| !h.within).count();
+    if let Some(privacy) = r.model_privacy.first() {
+        let _ = write!(o, "<h2>Summary</h2><p>Model: {}.</p>", escape(privacy));
+    } else {
+        o.push_str("<h2>Summary</h2>");
+    }
     let _ = write!(
         o,
-        "<h2>Summary</h2><p>{outside} of {} headline figures outside their expected range.</p>\
+        "<p>{outside} of {} headline figures outside their expected range.</p>\
          <table><tr><th>figure</th><th>value</th><th>expected</th><th></th></tr>",
         lines.len()
     );
@@ -537,8 +547,24 @@ fn attack_row(name: &str, a: Option<&AttackResult>) -> Vec<String> {
     }
 }
 
-fn privacy_section(o: &mut String, p: &Privacy) {
-    o.push_str("<h2>Privacy</h2><h3>Membership inference</h3>");
+fn privacy_section(o: &mut String, p: &Privacy, model_privacy: &[String]) {
+    o.push_str("<h2>Privacy</h2>");
+    if let Some((headline, mechanisms)) = model_privacy.split_first() {
+        let _ = write!(o, "<h3>Guarantee</h3><p>The model was {}.</p>", escape(headline));
+        if !mechanisms.is_empty() {
+            o.push_str("<ul>");
+            for m in mechanisms {
+                let _ = write!(o, "<li>{}</li>", escape(m.trim()));
+            }
+            o.push_str("</ul>");
+        }
+        explain(
+            o,
+            "A guarantee stated by the model's privacy ledger (in its signed manifest), not measured here: the \
+             attacks below measure what the synthetic records and the model leak in practice.",
+        );
+    }
+    o.push_str("<h3>Membership inference</h3>");
     table(
         o,
         &["attack", "members + non-members", "accuracy", "precision", "recall"],

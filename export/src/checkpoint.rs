@@ -25,6 +25,8 @@ pub struct Checkpoint {
     pub encoding: Encoding,
     pub tensors: BTreeMap<String, Tensor>,
     pub training: TrainingSummary,
+    /// The run's differential privacy ledger, copied into the manifest.
+    pub privacy: Option<halo_core::privacy::PrivacyLedger>,
 }
 
 impl Checkpoint {
@@ -46,6 +48,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
         encoding: folder.encoding,
         tensors,
         training: folder.training,
+        privacy: folder.privacy,
     })
 }
 

@@ -195,6 +195,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         },
         calibration: None,
         verify: None,
+        privacy: ck.privacy.clone(),
     };
     write_manifest(dir, &manifest)?;
     Ok(manifest)

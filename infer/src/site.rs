@@ -45,6 +45,11 @@ pub struct BundleInfo {
     pub system_libraries: Vec<String>,
     /// Measured while packaging.
     pub expected: ExpectedFigures,
+    /// The model's differential privacy, as `halo_core::privacy::describe` words it from the manifest's
+    /// ledger: the total (epsilon, delta) and one line per mechanism, or "not trained with differential
+    /// privacy" (the ledger itself is in model/manifest.json).
+    #[serde(default)]
+    pub privacy: Vec<String>,
 }
 
 /// Figures measured on the packaging machine, for the site to compare with.

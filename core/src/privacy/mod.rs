@@ -1,10 +1,14 @@
 //! Differential privacy: the accountant (Rényi DP of the Gaussian and the Poisson-subsampled Gaussian
-//! mechanisms, composed and converted to (ε, δ)), and the noise multiplier DP-SGD needs for a target ε.
+//! mechanisms, composed and converted to (ε, δ)), the noise multiplier DP-SGD needs for a target ε, and the
+//! ledger of a model's private releases ([`PrivacyLedger`], `privacy.json` and the manifest's `privacy`).
 //!
 //! The accountant is checked against Google's `dp-accounting` package (its `RdpAccountant`) by
 //! tests/tests/privacy_accountant.rs on a grid of sample rates, noise multipliers, steps and deltas.
 
 mod accountant;
+mod ledger;
+
+pub use ledger::{describe, Mechanism, PrivacyLedger, NOT_DIFFERENTIALLY_PRIVATE, PRIVACY_FILE};
 
 use crate::{Error, Result};
 

@@ -49,6 +49,7 @@ pub fn verify(args: VerifyArgs) -> Result<bool> {
         "verify: sha256: all {} files match manifest.json, and the folder holds nothing else",
         manifest.files.all().len()
     );
+    print_privacy("verify: privacy: ", &manifest);
     drop(manifest);
     let rt = load_runtime(&args.runtime)?;
     let mut model = load_model(&args.model, rt, Device::Cpu, &args.runtime, usize::MAX)?;
@@ -121,6 +122,15 @@ pub fn print_version(model: Option<&Path>, trust: &TrustArgs, runtime: &RuntimeA
             },
         };
         println!("model {}: manifest.json sha256 {digest} ({signature})", dir.display());
+        print_privacy("model privacy: ", &halo_infer::model::read_manifest(dir)?);
     }
     Ok(true)
+}
+
+/// The manifest's privacy ledger: its total and one line per mechanism, or that the model was not trained
+/// with differential privacy; each line after `prefix`.
+fn print_privacy(prefix: &str, manifest: &halo_core::manifest::Manifest) {
+    for line in halo_core::privacy::describe(manifest.privacy.as_ref()) {
+        println!("{prefix}{line}");
+    }
 }
