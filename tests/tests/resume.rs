@@ -155,6 +155,17 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     let train = &corpus["splits"]["train"];
     assert!(train["sequences"].as_u64() > train["records"].as_u64(), "{train}");
     assert_eq!(plan["records"].as_u64(), train["records"].as_u64());
+    // The ledger in the checkpoint states the plan (output-bias initialisation and DP-SGD), and export signs
+    // it into the manifest.
+    let ledger = halo_core::privacy::PrivacyLedger::read(&whole.join("privacy.json")).unwrap();
+    let names: Vec<&str> = ledger.mechanisms.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["output biases", "DP-SGD"]);
+    assert!((ledger.total_epsilon - plan["epsilon"].as_f64().unwrap()).abs() < 1e-9);
+    assert_eq!(Some(ledger.mechanisms[1].count), plan["planned_steps"].as_u64());
+    let model = dir.path().join("model");
+    let o = common::export(&whole, &model, &["--verify-count", "5", "--calibration-records", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(halo_core::manifest::Manifest::read(&model).unwrap().privacy, Some(ledger));
 
     let child = slow_train(&killed, &private)
         .stderr(std::process::Stdio::null())

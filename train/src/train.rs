@@ -86,6 +86,8 @@ struct Private {
     plan: DpPlan,
     /// What the records spent before training (the prepared corpus's statistics).
     spent_before: halo_core::privacy::Rdp,
+    /// The corpus's ledger and the run's mechanisms: `privacy.json` in the checkpoint.
+    ledger: halo_core::privacy::PrivacyLedger,
 }
 
 /// Removes a new run's folder under construction unless it was moved into place.
@@ -126,8 +128,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     if let Some(dp) = &args.settings.dp {
         let records = setup.corpus.record_sequences(halo_core::record::Split::Train)?;
-        // Until the prepared corpus carries its own ledger, nothing is counted as spent before training.
-        let spent_before = halo_core::privacy::Rdp::zero();
+        // What preparing the corpus released from the records under differential privacy, if anything.
+        let before = halo_core::privacy::PrivacyLedger::read_in(&setup.corpus.dir)?;
+        let spent_before = before
+            .as_ref()
+            .map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
         let plan = DpPlan::new(
             dp,
             records.len(),
@@ -148,10 +153,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             plan.noise_multiplier,
             plan.max_grad_norm
         );
+        let ledger = plan.ledger(before.as_ref());
+        for m in &ledger.mechanisms {
+            eprintln!("halo train:   {}", m.describe());
+        }
         setup.private = Some(Private {
             records,
             plan,
             spent_before,
+            ledger,
         });
     }
     let setup = setup;
@@ -199,6 +209,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 dp::plan::PRIOR_NOISE_MULTIPLIER,
                 dp::sampling::step_seed(args.settings.seed, 0),
             )),
+        }
+        if let Some(private) = &setup.private {
+            // The planned total: what the run spends if it runs to its last step (a killed run spends less).
+            private.ledger.write_in(&dir)?;
         }
         save_last(&dir, &vs, &adam, &state)?;
         fsutil::publish(&dir, &args.out, Target::AbsentOrEmptyDir).context("moving the new run into place")?;

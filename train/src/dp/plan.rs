@@ -3,7 +3,7 @@
 
 use crate::settings::DpSettings;
 use anyhow::{bail, Result};
-use halo_core::privacy::{sgd_noise_for, Rdp};
+use halo_core::privacy::{sgd_noise_for, Mechanism, PrivacyLedger, Rdp};
 
 /// Noise multiplier of the output-bias initialisation's Gaussian mechanism (`crate::dp::prior`): each
 /// record's code rates are clipped to L2 norm 1 and the sum gets noise of standard deviation 10, which
@@ -79,6 +79,34 @@ impl DpPlan {
         })
     }
 
+    /// The run's ledger: what the records spent before training (`before`, the prepared corpus's ledger,
+    /// restated at this plan's delta), the output-bias initialisation and the planned DP-SGD steps.
+    pub fn ledger(&self, before: Option<&PrivacyLedger>) -> PrivacyLedger {
+        let mut mechanisms: Vec<Mechanism> = before.map(|l| l.mechanisms.clone()).unwrap_or_default();
+        for m in &mut mechanisms {
+            m.epsilon_alone = m.rdp().epsilon(self.delta).0;
+        }
+        if let Some(sigma) = self.prior_noise_multiplier {
+            mechanisms.push(Mechanism::gaussian(
+                "output biases",
+                "the code module's initial output biases: each code's share of a patient's visits, summed over \
+                 patients",
+                sigma,
+                1.0,
+                1,
+                self.delta,
+            ));
+        }
+        mechanisms.push(Mechanism::dp_sgd(
+            self.noise_multiplier,
+            self.sample_rate,
+            self.planned_steps,
+            self.max_grad_norm,
+            self.delta,
+        ));
+        PrivacyLedger::new(mechanisms, self.delta)
+    }
+
     /// The epsilon (at the plan's delta) spent after `steps` steps, the initialisation included.
     pub fn epsilon_after(&self, steps: u64, prior: &Rdp) -> f64 {
         let mut spent = prior.clone();
@@ -112,6 +140,19 @@ mod tests {
         let half = plan.epsilon_after(170, &Rdp::zero());
         assert!(half < plan.epsilon && half > 0.0);
         assert!((plan.epsilon_after(340, &Rdp::zero()) - plan.epsilon).abs() < 1e-9);
+        // The ledger states the plan: both mechanisms, the same total.
+        let ledger = plan.ledger(None);
+        assert_eq!(ledger.mechanisms.len(), 2);
+        assert!((ledger.total_epsilon - plan.epsilon).abs() < 1e-9, "{ledger:?}");
+        assert_eq!(ledger.mechanisms[1].count, 340);
+        // A corpus's ledger is spent before training: sigma rises to keep the total.
+        let corpus = PrivacyLedger::new(vec![Mechanism::gaussian("vocabulary", "codes", 5.0, 1.0, 1, 1e-6)], 1e-6);
+        let after = DpPlan::new(&settings, 807, 48, 20, true, &corpus.rdp()).unwrap();
+        assert!(after.noise_multiplier > plan.noise_multiplier);
+        let ledger = after.ledger(Some(&corpus));
+        assert_eq!(ledger.mechanisms.len(), 3);
+        assert!((ledger.total_epsilon - after.epsilon).abs() < 1e-9 && ledger.total_epsilon <= 8.0);
+        ledger.check(std::path::Path::new("privacy.json")).unwrap();
         // delta is at most 1 / records.
         let large = DpPlan::new(&settings, 200_000, 4_000, 1, false, &Rdp::zero()).unwrap();
         assert_eq!(large.delta, 5e-6);
