@@ -149,6 +149,18 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     assert!(plan["epsilon"].as_f64().unwrap() <= 8.0, "{plan}");
     assert!(plan["noise_multiplier"].as_f64().unwrap() > 0.0, "{plan}");
     assert_eq!(state["settings"]["dp"]["epsilon"], 8.0);
+    // The shipped weights are the last epoch's, whatever the validation loss did.
+    assert_eq!(state["best_epoch"], 3);
+    let last: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(whole.join("last.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let shipped = tch::Tensor::read_safetensors(whole.join("weights.safetensors")).unwrap();
+    assert!(shipped.len() > 10);
+    for (name, t) in &shipped {
+        assert!(t.equal(&last[name]), "{name} differs from the last epoch's");
+    }
     // Some records were split into windows: more sequences than records.
     let corpus: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("corpus/corpus.json")).unwrap()).unwrap();
@@ -165,7 +177,10 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     let model = dir.path().join("model");
     let o = common::export(&whole, &model, &["--verify-count", "5", "--calibration-records", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(halo_core::manifest::Manifest::read(&model).unwrap().privacy, Some(ledger));
+    assert_eq!(
+        halo_core::manifest::Manifest::read(&model).unwrap().privacy,
+        Some(ledger)
+    );
 
     let child = slow_train(&killed, &private)
         .stderr(std::process::Stdio::null())
@@ -178,15 +193,19 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     child.wait_with_output().unwrap();
-    assert!(epochs_done(&killed) < 3, "the kill was meant to land before the last epoch");
+    assert!(
+        epochs_done(&killed) < 3,
+        "the kill was meant to land before the last epoch"
+    );
     let mut resumed: Vec<&str> = private.to_vec();
     resumed.push("--resume");
     let o = slow_train(&killed, &resumed).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let read = |d: &Path| std::fs::read(d.join("last.safetensors")).unwrap();
-    assert!(read(&whole) == read(&killed), "resumed weights differ from the uninterrupted run's");
-    // The shipped weights are the last epoch's.
-    assert!(std::fs::read(whole.join("weights.safetensors")).unwrap().len() > 0);
+    assert!(
+        read(&whole) == read(&killed),
+        "resumed weights differ from the uninterrupted run's"
+    );
 
     let state_before = std::fs::read(killed.join("train_state.json")).unwrap();
     let swap = |flag: &str, value: &str| -> Vec<String> {

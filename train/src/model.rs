@@ -152,7 +152,13 @@ impl LayerNorm {
         };
         let (weight, bias) = (self.inner.ws.as_ref(), self.inner.bs.as_ref());
         let (weight, bias) = (weight.expect("affine"), bias.expect("affine"));
-        let normalized = x.layer_norm(&self.inner.normalized_shape, None::<Tensor>, None::<Tensor>, self.eps, true);
+        let normalized = x.layer_norm(
+            &self.inner.normalized_shape,
+            None::<Tensor>,
+            None::<Tensor>,
+            self.eps,
+            true,
+        );
         let y = &normalized * weight + bias;
         tape.keep(&y, Layout::Sequence, vec![Part::Scale { normalized }, Part::Bias]);
         y
@@ -450,6 +456,7 @@ impl Halo {
             .narrow(1, 0, t - 1)
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
-        self.head.forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p, tape)
+        self.head
+            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p, tape)
     }
 }

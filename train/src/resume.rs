@@ -286,7 +286,9 @@ mod tests {
         let mut other = private.clone();
         other.train.dp.as_mut().unwrap().max_grad_norm = 2.0;
         let private_saved = SavedSettings::Fields(Box::new(private.clone()));
-        let err = check_same(Path::new("ck"), &private_saved, &other).unwrap_err().to_string();
+        let err = check_same(Path::new("ck"), &private_saved, &other)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("dp.max_grad_norm: was 1.0, now 2.0"), "{err}");
         assert!(!err.contains("dp.epsilon"), "{err}");
         let err = check_same(Path::new("ck"), &private_saved, &saved_fields(&saved))

@@ -130,9 +130,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let records = setup.corpus.record_sequences(halo_core::record::Split::Train)?;
         // What preparing the corpus released from the records under differential privacy, if anything.
         let before = halo_core::privacy::PrivacyLedger::read_in(&setup.corpus.dir)?;
-        let spent_before = before
-            .as_ref()
-            .map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
+        let spent_before = before.as_ref().map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
         let plan = DpPlan::new(
             dp,
             records.len(),

@@ -107,7 +107,10 @@ fn clipped_sum_check(seen_codes: bool, coarse: bool) {
     let batched = take_gradient(&vs);
     let norms = Vec::<f64>::try_from(clipped.norms.to_kind(Kind::Double)).unwrap();
     for (ours, naive) in norms.iter().zip(&naive_norms) {
-        assert!((ours - naive).abs() <= 1e-5 * naive.max(1.0), "norms {norms:?}, naive {naive_norms:?}");
+        assert!(
+            (ours - naive).abs() <= 1e-5 * naive.max(1.0),
+            "norms {norms:?}, naive {naive_norms:?}"
+        );
     }
     let diff = (&batched - &naive_sum).abs().max().double_value(&[]);
     assert!(

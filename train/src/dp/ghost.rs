@@ -115,9 +115,11 @@ mod tests {
             let (a, g) = (random(&[2, 6, n_in]), random(&[2, 6, n_out]));
             let mask = Tensor::ones([n_out, n_in], (Kind::Double, Device::Cpu)).tril(offset);
             // The gradient of a masked weight [out, in] is mask * (g^T a).
-            let direct = (g.transpose(1, 2).matmul(&a) * mask)
-                .square()
-                .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
+            let direct = (g.transpose(1, 2).matmul(&a) * mask).square().sum_dim_intlist(
+                [1i64, 2].as_slice(),
+                false,
+                Kind::Double,
+            );
             let blocked = masked_weight_norm2(&a, &g, offset);
             assert!(close(&blocked, &direct), "{n_in} {n_out} {offset}");
         }

@@ -114,7 +114,11 @@ impl DpPlan {
             spent = spent.compose(&Rdp::gaussian(sigma, 1));
         }
         spent
-            .compose(&Rdp::subsampled_gaussian(self.sample_rate, self.noise_multiplier, steps))
+            .compose(&Rdp::subsampled_gaussian(
+                self.sample_rate,
+                self.noise_multiplier,
+                steps,
+            ))
             .epsilon(self.delta)
             .0
     }
@@ -146,7 +150,10 @@ mod tests {
         assert!((ledger.total_epsilon - plan.epsilon).abs() < 1e-9, "{ledger:?}");
         assert_eq!(ledger.mechanisms[1].count, 340);
         // A corpus's ledger is spent before training: sigma rises to keep the total.
-        let corpus = PrivacyLedger::new(vec![Mechanism::gaussian("vocabulary", "codes", 5.0, 1.0, 1, 1e-6)], 1e-6);
+        let corpus = PrivacyLedger::new(
+            vec![Mechanism::gaussian("vocabulary", "codes", 5.0, 1.0, 1, 1e-6)],
+            1e-6,
+        );
         let after = DpPlan::new(&settings, 807, 48, 20, true, &corpus.rdp()).unwrap();
         assert!(after.noise_multiplier > plan.noise_multiplier);
         let ledger = after.ledger(Some(&corpus));
