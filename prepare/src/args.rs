@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use halo_core::config::Preset;
 use halo_core::encoding::{CodeOrder, EncodingOptions};
+use halo_core::privacy::statistics::DpStatistics;
 use halo_core::{Format, ReadOptions};
 use std::path::PathBuf;
 
@@ -95,6 +96,26 @@ pub struct EncodingArgs {
     /// but codes per visit -3.6% -> -8.2%; off by default.
     #[arg(long, conflicts_with = "no_gaps")]
     pub windows: bool,
+    /// Under differential privacy (`--dp-epsilon`): the share of the run's epsilon that the data's statistics
+    /// (the vocabulary's noisy counts, the calibration's gap and visit-type shares) spend; DP-SGD gets the rest.
+    #[arg(long, value_name = "SHARE", default_value_t = halo_core::privacy::statistics::DEFAULT_EPSILON_SHARE, value_parser = parse_share)]
+    pub dp_statistics_share: f64,
+    /// Under differential privacy: each patient is counted for at most this many vocabulary entries (its
+    /// demographic values and visit types, then a seeded choice of its codes), which bounds its effect on the
+    /// counts (L2 sensitivity sqrt(N)).
+    #[arg(long, value_name = "N", default_value_t = halo_core::privacy::statistics::DEFAULT_MAX_CODES_PER_PATIENT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub dp_max_codes_per_patient: usize,
+    /// Under differential privacy: the gap and visit-type shares count at most this many of each patient's most
+    /// recent visits (L2 sensitivity N).
+    #[arg(long, value_name = "N", default_value_t = halo_core::privacy::statistics::DEFAULT_MAX_VISITS_PER_PATIENT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub dp_max_visits_per_patient: usize,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| *x > 0.0 && *x < 1.0)
+        .ok_or_else(|| format!("`{s}`: expected a share between 0 and 1, e.g. 0.1"))
 }
 
 impl EncodingArgs {
@@ -113,6 +134,20 @@ impl EncodingArgs {
             window_stride: usize::from(self.windows),
             min_patients: self.min_patients,
             visit_size_buckets: self.visit_size_buckets,
+            dp: None,
+        }
+    }
+
+    /// The data's statistics under differential privacy for a run of `epsilon` at `delta` (`halo prepare
+    /// --dp-epsilon`, `halo train --dp-epsilon` from --data): this group's share and bounds, the noise seeded
+    /// by `seed`. Set as `EncodingOptions::dp`.
+    pub fn dp_statistics(&self, epsilon: f64, delta: f64, seed: u64) -> DpStatistics {
+        DpStatistics {
+            epsilon_share: self.dp_statistics_share * epsilon,
+            delta,
+            max_codes_per_patient: self.dp_max_codes_per_patient,
+            max_visits_per_patient: self.dp_max_visits_per_patient,
+            seed,
         }
     }
 }
@@ -141,7 +176,18 @@ pub struct PrepareCmd {
     /// Print the stages' seconds, events per second and peak memory as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Fit the vocabulary and the calibration's shares with differential privacy, spending
+    /// --dp-statistics-share of this epsilon (docs/privacy.md); the corpus records what it spent in
+    /// privacy.json, and `halo train --corpus` with DP-SGD composes on top of it.
+    #[arg(long, value_name = "E", value_parser = parse_positive)]
+    dp_epsilon: Option<f64>,
+    /// The delta of --dp-epsilon (the whole run's); at most 1 / the number of records.
+    #[arg(long, value_name = "D", default_value_t = DEFAULT_DP_DELTA, value_parser = parse_positive)]
+    dp_delta: f64,
 }
+
+/// Default delta of a run with differential privacy.
+pub const DEFAULT_DP_DELTA: f64 = 1e-5;
 
 /// Runs `halo prepare` in this process.
 pub fn run(cmd: PrepareCmd) -> Result<()> {
@@ -150,6 +196,10 @@ pub fn run(cmd: PrepareCmd) -> Result<()> {
         n_ctx >= 3,
         "--n-ctx must be at least 3 (one visit besides the start and label rows)"
     );
+    let mut options = cmd.encoding.options(cmd.seed);
+    options.dp = cmd
+        .dp_epsilon
+        .map(|epsilon| cmd.encoding.dp_statistics(epsilon, cmd.dp_delta, cmd.seed));
     let args = PrepareArgs {
         data: cmd.data,
         format: cmd.data_args.format,
@@ -157,7 +207,7 @@ pub fn run(cmd: PrepareCmd) -> Result<()> {
         label_spec: cmd.encoding.label_spec.clone(),
         split_file: cmd.encoding.split_file.clone(),
         seed: cmd.seed,
-        encoding: crate::encoding_options(&cmd.encoding.options(cmd.seed), n_ctx),
+        encoding: crate::encoding_options(&options, n_ctx),
         quiet: false,
     };
     let times = crate::prepare(&args, &cmd.out)?;

@@ -8,6 +8,7 @@ use halo_core::corpus::{CorpusInfo, CorpusWriter, CORPUS_FORMAT_VERSION, INFO};
 use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec, TrainingShares};
 use halo_core::fsutil::{self, temp_sibling, write_json_atomic, Target};
 use halo_core::manifest::{checkpoint as ck, TrainingSummary};
+use halo_core::privacy::PrivacyLedger;
 use halo_core::record::{Patient, Split};
 use halo_core::source::Records;
 use halo_core::split::{self, SplitAssignment};
@@ -144,6 +145,17 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
         None => None,
     };
     let n_records = ids.len();
+    if let Some(dp) = &args.encoding.dp {
+        dp.check()?;
+        if dp.delta > 1.0 / n_records as f64 {
+            bail!(
+                "delta {} of the differential privacy is above 1 / {n_records} records: a mechanism could then \
+                 release a whole record with probability delta; choose --dp-delta below {:.1e}",
+                dp.delta,
+                1.0 / n_records as f64
+            );
+        }
+    }
     let split = split::assign_ids(ids, given.as_ref(), args.seed)?;
     times.stage("split", started, args.quiet);
 
@@ -180,6 +192,19 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
         write_json_atomic(&dir.join(ck::LABEL_SPEC), spec)?;
     }
     write_json_atomic(&dir.join(INFO), &info)?;
+    if let Some(dp) = &encoding.options.dp {
+        // What the corpus released of the records, for DP-SGD to compose on top of.
+        let ledger = PrivacyLedger::new(dp.mechanisms(encoding.options.gaps)?, dp.delta);
+        ledger.write_in(dir)?;
+        if !args.quiet {
+            for line in halo_core::privacy::describe(Some(&ledger)) {
+                eprintln!(
+                    "halo prepare: {}",
+                    line.replace("trained with", "statistics fitted with")
+                );
+            }
+        }
+    }
     times.stage("encode", started, args.quiet);
     Ok(times)
 }

@@ -17,6 +17,47 @@ pub(super) struct FitCounts {
     pub(super) demographics: BTreeMap<DemographicCategory, BTreeMap<String, usize>>,
     pub(super) birth_years: Vec<i32>,
     pub(super) train: TrainCounts,
+    /// Under differential privacy: per vocabulary key, the patients counted for it (each patient for at most
+    /// `max_codes_per_patient` keys).
+    pub(super) dp_keys: BTreeMap<DpKey, usize>,
+}
+
+/// What the vocabulary's noisy counts are kept for under differential privacy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum DpKey {
+    Demographic(DemographicCategory, String),
+    BirthDecade(i32),
+    VisitType(String),
+    Code(String),
+}
+
+/// The keys a patient is counted for under DP: its demographic values and visit types first, then its
+/// distinct codes, the `max_codes_per_patient` first ranked by the seeded hash when it has more.
+fn bounded_keys(p: &Patient, options: &EncodingOptions, dp: &crate::privacy::statistics::DpStatistics) -> Vec<DpKey> {
+    let mut keys = Vec::new();
+    if options.demographics {
+        for category in DemographicCategory::ALL {
+            if category == DemographicCategory::BirthYear {
+                continue;
+            }
+            if let Some(value) = demographic_value(p, category) {
+                keys.push(DpKey::Demographic(category, value));
+            }
+        }
+        keys.extend(birth_year(p).map(|y| DpKey::BirthDecade(BirthDecade::of_year(y).first_year)));
+    }
+    let types: BTreeSet<&str> = p.visits.iter().filter_map(|v| v.visit_type.as_deref()).collect();
+    keys.extend(types.into_iter().map(|t| DpKey::VisitType(t.to_string())));
+    keys.truncate(dp.max_codes_per_patient);
+    let codes: BTreeSet<&str> = p.visits.iter().flat_map(|v| &v.codes).map(String::as_str).collect();
+    let mut ranked: Vec<(u64, &str)> = codes.into_iter().map(|c| (dp.key_rank(&p.id, c), c)).collect();
+    let room = dp.max_codes_per_patient - keys.len();
+    if ranked.len() > room {
+        ranked.select_nth_unstable(room);
+        ranked.truncate(room);
+    }
+    keys.extend(ranked.into_iter().map(|(_, c)| DpKey::Code(c.to_string())));
+    keys
 }
 
 /// The training split's part of [`FitCounts`].
@@ -78,6 +119,11 @@ fn set_per_prefix(labels: &BTreeMap<String, bool>) -> BTreeMap<&str, usize> {
 
 impl FitCounts {
     pub(super) fn observe(&mut self, p: &Patient, options: &EncodingOptions) -> Result<()> {
+        if let Some(dp) = &options.dp {
+            for key in bounded_keys(p, options, dp) {
+                *self.dp_keys.entry(key).or_default() += 1;
+            }
+        }
         let mut seen = BTreeSet::new();
         for c in p.visits.iter().flat_map(|v| &v.codes) {
             let first = seen.insert(c.as_str());
@@ -197,8 +243,10 @@ impl LabelCounts {
 
     /// The given labels' names in vocabulary order (first seen, the members of a group together) and the
     /// groups that partition the records.
-    pub(super) fn ordered_names(&self) -> Result<(Vec<String>, Vec<LabelCategory>)> {
-        let partitions = self.partition_groups()?;
+    /// Under differential privacy (`detect` false) only declared groups are used: whether every training
+    /// record sets exactly one label of a prefix is a fact about the records that one patient can change.
+    pub(super) fn ordered_names(&self, detect: bool) -> Result<(Vec<String>, Vec<LabelCategory>)> {
+        let partitions = self.partition_groups(detect)?;
         let mut groups = Vec::new();
         let mut ordered: Vec<String> = Vec::with_capacity(self.names.len());
         for name in &self.names {
@@ -224,7 +272,7 @@ impl LabelCounts {
     /// most one of their labels; a record with two is an error), and detected ones (at least two labels, of
     /// which every training record with labels has exactly one set). Returns (prefix, members in first-seen
     /// order).
-    fn partition_groups(&self) -> Result<Vec<(String, Vec<String>)>> {
+    fn partition_groups(&self, detect: bool) -> Result<Vec<(String, Vec<String>)>> {
         let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for name in &self.names {
             if let Some((prefix, _)) = name.rsplit_once('/') {
@@ -241,7 +289,8 @@ impl LabelCounts {
                     )));
                 }
                 groups.push((prefix.to_string(), members));
-            } else if members.len() >= 2
+            } else if detect
+                && members.len() >= 2
                 && self.labelled_train > 0
                 && self.exactly_one_train.get(prefix).copied().unwrap_or(0) == self.labelled_train
             {

@@ -1,8 +1,9 @@
 //! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
 //! split, the exclusive groups (time codes, partitioning labels).
 
-use super::counts::{FitCounts, TrainCounts};
+use super::counts::{DpKey, FitCounts, TrainCounts};
 use super::*;
+use crate::privacy::statistics::{NoiseStream, DP_MAX_AGE_YEARS, DP_MAX_GAP_DAYS};
 
 impl Encoding {
     /// Fits the vocabulary on all patients (codes held by at least `options.min_patients` of them) and the
@@ -66,16 +67,53 @@ impl FitCounts {
         let k = options.min_patients.max(1);
         let mut left_out = LeftOut::default();
         let FitCounts {
-            codes,
-            visit_types,
-            untyped_visit,
+            mut codes,
+            mut visit_types,
+            mut untyped_visit,
             labels,
-            demographics,
+            mut demographics,
             birth_years,
             train: mut t,
+            dp_keys,
         } = self;
+        let mut noisy_decades = None;
+        if options.dp.is_some() {
+            // Every count the vocabulary is decided on becomes its noisy count (0 below the threshold).
+            let noisy = noisy_vocabulary(&dp_keys, &options, k)?;
+            let count = |key: DpKey| noisy.get(&key).copied().unwrap_or(0);
+            for (code, n) in codes.iter_mut() {
+                let c = count(DpKey::Code(code.clone()));
+                *n = (c, c);
+            }
+            for (ty, n) in visit_types.iter_mut() {
+                *n = count(DpKey::VisitType(ty.clone()));
+            }
+            // Whether some visit has no (kept) type, and which types training visits have, are facts one
+            // patient can change: a visit may always be of "another" type, and every kept type counts as seen.
+            untyped_visit = true;
+            t.visit_types = visit_types.keys().cloned().collect();
+            for (category, values) in demographics.iter_mut() {
+                for (value, n) in values.iter_mut() {
+                    *n = count(DpKey::Demographic(*category, value.clone()));
+                }
+            }
+            noisy_decades = Some(
+                noisy
+                    .iter()
+                    .filter_map(|(key, &n)| match key {
+                        DpKey::BirthDecade(first) if n > 0 => Some((*first, n)),
+                        _ => None,
+                    })
+                    .collect::<BTreeMap<i32, usize>>(),
+            );
+        }
         let edges = TimeEdges::fit(&mut t, spec, &options, k);
-        let (lab_edges, rare_labs) = fit_lab_edges(std::mem::take(&mut t.labs), spec, &options, k);
+        let (lab_edges, rare_labs) = match options.dp {
+            // Lab edges from the data are quantiles of patients' values: under DP only the spec's (public) are
+            // used, and labs without them are left out.
+            Some(_) => (spec.map(|s| s.lab_edges.clone()).unwrap_or_default(), 0),
+            None => fit_lab_edges(std::mem::take(&mut t.labs), spec, &options, k),
+        };
         left_out.labs = rare_labs;
         let (medical, rare_codes) = medical_tokens(&codes, &lab_edges, &options, k);
         left_out.codes = rare_codes;
@@ -118,7 +156,7 @@ impl FitCounts {
         // Labels: given in the records, or from the spec; then the demographic categories.
         let labels_given = labels.given;
         let (label_names, label_groups) = match labels_given {
-            true => labels.ordered_names()?,
+            true => labels.ordered_names(options.dp.is_none())?,
             false => (
                 spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default(),
                 Vec::new(),
@@ -129,6 +167,7 @@ impl FitCounts {
             true => demographic_tokens(
                 demographics,
                 &birth_years,
+                noisy_decades,
                 k,
                 code_vocab_size,
                 &mut tokens,
@@ -143,6 +182,11 @@ impl FitCounts {
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
         let record_visit_limit = record_visit_limit(std::mem::take(&mut t.lengths), &options);
+        if options.dp.is_some() {
+            // How many codes, labs or values were left out counts distinct values of the data, which one
+            // patient can change by up to its number of codes: not released under DP.
+            left_out = LeftOut::default();
+        }
         Ok(Encoding {
             options,
             tokens,
@@ -175,14 +219,31 @@ struct TimeEdges {
 
 impl TimeEdges {
     fn fit(t: &mut TrainCounts, spec: Option<&LabelSpec>, options: &EncodingOptions, k: usize) -> TimeEdges {
-        let (any_gap, any_age) = (!t.largest_gaps.is_empty(), !t.ages.is_empty());
-        let max_gap = closing_value(&mut t.largest_gaps, k);
-        let max_age = closing_value(&mut t.ages, k);
+        let dp = options.dp.is_some();
+        // Under DP the edges are public: closed at fixed values, and each group assumed present and held by
+        // every visit it applies to (facts of the data otherwise).
+        if dp {
+            (t.always_gap, t.always_age) = (true, true);
+        }
+        let (any_gap, any_age) = match dp {
+            true => (true, true),
+            false => (!t.largest_gaps.is_empty(), !t.ages.is_empty()),
+        };
+        let max_gap = if dp {
+            DP_MAX_GAP_DAYS
+        } else {
+            closing_value(&mut t.largest_gaps, k)
+        };
+        let max_age = if dp {
+            DP_MAX_AGE_YEARS
+        } else {
+            closing_value(&mut t.ages, k)
+        };
         let gap_base = spec
             .and_then(|s| s.gap_edges_days.clone())
             .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
         let gap_days = closed_edges(&gap_base, max_gap);
-        let gap_quantiles = match options.gaps {
+        let gap_quantiles = match options.gaps && !dp {
             true => gap_quantiles(&t.gaps, &t.gap_ends, &gap_days, k),
             false => Vec::new(),
         };
@@ -224,6 +285,7 @@ impl VisitGroups {
 fn demographic_tokens(
     mut counts: BTreeMap<DemographicCategory, BTreeMap<String, usize>>,
     birth_years: &[i32],
+    noisy_decades: Option<BTreeMap<i32, usize>>,
     k: usize,
     code_vocab_size: usize,
     tokens: &mut Vec<Token>,
@@ -232,7 +294,10 @@ fn demographic_tokens(
     let mut categories = Vec::new();
     for category in DemographicCategory::ALL {
         let counts = match category {
-            DemographicCategory::BirthYear => birth_year_values(birth_years.iter().copied(), k),
+            DemographicCategory::BirthYear => match &noisy_decades {
+                Some(decades) => decade_values(decades.clone(), k),
+                None => birth_year_values(birth_years.iter().copied(), k),
+            },
             _ => counts.remove(&category).unwrap_or_default(),
         };
         left_out.demographic_values += counts.values().filter(|&&n| n < k).count();
@@ -426,6 +491,11 @@ fn birth_year_values(years: impl Iterator<Item = i32>, k: usize) -> BTreeMap<Str
     for year in years {
         *decades.entry(BirthDecade::of_year(year).first_year).or_default() += 1;
     }
+    decade_values(decades, k)
+}
+
+/// [`birth_year_values`] from the patients per decade (by its first year).
+fn decade_values(decades: BTreeMap<i32, usize>, k: usize) -> BTreeMap<String, usize> {
     // (first year, last year, patients), oldest first.
     let mut groups: Vec<(i32, i32, usize)> = decades.into_iter().map(|(y, n)| (y, y + 9, n)).collect();
     merge_rare_end(&mut groups, k, |older, younger| younger.0 == older.1 + 1);
@@ -498,4 +568,47 @@ fn record_visit_limit(mut lengths: Vec<usize>, options: &EncodingOptions) -> usi
     lengths.sort_unstable_by(|a, b| b.cmp(a));
     let reached = lengths.get(options.min_patients.max(1) - 1).copied().unwrap_or(0);
     m + reached.saturating_sub(m) / stride * stride
+}
+
+/// Under differential privacy, each vocabulary key's noisy count of patients, rounded, where it clears the
+/// threshold (`StatisticsNoise::vocabulary_threshold`, at least `k`); keys below it are absent. The noise is
+/// drawn in key order from the seed, so the same records and seed give the same vocabulary.
+fn noisy_vocabulary(
+    keys: &BTreeMap<DpKey, usize>,
+    options: &EncodingOptions,
+    k: usize,
+) -> Result<BTreeMap<DpKey, usize>> {
+    let dp = options.dp.as_ref().expect("called under differential privacy");
+    check_dp_options(options)?;
+    let noise = dp.noise()?;
+    let threshold = noise.vocabulary_threshold(k, dp.max_codes_per_patient);
+    let std = noise.vocabulary_std(dp.max_codes_per_patient);
+    let mut rng = dp.rng(NoiseStream::Vocabulary);
+    let mut out = BTreeMap::new();
+    for (key, &n) in keys {
+        let noisy = n as f64 + std * rng.standard_normal();
+        if noisy >= threshold {
+            out.insert(key.clone(), (noisy.round() as usize).max(k));
+        }
+    }
+    Ok(out)
+}
+
+/// What differential privacy does not cover yet is refused rather than released from exact counts.
+fn check_dp_options(options: &EncodingOptions) -> Result<()> {
+    if options.visit_size_buckets > 0 {
+        return Err(Error::Invalid(
+            "--visit-size-buckets with differential privacy: the size edges are quantiles of the data, which \
+             are not yet released privately; leave the size group out (--visit-size-buckets 0)"
+                .into(),
+        ));
+    }
+    if options.window_stride > 0 {
+        return Err(Error::Invalid(
+            "--windows with differential privacy: the sampled record length limit is the length that \
+             --min-patients records reach, which is not yet released privately; train without --windows"
+                .into(),
+        ));
+    }
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The training shares the sampling calibration aims at: of each gap bucket, visit size and visit type. A
 //! bucket held by fewer than `options.min_patients` patients counts as empty, so no share rests on fewer
-//! patients than a vocabulary entry.
+//! patients than a vocabulary entry. Under differential privacy (`EncodingOptions::dp`) each patient counts
+//! at most `max_visits_per_patient` of its most recent visits, and the shares come from noisy counts
+//! (`halo_core::privacy::statistics`) instead.
 
 use super::*;
 
@@ -29,6 +31,22 @@ impl BucketCounts {
         for (n, s) in self.patients_with.iter_mut().zip(seen) {
             *n += s as usize;
         }
+    }
+
+    /// Under differential privacy: each bucket's share of the noisy counts (noise of standard deviation
+    /// `std` added to each count, negative ones taken as 0), drawn from `rng` in bucket order; empty when
+    /// nothing is left.
+    fn noisy_shares(self, std: f64, rng: &mut crate::privacy::statistics::GaussianNoise) -> Vec<f64> {
+        let noisy: Vec<f64> = self
+            .counts
+            .iter()
+            .map(|&c| (c as f64 + std * rng.standard_normal()).max(0.0))
+            .collect();
+        let total: f64 = noisy.iter().sum();
+        if total <= 0.0 {
+            return Vec::new();
+        }
+        noisy.iter().map(|c| c / total).collect()
     }
 
     /// Each bucket's share, buckets of fewer than `min_patients` patients counted as empty; empty when
@@ -75,15 +93,24 @@ impl<'e> TrainingShares<'e> {
     /// Adds one training patient.
     pub fn add(&mut self, p: &Patient) {
         let enc = self.encoding;
+        // Under DP a patient counts at most this many of its most recent visits (and gaps).
+        let cap = enc
+            .options
+            .dp
+            .as_ref()
+            .map_or(usize::MAX, |dp| dp.max_visits_per_patient);
         if let Some(gaps) = &mut self.gaps {
             // All the record's visits, as the data has them (the model sees only the most recent ones of a
             // long record).
-            gaps.add_patient(visit_days(p).windows(2).filter_map(|pair| match pair {
+            let days = visit_days(p);
+            let recent = &days[days.len().saturating_sub(cap.saturating_add(1))..];
+            gaps.add_patient(recent.windows(2).filter_map(|pair| match pair {
                 [Some(a), Some(b)] => Some(bucket_of(&enc.gap_edges_days, b - a)),
                 _ => None,
             }));
         }
         let encoded = &p.visits[enc.options.first_encoded_visit(p.visits.len())..];
+        let encoded = &encoded[encoded.len().saturating_sub(cap)..];
         if let Some(sizes) = &mut self.sizes {
             let labs = enc.options.labs.then_some(&enc.lab_edges);
             sizes.add_patient(encoded.iter().map(|visit| {
@@ -100,6 +127,27 @@ impl<'e> TrainingShares<'e> {
 
     /// (gap bucket, visit size, visit type) shares; each empty without its group.
     pub fn finish(self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        use crate::privacy::statistics::NoiseStream;
+        if let Some(dp) = &self.encoding.options.dp {
+            // Sensitivity: one patient adds at most `max_visits_per_patient` to one histogram's counts.
+            let noise = dp
+                .noise()
+                .expect("differential privacy settings checked when the encoding was fitted");
+            let cap = dp.max_visits_per_patient as f64;
+            let noisy = |c: Option<BucketCounts>, sigma: f64, stream| {
+                c.map(|c| c.noisy_shares(sigma * cap, &mut dp.rng(stream)))
+                    .unwrap_or_default()
+            };
+            return (
+                noisy(self.gaps, noise.gap_shares_sigma, NoiseStream::GapShares),
+                Vec::new(),
+                noisy(
+                    self.types.map(|(_, c)| c),
+                    noise.visit_type_shares_sigma,
+                    NoiseStream::VisitTypeShares,
+                ),
+            );
+        }
         let k = self.encoding.options.min_patients;
         let shares = |c: Option<BucketCounts>| c.map(|c| c.shares(k)).unwrap_or_default();
         (

@@ -107,6 +107,11 @@ pub struct EncodingOptions {
     /// [`Encoding::visit_size_edges`]); 0: none (encodings fitted before it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub visit_size_buckets: usize,
+    /// Differential privacy of what the vocabulary and the training shares are fitted from (`halo prepare
+    /// --dp-epsilon`, `halo_core::privacy::statistics`): noisy counts of patients with bounded contributions,
+    /// public bucket edges. Absent: exact counts under the small-cell rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::privacy::statistics::DpStatistics>,
 }
 
 /// Fields that older encodings lack are left out while zero, so that files written without them keep their
@@ -140,6 +145,7 @@ impl Default for EncodingOptions {
             window_stride: 0,
             min_patients: DEFAULT_MIN_PATIENTS,
             visit_size_buckets: DEFAULT_VISIT_SIZE_BUCKETS,
+            dp: None,
         }
     }
 }

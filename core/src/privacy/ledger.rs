@@ -50,6 +50,10 @@ pub struct Mechanism {
     pub max_grad_norm: Option<f64>,
     /// How much one patient can change what is released (L2), in the released quantity's units.
     pub sensitivity: f64,
+    /// δ spent outside the Gaussian mechanism: by a vocabulary's threshold on keys that only one patient
+    /// holds (absent: none). The ledger's total ε is stated at its δ less these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_delta: Option<f64>,
 }
 
 impl Mechanism {
@@ -65,9 +69,22 @@ impl Mechanism {
             count,
             max_grad_norm: None,
             sensitivity,
+            threshold_delta: None,
         };
-        m.epsilon_alone = m.rdp().epsilon(delta).0;
+        m.epsilon_alone = m.epsilon(delta);
         m
+    }
+
+    /// The same mechanism with `threshold_delta` of the ledger's `delta` spent by a threshold.
+    pub fn with_threshold_delta(mut self, threshold_delta: f64, delta: f64) -> Self {
+        self.threshold_delta = Some(threshold_delta);
+        self.epsilon_alone = self.epsilon(delta);
+        self
+    }
+
+    /// ε of this mechanism alone at a total `delta` (its threshold's δ taken off first).
+    pub fn epsilon(&self, delta: f64) -> f64 {
+        self.rdp().epsilon(delta - self.threshold_delta.unwrap_or(0.0)).0
     }
 
     /// DP-SGD: `steps` steps, each on a Poisson sample of the patients at `sample_rate`, each patient's
@@ -83,8 +100,9 @@ impl Mechanism {
             count: steps,
             max_grad_norm: Some(max_grad_norm),
             sensitivity: max_grad_norm,
+            threshold_delta: None,
         };
-        m.epsilon_alone = m.rdp().epsilon(delta).0;
+        m.epsilon_alone = m.epsilon(delta);
         m
     }
 
@@ -126,8 +144,15 @@ impl PrivacyLedger {
             total_epsilon: 0.0,
             accountant: accountant_name(),
         };
-        ledger.total_epsilon = ledger.rdp().epsilon(delta).0;
+        ledger.total_epsilon = ledger.rdp().epsilon(ledger.rdp_delta()).0;
         ledger
+    }
+
+    /// The δ the RDP composition is converted at: the ledger's δ less what thresholds spent. DP-SGD on top
+    /// of this ledger finds its noise at this δ (`sgd_noise_for(target, ledger.rdp_delta(), q, steps,
+    /// &ledger.rdp())`).
+    pub fn rdp_delta(&self) -> f64 {
+        self.delta - self.mechanisms.iter().filter_map(|m| m.threshold_delta).sum::<f64>()
     }
 
     /// This ledger with `mechanism` run after its others (what `halo train` does with the corpus's ledger).
@@ -170,11 +195,14 @@ impl PrivacyLedger {
     /// mechanisms, within a relative 1e-9: a ledger cannot claim less than its parameters give. `path`
     /// names the file in the error.
     pub fn check(&self, path: &Path) -> Result<()> {
-        if !(self.delta > 0.0 && self.delta < 1.0) {
+        if !(self.delta > 0.0 && self.delta < 1.0 && self.rdp_delta() > 0.0) {
             return Err(Error::field(
                 path,
                 "delta",
-                format!("{}: expected a number in (0, 1)", self.delta),
+                format!(
+                    "{}: expected a number in (0, 1), above the thresholds' delta",
+                    self.delta
+                ),
             ));
         }
         let close = |stated: f64, computed: f64| (stated - computed).abs() <= 1e-9 * computed.abs().max(1e-12);
@@ -196,7 +224,7 @@ impl PrivacyLedger {
                     ));
                 }
             }
-            let computed = m.rdp().epsilon(self.delta).0;
+            let computed = m.epsilon(self.delta);
             if !close(m.epsilon_alone, computed) {
                 return Err(Error::field(
                     path,
@@ -205,7 +233,7 @@ impl PrivacyLedger {
                 ));
             }
         }
-        let computed = self.rdp().epsilon(self.delta).0;
+        let computed = self.rdp().epsilon(self.rdp_delta()).0;
         if !close(self.total_epsilon, computed) {
             return Err(Error::field(
                 path,

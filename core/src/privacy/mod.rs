@@ -7,6 +7,7 @@
 
 mod accountant;
 mod ledger;
+pub mod statistics;
 
 pub use ledger::{describe, Mechanism, PrivacyLedger, NOT_DIFFERENTIALLY_PRIVATE, PRIVACY_FILE};
 

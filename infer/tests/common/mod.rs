@@ -258,6 +258,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
             window_stride: 0,
             min_patients: 1,
             visit_size_buckets: 0,
+            dp: None,
         },
         tokens,
         code_vocab_size,
