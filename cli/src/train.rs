@@ -159,6 +159,13 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         (None, Some(corpus)) => train::TrainInput::Corpus(corpus),
         (None, None) => bail!("give --data (records) or --corpus (a prepared corpus)"),
     };
+    let mut encoding = cmd.encoding.options(cmd.seed);
+    if let (train::TrainInput::Data(_), Some(epsilon)) = (&input, cmd.dp_epsilon) {
+        // From records, the corpus's statistics (vocabulary, shares) are fitted under the same budget: they
+        // spend --dp-statistics-share of it, DP-SGD the rest (a corpus is prepared with its own).
+        let delta = cmd.dp_delta.unwrap_or(halo_prepare::args::DEFAULT_DP_DELTA);
+        encoding.dp = Some(cmd.encoding.dp_statistics(epsilon, delta, cmd.seed));
+    }
     let args = train::TrainArgs {
         input,
         out: cmd.out,
@@ -184,7 +191,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             dropout: cmd.dropout,
             weight_decay: cmd.weight_decay,
             reference_init: cmd.reference_init,
-            encoding: cmd.encoding.options(cmd.seed),
+            encoding,
             dp: cmd.dp_epsilon.map(|epsilon| train::DpSettings {
                 epsilon,
                 delta: cmd.dp_delta,

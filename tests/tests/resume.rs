@@ -133,15 +133,54 @@ fn sigterm_during_training_removes_temporaries_and_the_run_resumes() {
     assert_eq!(epochs_done(&out), 3);
 }
 
-/// With differential privacy (records in windows, so that a record is several sequences): a run killed
-/// between epochs resumes to the uninterrupted run's bytes (batches and noise seeded by seed and step), and
-/// a resume that changes a DP setting or the planned epochs is refused, naming it.
+/// DP-SGD on a corpus of records in windows (a record is several sequences, one privacy unit): one record
+/// a step, so that a kill lands inside the run.
+fn private_train(corpus: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = common::halo_command();
+    c.args([
+        "train",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args([
+        "--device",
+        "cpu",
+        "--quiet",
+        "--n-embd",
+        "16",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+    ])
+    .args(["--batch-size", "1", "--n-ctx", "8"])
+    .args(extra);
+    c
+}
+
+/// With differential privacy (records in windows): a run killed between epochs resumes to the uninterrupted
+/// run's bytes (batches and noise seeded by seed and step), and a resume that changes a DP setting or the
+/// planned epochs is refused, naming it.
 #[test]
 fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     let dir = tempfile::tempdir().unwrap();
     let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
-    let private = ["--dp-epsilon", "8", "--windows", "--n-ctx", "8", "--epochs", "3"];
-    let o = slow_train(&whole, &private).output().unwrap();
+    let corpus = dir.path().join("corpus");
+    let o = common::halo(&[
+        "prepare",
+        "--data",
+        &fixture("synthea-60.jsonl"),
+        "--out",
+        corpus.to_str().unwrap(),
+        "--windows",
+        "--n-ctx",
+        "8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let private = ["--dp-epsilon", "8", "--epochs", "3"];
+    let o = private_train(&corpus, &whole, &private).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("train_state.json")).unwrap()).unwrap();
@@ -162,9 +201,9 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
         assert!(t.equal(&last[name]), "{name} differs from the last epoch's");
     }
     // Some records were split into windows: more sequences than records.
-    let corpus: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(whole.join("corpus/corpus.json")).unwrap()).unwrap();
-    let train = &corpus["splits"]["train"];
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus.join("corpus.json")).unwrap()).unwrap();
+    let train = &info["splits"]["train"];
     assert!(train["sequences"].as_u64() > train["records"].as_u64(), "{train}");
     assert_eq!(plan["records"].as_u64(), train["records"].as_u64());
     // The ledger in the checkpoint states the plan (output-bias initialisation and DP-SGD), and export signs
@@ -182,7 +221,7 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
         Some(ledger)
     );
 
-    let child = slow_train(&killed, &private)
+    let child = private_train(&corpus, &killed, &private)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -199,7 +238,7 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     );
     let mut resumed: Vec<&str> = private.to_vec();
     resumed.push("--resume");
-    let o = slow_train(&killed, &resumed).output().unwrap();
+    let o = private_train(&corpus, &killed, &resumed).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let read = |d: &Path| std::fs::read(d.join("last.safetensors")).unwrap();
     assert!(
@@ -225,9 +264,31 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
         (swap("--epochs", "4"), "epochs: was 3, now 4"),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = slow_train(&killed, &args).output().unwrap();
+        let o = private_train(&corpus, &killed, &args).output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{named}: {}", stderr(&o));
         assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
         assert_eq!(std::fs::read(killed.join("train_state.json")).unwrap(), state_before);
     }
+}
+
+/// From records, `halo train --dp-epsilon` prepares the corpus with DP statistics too: the checkpoint's
+/// ledger holds the corpus's mechanisms and the run's, and the whole stays within epsilon.
+#[test]
+fn a_private_run_from_records_spends_one_budget_on_statistics_and_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let o = train(
+        &fixture("synthea-60.jsonl"),
+        &ck,
+        &["--dp-epsilon", "8", "--epochs", "1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let corpus = halo_core::privacy::PrivacyLedger::read(&ck.join("corpus/privacy.json")).unwrap();
+    let ledger = halo_core::privacy::PrivacyLedger::read(&ck.join("privacy.json")).unwrap();
+    assert!(!corpus.mechanisms.is_empty());
+    assert_eq!(ledger.mechanisms.len(), corpus.mechanisms.len() + 2);
+    for (ours, theirs) in ledger.mechanisms.iter().zip(&corpus.mechanisms) {
+        assert_eq!(ours.name, theirs.name);
+    }
+    assert!(ledger.total_epsilon <= 8.0 && ledger.total_epsilon > 7.9, "{ledger:?}");
 }

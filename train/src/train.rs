@@ -130,6 +130,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let records = setup.corpus.record_sequences(halo_core::record::Split::Train)?;
         // What preparing the corpus released from the records under differential privacy, if anything.
         let before = halo_core::privacy::PrivacyLedger::read_in(&setup.corpus.dir)?;
+        if before.is_none() {
+            eprintln!(
+                "halo train: note: the corpus {} was prepared without differential privacy: its vocabulary, \
+                 bucket edges and calibration shares are not covered by the guarantee (prepare it with `halo \
+                 prepare --dp-epsilon`, or train from --data)",
+                setup.corpus.dir.display()
+            );
+        }
         let spent_before = before.as_ref().map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
         let plan = DpPlan::new(
             dp,
