@@ -127,48 +127,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         bail!("the training split is empty");
     }
     if let Some(dp) = &args.settings.dp {
-        let records = setup.corpus.record_sequences(halo_core::record::Split::Train)?;
-        // What preparing the corpus released from the records under differential privacy, if anything.
-        let before = halo_core::privacy::PrivacyLedger::read_in(&setup.corpus.dir)?;
-        if before.is_none() {
-            eprintln!(
-                "halo train: note: the corpus {} was prepared without differential privacy: its vocabulary, \
-                 bucket edges and calibration shares are not covered by the guarantee (prepare it with `halo \
-                 prepare --dp-epsilon`, or train from --data)",
-                setup.corpus.dir.display()
-            );
-        }
-        let spent_before = before.as_ref().map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
-        let plan = DpPlan::new(
-            dp,
-            records.len(),
-            args.settings.batch_size,
-            args.epochs,
-            !args.settings.reference_init,
-            &spent_before,
-        )?;
-        eprintln!(
-            "halo train: differential privacy: ({:.3}, {:.1e})-DP for each of {} records over {} steps ({} an \
-             epoch): sample rate q = {:.4}, noise multiplier sigma = {:.4}, clipping bound C = {}",
-            plan.epsilon,
-            plan.delta,
-            plan.records,
-            plan.planned_steps,
-            plan.steps_per_epoch,
-            plan.sample_rate,
-            plan.noise_multiplier,
-            plan.max_grad_norm
-        );
-        let ledger = plan.ledger(before.as_ref());
-        for m in &ledger.mechanisms {
-            eprintln!("halo train:   {}", m.describe());
-        }
-        setup.private = Some(Private {
-            records,
-            plan,
-            spent_before,
-            ledger,
-        });
+        setup.private = Some(private_setup(args, dp, &setup.corpus)?);
     }
     let setup = setup;
     let train = &setup.corpus.train;
@@ -267,6 +226,53 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The plan of a run with differential privacy on `corpus`, printed: the records (the privacy unit), what the
+/// corpus spent already (its ledger), the noise for the planned steps and the run's ledger.
+fn private_setup(args: &TrainArgs, dp: &DpSettings, corpus: &Corpus) -> Result<Private> {
+    let records = corpus.record_sequences(halo_core::record::Split::Train)?;
+    // What preparing the corpus released from the records under differential privacy, if anything.
+    let before = halo_core::privacy::PrivacyLedger::read_in(&corpus.dir)?;
+    if before.is_none() {
+        eprintln!(
+            "halo train: note: the corpus {} was prepared without differential privacy: its vocabulary, \
+             bucket edges and calibration shares are not covered by the guarantee (prepare it with `halo \
+             prepare --dp-epsilon`, or train from --data)",
+            corpus.dir.display()
+        );
+    }
+    let spent_before = before.as_ref().map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
+    let plan = DpPlan::new(
+        dp,
+        records.len(),
+        args.settings.batch_size,
+        args.epochs,
+        !args.settings.reference_init,
+        &spent_before,
+    )?;
+    eprintln!(
+        "halo train: differential privacy: ({:.3}, {:.1e})-DP for each of {} records over {} steps ({} an \
+         epoch): sample rate q = {:.4}, noise multiplier sigma = {:.4}, clipping bound C = {}",
+        plan.epsilon,
+        plan.delta,
+        plan.records,
+        plan.planned_steps,
+        plan.steps_per_epoch,
+        plan.sample_rate,
+        plan.noise_multiplier,
+        plan.max_grad_norm
+    );
+    let ledger = plan.ledger(before.as_ref());
+    for m in &ledger.mechanisms {
+        eprintln!("halo train:   {}", m.describe());
+    }
+    Ok(Private {
+        records,
+        plan,
+        spent_before,
+        ledger,
+    })
 }
 
 /// A new run is set up in a temporary sibling of `out` and appears at `out` with a resumable state (epoch
