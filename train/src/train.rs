@@ -249,7 +249,7 @@ fn private_setup(args: &TrainArgs, dp: &DpSettings, corpus: &Corpus) -> Result<P
         args.settings.batch_size,
         args.epochs,
         !args.settings.reference_init,
-        &spent_before,
+        before.as_ref(),
     )?;
     eprintln!(
         "halo train: differential privacy: ({:.3}, {:.1e})-DP for each of {} records over {} steps ({} an \

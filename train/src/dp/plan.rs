@@ -24,6 +24,9 @@ pub struct DpPlan {
     pub noise_multiplier: f64,
     pub max_grad_norm: f64,
     pub delta: f64,
+    /// The delta the Rényi DP is converted at: `delta` less what the corpus's vocabulary thresholds spent
+    /// (`PrivacyLedger::rdp_delta`).
+    pub rdp_delta: f64,
     pub target_epsilon: f64,
     /// The epsilon of the whole plan (output-bias initialisation and every planned step) at `delta`.
     pub epsilon: f64,
@@ -35,20 +38,37 @@ pub struct DpPlan {
 }
 
 impl DpPlan {
-    /// The plan of a run of `epochs` epochs at `batch_size` on `records` records; `prior`: what the records
-    /// already spent before training (the prepared corpus's statistics), composed into the budget.
+    /// The plan of a run of `epochs` epochs at `batch_size` on `records` records; `before`: what the records
+    /// already spent before training (the prepared corpus's ledger), composed into the budget. delta: as
+    /// asked, else the corpus ledger's, else min(1e-5, 1 / records).
     pub fn new(
         settings: &DpSettings,
         records: usize,
         batch_size: usize,
         epochs: usize,
         noisy_prior: bool,
-        prior: &Rdp,
+        before: Option<&PrivacyLedger>,
     ) -> Result<DpPlan> {
         if records == 0 {
             bail!("differential privacy needs training records");
         }
-        let delta = settings.delta.unwrap_or((1.0 / records as f64).min(1e-5));
+        let delta = settings
+            .delta
+            .or(before.map(|l| l.delta))
+            .unwrap_or((1.0 / records as f64).min(1e-5));
+        let thresholds: f64 = before
+            .iter()
+            .flat_map(|l| &l.mechanisms)
+            .filter_map(|m| m.threshold_delta)
+            .sum();
+        let rdp_delta = delta - thresholds;
+        if rdp_delta <= 0.0 {
+            bail!(
+                "--dp-delta {delta}: the corpus's vocabulary thresholds spent {thresholds} of delta already; give a \
+                 larger one"
+            );
+        }
+        let prior = before.map_or_else(Rdp::zero, |l| l.rdp());
         if batch_size > records {
             bail!("--batch-size {batch_size} exceeds the {records} training records: DP-SGD samples a share of them");
         }
@@ -60,10 +80,10 @@ impl DpPlan {
             Some(sigma) => prior.compose(&Rdp::gaussian(sigma, 1)),
             None => prior.clone(),
         };
-        let noise_multiplier = sgd_noise_for(settings.epsilon, delta, sample_rate, planned_steps, &spent_before)
+        let noise_multiplier = sgd_noise_for(settings.epsilon, rdp_delta, sample_rate, planned_steps, &spent_before)
             .map_err(|e| anyhow::anyhow!("--dp-epsilon {}: {e}", settings.epsilon))?;
         let spent = spent_before.compose(&Rdp::subsampled_gaussian(sample_rate, noise_multiplier, planned_steps));
-        let (epsilon, rdp_order) = spent.epsilon(delta);
+        let (epsilon, rdp_order) = spent.epsilon(rdp_delta);
         Ok(DpPlan {
             records,
             sample_rate,
@@ -72,6 +92,7 @@ impl DpPlan {
             noise_multiplier,
             max_grad_norm: settings.max_grad_norm,
             delta,
+            rdp_delta,
             target_epsilon: settings.epsilon,
             epsilon,
             rdp_order,
@@ -84,7 +105,7 @@ impl DpPlan {
     pub fn ledger(&self, before: Option<&PrivacyLedger>) -> PrivacyLedger {
         let mut mechanisms: Vec<Mechanism> = before.map(|l| l.mechanisms.clone()).unwrap_or_default();
         for m in &mut mechanisms {
-            m.epsilon_alone = m.rdp().epsilon(self.delta).0;
+            m.epsilon_alone = m.epsilon(self.delta);
         }
         if let Some(sigma) = self.prior_noise_multiplier {
             mechanisms.push(Mechanism::gaussian(
@@ -119,7 +140,7 @@ impl DpPlan {
                 self.noise_multiplier,
                 steps,
             ))
-            .epsilon(self.delta)
+            .epsilon(self.rdp_delta)
             .0
     }
 }
@@ -135,7 +156,7 @@ mod tests {
             delta: None,
             max_grad_norm: 1.0,
         };
-        let plan = DpPlan::new(&settings, 807, 48, 20, true, &Rdp::zero()).unwrap();
+        let plan = DpPlan::new(&settings, 807, 48, 20, true, None).unwrap();
         assert_eq!(plan.delta, 1e-5);
         assert_eq!((plan.steps_per_epoch, plan.planned_steps), (17, 340));
         assert!(plan.epsilon <= 8.0 && plan.epsilon > 7.9, "{plan:?}");
@@ -149,20 +170,20 @@ mod tests {
         assert_eq!(ledger.mechanisms.len(), 2);
         assert!((ledger.total_epsilon - plan.epsilon).abs() < 1e-9, "{ledger:?}");
         assert_eq!(ledger.mechanisms[1].count, 340);
-        // A corpus's ledger is spent before training: sigma rises to keep the total.
-        let corpus = PrivacyLedger::new(
-            vec![Mechanism::gaussian("vocabulary", "codes", 5.0, 1.0, 1, 1e-6)],
-            1e-6,
-        );
-        let after = DpPlan::new(&settings, 807, 48, 20, true, &corpus.rdp()).unwrap();
+        // A corpus's ledger is spent before training: sigma rises to keep the total; its delta (less what
+        // its threshold spent) is the run's.
+        let vocabulary = Mechanism::gaussian("vocabulary", "codes", 5.0, 1.0, 1, 1e-6).with_threshold_delta(1e-7, 1e-6);
+        let corpus = PrivacyLedger::new(vec![vocabulary], 1e-6);
+        let after = DpPlan::new(&settings, 807, 48, 20, true, Some(&corpus)).unwrap();
         assert!(after.noise_multiplier > plan.noise_multiplier);
+        assert_eq!((after.delta, after.rdp_delta), (1e-6, 1e-6 - 1e-7));
         let ledger = after.ledger(Some(&corpus));
         assert_eq!(ledger.mechanisms.len(), 3);
         assert!((ledger.total_epsilon - after.epsilon).abs() < 1e-9 && ledger.total_epsilon <= 8.0);
         ledger.check(std::path::Path::new("privacy.json")).unwrap();
         // delta is at most 1 / records.
-        let large = DpPlan::new(&settings, 200_000, 4_000, 1, false, &Rdp::zero()).unwrap();
+        let large = DpPlan::new(&settings, 200_000, 4_000, 1, false, None).unwrap();
         assert_eq!(large.delta, 5e-6);
-        assert!(DpPlan::new(&settings, 20, 30, 1, false, &Rdp::zero()).is_err());
+        assert!(DpPlan::new(&settings, 20, 30, 1, false, None).is_err());
     }
 }
