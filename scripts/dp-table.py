@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 
+def mean_or_none(values: list) -> str:
+    """The mean to 3 places, or "none" (no label had enough records to evaluate)."""
+    return f"{statistics.mean(values):.3f}" if values else "none"
+
+
 def figures(run: Path) -> dict:
     report = json.loads((run / "report" / "report.json").read_text())
     log = [json.loads(line) for line in (run / "checkpoint" / "log.jsonl").read_text().splitlines()]
@@ -27,8 +32,8 @@ def figures(run: Path) -> dict:
         "codes per visit (train)": f"{shape['train']['codes_per_visit']['mean']:.2f}",
         "codes per visit (synthetic)": f"{shape['synthetic']['codes_per_visit']['mean']:.2f}",
         "visits per record (synthetic)": f"{shape['synthetic']['visits_per_record']['mean']:.1f}",
-        "utility AUROC, mean (synthetic)": f"{statistics.mean(aurocs):.3f}",
-        "utility AUROC, mean (real)": f"{statistics.mean(real_aurocs):.3f}",
+        "utility AUROC, mean (synthetic)": mean_or_none(aurocs),
+        "utility AUROC, mean (real)": mean_or_none(real_aurocs),
         "model likelihood attack": f"{privacy['model_attack']['accuracy']:.3f}",
         "dataset attack": f"{privacy['dataset_attack']['accuracy']:.3f}",
         "exact copies of training records": f"{copies['synthetic_copies']} / {copies['synthetic_records']}",
