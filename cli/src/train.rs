@@ -79,6 +79,19 @@ pub struct TrainCmd {
     /// code's log-odds in the training split; for like-for-like comparisons with the reference
     #[arg(long)]
     reference_init: bool,
+    /// Train with differential privacy (DP-SGD): every training record (a patient, all its windows) is
+    /// covered by (epsilon, delta)-DP. Each step draws each record with probability batch-size / records,
+    /// clips each record's gradient to --dp-max-grad-norm and adds Gaussian noise set so that the planned
+    /// --epochs spend at most this epsilon; the last epoch's weights are kept (docs/privacy.md)
+    #[arg(long, value_parser = positive)]
+    dp_epsilon: Option<f64>,
+    /// delta of the guarantee [default: min(1e-5, 1 / training records)]
+    #[arg(long, requires = "dp_epsilon", value_parser = probability_above_zero)]
+    dp_delta: Option<f64>,
+    /// Bound of each record's gradient norm under --dp-epsilon (its loss: binary cross-entropy summed over
+    /// every code of its visits; on the demo data the default clips every record, which measured best)
+    #[arg(long, requires = "dp_epsilon", value_parser = positive)]
+    dp_max_grad_norm: Option<f64>,
     /// CPU threads for libtorch [default: libtorch's choice, all cores]. With 1, a CPU run gives the same
     /// bytes on every run on the same machine (used to regenerate fixtures/tiny-model); at most 4 per core
     #[arg(long, value_parser = halo_core::threads::parse_thread_count)]
@@ -92,6 +105,20 @@ fn probability(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
         _ => Err(format!("`{s}`: expected a probability in [0, 1)")),
+    }
+}
+
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}`: expected a number > 0")),
+    }
+}
+
+fn probability_above_zero(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p < 1.0 => Ok(p),
+        _ => Err(format!("`{s}`: expected a probability in (0, 1)")),
     }
 }
 
@@ -132,6 +159,13 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         (None, Some(corpus)) => train::TrainInput::Corpus(corpus),
         (None, None) => bail!("give --data (records) or --corpus (a prepared corpus)"),
     };
+    let mut encoding = cmd.encoding.options(cmd.seed);
+    if let (train::TrainInput::Data(_), Some(epsilon)) = (&input, cmd.dp_epsilon) {
+        // From records, the corpus's statistics (vocabulary, shares) are fitted under the same budget: they
+        // spend --dp-statistics-share of it, DP-SGD the rest (a corpus is prepared with its own).
+        let delta = cmd.dp_delta.unwrap_or(halo_prepare::args::DEFAULT_DP_DELTA);
+        encoding.dp = Some(cmd.encoding.dp_statistics(epsilon, delta, cmd.seed));
+    }
     let args = train::TrainArgs {
         input,
         out: cmd.out,
@@ -157,7 +191,12 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             dropout: cmd.dropout,
             weight_decay: cmd.weight_decay,
             reference_init: cmd.reference_init,
-            encoding: cmd.encoding.options(cmd.seed),
+            encoding,
+            dp: cmd.dp_epsilon.map(|epsilon| train::DpSettings {
+                epsilon,
+                delta: cmd.dp_delta,
+                max_grad_norm: cmd.dp_max_grad_norm.unwrap_or(train::DEFAULT_MAX_GRAD_NORM),
+            }),
         },
     };
     train::run(&args)

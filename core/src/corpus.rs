@@ -328,6 +328,29 @@ impl Corpus {
         Ok(first)
     }
 
+    /// The sequences of each record of `split` (its windows, in order), records in the order of their first
+    /// sequence: the privacy unit of DP-SGD is the record.
+    pub fn record_sequences(&self, split: Split) -> Result<Vec<Vec<usize>>> {
+        let path = split_file(&self.dir, split, "ids");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        if text.lines().count() != self.split(split).len() {
+            return Err(Error::file(
+                &path,
+                "does not name one record a sequence: the corpus is damaged; prepare it again",
+            ));
+        }
+        let mut record_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut records: Vec<Vec<usize>> = Vec::new();
+        for (i, id) in text.lines().enumerate() {
+            let r = *record_of.entry(id).or_insert_with(|| {
+                records.push(Vec::new());
+                records.len() - 1
+            });
+            records[r].push(i);
+        }
+        Ok(records)
+    }
+
     pub fn split(&self, split: Split) -> &Sequences {
         match split {
             Split::Train => &self.train,

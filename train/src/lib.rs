@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod dp;
 pub mod model;
 pub mod optim;
 pub mod resume;

@@ -5,6 +5,7 @@
 //! visits [B, T, V] (and the codes seen so far, their running union) --visit transformer--> history [B, T, E]
 //! code module: row t >= 1 is `concat(history[t-1], visits[t])` -> masked MLP -> logits of visit t.
 
+use crate::dp::{Layout, Part, Tape};
 use halo_core::config::ModelConfig;
 use tch::nn::{self, Init, Path};
 use tch::{Kind, Tensor};
@@ -24,15 +25,20 @@ impl Conv1D {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.weight) + &self.bias
+    /// `x W + b`, kept on `tape` when there is one.
+    fn forward(&self, x: &Tensor, tape: Option<&Tape>) -> Tensor {
+        let y = x.matmul(&self.weight) + &self.bias;
+        if let Some(tape) = tape {
+            tape.keep(&y, Layout::Sequence, vec![Part::weight(x), Part::Bias]);
+        }
+        y
     }
 
     /// `residual + x W + b`, summed in that order (the order every checkpoint and fixture was trained with);
-    /// in training with dropout `p > 0`, `residual + dropout(x W + b)`.
-    fn add_to(&self, residual: &Tensor, x: &Tensor, p: f64) -> Tensor {
-        if p > 0.0 {
-            residual + dropout(self.forward(x), p)
+    /// in training with dropout `p > 0` (or with a tape), `residual + dropout(x W + b)`.
+    fn add_to(&self, residual: &Tensor, x: &Tensor, p: f64, tape: Option<&Tape>) -> Tensor {
+        if p > 0.0 || tape.is_some() {
+            residual + dropout(self.forward(x, tape), p)
         } else {
             residual + x.matmul(&self.weight) + &self.bias
         }
@@ -66,11 +72,11 @@ impl Attention {
         }
     }
 
-    fn forward(&self, x: &Tensor, causal: &Tensor) -> Tensor {
+    fn forward(&self, x: &Tensor, causal: &Tensor, tape: Option<&Tape>) -> Tensor {
         let (b, t, e) = x.size3().unwrap();
         let head_dim = e / self.n_head;
         let heads = |z: &Tensor| z.view([b, t, self.n_head, head_dim]).transpose(1, 2);
-        let qkv = self.c_attn.forward(x).split(e, 2);
+        let qkv = self.c_attn.forward(x, tape).split(e, 2);
         let (q, k, v) = (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2]));
         let scores = q.matmul(&k.transpose(-2, -1)) / (head_dim as f64).sqrt();
         // The reference writes w*b - 1e10*(1-b); masked_fill gives the same softmax.
@@ -96,17 +102,17 @@ impl Mlp {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.c_fc.forward(x).gelu("tanh")
+    fn forward(&self, x: &Tensor, tape: Option<&Tape>) -> Tensor {
+        self.c_fc.forward(x, tape).gelu("tanh")
     }
 }
 
 /// Pre-LN GPT-2 block over visits.
 #[derive(Debug)]
 struct Block {
-    ln_1: nn::LayerNorm,
+    ln_1: LayerNorm,
     attn: Attention,
-    ln_2: nn::LayerNorm,
+    ln_2: LayerNorm,
     mlp: Mlp,
 }
 
@@ -122,21 +128,52 @@ impl Block {
 
     /// x + attn(ln_1(x)), then + mlp(ln_2(x)); each branch's projection is added by its `c_proj` (with
     /// dropout `p` on the branch in training).
-    fn forward(&self, x: &Tensor, causal: &Tensor, p: f64) -> Tensor {
-        let x = self
-            .attn
-            .c_proj
-            .add_to(x, &self.attn.forward(&x.apply(&self.ln_1), causal), p);
-        self.mlp.c_proj.add_to(&x, &self.mlp.forward(&x.apply(&self.ln_2)), p)
+    fn forward(&self, x: &Tensor, causal: &Tensor, p: f64, tape: Option<&Tape>) -> Tensor {
+        let attended = self.attn.forward(&self.ln_1.forward(x, tape), causal, tape);
+        let x = self.attn.c_proj.add_to(x, &attended, p, tape);
+        let hidden = self.mlp.forward(&self.ln_2.forward(&x, tape), tape);
+        self.mlp.c_proj.add_to(&x, &hidden, p, tape)
     }
 }
 
-fn layer_norm(p: Path, cfg: &ModelConfig) -> nn::LayerNorm {
+/// GPT-2's layer norm over the embedding.
+#[derive(Debug)]
+struct LayerNorm {
+    inner: nn::LayerNorm,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// libtorch's fused layer norm; with a tape, the normalization and the affine part apart, so that the
+    /// normalized input of the weight can be kept.
+    fn forward(&self, x: &Tensor, tape: Option<&Tape>) -> Tensor {
+        let Some(tape) = tape else {
+            return x.apply(&self.inner);
+        };
+        let (weight, bias) = (self.inner.ws.as_ref(), self.inner.bs.as_ref());
+        let (weight, bias) = (weight.expect("affine"), bias.expect("affine"));
+        let normalized = x.layer_norm(
+            &self.inner.normalized_shape,
+            None::<Tensor>,
+            None::<Tensor>,
+            self.eps,
+            true,
+        );
+        let y = &normalized * weight + bias;
+        tape.keep(&y, Layout::Sequence, vec![Part::Scale { normalized }, Part::Bias]);
+        y
+    }
+}
+
+fn layer_norm(p: Path, cfg: &ModelConfig) -> LayerNorm {
     let c = nn::LayerNormConfig {
         eps: cfg.layer_norm_epsilon,
         ..Default::default()
     };
-    nn::layer_norm(p, vec![cfg.n_embd as i64], c)
+    LayerNorm {
+        inner: nn::layer_norm(p, vec![cfg.n_embd as i64], c),
+        eps: cfg.layer_norm_epsilon,
+    }
 }
 
 /// The visit-level transformer: visits [B, T, V] -> history [B, T, E].
@@ -147,7 +184,7 @@ pub struct VisitTransformer {
     seen_embed: Option<Tensor>,
     pos_embed: Tensor,
     blocks: Vec<Block>,
-    ln_f: nn::LayerNorm,
+    ln_f: LayerNorm,
 }
 
 impl VisitTransformer {
@@ -179,20 +216,31 @@ impl VisitTransformer {
 
     /// `forward` in training: dropout `p` on the embeddings and on each block's branches (GPT-2's places).
     pub fn forward_with_dropout(&self, visits: &Tensor, p: f64) -> Tensor {
+        self.forward_taped(visits, p, None)
+    }
+
+    /// `forward_with_dropout`, keeping each layer's input and output on `tape` when there is one.
+    pub fn forward_taped(&self, visits: &Tensor, p: f64, tape: Option<&Tape>) -> Tensor {
         let t = visits.size()[1];
         let device = visits.device();
         let positions = Tensor::arange(t, (Kind::Int64, device));
         let mut embedded = visits.matmul(&self.vis_embed.tr()) + self.pos_embed.index_select(0, &positions);
+        let mut parts = vec![Part::weight(visits), Part::Position];
         if let Some(seen_embed) = &self.seen_embed {
             // Visits are 0/1, so the running count capped at 1 is the union up to each one.
-            embedded += seen_codes(visits).matmul(&seen_embed.tr());
+            let seen = seen_codes(visits);
+            embedded += seen.matmul(&seen_embed.tr());
+            parts.push(Part::weight(&seen));
+        }
+        if let Some(tape) = tape {
+            tape.keep(&embedded, Layout::Sequence, parts);
         }
         let mut x = dropout(embedded, p);
         let causal = Tensor::ones([t, t], (Kind::Bool, device)).triu(1);
         for block in &self.blocks {
-            x = block.forward(&x, &causal, p);
+            x = block.forward(&x, &causal, p, tape);
         }
-        x.apply(&self.ln_f)
+        self.ln_f.forward(&x, tape)
     }
 }
 
@@ -218,13 +266,26 @@ impl AutoregressiveLinear {
         AutoregressiveLinear { weight, bias, mask }
     }
 
-    /// Applies the layer keeping only output rows `rows` (all when `None`).
-    fn forward(&self, x: &Tensor, rows: Option<(i64, i64)>) -> Tensor {
+    /// Applies the layer keeping only output rows `rows` (all when `None`); with a tape, keeps the layer on
+    /// it (rows: the scored rows of a batch).
+    fn forward(&self, x: &Tensor, rows: Option<(i64, i64)>, tape: Option<&Tape>) -> Tensor {
         let w = &self.weight * &self.mask;
-        match rows {
-            None => x.matmul(&w.tr()) + &self.bias,
-            Some((start, len)) => x.matmul(&w.narrow(0, start, len).tr()) + self.bias.narrow(0, start, len),
+        let (y, first_row) = match rows {
+            None => (x.matmul(&w.tr()) + &self.bias, 0),
+            Some((start, len)) => (
+                x.matmul(&w.narrow(0, start, len).tr()) + self.bias.narrow(0, start, len),
+                start,
+            ),
+        };
+        if let Some(tape) = tape {
+            // Output row o (of the whole layer) uses inputs i <= o.
+            let weight = Part::Weight {
+                input: x.shallow_clone(),
+                mask_offset: Some(first_row),
+            };
+            tape.keep(&y, Layout::ScoredRows, vec![weight, Part::Bias]);
         }
+        y
     }
 }
 
@@ -265,9 +326,23 @@ impl CodeHead {
     /// multiplying by a mostly-zero [N, V] matrix. Identical results; much less work in training.
     /// In training, dropout `p` applies to the hidden layer (the code module holds most of the parameters,
     /// and with them most of what a model can memorize of single records).
-    pub fn forward_bags(&self, history: &Tensor, codes: &Tensor, offsets: &Tensor, p: f64) -> Tensor {
+    /// With a tape, each layer is kept on it (rows: the scored rows of a batch).
+    pub fn forward_bags(
+        &self,
+        history: &Tensor,
+        codes: &Tensor,
+        offsets: &Tensor,
+        p: f64,
+        tape: Option<&Tape>,
+    ) -> Tensor {
         match self {
-            CodeHead::Coarse { weight, bias } => history.matmul(&weight.tr()) + bias,
+            CodeHead::Coarse { weight, bias } => {
+                let y = history.matmul(&weight.tr()) + bias;
+                if let Some(tape) = tape {
+                    tape.keep(&y, Layout::ScoredRows, vec![Part::weight(history), Part::Bias]);
+                }
+                y
+            }
             CodeHead::Fine {
                 auto1: l1,
                 auto2,
@@ -280,9 +355,21 @@ impl CodeHead {
                 let visit_columns = w1.narrow(1, e, d - e).tr().contiguous();
                 let (from_visit, _, _, _) =
                     Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
-                let h = (from_history + from_visit + &l1.bias).relu();
-                let h = dropout(h, p);
-                auto2.forward(&h, Some(*logit_rows))
+                let before_relu = from_history + from_visit + &l1.bias;
+                if let Some(tape) = tape {
+                    // auto1's input as a dense row: the history, then the visit's codes as a multi-hot
+                    // (the bags summed over an identity matrix).
+                    let identity = Tensor::eye(d - e, (Kind::Float, history.device()));
+                    let (visits, _, _, _) =
+                        Tensor::embedding_bag::<Tensor>(&identity, codes, offsets, false, 0, false, None, false);
+                    let weight = Part::Weight {
+                        input: Tensor::cat(&[history, &visits], 1),
+                        mask_offset: Some(0),
+                    };
+                    tape.keep(&before_relu, Layout::ScoredRows, vec![weight, Part::Bias]);
+                }
+                let h = dropout(before_relu.relu(), p);
+                auto2.forward(&h, Some(*logit_rows), tape)
             }
         }
     }
@@ -297,9 +384,9 @@ impl CodeHead {
                 logit_rows,
             } => {
                 let x = Tensor::cat(&[history, visits], -1);
-                let h = auto1.forward(&x, None).relu();
+                let h = auto1.forward(&x, None, None).relu();
                 // Only the logit rows are computed.
-                auto2.forward(&h, Some(*logit_rows))
+                auto2.forward(&h, Some(*logit_rows), None)
             }
         }
     }
@@ -356,13 +443,20 @@ impl Halo {
     /// `forward_batch` in training, with dropout `p` (see `VisitTransformer::forward_with_dropout` and
     /// `CodeHead::forward_bags`).
     pub fn forward_batch_with_dropout(&self, batch: &crate::data::Batch, p: f64) -> Tensor {
+        self.forward_batch_taped(batch, p, None)
+    }
+
+    /// `forward_batch_with_dropout`, keeping every layer's input and output on `tape` when there is one
+    /// (per-record gradient norms, `crate::dp`).
+    pub fn forward_batch_taped(&self, batch: &crate::data::Batch, p: f64, tape: Option<&Tape>) -> Tensor {
         let (b, t, _) = batch.visits.size3().unwrap();
-        let history = self.transformer.forward_with_dropout(&batch.visits, p);
+        let history = self.transformer.forward_taped(&batch.visits, p, tape);
         let e = history.size()[2];
         let h = history
             .narrow(1, 0, t - 1)
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
-        self.head.forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p)
+        self.head
+            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p, tape)
     }
 }

@@ -49,16 +49,25 @@ impl Adam {
         }
     }
 
+    /// One update from the parameters' gradients.
     pub fn step(&mut self) {
+        self.step_with(|p| {
+            let g = p.grad();
+            g.defined().then_some(g)
+        });
+    }
+
+    /// One update from the gradient `gradient(p)` gives each parameter (in name order; `None`: none, the
+    /// parameter and its moments stay as they are).
+    pub fn step_with(&mut self, mut gradient: impl FnMut(&Tensor) -> Option<Tensor>) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         for (_, p, m, v) in &mut self.state {
-            let g = p.grad();
-            if !g.defined() {
+            let Some(g) = gradient(p) else {
                 continue;
-            }
+            };
             *m = &*m * self.beta1 + &g * (1.0 - self.beta1);
             *v = &*v * self.beta2 + g.square() * (1.0 - self.beta2);
             let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.eps) * self.lr;

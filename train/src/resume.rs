@@ -108,11 +108,15 @@ pub fn check_same(out: &Path, saved: &SavedSettings, now: &RunSettings) -> Resul
         leaves(&serde_json::to_value(saved)?),
         leaves(&serde_json::to_value(now)?),
     );
-    let differ: Vec<String> = is
-        .iter()
-        .filter(|(k, v)| was.get(*k) != Some(v))
-        .map(|(k, v)| {
-            let (a, b) = differing_parts(&shown(was.get(k)), &shown(Some(v)));
+    // Over the fields of both: a setting only one of them has (`dp.epsilon`) differs too; absent and null
+    // are the same (not set).
+    let set = |v: Option<&serde_json::Value>| v.filter(|v| !v.is_null()).cloned();
+    let keys: std::collections::BTreeSet<&String> = was.keys().chain(is.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| set(was.get(*k)) != set(is.get(*k)))
+        .map(|k| {
+            let (a, b) = differing_parts(&shown(was.get(k)), &shown(is.get(k)));
             format!("{k}: was {a}, now {b}")
         })
         .collect();
@@ -235,6 +239,13 @@ mod tests {
         }
     }
 
+    fn saved_fields(saved: &SavedSettings) -> RunSettings {
+        match saved {
+            SavedSettings::Fields(fields) => (**fields).clone(),
+            SavedSettings::Older(_) => unreachable!(),
+        }
+    }
+
     #[test]
     fn a_torn_or_unsaved_log_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,6 +274,27 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("encoding.min_patients: was 10, now 5"), "{err}");
+        let mut private = saved_fields(&saved);
+        private.train.dp = Some(crate::settings::DpSettings {
+            epsilon: 8.0,
+            delta: None,
+            max_grad_norm: 1.0,
+        });
+        let err = check_same(Path::new("ck"), &saved, &private).unwrap_err().to_string();
+        assert!(err.contains("dp.epsilon: was not set, now 8.0"), "{err}");
+        assert!(err.contains("dp.max_grad_norm: was not set, now 1.0"), "{err}");
+        let mut other = private.clone();
+        other.train.dp.as_mut().unwrap().max_grad_norm = 2.0;
+        let private_saved = SavedSettings::Fields(Box::new(private.clone()));
+        let err = check_same(Path::new("ck"), &private_saved, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dp.max_grad_norm: was 1.0, now 2.0"), "{err}");
+        assert!(!err.contains("dp.epsilon"), "{err}");
+        let err = check_same(Path::new("ck"), &private_saved, &saved_fields(&saved))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dp.epsilon: was 8.0, now not set"), "{err}");
         assert!(!err.contains("dropout"), "only what differs is named: {err}");
         assert!(check_same(Path::new("ck"), &SavedSettings::Fields(Box::new(now.clone())), &now).is_ok());
     }

@@ -65,7 +65,24 @@ pub struct TrainSettings {
     pub reference_init: bool,
     /// How records are encoded (as asked; the context's visits and window stride are set from `n_ctx`).
     pub encoding: EncodingOptions,
+    /// Train with differential privacy (DP-SGD, `crate::dp`); absent in runs without (and in their
+    /// `train_state.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpSettings>,
 }
+
+/// What `--dp-epsilon` asks for: the guarantee (epsilon, delta) for every record, each record's gradient
+/// clipped to `max_grad_norm`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DpSettings {
+    pub epsilon: f64,
+    /// `None`: min(1e-5, 1 / training records) (`crate::dp::plan`).
+    pub delta: Option<f64>,
+    pub max_grad_norm: f64,
+}
+
+/// Default clipping bound of a record's gradient (`--dp-max-grad-norm`).
+pub const DEFAULT_MAX_GRAD_NORM: f64 = 1.0;
 
 impl Default for TrainSettings {
     fn default() -> TrainSettings {
@@ -84,6 +101,7 @@ impl Default for TrainSettings {
             weight_decay: DEFAULT_WEIGHT_DECAY,
             reference_init: false,
             encoding: EncodingOptions::default(),
+            dp: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The training loop: seeded split, per-epoch validation, best checkpoint kept, exact resume.
 
 use crate::data;
+use crate::dp::plan::DpPlan;
+use crate::dp::{self, Records};
 use crate::model::Halo;
 use crate::optim::Adam;
 use crate::score;
-pub use crate::settings::{TrainArgs, TrainInput, TrainSettings, CORPUS_DIR};
+pub use crate::settings::{DpSettings, TrainArgs, TrainInput, TrainSettings, CORPUS_DIR, DEFAULT_MAX_GRAD_NORM};
 use anyhow::{bail, Context, Result};
 use halo_core::checkpoint::CheckpointFolder;
 use halo_core::config::ModelConfig;
@@ -49,6 +51,9 @@ pub struct TrainState {
     /// The data digest and options the run started with; `--resume` refuses other ones.
     #[serde(default)]
     pub settings: crate::resume::SavedSettings,
+    /// A run with differential privacy: its plan (noise, sample rate, steps, the epsilon it spends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<DpPlan>,
 }
 
 fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
@@ -72,6 +77,17 @@ struct Setup {
     encoding: Encoding,
     corpus: Corpus,
     settings: crate::resume::RunSettings,
+    /// With differential privacy: the sequences of each training record (the privacy unit) and the plan.
+    private: Option<Private>,
+}
+
+struct Private {
+    records: Vec<Vec<usize>>,
+    plan: DpPlan,
+    /// What the records spent before training (the prepared corpus's statistics).
+    spent_before: halo_core::privacy::Rdp,
+    /// The corpus's ledger and the run's mechanisms: `privacy.json` in the checkpoint.
+    ledger: halo_core::privacy::PrivacyLedger,
 }
 
 /// Removes a new run's folder under construction unless it was moved into place.
@@ -101,16 +117,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         );
     }
     let mut pending = PendingDir(None);
-    let (setup, dir) = if resuming {
+    let (mut setup, dir) = if resuming {
         (resume_setup(args)?, args.out.clone())
     } else {
         let dir = new_run_dir(&args.out, &mut pending)?;
         (new_setup(args, &dir)?, dir)
     };
-    let train = &setup.corpus.train;
-    if train.is_empty() {
+    if setup.corpus.train.is_empty() {
         bail!("the training split is empty");
     }
+    if let Some(dp) = &args.settings.dp {
+        setup.private = Some(private_setup(args, dp, &setup.corpus)?);
+    }
+    let setup = setup;
+    let train = &setup.corpus.train;
     tch::manual_seed(args.settings.seed as i64);
     let mut vs = nn::VarStore::new(args.device);
     let model = Halo::load(&vs.root(), &setup.config);
@@ -120,11 +140,22 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .unwrap_or(args.settings.preset.settings().learning_rate);
     let mut adam = Adam::new(&vs, lr, args.settings.weight_decay);
     let mut state = TrainState::new(args, lr, &setup.settings);
+    state.privacy = setup.private.as_ref().map(|p| p.plan.clone());
     if resuming {
         let saved = load_last(&args.out, &mut vs, &mut adam)?;
+        if saved.privacy.is_some() && saved.epochs_planned != args.epochs {
+            bail!(
+                "--resume: epochs: was {}, now {}: a run with differential privacy set its noise for its planned \
+                 steps; resume it with --epochs {}",
+                saved.epochs_planned,
+                args.epochs,
+                saved.epochs_planned
+            );
+        }
         state = TrainState {
             epochs_planned: args.epochs,
             settings: state.settings,
+            privacy: state.privacy,
             ..saved
         };
         crate::resume::trim_log(&args.out.join(ck::LOG), state.epochs_done)?;
@@ -133,8 +164,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             state.epochs_done, state.best_val_loss, state.best_epoch
         );
     } else {
-        if !args.settings.reference_init {
-            model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding));
+        match (&setup.private, args.settings.reference_init) {
+            (_, true) => {}
+            (None, false) => model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding)),
+            (Some(private), false) => model.set_output_bias(&dp::prior::noisy_prior_logits(
+                train,
+                &private.records,
+                &setup.encoding,
+                dp::plan::PRIOR_NOISE_MULTIPLIER,
+                dp::sampling::step_seed(args.settings.seed, 0),
+            )),
+        }
+        if let Some(private) = &setup.private {
+            // The planned total: what the run spends if it runs to its last step (a killed run spends less).
+            private.ledger.write_in(&dir)?;
         }
         save_last(&dir, &vs, &adam, &state)?;
         fsutil::publish(&dir, &args.out, Target::AbsentOrEmptyDir).context("moving the new run into place")?;
@@ -165,13 +208,71 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     for epoch in state.epochs_done + 1..=args.epochs {
         run.epoch(epoch, &mut state)?;
     }
-    eprintln!(
-        "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
-        state.best_val_loss,
-        state.best_epoch,
-        args.out.display()
-    );
+    match &setup.private {
+        None => eprintln!(
+            "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
+            state.best_val_loss,
+            state.best_epoch,
+            args.out.display()
+        ),
+        Some(private) => eprintln!(
+            "halo train: done; ({:.3}, {:.1e})-DP; the weights are the last epoch's ({}, validation loss {:.5}: no \
+             selection on validation under differential privacy); checkpoint {}",
+            private.plan.epsilon_after(state.step as u64, &private.spent_before),
+            private.plan.delta,
+            state.epochs_done,
+            state.best_val_loss,
+            args.out.display()
+        ),
+    }
     Ok(())
+}
+
+/// The plan of a run with differential privacy on `corpus`, printed: the records (the privacy unit), what the
+/// corpus spent already (its ledger), the noise for the planned steps and the run's ledger.
+fn private_setup(args: &TrainArgs, dp: &DpSettings, corpus: &Corpus) -> Result<Private> {
+    let records = corpus.record_sequences(halo_core::record::Split::Train)?;
+    // What preparing the corpus released from the records under differential privacy, if anything.
+    let before = halo_core::privacy::PrivacyLedger::read_in(&corpus.dir)?;
+    if before.is_none() {
+        eprintln!(
+            "halo train: note: the corpus {} was prepared without differential privacy: its vocabulary, \
+             bucket edges and calibration shares are not covered by the guarantee (prepare it with `halo \
+             prepare --dp-epsilon`, or train from --data)",
+            corpus.dir.display()
+        );
+    }
+    let spent_before = before.as_ref().map_or_else(halo_core::privacy::Rdp::zero, |l| l.rdp());
+    let plan = DpPlan::new(
+        dp,
+        records.len(),
+        args.settings.batch_size,
+        args.epochs,
+        !args.settings.reference_init,
+        before.as_ref(),
+    )?;
+    eprintln!(
+        "halo train: differential privacy: ({:.3}, {:.1e})-DP for each of {} records over {} steps ({} an \
+         epoch): sample rate q = {:.4}, noise multiplier sigma = {:.4}, clipping bound C = {}",
+        plan.epsilon,
+        plan.delta,
+        plan.records,
+        plan.planned_steps,
+        plan.steps_per_epoch,
+        plan.sample_rate,
+        plan.noise_multiplier,
+        plan.max_grad_norm
+    );
+    let ledger = plan.ledger(before.as_ref());
+    for m in &ledger.mechanisms {
+        eprintln!("halo train:   {}", m.describe());
+    }
+    Ok(Private {
+        records,
+        plan,
+        spent_before,
+        ledger,
+    })
 }
 
 /// A new run is set up in a temporary sibling of `out` and appears at `out` with a resumable state (epoch
@@ -211,6 +312,7 @@ impl TrainState {
                 OutputBiasInit::Prior
             },
             settings: crate::resume::SavedSettings::Fields(Box::new(settings.clone())),
+            privacy: None,
         }
     }
 }
@@ -229,7 +331,13 @@ impl Run<'_> {
     /// One epoch: the training steps, the validation loss, the best weights and the resumable state saved.
     fn epoch(&mut self, epoch: usize, state: &mut TrainState) -> Result<()> {
         let started = Instant::now();
-        let train_loss = self.train_steps(epoch)?;
+        let (train_loss, dp_line) = match &self.setup.private {
+            None => (self.train_steps(epoch)?, None),
+            Some(private) => {
+                let (loss, summary) = self.private_steps(epoch, private)?;
+                (loss, Some(summary))
+            }
+        };
         let (args, encoding) = (self.args, &self.setup.encoding);
         let val = &self.setup.corpus.val;
         let val_loss = if val.is_empty() {
@@ -254,7 +362,9 @@ impl Run<'_> {
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch;
         state.step = self.adam.step;
-        let improved = val_loss < state.best_val_loss;
+        // Under differential privacy the weights are the last epoch's: choosing an epoch by validation loss
+        // would be one more look at the data, outside the accounting.
+        let improved = val_loss < state.best_val_loss || self.setup.private.is_some();
         if improved {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
@@ -263,18 +373,29 @@ impl Run<'_> {
         let records = self.setup.corpus.train.len();
         // The log line first, in one write: a kill after it and before the state is saved leaves a line that
         // the resume drops (`resume::trim_log`), never a state without its line.
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
             "seconds": seconds, "records_per_s": records as f64 / seconds,
         });
+        if let Some(summary) = &dp_line {
+            line["dp"] = serde_json::to_value(summary)?;
+        }
         self.log.write_all(format!("{line}\n").as_bytes())?;
         self.log.flush()?;
         save_last(&args.out, self.vs, self.adam, state)?;
         if !args.quiet {
+            let privacy = dp_line.as_ref().map_or(String::new(), |s| {
+                format!(
+                    "  epsilon {:.3}, {:.0}% of records clipped (median norm {:.3})",
+                    s.epsilon,
+                    100.0 * s.clipped_share,
+                    s.median_norm
+                )
+            });
             eprintln!(
-                "epoch {epoch:>3}/{}: train loss {train_loss:.5}  val loss {val_loss:.5}{}  {seconds:.1}s ({:.0} records/s)",
+                "epoch {epoch:>3}/{}: train loss {train_loss:.5}  val loss {val_loss:.5}{}  {seconds:.1}s ({:.0} records/s){privacy}",
                 args.epochs,
-                if improved { " *" } else { "" },
+                if improved && dp_line.is_none() { " *" } else { "" },
                 records as f64 / seconds
             );
         }
@@ -317,6 +438,88 @@ impl Run<'_> {
         }
         bar.finish_and_clear();
         Ok(loss_sum / train.len() as f64)
+    }
+}
+
+/// What an epoch of DP-SGD did, in its log line.
+#[derive(Debug, serde::Serialize)]
+struct DpEpoch {
+    /// Spent after this epoch's last step (the initialisation included).
+    epsilon: f64,
+    /// Records drawn this epoch (Poisson sampling: about one pass).
+    records_drawn: usize,
+    /// Share of the drawn records whose gradient norm exceeded the bound.
+    clipped_share: f64,
+    median_norm: f64,
+}
+
+impl Run<'_> {
+    /// The epoch's DP-SGD steps (`crate::dp`): global steps (epoch - 1) * steps_per_epoch + 1 ..= epoch *
+    /// steps_per_epoch, each a Poisson sample of the records, their clipped gradients summed, Gaussian noise
+    /// of standard deviation sigma C added, divided by the expected batch size q N (the standard choice, so
+    /// that the scale does not depend on the batch drawn), then Adam's update. The sample, the dropout masks
+    /// and the noise of a step are seeded by (seed, step). Returns the mean training loss per scored entry.
+    fn private_steps(&mut self, epoch: usize, private: &Private) -> Result<(f64, DpEpoch)> {
+        let (args, train, plan) = (self.args, &self.setup.corpus.train, &private.plan);
+        let seed = args.settings.seed;
+        let first = (epoch as u64 - 1) * plan.steps_per_epoch + 1;
+        let last = (epoch as u64 * plan.steps_per_epoch).min(plan.planned_steps);
+        let show_progress = !args.quiet && std::io::stderr().is_terminal();
+        let bar = progress_bar(last + 1 - first, epoch, args.epochs, show_progress);
+        let noise_std = plan.noise_multiplier * plan.max_grad_norm;
+        let expected_batch = plan.sample_rate * plan.records as f64;
+        let (mut loss_sum, mut entries) = (0.0, 0.0);
+        let mut norms: Vec<f64> = Vec::new();
+        for step in first..=last {
+            if self.adam.step as u64 != step - 1 {
+                bail!("internal: DP step {step} after optimizer step {}", self.adam.step);
+            }
+            let drawn = dp::sampling::poisson_batch(plan.records, plan.sample_rate, seed, step);
+            tch::manual_seed(dp::sampling::step_seed(seed, step));
+            self.adam.zero_grad();
+            let (mut sequences, mut record_of) = (Vec::new(), Vec::new());
+            for (r, &record) in drawn.iter().enumerate() {
+                for &i in &private.records[record] {
+                    sequences.push(train.get(i));
+                    record_of.push(r);
+                }
+            }
+            if !sequences.is_empty() {
+                let refs: Vec<_> = sequences.iter().collect();
+                let batch = data::make_batch(&refs, &self.setup.encoding, args.device);
+                let records = Records::new(&record_of, args.device);
+                let clipped =
+                    dp::clipped_backward(self.model, &batch, &records, args.settings.dropout, plan.max_grad_norm);
+                let l = clipped.losses.sum(Kind::Double).double_value(&[]);
+                if !l.is_finite() {
+                    bail!(
+                        "training diverged at epoch {epoch} (loss {l}); the files keep the state after epoch {}; try \
+                         a smaller --lr",
+                        epoch - 1
+                    );
+                }
+                loss_sum += l;
+                entries += batch.rows.size()[0] as f64 * self.setup.encoding.vocab_size() as f64;
+                norms.extend(Vec::<f64>::try_from(clipped.norms.to_kind(Kind::Double))?);
+            }
+            // Noise drawn in the optimizer's (name) order after the step's seed and dropout: reproducible.
+            self.adam.step_with(|p| {
+                let g = p.grad();
+                let sum = if g.defined() { g } else { p.zeros_like() };
+                Some((sum + p.randn_like() * noise_std) / expected_batch)
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let clipped = norms.iter().filter(|n| **n > plan.max_grad_norm).count();
+        norms.sort_by(f64::total_cmp);
+        let summary = DpEpoch {
+            epsilon: plan.epsilon_after(last, &private.spent_before),
+            records_drawn: norms.len(),
+            clipped_share: clipped as f64 / norms.len().max(1) as f64,
+            median_norm: norms.get(norms.len() / 2).copied().unwrap_or(0.0),
+        };
+        Ok((loss_sum / entries.max(1.0), summary))
     }
 }
 
@@ -397,6 +600,7 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
         encoding,
         corpus,
         settings,
+        private: None,
     })
 }
 
@@ -453,6 +657,7 @@ fn resume_setup(args: &TrainArgs) -> Result<Setup> {
         encoding: folder.encoding,
         corpus: Corpus::open(&corpus_dir)?,
         settings,
+        private: None,
     })
 }
 
