@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 /// Columns of a masked layer's output handled together by [`masked_weight_norm2`].
 const MASK_BLOCK: i64 = 64;
 
-/// Squared norm per record [P] of sum_s a_s ⊗ g_s.
+/// Squared norm per record (P values) of sum_s a_s ⊗ g_s.
 pub fn weight_norm2(a: &Tensor, g: &Tensor) -> Tensor {
     let (_, s, n_in) = a.size3().expect("a is [P, S, in]");
     let n_out = g.size()[2];

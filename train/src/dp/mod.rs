@@ -124,14 +124,14 @@ impl Records {
 
 /// A batch's per-record losses and gradient norms (before clipping).
 pub struct Clipped {
-    /// Each record's loss (see [`record_losses`]), [R].
+    /// Each record's loss (see [`record_losses`]) (one per record).
     pub losses: Tensor,
-    /// Each record's gradient norm, [R].
+    /// Each record's gradient norm (one per record).
     pub norms: Tensor,
 }
 
 /// Each record's loss: its binary cross-entropy summed over its scored entries (every code of every scored
-/// row of all its windows), [R]. Records are separable (nothing in the model mixes the rows of a batch), so
+/// row of all its windows), one per record. Records are separable (nothing in the model mixes the rows of a batch), so
 /// the gradient of the sum is the sum of the records' gradients. On this scale the demo's records have
 /// gradient norms of 100 to 300, so the default bound C = 1 clips every record: each contributes its
 /// gradient's direction, which measured best (see docs/dp-sgd.md); Adam makes the update independent of C

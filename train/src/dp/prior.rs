@@ -5,7 +5,7 @@ use halo_core::corpus::Sequences;
 use halo_core::encoding::Encoding;
 use tch::{Device, Kind, Tensor};
 
-/// Each vocabulary entry's log-odds over the scored rows: record r contributes its rates x_r[j] (the share
+/// Each vocabulary entry's log-odds over the scored rows: record r contributes its rates x_r,j (the share
 /// of its scored rows, over all its windows, that hold entry j), clipped to L2 norm 1, so that adding or
 /// removing a record moves the sum by at most 1; the sum gets Gaussian noise of standard deviation
 /// `noise_multiplier`, drawn after `tch::manual_seed(seed)`. The rate is the noisy sum over the number of
