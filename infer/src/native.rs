@@ -23,19 +23,19 @@ use halo_core::manifest::NativeCodeModule;
 
 const BLOCK: usize = NativeCodeModule::BLOCK;
 
-/// The weights of `code_module.f32`, split into its four parts.
+/// The weights of `code_module.f32`: its values, read once, and where its four parts start (one allocation:
+/// at paper size a part is over 100 MiB).
 pub struct NativeHead {
     pub layout: NativeCodeModule,
-    bias1: Vec<f32>,
-    columns: Vec<f32>,
-    panels: Vec<f32>,
+    values: Vec<f32>,
+    /// Offsets of the parts (auto1's bias, auto1's weights, auto2's panels, the logits' bias) and the end.
+    parts: [usize; 5],
     panel_offsets: Vec<usize>,
-    bias2: Vec<f32>,
 }
 
 impl NativeHead {
     /// From the file's values.
-    pub fn from_values(layout: NativeCodeModule, mut values: Vec<f32>) -> Result<NativeHead> {
+    pub fn from_values(layout: NativeCodeModule, values: Vec<f32>) -> Result<NativeHead> {
         if values.len() != layout.values() {
             return Err(Error::Invalid(format!(
                 "code module: {} values, expected {}",
@@ -43,36 +43,51 @@ impl NativeHead {
                 layout.values()
             )));
         }
-        let [a, b, c, _] = layout.part_lengths();
-        let bias2 = values.split_off(a + b + c);
-        let panels = values.split_off(a + b);
-        let columns = values.split_off(a);
+        let [a, b, c, d] = layout.part_lengths();
         Ok(NativeHead {
             layout,
-            bias1: values,
-            columns,
-            panels,
+            values,
+            parts: [0, a, a + b, a + b + c, a + b + c + d],
             panel_offsets: layout.panel_offsets(),
-            bias2,
         })
+    }
+
+    fn part(&self, i: usize) -> &[f32] {
+        &self.values[self.parts[i]..self.parts[i + 1]]
+    }
+
+    fn bias1(&self) -> &[f32] {
+        self.part(0)
+    }
+
+    fn columns(&self) -> &[f32] {
+        self.part(1)
+    }
+
+    fn panels(&self) -> &[f32] {
+        self.part(2)
+    }
+
+    fn bias2(&self, j: usize) -> f32 {
+        self.part(3)[j]
     }
 
     /// Panel `k` of the history inputs' weights: E rows of BLOCK units.
     fn history_panel(&self, k: usize) -> &[[f32; BLOCK]] {
         let e = self.layout.n_embd;
-        let (rows, _) = self.columns[k * e * BLOCK..(k + 1) * e * BLOCK].as_chunks::<BLOCK>();
+        let (rows, _) = self.columns()[k * e * BLOCK..(k + 1) * e * BLOCK].as_chunks::<BLOCK>();
         rows
     }
 
     /// Column of visit input `i` (E <= i < H), rows i..H.
     fn column(&self, i: usize) -> &[f32] {
         let at = self.layout.column_offset(i);
-        &self.columns[at..at + self.layout.hidden() - i]
+        &self.columns()[at..at + self.layout.hidden() - i]
     }
 
     /// Block `b`'s panel: one row of BLOCK codes per unit.
     fn panel(&self, b: usize) -> &[[f32; BLOCK]] {
-        let values = &self.panels[self.panel_offsets[b]..self.panel_offsets[b + 1]];
+        let values = &self.panels()[self.panel_offsets[b]..self.panel_offsets[b + 1]];
         let (rows, rest) = values.as_chunks::<BLOCK>();
         debug_assert!(rest.is_empty());
         rows
@@ -162,7 +177,7 @@ widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f3
 /// Starts a visit for `rows`: pre-activations from each row's history (`history` [rows, E]), no block.
 pub(crate) fn start_rows(head: &NativeHead, rows: &mut [&mut RowState], history: &[f32]) {
     for row in rows.iter_mut() {
-        row.pre.copy_from_slice(&head.bias1);
+        row.pre.copy_from_slice(head.bias1());
         row.codes = 0..0;
         row.folded = 0;
         row.macs += head.start_macs();
@@ -224,7 +239,7 @@ impl RowState {
                 sum = a.mul_add(w[j % BLOCK], sum);
             }
         }
-        sum + head.bias2[j]
+        sum + head.bias2(j)
     }
 }
 
@@ -307,7 +322,7 @@ impl Cursor for NativeCursor<'_> {
             return None;
         }
         self.row.fold_to(self.head, self.head.layout.n_embd + j);
-        let logit = self.row.sums[j % BLOCK] + self.head.bias2[j];
+        let logit = self.row.sums[j % BLOCK] + self.head.bias2(j);
         Some(self.read(j, logit))
     }
 
@@ -330,7 +345,7 @@ impl Cursor for NativeCursor<'_> {
                 sum = a.mul_add(w[j % BLOCK], sum);
             }
         }
-        let logit = sum + self.head.bias2[j];
+        let logit = sum + self.head.bias2(j);
         Some(self.read(j, logit))
     }
 
