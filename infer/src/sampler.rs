@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
 use halo_core::encoding::Encoding;
-use halo_core::manifest::SamplingCalibration;
+use halo_core::manifest::{Manifest, SamplingCalibration};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -131,7 +131,7 @@ pub fn sample_batch(
     stats: &mut SampleStats,
 ) -> Result<Vec<(RawRecord, ChaCha20Rng)>> {
     let (seed, conditions) = (sampling.seed, sampling.conditions);
-    let plans = VisitPlans::new(&model.manifest.encoding, sampling.calibration);
+    let plans = VisitPlans::new(&model.manifest, sampling.calibration);
     let mut rows: Vec<Row> = indices
         .map(|index| {
             let mut rng = record_rng(seed, index);
@@ -207,12 +207,13 @@ struct VisitPlans {
 }
 
 impl VisitPlans {
-    fn new(enc: &Encoding, calibration: Option<&SamplingCalibration>) -> VisitPlans {
+    fn new(manifest: &Manifest, calibration: Option<&SamplingCalibration>) -> VisitPlans {
+        let enc = &manifest.encoding;
         // The first visit and the later ones differ only in which visit groups apply.
         VisitPlans {
             labels: VisitPlan::labels(enc),
-            first: VisitPlan::codes(enc, 0, calibration),
-            later: VisitPlan::codes(enc, 1, calibration),
+            first: VisitPlan::codes(enc, 0, manifest.format_version, calibration),
+            later: VisitPlan::codes(enc, 1, manifest.format_version, calibration),
         }
     }
 
