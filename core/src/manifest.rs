@@ -432,8 +432,9 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// version 3 sampler would ignore and so date visits differently) and the calibration's visit-type and size
 /// weights; 5 replaced the incremental files by `files.code_module` (the sampler's own kernel, which sums in
 /// another order than ONNX Runtime, so its records differ from a version 4 sampler's in a few draws); 6 draws
-/// the last value of a visit group as what the values before it leave (the sampler's `CategoryDraw::Chain`),
-/// which changes the records. Version 1 to 5 directories are still read and sample as before (version 1
+/// the last visit type as what the types before it leave (the sampler's `VisitPlan::last_takes_rest`), which
+/// changes the records, and adds the calendar group (`Token::Calendar`, set by the sampler from dates it draws
+/// from a record's date stream as it samples). Version 1 to 5 directories are still read and sample as before (version 1
 /// through the dense `code_head`).
 pub const MANIFEST_FORMAT_VERSION: u32 = 6;
 /// Oldest version read.

@@ -70,6 +70,10 @@ impl DemographicCategory {
         }
     }
 
+    pub fn is_birth_year(self) -> bool {
+        self == DemographicCategory::BirthYear
+    }
+
     /// The field holding a categorical value as text (every category but the birth year).
     pub fn text_field(self, d: &mut Demographics) -> Option<&mut Option<String>> {
         match self {

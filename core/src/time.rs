@@ -103,8 +103,19 @@ pub(crate) fn birth_time(patient: &Patient) -> Option<chrono::NaiveDateTime> {
     chrono::NaiveDate::from_ymd_opt(y, 7, 1)?.and_hms_opt(0, 0, 0)
 }
 
-pub(crate) fn age_at_first_visit(p: &Patient) -> Option<f64> {
-    age_at_visit(p, 0)
+/// A time as a fractional calendar year (2018-07-02 is about 2018.5): what the calendar group buckets.
+pub fn calendar_year(t: chrono::NaiveDateTime) -> f64 {
+    use chrono::Datelike;
+    f64::from(t.year()) + f64::from(t.ordinal0()) / 366.0
+}
+
+/// The calendar year of each visit, `None` without a time.
+pub fn visit_years(patient: &Patient) -> Vec<Option<f64>> {
+    patient
+        .visits
+        .iter()
+        .map(|v| parse_time(v.time.as_deref()?).map(calendar_year))
+        .collect()
 }
 
 pub(crate) fn age_at_visit(p: &Patient, t: usize) -> Option<f64> {

@@ -73,15 +73,8 @@ pub(crate) fn sample_visit_dense(
             visit: &mut visits[r * v..(r + 1) * v],
             coarse,
         };
-        if walk(
-            &mut pos[r],
-            plan,
-            row.forced.as_ref(),
-            &mut cursor,
-            &mut drawn[r],
-            &mut row.rng,
-        ) != Progress::Done
-        {
+        let (forced, rng) = row.walk_inputs(plan);
+        if walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) != Progress::Done {
             pending.push(r);
         }
     }
@@ -108,15 +101,8 @@ pub(crate) fn sample_visit_dense(
                 visit: &mut visits[r * v..(r + 1) * v],
                 coarse,
             };
-            if walk(
-                &mut pos[r],
-                plan,
-                row.forced.as_ref(),
-                &mut cursor,
-                &mut drawn[r],
-                &mut row.rng,
-            ) != Progress::Done
-            {
+            let (forced, rng) = row.walk_inputs(plan);
+            if walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) != Progress::Done {
                 next.push(r);
             }
         }
@@ -204,14 +190,8 @@ impl Walkers<'_> {
             n_embd: e,
             macs: 0,
         };
-        let progress = walk(
-            &mut self.pos[r],
-            plan,
-            row.forced.as_ref(),
-            &mut cursor,
-            &mut self.drawn[r],
-            &mut row.rng,
-        );
+        let (forced, rng) = row.walk_inputs(plan);
+        let progress = walk(&mut self.pos[r], plan, forced, &mut cursor, &mut self.drawn[r], rng);
         stats.code_module_macs += cursor.macs;
         match progress {
             Progress::Done => None,
@@ -422,14 +402,8 @@ fn native_rows(
             reads: None,
             set_count: 0,
         };
-        match walk(
-            &mut pos[r],
-            plan,
-            row.forced.as_ref(),
-            &mut cursor,
-            &mut drawn[r],
-            &mut row.rng,
-        ) {
+        let (forced, rng) = row.walk_inputs(plan);
+        match walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) {
             Progress::Done => None,
             Progress::Need(codes) => Some(codes.start),
         }
@@ -492,14 +466,8 @@ fn sample_visit_native_compared(
                 reads: Some(&mut reads),
                 set_count: drawn[r].len(),
             };
-            match walk(
-                &mut pos,
-                plan,
-                row.forced.as_ref(),
-                &mut cursor,
-                &mut drawn[r],
-                &mut row.rng,
-            ) {
+            let (forced, rng) = row.walk_inputs(plan);
+            match walk(&mut pos, plan, forced, &mut cursor, &mut drawn[r], rng) {
                 Progress::Done => break,
                 Progress::Need(codes) => {
                     let b = codes.start / halo_core::manifest::NativeCodeModule::BLOCK;

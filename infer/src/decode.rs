@@ -19,7 +19,7 @@
 //! birth year, birth day, age, then per visit its gap and its lab values.
 
 use crate::sampler::RawRecord;
-use chrono::{Duration, NaiveDate};
+use chrono::{Duration, NaiveDate, NaiveDateTime};
 use halo_core::buckets::draw_within;
 use halo_core::encoding::{Encoding, Token};
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
@@ -40,10 +40,115 @@ fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
     Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
 }
 
+/// A record's dates as they are drawn: the birth from the label visit's decade, the first visit's time from
+/// the age drawn inside its bucket, each later visit's from its gap drawn inside its bucket. Decoding dates a
+/// record with it, and a sampler whose encoding has the calendar group (`VisitGroup::CALENDAR`) dates each
+/// visit with it as soon as the visit is sampled, from the record's date stream ([`RawRecord::dates`]), so that
+/// the next visit's calendar code is the year of this one; decoding then draws the same dates again.
+#[derive(Debug, Clone)]
+pub(crate) struct Calendar {
+    birth_year: Option<i32>,
+    birth: Option<NaiveDate>,
+    /// The first visit's time; `None` until a visit is dated.
+    base: Option<NaiveDateTime>,
+    /// Seconds from the first visit.
+    offset_secs: i64,
+    has_gaps: bool,
+}
+
+impl Calendar {
+    /// Draws the birth date inside the decade that the label visit `labels` holds.
+    pub fn born(enc: &Encoding, labels: &[u32], rng: &mut ChaCha20Rng) -> Calendar {
+        let birth_decade = labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
+            Token::Demographic { category, value } if category.is_birth_year() => BirthDecade::years_of(value),
+            _ => None,
+        });
+        let (mut birth_year, mut birth) = (None, None);
+        if let Some(years) = birth_decade {
+            let year = rng.random_range(years);
+            let start = NaiveDate::from_ymd_opt(year, 1, 1);
+            let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+                366
+            } else {
+                365
+            };
+            let day = rng.random_range(0..days);
+            birth_year = Some(year);
+            birth = start.and_then(|s| s.checked_add_signed(Duration::days(day)));
+        }
+        Calendar {
+            birth_year,
+            birth,
+            base: None,
+            offset_secs: 0,
+            has_gaps: enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. })),
+        }
+    }
+
+    /// Dates the next visit, of vocabulary indices `codes`: the first from its age (birth date + age, else
+    /// 2000-01-01), a later one by its gap (none: the previous visit's day). Returns its day offset from
+    /// the first visit and its time, `None` for models without gap codes.
+    pub fn visit(&mut self, enc: &Encoding, codes: &[u32], rng: &mut ChaCha20Rng) -> Option<(i64, NaiveDateTime)> {
+        match self.base {
+            None => {
+                let age_years = codes
+                    .iter()
+                    .find_map(|&i| match enc.tokens[i as usize] {
+                        Token::Age { bucket } => Some(bucket),
+                        _ => None,
+                    })
+                    .and_then(|bucket| edge_range(&enc.age_edges_years, bucket))
+                    .map(|(lo, hi)| uniform_in(rng, lo, hi));
+                let base = match (self.birth, age_years) {
+                    (Some(b), Some(age)) => {
+                        let secs = (age * 365.25 * 86_400.0).round() as i64;
+                        b.and_hms_opt(0, 0, 0)
+                            .and_then(|t| t.checked_add_signed(Duration::seconds(secs)))
+                    }
+                    _ => None,
+                };
+                self.base = Some(base.unwrap_or_else(halo_core::time::synthetic_base_time));
+            }
+            Some(_) => {
+                if let Some(bucket) = codes.iter().find_map(|&i| match enc.tokens[i as usize] {
+                    Token::Gap { bucket } => Some(bucket),
+                    _ => None,
+                }) {
+                    if let Some(range) = edge_range(&enc.gap_edges_days, bucket) {
+                        let points = enc.gap_quantiles_days.get(bucket).map_or(&[][..], Vec::as_slice);
+                        let days = draw_within(points, range, rng.random());
+                        self.offset_secs += (days * 86_400.0).round() as i64;
+                    }
+                }
+            }
+        }
+        let time = self.base?.checked_add_signed(Duration::seconds(self.offset_secs))?;
+        self.has_gaps.then_some((self.offset_secs, time))
+    }
+}
+
+/// The time of every visit of a record sampled with the calendar group (dated from its own date stream, as
+/// decoding dates it, visits without codes included); `None` for a record without a date stream or a model
+/// without gap codes.
+pub fn dated_visit_times(enc: &Encoding, raw: &RawRecord) -> Option<Vec<NaiveDateTime>> {
+    let mut stream = raw.dates.clone()?;
+    let mut calendar = Calendar::born(enc, &raw.labels, &mut stream);
+    raw.visits
+        .iter()
+        .map(|codes| calendar.visit(enc, codes, &mut stream).map(|(_, time)| time))
+        .collect()
+}
+
+/// The stream dates are drawn from: the record's date stream where it has one, else its own.
+fn date_stream<'a>(dates: &'a mut Option<ChaCha20Rng>, rng: &'a mut ChaCha20Rng) -> &'a mut ChaCha20Rng {
+    match dates {
+        Some(d) => d,
+        None => rng,
+    }
+}
+
 /// Decodes a sampled record; `rng` is the record's stream, positioned after sampling.
 pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient {
-    let has_gaps = enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. }));
-
     // Labels and demographics from the label visit.
     let mut labels: BTreeMap<String, bool> = enc
         .tokens
@@ -55,73 +160,30 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         .collect();
     let any_labels = !labels.is_empty();
     let mut demographics = Demographics::default();
-    let mut birth_decade = None;
     for &i in &raw.labels {
         match &enc.tokens[i as usize] {
             Token::Label { name } => {
                 labels.insert(name.clone(), true);
             }
-            Token::Demographic { category, value } => match category.text_field(&mut demographics) {
-                Some(field) => *field = Some(value.clone()),
-                None => birth_decade = BirthDecade::years_of(value),
-            },
+            Token::Demographic { category, value } => {
+                if let Some(field) = category.text_field(&mut demographics) {
+                    *field = Some(value.clone());
+                }
+            }
             _ => {}
         }
     }
-    let mut birth: Option<NaiveDate> = None;
-    if let Some(years) = birth_decade {
-        let year = rng.random_range(years);
-        let start = NaiveDate::from_ymd_opt(year, 1, 1);
-        let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
-            366
-        } else {
-            365
-        };
-        let day = rng.random_range(0..days);
-        demographics.birth_year = Some(year);
-        if let Some(d) = start.and_then(|s| s.checked_add_signed(Duration::days(day))) {
-            demographics.birth_date = Some(halo_core::time::format_date(d));
-            birth = Some(d);
-        }
-    }
-
-    // Age at the first visit.
-    let mut age_years = None;
-    if let Some(first) = raw.visits.first() {
-        if let Some(bucket) = first.iter().find_map(|&i| match enc.tokens[i as usize] {
-            Token::Age { bucket } => Some(bucket),
-            _ => None,
-        }) {
-            if let Some((lo, hi)) = edge_range(&enc.age_edges_years, bucket) {
-                age_years = Some(uniform_in(rng, lo, hi));
-            }
-        }
-    }
-    let base = match (birth, age_years) {
-        (Some(b), Some(age)) => {
-            let secs = (age * 365.25 * 86_400.0).round() as i64;
-            b.and_hms_opt(0, 0, 0)
-                .and_then(|t| t.checked_add_signed(Duration::seconds(secs)))
-        }
-        _ => None,
-    }
-    .unwrap_or_else(halo_core::time::synthetic_base_time);
+    let mut dates = raw.dates.clone();
+    let mut calendar = Calendar::born(enc, &raw.labels, date_stream(&mut dates, rng));
+    demographics.birth_year = calendar.birth_year;
+    demographics.birth_date = calendar.birth.map(halo_core::time::format_date);
 
     let mut visits = Vec::with_capacity(raw.visits.len());
-    let mut offset_secs: i64 = 0;
-    for (t, codes) in raw.visits.iter().enumerate() {
+    for codes in &raw.visits {
         let mut visit = Visit::default();
-        if t > 0 {
-            if let Some(bucket) = codes.iter().find_map(|&i| match enc.tokens[i as usize] {
-                Token::Gap { bucket } => Some(bucket),
-                _ => None,
-            }) {
-                if let Some(range) = edge_range(&enc.gap_edges_days, bucket) {
-                    let points = enc.gap_quantiles_days.get(bucket).map_or(&[][..], Vec::as_slice);
-                    let days = draw_within(points, range, rng.random());
-                    offset_secs += (days * 86_400.0).round() as i64;
-                }
-            }
+        if let Some((offset_secs, time)) = calendar.visit(enc, codes, date_stream(&mut dates, rng)) {
+            visit.day = Some(offset_secs as f64 / 86_400.0);
+            visit.time = Some(halo_core::time::format_record_time(time));
         }
         for &i in codes {
             match &enc.tokens[i as usize] {
@@ -137,12 +199,6 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
                 }
                 _ => {}
             }
-        }
-        if has_gaps {
-            visit.day = Some(offset_secs as f64 / 86_400.0);
-            visit.time = base
-                .checked_add_signed(Duration::seconds(offset_secs))
-                .map(halo_core::time::format_record_time);
         }
         visits.push(visit);
     }

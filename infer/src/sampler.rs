@@ -16,10 +16,11 @@
 
 use crate::code_module;
 use crate::conditions::{Conditions, Forced};
+use crate::decode::Calendar;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
-use halo_core::encoding::Encoding;
+use halo_core::encoding::{Encoding, Token, VisitGroup};
 use halo_core::manifest::{Manifest, SamplingCalibration};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -41,6 +42,10 @@ pub struct RawRecord {
     /// Real visits: the codes set (vocabulary indices, ascending); the last visit of a record that
     /// ended by itself carries the end code.
     pub visits: Vec<Vec<u32>>,
+    /// The stream its dates are drawn from, at its start, for an encoding with the calendar group (the sampler
+    /// dates each visit as it is sampled, with `decode::Calendar`); `None`: the dates come from the
+    /// record's own stream after its visits, as before the group.
+    pub dates: Option<ChaCha20Rng>,
 }
 
 /// Counters of one or more batches, for benchmarks.
@@ -66,21 +71,76 @@ pub(crate) struct Row {
     /// 0, or how many times the record was sampled again (see [`sample_batch`]).
     attempt: u32,
     pub rng: ChaCha20Rng,
+    /// The label visit's forced values (conditions), by label-local index.
     pub forced: Option<Forced>,
+    /// The next visit's forced values, by candidate position: its calendar code.
+    visit_forced: Option<Forced>,
+    /// With the calendar group: the date stream at its start (for decoding), and the calendar dating the
+    /// visits sampled so far with the stream where it now is.
+    dates: Option<ChaCha20Rng>,
+    calendar: Option<(Calendar, ChaCha20Rng)>,
     labels: Vec<u32>,
     visits: Vec<Vec<u32>>,
 }
 
+/// Where a record's date stream starts in its own stream: far beyond any draw of its sampling, so the two never
+/// meet (a record draws a few thousand numbers).
+const DATE_STREAM_WORD: u128 = 1 << 64;
+
 impl Row {
-    /// A record about to be sampled (attempt `attempt`, see [`sample_batch`]) from stream `rng`.
-    fn new(index: u64, attempt: u32, rng: ChaCha20Rng, forced: Option<Forced>) -> Row {
+    /// A record about to be sampled (attempt `attempt`, see [`sample_batch`]) from stream `rng`; `dated`: the
+    /// encoding has the calendar group, so its visits are dated as they are sampled.
+    fn new(index: u64, attempt: u32, rng: ChaCha20Rng, forced: Option<Forced>, dated: bool) -> Row {
+        let dates = dated.then(|| {
+            let mut d = rng.clone();
+            d.set_word_pos(DATE_STREAM_WORD);
+            d
+        });
         Row {
             index,
             attempt,
             rng,
             forced,
+            visit_forced: None,
+            dates,
+            calendar: None,
             labels: Vec::new(),
             visits: Vec::new(),
+        }
+    }
+
+    /// What the walk of `plan` reads from the row: the forced values (the conditions on the label visit, the
+    /// calendar code on the other visits) and the random stream.
+    pub fn walk_inputs(&mut self, plan: &VisitPlan) -> (Option<&Forced>, &mut ChaCha20Rng) {
+        let forced = match plan.forced {
+            true => self.forced.as_ref(),
+            false => self.visit_forced.as_ref(),
+        };
+        (forced, &mut self.rng)
+    }
+
+    /// Dates the visit just sampled (the first: draws the birth too) and forces the next visit's calendar
+    /// code, at candidate positions `calendar` of the later visits' plan, to the bucket of its year.
+    fn date_last_visit(&mut self, enc: &Encoding, calendar: &std::ops::Range<usize>) {
+        let (Some(start), Some(codes)) = (&self.dates, self.visits.last()) else {
+            return;
+        };
+        let (cal, stream) = self.calendar.get_or_insert_with(|| {
+            let mut stream = start.clone();
+            (Calendar::born(enc, &self.labels, &mut stream), stream)
+        });
+        let Some((_, time)) = cal.visit(enc, codes, stream) else {
+            return;
+        };
+        let bucket = match enc.calendar_token(halo_core::time::calendar_year(time)) {
+            Token::Calendar { bucket } => bucket,
+            _ => unreachable!("calendar_token gives a calendar token"),
+        };
+        let forced = self.visit_forced.get_or_insert_with(Vec::new);
+        forced.clear();
+        forced.resize(calendar.end, None);
+        for (k, slot) in forced.iter_mut().enumerate().skip(calendar.start) {
+            *slot = Some(k - calendar.start == bucket);
         }
     }
 }
@@ -132,11 +192,12 @@ pub fn sample_batch(
 ) -> Result<Vec<(RawRecord, ChaCha20Rng)>> {
     let (seed, conditions) = (sampling.seed, sampling.conditions);
     let plans = VisitPlans::new(&model.manifest, sampling.calibration);
+    let dated = plans.calendar.is_some();
     let mut rows: Vec<Row> = indices
         .map(|index| {
             let mut rng = record_rng(seed, index);
             let forced = conditions.map(|c| c.for_record(index, &mut rng));
-            Row::new(index, 0, rng, forced)
+            Row::new(index, 0, rng, forced, dated)
         })
         .collect();
     let mut out: Vec<(RawRecord, ChaCha20Rng)> = Vec::with_capacity(rows.len());
@@ -170,6 +231,7 @@ pub fn sample_batch(
                     attempt,
                     attempt_rng(seed, row.index, attempt),
                     row.forced,
+                    dated,
                 ));
                 continue;
             }
@@ -178,6 +240,7 @@ pub fn sample_batch(
                     index: row.index,
                     labels: row.labels,
                     visits: row.visits,
+                    dates: row.dates,
                 },
                 row.rng,
             ));
@@ -204,16 +267,28 @@ struct VisitPlans {
     labels: VisitPlan,
     first: VisitPlan,
     later: VisitPlan,
+    /// The calendar group's candidate positions in `later`, where the encoding has the group.
+    calendar: Option<std::ops::Range<usize>>,
 }
 
 impl VisitPlans {
     fn new(manifest: &Manifest, calibration: Option<&SamplingCalibration>) -> VisitPlans {
         let enc = &manifest.encoding;
         // The first visit and the later ones differ only in which visit groups apply.
+        let later = VisitPlan::codes(enc, 1, manifest.format_version, calibration);
+        let calendar = enc
+            .visit_groups
+            .iter()
+            .find(|g| g.name == VisitGroup::CALENDAR)
+            .map(|g| {
+                let start = later.cands.partition_point(|&j| j < g.first);
+                start..start + g.len
+            });
         VisitPlans {
             labels: VisitPlan::labels(enc),
             first: VisitPlan::codes(enc, 0, manifest.format_version, calibration),
-            later: VisitPlan::codes(enc, 1, manifest.format_version, calibration),
+            later,
+            calendar,
         }
     }
 
@@ -254,6 +329,12 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
         finished.extend(batch.add_visits(codes, |codes| codes.last() == Some(&end) || t == limit)?);
         if batch.rows.is_empty() {
             break;
+        }
+        if let Some(calendar) = &plans.calendar {
+            let enc = &model.manifest.encoding;
+            for row in &mut batch.rows {
+                row.date_last_visit(enc, calendar);
+            }
         }
         if batch.past_len - 1 == max_visits {
             // The window is full: continue from the record's last visits.

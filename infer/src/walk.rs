@@ -197,7 +197,9 @@ pub(crate) fn walk(
     drawn: &mut Vec<u32>,
     rng: &mut ChaCha20Rng,
 ) -> Progress {
-    let fixed_at = |k: usize| if plan.forced { forced.and_then(|f| f[k]) } else { None };
+    // The label visit's conditions by label-local index; another visit's calendar code by candidate position
+    // (a shorter list: positions past it are free).
+    let fixed_at = |k: usize| forced.and_then(|f| f.get(k).copied().flatten());
     loop {
         let p = *pos;
         if p >= plan.cands.len() {

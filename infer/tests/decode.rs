@@ -60,6 +60,7 @@ fn decodes_every_token_kind() {
         index: 17,
         labels,
         visits: vec![v1, v2, v3, v4],
+        dates: None,
     };
     let p = decode(&enc, &raw, &mut record_rng(1, 17));
 
@@ -121,6 +122,7 @@ fn drawn_gaps(enc: &halo_core::encoding::Encoding, bucket: usize, draws: u64) ->
                 index: i,
                 labels: Vec::new(),
                 visits: vec![vec![code], second.clone()],
+                dates: None,
             };
             decode(enc, &raw, &mut record_rng(1, i)).visits[1].day.unwrap()
         })
@@ -205,4 +207,54 @@ fn a_gap_is_drawn_from_the_training_gaps_inside_its_bucket() {
         uniform_median > 1.5 * data_median,
         "{uniform_median:.0} against {data_median:.0}"
     );
+}
+
+/// A model with the calendar group: each later visit's calendar code is the bucket of the year the visit
+/// before is dated in, the dates decoding gives are those the sampler set the codes from, and the same seed
+/// gives the same records.
+#[test]
+fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+    let mut model = halo_infer::Model::load_on_cpu(&dir).unwrap();
+    let enc = model.manifest.encoding.clone();
+    assert!(
+        enc.visit_groups.iter().any(|g| g.name == "calendar"),
+        "the fixture has the calendar group"
+    );
+    let plan = halo_infer::Plan {
+        seed: 5,
+        records: 0..60,
+        batch_size: 16,
+        conditions: None,
+    };
+    let mut sampled = Vec::new();
+    halo_infer::generate(&mut model, &plan, |batch| {
+        sampled.extend(batch);
+        Ok(())
+    })
+    .unwrap();
+    let (mut checked, mut buckets) = (0, std::collections::BTreeSet::new());
+    for s in &sampled {
+        let times = halo_infer::decode::dated_visit_times(&enc, &s.raw).expect("a dated record");
+        for (t, codes) in s.raw.visits.iter().enumerate().skip(1) {
+            let calendar: Vec<&Token> = codes
+                .iter()
+                .map(|&c| &enc.tokens[c as usize])
+                .filter(|t| matches!(t, Token::Calendar { .. }))
+                .collect();
+            let expected = enc.calendar_token(halo_core::time::calendar_year(times[t - 1]));
+            assert_eq!(calendar, vec![&expected], "record {} visit {t}", s.raw.index);
+            buckets.insert(expected.to_string());
+            checked += 1;
+        }
+        // The decoded record's times are those dates (visits without codes are left out).
+        let decoded: Vec<&str> = s.patient.visits.iter().filter_map(|v| v.time.as_deref()).collect();
+        let all: Vec<String> = times.iter().map(|t| halo_core::time::format_record_time(*t)).collect();
+        assert!(
+            decoded.iter().all(|d| all.iter().any(|a| a == d)),
+            "record {}",
+            s.raw.index
+        );
+    }
+    assert!(checked > 200 && buckets.len() > 2, "{checked} visits over {buckets:?}");
 }

@@ -84,6 +84,12 @@ pub struct EncodingArgs {
     /// did not reduce the drift that `halo export`'s calibration closes (docs/records.md, "Dense visits").
     #[arg(long, default_value_t = halo_core::encoding::DEFAULT_VISIT_SIZE_BUCKETS)]
     pub visit_size_buckets: usize,
+    /// Leave out the calendar group: the year of the visit before, on every later visit, which the sampler sets
+    /// from the dates it draws so that the model ends records and spaces visits as the data's calendar does
+    /// (without it on the Synthea demo, 43% of synthetic records ran past the data's last visit). Off under
+    /// --dp-epsilon (its edges come from the data)
+    #[arg(long)]
+    pub no_calendar: bool,
     /// The small-cell rule: codes, source values, labs and demographic values seen in fewer distinct
     /// patients are left out of the vocabulary, and bucket edges come from groups of at least this many
     /// patients, so that nothing of one patient ships in the model. `halo export` refuses models trained
@@ -134,6 +140,7 @@ impl EncodingArgs {
             window_stride: usize::from(self.windows),
             min_patients: self.min_patients,
             visit_size_buckets: self.visit_size_buckets,
+            calendar: !self.no_calendar,
             dp: None,
         }
     }

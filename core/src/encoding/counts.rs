@@ -72,6 +72,11 @@ pub(super) struct TrainCounts {
     pub(super) labs: BTreeMap<String, LabSample>,
     pub(super) always_gap: bool,
     pub(super) always_age: bool,
+    /// Each patient's earliest and latest visit year (the calendar edges close about patients), and whether
+    /// every kept visit before another has a year.
+    pub(super) first_years: Vec<f64>,
+    pub(super) last_years: Vec<f64>,
+    pub(super) always_calendar: bool,
     pub(super) visit_types: BTreeSet<String>,
     pub(super) lengths: Vec<usize>,
 }
@@ -86,6 +91,9 @@ impl Default for TrainCounts {
             labs: BTreeMap::new(),
             always_gap: true,
             always_age: true,
+            first_years: Vec::new(),
+            last_years: Vec::new(),
+            always_calendar: true,
             visit_types: BTreeSet::new(),
             lengths: Vec::new(),
         }
@@ -175,7 +183,10 @@ impl FitCounts {
         }
         t.gap_ends.push(t.gaps.len());
         t.largest_gaps.extend(largest);
-        t.ages.extend(age_at_first_visit(p));
+        // The age goes on the first visit encoded: a record cut to its most recent visits starts later in
+        // life than its first visit (the demo's edges closed at 42 years while cut records start at 60-90).
+        t.ages
+            .extend(age_at_visit(p, options.first_encoded_visit(p.visits.len())));
         if options.labs {
             let mut range: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
             for lab in p.visits.iter().flat_map(|v| &v.labs) {
@@ -201,6 +212,15 @@ impl FitCounts {
         let keep_from = options.first_encoded_visit(p.visits.len());
         t.always_gap &= p.visits.len() - keep_from < 2 || days[keep_from..].iter().all(Option::is_some);
         t.always_age &= p.visits.is_empty() || age_at_visit(p, keep_from).is_some();
+        if options.calendar {
+            let years = visit_years(p);
+            let kept: Vec<f64> = years[keep_from..].iter().flatten().copied().collect();
+            t.first_years.extend(kept.iter().copied().reduce(f64::min));
+            t.last_years.extend(kept.iter().copied().reduce(f64::max));
+            t.always_calendar &= years[keep_from..years.len().saturating_sub(1).max(keep_from)]
+                .iter()
+                .all(Option::is_some);
+        }
         for v in &p.visits {
             if let Some(ty) = &v.visit_type {
                 if !t.visit_types.contains(ty) {

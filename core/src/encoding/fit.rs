@@ -123,8 +123,19 @@ impl FitCounts {
         };
         let (type_codes, rare_types) = visit_type_tokens(&visit_types, untyped_visit, &t.visit_types, k);
         left_out.visit_types = rare_types;
-        // Time codes come first in a visit: gap, then age (first visit only), then the visit's type and size.
+        // The calendar opens a visit, so that everything drawn after it (the gap first) knows when the visit is;
+        // then the time codes: gap, then age (first visit only), then the visit's type and size.
         let mut groups = VisitGroups::default();
+        let calendar_edges_years = match options.calendar && options.dp.is_none() && t.always_calendar {
+            true => calendar_edges(&mut t.first_years, &mut t.last_years, k),
+            false => Vec::new(),
+        };
+        if calendar_edges_years.len() >= 3 {
+            let calendar_codes = (0..calendar_edges_years.len() - 1)
+                .map(|bucket| Token::Calendar { bucket })
+                .collect();
+            groups.add(VisitGroup::CALENDAR, GroupVisits::LaterVisits, true, calendar_codes);
+        }
         if options.gaps && edges.any_gap {
             let gap_codes = (0..edges.gap_days.len() - 1)
                 .map(|bucket| Token::Gap { bucket })
@@ -199,6 +210,10 @@ impl FitCounts {
             gap_edges_days: edges.gap_days,
             gap_quantiles_days: edges.gap_quantiles,
             age_edges_years: edges.age_years,
+            calendar_edges_years: match calendar_edges_years.len() >= 3 {
+                true => calendar_edges_years,
+                false => Vec::new(),
+            },
             visit_size_edges,
             lab_edges,
             labels_given,
@@ -206,6 +221,22 @@ impl FitCounts {
             record_visit_limit,
         })
     }
+}
+
+/// The calendar group's edges: the multiples of [`CALENDAR_BUCKET_YEARS`] between the year that `k` patients'
+/// records start by and the year that `k` patients' records reach, so that the outer buckets (open below and
+/// above) hold at least `k` patients each and no edge is one patient's year. (Yearly buckets over the data's
+/// last five years measured worse on the demo: records spanned longer, docs/records.md.)
+fn calendar_edges(first_years: &mut [f64], last_years: &mut [f64], k: usize) -> Vec<f64> {
+    if first_years.len() < k || last_years.len() < k {
+        return Vec::new();
+    }
+    first_years.sort_by(f64::total_cmp);
+    last_years.sort_by(|a, b| b.total_cmp(a));
+    let (lo, hi) = (first_years[k - 1], last_years[k - 1]);
+    let w = CALENDAR_BUCKET_YEARS;
+    let (from, to) = ((lo / w).ceil() as i64, (hi / w).floor() as i64);
+    (from..=to).map(|i| i as f64 * w).collect()
 }
 
 /// Bucket edges of the gaps (with the within-bucket points) and ages, from the training split.

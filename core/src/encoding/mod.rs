@@ -2,8 +2,8 @@
 //! encoding of a patient as a label visit plus visits of code indices.
 //!
 //! Vocabulary layout (the reference implementation's): `[medical codes | label codes | start, end, pad]`.
-//! Medical codes include the bucket codes for continuous values: the gap since the previous visit
-//! (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`), the visit's type (`VISIT_TYPE/9201`,
+//! Medical codes include the bucket codes for continuous values: the calendar year of the previous visit
+//! (`YEAR/<bucket>`, set by the sampler, never drawn), the gap since the previous visit (`GAP/<lo>-<hi>d`), the age at the first visit (`AGE/<lo>-<hi>y`), the visit's type (`VISIT_TYPE/9201`,
 //! `VISIT_TYPE/<other>` for a type left out or absent) and each lab value
 //! (`LAB/<lab code>/q<k>`, next to the lab's presence code). Label codes are the phenotype labels followed
 //! by the demographic codes (`SEX/..`, `RACE/..`, `ETHNICITY/..`, `BIRTH/<decade>`), each demographic
@@ -13,7 +13,7 @@ use crate::buckets::{bucket_of, closed_edges, closing_value, within_bucket_point
 use crate::error::{Error, Result};
 pub use crate::record::DemographicCategory;
 use crate::record::{BirthDecade, Patient, Visit};
-use crate::time::{age_at_first_visit, age_at_visit, birth_year, visit_days};
+use crate::time::{age_at_visit, birth_year, visit_days, visit_years};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,10 @@ pub struct Encoding {
     /// visits' sizes, top-coded like the lab edges. Empty without the size group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_size_edges: Vec<f64>,
+    /// Edges of the calendar group ([`Token::Calendar`], [`EncodingOptions::calendar`]): years, the first
+    /// bucket open below and the last open above. Empty without the group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calendar_edges_years: Vec<f64>,
     pub lab_edges: BTreeMap<String, Vec<f64>>,
     /// Whether the labels came from the records themselves (JSONL `labels`) instead of a label spec.
     pub labels_given: bool,
@@ -140,6 +144,7 @@ impl Encoding {
             gap_quantiles_days: Vec::new(),
             age_edges_years: vec![0.0, 5.0],
             visit_size_edges: Vec::new(),
+            calendar_edges_years: Vec::new(),
             lab_edges: BTreeMap::new(),
             labels_given: true,
             left_out: LeftOut::default(),
@@ -266,11 +271,18 @@ impl Encoding {
 
         let keep_from = self.options.first_encoded_visit(patient.visits.len());
         let days = visit_days(patient);
+        let years = match self.calendar_edges_years.is_empty() {
+            true => Vec::new(),
+            false => visit_years(patient),
+        };
         let age = age_at_visit(patient, keep_from);
         let visit_type_of = self.visit_type_encoder(index);
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
         for (t, visit) in patient.visits.iter().enumerate().skip(keep_from) {
             let mut codes = BTreeSet::new();
+            if let Some(Some(year)) = years.get(t.wrapping_sub(1)).filter(|_| t > keep_from) {
+                codes.extend(index.get(&token_key(&self.calendar_token(*year))));
+            }
             if self.options.gaps {
                 if t > keep_from {
                     if let (Some(a), Some(b)) = (days[t - 1], days[t]) {
@@ -318,6 +330,13 @@ impl Encoding {
                     .copied()
             });
             known.or(other)
+        }
+    }
+
+    /// The calendar token of a visit whose visit before was in (fractional) `year`.
+    pub fn calendar_token(&self, year: f64) -> Token {
+        Token::Calendar {
+            bucket: bucket_of(&self.calendar_edges_years, year),
         }
     }
 

@@ -63,6 +63,13 @@ pub enum Token {
         code: String,
         bucket: usize,
     },
+    /// The calendar year of the visit before falls in `calendar_edges_years[bucket]..[bucket + 1]` (the first
+    /// bucket: before its upper edge; the last: from its lower edge on). Set by the sampler from the dates it
+    /// has drawn, never drawn: it tells the model when a record is, so that it ends records and spaces visits
+    /// as the data's calendar does (nothing after the data's last visits).
+    Calendar {
+        bucket: usize,
+    },
     /// A phenotype label.
     Label {
         name: String,
@@ -107,6 +114,11 @@ pub struct EncodingOptions {
     /// [`Encoding::visit_size_edges`]); 0: none (encodings fitted before it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub visit_size_buckets: usize,
+    /// The calendar group ([`Token::Calendar`] on every visit after the first): the year of the visit before,
+    /// in 5-year buckets closed where fewer than `min_patients` patients' records reach. False in encodings
+    /// before it, and under differential privacy (its edges would come from the data).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub calendar: bool,
     /// Differential privacy of what the vocabulary and the training shares are fitted from (`halo prepare
     /// --dp-epsilon`, `halo_core::privacy::statistics`): noisy counts of patients with bounded contributions,
     /// public bucket edges. Absent: exact counts under the small-cell rule.
@@ -119,6 +131,13 @@ pub struct EncodingOptions {
 pub(super) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
+
+pub(super) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Width of the calendar group's buckets, in years.
+pub const CALENDAR_BUCKET_YEARS: f64 = 5.0;
 
 /// Default number of visit-size buckets: none. Measured on dense visits (docs/records.md, "Dense visits"),
 /// the group did not shrink the within-visit drift that the sampling calibration closes, so it stays a switch
@@ -145,6 +164,7 @@ impl Default for EncodingOptions {
             window_stride: 0,
             min_patients: DEFAULT_MIN_PATIENTS,
             visit_size_buckets: DEFAULT_VISIT_SIZE_BUCKETS,
+            calendar: false,
             dp: None,
         }
     }
@@ -205,6 +225,8 @@ impl VisitGroup {
     pub const VISIT_TYPE: &'static str = "visit_type";
     /// The visit's size bucket (every visit).
     pub const SIZE: &'static str = "size";
+    /// The calendar year of the visit before (later visits), [`Token::Calendar`]: set by the sampler, not drawn.
+    pub const CALENDAR: &'static str = "calendar";
 
     pub fn range(&self) -> std::ops::Range<usize> {
         self.first..self.first + self.len
@@ -238,6 +260,7 @@ impl fmt::Display for Token {
             Token::VisitType { value: Some(value) } => write!(f, "VISIT_TYPE/{value}"),
             Token::VisitType { value: None } => write!(f, "VISIT_TYPE/<other>"),
             Token::VisitSize { bucket } => write!(f, "SIZE/{bucket}"),
+            Token::Calendar { bucket } => write!(f, "YEAR/{bucket}"),
             Token::Lab { code, bucket } => write!(f, "LAB/{code}/q{bucket}"),
             Token::Label { name } => write!(f, "{name}"),
             Token::Demographic { category, value } => write!(f, "{}/{value}", category.code_prefix()),
