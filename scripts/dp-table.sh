@@ -3,6 +3,7 @@
 # same epochs and seed, each exported, sampled (as many records as the training split, seed 1) and evaluated;
 # then one table of the figures issue 29 asks for (scripts/dp-table.py). Heavy: run it alone.
 #   scripts/dp-table.sh OUT [EPOCHS [EPSILONS...]]      e.g. scripts/dp-table.sh runs/dp-table 20 8 3 1
+# FROM_DATA=1 prepares each run's corpus from the records (DP runs: under their epsilon) instead of sharing CORPUS.
 # DP_LR sets the DP runs' --lr (default 1e-2: at epsilon 8, 10 epochs, validation loss 0.0549 at 1e-3, 0.0483 at 3e-3, lower at 1e-2); the run without
 # DP keeps the preset's.
 set -euo pipefail
@@ -23,7 +24,11 @@ one() {
   local dir="$out/$name"
   [ -f "$dir/report/report.json" ] && return
   rm -rf "$dir"; mkdir -p "$dir"
-  heavy "$halo" train --corpus "$corpus" --out "$dir/checkpoint" --epochs "$epochs" --seed 4 --quiet "$@" 2> "$dir/train.log"
+  # FROM_DATA=1: every run prepares its own corpus from the records, so a DP run's vocabulary and shares come
+  # from the data's DP statistics and its epsilon covers them; otherwise all runs share $corpus.
+  local input=(--corpus "$corpus")
+  [ "${FROM_DATA:-0}" = 1 ] && input=(--data "$data")
+  heavy "$halo" train "${input[@]}" --out "$dir/checkpoint" --epochs "$epochs" --seed 4 --quiet "$@" 2> "$dir/train.log"
   heavy "$halo" export --checkpoint "$dir/checkpoint" --out "$dir/model" 2> "$dir/export.log"
   local n_train
   n_train="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["train"]))' "$dir/checkpoint/split.json")"
