@@ -1,9 +1,10 @@
 //! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
 //! split, the exclusive groups (time codes, partitioning labels).
 
-use super::counts::{DpKey, FitCounts, TrainCounts};
+use super::counts::{DpKey, FitCounts};
+use super::time_edges::TimeEdges;
 use super::*;
-use crate::privacy::statistics::{NoiseStream, DP_MAX_AGE_YEARS, DP_MAX_GAP_DAYS};
+use crate::privacy::statistics::NoiseStream;
 
 impl Encoding {
     /// Fits the vocabulary on all patients (codes held by at least `options.min_patients` of them) and the
@@ -126,12 +127,8 @@ impl FitCounts {
         // The calendar opens a visit, so that everything drawn after it (the gap first) knows when the visit is;
         // then the time codes: gap, then age (first visit only), then the visit's type and size.
         let mut groups = VisitGroups::default();
-        let calendar_edges_years = match options.calendar && options.dp.is_none() && t.always_calendar {
-            true => calendar_edges(&mut t.first_years, &mut t.last_years, k),
-            false => Vec::new(),
-        };
-        if calendar_edges_years.len() >= 3 {
-            let calendar_codes = (0..calendar_edges_years.len() - 1)
+        if !edges.calendar_years.is_empty() {
+            let calendar_codes = (0..edges.calendar_years.len() - 1)
                 .map(|bucket| Token::Calendar { bucket })
                 .collect();
             groups.add(VisitGroup::CALENDAR, GroupVisits::LaterVisits, true, calendar_codes);
@@ -210,82 +207,13 @@ impl FitCounts {
             gap_edges_days: edges.gap_days,
             gap_quantiles_days: edges.gap_quantiles,
             age_edges_years: edges.age_years,
-            calendar_edges_years: match calendar_edges_years.len() >= 3 {
-                true => calendar_edges_years,
-                false => Vec::new(),
-            },
+            calendar_edges_years: edges.calendar_years,
             visit_size_edges,
             lab_edges,
             labels_given,
             left_out,
             record_visit_limit,
         })
-    }
-}
-
-/// The calendar group's edges: the multiples of [`CALENDAR_BUCKET_YEARS`] between the year that `k` patients'
-/// records start by and the year that `k` patients' records reach, so that the outer buckets (open below and
-/// above) hold at least `k` patients each and no edge is one patient's year. (Yearly buckets over the data's
-/// last five years measured worse on the demo: records spanned longer, docs/records.md.)
-fn calendar_edges(first_years: &mut [f64], last_years: &mut [f64], k: usize) -> Vec<f64> {
-    if first_years.len() < k || last_years.len() < k {
-        return Vec::new();
-    }
-    first_years.sort_by(f64::total_cmp);
-    last_years.sort_by(|a, b| b.total_cmp(a));
-    let (lo, hi) = (first_years[k - 1], last_years[k - 1]);
-    let w = CALENDAR_BUCKET_YEARS;
-    let (from, to) = ((lo / w).ceil() as i64, (hi / w).floor() as i64);
-    (from..=to).map(|i| i as f64 * w).collect()
-}
-
-/// Bucket edges of the gaps (with the within-bucket points) and ages, from the training split.
-struct TimeEdges {
-    gap_days: Vec<f64>,
-    gap_quantiles: Vec<Vec<f64>>,
-    age_years: Vec<f64>,
-    any_gap: bool,
-    any_age: bool,
-}
-
-impl TimeEdges {
-    fn fit(t: &mut TrainCounts, spec: Option<&LabelSpec>, options: &EncodingOptions, k: usize) -> TimeEdges {
-        let dp = options.dp.is_some();
-        // Under DP the edges are public: closed at fixed values, and each group assumed present and held by
-        // every visit it applies to (facts of the data otherwise).
-        if dp {
-            (t.always_gap, t.always_age) = (true, true);
-        }
-        let (any_gap, any_age) = match dp {
-            true => (true, true),
-            false => (!t.largest_gaps.is_empty(), !t.ages.is_empty()),
-        };
-        let max_gap = if dp {
-            DP_MAX_GAP_DAYS
-        } else {
-            closing_value(&mut t.largest_gaps, k)
-        };
-        let max_age = if dp {
-            DP_MAX_AGE_YEARS
-        } else {
-            closing_value(&mut t.ages, k)
-        };
-        let gap_base = spec
-            .and_then(|s| s.gap_edges_days.clone())
-            .unwrap_or_else(|| DEFAULT_GAP_EDGES_DAYS.to_vec());
-        let gap_days = closed_edges(&gap_base, max_gap);
-        let gap_quantiles = match options.gaps && !dp {
-            true => gap_quantiles(&t.gaps, &t.gap_ends, &gap_days, k),
-            false => Vec::new(),
-        };
-        let age_base: Vec<f64> = (0..24).map(|i| i as f64 * AGE_BUCKET_YEARS).collect();
-        TimeEdges {
-            gap_days,
-            gap_quantiles,
-            age_years: closed_edges(&age_base, max_age),
-            any_gap,
-            any_age,
-        }
     }
 }
 
@@ -555,38 +483,6 @@ fn merge_rare_end(
             front += 1;
         }
     }
-}
-
-/// [`Encoding::gap_quantiles_days`]: per bucket, the within-bucket points of the gaps between consecutive
-/// dated visits of the training records (all their visits, as [`Encoding::gap_bucket_shares`] counts them).
-/// Empty when no bucket has enough patients.
-fn gap_quantiles(gaps: &[f64], patient_ends: &[usize], edges: &[f64], k: usize) -> Vec<Vec<f64>> {
-    let buckets = edges.len().saturating_sub(1);
-    let mut samples: Vec<LabSample> = (0..buckets).map(|_| LabSample::default()).collect();
-    let mut from = 0;
-    for &to in patient_ends {
-        let mut range: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
-        for &gap in &gaps[from..to] {
-            let bucket = bucket_of(edges, gap);
-            samples[bucket].values.push(gap);
-            let r = range.entry(bucket).or_insert((gap, gap));
-            *r = (r.0.min(gap), r.1.max(gap));
-        }
-        from = to;
-        for (bucket, (lowest, highest)) in range {
-            samples[bucket].patient_lowest.push(lowest);
-            samples[bucket].patient_highest.push(highest);
-        }
-    }
-    let points: Vec<Vec<f64>> = samples
-        .iter_mut()
-        .enumerate()
-        .map(|(b, sample)| within_bucket_points(sample, GAP_SEGMENTS, k, (edges[b], edges[b + 1])))
-        .collect();
-    if points.iter().all(Vec::is_empty) {
-        return Vec::new();
-    }
-    points
 }
 
 /// [`Encoding::record_visit_limit`]: the length that `min_patients` training records reach, rounded down to

@@ -468,6 +468,7 @@ mod vocabulary;
 pub use vocabulary::*;
 mod fit;
 mod shares;
+mod time_edges;
 pub use shares::TrainingShares;
 #[cfg(test)]
 mod tests;
