@@ -20,7 +20,7 @@ use crate::decode::Calendar;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::walk::VisitPlan;
-use halo_core::encoding::{Encoding, Token, VisitGroup};
+use halo_core::encoding::{Encoding, VisitGroup};
 use halo_core::manifest::{Manifest, SamplingCalibration};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -132,10 +132,7 @@ impl Row {
         let Some((_, time)) = cal.visit(enc, codes, stream) else {
             return;
         };
-        let bucket = match enc.calendar_token(halo_core::time::calendar_year(time)) {
-            Token::Calendar { bucket } => bucket,
-            _ => unreachable!("calendar_token gives a calendar token"),
-        };
+        let bucket = enc.calendar_bucket(halo_core::time::calendar_year(time));
         let forced = self.visit_forced.get_or_insert_with(Vec::new);
         forced.clear();
         forced.resize(calendar.end, None);

@@ -333,10 +333,15 @@ impl Encoding {
         }
     }
 
+    /// The calendar bucket of a visit whose visit before was in (fractional) `year`.
+    pub fn calendar_bucket(&self, year: f64) -> usize {
+        bucket_of(&self.calendar_edges_years, year)
+    }
+
     /// The calendar token of a visit whose visit before was in (fractional) `year`.
     pub fn calendar_token(&self, year: f64) -> Token {
         Token::Calendar {
-            bucket: bucket_of(&self.calendar_edges_years, year),
+            bucket: self.calendar_bucket(year),
         }
     }
 
