@@ -1,7 +1,7 @@
 //! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
 //! split, the exclusive groups (time codes, partitioning labels).
 
-use super::counts::{DpKey, FitCounts};
+use super::counts::{DpKey, FitCounts, TrainCounts};
 use super::time_edges::TimeEdges;
 use super::*;
 use crate::privacy::statistics::NoiseStream;
@@ -124,36 +124,7 @@ impl FitCounts {
         };
         let (type_codes, rare_types) = visit_type_tokens(&visit_types, untyped_visit, &t.visit_types, k);
         left_out.visit_types = rare_types;
-        // The calendar opens a visit, so that everything drawn after it (the gap first) knows when the visit is;
-        // then the time codes: gap, then age (first visit only), then the visit's type and size.
-        let mut groups = VisitGroups::default();
-        if !edges.calendar_years.is_empty() {
-            let calendar_codes = (0..edges.calendar_years.len() - 1)
-                .map(|bucket| Token::Calendar { bucket })
-                .collect();
-            groups.add(VisitGroup::CALENDAR, GroupVisits::LaterVisits, true, calendar_codes);
-        }
-        if options.gaps && edges.any_gap {
-            let gap_codes = (0..edges.gap_days.len() - 1)
-                .map(|bucket| Token::Gap { bucket })
-                .collect();
-            groups.add(VisitGroup::GAP, GroupVisits::LaterVisits, t.always_gap, gap_codes);
-        }
-        if options.gaps && edges.any_age {
-            let age_codes = (0..edges.age_years.len() - 1)
-                .map(|bucket| Token::Age { bucket })
-                .collect();
-            groups.add(VisitGroup::AGE, GroupVisits::FirstVisit, t.always_age, age_codes);
-        }
-        if !type_codes.is_empty() {
-            groups.add(VisitGroup::VISIT_TYPE, GroupVisits::EveryVisit, true, type_codes);
-        }
-        if visit_size_edges.len() >= 2 {
-            let size_codes = (0..visit_size_edges.len() - 1)
-                .map(|bucket| Token::VisitSize { bucket })
-                .collect();
-            groups.add(VisitGroup::SIZE, GroupVisits::EveryVisit, true, size_codes);
-        }
+        let groups = visit_groups(&edges, &t, &options, type_codes, &visit_size_edges);
         let VisitGroups {
             mut tokens,
             groups: visit_groups,
@@ -215,6 +186,43 @@ impl FitCounts {
             record_visit_limit,
         })
     }
+}
+
+/// The groups that open the vocabulary, in the order a visit draws them: the calendar first, so that everything
+/// drawn after it (the gap first) knows when the visit is; then gap, age (first visit only), the visit's type
+/// and size. A group is exclusive only when the training records always have it.
+fn visit_groups(
+    edges: &TimeEdges,
+    t: &TrainCounts,
+    options: &EncodingOptions,
+    type_codes: Vec<Token>,
+    visit_size_edges: &[f64],
+) -> VisitGroups {
+    // One token per bucket between consecutive edges.
+    fn buckets(edges: &[f64], token: fn(usize) -> Token) -> Vec<Token> {
+        (0..edges.len().saturating_sub(1)).map(token).collect()
+    }
+    let mut groups = VisitGroups::default();
+    if !edges.calendar_years.is_empty() {
+        let codes = buckets(&edges.calendar_years, |bucket| Token::Calendar { bucket });
+        groups.add(VisitGroup::CALENDAR, GroupVisits::LaterVisits, true, codes);
+    }
+    if options.gaps && edges.any_gap {
+        let codes = buckets(&edges.gap_days, |bucket| Token::Gap { bucket });
+        groups.add(VisitGroup::GAP, GroupVisits::LaterVisits, t.always_gap, codes);
+    }
+    if options.gaps && edges.any_age {
+        let codes = buckets(&edges.age_years, |bucket| Token::Age { bucket });
+        groups.add(VisitGroup::AGE, GroupVisits::FirstVisit, t.always_age, codes);
+    }
+    if !type_codes.is_empty() {
+        groups.add(VisitGroup::VISIT_TYPE, GroupVisits::EveryVisit, true, type_codes);
+    }
+    if visit_size_edges.len() >= 2 {
+        let codes = buckets(visit_size_edges, |bucket| Token::VisitSize { bucket });
+        groups.add(VisitGroup::SIZE, GroupVisits::EveryVisit, true, codes);
+    }
+    groups
 }
 
 /// The tokens of the groups that open the vocabulary, with the exclusive ones listed.

@@ -115,3 +115,91 @@ fn gap_quantiles(gaps: &[f64], patient_ends: &[usize], edges: &[f64], k: usize) 
     }
     points
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Visit;
+
+    #[test]
+    fn the_calendar_code_of_a_visit_is_the_year_of_the_visit_before() {
+        use crate::record::Demographics;
+        // 12 patients seen in 1971, 1989 and 2004 (a 13th alone in 1850 and 2090 moves no edge).
+        let dated = |id: usize, times: &[&str]| Patient {
+            id: format!("p{id}"),
+            demographics: Demographics {
+                birth_year: Some(1950),
+                birth_date: Some("1950-01-01".into()),
+                ..Default::default()
+            },
+            visits: times
+                .iter()
+                .map(|time| Visit {
+                    time: Some(time.to_string()),
+                    codes: vec!["condition/1".into()],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut all: Vec<Patient> = (0..12)
+            .map(|i| {
+                dated(
+                    i,
+                    &["1971-06-01T00:00:00", "1989-06-01T00:00:00", "2004-06-01T00:00:00"],
+                )
+            })
+            .collect();
+        all.push(dated(12, &["1850-06-01T00:00:00", "2090-06-01T00:00:00"]));
+        let train: Vec<&Patient> = all.iter().collect();
+        let fit = |calendar| {
+            let options = EncodingOptions {
+                gaps: true,
+                labs: false,
+                demographics: false,
+                min_patients: 10,
+                calendar,
+                visit_size_buckets: 0,
+                ..Default::default()
+            };
+            Encoding::fit(&all, &train, None, options).unwrap()
+        };
+        let enc = fit(true);
+        // Multiples of 5 between the 10th earliest first year and the 10th latest last year.
+        assert_eq!(
+            enc.calendar_edges_years,
+            vec![1975.0, 1980.0, 1985.0, 1990.0, 1995.0, 2000.0]
+        );
+        let group = enc
+            .visit_groups
+            .iter()
+            .find(|g| g.name == VisitGroup::CALENDAR)
+            .expect("a calendar group");
+        assert_eq!(
+            (group.on, group.first),
+            (GroupVisits::LaterVisits, 0),
+            "the calendar opens the vocabulary"
+        );
+        let calendar_of = |enc: &Encoding, p: &Patient| -> Vec<Vec<usize>> {
+            let windows = enc.encode_windows(p, &enc.index(), None, &mut 0);
+            windows[0]
+                .visits
+                .iter()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|&c| match enc.tokens[c as usize] {
+                            Token::Calendar { bucket } => Some(bucket),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        // 1971 falls in the first bucket (open below), 1989 in 1985-1990; the first visit has none.
+        assert_eq!(calendar_of(&enc, &all[0]), vec![vec![], vec![0], vec![2]]);
+        assert_eq!(calendar_of(&enc, &all[12]), vec![vec![], vec![0]]);
+        let without = fit(false);
+        assert!(without.calendar_edges_years.is_empty());
+        assert!(!without.tokens.iter().any(|t| matches!(t, Token::Calendar { .. })));
+    }
+}
