@@ -178,13 +178,14 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
         Event::Measured { round, measured } => {
             last_report = std::time::Instant::now();
             eprintln!(
-                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}{}",
+                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}{}{}",
                 measured.code_logit_offset,
                 measured.codes_per_visit,
                 measured.records,
                 tvd("gap", measured.tvd[0]),
                 tvd("visit-size", measured.tvd[1]),
-                tvd("visit-type", measured.tvd[2])
+                tvd("visit-type", measured.tvd[2]),
+                tvd("demographics", measured.demographic_tvd)
             );
         }
     })
@@ -195,7 +196,7 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
     };
     eprintln!(
         "halo export: calibration ({} records a round at most, {:.1} s): {:.3} codes per sampled visit against \
-         {:.3} in training ({:.3} without){}{}{}",
+         {:.3} in training ({:.3} without){}{}{}{}",
         records,
         started.elapsed().as_secs_f64(),
         calibration.calibrated_codes_per_visit,
@@ -211,6 +212,11 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
             "visit-type",
             calibration.uncalibrated_visit_type_tvd,
             calibration.calibrated_visit_type_tvd
+        ),
+        both(
+            "demographics",
+            calibration.uncalibrated_demographic_tvd,
+            calibration.calibrated_demographic_tvd
         )
     );
     let size_error = (calibration.calibrated_codes_per_visit / calibration.target_codes_per_visit - 1.0).abs();
@@ -218,6 +224,7 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
         calibration.calibrated_gap_tvd,
         calibration.calibrated_size_tvd,
         calibration.calibrated_visit_type_tvd,
+        calibration.calibrated_demographic_tvd,
     ]
     .into_iter()
     .flatten()

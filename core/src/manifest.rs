@@ -106,6 +106,11 @@ pub struct TrainingSummary {
     /// empty without the group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_type_shares: Vec<f64>,
+    /// Per demographic category (`Encoding::demographic_categories`, in order): the share of each value among
+    /// the training patients (`encoding::Shares::demographics`); empty under differential privacy, without
+    /// demographics, and in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demographic_shares: Vec<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,6 +369,16 @@ pub struct SamplingCalibration {
     /// Natural log of each visit type's weight factor, in the group's order; empty: all 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visit_type_log_weights: Vec<f32>,
+    /// Per demographic category of the label visit (`Encoding::demographic_categories`, in order): natural log of
+    /// each value's weight factor; empty: all 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demographic_log_weights: Vec<Vec<f32>>,
+    /// The largest total variation distance between a demographic category's sampled shares and
+    /// `TrainingSummary::demographic_shares`, without and with the calibration (absent without targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated_demographic_tvd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_demographic_tvd: Option<f64>,
     /// Total variation distance between the sampled visit-size histogram and
     /// `TrainingSummary::visit_size_shares`, without and with the calibration (absent without the group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,9 +449,11 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// another order than ONNX Runtime, so its records differ from a version 4 sampler's in a few draws); 6 draws
 /// the last visit type as what the types before it leave (the sampler's `VisitPlan::last_takes_rest`), which
 /// changes the records, and adds the calendar group (`Token::Calendar`, set by the sampler from dates it draws
-/// from a record's date stream as it samples). Version 1 to 5 directories are still read and sample as before (version 1
-/// through the dense `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 6;
+/// from a record's date stream as it samples); 7 puts the calendar group on the first visit too (its own year,
+/// drawn by the model, which the first visit's date is then drawn inside: an older sampler would draw the code and
+/// date the visit without it) and the calibration's demographic weights. Version 1 to 6 directories are still read
+/// and sample as before (version 1 through the dense `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 7;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 

@@ -18,6 +18,9 @@ pub const SAME_DAY_TOLERANCE: f64 = 0.02;
 pub const GAP_TVD_MAX: f64 = 0.05;
 /// Largest relative difference of the median and 90th percentile record span from the training split's.
 pub const RECORD_SPAN_TOLERANCE: f64 = 0.10;
+/// Largest difference, in shares of persons, of a demographic value's share (a sex, race, ethnicity or birth
+/// decade) from the training split's: about two standard errors of a share near one half over 800 persons.
+pub const DEMOGRAPHIC_SHARE_TOLERANCE: f64 = 0.05;
 /// Largest difference, in shares, of a visit type's share from the training split's.
 pub const VISIT_TYPE_SHARE_TOLERANCE: f64 = 0.03;
 /// Largest shortfall of a domain's prevalence R² below its ceiling (the test split's R² against training).
@@ -162,6 +165,19 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             format!("{d:.3}"),
             format!("<= {VISIT_TYPE_SHARE_TOLERANCE}"),
             d <= VISIT_TYPE_SHARE_TOLERANCE,
+        ));
+    }
+    // The field furthest from the data stands for all.
+    if let Some(d) = f
+        .demographics
+        .iter()
+        .max_by(|a, b| a.largest_difference.total_cmp(&b.largest_difference))
+    {
+        out.push(line(
+            format!("demographic shares, largest difference vs train ({})", d.field),
+            format!("{:.3}", d.largest_difference),
+            format!("<= {DEMOGRAPHIC_SHARE_TOLERANCE}"),
+            d.largest_difference <= DEMOGRAPHIC_SHARE_TOLERANCE,
         ));
     }
     // The domain furthest below its bound stands for all (report.html lists each).

@@ -349,6 +349,8 @@ pub fn evaluate(
     let record_spans = fidelity::characterisation::record_spans(&train_p, &test_p, &syn_p, options.min_patients);
     let visit_types = fidelity::characterisation::visit_types(real, &train_p, &test_p, &syn_p, options.min_patients);
     hidden.visit_types = visit_types.hidden;
+    let demographics = fidelity::characterisation::demographics(real, &train_p, &test_p, &syn_p, options.min_patients);
+    hidden.demographic_values = demographics.iter().map(|d| d.hidden).sum();
     let histograms = fidelity::shape_histograms([&train, &test, &syn]);
     let mut labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
     if let Some(implied) = options.synthetic_labels_from_codes {
@@ -402,6 +404,7 @@ pub fn evaluate(
             continuous,
             record_spans: Some(record_spans),
             visit_types,
+            demographics,
             domain_prevalence,
         },
         privacy,

@@ -70,6 +70,7 @@ impl SmallCells {
             labels: 0,
             plot_points: 0,
             visit_types: 0,
+            demographic_values: 0,
         }
     }
 }
@@ -90,14 +91,17 @@ pub struct Hidden {
     /// Visit types left out of the visit type table (fewer real patients have a visit of the type).
     #[serde(default)]
     pub visit_types: usize,
+    /// Demographic values (a race, an ethnicity, a birth decade, ...) left out of the demographics table.
+    #[serde(default)]
+    pub demographic_values: usize,
 }
 
 impl Hidden {
     /// One line for the report and the logs.
     pub fn describe(&self) -> String {
         format!(
-            "{} codes, {} labs, {} labels and {} visit types held by fewer than {} real patients, and {} plot points of such codes or pairs: not named",
-            self.codes, self.labs, self.labels, self.visit_types, self.min_patients, self.plot_points
+            "{} codes, {} labs, {} labels, {} visit types and {} demographic values held by fewer than {} real patients, and {} plot points of such codes or pairs: not named",
+            self.codes, self.labs, self.labels, self.visit_types, self.demographic_values, self.min_patients, self.plot_points
         )
     }
 }

@@ -187,3 +187,76 @@ fn headline_figures_cover_spans_visit_types_and_domains() {
     let html = halo_evaluate::report::render_html(&r);
     assert!(html.contains("record span") && html.contains("ceiling: R² test vs train"));
 }
+
+#[test]
+fn demographic_shares_by_hand_and_rare_values_unnamed() {
+    use halo_core::record::Demographics;
+    let (mut real, split, mut synthetic) = data();
+    let person = |sex: &str, race: &str, birth_year: i32| Demographics {
+        sex: Some(sex.into()),
+        race: Some(race.into()),
+        birth_year: Some(birth_year),
+        ..Demographics::default()
+    };
+    // Train t1..t4: F, F, M, M; races white x3 and one `pacific` (a single real patient); born in the 1950s
+    // x3 and 1961. Test e1: F, white, 1955. Synthetic: F x3 and M, all white, all born in the 1950s.
+    let people = [
+        ("F", "white", 1951),
+        ("F", "white", 1952),
+        ("M", "pacific", 1953),
+        ("M", "white", 1961),
+        ("F", "white", 1955),
+    ];
+    for (p, (sex, race, year)) in real.iter_mut().zip(people) {
+        p.demographics = person(sex, race, year);
+    }
+    for (i, p) in synthetic.iter_mut().enumerate() {
+        p.demographics = person(if i < 3 { "F" } else { "M" }, "white", 1950 + i as i32);
+    }
+    let options = |min_patients| EvalOptions {
+        min_patients,
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options(0)).unwrap();
+    let field = |r: &Report, name: &str| {
+        r.fidelity
+            .demographics
+            .iter()
+            .find(|d| d.field == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let sex = field(&r, "sex");
+    let shares: Vec<(&str, f64, f64, f64)> = sex
+        .shares
+        .iter()
+        .map(|s| (s.value.as_str(), s.train, s.test, s.synthetic))
+        .collect();
+    assert_eq!(shares, [("F", 0.5, 1.0, 0.75), ("M", 0.5, 0.0, 0.25)]);
+    assert!((sex.largest_difference - 0.25).abs() < 1e-12);
+    let decades = field(&r, "birth_decade");
+    assert!((decades.largest_difference - 0.25).abs() < 1e-12, "{decades:?}");
+    // No ethnicity anywhere: no such field.
+    assert!(r.fidelity.demographics.iter().all(|d| d.field != "ethnicity"));
+    let headline = halo_evaluate::headline::headlines(&r)
+        .into_iter()
+        .find(|h| h.figure.starts_with("demographic shares"))
+        .expect("a demographic headline");
+    assert_eq!((headline.value.as_str(), headline.within), ("0.250", false));
+    // With k = 2: `pacific` (one real patient) and the 1960s (one) are named nowhere, yet still counted.
+    let r = evaluate(&real, &split, &synthetic, &options(2)).unwrap();
+    let race = field(&r, "race");
+    assert_eq!(race.shares.len(), 1);
+    assert_eq!(race.hidden, 1);
+    assert!((race.largest_difference - 0.25).abs() < 1e-12);
+    assert_eq!(r.hidden.demographic_values, 2);
+    let json = serde_json::to_string(&r).unwrap();
+    let html = halo_evaluate::report::render_html(&r);
+    for text in [&json, &html] {
+        assert!(
+            !text.contains("pacific") && !text.contains("1960-1969"),
+            "a rare value named"
+        );
+        assert!(text.contains("white") && text.contains("1950-1959"));
+    }
+}

@@ -5,7 +5,9 @@
 //!   the training gaps' distribution there (`Encoding::gap_quantiles_days`; uniformly in encodings without
 //!   it) and accumulated; a later visit without a gap code is placed on the previous visit's day,
 //!   and with several the first is used.
-//! - `AGE/k` on the first visit becomes the age at the first visit, drawn inside the bucket.
+//! - `AGE/k` on the first visit becomes the age at the first visit, drawn inside the bucket; where the first visit
+//!   also holds its calendar bucket (`YEAR/k`, manifest format 7 on), birth and age are drawn again until the
+//!   visit falls in that bucket (at most [`FIRST_VISIT_DATE_TRIES`] draws).
 //! - `VISIT_TYPE/<type>` becomes the visit's `visit_type` (`VISIT_TYPE/<other>`: none); no random draw.
 //! - `LAB/<code>/q<k>` becomes a lab value drawn uniformly inside the lab's bucket k.
 //! - Label codes become the `labels` map (every label of the model, true or false); demographic codes
@@ -40,6 +42,9 @@ fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
     Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
 }
 
+/// Draws of a first visit's birth and age at most, to date it inside its calendar bucket.
+pub const FIRST_VISIT_DATE_TRIES: usize = 64;
+
 /// A record's dates as they are drawn: the birth from the label visit's decade, the first visit's time from
 /// the age drawn inside its bucket, each later visit's from its gap drawn inside its bucket. Decoding dates a
 /// record with it, and a sampler whose encoding has the calendar group (`VisitGroup::CALENDAR`) dates each
@@ -47,6 +52,8 @@ fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
 /// the next visit's calendar code is the year of this one; decoding then draws the same dates again.
 #[derive(Debug, Clone)]
 pub(crate) struct Calendar {
+    /// The birth years the label visit's decade holds.
+    decade: Option<std::ops::RangeInclusive<i32>>,
     birth_year: Option<i32>,
     birth: Option<NaiveDate>,
     /// The first visit's time; `None` until a visit is dated.
@@ -63,26 +70,52 @@ impl Calendar {
             Token::Demographic { category, value } if category.is_birth_year() => BirthDecade::years_of(value),
             _ => None,
         });
-        let (mut birth_year, mut birth) = (None, None);
-        if let Some(years) = birth_decade {
-            let year = rng.random_range(years);
-            let start = NaiveDate::from_ymd_opt(year, 1, 1);
-            let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
-                366
-            } else {
-                365
-            };
-            let day = rng.random_range(0..days);
-            birth_year = Some(year);
-            birth = start.and_then(|s| s.checked_add_signed(Duration::days(day)));
-        }
-        Calendar {
-            birth_year,
-            birth,
+        let mut calendar = Calendar {
+            decade: birth_decade,
+            birth_year: None,
+            birth: None,
             base: None,
             offset_secs: 0,
             has_gaps: enc.tokens.iter().any(|t| matches!(t, Token::Gap { .. })),
-        }
+        };
+        calendar.draw_birth(rng);
+        calendar
+    }
+
+    /// Draws the birth year inside the decade and the day inside the year (nothing without a decade).
+    fn draw_birth(&mut self, rng: &mut ChaCha20Rng) {
+        let Some(years) = self.decade.clone() else {
+            return;
+        };
+        let year = rng.random_range(years);
+        let start = NaiveDate::from_ymd_opt(year, 1, 1);
+        let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+            366
+        } else {
+            365
+        };
+        let day = rng.random_range(0..days);
+        self.birth_year = Some(year);
+        self.birth = start.and_then(|s| s.checked_add_signed(Duration::days(day)));
+    }
+
+    /// The first visit's time: the birth plus an age drawn inside `age_years` (`None` without either).
+    fn first_visit_time(&self, age_years: Option<(f64, f64)>, rng: &mut ChaCha20Rng) -> Option<NaiveDateTime> {
+        let age = age_years.map(|(lo, hi)| uniform_in(rng, lo, hi));
+        let secs = (age? * 365.25 * 86_400.0).round() as i64;
+        self.birth?
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.checked_add_signed(Duration::seconds(secs)))
+    }
+
+    /// The birth year drawn (after the first visit is dated, the one that dated it).
+    pub fn birth_year(&self) -> Option<i32> {
+        self.birth_year
+    }
+
+    /// The birth date drawn (after the first visit is dated, the one that dated it).
+    pub fn birth(&self) -> Option<NaiveDate> {
+        self.birth
     }
 
     /// Dates the next visit, of vocabulary indices `codes`: the first from its age (birth date + age, else
@@ -97,16 +130,36 @@ impl Calendar {
                         Token::Age { bucket } => Some(bucket),
                         _ => None,
                     })
-                    .and_then(|bucket| edge_range(&enc.age_edges_years, bucket))
-                    .map(|(lo, hi)| uniform_in(rng, lo, hi));
-                let base = match (self.birth, age_years) {
-                    (Some(b), Some(age)) => {
-                        let secs = (age * 365.25 * 86_400.0).round() as i64;
-                        b.and_hms_opt(0, 0, 0)
-                            .and_then(|t| t.checked_add_signed(Duration::seconds(secs)))
-                    }
+                    .and_then(|bucket| edge_range(&enc.age_edges_years, bucket));
+                let calendar = codes.iter().find_map(|&i| match enc.tokens[i as usize] {
+                    Token::Calendar { bucket } => Some(bucket),
                     _ => None,
-                };
+                });
+                let mut base = self.first_visit_time(age_years, rng);
+                // The first visit's own calendar bucket, drawn by the model: the birth inside its decade and the
+                // age inside its bucket are drawn again until the visit falls in it. Birth decade, age bucket and
+                // calendar bucket drawn by the model may not meet: then the draw nearest the bucket stands.
+                if let (Some(bucket), Some(first)) = (calendar, base) {
+                    let (lo, hi) = enc.calendar_bucket_years(bucket);
+                    let off = |t: NaiveDateTime| {
+                        let year = halo_core::time::calendar_year(t);
+                        (lo - year).max(year - hi + 1e-9).max(0.0)
+                    };
+                    let mut nearest = (off(first), self.birth, self.birth_year, first);
+                    for _ in 1..FIRST_VISIT_DATE_TRIES {
+                        if nearest.0 == 0.0 {
+                            break;
+                        }
+                        self.draw_birth(rng);
+                        if let Some(t) = self.first_visit_time(age_years, rng) {
+                            if off(t) < nearest.0 {
+                                nearest = (off(t), self.birth, self.birth_year, t);
+                            }
+                        }
+                    }
+                    (_, self.birth, self.birth_year, _) = nearest;
+                    base = Some(nearest.3);
+                }
                 self.base = Some(base.unwrap_or_else(halo_core::time::synthetic_base_time));
             }
             Some(_) => {
@@ -175,8 +228,6 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
     }
     let mut dates = raw.dates.clone();
     let mut calendar = Calendar::born(enc, &raw.labels, date_stream(&mut dates, rng));
-    demographics.birth_year = calendar.birth_year;
-    demographics.birth_date = calendar.birth.map(halo_core::time::format_date);
 
     let mut visits = Vec::with_capacity(raw.visits.len());
     for codes in &raw.visits {
@@ -202,6 +253,9 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         }
         visits.push(visit);
     }
+    // The birth as the first visit's dating left it.
+    demographics.birth_year = calendar.birth_year();
+    demographics.birth_date = calendar.birth().map(halo_core::time::format_date);
     // Visits without any code or lab value (only time codes, or only the end code) are left out, as the
     // reference implementation does; time still passes over them. Day offsets count from the first
     // visit kept.

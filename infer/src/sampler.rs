@@ -282,7 +282,7 @@ impl VisitPlans {
                 start..start + g.len
             });
         VisitPlans {
-            labels: VisitPlan::labels(enc),
+            labels: VisitPlan::labels(enc, calibration),
             first: VisitPlan::codes(enc, 0, manifest.format_version, calibration),
             later,
             calendar,

@@ -65,7 +65,9 @@ pub(crate) struct VisitPlan {
 }
 
 impl VisitPlan {
-    pub fn labels(enc: &Encoding) -> VisitPlan {
+    /// The label visit: its exclusive categories (demographics, label groups) drawn by their conditionals, the
+    /// demographic values weighted by the calibration's demographic weights.
+    pub fn labels(enc: &Encoding, calibration: Option<&SamplingCalibration>) -> VisitPlan {
         let c = enc.code_vocab_size;
         let n = enc.label_vocab_size;
         let mut category = vec![None; n];
@@ -75,13 +77,26 @@ impl VisitPlan {
                 *slot = Some(range);
             }
         }
+        let mut category_factor = Vec::new();
+        let weights = calibration.map_or(&[][..], |c| &c.demographic_log_weights[..]);
+        for (cat, log_weights) in enc.demographic_categories.iter().zip(weights) {
+            if log_weights.len() == cat.len && cat.first + cat.len <= n {
+                category_factor.resize(n, 1.0);
+                for (f, w) in category_factor[cat.first..cat.first + cat.len]
+                    .iter_mut()
+                    .zip(log_weights)
+                {
+                    *f = f64::from(*w).exp();
+                }
+            }
+        }
         VisitPlan {
             cands: (c..c + n).collect(),
             category,
             forced: true,
             category_draw: CategoryDraw::Conditionals,
             code_logit_offset: 0.0,
-            category_factor: Vec::new(),
+            category_factor,
             last_takes_rest: Vec::new(),
         }
     }
@@ -382,6 +397,39 @@ mod tests {
                 "format {format}"
             );
         }
+    }
+
+    #[test]
+    fn the_label_plan_weighs_demographic_values_by_the_calibration() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+        let enc = halo_core::manifest::Manifest::read(&dir)
+            .expect("fixture manifest")
+            .encoding;
+        assert!(!enc.demographic_categories.is_empty(), "the fixture has demographics");
+        let weights: Vec<Vec<f32>> = enc
+            .demographic_categories
+            .iter()
+            .map(|c| (0..c.len).map(|v| v as f32 / 4.0).collect())
+            .collect();
+        let calibration = SamplingCalibration {
+            demographic_log_weights: weights.clone(),
+            ..Default::default()
+        };
+        assert!(VisitPlan::labels(&enc, None).category_factor.is_empty());
+        let plan = VisitPlan::labels(&enc, Some(&calibration));
+        let mut expected = vec![1.0; enc.label_vocab_size];
+        for (c, w) in enc.demographic_categories.iter().zip(&weights) {
+            for (v, w) in w.iter().enumerate() {
+                expected[c.first + v] = f64::from(*w).exp();
+            }
+        }
+        assert_eq!(plan.category_factor, expected);
+        // A calibration of another encoding (a category of another size) leaves the draw as the model gives it.
+        let mismatched = SamplingCalibration {
+            demographic_log_weights: weights.iter().map(|w| vec![0.5; w.len() + 1]).collect(),
+            ..Default::default()
+        };
+        assert!(VisitPlan::labels(&enc, Some(&mismatched)).category_factor.is_empty());
     }
 
     #[test]

@@ -62,6 +62,19 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         model.manifest.training.visit_type_shares.len()
     );
     assert!(fitted.calibrated_visit_type_tvd.unwrap() < 0.03, "{fitted:?}");
+    // Its persons have demographics: each category's value shares are fitted to the training patients'.
+    let categories = model.manifest.encoding.demographic_categories.len();
+    assert!(categories > 0, "the fixture has demographics");
+    assert_eq!(model.manifest.training.demographic_shares.len(), categories);
+    assert_eq!(fitted.demographic_log_weights.len(), categories, "{fitted:?}");
+    let (before, after) = (
+        fitted.uncalibrated_demographic_tvd.unwrap(),
+        fitted.calibrated_demographic_tvd.unwrap(),
+    );
+    assert!(
+        after < 0.03 && after <= before,
+        "demographic total variation {before} -> {after}"
+    );
     // Fitting passes each trial calibration to the sampler: the loaded manifest stays as it was.
     assert_eq!(model.manifest.calibration, None);
 }

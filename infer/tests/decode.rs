@@ -210,8 +210,9 @@ fn a_gap_is_drawn_from_the_training_gaps_inside_its_bucket() {
 }
 
 /// A model with the calendar group: each later visit's calendar code is the bucket of the year the visit
-/// before is dated in, the dates decoding gives are those the sampler set the codes from, and the same seed
-/// gives the same records.
+/// before is dated in, the first visit (drawing its own calendar code, format 7) is dated inside its bucket
+/// wherever its birth decade and age bucket allow, and the dates decoding gives are those the sampler set the
+/// codes from.
 #[test]
 fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
@@ -223,7 +224,7 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     );
     let plan = halo_infer::Plan {
         seed: 5,
-        records: 0..60,
+        records: 0..300,
         batch_size: 16,
         conditions: None,
     };
@@ -234,8 +235,44 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     })
     .unwrap();
     let (mut checked, mut buckets) = (0, std::collections::BTreeSet::new());
+    let mut reachable = 0;
     for s in &sampled {
         let times = halo_infer::decode::dated_visit_times(&enc, &s.raw).expect("a dated record");
+        let first: Vec<usize> = s.raw.visits[0]
+            .iter()
+            .filter_map(|&c| match enc.tokens[c as usize] {
+                Token::Calendar { bucket } => Some(bucket),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            first.len(),
+            1,
+            "record {}: one calendar code on the first visit",
+            s.raw.index
+        );
+        // Where the birth decade and the age bucket drawn reach well into the calendar bucket drawn (half the years
+        // they span at least, so that the first of the 64 draws to land there almost surely comes), the first
+        // visit is dated inside it.
+        if let Some((lo, hi)) = first_visit_years(&enc, &s.raw) {
+            let (bucket_lo, bucket_hi) = enc.calendar_bucket_years(first[0]);
+            if bucket_hi.min(hi) - bucket_lo.max(lo) >= (hi - lo) / 2.0 {
+                let year = halo_core::time::calendar_year(times[0]);
+                assert!(
+                    (bucket_lo..bucket_hi).contains(&year) && enc.calendar_bucket(year) == first[0],
+                    "record {}: {year}",
+                    s.raw.index
+                );
+                reachable += 1;
+            }
+        }
+        // The birth decoded is the one that dated the first visit.
+        let birth = s.patient.demographics.birth_date.as_deref().expect("a birth date");
+        assert!(
+            halo_core::time::format_record_time(times[0]).as_str() > birth,
+            "record {}",
+            s.raw.index
+        );
         for (t, codes) in s.raw.visits.iter().enumerate().skip(1) {
             let calendar: Vec<&Token> = codes
                 .iter()
@@ -256,5 +293,26 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
             s.raw.index
         );
     }
-    assert!(checked > 200 && buckets.len() > 2, "{checked} visits over {buckets:?}");
+    assert!(checked > 1000 && buckets.len() > 2, "{checked} visits over {buckets:?}");
+    assert!(reachable >= 20, "{reachable} first visits checked");
+}
+
+/// The years a record's first visit can fall in given its birth decade and age bucket: from the decade's first
+/// year plus the bucket's lowest age to the decade's end plus its highest.
+fn first_visit_years(enc: &halo_core::encoding::Encoding, raw: &RawRecord) -> Option<(f64, f64)> {
+    let decade = raw.labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
+        Token::Demographic { category, value } if category.is_birth_year() => {
+            halo_core::record::BirthDecade::years_of(value)
+        }
+        _ => None,
+    })?;
+    let age = raw.visits[0].iter().find_map(|&i| match enc.tokens[i as usize] {
+        Token::Age { bucket } => Some(bucket),
+        _ => None,
+    })?;
+    let (age_lo, age_hi) = (enc.age_edges_years[age], enc.age_edges_years[age + 1]);
+    Some((
+        f64::from(*decade.start()) + age_lo,
+        f64::from(*decade.end() + 1) + age_hi,
+    ))
 }

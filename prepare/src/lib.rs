@@ -286,7 +286,7 @@ pub fn encode_into(
         writer.push_record(s, &p.id, &windows)
     })?;
     let splits = writer.finish()?;
-    let (gap_bucket_shares, visit_size_shares, visit_type_shares) = shares.finish();
+    let shares = shares.finish();
     let mean_codes_per_visit = match &encoding.options.dp {
         Some(dp) => dp.noisy_codes_per_visit(dp_sums)?,
         None => train_codes as f64 / train_visits.max(1) as f64,
@@ -297,9 +297,10 @@ pub fn encode_into(
         mean_codes_per_visit,
         left_out: encoding.left_out,
         exclusive_label_groups: encoding.label_groups.iter().map(|g| g.name.clone()).collect(),
-        gap_bucket_shares,
-        visit_size_shares,
-        visit_type_shares,
+        gap_bucket_shares: shares.gaps,
+        visit_size_shares: shares.visit_sizes,
+        visit_type_shares: shares.visit_types,
+        demographic_shares: shares.demographics,
         ..Default::default()
     };
     let info = CorpusInfo {

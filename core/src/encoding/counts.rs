@@ -217,9 +217,9 @@ impl FitCounts {
             let kept: Vec<f64> = years[keep_from..].iter().flatten().copied().collect();
             t.first_years.extend(kept.iter().copied().reduce(f64::min));
             t.last_years.extend(kept.iter().copied().reduce(f64::max));
-            t.always_calendar &= years[keep_from..years.len().saturating_sub(1).max(keep_from)]
-                .iter()
-                .all(Option::is_some);
+            // The first kept visit carries its own year, every later one the year of the visit before.
+            let carried = keep_from..years.len().saturating_sub(1).max((keep_from + 1).min(years.len()));
+            t.always_calendar &= years[carried].iter().all(Option::is_some);
         }
         for v in &p.visits {
             if let Some(ty) = &v.visit_type {

@@ -205,7 +205,9 @@ fn visit_groups(
     let mut groups = VisitGroups::default();
     if !edges.calendar_years.is_empty() {
         let codes = buckets(&edges.calendar_years, |bucket| Token::Calendar { bucket });
-        groups.add(VisitGroup::CALENDAR, GroupVisits::LaterVisits, true, codes);
+        // On the first visit too: where a record starts in time is drawn, not left to the birth decade and
+        // the age bucket (with them alone, 40% of the demo's synthetic records ran past the data's end).
+        groups.add(VisitGroup::CALENDAR, GroupVisits::EveryVisit, true, codes);
     }
     if options.gaps && edges.any_gap {
         let codes = buckets(&edges.gap_days, |bucket| Token::Gap { bucket });

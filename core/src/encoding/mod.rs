@@ -277,10 +277,19 @@ impl Encoding {
         };
         let age = age_at_visit(patient, keep_from);
         let visit_type_of = self.visit_type_encoder(index);
+        let first_visit_calendar = self
+            .visit_groups
+            .iter()
+            .any(|g| g.name == VisitGroup::CALENDAR && g.applies_to(0));
         let mut visits = Vec::with_capacity(patient.visits.len() - keep_from);
         for (t, visit) in patient.visits.iter().enumerate().skip(keep_from) {
             let mut codes = BTreeSet::new();
-            if let Some(Some(year)) = years.get(t.wrapping_sub(1)).filter(|_| t > keep_from) {
+            // The calendar: the year of the visit before; the first visit's own year where the group is on it.
+            let calendar_visit = match t > keep_from {
+                true => Some(t - 1),
+                false => first_visit_calendar.then_some(t),
+            };
+            if let Some(Some(year)) = calendar_visit.and_then(|v| years.get(v)) {
                 codes.extend(index.get(&token_key(&self.calendar_token(*year))));
             }
             if self.options.gaps {
@@ -338,6 +347,23 @@ impl Encoding {
         bucket_of(&self.calendar_edges_years, year)
     }
 
+    /// The years `lo..hi` that calendar bucket `bucket` holds (as [`Encoding::calendar_bucket`] assigns them): the
+    /// first bucket open below, the last (open above) closed [`CALENDAR_BUCKET_YEARS`] after the last edge, as
+    /// fewer than `min_patients` patients' records reach that far (the edges stop at the last multiple of it
+    /// before that year). A first visit drawn in a bucket is dated inside these years.
+    pub fn calendar_bucket_years(&self, bucket: usize) -> (f64, f64) {
+        let edges = &self.calendar_edges_years;
+        let lo = match bucket {
+            0 => f64::NEG_INFINITY,
+            _ => edges.get(bucket).copied().unwrap_or(f64::INFINITY),
+        };
+        let hi = match edges.get(bucket + 2) {
+            Some(_) => edges[bucket + 1],
+            None => edges.last().map_or(f64::INFINITY, |last| last + CALENDAR_BUCKET_YEARS),
+        };
+        (lo, hi)
+    }
+
     /// The calendar token of a visit whose visit before was in (fractional) `year`.
     pub fn calendar_token(&self, year: f64) -> Token {
         Token::Calendar {
@@ -354,7 +380,7 @@ impl Encoding {
     }
 
     /// The label codes of the patient's demographic values.
-    fn demographic_labels(&self, patient: &Patient, index: &HashMap<String, u32>) -> Vec<u32> {
+    pub(crate) fn demographic_labels(&self, patient: &Patient, index: &HashMap<String, u32>) -> Vec<u32> {
         self.demographic_category_kinds()
             .filter_map(|category| match category {
                 DemographicCategory::BirthYear => self.birth_year_label(birth_year(patient)?),
@@ -474,6 +500,6 @@ pub use vocabulary::*;
 mod fit;
 mod shares;
 mod time_edges;
-pub use shares::TrainingShares;
+pub use shares::{Shares, TrainingShares};
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,10 @@
-//! The training shares the sampling calibration aims at: of each gap bucket, visit size and visit type. A
-//! bucket held by fewer than `options.min_patients` patients counts as empty, so no share rests on fewer
-//! patients than a vocabulary entry. Under differential privacy (`EncodingOptions::dp`) each patient counts
-//! at most `max_visits_per_patient` of its visits (spread over the record), and the shares come from noisy counts
-//! (`halo_core::privacy::statistics`) instead.
+//! The training shares the sampling calibration aims at: of each gap bucket, visit size and visit type, and of
+//! each value of the demographic categories (sex, race, ..., birth decade) among the patients. A bucket held by
+//! fewer than `options.min_patients` patients counts as empty, so no share rests on fewer patients than a
+//! vocabulary entry. Under differential privacy (`EncodingOptions::dp`) each patient counts at most
+//! `max_visits_per_patient` of its visits (spread over the record), and the shares come from noisy counts
+//! (`halo_core::privacy::statistics`) instead; the demographic shares are left out there (no budget is spent on
+//! them, and the label visit is drawn as the model gives it).
 
 use super::*;
 use crate::privacy::statistics::spread;
@@ -66,8 +68,22 @@ impl BucketCounts {
     }
 }
 
-/// The three shares of [`TrainingShares::count`], counted one training patient at a time (what a streamed
-/// pass over the records needs).
+/// The shares the sampling calibration aims at (each empty where the encoding has nothing to share).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shares {
+    /// Of each gap bucket among the gaps between consecutive dated visits.
+    pub gaps: Vec<f64>,
+    /// Of each visit-size bucket among the visits encoded.
+    pub visit_sizes: Vec<f64>,
+    /// Of each value of the visit-type group among the visits encoded.
+    pub visit_types: Vec<f64>,
+    /// Per demographic category ([`Encoding::demographic_categories`], in order): of each of its values among
+    /// the patients that have one.
+    pub demographics: Vec<Vec<f64>>,
+}
+
+/// The shares of [`TrainingShares::count`], counted one training patient at a time (what a streamed pass over
+/// the records needs).
 pub struct TrainingShares<'e> {
     encoding: &'e Encoding,
     index: HashMap<String, u32>,
@@ -75,6 +91,8 @@ pub struct TrainingShares<'e> {
     sizes: Option<BucketCounts>,
     /// The visit-type group's first index and counts.
     types: Option<(usize, BucketCounts)>,
+    /// Per demographic category: its first vocabulary index and the counts of its values.
+    demographics: Vec<(usize, BucketCounts)>,
 }
 
 impl<'e> TrainingShares<'e> {
@@ -88,6 +106,11 @@ impl<'e> TrainingShares<'e> {
             gaps: (encoding.options.gaps && gap_buckets > 0).then(|| BucketCounts::new(gap_buckets)),
             sizes: (size_buckets > 0).then(|| BucketCounts::new(size_buckets)),
             types: type_group.map(|g| (g.first, BucketCounts::new(g.len))),
+            demographics: encoding
+                .demographic_categories
+                .iter()
+                .map(|c| (encoding.code_vocab_size + c.first, BucketCounts::new(c.len)))
+                .collect(),
         }
     }
 
@@ -129,10 +152,23 @@ impl<'e> TrainingShares<'e> {
             let type_of = enc.visit_type_encoder(&self.index);
             types.add_patient(encoded.iter().filter_map(|v| type_of(v).map(|j| j as usize - *first)));
         }
+        if !self.demographics.is_empty() {
+            let values = enc.demographic_labels(p, &self.index);
+            for (first, counts) in &mut self.demographics {
+                let range = *first..*first + counts.counts.len();
+                counts.add_patient(
+                    values
+                        .iter()
+                        .map(|&j| j as usize)
+                        .filter(|j| range.contains(j))
+                        .map(|j| j - *first),
+                );
+            }
+        }
     }
 
-    /// (gap bucket, visit size, visit type) shares; each empty without its group.
-    pub fn finish(self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// The shares; each empty without its group.
+    pub fn finish(self) -> Shares {
         use crate::privacy::statistics::NoiseStream;
         if let Some(dp) = &self.encoding.options.dp {
             // Sensitivity: one patient adds at most `max_visits_per_patient` to one histogram's counts.
@@ -144,30 +180,28 @@ impl<'e> TrainingShares<'e> {
                 c.map(|c| c.noisy_shares(sigma * cap, &mut dp.rng(stream)))
                     .unwrap_or_default()
             };
-            return (
-                noisy(self.gaps, noise.gap_shares_sigma, NoiseStream::GapShares),
-                Vec::new(),
-                noisy(
+            return Shares {
+                gaps: noisy(self.gaps, noise.gap_shares_sigma, NoiseStream::GapShares),
+                visit_types: noisy(
                     self.types.map(|(_, c)| c),
                     noise.visit_type_shares_sigma,
                     NoiseStream::VisitTypeShares,
                 ),
-            );
+                ..Shares::default()
+            };
         }
         let k = self.encoding.options.min_patients;
         let shares = |c: Option<BucketCounts>| c.map(|c| c.shares(k)).unwrap_or_default();
-        (
-            shares(self.gaps),
-            shares(self.sizes),
-            shares(self.types.map(|(_, c)| c)),
-        )
+        Shares {
+            gaps: shares(self.gaps),
+            visit_sizes: shares(self.sizes),
+            visit_types: shares(self.types.map(|(_, c)| c)),
+            demographics: self.demographics.into_iter().map(|(_, c)| c.shares(k)).collect(),
+        }
     }
 
     /// The shares over `patients`.
-    pub fn count<'a>(
-        encoding: &Encoding,
-        patients: impl IntoIterator<Item = &'a Patient>,
-    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    pub fn count<'a>(encoding: &Encoding, patients: impl IntoIterator<Item = &'a Patient>) -> Shares {
         let mut shares = TrainingShares::new(encoding);
         for p in patients {
             shares.add(p);
@@ -181,18 +215,18 @@ impl Encoding {
     /// visits, as the data has them; the model sees only the most recent ones of a long record), the target
     /// of the sampling calibration. Empty without gaps.
     pub fn gap_bucket_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        TrainingShares::count(self, patients).0
+        TrainingShares::count(self, patients).gaps
     }
 
     /// Share of each visit-size bucket among the training visits that are encoded, the target of the
     /// sampling calibration's size weights. Empty without the size group.
     pub fn visit_size_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        TrainingShares::count(self, patients).1
+        TrainingShares::count(self, patients).visit_sizes
     }
 
     /// Share of each value of the visit-type group among the training visits that are encoded, the target
     /// of the sampling calibration's visit-type weights. Empty without the group.
     pub fn visit_type_shares<'a>(&self, patients: impl IntoIterator<Item = &'a Patient>) -> Vec<f64> {
-        TrainingShares::count(self, patients).2
+        TrainingShares::count(self, patients).visit_types
     }
 }

@@ -122,7 +122,7 @@ mod tests {
     use crate::record::Visit;
 
     #[test]
-    fn the_calendar_code_of_a_visit_is_the_year_of_the_visit_before() {
+    fn the_calendar_code_of_a_visit_is_the_year_of_the_visit_before_and_the_first_visits_own() {
         use crate::record::Demographics;
         // 12 patients seen in 1971, 1989 and 2004 (a 13th alone in 1850 and 2090 moves no edge).
         let dated = |id: usize, times: &[&str]| Patient {
@@ -177,8 +177,8 @@ mod tests {
             .expect("a calendar group");
         assert_eq!(
             (group.on, group.first),
-            (GroupVisits::LaterVisits, 0),
-            "the calendar opens the vocabulary"
+            (GroupVisits::EveryVisit, 0),
+            "the calendar opens the vocabulary, on every visit"
         );
         let calendar_of = |enc: &Encoding, p: &Patient| -> Vec<Vec<usize>> {
             let windows = enc.encode_windows(p, &enc.index(), None, &mut 0);
@@ -195,9 +195,14 @@ mod tests {
                 })
                 .collect()
         };
-        // 1971 falls in the first bucket (open below), 1989 in 1985-1990; the first visit has none.
-        assert_eq!(calendar_of(&enc, &all[0]), vec![vec![], vec![0], vec![2]]);
-        assert_eq!(calendar_of(&enc, &all[12]), vec![vec![], vec![0]]);
+        // 1971 falls in the first bucket (open below), 1989 in 1985-1990; the first visit holds its own year, each
+        // later one the year of the visit before (2090: the last bucket, open above).
+        assert_eq!(calendar_of(&enc, &all[0]), vec![vec![0], vec![0], vec![2]]);
+        assert_eq!(calendar_of(&enc, &all[12]), vec![vec![0], vec![0]]);
+        // The years a bucket holds for a first visit: the first open below, the last closed 5 years on.
+        assert_eq!(enc.calendar_bucket_years(0), (f64::NEG_INFINITY, 1980.0));
+        assert_eq!(enc.calendar_bucket_years(2), (1985.0, 1990.0));
+        assert_eq!(enc.calendar_bucket_years(4), (1995.0, 2005.0));
         let without = fit(false);
         assert!(without.calendar_edges_years.is_empty());
         assert!(!without.tokens.iter().any(|t| matches!(t, Token::Calendar { .. })));

@@ -114,8 +114,8 @@ pub struct EncodingOptions {
     /// [`Encoding::visit_size_edges`]); 0: none (encodings fitted before it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub visit_size_buckets: usize,
-    /// The calendar group ([`Token::Calendar`] on every visit after the first): the year of the visit before,
-    /// in 5-year buckets closed where fewer than `min_patients` patients' records reach. False in encodings
+    /// The calendar group ([`Token::Calendar`] on every visit): the year of the visit before, on the first visit
+    /// its own year (encodings before manifest format 7: later visits only), in 5-year buckets closed where fewer than `min_patients` patients' records reach. False in encodings
     /// before it, and under differential privacy (its edges would come from the data).
     #[serde(default, skip_serializing_if = "is_false")]
     pub calendar: bool,
@@ -225,7 +225,9 @@ impl VisitGroup {
     pub const VISIT_TYPE: &'static str = "visit_type";
     /// The visit's size bucket (every visit).
     pub const SIZE: &'static str = "size";
-    /// The calendar year of the visit before (later visits), [`Token::Calendar`]: set by the sampler, not drawn.
+    /// The calendar year of the visit before, [`Token::Calendar`]: on later visits set by the sampler from the dates
+    /// it draws, not drawn; on the first visit (encodings of manifest format 7 on) the visit's own year, drawn by
+    /// the model, and the first visit's date is drawn inside it.
     pub const CALENDAR: &'static str = "calendar";
 
     pub fn range(&self) -> std::ops::Range<usize> {

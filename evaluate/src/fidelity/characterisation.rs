@@ -1,11 +1,11 @@
-//! What a characterisation of the data as an OHDSI user runs it (Achilles) compares: how long records span
-//! (the observation period, first to last visit), the shares of visit types, and per domain the share of
-//! persons holding each concept. Each obeys the small-cell rule of the report (`crate::small_cells`).
+//! What a characterisation of the data as an OHDSI user runs it (Achilles) compares: who the persons are
+//! (sex, race, ethnicity and birth decade: a study's "table 1"), how long records span (the observation period,
+//! first to last visit), the shares of visit types, and per domain the share of persons holding each concept. Each obeys the small-cell rule of the report (`crate::small_cells`).
 
 use super::{r2_score, CodeCounts, Level, SideBySide, Statistic};
 use crate::corpus::Interner;
 use crate::small_cells::SmallCells;
-use halo_core::record::Patient;
+use halo_core::record::{BirthDecade, DemographicCategory, Patient};
 use halo_core::time::visit_days;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +83,101 @@ pub fn record_spans(train: &[&Patient], test: &[&Patient], synthetic: &[&Patient
         mean_change: change(|s| s.mean),
         days,
     }
+}
+
+/// One value's share of the persons of each data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueShare {
+    pub value: String,
+    pub train: f64,
+    pub test: f64,
+    pub synthetic: f64,
+}
+
+/// The shares of one demographic field's values among the persons (a person without the field counts as the
+/// value `(none)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemographicShares {
+    /// `sex`, `race`, `ethnicity` or `birth_decade`.
+    pub field: String,
+    /// Values held by at least `min_patients` real patients, most frequent in training first.
+    pub shares: Vec<ValueShare>,
+    /// Largest absolute difference of a value's synthetic share from its training share, over every value
+    /// (named or not).
+    pub largest_difference: f64,
+    /// Values not named: fewer real patients hold them (their shares still count in `largest_difference`).
+    pub hidden: usize,
+}
+
+/// The value of field `category` of a person, as the report compares it: the text, or the birth decade.
+fn demographic_value(category: DemographicCategory, p: &Patient) -> String {
+    let value = match category {
+        DemographicCategory::BirthYear => p.demographics.birth_year.map(|y| {
+            BirthDecade::years_value(
+                BirthDecade::of_year(y).first_year,
+                BirthDecade::of_year(y).first_year + 9,
+            )
+        }),
+        c => c.text_value(&p.demographics).map(str::to_string),
+    };
+    value.unwrap_or_else(|| "(none)".into())
+}
+
+/// Per demographic field that the training split's persons have: the shares of its values in the three data
+/// sets; a value is named when `real` holds it in `min_patients` patients.
+pub fn demographics(
+    real: &[Patient],
+    train: &[&Patient],
+    test: &[&Patient],
+    synthetic: &[&Patient],
+    min_patients: usize,
+) -> Vec<DemographicShares> {
+    let mut out = Vec::new();
+    for category in DemographicCategory::ALL {
+        let field = match category {
+            DemographicCategory::BirthYear => "birth_decade",
+            c => c.as_str(),
+        };
+        let counts = |persons: &[&Patient]| {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for p in persons {
+                *counts.entry(demographic_value(category, p)).or_default() += 1;
+            }
+            counts
+        };
+        let sides = [counts(train), counts(test), counts(synthetic)];
+        if sides[0].keys().all(|v| v == "(none)") {
+            continue;
+        }
+        let mut patients_with: BTreeMap<String, usize> = BTreeMap::new();
+        for p in real {
+            *patients_with.entry(demographic_value(category, p)).or_default() += 1;
+        }
+        let totals = [train.len(), test.len(), synthetic.len()];
+        let share =
+            |side: usize, value: &str| sides[side].get(value).copied().unwrap_or(0) as f64 / totals[side].max(1) as f64;
+        let values: BTreeSet<&String> = sides.iter().flat_map(|s| s.keys()).collect();
+        let mut shares: Vec<ValueShare> = values
+            .iter()
+            .map(|v| ValueShare {
+                value: v.to_string(),
+                train: share(0, v),
+                test: share(1, v),
+                synthetic: share(2, v),
+            })
+            .collect();
+        let largest_difference = shares.iter().map(|s| (s.synthetic - s.train).abs()).fold(0.0, f64::max);
+        let before = shares.len();
+        shares.retain(|s| s.value == "(none)" || patients_with.get(&s.value).copied().unwrap_or(0) >= min_patients);
+        shares.sort_by(|a, b| b.train.total_cmp(&a.train).then_with(|| a.value.cmp(&b.value)));
+        out.push(DemographicShares {
+            field: field.into(),
+            hidden: before - shares.len(),
+            shares,
+            largest_difference,
+        });
+    }
+    out
 }
 
 /// One visit type's share of the visits of each data set that carry a type.

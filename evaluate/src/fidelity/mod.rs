@@ -384,5 +384,5 @@ pub fn code_probabilities(
 
 pub mod characterisation;
 mod shape;
-pub use characterisation::{DomainPrevalence, RecordSpans, VisitTypes};
+pub use characterisation::{DemographicShares, DomainPrevalence, RecordSpans, ValueShare, VisitTypes};
 pub use shape::*;
