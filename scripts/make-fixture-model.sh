@@ -15,7 +15,10 @@ halo="${HALO_BIN:-${CARGO_TARGET_DIR:-target}/release/halo}"
 export MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=avx2
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-"$halo" train --data fixtures/tiny-omop --out "$work/ckpt" --device cpu --threads 1 --seed 1 \
+# Seed 2: its sampled visits drift from the training ones (+9% codes, gap histogram 0.14 off), which
+# infer/tests/calibration.rs needs to see the calibration work (seed 1's drifted 1% once the calendar was on
+# every visit).
+"$halo" train --data fixtures/tiny-omop --out "$work/ckpt" --device cpu --threads 1 --seed 2 \
     --n-embd 16 --n-layer 2 --n-head 2 --n-ctx 10 --epochs 40 --batch-size 8 --lab-buckets 3 --quiet \
     --min-patients 1
 rm -rf "$out"

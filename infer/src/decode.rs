@@ -281,3 +281,77 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
         visits,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halo_core::record::DemographicCategory;
+    use rand::SeedableRng;
+
+    /// The fixture's encoding.
+    fn fixture() -> Encoding {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+        halo_core::manifest::Manifest::read(&dir)
+            .expect("fixture manifest")
+            .encoding
+    }
+
+    /// The vocabulary index of the token that `is` picks.
+    fn index_of(enc: &Encoding, is: impl Fn(&Token) -> bool) -> u32 {
+        enc.tokens.iter().position(is).expect("a token of the fixture") as u32
+    }
+
+    /// The first visit's year, birth year and age, dated 200 times from different streams: born in the 1950s, in
+    /// age bucket `age_bucket`, in the calendar bucket of `year`.
+    fn first_visits(age_bucket: usize, year: f64) -> Vec<(f64, i32, f64)> {
+        let enc = fixture();
+        let calendar_bucket = enc.calendar_bucket(year);
+        let decade = index_of(
+            &enc,
+            |t| matches!(t, Token::Demographic { category: DemographicCategory::BirthYear, value } if value == "1950-1959"),
+        );
+        let age = index_of(&enc, |t| matches!(t, Token::Age { bucket } if *bucket == age_bucket));
+        let calendar = index_of(
+            &enc,
+            |t| matches!(t, Token::Calendar { bucket } if *bucket == calendar_bucket),
+        );
+        (0..200)
+            .map(|seed| {
+                let mut rng = ChaCha20Rng::seed_from_u64(seed);
+                let mut cal = Calendar::born(&enc, &[decade], &mut rng);
+                let (_, time) = cal.visit(&enc, &[calendar, age], &mut rng).expect("a dated visit");
+                let birth = cal.birth().expect("a birth");
+                let age = (time.date() - birth).num_days() as f64 / 365.25;
+                (halo_core::time::calendar_year(time), cal.birth_year().unwrap(), age)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_visit_is_dated_inside_its_calendar_bucket() {
+        let enc = fixture();
+        assert_eq!(enc.calendar_bucket_years(enc.calendar_bucket(1992.0)), (1990.0, 1995.0));
+        // Born 1950-1959, aged 40-45: 1990-2005, a quarter of it inside 1990-1995.
+        for (year, birth_year, age) in first_visits(8, 1992.0) {
+            assert!((1990.0..1995.0).contains(&year), "{year}");
+            assert!(
+                (1950..=1959).contains(&birth_year) && (40.0..45.01).contains(&age),
+                "{birth_year} {age}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_first_visit_its_buckets_cannot_date_takes_the_nearest_draw() {
+        // Born 1950-1959, aged 0-5 (1950-1965), in 2010-2015: the latest of 64 draws, against one draw's
+        // 1957.5 on average (three in four single draws fall before 1960).
+        let visits = first_visits(0, 2012.0);
+        for (year, birth_year, age) in &visits {
+            assert!((1960.0..1965.0).contains(year), "{year}");
+            assert!(
+                (1950..=1959).contains(birth_year) && (0.0..5.01).contains(age),
+                "{birth_year} {age}"
+            );
+        }
+    }
+}

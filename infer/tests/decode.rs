@@ -210,9 +210,8 @@ fn a_gap_is_drawn_from_the_training_gaps_inside_its_bucket() {
 }
 
 /// A model with the calendar group: each later visit's calendar code is the bucket of the year the visit
-/// before is dated in, the first visit (drawing its own calendar code, format 7) is dated inside its bucket
-/// wherever its birth decade and age bucket allow, and the dates decoding gives are those the sampler set the
-/// codes from.
+/// before is dated in, the first visit draws one of its own (format 7; dating it inside that bucket is pinned by
+/// `decode`'s unit tests), and the dates decoding gives are those the sampler set the codes from.
 #[test]
 fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
@@ -235,7 +234,6 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     })
     .unwrap();
     let (mut checked, mut buckets) = (0, std::collections::BTreeSet::new());
-    let mut reachable = 0;
     for s in &sampled {
         let times = halo_infer::decode::dated_visit_times(&enc, &s.raw).expect("a dated record");
         let first: Vec<usize> = s.raw.visits[0]
@@ -251,21 +249,6 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
             "record {}: one calendar code on the first visit",
             s.raw.index
         );
-        // Where the birth decade and the age bucket drawn reach well into the calendar bucket drawn (half the years
-        // they span at least, so that the first of the 64 draws to land there almost surely comes), the first
-        // visit is dated inside it.
-        if let Some((lo, hi)) = first_visit_years(&enc, &s.raw) {
-            let (bucket_lo, bucket_hi) = enc.calendar_bucket_years(first[0]);
-            if bucket_hi.min(hi) - bucket_lo.max(lo) >= (hi - lo) / 2.0 {
-                let year = halo_core::time::calendar_year(times[0]);
-                assert!(
-                    (bucket_lo..bucket_hi).contains(&year) && enc.calendar_bucket(year) == first[0],
-                    "record {}: {year}",
-                    s.raw.index
-                );
-                reachable += 1;
-            }
-        }
         // The birth decoded is the one that dated the first visit.
         let birth = s.patient.demographics.birth_date.as_deref().expect("a birth date");
         assert!(
@@ -294,25 +277,4 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
         );
     }
     assert!(checked > 1000 && buckets.len() > 2, "{checked} visits over {buckets:?}");
-    assert!(reachable >= 20, "{reachable} first visits checked");
-}
-
-/// The years a record's first visit can fall in given its birth decade and age bucket: from the decade's first
-/// year plus the bucket's lowest age to the decade's end plus its highest.
-fn first_visit_years(enc: &halo_core::encoding::Encoding, raw: &RawRecord) -> Option<(f64, f64)> {
-    let decade = raw.labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
-        Token::Demographic { category, value } if category.is_birth_year() => {
-            halo_core::record::BirthDecade::years_of(value)
-        }
-        _ => None,
-    })?;
-    let age = raw.visits[0].iter().find_map(|&i| match enc.tokens[i as usize] {
-        Token::Age { bucket } => Some(bucket),
-        _ => None,
-    })?;
-    let (age_lo, age_hi) = (enc.age_edges_years[age], enc.age_edges_years[age + 1]);
-    Some((
-        f64::from(*decade.start()) + age_lo,
-        f64::from(*decade.end() + 1) + age_hi,
-    ))
 }
