@@ -12,8 +12,8 @@
 //! - `LAB/<code>/q<k>` becomes a lab value drawn uniformly inside the lab's bucket k.
 //! - Label codes become the `labels` map (every label of the model, true or false); demographic codes
 //!   become sex, race, ethnicity and a birth year drawn inside the decade (with a birth date in it).
-//! - Visit times are synthetic: birth date + age at the first visit when both are known, otherwise
-//!   2000-01-01, plus the day offsets. Models without gap codes give visits no day or time.
+//! - Visit times are synthetic: birth date + age at the first visit when both are known, otherwise a time
+//!   inside the first visit's calendar bucket where it holds one, otherwise 2000-01-01, plus the day offsets. Models without gap codes give visits no day or time.
 //! - Visits left without codes and lab values are dropped (their gap still counts), except a record's
 //!   only visit.
 //!
@@ -23,7 +23,7 @@
 use crate::sampler::RawRecord;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use halo_core::buckets::draw_within;
-use halo_core::encoding::{Encoding, Token};
+use halo_core::encoding::{Encoding, Token, CALENDAR_BUCKET_YEARS};
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
@@ -40,6 +40,22 @@ fn uniform_in(rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> f64 {
 
 fn edge_range(edges: &[f64], bucket: usize) -> Option<(f64, f64)> {
     Some((*edges.get(bucket)?, *edges.get(bucket + 1)?))
+}
+
+/// A time drawn uniformly inside the years calendar bucket `bucket` holds (`Encoding::calendar_bucket_years`; the
+/// first bucket, open below, taken as its last [`CALENDAR_BUCKET_YEARS`]).
+fn time_in_bucket(enc: &Encoding, bucket: usize, rng: &mut ChaCha20Rng) -> Option<NaiveDateTime> {
+    let (lo, hi) = enc.calendar_bucket_years(bucket);
+    let lo = if lo.is_finite() { lo } else { hi - CALENDAR_BUCKET_YEARS };
+    if !(lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    let year = uniform_in(rng, lo, hi);
+    let whole = year.floor();
+    let day = ((year - whole) * 365.0).floor() as i64;
+    NaiveDate::from_ymd_opt(whole as i32, 1, 1)?
+        .checked_add_signed(Duration::days(day))?
+        .and_hms_opt(12, 0, 0)
 }
 
 /// Draws of a first visit's birth and age at most, to date it inside its calendar bucket.
@@ -159,6 +175,11 @@ impl Calendar {
                     }
                     (_, self.birth, self.birth_year, _) = nearest;
                     base = Some(nearest.3);
+                }
+                // Without a birth or an age to date it from, the first visit is dated inside its calendar bucket
+                // rather than on the synthetic base date, which the next visit's calendar code would then say.
+                if let (None, Some(bucket)) = (base, calendar) {
+                    base = time_in_bucket(enc, bucket, rng);
                 }
                 self.base = Some(base.unwrap_or_else(halo_core::time::synthetic_base_time));
             }
@@ -339,6 +360,27 @@ mod tests {
                 "{birth_year} {age}"
             );
         }
+    }
+
+    #[test]
+    fn a_first_visit_without_a_birth_is_dated_inside_its_calendar_bucket() {
+        let enc = fixture();
+        let bucket = enc.calendar_bucket(1992.0);
+        let calendar = index_of(&enc, |t| matches!(t, Token::Calendar { bucket: b } if *b == bucket));
+        let mut years = Vec::new();
+        for seed in 0..200 {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            // No birth decade in the label visit and no age bucket on the visit.
+            let mut cal = Calendar::born(&enc, &[], &mut rng);
+            let (_, time) = cal.visit(&enc, &[calendar], &mut rng).expect("a dated visit");
+            years.push(halo_core::time::calendar_year(time));
+        }
+        assert!(years.iter().all(|y| (1990.0..1995.0).contains(y)), "{years:?}");
+        // Spread over the bucket, not one date.
+        let (min, max) = years
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+        assert!(min < 1991.0 && max > 1994.0, "{min} {max}");
     }
 
     #[test]
