@@ -35,10 +35,30 @@ pub mod graph {
 
     /// Full sequence: `visits` f32 [batch, visits, V] -> `history` f32 [batch, visits, E].
     pub const VISIT_TRANSFORMER: &str = "visit_transformer.onnx";
-    /// One visit with a key/value cache: `visit` f32 [batch, V], `past` f32
-    /// [n_layer, 2, batch, n_head, past_len, head_dim] -> `history` f32 [batch, E], `present` (past_len + 1).
-    /// The visit's position is `past_len`.
+    /// One visit with a key/value cache: `visit` f32 [batch, V] and the cache of the positions before ->
+    /// `history` f32 [batch, E] and the cache with the visit's position added; the visit's position is the
+    /// cache's length `past_len`. From format version 7 ([`SPLIT_CACHE_FORMAT`]) the cache is one tensor per
+    /// layer and role, so that a step copies each once (the single tensor was gathered, split and concatenated
+    /// again, 15% of the sampler's time in memmove): layer i's keys `past_key.{i}` f32 [batch, n_head,
+    /// head_dim, past_len] (kept transposed, as attention reads them) and values `past_value.{i}` f32 [batch,
+    /// n_head, past_len, head_dim] -> `present_key.{i}` and `present_value.{i}` (past_len + 1). Before: `past`
+    /// f32 [n_layer, 2, batch, n_head, past_len, head_dim] -> `present`.
     pub const VISIT_TRANSFORMER_STEP: &str = "visit_transformer_step.onnx";
+    /// The first format version whose step graph takes its cache one tensor per layer and role.
+    pub const SPLIT_CACHE_FORMAT: u32 = 7;
+    /// Names of layer `i`'s cache inputs and outputs in the step graph of [`SPLIT_CACHE_FORMAT`] on.
+    pub fn past_key(i: usize) -> String {
+        format!("past_key.{i}")
+    }
+    pub fn past_value(i: usize) -> String {
+        format!("past_value.{i}")
+    }
+    pub fn present_key(i: usize) -> String {
+        format!("present_key.{i}")
+    }
+    pub fn present_value(i: usize) -> String {
+        format!("present_value.{i}")
+    }
     /// Code-level module: `history` f32 [batch, E] (history vector of the previous position) and `visit`
     /// f32 [batch, V] (the visit's codes set so far) -> `logits` f32 [batch, V]; the logit of code j depends
     /// only on the history and on visit codes < j.
@@ -451,8 +471,9 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// changes the records, and adds the calendar group (`Token::Calendar`, set by the sampler from dates it draws
 /// from a record's date stream as it samples); 7 puts the calendar group on the first visit too (its own year,
 /// drawn by the model, which the first visit's date is then drawn inside: an older sampler would draw the code and
-/// date the visit without it) and the calibration's demographic weights. Version 1 to 6 directories are still read
-/// and sample as before (version 1 through the dense `code_head`).
+/// date the visit without it), the calibration's demographic weights, and the step graph's cache one tensor per
+/// layer and role ([`graph::SPLIT_CACHE_FORMAT`]). Version 1 to 6 directories are still read and sample as
+/// before (version 1 through the dense `code_head`).
 pub const MANIFEST_FORMAT_VERSION: u32 = 7;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;

@@ -1,14 +1,18 @@
 //! Pieces shared by the two visit-transformer graphs: the visit embedding, the pre-LN GPT-2 blocks and
 //! the final LayerNorm, over activations of shape [batch, T, E].
 
-use crate::builder::GraphBuilder;
+use crate::builder::{Attr, GraphBuilder};
 use crate::checkpoint::Checkpoint;
 use halo_core::config::ModelConfig;
 
-/// Keys and values of one layer, [batch, n_head, T, head_dim] each.
-pub struct KeyValue {
-    pub key: String,
-    pub value: String,
+/// One layer's key/value cache in the step graph: the earlier positions' keys, transposed [batch, n_head,
+/// head_dim, past_len], and values [batch, n_head, past_len, head_dim] (graph inputs), and the names of the
+/// graph outputs the step's concatenations write (the same with the step's position added).
+pub struct StepCache {
+    pub past_key_t: String,
+    pub past_value: String,
+    pub present_key_t: String,
+    pub present_value: String,
 }
 
 /// Shape constants used by every layer, added once per graph.
@@ -90,36 +94,30 @@ impl<'a> Blocks<'a> {
     }
 
     /// Block `i`: x + attn(ln_1(x)), then + mlp(ln_2(x)), as `Block::forward` of the trainer's model.rs.
-    /// `past` holds earlier positions' keys and values (the step graph); `future` is a bool [T, T] mask
-    /// of the positions a query may not see (the full graph). Returns the new activations and this
-    /// call's keys and values including `past`.
+    /// `cache` holds earlier positions' keys and values (the step graph), which the block extends into its
+    /// outputs; `future` is a bool [T, T] mask of the positions a query may not see (the full graph). Returns
+    /// the new activations.
     pub fn block(
         &self,
         b: &mut GraphBuilder,
         i: usize,
         x: &str,
-        past: Option<&KeyValue>,
+        cache: Option<&StepCache>,
         future: Option<&str>,
-    ) -> (String, KeyValue) {
+    ) -> String {
         b.scoped(&format!("transformer.h.{i}"), |b| {
             let h = self.layer_norm(b, x, "ln_1");
-            let (a, kv) = b.scoped("attn", |b| self.attention(b, &h, past, future));
+            let a = b.scoped("attn", |b| self.attention(b, &h, cache, future));
             let x = b.add("after_attn", x, &a);
             let h = self.layer_norm(b, &x, "ln_2");
             let m = b.scoped("mlp", |b| self.mlp(b, &h));
-            (b.add("out", &x, &m), kv)
+            b.add("out", &x, &m)
         })
     }
 
     /// Causal self-attention, output projection included. The 1/sqrt(head_dim) score scale is folded
     /// into the query columns of c_attn.
-    fn attention(
-        &self,
-        b: &mut GraphBuilder,
-        x: &str,
-        past: Option<&KeyValue>,
-        future: Option<&str>,
-    ) -> (String, KeyValue) {
+    fn attention(&self, b: &mut GraphBuilder, x: &str, cache: Option<&StepCache>, future: Option<&str>) -> String {
         let c = self.config();
         let e = c.n_embd;
         let scale = 1.0 / (c.head_dim() as f32).sqrt();
@@ -137,13 +135,21 @@ impl<'a> Blocks<'a> {
         let qkv = b.add("qkv", &qkv, &bias);
         let parts = b.split("qkv", &qkv, &self.qkv_sizes, 3, -1);
         let q = self.heads(b, &parts[0], "q");
-        let mut k = self.heads(b, &parts[1], "k");
-        let mut v = self.heads(b, &parts[2], "v");
-        if let Some(past) = past {
-            k = b.concat("k_all", &[&past.key, &k], 2);
-            v = b.concat("v_all", &[&past.value, &v], 2);
-        }
+        let k = self.heads(b, &parts[1], "k");
+        let v = self.heads(b, &parts[2], "v");
         let kt = b.transpose("k_t", &k, &[0, 1, 3, 2]);
+        // The step graph: this position's key and value appended to the cache, straight into the outputs (the
+        // keys stay transposed, as the scores read them).
+        let (kt, v) = match cache {
+            Some(cache) => {
+                let axis3 = [("axis", Attr::Int(3))];
+                b.node_to("Concat", &cache.present_key_t, &[&cache.past_key_t, &kt], &axis3);
+                let axis2 = [("axis", Attr::Int(2))];
+                b.node_to("Concat", &cache.present_value, &[&cache.past_value, &v], &axis2);
+                (cache.present_key_t.clone(), cache.present_value.clone())
+            }
+            None => (kt, v),
+        };
         let mut scores = b.matmul("scores", &q, &kt);
         if let Some(future) = future {
             let hidden = b.const_f32("hidden", &[], &[-1e9]);
@@ -153,7 +159,7 @@ impl<'a> Blocks<'a> {
         let context = b.matmul("context", &probs, &v);
         let context = b.transpose("context_t", &context, &[0, 2, 1, 3]);
         let merged = b.reshape("merged", &context, &self.merge_heads);
-        (self.conv1d(b, &merged, "c_proj"), KeyValue { key: k, value: v })
+        self.conv1d(b, &merged, "c_proj")
     }
 
     /// [B, T, E] -> [B, n_head, T, head_dim]

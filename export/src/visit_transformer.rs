@@ -61,7 +61,7 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     let emb = blocks.add_seen(&mut b, &emb, seen.as_deref());
     let mut x = b.add("x0", &emb, &pos);
     for i in 0..c.n_layer {
-        x = blocks.block(&mut b, i, &x, None, Some(&future)).0;
+        x = blocks.block(&mut b, i, &x, None, Some(&future));
     }
     let out = blocks.layer_norm(&mut b, &x, "transformer.ln_f");
     b.node_to("Identity", &history, &[&out], &[]);

@@ -132,8 +132,20 @@ fn graph_inputs_and_outputs_follow_the_contract() {
     assert_eq!(
         io("visit_transformer_step.onnx"),
         (
-            vec!["visit".into(), "past".into()],
-            vec!["history".into(), "present".into()]
+            vec![
+                "visit".into(),
+                "past_key.0".into(),
+                "past_value.0".into(),
+                "past_key.1".into(),
+                "past_value.1".into()
+            ],
+            vec![
+                "history".into(),
+                "present_key.0".into(),
+                "present_value.0".into(),
+                "present_key.1".into(),
+                "present_value.1".into()
+            ]
         )
     );
     assert_eq!(

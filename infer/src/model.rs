@@ -11,24 +11,59 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
 
-/// The visit transformer's key/value cache between steps.
-pub enum KvCache {
+/// One tensor of the visit transformer's key/value cache between steps.
+pub enum CachePart {
     /// Rows gathered on the host (the first step's empty cache, or after records left the batch).
     Host(Vec<f32>),
-    /// The `present` output of the last step, as ONNX Runtime wrote it.
+    /// The step's output, as ONNX Runtime wrote it (fed back without a copy).
     Runtime(ort::value::DynValue),
 }
 
-impl KvCache {
-    /// The cache's values, row-major [L, 2, n, H, len, hd].
+impl CachePart {
+    /// The tensor's values, row-major.
     pub fn data(&self) -> Result<&[f32]> {
         match self {
-            KvCache::Host(data) => Ok(data),
-            KvCache::Runtime(value) => value
+            CachePart::Host(data) => Ok(data),
+            CachePart::Runtime(value) => value
                 .try_extract_tensor::<f32>()
                 .map(|(_, data)| data)
                 .map_err(|e| Error::Runtime(format!("reading the key/value cache: {e}"))),
         }
+    }
+}
+
+/// The visit transformer's key/value cache between steps: one tensor [L, 2, n, H, len, hd] (format version 6 and
+/// before), or from [`graph::SPLIT_CACHE_FORMAT`] on two per layer, keys [n, H, hd, len] and values [n, H, len,
+/// hd]. Either way every part is `blocks` blocks (1, or L x key/value) of n rows of H x len x hd values.
+pub struct KvCache {
+    pub parts: Vec<CachePart>,
+    pub blocks: usize,
+}
+
+impl KvCache {
+    /// The rows (records) where `keep` is true, each `row` values per block.
+    pub fn keep_rows(&self, keep: &[bool], row: usize) -> Result<KvCache> {
+        let n = keep.len();
+        let kept = keep.iter().filter(|k| **k).count();
+        let parts = self
+            .parts
+            .iter()
+            .map(|part| {
+                let data = part.data()?;
+                let mut out = Vec::with_capacity(self.blocks * kept * row);
+                for b in 0..self.blocks {
+                    let base = b * n * row;
+                    for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                        out.extend_from_slice(&data[base + r * row..base + (r + 1) * row]);
+                    }
+                }
+                Ok(CachePart::Host(out))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            parts,
+            blocks: self.blocks,
+        })
     }
 }
 
@@ -113,13 +148,16 @@ pub struct Model {
 
 /// One float32 input or output a graph must have: name and expected dims (`None` = dynamic).
 struct Expect {
-    name: &'static str,
+    name: String,
     dims: Vec<Option<usize>>,
 }
 
 impl Expect {
-    fn f32(name: &'static str, dims: Vec<Option<usize>>) -> Expect {
-        Expect { name, dims }
+    fn f32(name: impl Into<String>, dims: Vec<Option<usize>>) -> Expect {
+        Expect {
+            name: name.into(),
+            dims,
+        }
     }
 }
 
@@ -263,6 +301,26 @@ impl Model {
         // The files this path loads are checked on the bytes loaded (below); the others now.
         check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
 
+        let mut step_inputs = vec![Expect::f32(graph::IN_VISIT, vec![None, Some(v)])];
+        let mut step_outputs = vec![Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)])];
+        if manifest.format_version >= graph::SPLIT_CACHE_FORMAT {
+            for i in 0..l {
+                step_inputs.push(Expect::f32(graph::past_key(i), vec![None, Some(h), Some(hd), None]));
+                step_inputs.push(Expect::f32(graph::past_value(i), vec![None, Some(h), None, Some(hd)]));
+                step_outputs.push(Expect::f32(graph::present_key(i), vec![None, Some(h), Some(hd), None]));
+                step_outputs.push(Expect::f32(
+                    graph::present_value(i),
+                    vec![None, Some(h), None, Some(hd)],
+                ));
+            }
+        } else {
+            let cache = vec![Some(l), Some(2), None, Some(h), None, Some(hd)];
+            step_inputs.push(Expect::f32(graph::IN_PAST, cache.clone()));
+            step_outputs.push(Expect::f32(graph::OUT_PRESENT, cache));
+        }
+        if c.seen_codes {
+            step_inputs.push(Expect::f32(graph::IN_SEEN, vec![None, Some(v)]));
+        }
         let (step, placement, note) = open_graph(
             rt,
             (
@@ -271,24 +329,8 @@ impl Model {
                 &manifest.files.visit_transformer_step,
             ),
             options,
-            &[
-                Some(Expect::f32(graph::IN_VISIT, vec![None, Some(v)])),
-                Some(Expect::f32(
-                    graph::IN_PAST,
-                    vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
-                )),
-                c.seen_codes.then(|| Expect::f32(graph::IN_SEEN, vec![None, Some(v)])),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
-            &[
-                Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)]),
-                Expect::f32(
-                    graph::OUT_PRESENT,
-                    vec![Some(l), Some(2), None, Some(h), None, Some(hd)],
-                ),
-            ],
+            &step_inputs,
+            &step_outputs,
         )?;
         // The code module goes where the step went (with --device auto both fall back together).
         let head_options = SessionOptions {
@@ -396,10 +438,46 @@ impl Model {
         self.is_incremental() && self.dense.is_some()
     }
 
-    /// One visit-transformer step: `visits` [n, V] at position `past_len`, `past` [L, 2, n, H, past_len, hd]
-    /// -> the new cache (past_len + 1), kept as ONNX Runtime wrote it (no copy between steps); writes
-    /// `history` [n, E]. `seen` [n, V]: the union of each record's visits up to and including this one (read
-    /// only by models with `seen_codes`).
+    /// The step graph's cache tensors, by name and shape at cache length `len` for `n` rows: one [L, 2, n, H,
+    /// len, hd] before [`graph::SPLIT_CACHE_FORMAT`], then per layer keys [n, H, hd, len] and values [n, H, len,
+    /// hd]; with the names of the outputs that give them one position longer.
+    fn cache_tensors(&self, n: usize, len: usize) -> Vec<(String, String, Vec<usize>)> {
+        let c = &self.manifest.model;
+        let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
+        if self.manifest.format_version < graph::SPLIT_CACHE_FORMAT {
+            return vec![(
+                graph::IN_PAST.into(),
+                graph::OUT_PRESENT.into(),
+                vec![l, 2, n, h, len, hd],
+            )];
+        }
+        (0..l)
+            .flat_map(|i| {
+                [
+                    (graph::past_key(i), graph::present_key(i), vec![n, h, hd, len]),
+                    (graph::past_value(i), graph::present_value(i), vec![n, h, len, hd]),
+                ]
+            })
+            .collect()
+    }
+
+    /// An empty key/value cache (length 0), the start of every sequence.
+    pub fn empty_cache(&self) -> KvCache {
+        let parts = self.cache_tensors(0, 0);
+        let blocks = match parts.len() {
+            1 => 2 * self.manifest.model.n_layer,
+            _ => 1,
+        };
+        KvCache {
+            parts: parts.iter().map(|_| CachePart::Host(Vec::new())).collect(),
+            blocks,
+        }
+    }
+
+    /// One visit-transformer step: `visits` [n, V] at position `past_len` and the cache `past` (of length
+    /// `past_len`) -> the cache one position longer, kept as ONNX Runtime wrote it (no copy between steps);
+    /// writes `history` [n, E]. `seen` [n, V]: the union of each record's visits up to and including this one
+    /// (read only by models with `seen_codes`).
     pub fn step(
         &mut self,
         visits: &[f32],
@@ -409,9 +487,9 @@ impl Model {
         past_len: usize,
         history: &mut Vec<f32>,
     ) -> Result<KvCache> {
+        let tensors = self.cache_tensors(n, past_len);
         let c = &self.manifest.model;
-        let (l, h, hd, v, e) = (c.n_layer, c.n_head, c.head_dim(), c.total_vocab_size, c.n_embd);
-        let past_shape = [l, 2, n, h, past_len, hd];
+        let (v, e) = (c.total_vocab_size, c.n_embd);
         let g = &mut self.step;
         let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
         let mut inputs = ort::inputs![graph::IN_VISIT => visit_t];
@@ -419,32 +497,42 @@ impl Model {
             let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
             inputs.push((graph::IN_SEEN.into(), seen_t.into()));
         }
-        let mut outputs = match past {
-            KvCache::Runtime(value) => {
-                inputs.push((graph::IN_PAST.into(), value.into()));
-                g.session.run(inputs)
-            }
-            KvCache::Host(data) => {
-                let past_t =
-                    TensorRef::from_array_view((past_shape, data.as_slice())).map_err(|e| g.runtime_error(e))?;
-                inputs.push((graph::IN_PAST.into(), past_t.into()));
-                g.session.run(inputs)
-            }
+        for ((name, _, shape), part) in tensors.iter().zip(&past.parts) {
+            let value = match part {
+                CachePart::Runtime(value) => value.into(),
+                CachePart::Host(data) => TensorRef::from_array_view((shape.clone(), data.as_slice()))
+                    .map_err(|e| g.runtime_error(e))?
+                    .into(),
+            };
+            inputs.push((name.clone().into(), value));
         }
-        .map_err(|e| run_error(&g.path, e))?;
+        let mut outputs = g.session.run(inputs).map_err(|e| run_error(&g.path, e))?;
         take_output(&g.path, &outputs, graph::OUT_HISTORY, &[n, e], history)?;
-        let present = outputs
-            .remove(graph::OUT_PRESENT)
-            .ok_or_else(|| Error::Runtime(format!("{}: no output `present`", g.path.display())))?;
-        let want = [l, 2, n, h, past_len + 1, hd];
-        let (shape, _) = present.try_extract_tensor::<f32>().map_err(|e| run_error(&g.path, e))?;
-        if shape.iter().copied().ne(want.iter().map(|d| *d as i64)) {
-            return Err(Error::Runtime(format!(
-                "{}: output `present` has shape {shape:?}, expected {want:?}",
-                g.path.display()
-            )));
+        let mut parts = Vec::with_capacity(tensors.len());
+        for (_, name, mut want) in tensors {
+            let present = outputs
+                .remove(name.as_str())
+                .ok_or_else(|| Error::Runtime(format!("{}: no output `{name}`", g.path.display())))?;
+            // The cache's length axis: the fifth of the single tensor, the fourth of a key, the third of a value.
+            let axis = match want.len() {
+                6 => 4,
+                _ if name.starts_with("present_key") => 3,
+                _ => 2,
+            };
+            want[axis] += 1;
+            let (shape, _) = present.try_extract_tensor::<f32>().map_err(|e| run_error(&g.path, e))?;
+            if shape.iter().copied().ne(want.iter().map(|d| *d as i64)) {
+                return Err(Error::Runtime(format!(
+                    "{}: output `{name}` has shape {shape:?}, expected {want:?}",
+                    g.path.display()
+                )));
+            }
+            parts.push(CachePart::Runtime(present));
         }
-        Ok(KvCache::Runtime(present))
+        Ok(KvCache {
+            parts,
+            blocks: past.blocks,
+        })
     }
 
     /// The dense code head: `history` [n, E] and `visits` [n, V] -> `logits` [n, V].

@@ -377,8 +377,7 @@ struct Batch {
     history: Vec<f32>,
     past: KvCache,
     past_len: usize,
-    /// The cache's blocks (layers x key/value) and values per row and position (heads x head size).
-    cache_blocks: usize,
+    /// The cache's values per row and position (heads x head size).
     cache_position: usize,
 }
 
@@ -396,9 +395,8 @@ impl Batch {
                 Vec::new()
             },
             history: Vec::new(),
-            past: KvCache::Host(Vec::new()),
+            past: model.empty_cache(),
             past_len: 0,
-            cache_blocks: model.config().n_layer * 2,
             cache_position: model.config().n_head * model.config().head_dim(),
         };
         for r in 0..n {
@@ -450,8 +448,7 @@ impl Batch {
             if !self.seen.is_empty() {
                 keep_rows(&mut self.seen, v, &keep);
             }
-            let row = self.cache_position * self.past_len;
-            self.past = KvCache::Host(keep_cache_rows(self.past.data()?, self.cache_blocks, row, &keep));
+            self.past = self.past.keep_rows(&keep, self.cache_position * self.past_len)?;
         }
         Ok(done)
     }
@@ -462,7 +459,7 @@ impl Batch {
         let (n, v) = (self.rows.len(), model.config().total_vocab_size);
         let start = model.manifest.encoding.start_index() as u32;
         self.seen.iter_mut().for_each(|x| *x = 0.0);
-        self.past = KvCache::Host(Vec::new());
+        self.past = model.empty_cache();
         self.past_len = 0;
         for position in 0..keep + 2 {
             self.visits.iter_mut().for_each(|x| *x = 0.0);
@@ -503,18 +500,4 @@ fn keep_rows(buf: &mut Vec<f32>, width: usize, keep: &[bool]) {
         }
     }
     buf.truncate(w * width);
-}
-
-/// The rows of a key/value cache [blocks, n, row] (block-major: the blocks are L layers x key/value, a row
-/// is H x len x hd) where `keep` is true.
-fn keep_cache_rows(past: &[f32], blocks: usize, row: usize, keep: &[bool]) -> Vec<f32> {
-    let n = keep.len();
-    let mut out = Vec::with_capacity(blocks * keep.iter().filter(|k| **k).count() * row);
-    for b in 0..blocks {
-        let base = b * n * row;
-        for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-            out.extend_from_slice(&past[base + r * row..base + (r + 1) * row]);
-        }
-    }
-    out
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use halo_infer::model::KvCache;
+use halo_infer::model::{CachePart, KvCache};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{CodeModule, Model};
 use rand::{Rng, SeedableRng};
@@ -34,7 +34,6 @@ fn graph_rows_do_not_depend_on_the_batch() {
         .unwrap();
         let c = model.config().clone();
         let (v, e) = (c.total_vocab_size, c.n_embd);
-        let cache_row = c.n_layer * 2 * c.n_head * c.head_dim();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(threads as u64);
         for n in [2usize, 5, 33, 100] {
             let visits: Vec<f32> = (0..n * v)
@@ -54,33 +53,32 @@ fn graph_rows_do_not_depend_on_the_batch() {
                     "code head row {r} of {n} differs from the row alone ({threads} threads)"
                 );
             }
-            // Step graph with a 3-visit cache.
+            // Step graph with a 3-visit cache, in the model's layout (random values).
             let past_len = 3;
-            let past: Vec<f32> = (0..n * cache_row * past_len)
-                .map(|_| rng.random::<f32>() - 0.5)
-                .collect();
+            let empty = model.empty_cache();
+            let row = c.n_head * past_len * c.head_dim();
+            let past = KvCache {
+                parts: (0..empty.parts.len())
+                    .map(|_| CachePart::Host((0..empty.blocks * n * row).map(|_| rng.random::<f32>() - 0.5).collect()))
+                    .collect(),
+                blocks: empty.blocks,
+            };
             let (mut h_all, mut h_one) = (Vec::new(), Vec::new());
             // The codes seen so far: the visit's and some of earlier visits.
             let seen: Vec<f32> = visits
                 .iter()
                 .map(|&x| if x > 0.0 || rng.random::<f64>() < 0.1 { 1.0 } else { 0.0 })
                 .collect();
-            model
-                .step(&visits, &seen, &KvCache::Host(past.clone()), n, past_len, &mut h_all)
-                .unwrap();
-            // Row r alone: its slice of every [layer, k/v] block of the cache.
-            let block = c.n_head * past_len * c.head_dim();
+            model.step(&visits, &seen, &past, n, past_len, &mut h_all).unwrap();
+            // Row r alone: its slice of every block of the cache.
             for r in [0, n - 1] {
-                let mut past_r = Vec::new();
-                for b in 0..c.n_layer * 2 {
-                    let base = b * n * block;
-                    past_r.extend_from_slice(&past[base + r * block..base + (r + 1) * block]);
-                }
+                let keep: Vec<bool> = (0..n).map(|i| i == r).collect();
+                let past_r = past.keep_rows(&keep, row).unwrap();
                 model
                     .step(
                         &visits[r * v..(r + 1) * v],
                         &seen[r * v..(r + 1) * v],
-                        &KvCache::Host(past_r),
+                        &past_r,
                         1,
                         past_len,
                         &mut h_one,

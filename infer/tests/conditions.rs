@@ -2,7 +2,6 @@
 
 mod common;
 
-use halo_infer::model::KvCache;
 use halo_infer::runtime::{self, SessionOptions};
 use halo_infer::{generate, CodeModule, Conditions, Model, Plan, Sampled};
 use std::path::{Path, PathBuf};
@@ -189,9 +188,8 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     let mut start = vec![0f32; v];
     start[enc.start_index()] = 1.0;
     let (mut history, mut logits) = (Vec::new(), Vec::new());
-    model
-        .step(&start, &start, &KvCache::Host(Vec::new()), 1, 0, &mut history)
-        .unwrap();
+    let empty = model.empty_cache();
+    model.step(&start, &start, &empty, 1, 0, &mut history).unwrap();
     assert_eq!(history.len(), e);
     model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();
     let p = |j: usize| 1.0 / (1.0 + (-logits[j] as f64).exp());

@@ -4,7 +4,6 @@
 
 mod common;
 
-use halo_infer::model::KvCache;
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, CodeModule, Model, Plan};
 use std::collections::BTreeMap;
@@ -143,9 +142,8 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
     let (mut h0, mut logits) = (Vec::new(), Vec::new());
     let mut start = vec![0f32; v];
     start[5] = 1.0;
-    let past0 = model
-        .step(&start, &start, &KvCache::Host(Vec::new()), 1, 0, &mut h0)
-        .unwrap();
+    let empty = model.empty_cache();
+    let past0 = model.step(&start, &start, &empty, 1, 0, &mut h0).unwrap();
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];

@@ -46,8 +46,15 @@ names = lambda s: ([i.name for i in s.get_inputs()], [o.name for o in s.get_outp
 assert names(full) == (["visits"], ["history"]), names(full)
 # A model that embeds the codes seen so far (manifest model.seen_codes) takes their union as `seen`.
 seen_codes = bool(cfg.get("seen_codes", False))
-step_inputs = ["visit", "past"] + (["seen"] if seen_codes else [])
-assert names(step) == (step_inputs, ["history", "present"]), names(step)
+# The cache: one tensor per layer and role (keys transposed) from format version 7, one tensor before.
+split_cache = manifest["format_version"] >= 7
+if split_cache:
+    cache_in = [f"past_{role}.{i}" for i in range(L) for role in ("key", "value")]
+    cache_out = [f"present_{role}.{i}" for i in range(L) for role in ("key", "value")]
+else:
+    cache_in, cache_out = ["past"], ["present"]
+step_inputs = ["visit"] + cache_in + (["seen"] if seen_codes else [])
+assert names(step) == (step_inputs, ["history"] + cache_out), names(step)
 assert names(head) == (["history", "visit"], ["logits"]), names(head)
 
 rng = np.random.default_rng(0)
@@ -55,15 +62,18 @@ B, T = 3, min(5, cfg["n_ctx"])
 visits = (rng.random((B, T, V)) < 0.1).astype(np.float32)
 history_full = full.run(None, {"visits": visits})[0]
 assert history_full.shape == (B, T, E), history_full.shape
-past = np.zeros((L, 2, B, H, 0, HD), np.float32)
+if split_cache:
+    past = [np.zeros((B, H, HD, 0) if name.startswith("past_key") else (B, H, 0, HD), np.float32) for name in cache_in]
+else:
+    past = [np.zeros((L, 2, B, H, 0, HD), np.float32)]
 worst = 0.0
 seen = np.zeros((B, V), np.float32)
 for t in range(T):
     seen = np.maximum(seen, visits[:, t])
-    inputs = {"visit": visits[:, t], "past": past}
+    inputs = {"visit": visits[:, t], **dict(zip(cache_in, past))}
     if seen_codes:
         inputs["seen"] = seen
-    history, past = step.run(None, inputs)
+    history, *past = step.run(None, inputs)
     worst = max(worst, float(np.abs(history - history_full[:, t]).max()))
 assert worst < 1e-4, f"step-by-step history differs from the full graph by {worst}"
 print(f"step graph, {T} steps, batch {B}: max |history - full| = {worst:.2e}")

@@ -162,19 +162,24 @@ def main(argv):
             (got,) = sess["visit_transformer"].run(["history"], {"visits": visits})
             check.close(f"visit_transformer history, batch {B}, {T} visits", got, want, tol["--tol-history"])
 
-            past = np.zeros((L, 2, B, H, 0, hd), np.float32)
+            # The cache, one tensor per layer and role: keys transposed [B, H, hd, len], values [B, H, len, hd].
+            roles = [(i, role) for i in range(L) for role in ("key", "value")]
+            shape = lambda role, n: (B, H, hd, n) if role == "key" else (B, H, n, hd)
+            past = {f"past_{role}.{i}": np.zeros(shape(role, 0), np.float32) for i, role in roles}
             steps = []
             seen = np.zeros((B, V), np.float32)
             for t in range(T):
-                inputs = {"visit": visits[:, t], "past": past}
+                inputs = {"visit": visits[:, t], **past}
                 if cfg.get("seen_codes"):
                     seen = np.maximum(seen, visits[:, t])
                     inputs["seen"] = seen
-                hist, present = sess["visit_transformer_step"].run(["history", "present"], inputs)
-                if present.shape != (L, 2, B, H, t + 1, hd):
-                    check.true(f"step present shape {present.shape} at step {t}", False)
+                names = [f"present_{role}.{i}" for i, role in roles]
+                hist, *present = sess["visit_transformer_step"].run(["history"] + names, inputs)
+                for (i, role), p in zip(roles, present):
+                    if p.shape != shape(role, t + 1):
+                        check.true(f"step present_{role}.{i} shape {p.shape} at step {t}", False)
                 steps.append(hist)
-                past = present
+                past = {f"past_{role}.{i}": p for (i, role), p in zip(roles, present)}
             check.close(f"step graph visit by visit == full graph, batch {B}, {T} visits", np.stack(steps, 1), got, 1e-5)
 
             # Code head on every position: history of t-1 and visit t (t >= 1), as in training.
