@@ -24,6 +24,7 @@ pub mod conditions;
 pub mod decode;
 pub mod error;
 mod heap;
+mod kv_cache;
 pub mod model;
 mod model_dir;
 pub mod native;

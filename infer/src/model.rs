@@ -2,6 +2,7 @@
 //! sampler runs (one visit-transformer step with a key/value cache, and the code head).
 
 use crate::error::{Error, Result};
+pub use crate::kv_cache::{CachePart, KvCache};
 pub use crate::model_dir::{check_files, check_only_named_files, file_sha256, model_file_names, read_manifest};
 use crate::model_dir::{check_files_except, read_columns, read_graph, read_values};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
@@ -10,62 +11,6 @@ use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
-
-/// One tensor of the visit transformer's key/value cache between steps.
-pub enum CachePart {
-    /// Rows gathered on the host (the first step's empty cache, or after records left the batch).
-    Host(Vec<f32>),
-    /// The step's output, as ONNX Runtime wrote it (fed back without a copy).
-    Runtime(ort::value::DynValue),
-}
-
-impl CachePart {
-    /// The tensor's values, row-major.
-    pub fn data(&self) -> Result<&[f32]> {
-        match self {
-            CachePart::Host(data) => Ok(data),
-            CachePart::Runtime(value) => value
-                .try_extract_tensor::<f32>()
-                .map(|(_, data)| data)
-                .map_err(|e| Error::Runtime(format!("reading the key/value cache: {e}"))),
-        }
-    }
-}
-
-/// The visit transformer's key/value cache between steps: one tensor [L, 2, n, H, len, hd] (format version 6 and
-/// before), or from [`graph::SPLIT_CACHE_FORMAT`] on two per layer, keys [n, H, hd, len] and values [n, H, len,
-/// hd]. Either way every part is `blocks` blocks (1, or L x key/value) of n rows of H x len x hd values.
-pub struct KvCache {
-    pub parts: Vec<CachePart>,
-    pub blocks: usize,
-}
-
-impl KvCache {
-    /// The rows (records) where `keep` is true, each `row` values per block.
-    pub fn keep_rows(&self, keep: &[bool], row: usize) -> Result<KvCache> {
-        let n = keep.len();
-        let kept = keep.iter().filter(|k| **k).count();
-        let parts = self
-            .parts
-            .iter()
-            .map(|part| {
-                let data = part.data()?;
-                let mut out = Vec::with_capacity(self.blocks * kept * row);
-                for b in 0..self.blocks {
-                    let base = b * n * row;
-                    for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-                        out.extend_from_slice(&data[base + r * row..base + (r + 1) * row]);
-                    }
-                }
-                Ok(CachePart::Host(out))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            parts,
-            blocks: self.blocks,
-        })
-    }
-}
 
 /// How the sampler runs the code-level module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
