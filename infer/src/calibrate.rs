@@ -211,7 +211,7 @@ fn measure(
     }
     let histogram = |group: &Option<GroupTarget>, counts: &[usize]| -> (Vec<f64>, Option<f64>) {
         let total: usize = counts.iter().sum();
-        let shares: Vec<f64> = counts.iter().map(|&n| n as f64 / total.max(1) as f64).collect();
+        let shares = shares_of(counts);
         let tvd = group
             .as_ref()
             .filter(|_| total > 0)
@@ -219,13 +219,7 @@ fn measure(
         (shares, tvd)
     };
     let measured: Vec<(Vec<f64>, Option<f64>)> = groups.iter().zip(&counts).map(|(g, c)| histogram(g, c)).collect();
-    let demographic_shares: Vec<Vec<f64>> = demographic_counts
-        .iter()
-        .map(|counts| {
-            let total: usize = counts.iter().sum();
-            counts.iter().map(|&n| n as f64 / total.max(1) as f64).collect()
-        })
-        .collect();
+    let demographic_shares: Vec<Vec<f64>> = demographic_counts.iter().map(|c| shares_of(c)).collect();
     let demographic_tvd = demographics
         .iter()
         .zip(&demographic_shares)
@@ -242,6 +236,12 @@ fn measure(
         demographic_tvd,
         demographic_shares,
     })
+}
+
+/// Each count's share of their total (all 0 when the total is).
+fn shares_of(counts: &[usize]) -> Vec<f64> {
+    let total: usize = counts.iter().sum();
+    counts.iter().map(|&n| n as f64 / total.max(1) as f64).collect()
 }
 
 /// A demographic category of the label visit whose shares the calibration fits.

@@ -2,6 +2,7 @@
 //! (fed back without a copy), or rows gathered on the host when records leave a batch.
 
 use crate::error::{Error, Result};
+use halo_core::manifest::{graph, Manifest};
 
 /// One tensor of the visit transformer's key/value cache between steps.
 pub enum CachePart {
@@ -57,5 +58,100 @@ impl KvCache {
             parts,
             blocks: self.blocks,
         })
+    }
+}
+
+/// An axis of a cache tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheAxis {
+    Fixed(usize),
+    /// The batch's rows (records).
+    Rows,
+    /// The cache's length (positions so far).
+    Len,
+}
+
+/// One tensor of a step graph's cache: the input it is fed as, the output that gives it one position longer,
+/// and its axes.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheTensor {
+    pub input: String,
+    pub output: String,
+    pub axes: Vec<CacheAxis>,
+}
+
+impl CacheTensor {
+    /// Its shape for `rows` rows at length `len`.
+    pub fn shape(&self, rows: usize, len: usize) -> Vec<usize> {
+        self.axes
+            .iter()
+            .map(|a| match *a {
+                CacheAxis::Fixed(d) => d,
+                CacheAxis::Rows => rows,
+                CacheAxis::Len => len,
+            })
+            .collect()
+    }
+
+    /// Its dims as a graph declares them (`None`: dynamic).
+    pub fn declared(&self) -> Vec<Option<usize>> {
+        self.axes
+            .iter()
+            .map(|a| match *a {
+                CacheAxis::Fixed(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Blocks of rows in it: the product of the axes before the rows.
+    fn blocks(&self) -> usize {
+        self.axes
+            .iter()
+            .take_while(|a| **a != CacheAxis::Rows)
+            .map(|a| match *a {
+                CacheAxis::Fixed(d) => d,
+                _ => 1,
+            })
+            .product()
+    }
+}
+
+/// The cache tensors of a model directory's step graph: one [L, 2, n, H, len, hd] before
+/// [`graph::SPLIT_CACHE_FORMAT`], then per layer keys [n, H, hd, len] and values [n, H, len, hd].
+pub(crate) fn cache_tensors(manifest: &Manifest) -> Vec<CacheTensor> {
+    use CacheAxis::{Fixed, Len, Rows};
+    let c = &manifest.model;
+    let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
+    if manifest.format_version < graph::SPLIT_CACHE_FORMAT {
+        return vec![CacheTensor {
+            input: graph::IN_PAST.into(),
+            output: graph::OUT_PRESENT.into(),
+            axes: vec![Fixed(l), Fixed(2), Rows, Fixed(h), Len, Fixed(hd)],
+        }];
+    }
+    (0..l)
+        .flat_map(|i| {
+            [
+                CacheTensor {
+                    input: graph::past_key(i),
+                    output: graph::present_key(i),
+                    axes: vec![Rows, Fixed(h), Fixed(hd), Len],
+                },
+                CacheTensor {
+                    input: graph::past_value(i),
+                    output: graph::present_value(i),
+                    axes: vec![Rows, Fixed(h), Len, Fixed(hd)],
+                },
+            ]
+        })
+        .collect()
+}
+
+/// An empty cache (length 0) of `tensors`, the start of every sequence.
+pub(crate) fn empty_cache(tensors: &[CacheTensor]) -> KvCache {
+    KvCache {
+        parts: tensors.iter().map(|_| CachePart::Host(Vec::new())).collect(),
+        blocks: tensors.first().map_or(1, CacheTensor::blocks),
     }
 }

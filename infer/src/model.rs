@@ -79,6 +79,8 @@ pub struct Model {
     pub dir: PathBuf,
     pub manifest: Manifest,
     step: Graph,
+    /// The step graph's cache tensors (names and axes), as its format has them.
+    cache: Vec<crate::kv_cache::CacheTensor>,
     /// The dense code head (loaded for [`CodeModule::Dense`], [`CodeModule::Compared`], and for models
     /// without the incremental files).
     dense: Option<Graph>,
@@ -225,7 +227,6 @@ impl Model {
         let manifest = read_manifest(dir)?;
         let c = manifest.model.clone();
         let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
-        let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
         let inc_files = manifest.files.code_head_incremental.clone();
         let native_file = manifest.files.code_module.clone();
         if inc_files.is_none()
@@ -246,22 +247,12 @@ impl Model {
         // The files this path loads are checked on the bytes loaded (below); the others now.
         check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
 
+        let cache = crate::kv_cache::cache_tensors(&manifest);
         let mut step_inputs = vec![Expect::f32(graph::IN_VISIT, vec![None, Some(v)])];
         let mut step_outputs = vec![Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)])];
-        if manifest.format_version >= graph::SPLIT_CACHE_FORMAT {
-            for i in 0..l {
-                step_inputs.push(Expect::f32(graph::past_key(i), vec![None, Some(h), Some(hd), None]));
-                step_inputs.push(Expect::f32(graph::past_value(i), vec![None, Some(h), None, Some(hd)]));
-                step_outputs.push(Expect::f32(graph::present_key(i), vec![None, Some(h), Some(hd), None]));
-                step_outputs.push(Expect::f32(
-                    graph::present_value(i),
-                    vec![None, Some(h), None, Some(hd)],
-                ));
-            }
-        } else {
-            let cache = vec![Some(l), Some(2), None, Some(h), None, Some(hd)];
-            step_inputs.push(Expect::f32(graph::IN_PAST, cache.clone()));
-            step_outputs.push(Expect::f32(graph::OUT_PRESENT, cache));
+        for t in &cache {
+            step_inputs.push(Expect::f32(t.input.clone(), t.declared()));
+            step_outputs.push(Expect::f32(t.output.clone(), t.declared()));
         }
         if c.seen_codes {
             step_inputs.push(Expect::f32(graph::IN_SEEN, vec![None, Some(v)]));
@@ -356,6 +347,7 @@ impl Model {
             dir: dir.to_path_buf(),
             manifest,
             step,
+            cache,
             dense,
             incremental,
             native,
@@ -386,37 +378,9 @@ impl Model {
     /// The step graph's cache tensors, by name and shape at cache length `len` for `n` rows: one [L, 2, n, H,
     /// len, hd] before [`graph::SPLIT_CACHE_FORMAT`], then per layer keys [n, H, hd, len] and values [n, H, len,
     /// hd]; with the names of the outputs that give them one position longer.
-    fn cache_tensors(&self, n: usize, len: usize) -> Vec<(String, String, Vec<usize>)> {
-        let c = &self.manifest.model;
-        let (l, h, hd) = (c.n_layer, c.n_head, c.head_dim());
-        if self.manifest.format_version < graph::SPLIT_CACHE_FORMAT {
-            return vec![(
-                graph::IN_PAST.into(),
-                graph::OUT_PRESENT.into(),
-                vec![l, 2, n, h, len, hd],
-            )];
-        }
-        (0..l)
-            .flat_map(|i| {
-                [
-                    (graph::past_key(i), graph::present_key(i), vec![n, h, hd, len]),
-                    (graph::past_value(i), graph::present_value(i), vec![n, h, len, hd]),
-                ]
-            })
-            .collect()
-    }
-
     /// An empty key/value cache (length 0), the start of every sequence.
     pub fn empty_cache(&self) -> KvCache {
-        let parts = self.cache_tensors(0, 0);
-        let blocks = match parts.len() {
-            1 => 2 * self.manifest.model.n_layer,
-            _ => 1,
-        };
-        KvCache {
-            parts: parts.iter().map(|_| CachePart::Host(Vec::new())).collect(),
-            blocks,
-        }
+        crate::kv_cache::empty_cache(&self.cache)
     }
 
     /// One visit-transformer step: `visits` [n, V] at position `past_len` and the cache `past` (of length
@@ -432,7 +396,6 @@ impl Model {
         past_len: usize,
         history: &mut Vec<f32>,
     ) -> Result<KvCache> {
-        let tensors = self.cache_tensors(n, past_len);
         let c = &self.manifest.model;
         let (v, e) = (c.total_vocab_size, c.n_embd);
         let g = &mut self.step;
@@ -442,29 +405,24 @@ impl Model {
             let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
             inputs.push((graph::IN_SEEN.into(), seen_t.into()));
         }
-        for ((name, _, shape), part) in tensors.iter().zip(&past.parts) {
+        for (t, part) in self.cache.iter().zip(&past.parts) {
             let value = match part {
                 CachePart::Runtime(value) => value.into(),
-                CachePart::Host(data) => TensorRef::from_array_view((shape.clone(), data.as_slice()))
+                CachePart::Host(data) => TensorRef::from_array_view((t.shape(n, past_len), data.as_slice()))
                     .map_err(|e| g.runtime_error(e))?
                     .into(),
             };
-            inputs.push((name.clone().into(), value));
+            inputs.push((t.input.as_str().into(), value));
         }
         let mut outputs = g.session.run(inputs).map_err(|e| run_error(&g.path, e))?;
         take_output(&g.path, &outputs, graph::OUT_HISTORY, &[n, e], history)?;
-        let mut parts = Vec::with_capacity(tensors.len());
-        for (_, name, mut want) in tensors {
+        let mut parts = Vec::with_capacity(self.cache.len());
+        for t in &self.cache {
+            let name = &t.output;
             let present = outputs
                 .remove(name.as_str())
                 .ok_or_else(|| Error::Runtime(format!("{}: no output `{name}`", g.path.display())))?;
-            // The cache's length axis: the fifth of the single tensor, the fourth of a key, the third of a value.
-            let axis = match want.len() {
-                6 => 4,
-                _ if name.starts_with("present_key") => 3,
-                _ => 2,
-            };
-            want[axis] += 1;
+            let want = t.shape(n, past_len + 1);
             let (shape, _) = present.try_extract_tensor::<f32>().map_err(|e| run_error(&g.path, e))?;
             if shape.iter().copied().ne(want.iter().map(|d| *d as i64)) {
                 return Err(Error::Runtime(format!(

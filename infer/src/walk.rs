@@ -298,6 +298,14 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// The fixture model's encoding.
+    fn fixture_encoding() -> Encoding {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+        halo_core::manifest::Manifest::read(&dir)
+            .expect("fixture manifest")
+            .encoding
+    }
+
     /// Logits that do not depend on the codes set (enough for one category's draw).
     struct Fixed(Vec<f32>);
 
@@ -375,10 +383,7 @@ mod tests {
 
     #[test]
     fn only_visit_types_of_format_6_on_are_chained() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
-        let enc = halo_core::manifest::Manifest::read(&dir)
-            .expect("fixture manifest")
-            .encoding;
+        let enc = fixture_encoding();
         let plan_of = |format| VisitPlan::codes(&enc, 1, format, None);
         for (format, chained) in [(5, false), (VISIT_TYPE_CHAIN_FORMAT, true)] {
             let plan = plan_of(format);
@@ -401,10 +406,7 @@ mod tests {
 
     #[test]
     fn the_label_plan_weighs_demographic_values_by_the_calibration() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
-        let enc = halo_core::manifest::Manifest::read(&dir)
-            .expect("fixture manifest")
-            .encoding;
+        let enc = fixture_encoding();
         assert!(!enc.demographic_categories.is_empty(), "the fixture has demographics");
         let weights: Vec<Vec<f32>> = enc
             .demographic_categories
