@@ -122,6 +122,26 @@ pub fn generate_with<F>(
     model: &mut Model,
     plan: &Plan,
     calibration: Option<&halo_core::manifest::SamplingCalibration>,
+    on_batch: F,
+) -> Result<SampleStats>
+where
+    F: FnMut(Vec<Sampled>) -> Result<()>,
+{
+    generate_on(std::slice::from_mut(model), plan, calibration, on_batch)
+}
+
+/// As [`generate_with`], with `workers` (models loaded from one directory, [`Model::load_workers`]) sampling
+/// batches side by side, one thread each, each taking the next batch as it finishes one; `on_batch` still
+/// sees every batch in index order. A record does not depend on which worker samples it, so the output is
+/// the one a single model writes.
+///
+/// Why: single-threaded workers keep every core busy through the whole loop, where one model shares the
+/// cores only inside each graph run and each visit's code module (`halo-sample bench`, 2 cores, the demo
+/// model: docs/sampler.md).
+pub fn generate_on<F>(
+    workers: &mut [Model],
+    plan: &Plan,
+    calibration: Option<&halo_core::manifest::SamplingCalibration>,
     mut on_batch: F,
 ) -> Result<SampleStats>
 where
@@ -135,23 +155,87 @@ where
     if plan.batch_size == 0 {
         return Err(Error::Invalid("--batch-size must be at least 1".to_string()));
     }
+    let batch_of = |k: u64| {
+        let start = plan.records.start + k * plan.batch_size as u64;
+        start..(start + plan.batch_size as u64).min(plan.records.end)
+    };
+    let batches = (plan.records.end.saturating_sub(plan.records.start)).div_ceil(plan.batch_size as u64);
     let mut stats = SampleStats::default();
-    let mut start = plan.records.start;
-    while start < plan.records.end {
-        let end = (start + plan.batch_size as u64).min(plan.records.end);
-        let batch = sampler::sample_batch(model, &sampling, start..end, &mut stats)?;
-        let enc = &model.manifest.encoding;
-        let sampled = batch
-            .into_iter()
-            .map(|(raw, mut rng)| {
-                let patient = decode::decode(enc, &raw, &mut rng);
-                Sampled { raw, patient }
-            })
-            .collect();
-        on_batch(sampled)?;
-        start = end;
+    if let [model] = workers {
+        for k in 0..batches {
+            let (sampled, batch_stats) = sample_decoded(model, &sampling, batch_of(k))?;
+            stats.absorb(&batch_stats);
+            on_batch(sampled)?;
+        }
+        return Ok(stats);
     }
-    Ok(stats)
+    if workers.is_empty() {
+        return Err(Error::Invalid("no model to sample with".to_string()));
+    }
+    // Batches are handed out as tickets, at most two per worker ahead of the next one to write, so the
+    // batches waiting for an earlier one to finish stay few.
+    let ahead = 2 * workers.len() as u64;
+    let (ticket_tx, ticket_rx) = std::sync::mpsc::channel::<u64>();
+    let ticket_rx = std::sync::Mutex::new(ticket_rx);
+    let (ticket_rx, sampling, batch_of) = (&ticket_rx, &sampling, &batch_of);
+    // The tickets' sender moves into the scope: however it ends, the workers see it dropped and stop.
+    std::thread::scope(move |scope| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for model in workers.iter_mut() {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || loop {
+                let ticket = ticket_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok(k)) = ticket else { break };
+                if done_tx.send((k, sample_decoded(model, sampling, batch_of(k)))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut issued = 0;
+        while issued < batches.min(ahead) {
+            ticket_tx.send(issued).expect("workers wait for tickets");
+            issued += 1;
+        }
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        while next < batches {
+            let Ok((k, result)) = done_rx.recv() else {
+                return Err(Error::Invalid("a sampling worker stopped".to_string()));
+            };
+            waiting.insert(k, result);
+            while let Some(result) = waiting.remove(&next) {
+                let (sampled, batch_stats) = result?;
+                stats.absorb(&batch_stats);
+                on_batch(sampled)?;
+                next += 1;
+                if issued < batches {
+                    ticket_tx.send(issued).expect("workers wait for tickets");
+                    issued += 1;
+                }
+            }
+        }
+        Ok(stats)
+    })
+}
+
+/// Samples and decodes one batch.
+fn sample_decoded(
+    model: &mut Model,
+    sampling: &sampler::Sampling,
+    records: Range<u64>,
+) -> Result<(Vec<Sampled>, SampleStats)> {
+    let mut stats = SampleStats::default();
+    let batch = sampler::sample_batch(model, sampling, records, &mut stats)?;
+    let enc = &model.manifest.encoding;
+    let sampled = batch
+        .into_iter()
+        .map(|(raw, mut rng)| {
+            let patient = decode::decode(enc, &raw, &mut rng);
+            Sampled { raw, patient }
+        })
+        .collect();
+    Ok((sampled, stats))
 }
 
 /// A record's JSONL line, exactly as written (JSON plus a newline).

@@ -221,6 +221,32 @@ impl Model {
         Model::load(dir, crate::runtime::init(None)?, &options)
     }
 
+    /// `workers` copies of the model (each with `options`' threads) to sample side by side with
+    /// [`crate::generate_on`]; one when the first went to CUDA, where copies would only share the device.
+    pub fn load_workers(
+        dir: &Path,
+        rt: &Runtime,
+        options: &SessionOptions,
+        code_module: CodeModule,
+        workers: usize,
+    ) -> Result<Vec<Model>> {
+        let first = Model::load_with(dir, rt, options, code_module)?;
+        let workers = if first.placement == Placement::Cpu {
+            workers.max(1)
+        } else {
+            1
+        };
+        let mut models = vec![first];
+        let cpu = SessionOptions {
+            device: crate::runtime::Device::Cpu,
+            ..options.clone()
+        };
+        for _ in 1..workers {
+            models.push(Model::load_with(dir, rt, &cpu, code_module)?);
+        }
+        Ok(models)
+    }
+
     /// As [`Model::load`], with the code module path chosen.
     pub fn load_with(dir: &Path, rt: &Runtime, options: &SessionOptions, code_module: CodeModule) -> Result<Model> {
         let loading = crate::heap::begin_loading();

@@ -148,28 +148,48 @@ macro_rules! widest {
 
 widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f32]) {
     // Four rows and one panel of units at a time: the sums stay in registers, each weight is read once
-    // for four rows.
+    // for four rows. Every unit adds its history inputs in input order, whichever rows it is computed with.
     let e = head.layout.n_embd;
     let hidden = head.layout.hidden();
-    for (tile, x) in rows.chunks_mut(4).zip(history.chunks(4 * e)) {
+    let tiled = rows.len() / 4 * 4;
+    let mut tiles = rows.chunks_exact_mut(4);
+    for (tile, x) in (&mut tiles).zip(history.chunks_exact(4 * e)) {
+        let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
+        let (x0, x1, x2, x3) = (&x[..e], &x[e..2 * e], &x[2 * e..3 * e], &x[3 * e..]);
         for k in 0..head.layout.history_panels() {
             let units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
-            let panel = head.history_panel(k);
-            let mut sums = [[0f32; BLOCK]; 4];
-            for (t, row) in tile.iter().enumerate() {
-                sums[t][..units.len()].copy_from_slice(&row.pre[units.clone()]);
-            }
-            for (i, w) in panel.iter().enumerate() {
-                for (t, s) in sums.iter_mut().enumerate().take(tile.len()) {
-                    let x = x[t * e + i];
-                    for k in 0..BLOCK {
-                        s[k] = x.mul_add(w[k], s[k]);
-                    }
+            let n = units.len();
+            let (mut s0, mut s1, mut s2, mut s3) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+            s0[..n].copy_from_slice(&r0.pre[units.clone()]);
+            s1[..n].copy_from_slice(&r1.pre[units.clone()]);
+            s2[..n].copy_from_slice(&r2.pre[units.clone()]);
+            s3[..n].copy_from_slice(&r3.pre[units.clone()]);
+            for (i, w) in head.history_panel(k).iter().enumerate() {
+                let (a0, a1, a2, a3) = (x0[i], x1[i], x2[i], x3[i]);
+                for k in 0..BLOCK {
+                    s0[k] = a0.mul_add(w[k], s0[k]);
+                    s1[k] = a1.mul_add(w[k], s1[k]);
+                    s2[k] = a2.mul_add(w[k], s2[k]);
+                    s3[k] = a3.mul_add(w[k], s3[k]);
                 }
             }
-            for (t, row) in tile.iter_mut().enumerate() {
-                row.pre[units.clone()].copy_from_slice(&sums[t][..units.len()]);
+            r0.pre[units.clone()].copy_from_slice(&s0[..n]);
+            r1.pre[units.clone()].copy_from_slice(&s1[..n]);
+            r2.pre[units.clone()].copy_from_slice(&s2[..n]);
+            r3.pre[units].copy_from_slice(&s3[..n]);
+        }
+    }
+    for (row, x) in tiles.into_remainder().iter_mut().zip(history[tiled * e..].chunks_exact(e)) {
+        for k in 0..head.layout.history_panels() {
+            let units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
+            let mut s = [0f32; BLOCK];
+            s[..units.len()].copy_from_slice(&row.pre[units.clone()]);
+            for (a, w) in x.iter().zip(head.history_panel(k)) {
+                for k in 0..BLOCK {
+                    s[k] = a.mul_add(w[k], s[k]);
+                }
             }
+            row.pre[units.clone()].copy_from_slice(&s[..units.len()]);
         }
     }
 });

@@ -65,6 +65,19 @@ pub struct SampleStats {
     pub max_dense_difference: f64,
 }
 
+impl SampleStats {
+    /// Adds another run's counts (the largest dense difference of the two).
+    pub fn absorb(&mut self, other: &SampleStats) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.head_passes += other.head_passes;
+        self.steps += other.steps;
+        self.code_module_macs += other.code_module_macs;
+        self.rejected += other.rejected;
+        self.max_dense_difference = self.max_dense_difference.max(other.max_dense_difference);
+    }
+}
+
 /// One record while its batch runs.
 pub(crate) struct Row {
     index: u64,

@@ -3,8 +3,8 @@
 
 use super::{load_runtime, BenchArgs};
 use anyhow::{bail, Result};
-use halo_infer::runtime::{self, SessionOptions};
-use halo_infer::{generate, CodeModule, Plan};
+use halo_infer::runtime::{self, Parallelism, SessionOptions};
+use halo_infer::{generate_on, CodeModule, Plan};
 use std::time::Instant;
 
 /// Peak resident memory of this process (VmHWM), in KiB.
@@ -60,9 +60,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     drop(manifest);
     println!(
-        "{:>12} {:>6} {:>7} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
+        "{:>12} {:>6} {:>7} {:>7} {:>8} {:>9} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9}",
         "code module",
         "batch",
+        "workers",
         "threads",
         "records",
         "seconds",
@@ -78,50 +79,54 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut identical = true;
     for (path, name) in paths {
         let mut first_records: Option<Vec<u8>> = None;
-        // Loaded again when a batch size takes another default thread count (as `halo-sample` would).
-        let mut loaded_with: Option<(usize, halo_infer::Model)> = None;
+        // Loaded again when a batch size takes other default workers or threads (as `halo-sample` would).
+        let mut loaded_with: Option<(Parallelism, Vec<halo_infer::Model>)> = None;
         for &b in &args.batch_sizes {
-            let threads = args
-                .runtime
-                .threads
-                .unwrap_or_else(|| runtime::default_threads_for(c.n_embd, b));
-            if loaded_with.as_ref().map(|(t, _)| *t) != Some(threads) {
-                // The previous sessions go first, so that two models never sit in memory together.
+            let parallelism = runtime::parallelism_for(c.n_embd, b, args.runtime.workers, args.runtime.threads);
+            if loaded_with.as_ref().map(|(p, _)| *p) != Some(parallelism) {
+                // The previous sessions go first, so that two loads never sit in memory together.
                 drop(loaded_with.take());
                 let reset = reset_peak_rss();
                 let loaded = Instant::now();
-                let model = halo_infer::Model::load_with(
+                let models = halo_infer::Model::load_workers(
                     &args.model,
                     rt,
                     &SessionOptions {
                         device,
-                        threads: Some(threads),
+                        threads: Some(parallelism.threads),
                     },
                     path,
+                    parallelism.workers,
                 )?;
                 let load_mib = peak_rss_kib().map(|k| k / 1024).unwrap_or(0);
                 println!(
-                    "{name:>12} loaded in {:.2} s ({threads} thread{}), peak {load_mib}{} MiB",
+                    "{name:>12} loaded in {:.2} s ({} worker{} of {} thread{}), peak {load_mib}{} MiB",
                     loaded.elapsed().as_secs_f64(),
-                    if threads == 1 { "" } else { "s" },
+                    models.len(),
+                    if models.len() == 1 { "" } else { "s" },
+                    parallelism.threads,
+                    if parallelism.threads == 1 { "" } else { "s" },
                     if reset { "" } else { "*" }
                 );
-                loaded_with = Some((threads, model));
+                loaded_with = Some((parallelism, models));
             }
-            let model = &mut loaded_with.as_mut().expect("loaded above").1;
+            let (parallelism, models) = loaded_with.as_mut().expect("loaded above");
+            let (workers, threads) = (models.len(), parallelism.threads);
             let reset = reset_peak_rss();
             let started = Instant::now();
             let (mut visits, mut codes) = (0usize, 0usize);
-            let end = model.manifest.encoding.end_index() as u32;
+            let end = models[0].manifest.encoding.end_index() as u32;
+            let calibration = models[0].manifest.calibration.clone();
             let mut lines: Vec<u8> = Vec::new();
-            let stats = generate(
-                model,
+            let stats = generate_on(
+                models,
                 &Plan {
                     seed: args.seed,
                     records: 0..args.count,
                     batch_size: b,
                     conditions: None,
                 },
+                calibration.as_ref(),
                 |batch| {
                     for s in &batch {
                         visits += s.raw.visits.len();
@@ -141,9 +146,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 .map(|k| format!("{}{}", k / 1024, if reset { "" } else { "*" }))
                 .unwrap_or_else(|| "?".into());
             println!(
-                "{:>12} {:>6} {:>7} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
+                "{:>12} {:>6} {:>7} {:>7} {:>8} {:>9.2} {:>10.1} {:>14.1} {:>12.1} {:>12.2} {:>12.2} {:>9}",
                 name,
                 b,
+                workers,
                 threads,
                 args.count,
                 secs,
@@ -162,7 +168,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         records_of.extend(first_records.map(|r| (name, r)));
     }
     println!(
-        "records identical across batch sizes and threads: {}",
+        "records identical across batch sizes, workers and threads: {}",
         if identical { "yes" } else { "NO" }
     );
     if let [(a, ra), (b, rb)] = &records_of[..] {

@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use halo_core::omop_write::{CdmSource, OmopCohort};
 use halo_infer::output::{Output, OutputFormat};
-use halo_infer::runtime::{self, Device, Placement, Runtime, SessionOptions};
-use halo_infer::{generate, Conditions, Model, Plan, Shard};
+use halo_infer::runtime::{self, Device, Parallelism, Placement, Runtime, SessionOptions};
+use halo_infer::{generate_on, CodeModule, Conditions, Model, Plan, Shard};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -99,17 +99,22 @@ enum Command {
     Bench(BenchArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RuntimeArgs {
     /// Path of the ONNX Runtime library (libonnxruntime.so*, or a folder holding libonnxruntime.so).
     /// Default: $ORT_DYLIB_PATH, then next to this executable, then the project's .venv.
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
-    /// CPU threads used by ONNX Runtime for each graph run. Default: one for small models (n_embd <= 256) at
-    /// batch sizes up to 16 (their runs are too short for a second thread to pay), else the number of CPU cores.
-    /// At most 4 per core.
+    /// CPU threads each worker runs its graphs and code module on. Default: 1 for small models (n_embd <= 256),
+    /// which take one worker per core; for larger ones, one for batch sizes up to 16 (their runs are too short
+    /// for a second thread to pay), else the number of CPU cores. At most 4 per core.
     #[arg(long, value_name = "T", value_parser = halo_core::threads::parse_thread_count)]
     threads: Option<usize>,
+    /// Copies of the model sampling batches side by side on the CPU, one thread each unless --threads says
+    /// otherwise (the records written do not change). Default: one per core for small models (n_embd <= 256),
+    /// each holding its own sessions; one for larger models, or when --threads is given.
+    #[arg(long, value_name = "W", value_parser = halo_core::threads::parse_thread_count)]
+    workers: Option<usize>,
     /// Print nothing but errors (no progress bar, no library line).
     #[arg(long, short)]
     quiet: bool,
@@ -259,25 +264,28 @@ fn load_runtime(args: &RuntimeArgs) -> Result<&'static Runtime> {
     Ok(rt)
 }
 
-/// Loads the model with `--threads`, or else the default thread count for its width and `batch_size`.
-fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batch_size: usize) -> Result<Model> {
+/// Loads the model: `--workers` copies with `--threads` each, or else the default for its width and
+/// `batch_size` (`runtime::parallelism_for`).
+fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batch_size: usize) -> Result<Vec<Model>> {
     let n_embd = halo_infer::model::read_manifest(dir)?.model.n_embd;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| runtime::default_threads_for(n_embd, batch_size));
-    let model = Model::load(
+    let Parallelism { workers, threads } = runtime::parallelism_for(n_embd, batch_size, args.workers, args.threads);
+    let models = Model::load_workers(
         dir,
         rt,
         &SessionOptions {
             device,
             threads: Some(threads),
         },
+        CodeModule::Auto,
+        workers,
     )?;
+    let model = &models[0];
     if let Some(note) = &model.note {
         eprintln!("halo-sample: {note}");
     }
     if !args.quiet {
         let c = model.config();
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         eprintln!(
             "halo-sample: model {} ({} codes, {} labels, n_embd {}, {} layers, {} visits at most) on {}",
             dir.display(),
@@ -287,12 +295,17 @@ fn load_model(dir: &Path, rt: &Runtime, device: Device, args: &RuntimeArgs, batc
             c.n_layer,
             model.manifest.encoding.sampled_visit_limit(),
             match model.placement {
-                Placement::Cpu => format!("CPU, {threads} thread{}", if threads == 1 { "" } else { "s" }),
+                Placement::Cpu if models.len() > 1 => format!(
+                    "CPU, {} side by side of {} each",
+                    plural(models.len(), "worker"),
+                    plural(threads, "thread")
+                ),
+                Placement::Cpu => format!("CPU, {}", plural(threads, "thread")),
                 Placement::Cuda => "CUDA".to_string(),
             }
         );
     }
-    Ok(model)
+    Ok(models)
 }
 
 fn progress(total: u64, quiet: bool) -> ProgressBar {
@@ -357,9 +370,9 @@ fn sample(args: SampleArgs) -> Result<()> {
     drop(manifest);
 
     let rt = load_runtime(&args.runtime)?;
-    let mut model = load_model(&model_dir, rt, device, &args.runtime, args.batch_size)?;
+    let mut workers = load_model(&model_dir, rt, device, &args.runtime, args.batch_size)?;
     // Only now that the sessions exist: a run that fails or is stopped while loading leaves no output.
-    let mut output = Output::create(&out, format, cohort, Some(&model.manifest.encoding))?;
+    let mut output = Output::create(&out, format, cohort, Some(&workers[0].manifest.encoding))?;
     if !args.runtime.quiet {
         if let Some(c) = &conditions {
             eprintln!(
@@ -380,8 +393,9 @@ fn sample(args: SampleArgs) -> Result<()> {
         conditions,
     };
     let stop = stop_on_signal();
-    let conditions_on_derived = plan.conditions.is_some() && !model.manifest.encoding.derived_labels.is_empty();
-    let stats = generate(&mut model, &plan, |batch| {
+    let conditions_on_derived = plan.conditions.is_some() && !workers[0].manifest.encoding.derived_labels.is_empty();
+    let calibration = workers[0].manifest.calibration.clone();
+    let stats = generate_on(&mut workers, &plan, calibration.as_ref(), |batch| {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(halo_infer::Error::Invalid(
                 "interrupted (SIGINT, SIGTERM or SIGHUP): stopped after the batch in progress; nothing was written"
