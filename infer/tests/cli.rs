@@ -76,6 +76,15 @@ fn writes_records_and_shards_concatenate_to_the_same_file() {
     }
     assert_eq!(joined, text);
 
+    // Three workers side by side (batches of 2) and one worker of one thread write the same file.
+    for (workers, threads, batch) in [("3", "1", "2"), ("1", "1", "40")] {
+        let other = tmp.path().join(format!("workers{workers}.jsonl"));
+        let extra = ["--workers", workers, "--threads", threads, "--batch-size", batch];
+        let o = run(&sample_args(model, other.to_str().unwrap(), &extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::read_to_string(&other).unwrap() == text, "--workers {workers}: other records");
+    }
+
     // --start numbers records from I: the tail of the full file.
     let tail = tmp.path().join("tail.jsonl");
     let o = run(&[
