@@ -82,7 +82,10 @@ fn writes_records_and_shards_concatenate_to_the_same_file() {
         let extra = ["--workers", workers, "--threads", threads, "--batch-size", batch];
         let o = run(&sample_args(model, other.to_str().unwrap(), &extra));
         assert!(o.status.success(), "{}", stderr(&o));
-        assert!(std::fs::read_to_string(&other).unwrap() == text, "--workers {workers}: other records");
+        assert!(
+            std::fs::read_to_string(&other).unwrap() == text,
+            "--workers {workers}: other records"
+        );
     }
 
     // --start numbers records from I: the tail of the full file.

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use halo_core::omop_write::{CdmSource, OmopCohort};
 use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, Parallelism, Placement, Runtime, SessionOptions};
-use halo_infer::{generate_on, CodeModule, Conditions, Model, Plan, Shard};
+use halo_infer::{generate_on, CodeModule, Conditions, Model, Plan, SampleStats, Shard};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -336,16 +336,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     }
     // Checked before any work: the time stamped into MEDS and OMOP outputs.
     halo_core::fsutil::stamp_time()?;
-    // One past the last record of the whole cohort, the same for every shard (OMOP ids depend on it).
-    let mut cohort_end = count;
-    let records = match (&args.shard, args.start) {
-        (Some(shard), _) => shard.records(count),
-        (None, Some(i)) => {
-            cohort_end = i.checked_add(count).context("--start + --count overflows")?;
-            i..cohort_end
-        }
-        (None, None) => 0..count,
-    };
+    let (records, cohort_end) = records_to_write(count, args.shard, args.start)?;
     let (format, device) = (args.format, args.device);
 
     // Cheap checks first: the signature, the output location, the manifest, the conditions.
@@ -409,22 +400,25 @@ fn sample(args: SampleArgs) -> Result<()> {
     })?;
     pb.finish_and_clear();
     let omop = output.finish()?;
-    if let Some(r) = omop.as_ref().filter(|r| r.births_after_first_visit > 0) {
-        eprintln!(
-            "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
-             without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
-            r.births_after_first_visit, r.persons
+    if let Some(r) = &omop {
+        omop_notes(r);
+    }
+    if !args.runtime.quiet {
+        say_done(
+            &stats,
+            conditions_on_derived,
+            &records,
+            &out,
+            started.elapsed().as_secs_f64(),
         );
     }
-    if let Some(r) = omop.as_ref().filter(|r| r.truncated_source_values > 0) {
-        eprintln!(
-            "halo-sample: note: {} source values longer than the OMOP DDL's varchar({}) were cut to fit (the model \
-             keeps the whole codes)",
-            r.truncated_source_values,
-            halo_core::omop_write::SOURCE_VALUE_WIDTH
-        );
-    }
-    if !args.runtime.quiet && conditions_on_derived {
+    Ok(())
+}
+
+/// The run's last lines: how many records met conditions on derived labels (when there were any), and what
+/// was written how fast.
+fn say_done(stats: &SampleStats, conditions_on_derived: bool, records: &Range<u64>, out: &Path, secs: f64) {
+    if conditions_on_derived {
         let tried = stats.records + stats.rejected;
         eprintln!(
             "halo-sample: labels derived from codes meet the conditions in {} of {tried} sampled records \
@@ -433,17 +427,46 @@ fn sample(args: SampleArgs) -> Result<()> {
             100.0 * stats.records as f64 / tried.max(1) as f64
         );
     }
-    if !args.runtime.quiet {
-        let secs = started.elapsed().as_secs_f64();
+    let n = records.end - records.start;
+    eprintln!(
+        "halo-sample: wrote records {}..{} ({n} records) to {} in {secs:.1} s ({:.1} records/s)",
+        records.start,
+        records.end,
+        out.display(),
+        n as f64 / secs.max(1e-9)
+    );
+}
+
+/// What the OMOP writer had to change to fit the tables.
+fn omop_notes(r: &halo_core::omop_write::OmopWriteReport) {
+    if r.births_after_first_visit > 0 {
         eprintln!(
-            "halo-sample: wrote records {}..{} ({n} records) to {} in {secs:.1} s ({:.1} records/s)",
-            records.start,
-            records.end,
-            out.display(),
-            n as f64 / secs.max(1e-9)
+            "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
+             without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
+            r.births_after_first_visit, r.persons
         );
     }
-    Ok(())
+    if r.truncated_source_values > 0 {
+        eprintln!(
+            "halo-sample: note: {} source values longer than the OMOP DDL's varchar({}) were cut to fit (the model \
+             keeps the whole codes)",
+            r.truncated_source_values,
+            halo_core::omop_write::SOURCE_VALUE_WIDTH
+        );
+    }
+}
+
+/// The records this run writes (`--count`, with `--shard` or `--start`), and one past the last record of the
+/// whole cohort, the same for every shard (OMOP ids depend on it).
+fn records_to_write(count: u64, shard: Option<Shard>, start: Option<u64>) -> Result<(Range<u64>, u64)> {
+    Ok(match (shard, start) {
+        (Some(shard), _) => (shard.records(count), count),
+        (None, Some(i)) => {
+            let end = i.checked_add(count).context("--start + --count overflows")?;
+            (i..end, end)
+        }
+        (None, None) => (0..count, count),
+    })
 }
 
 /// A flag raised by SIGINT, SIGTERM or SIGHUP. Sampling stops at the next batch and returns an error, so
