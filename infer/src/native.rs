@@ -44,12 +44,34 @@ impl NativeHead {
             )));
         }
         let [a, b, c, d] = layout.part_lengths();
-        Ok(NativeHead {
+        let head = NativeHead {
             layout,
             values,
             parts: [0, a, a + b, a + b + c, a + b + c + d],
             panel_offsets: layout.panel_offsets(),
-        })
+        };
+        head.check_masked_zero()?;
+        Ok(head)
+    }
+
+    /// The panels hold zero where the mask cuts (the file's contract): a run's logits are folded ahead
+    /// (`NativeCursor::run_logits`), which adds those entries to the earlier codes' sums.
+    fn check_masked_zero(&self) -> Result<()> {
+        let (e, v) = (self.layout.n_embd, self.layout.vocab);
+        for b in 0..self.layout.blocks() {
+            let first = b * BLOCK;
+            for (h, row) in self.panel(b).iter().enumerate() {
+                let cut = |k: usize| first + k >= v || h >= e + first + k;
+                let bad = row.iter().enumerate().any(|(k, w)| cut(k) && *w != 0.0);
+                if bad {
+                    return Err(Error::Invalid(format!(
+                        "code module: block {b}, hidden unit {h} has a nonzero weight where the mask cuts \
+                         (not a file halo export wrote)"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn part(&self, i: usize) -> &[f32] {
@@ -200,6 +222,7 @@ pub(crate) fn start_rows(head: &NativeHead, rows: &mut [&mut RowState], history:
         row.pre.copy_from_slice(head.bias1());
         row.codes = 0..0;
         row.folded = 0;
+        row.before_run = None;
         row.macs += head.start_macs();
     }
     add_history(rows, head, history);
@@ -214,6 +237,9 @@ pub(crate) struct RowState {
     codes: std::ops::Range<usize>,
     sums: [f32; BLOCK],
     folded: usize,
+    /// The block's sums and `folded` before a run's logits folded ahead ([`Cursor::run_logits`]): a code
+    /// set inside the run changes the units after it, which are folded again from here.
+    before_run: Option<([f32; BLOCK], usize)>,
     /// Multiply-adds spent (columns and units).
     pub macs: u64,
 }
@@ -226,6 +252,7 @@ impl RowState {
             codes: 0..0,
             sums: [0.0; BLOCK],
             folded: 0,
+            before_run: None,
             macs: 0,
         }
     }
@@ -235,16 +262,14 @@ impl RowState {
         start_rows(head, &mut [self], history);
     }
 
-    /// Adds hidden units `folded..end` to the block's sums (a unit whose ReLU is zero adds nothing).
+    /// Adds hidden units `folded..end` to the block's sums. A unit whose ReLU is zero adds zero exactly, so it
+    /// is not tested for (a branch that went either way at random).
     fn fold_to(&mut self, head: &NativeHead, end: usize) {
-        let panel = head.panel(self.block);
-        while self.folded < end {
-            let a = self.pre[self.folded];
-            if a > 0.0 {
-                fold_unit(&mut self.sums, a, &panel[self.folded]);
-                self.macs += BLOCK as u64;
-            }
-            self.folded += 1;
+        if self.folded < end {
+            let units = self.folded..end;
+            fold_units(&mut self.sums, &self.pre[units.clone()], &head.panel(self.block)[units]);
+            self.macs += ((end - self.folded) * BLOCK) as u64;
+            self.folded = end;
         }
     }
 
@@ -263,9 +288,12 @@ impl RowState {
     }
 }
 
-widest!(fold_unit(sums: &mut [f32; BLOCK], a: f32, w: &[f32; BLOCK]) {
-    for (s, w) in sums.iter_mut().zip(w) {
-        *s = a.mul_add(*w, *s);
+widest!(fold_units(sums: &mut [f32; BLOCK], pre: &[f32], panel: &[[f32; BLOCK]]) {
+    for (a, w) in pre.iter().zip(panel) {
+        let a = a.max(0.0);
+        for (s, w) in sums.iter_mut().zip(w) {
+            *s = a.mul_add(*w, *s);
+        }
     }
 });
 
@@ -280,6 +308,7 @@ pub(crate) fn start_block(head: &NativeHead, rows: &mut [&mut RowState], b: usiz
         row.block = b;
         row.codes = codes.clone();
         row.folded = units;
+        row.before_run = None;
         row.macs += (units * BLOCK) as u64;
     }
 }
@@ -369,8 +398,32 @@ impl Cursor for NativeCursor<'_> {
         Some(self.read(j, logit))
     }
 
+    fn run_logits(&mut self, codes: std::ops::Range<usize>, logits: &mut [f32; crate::walk::RUN]) -> usize {
+        // With a comparison every logit is read one by one (and recorded).
+        if self.reads.is_some() || !self.row.codes.contains(&codes.start) {
+            return 0;
+        }
+        let end = codes.end.min(self.row.codes.end).min(codes.start + crate::walk::RUN);
+        // Each code's sum takes the units it reads in unit order, as one by one; the units past them are
+        // masked to zero in its column of the panel (the file's contract), so folding the whole run first
+        // adds exact zeros to the earlier codes' sums.
+        self.row.before_run = Some((self.row.sums, self.row.folded));
+        self.row.fold_to(self.head, self.head.layout.n_embd + end - 1);
+        for (logit, j) in logits.iter_mut().zip(codes.start..end) {
+            *logit = self.row.sums[j % BLOCK] + self.head.bias2(j);
+        }
+        end - codes.start
+    }
+
     fn set(&mut self, j: usize) {
         let e = self.head.layout.n_embd;
+        if self.row.folded > e + j {
+            // Set inside a run: back to before the run, then the units the code does not change.
+            let (sums, folded) = self.row.before_run.take().expect("a run folded ahead");
+            (self.row.sums, self.row.folded) = (sums, folded);
+            self.row.fold_to(self.head, e + j);
+        }
+        self.row.before_run = None;
         debug_assert!(self.row.folded <= e + j, "a folded unit would change");
         self.visit[j] = 1.0;
         add_column(&mut self.row.pre, self.head, e + j);
@@ -388,8 +441,32 @@ mod tests {
     fn random_head(seed: u64) -> NativeHead {
         let layout = NativeCodeModule { n_embd: 8, vocab: 150 };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let values = (0..layout.values()).map(|_| rng.random::<f32>() - 0.5).collect();
+        let mut values: Vec<f32> = (0..layout.values()).map(|_| rng.random::<f32>() - 0.5).collect();
+        // Zero where the mask cuts, as `halo export` writes the panels.
+        let panels = layout.part_lengths()[0] + layout.part_lengths()[1];
+        for (b, range) in layout.panel_offsets().windows(2).enumerate() {
+            let rows = values[panels + range[0]..panels + range[1]].chunks_mut(BLOCK);
+            for (h, row) in rows.enumerate() {
+                for (k, w) in row.iter_mut().enumerate() {
+                    let j = b * BLOCK + k;
+                    if j >= layout.vocab || h >= layout.n_embd + j {
+                        *w = 0.0;
+                    }
+                }
+            }
+        }
         NativeHead::from_values(layout, values).unwrap()
+    }
+
+    #[test]
+    fn a_panel_weight_where_the_mask_cuts_is_refused() {
+        let head = random_head(1);
+        let layout = head.layout;
+        let mut values = head.values.clone();
+        let at = head.parts[2] + head.panel_offsets[1] + (layout.n_embd + 70) * BLOCK + 3;
+        values[at] = 0.25;
+        let err = NativeHead::from_values(layout, values).err().expect("refused");
+        assert!(err.to_string().contains("block 1, hidden unit 78"), "{err}");
     }
 
     /// Walks one visit by hand: every logit the cursor gives (in blocks, folded as the walk goes, and a
@@ -453,6 +530,52 @@ mod tests {
         let without = head.logits(&history, &vec![0.0; v]);
         let with = head.logits(&history, &expected_visit);
         assert!(without[..2] == with[..2] && without[100] != with[100]);
+    }
+
+    /// A run's logits, folded ahead at once, equal the logits from scratch bit for bit, and so do the logits
+    /// after a code set inside a run (the cursor folds again from before the run) and after a run left whole.
+    #[test]
+    fn run_logits_and_a_code_set_inside_a_run_equal_the_logits_from_scratch() {
+        let head = random_head(7);
+        let (e, v) = (head.layout.n_embd, head.layout.vocab);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let mut row = RowState::new(&head);
+        row.start(&head, &history);
+        let (mut visit, mut expected) = (vec![0f32; v], vec![0f32; v]);
+        start_block(&head, &mut [&mut row], 0);
+        let mut cursor = NativeCursor {
+            head: &head,
+            row: &mut row,
+            visit: &mut visit,
+            reads: None,
+            set_count: 0,
+        };
+        let mut logits = [0f32; crate::walk::RUN];
+        // Runs from code 3: the first whole, the next broken by a code set at its fifth, then two more.
+        let mut j = 3;
+        for set_at in [None, Some(4), None, Some(0)] {
+            let known = cursor.run_logits(j..j + 40, &mut logits);
+            assert_eq!(known, crate::walk::RUN.min(BLOCK - j), "run from {j}");
+            let scratch = head.logits(&history, &expected);
+            for (i, logit) in logits[..known].iter().enumerate() {
+                assert_eq!(logit.to_bits(), scratch[j + i].to_bits(), "code {}", j + i);
+            }
+            match set_at {
+                Some(i) => {
+                    cursor.set(j + i);
+                    expected[j + i] = 1.0;
+                    j += i + 1;
+                }
+                None => j += known,
+            }
+        }
+        assert_eq!(cursor.set_count, 2);
+        // One by one after the runs, as the walk would go on.
+        let scratch = head.logits(&history, &expected);
+        assert_eq!(cursor.logit(j).unwrap().to_bits(), scratch[j].to_bits());
+        // Past the block: nothing known.
+        assert_eq!(cursor.run_logits(BLOCK..BLOCK + 4, &mut logits), 0);
     }
 
     /// A row computed in a tile of four gives the same sums as alone.
