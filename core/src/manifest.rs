@@ -46,6 +46,11 @@ pub mod graph {
     pub const VISIT_TRANSFORMER_STEP: &str = "visit_transformer_step.onnx";
     /// The first format version whose step graph takes its cache one tensor per layer and role.
     pub const SPLIT_CACHE_FORMAT: u32 = 7;
+    /// The first format version whose step graph takes the visit's embedding, `embedded` f32 [batch, E], in
+    /// place of `visit` (and `seen`) [batch, V]: the sampler sums the rows of [`VISIT_EMBEDDINGS`] of the
+    /// codes set (a visit holds tens of the V codes), where the graph multiplied [batch, V] multi-hot
+    /// matrices by [V, E] weights, 46% of a step's arithmetic on the demo model.
+    pub const EMBEDDED_STEP_FORMAT: u32 = 8;
     /// Names of layer `i`'s cache inputs and outputs in the step graph of [`SPLIT_CACHE_FORMAT`] on.
     pub fn past_key(i: usize) -> String {
         format!("past_key.{i}")
@@ -82,6 +87,14 @@ pub mod graph {
     /// The code-level module as arrays for the sampler's own kernel (format version 5; replaces the
     /// incremental files): see [`super::NativeCodeModule`] for the layout.
     pub const CODE_MODULE: &str = "code_module.f32";
+    /// The step graph's input embeddings (format version 8, [`EMBEDDED_STEP_FORMAT`]) as little-endian f32:
+    /// V rows of E values, row c being code c's column of `transformer.vis_embed_mat.weight`, then, for a
+    /// model with `ModelConfig::seen_codes`, V rows of `transformer.seen_embed_mat.weight` (fp16-rounded in
+    /// fp16 exports, as the graphs store them). A step's `embedded` input is, row by row, the sum of the
+    /// visit's codes' rows in ascending code order plus the seen-code embedding: the running sum of the rows
+    /// of the record's codes as each first appears, visit by visit and in ascending order within a visit
+    /// (started afresh with each window), which the sampler keeps from step to step.
+    pub const VISIT_EMBEDDINGS: &str = "visit_embeddings.f32";
 
     pub const IN_VISITS: &str = "visits";
     pub const IN_VISIT: &str = "visit";
@@ -89,6 +102,8 @@ pub mod graph {
     /// Step graph of a model with `ModelConfig::seen_codes`: the union of the record's visits up to and
     /// including `visit`, [batch, V].
     pub const IN_SEEN: &str = "seen";
+    /// Step graph from format version 8: the visit's embedding (see [`VISIT_EMBEDDINGS`]), [batch, E].
+    pub const IN_EMBEDDED: &str = "embedded";
     pub const IN_HISTORY: &str = "history";
     pub const IN_PRE: &str = "pre";
     pub const OUT_PRE: &str = "pre";
@@ -162,6 +177,10 @@ pub struct ManifestFiles {
     /// and in older directories). Layout: [`NativeCodeModule`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_module: Option<DataFile>,
+    /// The step graph's input embeddings (format version 8; absent in older directories): see
+    /// [`graph::VISIT_EMBEDDINGS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_embeddings: Option<DataFile>,
 }
 
 /// Layout of [`graph::CODE_MODULE`]: the masked code-level module of a model with E = n_embd and V =
@@ -305,6 +324,9 @@ impl ManifestFiles {
         }
         if let Some(m) = &self.code_module {
             out.push(("files.code_module.name".into(), m.name.as_str(), m.sha256.as_str()));
+        }
+        if let Some(m) = &self.visit_embeddings {
+            out.push(("files.visit_embeddings.name".into(), m.name.as_str(), m.sha256.as_str()));
         }
         out
     }
@@ -472,9 +494,11 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// from a record's date stream as it samples); 7 puts the calendar group on the first visit too (its own year,
 /// drawn by the model, which the first visit's date is then drawn inside: an older sampler would draw the code and
 /// date the visit without it), the calibration's demographic weights, and the step graph's cache one tensor per
-/// layer and role ([`graph::SPLIT_CACHE_FORMAT`]). Version 1 to 6 directories are still read and sample as
-/// before (version 1 through the dense `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 7;
+/// layer and role ([`graph::SPLIT_CACHE_FORMAT`]); 8 gives the step graph the visit's embedding, which the
+/// sampler sums from `files.visit_embeddings` ([`graph::EMBEDDED_STEP_FORMAT`]; in another order than the
+/// graph's multiplication, so a few draws differ from version 7's). Version 1 to 7 directories are still read
+/// and sample as before (version 1 through the dense `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 8;
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 

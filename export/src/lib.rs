@@ -22,6 +22,7 @@ mod error;
 pub mod onnx;
 mod random;
 pub mod signing;
+pub mod visit_embeddings;
 pub mod visit_step;
 pub mod visit_transformer;
 
@@ -154,6 +155,15 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             sha256: sha256_hex(&bytes),
         })
     };
+    let visit_embeddings = {
+        let bytes = visit_embeddings::bytes(ck, opts.precision);
+        let path = dir.join(graph::VISIT_EMBEDDINGS);
+        std::fs::write(&path, &bytes).map_err(|e| ExportError::io(&path, e))?;
+        Some(DataFile {
+            name: graph::VISIT_EMBEDDINGS.to_string(),
+            sha256: sha256_hex(&bytes),
+        })
+    };
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         model: ck.config.clone(),
@@ -164,6 +174,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             code_head,
             code_head_incremental: None,
             code_module,
+            visit_embeddings,
         },
         ir_version: IR_VERSION,
         opset: OPSET,

@@ -1,4 +1,6 @@
-//! `visit_transformer_step.onnx`: one visit with a key/value cache. `visit` [batch, V] and, per layer i,
+//! `visit_transformer_step.onnx`: one visit with a key/value cache. `embedded` [batch, E], the visit's
+//! embedding the sampler sums from `visit_embeddings.f32` (`graph::EMBEDDED_STEP_FORMAT`; it stands for the
+//! `visit` [batch, V] and `seen` inputs of older formats, described next), and, per layer i,
 //! `past_key.{i}` [batch, n_head, head_dim, past_len] (keys kept transposed, as attention reads them) and
 //! `past_value.{i}` [batch, n_head, past_len, head_dim] -> `history` [batch, E] and `present_key.{i}`,
 //! `present_value.{i}` (past_len + 1). The visit's position is past_len; past_len = 0 starts a sequence. A
@@ -15,7 +17,7 @@ use halo_core::manifest::graph;
 pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
     let c = &ck.config;
     let mut b = GraphBuilder::new("halo_visit_transformer_step", precision);
-    let visit = b.input(graph::IN_VISIT, &[Dim::Param("batch"), Dim::Fixed(c.total_vocab_size)]);
+    let embedded = b.input(graph::IN_EMBEDDED, &[Dim::Param("batch"), Dim::Fixed(c.n_embd)]);
     let (h, hd) = (c.n_head, c.head_dim());
     let key_dims = |len| [Dim::Param("batch"), Dim::Fixed(h), Dim::Fixed(hd), Dim::Param(len)];
     let value_dims = |len| [Dim::Param("batch"), Dim::Fixed(h), Dim::Param(len), Dim::Fixed(hd)];
@@ -25,9 +27,6 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
         let past_value = b.input(&graph::past_value(i), &value_dims("past_len"));
         caches.push((past_key_t, past_value));
     }
-    let seen = c
-        .seen_codes
-        .then(|| b.input(graph::IN_SEEN, &[Dim::Param("batch"), Dim::Fixed(c.total_vocab_size)]));
     let history = b.output(graph::OUT_HISTORY, &[Dim::Param("batch"), Dim::Fixed(c.n_embd)]);
     let caches: Vec<StepCache> = caches
         .into_iter()
@@ -56,15 +55,7 @@ pub fn build(ck: &Checkpoint, precision: Precision) -> GraphBuilder {
         &[("axis", Attr::Int(0))],
     );
     let axis1 = b.const_i64("axis1", &[1], &[1]);
-    let visits = b.node("Unsqueeze", "visits", &[&visit, &axis1], &[]);
-    let emb = blocks.embed_visits(&mut b, &visits);
-    let emb = match &seen {
-        Some(seen) => {
-            let seen = b.node("Unsqueeze", "seen_visits", &[seen, &axis1], &[]);
-            blocks.add_seen(&mut b, &emb, Some(&seen))
-        }
-        None => emb,
-    };
+    let emb = b.node("Unsqueeze", "embedded_visits", &[&embedded, &axis1], &[]);
     let mut x = b.add("x0", &emb, &pos);
     for (i, cache) in caches.iter().enumerate() {
         x = blocks.block(&mut b, i, &x, Some(cache), None);

@@ -35,6 +35,7 @@ fn exporting_twice_gives_identical_bytes() {
             "code_head.onnx",
             "code_module.f32",
             "manifest.json",
+            "visit_embeddings.f32",
             "visit_transformer.onnx",
             "visit_transformer_step.onnx"
         ]
@@ -133,7 +134,7 @@ fn graph_inputs_and_outputs_follow_the_contract() {
         io("visit_transformer_step.onnx"),
         (
             vec![
-                "visit".into(),
+                "embedded".into(),
                 "past_key.0".into(),
                 "past_value.0".into(),
                 "past_key.1".into(),
@@ -152,6 +153,28 @@ fn graph_inputs_and_outputs_follow_the_contract() {
         io("code_head.onnx"),
         (vec!["history".into(), "visit".into()], vec!["logits".into()])
     );
+    // The step's input embeddings: code c's column of each embedding matrix, E values a code.
+    let read = read_checkpoint(&ck).unwrap();
+    let bytes = std::fs::read(out.join("visit_embeddings.f32")).unwrap();
+    let value = |k: usize| f32::from_le_bytes(bytes[4 * k..4 * k + 4].try_into().unwrap());
+    let mut names = vec!["transformer.vis_embed_mat.weight"];
+    if read.config.seen_codes {
+        names.push("transformer.seen_embed_mat.weight");
+    }
+    let (e, v) = (read.config.n_embd, read.config.total_vocab_size);
+    assert_eq!(bytes.len(), names.len() * v * e * 4);
+    for (table, name) in names.iter().enumerate() {
+        let t = read.tensor(name);
+        for c in [0, v / 2, v - 1] {
+            for i in 0..e {
+                assert_eq!(
+                    value((table * v + c) * e + i),
+                    t.data[i * v + c],
+                    "{name} code {c} input {i}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

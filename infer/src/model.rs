@@ -74,6 +74,75 @@ struct Incremental {
     columns: Vec<f32>,
 }
 
+/// What a step reads of the codes each record has seen up to and including the visit (models with
+/// `seen_codes`; empty slices otherwise).
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    /// The union of the record's visits, multi-hot [n, V]. A format 8 step sums the codes' embedding rows in
+    /// ascending code order.
+    Codes(&'a [f32]),
+    /// Format 8: the seen-code embedding [n, E] as the sampler keeps it, the rows added as codes first appear
+    /// ([`Model::add_newly_seen`]).
+    Embedded(&'a [f32]),
+}
+
+/// The rows of `visit_embeddings.f32` (`graph::VISIT_EMBEDDINGS`): each code's visit embedding and, for a
+/// model with seen codes, its seen-code embedding, E values each.
+struct VisitEmbeddings {
+    visit: Vec<f32>,
+    seen: Vec<f32>,
+    n_embd: usize,
+}
+
+impl VisitEmbeddings {
+    fn read(
+        dir: &Path,
+        file: &halo_core::manifest::DataFile,
+        e: usize,
+        v: usize,
+        seen_codes: bool,
+    ) -> Result<VisitEmbeddings> {
+        let tables = if seen_codes { 2 } else { 1 };
+        let mut visit = read_values(
+            dir,
+            file,
+            "files.visit_embeddings",
+            tables * v * e,
+            "the input embeddings'",
+        )?;
+        let seen = visit.split_off(v * e);
+        Ok(VisitEmbeddings { visit, seen, n_embd: e })
+    }
+
+    /// `embedded` [n, E]: per row, the rows of the codes `visits` [n, V] holds, in ascending code order, plus
+    /// the row's seen-code embedding (none for a model without seen codes).
+    fn embed(&self, visits: &[f32], seen: Seen, embedded: &mut Vec<f32>) {
+        let e = self.n_embd;
+        let v = self.visit.len() / e;
+        let n = visits.len() / v;
+        embedded.clear();
+        embedded.resize(n * e, 0.0);
+        let mut from_seen = vec![0f32; e];
+        for (r, out) in embedded.chunks_exact_mut(e).enumerate() {
+            crate::native::sum_rows(out, &visits[r * v..(r + 1) * v], &self.visit);
+            if self.seen.is_empty() {
+                continue;
+            }
+            let from_seen = match seen {
+                Seen::Embedded(rows) => &rows[r * e..(r + 1) * e],
+                Seen::Codes(codes) => {
+                    from_seen.iter_mut().for_each(|x| *x = 0.0);
+                    crate::native::sum_rows(&mut from_seen, &codes[r * v..(r + 1) * v], &self.seen);
+                    &from_seen
+                }
+            };
+            for (o, s) in out.iter_mut().zip(from_seen) {
+                *o += s;
+            }
+        }
+    }
+}
+
 /// A model directory loaded for sampling.
 pub struct Model {
     pub dir: PathBuf,
@@ -87,6 +156,9 @@ pub struct Model {
     incremental: Option<Incremental>,
     /// The native code module (format version 5) and the threads it samples rows on.
     native: Option<(crate::native::NativeHead, usize)>,
+    /// The step graph's input embeddings (format version 8), which the sampler sums, and the last sums.
+    embeddings: Option<VisitEmbeddings>,
+    embedded: Vec<f32>,
     /// Where the sessions run.
     pub placement: Placement,
     /// Why CUDA was not used with `--device auto`.
@@ -170,6 +242,9 @@ fn loaded_files(manifest: &Manifest, dense: bool, incremental: bool) -> Vec<&str
     }
     let mut loaded: Vec<&str> = Vec::new();
     if let Some(m) = files.code_module.as_ref().filter(|_| incremental) {
+        loaded.push(&m.name);
+    }
+    if let Some(m) = &files.visit_embeddings {
         loaded.push(&m.name);
     }
     if let Some(inc) = files.code_head_incremental.as_ref().filter(|_| incremental) {
@@ -274,13 +349,19 @@ impl Model {
         check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
 
         let cache = crate::kv_cache::cache_tensors(&manifest);
-        let mut step_inputs = vec![Expect::f32(graph::IN_VISIT, vec![None, Some(v)])];
+        let embeddings_file = (manifest.format_version >= graph::EMBEDDED_STEP_FORMAT)
+            .then_some(manifest.files.visit_embeddings.as_ref())
+            .flatten();
+        let mut step_inputs = match embeddings_file {
+            Some(_) => vec![Expect::f32(graph::IN_EMBEDDED, vec![None, Some(e)])],
+            None => vec![Expect::f32(graph::IN_VISIT, vec![None, Some(v)])],
+        };
         let mut step_outputs = vec![Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)])];
         for t in &cache {
             step_inputs.push(Expect::f32(t.input.clone(), t.declared()));
             step_outputs.push(Expect::f32(t.output.clone(), t.declared()));
         }
-        if c.seen_codes {
+        if c.seen_codes && embeddings_file.is_none() {
             step_inputs.push(Expect::f32(graph::IN_SEEN, vec![None, Some(v)]));
         }
         let (step, placement, note) = open_graph(
@@ -294,6 +375,10 @@ impl Model {
             &step_inputs,
             &step_outputs,
         )?;
+        // Read once the step graph has said whether the manifest's config fits it.
+        let embeddings = embeddings_file
+            .map(|file| VisitEmbeddings::read(dir, file, e, v, c.seen_codes))
+            .transpose()?;
         // The code module goes where the step went (with --device auto both fall back together).
         let head_options = SessionOptions {
             device: match placement {
@@ -377,6 +462,8 @@ impl Model {
             dense,
             incremental,
             native,
+            embeddings,
+            embedded: Vec::new(),
             placement,
             note,
         })
@@ -404,6 +491,23 @@ impl Model {
     /// The step graph's cache tensors, by name and shape at cache length `len` for `n` rows: one [L, 2, n, H,
     /// len, hd] before [`graph::SPLIT_CACHE_FORMAT`], then per layer keys [n, H, hd, len] and values [n, H, len,
     /// hd]; with the names of the outputs that give them one position longer.
+    /// Format 8 models with seen codes: adds to each row's seen-code embedding `embedded` [n, E] the rows of
+    /// the codes `visits` [n, V] holds that `seen` [n, V] (the union before this visit) does not, in
+    /// ascending code order; false (nothing done) for other models, whose steps read the codes themselves.
+    pub fn add_newly_seen(&self, visits: &[f32], seen: &[f32], embedded: &mut Vec<f32>) -> bool {
+        let Some(table) = self.embeddings.as_ref().map(|t| &t.seen).filter(|t| !t.is_empty()) else {
+            return false;
+        };
+        let (e, v) = (self.manifest.model.n_embd, self.manifest.model.total_vocab_size);
+        let n = visits.len() / v;
+        embedded.resize(n * e, 0.0);
+        for (r, out) in embedded.chunks_exact_mut(e).enumerate() {
+            let row = r * v..(r + 1) * v;
+            crate::native::add_rows_unless(out, &visits[row.clone()], &seen[row], table);
+        }
+        true
+    }
+
     /// An empty key/value cache (length 0), the start of every sequence.
     pub fn empty_cache(&self) -> KvCache {
         crate::kv_cache::empty_cache(&self.cache)
@@ -416,7 +520,7 @@ impl Model {
     pub fn step(
         &mut self,
         visits: &[f32],
-        seen: &[f32],
+        seen: Seen,
         past: &KvCache,
         n: usize,
         past_len: usize,
@@ -425,12 +529,28 @@ impl Model {
         let c = &self.manifest.model;
         let (v, e) = (c.total_vocab_size, c.n_embd);
         let g = &mut self.step;
-        let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
-        let mut inputs = ort::inputs![graph::IN_VISIT => visit_t];
-        if c.seen_codes {
-            let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
-            inputs.push((graph::IN_SEEN.into(), seen_t.into()));
-        }
+        let mut inputs = match &self.embeddings {
+            Some(embeddings) => {
+                embeddings.embed(visits, seen, &mut self.embedded);
+                let embedded =
+                    TensorRef::from_array_view(([n, e], &self.embedded[..])).map_err(|e| g.runtime_error(e))?;
+                ort::inputs![graph::IN_EMBEDDED => embedded]
+            }
+            None => {
+                let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
+                let mut inputs = ort::inputs![graph::IN_VISIT => visit_t];
+                if c.seen_codes {
+                    let Seen::Codes(seen) = seen else {
+                        return Err(Error::Invalid(
+                            "a format 7 step reads the seen codes, not their embedding".into(),
+                        ));
+                    };
+                    let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
+                    inputs.push((graph::IN_SEEN.into(), seen_t.into()));
+                }
+                inputs
+            }
+        };
         for (t, part) in self.cache.iter().zip(&past.parts) {
             let value = match part {
                 CachePart::Runtime(value) => value.into(),

@@ -144,8 +144,8 @@ fn add_column(pre: &mut [f32], head: &NativeHead, i: usize) {
 /// Runs `$body` compiled for the widest vector unit the CPU has (the same operations in the same order on
 /// each: fused multiply-adds element by element).
 macro_rules! widest {
-    ($name:ident ($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
+    ($vis:vis $name:ident ($($arg:ident: $ty:ty),*) $body:block) => {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn portable($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -212,6 +212,42 @@ widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f3
                 }
             }
             row.pre[units.clone()].copy_from_slice(&s[..units.len()]);
+        }
+    }
+});
+
+widest!(pub(crate) sum_rows(out: &mut [f32], x: &[f32], table: &[f32]) {
+    // `out += x_c * table[c]` (rows of out's length) for every c with x_c nonzero, in ascending c: a product and
+    // a sum, each rounded as IEEE 754 says on every CPU and at every vector width (x_c is 1 for a code set, so
+    // the product is exact). Multi-hot rows are mostly zero: sixteen entries are skipped at once.
+    let e = out.len();
+    for (chunk, xs) in x.chunks(16).enumerate() {
+        if xs.iter().all(|x| *x == 0.0) {
+            continue;
+        }
+        for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
+            let c = chunk * 16 + k;
+            for (o, w) in out.iter_mut().zip(&table[c * e..(c + 1) * e]) {
+                *o += xc * w;
+            }
+        }
+    }
+});
+
+widest!(pub(crate) add_rows_unless(out: &mut [f32], x: &[f32], already: &[f32], table: &[f32]) {
+    // As `sum_rows`, for the codes x holds and `already` does not.
+    let e = out.len();
+    for (chunk, xs) in x.chunks(16).enumerate() {
+        if xs.iter().all(|x| *x == 0.0) {
+            continue;
+        }
+        for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
+            let c = chunk * 16 + k;
+            if already[c] == 0.0 {
+                for (o, w) in out.iter_mut().zip(&table[c * e..(c + 1) * e]) {
+                    *o += xc * w;
+                }
+            }
         }
     }
 });

@@ -18,7 +18,7 @@ use crate::code_module;
 use crate::conditions::{Conditions, Forced};
 use crate::decode::Calendar;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Model};
+use crate::model::{KvCache, Model, Seen};
 use crate::walk::VisitPlan;
 use halo_core::encoding::{Encoding, VisitGroup};
 use halo_core::manifest::{Manifest, SamplingCalibration};
@@ -386,6 +386,9 @@ struct Batch {
     visits: Vec<f32>,
     /// [n, V]: the union of each row's visits so far (empty for a model without `seen_codes`).
     seen: Vec<f32>,
+    /// [n, E]: a format 8 model's seen-code embedding, the rows of each row's codes as they first appeared
+    /// (empty otherwise).
+    seen_embedded: Vec<f32>,
     /// [n, E]: the history after the last step.
     history: Vec<f32>,
     past: KvCache,
@@ -407,6 +410,7 @@ impl Batch {
             } else {
                 Vec::new()
             },
+            seen_embedded: Vec::new(),
             history: Vec::new(),
             past: model.empty_cache(),
             past_len: 0,
@@ -421,16 +425,15 @@ impl Batch {
 
     /// Feeds `visits` to the visit transformer: the cache grows by one position and `history` follows.
     fn step(&mut self, model: &mut Model, stats: &mut SampleStats) -> Result<()> {
+        // A format 8 model's seen-code embedding grows by the codes this visit shows first.
+        let embedded = model.add_newly_seen(&self.visits, &self.seen, &mut self.seen_embedded);
         add_seen(&mut self.seen, &self.visits);
+        let seen = match embedded {
+            true => Seen::Embedded(&self.seen_embedded),
+            false => Seen::Codes(&self.seen),
+        };
         let n = self.rows.len();
-        self.past = model.step(
-            &self.visits,
-            &self.seen,
-            &self.past,
-            n,
-            self.past_len,
-            &mut self.history,
-        )?;
+        self.past = model.step(&self.visits, seen, &self.past, n, self.past_len, &mut self.history)?;
         self.past_len += 1;
         stats.steps += 1;
         Ok(())
@@ -461,6 +464,9 @@ impl Batch {
             if !self.seen.is_empty() {
                 keep_rows(&mut self.seen, v, &keep);
             }
+            if !self.seen_embedded.is_empty() {
+                keep_rows(&mut self.seen_embedded, e, &keep);
+            }
             self.past = self.past.keep_rows(&keep, self.cache_position * self.past_len)?;
         }
         Ok(done)
@@ -472,6 +478,7 @@ impl Batch {
         let (n, v) = (self.rows.len(), model.config().total_vocab_size);
         let start = model.manifest.encoding.start_index() as u32;
         self.seen.iter_mut().for_each(|x| *x = 0.0);
+        self.seen_embedded.iter_mut().for_each(|x| *x = 0.0);
         self.past = model.empty_cache();
         self.past_len = 0;
         for position in 0..keep + 2 {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use halo_infer::model::{CachePart, KvCache};
+use halo_infer::model::{CachePart, KvCache, Seen};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{CodeModule, Model};
 use rand::{Rng, SeedableRng};
@@ -69,7 +69,9 @@ fn graph_rows_do_not_depend_on_the_batch() {
                 .iter()
                 .map(|&x| if x > 0.0 || rng.random::<f64>() < 0.1 { 1.0 } else { 0.0 })
                 .collect();
-            model.step(&visits, &seen, &past, n, past_len, &mut h_all).unwrap();
+            model
+                .step(&visits, Seen::Codes(&seen), &past, n, past_len, &mut h_all)
+                .unwrap();
             // Row r alone: its slice of every block of the cache.
             for r in [0, n - 1] {
                 let keep: Vec<bool> = (0..n).map(|i| i == r).collect();
@@ -77,7 +79,7 @@ fn graph_rows_do_not_depend_on_the_batch() {
                 model
                     .step(
                         &visits[r * v..(r + 1) * v],
-                        &seen[r * v..(r + 1) * v],
+                        Seen::Codes(&seen[r * v..(r + 1) * v]),
                         &past_r,
                         1,
                         past_len,

@@ -2,6 +2,7 @@
 
 mod common;
 
+use halo_infer::model::Seen;
 use halo_infer::runtime::{self, SessionOptions};
 use halo_infer::{generate, CodeModule, Conditions, Model, Plan, Sampled};
 use std::path::{Path, PathBuf};
@@ -189,7 +190,9 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     start[enc.start_index()] = 1.0;
     let (mut history, mut logits) = (Vec::new(), Vec::new());
     let empty = model.empty_cache();
-    model.step(&start, &start, &empty, 1, 0, &mut history).unwrap();
+    model
+        .step(&start, Seen::Codes(&start), &empty, 1, 0, &mut history)
+        .unwrap();
     assert_eq!(history.len(), e);
     model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();
     let p = |j: usize| 1.0 / (1.0 + (-logits[j] as f64).exp());

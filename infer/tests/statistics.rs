@@ -4,6 +4,7 @@
 
 mod common;
 
+use halo_infer::model::Seen;
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, CodeModule, Model, Plan};
 use std::collections::BTreeMap;
@@ -143,7 +144,7 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
     let mut start = vec![0f32; v];
     start[5] = 1.0;
     let empty = model.empty_cache();
-    let past0 = model.step(&start, &start, &empty, 1, 0, &mut h0).unwrap();
+    let past0 = model.step(&start, Seen::Codes(&start), &empty, 1, 0, &mut h0).unwrap();
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];
@@ -153,7 +154,9 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
         label_visit[4] = if label { 1.0 } else { 0.0 };
         let mut h1 = Vec::new();
         let seen: Vec<f32> = start.iter().zip(&label_visit).map(|(a, b)| a.max(*b)).collect();
-        model.step(&label_visit, &seen, &past0, 1, 1, &mut h1).unwrap();
+        model
+            .step(&label_visit, Seen::Codes(&seen), &past0, 1, 1, &mut h1)
+            .unwrap();
         assert_eq!(h1.len(), model.config().n_embd);
         let pl = if label { p_label } else { 1.0 - p_label };
         let mut empty_logits = Vec::new();

@@ -53,7 +53,15 @@ if split_cache:
     cache_out = [f"present_{role}.{i}" for i in range(L) for role in ("key", "value")]
 else:
     cache_in, cache_out = ["past"], ["present"]
-step_inputs = ["visit"] + cache_in + (["seen"] if seen_codes else [])
+# From format version 8 the step takes the visit's embedding, summed from visit_embeddings.f32 (V rows of E
+# values per table: the visit embedding, then the seen-code embedding).
+embedded_step = manifest["format_version"] >= 8
+if embedded_step:
+    tables = np.fromfile(os.path.join(model_dir, manifest["files"]["visit_embeddings"]["name"]), dtype="<f4")
+    tables = tables.reshape(2 if seen_codes else 1, V, E)
+    step_inputs = ["embedded"] + cache_in
+else:
+    step_inputs = ["visit"] + cache_in + (["seen"] if seen_codes else [])
 assert names(step) == (step_inputs, ["history"] + cache_out), names(step)
 assert names(head) == (["history", "visit"], ["logits"]), names(head)
 
@@ -70,9 +78,14 @@ worst = 0.0
 seen = np.zeros((B, V), np.float32)
 for t in range(T):
     seen = np.maximum(seen, visits[:, t])
-    inputs = {"visit": visits[:, t], **dict(zip(cache_in, past))}
-    if seen_codes:
-        inputs["seen"] = seen
+    inputs = dict(zip(cache_in, past))
+    if embedded_step:
+        embedded = visits[:, t] @ tables[0] + (seen @ tables[1] if seen_codes else 0)
+        inputs["embedded"] = embedded.astype(np.float32)
+    else:
+        inputs["visit"] = visits[:, t]
+        if seen_codes:
+            inputs["seen"] = seen
     history, *past = step.run(None, inputs)
     worst = max(worst, float(np.abs(history - history_full[:, t]).max()))
 assert worst < 1e-4, f"step-by-step history differs from the full graph by {worst}"

@@ -154,6 +154,21 @@ def main(argv):
     opts.log_severity_level = 3
     sess = {k: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
 
+    # Format 8: the step takes the visit's embedding, summed from visit_embeddings.f32 (each code's rows).
+    embedded_step = "visit_embeddings" in files
+    if embedded_step:
+        tables = np.fromfile(os.path.join(model_dir, files["visit_embeddings"]["name"]), "<f4").reshape(-1, V, E)
+        check.true(
+            f"visit_embeddings.f32 holds {tables.shape[0]} tables of V x E (seen codes: {bool(cfg.get('seen_codes'))})",
+            tables.shape[0] == (2 if cfg.get("seen_codes") else 1),
+        )
+        check.close(
+            "visit_embeddings.f32: the visit embedding's columns",
+            tables[0].astype(np.float64),
+            w["transformer.vis_embed_mat.weight"].T.astype(np.float64),
+            1e-3 if manifest.get("precision") == "fp16" else 0.0,  # fp16 exports store rounded weights
+        )
+
     rng = np.random.default_rng(7)
     for B in (1, 7):
         for T in (1, 5, cfg["n_ctx"]):
@@ -169,10 +184,17 @@ def main(argv):
             steps = []
             seen = np.zeros((B, V), np.float32)
             for t in range(T):
-                inputs = {"visit": visits[:, t], **past}
                 if cfg.get("seen_codes"):
                     seen = np.maximum(seen, visits[:, t])
-                    inputs["seen"] = seen
+                if embedded_step:
+                    embedded = visits[:, t] @ tables[0]
+                    if cfg.get("seen_codes"):
+                        embedded = embedded + seen @ tables[1]
+                    inputs = {"embedded": embedded.astype(np.float32), **past}
+                else:
+                    inputs = {"visit": visits[:, t], **past}
+                    if cfg.get("seen_codes"):
+                        inputs["seen"] = seen
                 names = [f"present_{role}.{i}" for i, role in roles]
                 hist, *present = sess["visit_transformer_step"].run(["history"] + names, inputs)
                 for (i, role), p in zip(roles, present):
