@@ -136,9 +136,7 @@ impl NativeHead {
 
 /// `pre[i..] += column i` (a set code: the weights are added as they are).
 fn add_column(pre: &mut [f32], head: &NativeHead, i: usize) {
-    for (p, w) in pre[i..].iter_mut().zip(head.column(i)) {
-        *p += w;
-    }
+    add_to(&mut pre[i..], head.column(i));
 }
 
 /// Runs `$body` compiled for the widest vector unit the CPU has (the same operations in the same order on
@@ -216,13 +214,21 @@ widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f3
     }
 });
 
+widest!(add_to(out: &mut [f32], values: &[f32]) {
+    // Element by element, each sum rounded as IEEE 754 says at any vector width.
+    for (o, v) in out.iter_mut().zip(values) {
+        *o += v;
+    }
+});
+
 widest!(pub(crate) sum_rows(out: &mut [f32], x: &[f32], table: &[f32]) {
     // `out += x_c * table[c]` (rows of out's length) for every c with x_c nonzero, in ascending c: a product and
     // a sum, each rounded as IEEE 754 says on every CPU and at every vector width (x_c is 1 for a code set, so
     // the product is exact). Multi-hot rows are mostly zero: sixteen entries are skipped at once.
     let e = out.len();
     for (chunk, xs) in x.chunks(16).enumerate() {
-        if xs.iter().all(|x| *x == 0.0) {
+        // An OR of the bits, which vectorizes (an early exit would not); -0.0 falls to the test below.
+        if xs.iter().fold(0u32, |any, x| any | x.to_bits()) == 0 {
             continue;
         }
         for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
@@ -238,7 +244,8 @@ widest!(pub(crate) add_rows_unless(out: &mut [f32], x: &[f32], already: &[f32], 
     // As `sum_rows`, for the codes x holds and `already` does not.
     let e = out.len();
     for (chunk, xs) in x.chunks(16).enumerate() {
-        if xs.iter().all(|x| *x == 0.0) {
+        // An OR of the bits, which vectorizes (an early exit would not); -0.0 falls to the test below.
+        if xs.iter().fold(0u32, |any, x| any | x.to_bits()) == 0 {
             continue;
         }
         for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
