@@ -3,13 +3,18 @@
 
 use crate::error::{Error, Result};
 pub use crate::kv_cache::{CachePart, KvCache};
+mod contract;
+mod embeddings;
 pub use crate::model_dir::{check_files, check_only_named_files, file_sha256, model_file_names, read_manifest};
-use crate::model_dir::{check_files_except, read_columns, read_graph, read_values};
+use crate::model_dir::{check_files_except, read_columns, read_values};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
+use contract::{loaded_files, open_graph, step_io, Expect};
+pub use embeddings::Seen;
+use embeddings::VisitEmbeddings;
 use halo_core::config::ModelConfig;
-use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest, OnnxFile};
+use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest};
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 
 /// How the sampler runs the code-level module.
@@ -74,75 +79,6 @@ struct Incremental {
     columns: Vec<f32>,
 }
 
-/// What a step reads of the codes each record has seen up to and including the visit (models with
-/// `seen_codes`; empty slices otherwise).
-#[derive(Debug, Clone, Copy)]
-pub enum Seen<'a> {
-    /// The union of the record's visits, multi-hot [n, V]. A format 8 step sums the codes' embedding rows in
-    /// ascending code order.
-    Codes(&'a [f32]),
-    /// Format 8: the seen-code embedding [n, E] as the sampler keeps it, the rows added as codes first appear
-    /// ([`Model::add_newly_seen`]).
-    Embedded(&'a [f32]),
-}
-
-/// The rows of `visit_embeddings.f32` (`graph::VISIT_EMBEDDINGS`): each code's visit embedding and, for a
-/// model with seen codes, its seen-code embedding, E values each.
-struct VisitEmbeddings {
-    visit: Vec<f32>,
-    seen: Vec<f32>,
-    n_embd: usize,
-}
-
-impl VisitEmbeddings {
-    fn read(
-        dir: &Path,
-        file: &halo_core::manifest::DataFile,
-        e: usize,
-        v: usize,
-        seen_codes: bool,
-    ) -> Result<VisitEmbeddings> {
-        let tables = if seen_codes { 2 } else { 1 };
-        let mut visit = read_values(
-            dir,
-            file,
-            "files.visit_embeddings",
-            tables * v * e,
-            "the input embeddings'",
-        )?;
-        let seen = visit.split_off(v * e);
-        Ok(VisitEmbeddings { visit, seen, n_embd: e })
-    }
-
-    /// `embedded` [n, E]: per row, the rows of the codes `visits` [n, V] holds, in ascending code order, plus
-    /// the row's seen-code embedding (none for a model without seen codes).
-    fn embed(&self, visits: &[f32], seen: Seen, embedded: &mut Vec<f32>) {
-        let e = self.n_embd;
-        let v = self.visit.len() / e;
-        let n = visits.len() / v;
-        embedded.clear();
-        embedded.resize(n * e, 0.0);
-        let mut from_seen = vec![0f32; e];
-        for (r, out) in embedded.chunks_exact_mut(e).enumerate() {
-            crate::native::sum_rows(out, &visits[r * v..(r + 1) * v], &self.visit);
-            if self.seen.is_empty() {
-                continue;
-            }
-            let from_seen = match seen {
-                Seen::Embedded(rows) => &rows[r * e..(r + 1) * e],
-                Seen::Codes(codes) => {
-                    from_seen.iter_mut().for_each(|x| *x = 0.0);
-                    crate::native::sum_rows(&mut from_seen, &codes[r * v..(r + 1) * v], &self.seen);
-                    &from_seen
-                }
-            };
-            for (o, s) in out.iter_mut().zip(from_seen) {
-                *o += s;
-            }
-        }
-    }
-}
-
 /// A model directory loaded for sampling.
 pub struct Model {
     pub dir: PathBuf,
@@ -163,118 +99,6 @@ pub struct Model {
     pub placement: Placement,
     /// Why CUDA was not used with `--device auto`.
     pub note: Option<String>,
-}
-
-/// One float32 input or output a graph must have: name and expected dims (`None` = dynamic).
-struct Expect {
-    name: String,
-    dims: Vec<Option<usize>>,
-}
-
-impl Expect {
-    fn f32(name: impl Into<String>, dims: Vec<Option<usize>>) -> Expect {
-        Expect {
-            name: name.into(),
-            dims,
-        }
-    }
-}
-
-fn check_outlets(path: &Path, what: &str, outlets: &[ort::value::Outlet], expected: &[Expect]) -> Result<()> {
-    for exp in expected {
-        let Some(outlet) = outlets.iter().find(|o| o.name() == exp.name) else {
-            let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
-            return Err(Error::model(
-                path,
-                format!(
-                    "has no {what} `{}` (its {what}s are {names:?}); not a HALO graph of this version",
-                    exp.name
-                ),
-            ));
-        };
-        let (ty, shape) = match outlet.dtype() {
-            ValueType::Tensor { ty, shape, .. } => (*ty, shape),
-            other => {
-                return Err(Error::model(
-                    path,
-                    format!("{what} `{}` is {other:?}, expected a tensor", exp.name),
-                ))
-            }
-        };
-        if ty != TensorElementType::Float32 {
-            return Err(Error::model(
-                path,
-                format!("{what} `{}` is {ty:?}, expected float32", exp.name),
-            ));
-        }
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        let fits = dims.len() == exp.dims.len()
-            && dims.iter().zip(&exp.dims).all(|(d, e)| match e {
-                Some(e) => *d < 0 || *d as usize == *e,
-                None => true,
-            });
-        if !fits {
-            let want: Vec<String> = exp
-                .dims
-                .iter()
-                .map(|d| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into()))
-                .collect();
-            return Err(Error::model(
-                path,
-                format!(
-                    "{what} `{}` has shape {dims:?}, but the manifest's model config needs [{}]",
-                    exp.name,
-                    want.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The files a load reads: the step graph, the dense code module and/or the incremental one, with any
-/// external weights.
-fn loaded_files(manifest: &Manifest, dense: bool, incremental: bool) -> Vec<&str> {
-    let files = &manifest.files;
-    let mut graphs: Vec<&OnnxFile> = vec![&files.visit_transformer_step];
-    if dense {
-        graphs.push(&files.code_head);
-    }
-    let mut loaded: Vec<&str> = Vec::new();
-    if let Some(m) = files.code_module.as_ref().filter(|_| incremental) {
-        loaded.push(&m.name);
-    }
-    if let Some(m) = &files.visit_embeddings {
-        loaded.push(&m.name);
-    }
-    if let Some(inc) = files.code_head_incremental.as_ref().filter(|_| incremental) {
-        graphs.push(&inc.start);
-        graphs.extend(&inc.blocks);
-        loaded.push(&inc.columns.name);
-    }
-    for g in graphs {
-        loaded.push(&g.name);
-        loaded.extend(g.external_data.as_ref().map(|d| d.name.as_str()));
-    }
-    loaded
-}
-
-/// Creates a session from the checked bytes of the manifest's `file` (`field` names it in messages) and
-/// checks its inputs and outputs.
-fn open_graph(
-    rt: &Runtime,
-    (dir, field, file): (&Path, &str, &OnnxFile),
-    options: &SessionOptions,
-    inputs: &[Expect],
-    outputs: &[Expect],
-) -> Result<(Graph, Placement, Option<String>)> {
-    let graph = read_graph(dir, field, file)?;
-    let (session, placement, note) = runtime::create_session(rt, &graph, options)?;
-    drop(graph);
-    let path = dir.join(&file.name);
-    check_outlets(&path, "input", session.inputs(), inputs)?;
-    check_outlets(&path, "output", session.outputs(), outputs)?;
-    Ok((Graph { session, path }, placement, note))
 }
 
 impl Model {
@@ -352,18 +176,7 @@ impl Model {
         let embeddings_file = (manifest.format_version >= graph::EMBEDDED_STEP_FORMAT)
             .then_some(manifest.files.visit_embeddings.as_ref())
             .flatten();
-        let mut step_inputs = match embeddings_file {
-            Some(_) => vec![Expect::f32(graph::IN_EMBEDDED, vec![None, Some(e)])],
-            None => vec![Expect::f32(graph::IN_VISIT, vec![None, Some(v)])],
-        };
-        let mut step_outputs = vec![Expect::f32(graph::OUT_HISTORY, vec![None, Some(e)])];
-        for t in &cache {
-            step_inputs.push(Expect::f32(t.input.clone(), t.declared()));
-            step_outputs.push(Expect::f32(t.output.clone(), t.declared()));
-        }
-        if c.seen_codes && embeddings_file.is_none() {
-            step_inputs.push(Expect::f32(graph::IN_SEEN, vec![None, Some(v)]));
-        }
+        let (step_inputs, step_outputs) = step_io(&c, &cache, embeddings_file.is_some());
         let (step, placement, note) = open_graph(
             rt,
             (
@@ -503,7 +316,7 @@ impl Model {
         embedded.resize(n * e, 0.0);
         for (r, out) in embedded.chunks_exact_mut(e).enumerate() {
             let row = r * v..(r + 1) * v;
-            crate::native::add_rows_unless(out, &visits[row.clone()], &seen[row], table);
+            crate::native::add_rows(out, &visits[row.clone()], &seen[row], table);
         }
         true
     }

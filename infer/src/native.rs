@@ -221,10 +221,11 @@ widest!(add_to(out: &mut [f32], values: &[f32]) {
     }
 });
 
-widest!(pub(crate) sum_rows(out: &mut [f32], x: &[f32], table: &[f32]) {
-    // `out += x_c * table[c]` (rows of out's length) for every c with x_c nonzero, in ascending c: a product and
-    // a sum, each rounded as IEEE 754 says on every CPU and at every vector width (x_c is 1 for a code set, so
-    // the product is exact). Multi-hot rows are mostly zero: sixteen entries are skipped at once.
+widest!(pub(crate) add_rows(out: &mut [f32], x: &[f32], unless: &[f32], table: &[f32]) {
+    // `out += x_c * table[c]` (rows of out's length) for every c with x_c nonzero and `unless[c]` zero (an empty
+    // `unless`: every c), in ascending c: a product and a sum, each rounded as IEEE 754 says on every CPU and at
+    // every vector width (x_c is 1 for a code set, so the product is exact). Multi-hot rows are mostly zero:
+    // sixteen entries are skipped at once.
     let e = out.len();
     for (chunk, xs) in x.chunks(16).enumerate() {
         // An OR of the bits, which vectorizes (an early exit would not); -0.0 falls to the test below.
@@ -233,24 +234,7 @@ widest!(pub(crate) sum_rows(out: &mut [f32], x: &[f32], table: &[f32]) {
         }
         for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
             let c = chunk * 16 + k;
-            for (o, w) in out.iter_mut().zip(&table[c * e..(c + 1) * e]) {
-                *o += xc * w;
-            }
-        }
-    }
-});
-
-widest!(pub(crate) add_rows_unless(out: &mut [f32], x: &[f32], already: &[f32], table: &[f32]) {
-    // As `sum_rows`, for the codes x holds and `already` does not.
-    let e = out.len();
-    for (chunk, xs) in x.chunks(16).enumerate() {
-        // An OR of the bits, which vectorizes (an early exit would not); -0.0 falls to the test below.
-        if xs.iter().fold(0u32, |any, x| any | x.to_bits()) == 0 {
-            continue;
-        }
-        for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
-            let c = chunk * 16 + k;
-            if already[c] == 0.0 {
+            if unless.get(c).is_none_or(|u| *u == 0.0) {
                 for (o, w) in out.iter_mut().zip(&table[c * e..(c + 1) * e]) {
                     *o += xc * w;
                 }
@@ -476,175 +460,4 @@ impl Cursor for NativeCursor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-
-    /// A random module: E = 8 and V = 150 (three blocks, the last one short).
-    fn random_head(seed: u64) -> NativeHead {
-        let layout = NativeCodeModule { n_embd: 8, vocab: 150 };
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut values: Vec<f32> = (0..layout.values()).map(|_| rng.random::<f32>() - 0.5).collect();
-        // Zero where the mask cuts, as `halo export` writes the panels.
-        let panels = layout.part_lengths()[0] + layout.part_lengths()[1];
-        for (b, range) in layout.panel_offsets().windows(2).enumerate() {
-            let rows = values[panels + range[0]..panels + range[1]].chunks_mut(BLOCK);
-            for (h, row) in rows.enumerate() {
-                for (k, w) in row.iter_mut().enumerate() {
-                    let j = b * BLOCK + k;
-                    if j >= layout.vocab || h >= layout.n_embd + j {
-                        *w = 0.0;
-                    }
-                }
-            }
-        }
-        NativeHead::from_values(layout, values).unwrap()
-    }
-
-    #[test]
-    fn a_panel_weight_where_the_mask_cuts_is_refused() {
-        let head = random_head(1);
-        let layout = head.layout;
-        let mut values = head.values.clone();
-        let at = head.parts[2] + head.panel_offsets[1] + (layout.n_embd + 70) * BLOCK + 3;
-        values[at] = 0.25;
-        let err = NativeHead::from_values(layout, values).err().expect("refused");
-        assert!(err.to_string().contains("block 1, hidden unit 78"), "{err}");
-    }
-
-    /// Walks one visit by hand: every logit the cursor gives (in blocks, folded as the walk goes, and a
-    /// category's values given unset, one of them past its block) equals, bit for bit, the logit computed
-    /// from scratch with the codes set so far; setting codes changes later logits.
-    #[test]
-    fn cursor_logits_equal_the_logits_from_scratch_bit_for_bit() {
-        let head = random_head(3);
-        let (e, v) = (head.layout.n_embd, head.layout.vocab);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        let mut row = RowState::new(&head);
-        row.start(&head, &history);
-        let mut visit = vec![0f32; v];
-        let mut expected_visit = vec![0f32; v];
-        let mut set = 0;
-        let mut j = 0;
-        while j < v {
-            if j % BLOCK == 0 {
-                start_block(&head, &mut [&mut row], j / BLOCK);
-            }
-            let scratch = head.logits(&history, &expected_visit);
-            let mut cursor = NativeCursor {
-                head: &head,
-                row: &mut row,
-                visit: &mut visit,
-                reads: None,
-                set_count: 0,
-            };
-            if j == 60 {
-                // A category of codes 60..70 (across the block border at 64), none set: its values' logits.
-                for (k, want) in scratch.iter().enumerate().take(70).skip(60) {
-                    let logit = cursor.logit_given_unset(k, 60).unwrap();
-                    assert_eq!(logit.to_bits(), want.to_bits(), "category value {k}");
-                }
-                // The category ends with value 62 set; the walk goes on after it.
-                cursor.set(62);
-                expected_visit[62] = 1.0;
-                set += 1;
-                let logit = cursor.logit(63).unwrap();
-                let now = head.logits(&history, &expected_visit);
-                assert_eq!(logit.to_bits(), now[63].to_bits(), "code 63 after the category");
-                j = 64;
-                continue;
-            }
-            let logit = cursor.logit(j).unwrap();
-            assert_eq!(logit.to_bits(), scratch[j].to_bits(), "code {j}");
-            if cursor.logit(j + BLOCK).is_some() {
-                panic!("a logit past the block must not be given");
-            }
-            if j % 5 == 1 {
-                cursor.set(j);
-                expected_visit[j] = 1.0;
-                set += 1;
-            }
-            j += 1;
-        }
-        assert_eq!(visit, expected_visit);
-        assert!(set > 20);
-        // Setting a code moves the logits after it.
-        let without = head.logits(&history, &vec![0.0; v]);
-        let with = head.logits(&history, &expected_visit);
-        assert!(without[..2] == with[..2] && without[100] != with[100]);
-    }
-
-    /// A run's logits, folded ahead at once, equal the logits from scratch bit for bit, and so do the logits
-    /// after a code set inside a run (the cursor folds again from before the run) and after a run left whole.
-    #[test]
-    fn run_logits_and_a_code_set_inside_a_run_equal_the_logits_from_scratch() {
-        let head = random_head(7);
-        let (e, v) = (head.layout.n_embd, head.layout.vocab);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-        let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        let mut row = RowState::new(&head);
-        row.start(&head, &history);
-        let (mut visit, mut expected) = (vec![0f32; v], vec![0f32; v]);
-        start_block(&head, &mut [&mut row], 0);
-        let mut cursor = NativeCursor {
-            head: &head,
-            row: &mut row,
-            visit: &mut visit,
-            reads: None,
-            set_count: 0,
-        };
-        let mut logits = [0f32; crate::walk::RUN];
-        // Runs from code 3: the first whole, the next broken by a code set at its fifth, then two more.
-        let mut j = 3;
-        for set_at in [None, Some(4), None, Some(0)] {
-            let known = cursor.run_logits(j..j + 40, &mut logits);
-            assert_eq!(known, crate::walk::RUN.min(BLOCK - j), "run from {j}");
-            let scratch = head.logits(&history, &expected);
-            for (i, logit) in logits[..known].iter().enumerate() {
-                assert_eq!(logit.to_bits(), scratch[j + i].to_bits(), "code {}", j + i);
-            }
-            match set_at {
-                Some(i) => {
-                    cursor.set(j + i);
-                    expected[j + i] = 1.0;
-                    j += i + 1;
-                }
-                None => j += known,
-            }
-        }
-        assert_eq!(cursor.set_count, 2);
-        // One by one after the runs, as the walk would go on.
-        let scratch = head.logits(&history, &expected);
-        assert_eq!(cursor.logit(j).unwrap().to_bits(), scratch[j].to_bits());
-        // Past the block: nothing known.
-        assert_eq!(cursor.run_logits(BLOCK..BLOCK + 4, &mut logits), 0);
-    }
-
-    /// A row computed in a tile of four gives the same sums as alone.
-    #[test]
-    fn rows_in_a_tile_equal_rows_alone() {
-        let head = random_head(5);
-        let e = head.layout.n_embd;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        let history: Vec<f32> = (0..6 * e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        let mut rows: Vec<RowState> = (0..6).map(|_| RowState::new(&head)).collect();
-        start_rows(&head, &mut rows.iter_mut().collect::<Vec<_>>(), &history);
-        start_block(&head, &mut rows.iter_mut().collect::<Vec<_>>(), 1);
-        for (r, together) in rows.iter().enumerate() {
-            let mut alone = RowState::new(&head);
-            alone.start(&head, &history[r * e..(r + 1) * e]);
-            start_block(&head, &mut [&mut alone], 1);
-            assert!(alone
-                .pre
-                .iter()
-                .zip(&together.pre)
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
-            assert!(alone
-                .sums
-                .iter()
-                .zip(&together.sums)
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
-        }
-    }
-}
+mod tests;
