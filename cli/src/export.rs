@@ -267,7 +267,7 @@ fn verify_digest(model: &mut halo_infer::Model, count: usize) -> Result<halo_cor
     Ok(digest)
 }
 
-/// One line per graph file: size and the start of its sha256.
+/// One line per file the manifest names (the incremental blocks summed): size and the start of its sha256.
 fn report_files(out: &Path, manifest: &halo_core::manifest::Manifest) {
     let files = &manifest.files;
     let mut listed = vec![
@@ -275,7 +275,7 @@ fn report_files(out: &Path, manifest: &halo_core::manifest::Manifest) {
         (&files.visit_transformer_step.name, &files.visit_transformer_step.sha256),
         (&files.code_head.name, &files.code_head.sha256),
     ];
-    if let Some(m) = &files.code_module {
+    for m in [&files.code_module, &files.visit_embeddings].into_iter().flatten() {
         listed.push((&m.name, &m.sha256));
     }
     if let Some(inc) = &files.code_head_incremental {
