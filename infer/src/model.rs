@@ -79,6 +79,57 @@ struct Incremental {
     columns: Vec<f32>,
 }
 
+/// The error for a directory without an incremental code module asked to run one.
+fn no_incremental(dir: &Path, manifest: &Manifest) -> Error {
+    Error::model(
+        dir,
+        format!(
+            "has no incremental code module (format version {}{}); only the dense path can run it",
+            manifest.format_version,
+            if manifest.model.coarse { ", HALO-Coarse" } else { "" }
+        ),
+    )
+}
+
+impl Incremental {
+    /// Format 2 to 4's start and block graphs and the visit columns (`(e, v, hidden)`: n_embd, the vocabulary
+    /// and auto1's used hidden units).
+    fn load(
+        rt: &Runtime,
+        dir: &Path,
+        files: &IncrementalHeadFiles,
+        options: &SessionOptions,
+        (e, v, hidden): (usize, usize, usize),
+    ) -> Result<Incremental> {
+        let (start, _, _) = open_graph(
+            rt,
+            (dir, "files.code_head_incremental.start", &files.start),
+            options,
+            &[Expect::f32(graph::IN_HISTORY, vec![None, Some(e)])],
+            &[Expect::f32(graph::OUT_PRE, vec![None, Some(hidden)])],
+        )?;
+        let mut blocks = Vec::with_capacity(files.blocks.len());
+        for (b, file) in files.blocks.iter().enumerate() {
+            let codes = files.block_codes(b, v);
+            let field = format!("files.code_head_incremental.blocks[{b}]");
+            let (g, _, _) = open_graph(
+                rt,
+                (dir, &field, file),
+                options,
+                &[Expect::f32(graph::IN_PRE, vec![None, Some(e + codes.end - 1)])],
+                &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(codes.len())])],
+            )?;
+            blocks.push(g);
+        }
+        Ok(Incremental {
+            start,
+            blocks,
+            block_len: files.block_len,
+            columns: read_columns(dir, &files.columns, v)?,
+        })
+    }
+}
+
 /// A model directory loaded for sampling.
 pub struct Model {
     pub dir: PathBuf,
@@ -154,20 +205,11 @@ impl Model {
         let (e, v, hidden) = (c.n_embd, c.total_vocab_size, c.head_hidden_used());
         let inc_files = manifest.files.code_head_incremental.clone();
         let native_file = manifest.files.code_module.clone();
-        if inc_files.is_none()
-            && native_file.is_none()
-            && matches!(code_module, CodeModule::Incremental | CodeModule::Compared)
-        {
-            return Err(Error::model(
-                dir,
-                format!(
-                    "has no incremental code module (format version {}{}); only the dense path can run it",
-                    manifest.format_version,
-                    if c.coarse { ", HALO-Coarse" } else { "" }
-                ),
-            ));
+        let has_incremental = inc_files.is_some() || native_file.is_some();
+        if !has_incremental && matches!(code_module, CodeModule::Incremental | CodeModule::Compared) {
+            return Err(no_incremental(dir, &manifest));
         }
-        let use_incremental = (inc_files.is_some() || native_file.is_some()) && code_module != CodeModule::Dense;
+        let use_incremental = has_incremental && code_module != CodeModule::Dense;
         let use_dense = !use_incremental || code_module == CodeModule::Compared;
         // The files this path loads are checked on the bytes loaded (below); the others now.
         check_files_except(dir, &manifest, &loaded_files(&manifest, use_dense, use_incremental))?;
@@ -215,38 +257,10 @@ impl Model {
         } else {
             None
         };
-        let incremental = match inc_files.filter(|_| use_incremental) {
-            Some(files) => {
-                let (start, _, _) = open_graph(
-                    rt,
-                    (dir, "files.code_head_incremental.start", &files.start),
-                    &head_options,
-                    &[Expect::f32(graph::IN_HISTORY, vec![None, Some(e)])],
-                    &[Expect::f32(graph::OUT_PRE, vec![None, Some(hidden)])],
-                )?;
-                let mut blocks = Vec::with_capacity(files.blocks.len());
-                for (b, file) in files.blocks.iter().enumerate() {
-                    let codes = files.block_codes(b, v);
-                    let field = format!("files.code_head_incremental.blocks[{b}]");
-                    let (g, _, _) = open_graph(
-                        rt,
-                        (dir, &field, file),
-                        &head_options,
-                        &[Expect::f32(graph::IN_PRE, vec![None, Some(e + codes.end - 1)])],
-                        &[Expect::f32(graph::OUT_LOGITS, vec![None, Some(codes.len())])],
-                    )?;
-                    blocks.push(g);
-                }
-                let columns = read_columns(dir, &files.columns, v)?;
-                Some(Incremental {
-                    start,
-                    blocks,
-                    block_len: files.block_len,
-                    columns,
-                })
-            }
-            None => None,
-        };
+        let incremental = inc_files
+            .filter(|_| use_incremental)
+            .map(|files| Incremental::load(rt, dir, &files, &head_options, (e, v, hidden)))
+            .transpose()?;
         let native = match native_file.filter(|_| use_incremental) {
             Some(file) => {
                 let layout = halo_core::manifest::NativeCodeModule::of(&c);
