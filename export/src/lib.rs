@@ -144,26 +144,19 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     }
     let [visit_transformer, visit_transformer_step, code_head] =
         <[OnnxFile; 3]>::try_from(files).expect("three graphs");
-    let code_module = if c.coarse {
-        None
-    } else {
-        let bytes = code_module::bytes(ck, opts.precision);
-        let path = dir.join(graph::CODE_MODULE);
-        std::fs::write(&path, &bytes).map_err(|e| ExportError::io(&path, e))?;
-        Some(DataFile {
-            name: graph::CODE_MODULE.to_string(),
-            sha256: sha256_hex(&bytes),
-        })
+    let code_module = match c.coarse {
+        true => None,
+        false => Some(write_data_file(
+            dir,
+            graph::CODE_MODULE,
+            &code_module::bytes(ck, opts.precision),
+        )?),
     };
-    let visit_embeddings = {
-        let bytes = visit_embeddings::bytes(ck, opts.precision);
-        let path = dir.join(graph::VISIT_EMBEDDINGS);
-        std::fs::write(&path, &bytes).map_err(|e| ExportError::io(&path, e))?;
-        Some(DataFile {
-            name: graph::VISIT_EMBEDDINGS.to_string(),
-            sha256: sha256_hex(&bytes),
-        })
-    };
+    let visit_embeddings = Some(write_data_file(
+        dir,
+        graph::VISIT_EMBEDDINGS,
+        &visit_embeddings::bytes(ck, opts.precision),
+    )?);
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         model: ck.config.clone(),
@@ -190,6 +183,16 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     };
     write_manifest(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Writes one of the sampler's arrays into `dir` and returns its manifest entry.
+fn write_data_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<DataFile> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).map_err(|e| ExportError::io(&path, e))?;
+    Ok(DataFile {
+        name: name.to_string(),
+        sha256: sha256_hex(bytes),
+    })
 }
 
 /// Serialises one graph into `dir` (with its external data file when large) and returns its manifest entry.

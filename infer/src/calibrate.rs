@@ -151,16 +151,7 @@ fn measure(
         .iter()
         .map(|t| matches!(t, Token::Code { .. } | Token::Lab { .. }))
         .collect();
-    let trial = SamplingCalibration {
-        code_logit_offset: setting.code_logit_offset,
-        gap_log_weights: setting.log_weights[0].clone(),
-        size_log_weights: setting.log_weights[1].clone(),
-        visit_type_log_weights: setting.log_weights[2].clone(),
-        demographic_log_weights: setting.demographic_log_weights.clone(),
-        target_codes_per_visit: model.manifest.training.mean_codes_per_visit,
-        records,
-        ..Default::default()
-    };
+    let trial = setting.sampling(model.manifest.training.mean_codes_per_visit, records);
     let (mut visits, mut codes, mut drawn, mut sampled) = (0usize, 0usize, 0usize, 0usize);
     let mut counts: Vec<Vec<usize>> = groups
         .iter()
@@ -236,6 +227,51 @@ fn measure(
         demographic_tvd,
         demographic_shares,
     })
+}
+
+impl Round {
+    /// The calibration this round's settings sample under (its measured figures left out).
+    fn sampling(&self, target_codes_per_visit: f64, records: usize) -> SamplingCalibration {
+        SamplingCalibration {
+            code_logit_offset: self.code_logit_offset,
+            gap_log_weights: self.log_weights[0].clone(),
+            size_log_weights: self.log_weights[1].clone(),
+            visit_type_log_weights: self.log_weights[2].clone(),
+            demographic_log_weights: self.demographic_log_weights.clone(),
+            target_codes_per_visit,
+            records,
+            ..Default::default()
+        }
+    }
+
+    /// The next round's settings: code offset `offset`, and each group's and demographic category's weights
+    /// fitted to the shares this round measured (`start`: the settings nothing was fitted to).
+    fn next(
+        &self,
+        offset: f32,
+        start: &Round,
+        groups: &[Option<GroupTarget>; 3],
+        demographics: &[DemographicTarget],
+    ) -> Round {
+        let mut next = Round {
+            code_logit_offset: offset,
+            ..start.clone()
+        };
+        for (k, group) in groups.iter().enumerate() {
+            if let Some(g) = group {
+                next.log_weights[k] = fitted_weights(&self.log_weights[k], &g.shares, &self.shares[k]);
+            }
+        }
+        next.demographic_log_weights = demographics
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let current = self.demographic_log_weights.get(k).map_or(&[][..], Vec::as_slice);
+                fitted_weights(current, &d.shares, &self.demographic_shares[k])
+            })
+            .collect();
+        next
+    }
 }
 
 /// Each count's share of their total (all 0 when the total is).
@@ -333,23 +369,7 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
             // Pinned at the limit and still short (or over): more rounds cannot help.
             break;
         }
-        let mut next = Round {
-            code_logit_offset: offset,
-            ..start.clone()
-        };
-        for (k, group) in groups.iter().enumerate() {
-            if let Some(g) = group {
-                next.log_weights[k] = fitted_weights(&round.log_weights[k], &g.shares, &round.shares[k]);
-            }
-        }
-        next.demographic_log_weights = demographics
-            .iter()
-            .enumerate()
-            .map(|(k, d)| {
-                let current = round.demographic_log_weights.get(k).map_or(&[][..], Vec::as_slice);
-                fitted_weights(current, &d.shares, &round.demographic_shares[k])
-            })
-            .collect();
+        let next = round.next(offset, &start, &groups, &demographics);
         previous = Some((round.code_logit_offset, error));
         round = measure(model, r, &next, &groups, &demographics, records, events)?;
         events(Event::Measured {
@@ -361,11 +381,6 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
         }
     }
     let calibration = SamplingCalibration {
-        code_logit_offset: best.code_logit_offset,
-        gap_log_weights: best.log_weights[0].clone(),
-        size_log_weights: best.log_weights[1].clone(),
-        visit_type_log_weights: best.log_weights[2].clone(),
-        demographic_log_weights: best.demographic_log_weights.clone(),
         uncalibrated_demographic_tvd: uncalibrated.demographic_tvd,
         calibrated_demographic_tvd: best.demographic_tvd,
         uncalibrated_gap_tvd: uncalibrated.tvd[0],
@@ -374,10 +389,9 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
         calibrated_size_tvd: best.tvd[1],
         uncalibrated_visit_type_tvd: uncalibrated.tvd[2],
         calibrated_visit_type_tvd: best.tvd[2],
-        target_codes_per_visit: target,
         uncalibrated_codes_per_visit: uncalibrated.codes_per_visit,
         calibrated_codes_per_visit: best.codes_per_visit,
-        records,
+        ..best.sampling(target, records)
     };
     Ok(calibration)
 }

@@ -33,17 +33,25 @@ fn a_panel_weight_where_the_mask_cuts_is_refused() {
     assert!(err.to_string().contains("block 1, hidden unit 78"), "{err}");
 }
 
+/// A random history (seeded by `seed`) and a row that starts a visit from it.
+fn started_row(head: &NativeHead, seed: u64) -> (Vec<f32>, RowState) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let history: Vec<f32> = (0..head.layout.n_embd)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect();
+    let mut row = RowState::new(head);
+    row.start(head, &history);
+    (history, row)
+}
+
 /// Walks one visit by hand: every logit the cursor gives (in blocks, folded as the walk goes, and a
 /// category's values given unset, one of them past its block) equals, bit for bit, the logit computed
 /// from scratch with the codes set so far; setting codes changes later logits.
 #[test]
 fn cursor_logits_equal_the_logits_from_scratch_bit_for_bit() {
     let head = random_head(3);
-    let (e, v) = (head.layout.n_embd, head.layout.vocab);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-    let mut row = RowState::new(&head);
-    row.start(&head, &history);
+    let v = head.layout.vocab;
+    let (history, mut row) = started_row(&head, 4);
     let mut visit = vec![0f32; v];
     let mut expected_visit = vec![0f32; v];
     let mut set = 0;
@@ -101,11 +109,8 @@ fn cursor_logits_equal_the_logits_from_scratch_bit_for_bit() {
 #[test]
 fn run_logits_and_a_code_set_inside_a_run_equal_the_logits_from_scratch() {
     let head = random_head(7);
-    let (e, v) = (head.layout.n_embd, head.layout.vocab);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-    let history: Vec<f32> = (0..e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-    let mut row = RowState::new(&head);
-    row.start(&head, &history);
+    let v = head.layout.vocab;
+    let (history, mut row) = started_row(&head, 8);
     let (mut visit, mut expected) = (vec![0f32; v], vec![0f32; v]);
     start_block(&head, &mut [&mut row], 0);
     let mut cursor = NativeCursor {
