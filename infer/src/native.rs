@@ -250,6 +250,7 @@ pub(crate) fn start_rows(head: &NativeHead, rows: &mut [&mut RowState], history:
         row.codes = 0..0;
         row.folded = 0;
         row.before_run = None;
+        row.aside = None;
         row.macs += head.start_macs();
     }
     add_history(rows, head, history);
@@ -267,6 +268,9 @@ pub(crate) struct RowState {
     /// The block's sums and `folded` before a run's logits folded ahead ([`Cursor::run_logits`]): a code
     /// set inside the run changes the units after it, which are folded again from here.
     before_run: Option<([f32; BLOCK], usize)>,
+    /// A later block's sums from scratch, for an exclusive category's values past the current block
+    /// ([`RowState::aside_logit`]); valid until a code is set.
+    aside: Option<(usize, [f32; BLOCK])>,
     /// Multiply-adds spent (columns and units).
     pub macs: u64,
 }
@@ -280,6 +284,7 @@ impl RowState {
             sums: [0.0; BLOCK],
             folded: 0,
             before_run: None,
+            aside: None,
             macs: 0,
         }
     }
@@ -300,8 +305,27 @@ impl RowState {
         }
     }
 
-    /// The logit of code `j` from scratch, every unit up to E - 1 + j in order: for a category's value past
-    /// the block (rare), the same sum a fold gives.
+    /// The logit of code `j`, past the current block, given the codes set so far: the sums of its whole block
+    /// from scratch, in unit order, kept for the category's other values. Each code's units past E - 1 + j
+    /// are masked to zero in the panel, so its sum is the one [`Self::logit_from_scratch`] gives.
+    fn aside_logit(&mut self, head: &NativeHead, j: usize) -> f32 {
+        let b = j / BLOCK;
+        let sums = match self.aside {
+            Some((block, sums)) if block == b => sums,
+            _ => {
+                let panel = head.panel(b);
+                let mut sums = [0f32; BLOCK];
+                fold_units(&mut sums, &self.pre[..panel.len()], panel);
+                self.macs += (panel.len() * BLOCK) as u64;
+                self.aside = Some((b, sums));
+                sums
+            }
+        };
+        sums[j % BLOCK] + head.bias2(j)
+    }
+
+    /// The logit of code `j` from scratch, every unit up to E - 1 + j in order (the reference the walk's
+    /// logits equal).
     fn logit_from_scratch(&self, head: &NativeHead, j: usize) -> f32 {
         let panel = head.panel(j / BLOCK);
         let mut sum = 0f32;
@@ -407,7 +431,7 @@ impl Cursor for NativeCursor<'_> {
             return None;
         }
         if !self.row.codes.contains(&j) {
-            let logit = self.row.logit_from_scratch(self.head, j);
+            let logit = self.row.aside_logit(self.head, j);
             return Some(self.read(j, logit));
         }
         // Units up to E - 1 + first are final; the rest, up to E - 1 + j, are added aside in unit order
@@ -451,6 +475,7 @@ impl Cursor for NativeCursor<'_> {
             self.row.fold_to(self.head, e + j);
         }
         self.row.before_run = None;
+        self.row.aside = None;
         debug_assert!(self.row.folded <= e + j, "a folded unit would change");
         self.visit[j] = 1.0;
         add_column(&mut self.row.pre, self.head, e + j);
