@@ -328,8 +328,8 @@ impl DenseCheck {
     }
 }
 
-/// Samples one visit for every row with the native kernel (`crate::native`); same contract as
-/// [`sample_visit_dense`]. Rows are split into contiguous parts, one per thread; a row's records do not
+/// Samples one visit for every row with the native kernel (`crate::native`): `drawn[r]` the set codes of row
+/// `r` in sampling order (it keeps no multi-hot visit). Rows are split into contiguous parts, one per thread; a row's records do not
 /// depend on the split. With [`crate::model::CodeModule::Compared`] (one thread), every logit a walk reads is
 /// compared with the dense code head's under the same codes.
 pub(crate) fn sample_visit_native(
@@ -337,15 +337,14 @@ pub(crate) fn sample_visit_native(
     plan: &VisitPlan,
     rows: &mut [Row],
     history: &[f32],
-    visits: &mut [f32],
     drawn: &mut [Vec<u32>],
     stats: &mut SampleStats,
 ) -> Result<()> {
-    let (e, v) = (model.config().n_embd, model.config().total_vocab_size);
+    let e = model.config().n_embd;
     let n = rows.len();
     drawn.iter_mut().for_each(Vec::clear);
     if model.compares_dense() {
-        return sample_visit_native_compared(model, plan, rows, history, visits, drawn, stats);
+        return sample_visit_native_compared(model, plan, rows, history, drawn, stats);
     }
     if n == 0 {
         return Ok(());
@@ -356,17 +355,14 @@ pub(crate) fn sample_visit_native(
     let macs: u64 = std::thread::scope(|scope| {
         let mut parts = rows
             .chunks_mut(per)
-            .zip(visits.chunks_mut(per * v))
             .zip(drawn.chunks_mut(per))
             .zip(history.chunks(per * e));
         // The first part runs on this thread (with one thread, no thread is started at all).
-        let (((rows, visits), drawn), history) = parts.next().expect("a row at least");
+        let ((rows, drawn), history) = parts.next().expect("a row at least");
         let others: Vec<_> = parts
-            .map(|(((rows, visits), drawn), history)| {
-                scope.spawn(move || native_rows(head, plan, rows, history, visits, drawn))
-            })
+            .map(|((rows, drawn), history)| scope.spawn(move || native_rows(head, plan, rows, history, drawn)))
             .collect();
-        let here = native_rows(head, plan, rows, history, visits, drawn);
+        let here = native_rows(head, plan, rows, history, drawn);
         here + others
             .into_iter()
             .map(|h| h.join().expect("sampling thread"))
@@ -384,21 +380,19 @@ fn native_rows(
     plan: &VisitPlan,
     rows: &mut [Row],
     history: &[f32],
-    visits: &mut [f32],
     drawn: &mut [Vec<u32>],
 ) -> u64 {
     use crate::native::{start_block, NativeCursor, RowState};
-    let (e, v) = (head.layout.n_embd, head.layout.vocab);
+    let e = head.layout.n_embd;
     let mut states: Vec<RowState> = Vec::with_capacity(rows.len());
     let mut pos = vec![0usize; rows.len()];
     // Per row, the first code it needs next (None: done with the visit).
     let mut need: Vec<Option<usize>> = vec![None; rows.len()];
-    let mut advance = |r: usize, state: &mut RowState, rows: &mut [Row], visits: &mut [f32], pos: &mut [usize]| {
+    let mut advance = |r: usize, state: &mut RowState, rows: &mut [Row], pos: &mut [usize]| {
         let row = &mut rows[r];
         let mut cursor = NativeCursor {
             head,
             row: state,
-            visit: &mut visits[r * v..(r + 1) * v],
             reads: None,
             set_count: 0,
         };
@@ -415,7 +409,7 @@ fn native_rows(
         &history[..rows.len() * e],
     );
     for (r, state) in states.iter_mut().enumerate() {
-        need[r] = advance(r, state, rows, visits, &mut pos);
+        need[r] = advance(r, state, rows, &mut pos);
     }
     for b in 0..head.layout.blocks() {
         let block = head.layout.block_codes(b);
@@ -430,7 +424,7 @@ fn native_rows(
         let mut refs: Vec<&mut RowState> = group.iter_mut().map(|(_, s)| &mut **s).collect();
         start_block(head, &mut refs, b);
         for (r, state) in group {
-            need[r] = advance(r, state, rows, visits, &mut pos);
+            need[r] = advance(r, state, rows, &mut pos);
             debug_assert!(need[r].is_none_or(|j| j >= block.end));
         }
     }
@@ -443,7 +437,6 @@ fn sample_visit_native_compared(
     plan: &VisitPlan,
     rows: &mut [Row],
     history: &[f32],
-    visits: &mut [f32],
     drawn: &mut [Vec<u32>],
     stats: &mut SampleStats,
 ) -> Result<()> {
@@ -462,7 +455,6 @@ fn sample_visit_native_compared(
             let mut cursor = crate::native::NativeCursor {
                 head,
                 row: &mut state,
-                visit: &mut visits[r * v..(r + 1) * v],
                 reads: Some(&mut reads),
                 set_count: drawn[r].len(),
             };

@@ -9,8 +9,8 @@ pub use crate::model_dir::{check_files, check_only_named_files, file_sha256, mod
 use crate::model_dir::{check_files_except, read_columns, read_values};
 use crate::runtime::{self, Placement, Runtime, SessionOptions};
 use contract::{loaded_files, open_graph, step_io, Expect};
-pub use embeddings::Seen;
 use embeddings::VisitEmbeddings;
+pub use embeddings::{Seen, SeenCodes};
 use halo_core::config::ModelConfig;
 use halo_core::manifest::{graph, IncrementalHeadFiles, Manifest};
 use ort::session::Session;
@@ -68,6 +68,17 @@ fn take_output(
     out.clear();
     out.extend_from_slice(data);
     Ok(())
+}
+
+/// Rows of `width` values, 1 at each row's codes and 0 elsewhere.
+fn multi_hot(out: &mut Vec<f32>, width: usize, rows: impl ExactSizeIterator<Item = impl Iterator<Item = usize>>) {
+    out.clear();
+    out.resize(rows.len() * width, 0.0);
+    for (row, codes) in out.chunks_exact_mut(width).zip(rows) {
+        for c in codes {
+            row[c] = 1.0;
+        }
+    }
 }
 
 /// The incremental code module: the visit-start session, one session per block of codes, and the auto1
@@ -146,6 +157,8 @@ pub struct Model {
     /// The step graph's input embeddings (format version 8), which the sampler sums, and the last sums.
     embeddings: Option<VisitEmbeddings>,
     embedded: Vec<f32>,
+    /// A format 7 step's multi-hot inputs (visit, seen codes).
+    multi_hot: [Vec<f32>; 2],
     /// Where the sessions run.
     pub placement: Placement,
     /// Why CUDA was not used with `--device auto`.
@@ -291,6 +304,7 @@ impl Model {
             native,
             embeddings,
             embedded: Vec::new(),
+            multi_hot: Default::default(),
             placement,
             note,
         })
@@ -315,22 +329,18 @@ impl Model {
         self.is_incremental() && self.dense.is_some()
     }
 
-    /// The step graph's cache tensors, by name and shape at cache length `len` for `n` rows: one [L, 2, n, H,
-    /// len, hd] before [`graph::SPLIT_CACHE_FORMAT`], then per layer keys [n, H, hd, len] and values [n, H, len,
-    /// hd]; with the names of the outputs that give them one position longer.
     /// Format 8 models with seen codes: adds to each row's seen-code embedding `embedded` [n, E] the rows of
-    /// the codes `visits` [n, V] holds that `seen` [n, V] (the union before this visit) does not, in
+    /// its visit's codes (`visits[r]`, ascending) that `seen` (the codes before this visit) does not hold, in
     /// ascending code order; false (nothing done) for other models, whose steps read the codes themselves.
-    pub fn add_newly_seen(&self, visits: &[f32], seen: &[f32], embedded: &mut Vec<f32>) -> bool {
+    pub fn add_newly_seen(&self, visits: &[&[u32]], seen: &SeenCodes, embedded: &mut Vec<f32>) -> bool {
         let Some(table) = self.embeddings.as_ref().map(|t| &t.seen).filter(|t| !t.is_empty()) else {
             return false;
         };
-        let (e, v) = (self.manifest.model.n_embd, self.manifest.model.total_vocab_size);
-        let n = visits.len() / v;
-        embedded.resize(n * e, 0.0);
-        for (r, out) in embedded.chunks_exact_mut(e).enumerate() {
-            let row = r * v..(r + 1) * v;
-            crate::native::add_rows(out, &visits[row.clone()], &seen[row], table);
+        let e = self.manifest.model.n_embd;
+        embedded.resize(visits.len() * e, 0.0);
+        for (r, (out, codes)) in embedded.chunks_exact_mut(e).zip(visits).enumerate() {
+            let new = codes.iter().filter(|&&c| !seen.contains(r, c)).map(|&c| c as usize);
+            embeddings::add_table_rows(out, new, table);
         }
         true
     }
@@ -340,21 +350,20 @@ impl Model {
         crate::kv_cache::empty_cache(&self.cache)
     }
 
-    /// One visit-transformer step: `visits` [n, V] at position `past_len` and the cache `past` (of length
-    /// `past_len`) -> the cache one position longer, kept as ONNX Runtime wrote it (no copy between steps);
-    /// writes `history` [n, E]. `seen` [n, V]: the union of each record's visits up to and including this one
-    /// (read only by models with `seen_codes`).
+    /// One visit-transformer step: each row's visit (`visits[r]`: its codes, ascending) at position `past_len`
+    /// and the cache `past` (of length `past_len`) -> the cache one position longer, kept as ONNX Runtime wrote
+    /// it (no copy between steps); writes `history` [n, E]. `seen`: the codes of each record's visits up to and
+    /// including this one (read only by models with `seen_codes`).
     pub fn step(
         &mut self,
-        visits: &[f32],
+        visits: &[&[u32]],
         seen: Seen,
         past: &KvCache,
-        n: usize,
         past_len: usize,
         history: &mut Vec<f32>,
     ) -> Result<KvCache> {
         let c = &self.manifest.model;
-        let (v, e) = (c.total_vocab_size, c.n_embd);
+        let (n, v, e) = (visits.len(), c.total_vocab_size, c.n_embd);
         let g = &mut self.step;
         let mut inputs = match &self.embeddings {
             Some(embeddings) => {
@@ -364,7 +373,14 @@ impl Model {
                 ort::inputs![graph::IN_EMBEDDED => embedded]
             }
             None => {
-                let visit_t = TensorRef::from_array_view(([n, v], visits)).map_err(|e| g.runtime_error(e))?;
+                // Format 7 and before read the codes multi-hot, [n, V].
+                let [visit_hot, seen_hot] = &mut self.multi_hot;
+                multi_hot(
+                    visit_hot,
+                    v,
+                    visits.iter().map(|codes| codes.iter().map(|&c| c as usize)),
+                );
+                let visit_t = TensorRef::from_array_view(([n, v], &visit_hot[..])).map_err(|e| g.runtime_error(e))?;
                 let mut inputs = ort::inputs![graph::IN_VISIT => visit_t];
                 if c.seen_codes {
                     let Seen::Codes(seen) = seen else {
@@ -372,7 +388,8 @@ impl Model {
                             "a format 7 step reads the seen codes, not their embedding".into(),
                         ));
                     };
-                    let seen_t = TensorRef::from_array_view(([n, v], seen)).map_err(|e| g.runtime_error(e))?;
+                    multi_hot(seen_hot, v, (0..n).map(|r| seen.codes(r)));
+                    let seen_t = TensorRef::from_array_view(([n, v], &seen_hot[..])).map_err(|e| g.runtime_error(e))?;
                     inputs.push((graph::IN_SEEN.into(), seen_t.into()));
                 }
                 inputs

@@ -214,32 +214,10 @@ widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f3
     }
 });
 
-widest!(add_to(out: &mut [f32], values: &[f32]) {
+widest!(pub(crate) add_to(out: &mut [f32], values: &[f32]) {
     // Element by element, each sum rounded as IEEE 754 says at any vector width.
     for (o, v) in out.iter_mut().zip(values) {
         *o += v;
-    }
-});
-
-widest!(pub(crate) add_rows(out: &mut [f32], x: &[f32], unless: &[f32], table: &[f32]) {
-    // `out += x_c * table[c]` (rows of out's length) for every c with x_c nonzero and `unless[c]` zero (an empty
-    // `unless`: every c), in ascending c: a product and a sum, each rounded as IEEE 754 says on every CPU and at
-    // every vector width (x_c is 1 for a code set, so the product is exact). Multi-hot rows are mostly zero:
-    // sixteen entries are skipped at once.
-    let e = out.len();
-    for (chunk, xs) in x.chunks(16).enumerate() {
-        // An OR of the bits, which vectorizes (an early exit would not); -0.0 falls to the test below.
-        if xs.iter().fold(0u32, |any, x| any | x.to_bits()) == 0 {
-            continue;
-        }
-        for (k, &xc) in xs.iter().enumerate().filter(|(_, x)| **x != 0.0) {
-            let c = chunk * 16 + k;
-            if unless.get(c).is_none_or(|u| *u == 0.0) {
-                for (o, w) in out.iter_mut().zip(&table[c * e..(c + 1) * e]) {
-                    *o += xc * w;
-                }
-            }
-        }
     }
 });
 
@@ -401,7 +379,6 @@ widest!(start_block_sums(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut 
 pub(crate) struct NativeCursor<'a> {
     pub head: &'a NativeHead,
     pub row: &'a mut RowState,
-    pub visit: &'a mut [f32],
     /// With a comparison: every logit read, (code, logit, codes set before it).
     pub reads: Option<&'a mut Vec<(usize, f32, usize)>>,
     pub set_count: usize,
@@ -477,7 +454,6 @@ impl Cursor for NativeCursor<'_> {
         self.row.before_run = None;
         self.row.aside = None;
         debug_assert!(self.row.folded <= e + j, "a folded unit would change");
-        self.visit[j] = 1.0;
         add_column(&mut self.row.pre, self.head, e + j);
         self.row.macs += (self.head.layout.hidden() - e - j) as u64;
         self.set_count += 1;

@@ -18,7 +18,7 @@ use crate::code_module;
 use crate::conditions::{Conditions, Forced};
 use crate::decode::Calendar;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Model, Seen};
+use crate::model::{KvCache, Model, Seen, SeenCodes};
 use crate::walk::VisitPlan;
 use halo_core::encoding::{Encoding, VisitGroup};
 use halo_core::manifest::{Manifest, SamplingCalibration};
@@ -332,7 +332,7 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
     for (row, labels) in batch.rows.iter_mut().zip(labels) {
         row.labels = labels;
     }
-    batch.step(model, stats)?;
+    batch.step(model, StepVisit::Labels, stats)?;
     let mut finished = Vec::new();
     for t in 1..=limit {
         let codes = batch_visit(&mut batch, model, plans.visit(t), stats)?;
@@ -350,7 +350,7 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
             // The window is full: continue from the record's last visits.
             batch.rewindow(model, max_visits - stride, stats)?;
         } else {
-            batch.step(model, stats)?;
+            batch.step(model, StepVisit::FromLast(0), stats)?;
         }
     }
     Ok(finished)
@@ -364,28 +364,39 @@ fn batch_visit(
     plan: &VisitPlan,
     stats: &mut SampleStats,
 ) -> Result<Vec<Vec<u32>>> {
-    batch.visits.iter_mut().for_each(|x| *x = 0.0);
     let mut drawn = vec![Vec::new(); batch.rows.len()];
-    let (rows, history, visits) = (&mut batch.rows[..], &batch.history[..], &mut batch.visits[..]);
+    let (rows, history) = (&mut batch.rows[..], &batch.history[..]);
     if model.native().is_some() {
-        code_module::sample_visit_native(model, plan, rows, history, visits, &mut drawn, stats)?;
-    } else if model.is_incremental() {
-        code_module::sample_visit_incremental(model, plan, rows, history, visits, &mut drawn, stats)?;
+        code_module::sample_visit_native(model, plan, rows, history, &mut drawn, stats)?;
     } else {
-        code_module::sample_visit_dense(model, plan, rows, history, visits, &mut drawn, stats)?;
+        // The graphs of format 4 and before read the visit so far multi-hot.
+        let mut visits = vec![0f32; rows.len() * model.config().total_vocab_size];
+        match model.is_incremental() {
+            true => code_module::sample_visit_incremental(model, plan, rows, history, &mut visits, &mut drawn, stats)?,
+            false => code_module::sample_visit_dense(model, plan, rows, history, &mut visits, &mut drawn, stats)?,
+        }
     }
     drawn.iter_mut().for_each(|codes| codes.sort_unstable());
     Ok(drawn)
 }
 
-/// The rows of a batch between visits: each record so far, the visit being sampled, the codes each has seen,
-/// the visit transformer's key/value cache and its last history.
+/// Which visit of each row a step feeds the visit transformer.
+#[derive(Debug, Clone, Copy)]
+enum StepVisit {
+    /// The start visit (the start code alone).
+    Start,
+    /// The label visit.
+    Labels,
+    /// The visit `back` visits before the row's last (0: the last).
+    FromLast(usize),
+}
+
+/// The rows of a batch between visits: each record so far, the codes each has seen, the visit transformer's
+/// key/value cache and its last history.
 struct Batch {
     rows: Vec<Row>,
-    /// [n, V]: the visit being sampled (the visit transformer's next input).
-    visits: Vec<f32>,
-    /// [n, V]: the union of each row's visits so far (empty for a model without `seen_codes`).
-    seen: Vec<f32>,
+    /// The codes of each row's visits so far.
+    seen: SeenCodes,
     /// [n, E]: a format 8 model's seen-code embedding, the rows of each row's codes as they first appeared
     /// (empty otherwise).
     seen_embedded: Vec<f32>,
@@ -401,39 +412,40 @@ impl Batch {
     /// Runs the start visit (position 0, empty cache) for `rows`.
     fn start(model: &mut Model, rows: Vec<Row>, stats: &mut SampleStats) -> Result<Batch> {
         let (n, v) = (rows.len(), model.config().total_vocab_size);
-        let start = model.manifest.encoding.start_index();
         let mut batch = Batch {
             rows,
-            visits: vec![0f32; n * v],
-            seen: if model.config().seen_codes {
-                vec![0f32; n * v]
-            } else {
-                Vec::new()
-            },
+            seen: SeenCodes::new(n, v),
             seen_embedded: Vec::new(),
             history: Vec::new(),
             past: model.empty_cache(),
             past_len: 0,
             cache_position: model.config().n_head * model.config().head_dim(),
         };
-        for r in 0..n {
-            batch.visits[r * v + start] = 1.0;
-        }
-        batch.step(model, stats)?;
+        batch.step(model, StepVisit::Start, stats)?;
         Ok(batch)
     }
 
-    /// Feeds `visits` to the visit transformer: the cache grows by one position and `history` follows.
-    fn step(&mut self, model: &mut Model, stats: &mut SampleStats) -> Result<()> {
+    /// Feeds each row's `visit` (its codes, ascending) to the visit transformer: the cache grows by one
+    /// position and `history` follows.
+    fn step(&mut self, model: &mut Model, visit: StepVisit, stats: &mut SampleStats) -> Result<()> {
+        let start = [model.manifest.encoding.start_index() as u32];
+        let visits: Vec<&[u32]> = self
+            .rows
+            .iter()
+            .map(|row| match visit {
+                StepVisit::Start => &start[..],
+                StepVisit::Labels => &row.labels,
+                StepVisit::FromLast(back) => &row.visits[row.visits.len() - 1 - back],
+            })
+            .collect();
         // A format 8 model's seen-code embedding grows by the codes this visit shows first.
-        let embedded = model.add_newly_seen(&self.visits, &self.seen, &mut self.seen_embedded);
-        add_seen(&mut self.seen, &self.visits);
+        let embedded = model.add_newly_seen(&visits, &self.seen, &mut self.seen_embedded);
+        self.seen.add(&visits);
         let seen = match embedded {
             true => Seen::Embedded(&self.seen_embedded),
             false => Seen::Codes(&self.seen),
         };
-        let n = self.rows.len();
-        self.past = model.step(&self.visits, seen, &self.past, n, self.past_len, &mut self.history)?;
+        self.past = model.step(&visits, seen, &self.past, self.past_len, &mut self.history)?;
         self.past_len += 1;
         stats.steps += 1;
         Ok(())
@@ -457,13 +469,9 @@ impl Batch {
         }
         self.rows = kept;
         if !done.is_empty() && !self.rows.is_empty() {
-            let n = keep.len();
-            let (v, e) = (self.visits.len() / n, self.history.len() / n);
+            let e = self.history.len() / keep.len();
             keep_rows(&mut self.history, e, &keep);
-            keep_rows(&mut self.visits, v, &keep);
-            if !self.seen.is_empty() {
-                keep_rows(&mut self.seen, v, &keep);
-            }
+            self.seen.keep_rows(&keep);
             if !self.seen_embedded.is_empty() {
                 keep_rows(&mut self.seen_embedded, e, &keep);
             }
@@ -475,41 +483,21 @@ impl Batch {
     /// A new window: the start visit, each row's label visit and its last `keep` visits, run through the
     /// visit transformer from an empty cache, as a training window that begins there is.
     fn rewindow(&mut self, model: &mut Model, keep: usize, stats: &mut SampleStats) -> Result<()> {
-        let (n, v) = (self.rows.len(), model.config().total_vocab_size);
-        let start = model.manifest.encoding.start_index() as u32;
-        self.seen.iter_mut().for_each(|x| *x = 0.0);
+        self.seen.clear();
         self.seen_embedded.iter_mut().for_each(|x| *x = 0.0);
         self.past = model.empty_cache();
         self.past_len = 0;
-        for position in 0..keep + 2 {
-            self.visits.iter_mut().for_each(|x| *x = 0.0);
-            for (r, row) in self.rows.iter().enumerate() {
-                let codes: &[u32] = match position {
-                    0 => std::slice::from_ref(&start),
-                    1 => &row.labels,
-                    p => &row.visits[row.visits.len() - keep + p - 2],
-                };
-                for &c in codes {
-                    self.visits[r * v + c as usize] = 1.0;
-                }
-            }
-            debug_assert_eq!(self.visits.len(), n * v);
-            self.step(model, stats)?;
+        self.step(model, StepVisit::Start, stats)?;
+        self.step(model, StepVisit::Labels, stats)?;
+        for back in (0..keep).rev() {
+            self.step(model, StepVisit::FromLast(back), stats)?;
         }
         Ok(())
     }
 }
 
-/// Adds the codes of `visits` (rows of multi-hot visits) to `seen` (the same rows' codes seen so far);
-/// nothing when `seen` is empty (a model without `seen_codes`).
-fn add_seen(seen: &mut [f32], visits: &[f32]) {
-    for (s, &x) in seen.iter_mut().zip(visits) {
-        *s = s.max(x);
-    }
-}
-
 /// Keeps rows (and their slices of a row-major buffer of `width` per row) where `keep` is true.
-fn keep_rows(buf: &mut Vec<f32>, width: usize, keep: &[bool]) {
+pub(crate) fn keep_rows<T: Copy>(buf: &mut Vec<T>, width: usize, keep: &[bool]) {
     let mut w = 0;
     for (r, &k) in keep.iter().enumerate() {
         if k {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use halo_infer::model::{CachePart, KvCache, Seen};
+use halo_infer::model::{CachePart, KvCache, Seen, SeenCodes};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{CodeModule, Model};
 use rand::{Rng, SeedableRng};
@@ -64,27 +64,29 @@ fn graph_rows_do_not_depend_on_the_batch() {
                 blocks: empty.blocks,
             };
             let (mut h_all, mut h_one) = (Vec::new(), Vec::new());
-            // The codes seen so far: the visit's and some of earlier visits.
+            // Each row's visit as its codes, and the codes seen so far: the visit's and some of earlier visits.
+            let codes_where = |hot: &[f32]| -> Vec<u32> { (0..v as u32).filter(|&c| hot[c as usize] > 0.0).collect() };
+            let visit_codes: Vec<Vec<u32>> = visits.chunks(v).map(codes_where).collect();
+            let visit_codes: Vec<&[u32]> = visit_codes.iter().map(Vec::as_slice).collect();
             let seen: Vec<f32> = visits
                 .iter()
                 .map(|&x| if x > 0.0 || rng.random::<f64>() < 0.1 { 1.0 } else { 0.0 })
                 .collect();
+            let seen_codes: Vec<Vec<u32>> = seen.chunks(v).map(codes_where).collect();
+            let seen_codes: Vec<&[u32]> = seen_codes.iter().map(Vec::as_slice).collect();
+            let mut seen_all = SeenCodes::new(n, v);
+            seen_all.add(&seen_codes);
             model
-                .step(&visits, Seen::Codes(&seen), &past, n, past_len, &mut h_all)
+                .step(&visit_codes, Seen::Codes(&seen_all), &past, past_len, &mut h_all)
                 .unwrap();
             // Row r alone: its slice of every block of the cache.
             for r in [0, n - 1] {
                 let keep: Vec<bool> = (0..n).map(|i| i == r).collect();
                 let past_r = past.keep_rows(&keep, row).unwrap();
+                let mut seen_r = SeenCodes::new(1, v);
+                seen_r.add(&seen_codes[r..=r]);
                 model
-                    .step(
-                        &visits[r * v..(r + 1) * v],
-                        Seen::Codes(&seen[r * v..(r + 1) * v]),
-                        &past_r,
-                        1,
-                        past_len,
-                        &mut h_one,
-                    )
+                    .step(&visit_codes[r..=r], Seen::Codes(&seen_r), &past_r, past_len, &mut h_one)
                     .unwrap();
                 assert!(
                     h_one

@@ -2,7 +2,7 @@
 
 mod common;
 
-use halo_infer::model::Seen;
+use halo_infer::model::{Seen, SeenCodes};
 use halo_infer::runtime::{self, SessionOptions};
 use halo_infer::{generate, CodeModule, Conditions, Model, Plan, Sampled};
 use std::path::{Path, PathBuf};
@@ -186,12 +186,13 @@ fn a_demographic_category_is_one_draw_from_its_renormalised_conditionals() {
     let rt = runtime::init(None).unwrap();
     let mut model = Model::load_with(&dir, rt, &SessionOptions::default(), CodeModule::Compared).unwrap();
     let (v, e) = (enc.vocab_size(), spec.n_embd);
-    let mut start = vec![0f32; v];
-    start[enc.start_index()] = 1.0;
+    let start: &[u32] = &[enc.start_index() as u32];
+    let mut seen = SeenCodes::new(1, v);
+    seen.add(&[start]);
     let (mut history, mut logits) = (Vec::new(), Vec::new());
     let empty = model.empty_cache();
     model
-        .step(&start, Seen::Codes(&start), &empty, 1, 0, &mut history)
+        .step(&[start], Seen::Codes(&seen), &empty, 0, &mut history)
         .unwrap();
     assert_eq!(history.len(), e);
     model.head(&history, &vec![0f32; v], 1, &mut logits).unwrap();

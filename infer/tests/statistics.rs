@@ -4,7 +4,7 @@
 
 mod common;
 
-use halo_infer::model::Seen;
+use halo_infer::model::{Seen, SeenCodes};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{generate, CodeModule, Model, Plan};
 use std::collections::BTreeMap;
@@ -141,21 +141,22 @@ fn exact_distribution(model: &mut Model, cands: &[usize], code_offset: f32) -> (
     let v = 8usize;
     let offset = |j: usize| if j < 4 { code_offset } else { 0.0 };
     let (mut h0, mut logits) = (Vec::new(), Vec::new());
-    let mut start = vec![0f32; v];
-    start[5] = 1.0;
+    let start: &[u32] = &[5];
+    let mut seen0 = SeenCodes::new(1, v);
+    seen0.add(&[start]);
     let empty = model.empty_cache();
-    let past0 = model.step(&start, Seen::Codes(&start), &empty, 1, 0, &mut h0).unwrap();
+    let past0 = model.step(&[start], Seen::Codes(&seen0), &empty, 0, &mut h0).unwrap();
     model.head(&h0, &vec![0f32; v], 1, &mut logits).unwrap();
     let p_label = sigmoid(logits[4]);
     let mut exact = vec![0f64; 64];
     let mut independent = vec![0f64; 64];
     for label in [false, true] {
-        let mut label_visit = vec![0f32; v];
-        label_visit[4] = if label { 1.0 } else { 0.0 };
+        let label_visit: &[u32] = if label { &[4] } else { &[] };
         let mut h1 = Vec::new();
-        let seen: Vec<f32> = start.iter().zip(&label_visit).map(|(a, b)| a.max(*b)).collect();
+        let mut seen = seen0.clone();
+        seen.add(&[label_visit]);
         model
-            .step(&label_visit, Seen::Codes(&seen), &past0, 1, 1, &mut h1)
+            .step(&[label_visit], Seen::Codes(&seen), &past0, 1, &mut h1)
             .unwrap();
         assert_eq!(h1.len(), model.config().n_embd);
         let pl = if label { p_label } else { 1.0 - p_label };

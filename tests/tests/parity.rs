@@ -10,7 +10,7 @@ mod common;
 use halo_core::config::ModelConfig;
 use halo_core::encoding::Encoding;
 use halo_core::manifest::graph;
-use halo_infer::model::Seen;
+use halo_infer::model::{Seen, SeenCodes};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::{CodeModule, Model};
 use halo_train::checkpoint;
@@ -113,19 +113,24 @@ fn check(ckpt: &Path) -> Figures {
             // ONNX Runtime, incremental graph one visit at a time: history laid out [b, t, E].
             let (mut past, mut h) = (onnx.empty_cache(), Vec::new());
             let mut history_steps = vec![0f32; b * t * e];
-            let (mut seen, mut seen_embedded) = (vec![0f32; b * v], Vec::new());
+            let (mut seen, mut seen_embedded) = (SeenCodes::new(b, v), Vec::new());
             for s in 0..t {
-                let visit: Vec<f32> = (0..b)
-                    .flat_map(|r| visits[(r * t + s) * v..(r * t + s + 1) * v].to_vec())
+                // Each row's visit s as its codes, ascending.
+                let visit: Vec<Vec<u32>> = (0..b)
+                    .map(|r| {
+                        let row = &visits[(r * t + s) * v..(r * t + s + 1) * v];
+                        (0..v as u32).filter(|&c| row[c as usize] != 0.0).collect()
+                    })
                     .collect();
+                let visit: Vec<&[u32]> = visit.iter().map(Vec::as_slice).collect();
                 // As the sampler steps: the seen-code embedding grows by the codes first seen (format 8).
                 let embedded = onnx.add_newly_seen(&visit, &seen, &mut seen_embedded);
-                seen.iter_mut().zip(&visit).for_each(|(a, x)| *a = a.max(*x));
+                seen.add(&visit);
                 let seen_now = match embedded {
                     true => Seen::Embedded(&seen_embedded),
                     false => Seen::Codes(&seen),
                 };
-                past = onnx.step(&visit, seen_now, &past, b, s, &mut h).unwrap();
+                past = onnx.step(&visit, seen_now, &past, s, &mut h).unwrap();
                 for r in 0..b {
                     history_steps[(r * t + s) * e..(r * t + s + 1) * e].copy_from_slice(&h[r * e..(r + 1) * e]);
                 }
