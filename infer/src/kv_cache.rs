@@ -6,10 +6,11 @@ use halo_core::manifest::{graph, Manifest};
 
 /// One tensor of the visit transformer's key/value cache between steps.
 pub enum CachePart {
-    /// Rows gathered on the host (the first step's empty cache, or after records left the batch).
+    /// Rows gathered on the host (the first step's empty cache).
     Host(Vec<f32>),
-    /// The step's output, as ONNX Runtime wrote it (fed back without a copy).
-    Runtime(ort::value::DynValue),
+    /// The step's output, as ONNX Runtime wrote it (fed back without a copy); `Some(len)` once rows left the
+    /// batch: the rows kept were moved to its first `len` values.
+    Runtime(ort::value::DynValue, Option<usize>),
 }
 
 impl CachePart {
@@ -17,9 +18,9 @@ impl CachePart {
     pub fn data(&self) -> Result<&[f32]> {
         match self {
             CachePart::Host(data) => Ok(data),
-            CachePart::Runtime(value) => value
+            CachePart::Runtime(value, len) => value
                 .try_extract_tensor::<f32>()
-                .map(|(_, data)| data)
+                .map(|(_, data)| &data[..len.unwrap_or(data.len())])
                 .map_err(|e| Error::Runtime(format!("reading the key/value cache: {e}"))),
         }
     }
@@ -35,29 +36,38 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// The rows (records) where `keep` is true, each `row` values per block.
-    pub fn keep_rows(&self, keep: &[bool], row: usize) -> Result<KvCache> {
+    /// Keeps the rows (records) where `keep` is true, `row` values each per block, moved in place to the front
+    /// of each tensor (rows before the first that leaves stay where they are).
+    pub fn keep_rows(&mut self, keep: &[bool], row: usize) -> Result<()> {
         let n = keep.len();
         let kept = keep.iter().filter(|k| **k).count();
-        let parts = self
-            .parts
-            .iter()
-            .map(|part| {
-                let data = part.data()?;
-                let mut out = Vec::with_capacity(self.blocks * kept * row);
-                for b in 0..self.blocks {
-                    let base = b * n * row;
-                    for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-                        out.extend_from_slice(&data[base + r * row..base + (r + 1) * row]);
-                    }
+        for part in &mut self.parts {
+            let data: &mut [f32] = match part {
+                CachePart::Host(data) => data,
+                CachePart::Runtime(value, len) => {
+                    *len = Some(self.blocks * kept * row);
+                    value
+                        .try_extract_tensor_mut::<f32>()
+                        .map(|(_, data)| data)
+                        .map_err(|e| Error::Runtime(format!("reading the key/value cache: {e}")))?
                 }
-                Ok(CachePart::Host(out))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            parts,
-            blocks: self.blocks,
-        })
+            };
+            // Every destination lies at or before its source, so moving in order overwrites nothing unread.
+            let mut to = 0;
+            for b in 0..self.blocks {
+                for (r, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                    let from = (b * n + r) * row;
+                    if from != to {
+                        data.copy_within(from..from + row, to);
+                    }
+                    to += row;
+                }
+            }
+            if let CachePart::Host(data) = part {
+                data.truncate(to);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -153,5 +163,29 @@ pub(crate) fn empty_cache(tensors: &[CacheTensor]) -> KvCache {
     KvCache {
         parts: tensors.iter().map(|_| CachePart::Host(Vec::new())).collect(),
         blocks: tensors.first().map_or(1, CacheTensor::blocks),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows leave from the middle and the front of each of two blocks: the kept rows end up at the front, in
+    /// order, block after block.
+    #[test]
+    fn kept_rows_move_to_the_front_block_after_block() {
+        let (n, row, blocks) = (5, 3, 2);
+        let values: Vec<f32> = (0..blocks * n * row).map(|x| x as f32).collect();
+        let mut cache = KvCache {
+            parts: vec![CachePart::Host(values.clone())],
+            blocks,
+        };
+        let keep = [false, true, false, true, true];
+        cache.keep_rows(&keep, row).unwrap();
+        let expected: Vec<f32> = (0..blocks)
+            .flat_map(|b| [1, 3, 4].map(|r| (b * n + r) * row))
+            .flat_map(|at| values[at..at + row].to_vec())
+            .collect();
+        assert_eq!(cache.parts[0].data().unwrap(), &expected[..]);
     }
 }

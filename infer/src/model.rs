@@ -314,6 +314,16 @@ impl Model {
         &self.manifest.model
     }
 
+    /// The most rows the sampler runs together: a batch of a small model on the CPU is sampled in tiles of
+    /// [`runtime::TILE_ROWS`], whose caches and code-module rows stay in the core's caches; others whole.
+    pub fn tile_rows(&self) -> usize {
+        let small = self.manifest.model.n_embd <= runtime::ONE_THREAD_MAX_N_EMBD;
+        match self.placement == Placement::Cpu && small {
+            true => runtime::TILE_ROWS,
+            false => usize::MAX,
+        }
+    }
+
     /// Whether the code module runs incrementally (ONNX Runtime blocks or the native kernel).
     pub fn is_incremental(&self) -> bool {
         self.incremental.is_some() || self.native.is_some()
@@ -397,8 +407,8 @@ impl Model {
         };
         for (t, part) in self.cache.iter().zip(&past.parts) {
             let value = match part {
-                CachePart::Runtime(value) => value.into(),
-                CachePart::Host(data) => TensorRef::from_array_view((t.shape(n, past_len), data.as_slice()))
+                CachePart::Runtime(value, None) => value.into(),
+                part => TensorRef::from_array_view((t.shape(n, past_len), part.data()?))
                     .map_err(|e| g.runtime_error(e))?
                     .into(),
             };
@@ -420,7 +430,7 @@ impl Model {
                     g.path.display()
                 )));
             }
-            parts.push(CachePart::Runtime(present));
+            parts.push(CachePart::Runtime(present, None));
         }
         Ok(KvCache {
             parts,

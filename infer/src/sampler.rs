@@ -194,7 +194,34 @@ pub struct Sampling<'a> {
 /// Where the conditions fix such a label, a record whose codes give it the other value is sampled again
 /// (rejection sampling: the accepted records follow the model's distribution given the condition), with
 /// the same forced labels and the stream of its next attempt; [`SampleStats::rejected`] counts them.
+///
+/// The records run in tiles of at most [`Model::tile_rows`] rows, one after the other; a record does not
+/// depend on which.
 pub fn sample_batch(
+    model: &mut Model,
+    sampling: &Sampling,
+    indices: std::ops::Range<u64>,
+    stats: &mut SampleStats,
+) -> Result<Vec<(RawRecord, ChaCha20Rng)>> {
+    let mut out = Vec::with_capacity(indices.end.saturating_sub(indices.start) as usize);
+    let tile = model.tile_rows().max(1) as u64;
+    let mut start = indices.start;
+    while start < indices.end {
+        let end = indices.end.min(start.saturating_add(tile));
+        out.extend(sample_tile(model, sampling, start..end, stats)?);
+        start = end;
+    }
+    if !out.is_empty() {
+        stats.batches += 1;
+    }
+    // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
+    // them back to the system instead of letting them fragment the heap over a long run.
+    crate::heap::release_freed_above(HEAP_TRIM_THRESHOLD);
+    Ok(out)
+}
+
+/// [`sample_batch`] for one tile of records.
+fn sample_tile(
     model: &mut Model,
     sampling: &Sampling,
     indices: std::ops::Range<u64>,
@@ -214,7 +241,6 @@ pub fn sample_batch(
     if rows.is_empty() {
         return Ok(out);
     }
-    stats.batches += 1;
     stats.records += rows.len();
     while !rows.is_empty() {
         let finished = sample_rows(model, &plans, std::mem::take(&mut rows), stats)?;
@@ -257,9 +283,6 @@ pub fn sample_batch(
         }
     }
     out.sort_by_key(|(r, _)| r.index);
-    // The batch's buffers (of many sizes, as rows finish) are free now: when they add up to much, give
-    // them back to the system instead of letting them fragment the heap over a long run.
-    crate::heap::release_freed_above(HEAP_TRIM_THRESHOLD);
     Ok(out)
 }
 
@@ -475,7 +498,7 @@ impl Batch {
             if !self.seen_embedded.is_empty() {
                 keep_rows(&mut self.seen_embedded, e, &keep);
             }
-            self.past = self.past.keep_rows(&keep, self.cache_position * self.past_len)?;
+            self.past.keep_rows(&keep, self.cache_position * self.past_len)?;
         }
         Ok(done)
     }
