@@ -7,6 +7,9 @@ the first visit's row (and id) in visit_occurrence, and every event of its visit
 observation-period and event tables are otherwise copied unchanged, so `halo train --data OUT` reads it with
 the ordinary OMOP reader: a window holds the distinct codes of all its visits (Synthea-1k at 1825 days: about
 4 windows a person of about 21 distinct codes and lab results, against 8.5 codes in its 28 visits a person).
+
+`--persons N` keeps the first N persons (by person_id) and their rows only: a small ICU-like set, few records of
+dense visits (docs/records.md, "Dense visits").
 """
 
 import argparse
@@ -30,6 +33,7 @@ def main() -> int:
     ap.add_argument("src", type=pathlib.Path)
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--window-days", type=int, default=1825)
+    ap.add_argument("--persons", type=int, default=None, help="keep the first N persons (by person_id) only")
     a = ap.parse_args()
     if a.out.exists():
         print(f"dense-visits: {a.out} exists; give a new folder", file=sys.stderr)
@@ -43,6 +47,19 @@ def main() -> int:
     db = duckdb.connect()
     read = lambda p: f"read_csv('{p}', header=true, all_varchar=true)"  # noqa: E731
     db.execute(f"CREATE TABLE v AS SELECT * FROM {read(visits)}")
+    person = find(a.src, "PERSON")
+    if a.persons is not None and person is not None:
+        db.execute(
+            f"CREATE TABLE kept AS SELECT person_id FROM {read(person)} "
+            f"ORDER BY CAST(person_id AS BIGINT) LIMIT {int(a.persons)}"
+        )
+        db.execute("DELETE FROM v WHERE person_id NOT IN (SELECT person_id FROM kept)")
+    # Rows of a table with a person_id column, restricted to the persons kept.
+    only_kept = (
+        (lambda cols: " WHERE person_id IN (SELECT person_id FROM kept)" if "person_id" in cols else "")
+        if a.persons is not None and person is not None
+        else (lambda cols: "")
+    )
     # Windows are greedy in time order: a visit opens a new window when it starts more than window-days after
     # the current window's first visit (ties broken by id, so the result does not depend on file order).
     rows = db.execute(
@@ -68,9 +85,13 @@ def main() -> int:
             cols = [c[0] for c in db.execute("DESCRIBE e").fetchall()]
             sel = ", ".join("w.window_id AS visit_occurrence_id" if c == "visit_occurrence_id" else f'e."{c}"' for c in cols)
             db.execute(
-                f"COPY (SELECT {sel} FROM e LEFT JOIN w USING (visit_occurrence_id)) "
+                f"COPY (SELECT {sel} FROM e LEFT JOIN w USING (visit_occurrence_id){only_kept(cols)}) "
                 f"TO '{tmp / p.name}' (HEADER, DELIMITER ',')"
             )
+        elif p.suffix.lower() == ".csv" and a.persons is not None and person is not None:
+            db.execute(f"CREATE OR REPLACE TABLE e AS SELECT * FROM {read(p)}")
+            cols = [c[0] for c in db.execute("DESCRIBE e").fetchall()]
+            db.execute(f"COPY (SELECT * FROM e{only_kept(cols)}) TO '{tmp / p.name}' (HEADER, DELIMITER ',')")
         else:
             (tmp / p.name).write_bytes(p.read_bytes())
     tmp.rename(a.out)

@@ -72,6 +72,12 @@ pub struct TrainCmd {
     /// transformer's attention and MLP branches and the code module's hidden layer
     #[arg(long, default_value_t = halo_train::train::DEFAULT_DROPOUT, value_parser = probability)]
     dropout: f64,
+    /// Probability that each code of a training visit is hidden from the code module's input (the visit so
+    /// far, which each code is conditioned on), not from its targets: the module learns to go on from a visit
+    /// with codes missing, as a sampled one has. For dense (inpatient-size) visits, whose sampled size
+    /// otherwise drifts below the data's (docs/records.md, "Dense visits")
+    #[arg(long, default_value_t = halo_train::train::DEFAULT_PREFIX_DROPOUT, value_parser = probability)]
+    prefix_dropout: f64,
     /// Decoupled (AdamW) weight decay of the weight matrices, a guard against memorizing single records
     #[arg(long, default_value_t = halo_train::train::DEFAULT_WEIGHT_DECAY, value_parser = non_negative)]
     weight_decay: f64,
@@ -189,6 +195,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             coarse: cmd.coarse,
             seen_codes: !cmd.no_seen_codes,
             dropout: cmd.dropout,
+            prefix_dropout: cmd.prefix_dropout,
             weight_decay: cmd.weight_decay,
             reference_init: cmd.reference_init,
             encoding,

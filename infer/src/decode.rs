@@ -272,6 +272,15 @@ pub fn decode(enc: &Encoding, raw: &RawRecord, rng: &mut ChaCha20Rng) -> Patient
                 _ => {}
             }
         }
+        if enc.lab_codes_listed {
+            // Every training visit lists the code of each of its lab values: a sampled lab bucket whose code
+            // token was not drawn still names the code.
+            for lab in &visit.labs {
+                if !visit.codes.contains(&lab.code) {
+                    visit.codes.push(lab.code.clone());
+                }
+            }
+        }
         visits.push(visit);
     }
     // The birth as the first visit's dating left it.

@@ -99,6 +99,15 @@ fn decodes_every_token_kind() {
         "the end code is not a code of the record"
     );
 
+    // An encoding whose training visits list every lab value's code: the sampled lab names its code.
+    let listed = halo_core::encoding::Encoding {
+        lab_codes_listed: true,
+        ..enc.clone()
+    };
+    let pl = decode(&listed, &raw, &mut record_rng(1, 17));
+    assert_eq!(pl.visits[0].codes, ["ICD9/1003", "ICD9/1010", "LOINC/2000-0"]);
+    assert_eq!(pl.visits[0].labs, p.visits[0].labs);
+
     // Same stream, same record; without birth year the times start at 2000-01-01.
     assert_eq!(decode(&enc, &raw, &mut record_rng(1, 17)), p);
     let raw2 = RawRecord {

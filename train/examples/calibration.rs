@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use halo_core::record::Split;
 use halo_core::ReadOptions;
+use halo_train::model::Noise;
 use halo_train::{checkpoint, data, score};
 use std::path::PathBuf;
 use tch::{Device, Kind};
@@ -29,7 +30,7 @@ fn main() -> Result<()> {
         for chunk in s.patients.chunks(64) {
             let refs: Vec<_> = chunk.iter().collect();
             let batch = data::make_batch(&refs, &ck.encoding, Device::Cpu);
-            let (_, logits, targets) = score::scored_bce(&ck.model, &batch, 0.0);
+            let (_, logits, targets) = score::scored_bce(&ck.model, &batch, Noise::NONE);
             // Scored rows per patient: the label visit, then its visits; keep the visits.
             let mut keep = Vec::new();
             let mut row = 0i64;

@@ -11,7 +11,7 @@ use halo_core::config::{ModelConfig, Preset};
 use halo_core::corpus::Corpus;
 use halo_core::encoding::Encoding;
 use halo_core::fsutil::read_json;
-use halo_train::model::Halo;
+use halo_train::model::{Halo, Noise};
 use halo_train::optim::Adam;
 use halo_train::{data, score};
 use rand::seq::SliceRandom;
@@ -80,7 +80,14 @@ fn main() -> Result<()> {
         let refs: Vec<_> = sequences.iter().collect();
         let batch = data::make_batch(&refs, &encoding, Device::Cpu);
         adam.zero_grad();
-        let loss = score::loss(&model, &batch, 0.4);
+        let loss = score::loss(
+            &model,
+            &batch,
+            Noise {
+                dropout: 0.4,
+                ..Noise::NONE
+            },
+        );
         loss.backward();
         adam.step();
         if [0, 9, 49, steps - 1].contains(&step) {

@@ -46,6 +46,23 @@ impl Conv1D {
 }
 
 /// Dropout `p` of training; `x` itself, untouched, when `p` is 0.
+/// The noise of a training step (all zero outside training).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Noise {
+    /// Dropout on the visit embeddings, the transformer's branches and the code module's hidden layer.
+    pub dropout: f64,
+    /// Probability that a code of a visit is hidden from the code module's input, the visit so far that each
+    /// code is conditioned on, though not from its targets (see `TrainSettings::prefix_dropout`).
+    pub prefix_dropout: f64,
+}
+
+impl Noise {
+    pub const NONE: Noise = Noise {
+        dropout: 0.0,
+        prefix_dropout: 0.0,
+    };
+}
+
 fn dropout(x: Tensor, p: f64) -> Tensor {
     if p > 0.0 {
         x.dropout(p, true)
@@ -324,15 +341,16 @@ impl CodeHead {
     /// Same as `forward` on rows given as bags of code indices (`codes`, `offsets` as in embedding_bag)
     /// instead of multi-hot visits: the first layer then sums a handful of weight columns per row instead of
     /// multiplying by a mostly-zero [N, V] matrix. Identical results; much less work in training.
-    /// In training, dropout `p` applies to the hidden layer (the code module holds most of the parameters,
-    /// and with them most of what a model can memorize of single records).
+    /// In training, dropout applies to the hidden layer (the code module holds most of the parameters,
+    /// and with them most of what a model can memorize of single records), and each code of the input is
+    /// hidden with probability `noise.prefix_dropout`.
     /// With a tape, each layer is kept on it (rows: the scored rows of a batch).
     pub fn forward_bags(
         &self,
         history: &Tensor,
         codes: &Tensor,
         offsets: &Tensor,
-        p: f64,
+        noise: Noise,
         tape: Option<&Tape>,
     ) -> Tensor {
         match self {
@@ -353,22 +371,39 @@ impl CodeHead {
                 let w1 = &l1.weight * &l1.mask;
                 let from_history = history.matmul(&w1.narrow(1, 0, e).tr());
                 let visit_columns = w1.narrow(1, e, d - e).tr().contiguous();
-                let (from_visit, _, _, _) =
-                    Tensor::embedding_bag::<Tensor>(&visit_columns, codes, offsets, false, 0, false, None, false);
+                // The codes the input keeps: all, or each with probability 1 - prefix_dropout (as weights of the
+                // bags' sums).
+                let kept = (noise.prefix_dropout > 0.0).then(|| {
+                    Tensor::empty([codes.size()[0]], (Kind::Float, codes.device()))
+                        .bernoulli_float_(1.0 - noise.prefix_dropout)
+                });
+                let bag = |table: &Tensor| {
+                    let (sum, _, _, _) = Tensor::embedding_bag(
+                        table,
+                        codes,
+                        offsets,
+                        false,
+                        0,
+                        false,
+                        kept.as_ref().map(Tensor::shallow_clone),
+                        false,
+                    );
+                    sum
+                };
+                let from_visit = bag(&visit_columns);
                 let before_relu = from_history + from_visit + &l1.bias;
                 if let Some(tape) = tape {
                     // auto1's input as a dense row: the history, then the visit's codes as a multi-hot
                     // (the bags summed over an identity matrix).
                     let identity = Tensor::eye(d - e, (Kind::Float, history.device()));
-                    let (visits, _, _, _) =
-                        Tensor::embedding_bag::<Tensor>(&identity, codes, offsets, false, 0, false, None, false);
+                    let visits = bag(&identity);
                     let weight = Part::Weight {
                         input: Tensor::cat(&[history, &visits], 1),
                         mask_offset: Some(0),
                     };
                     tape.keep(&before_relu, Layout::ScoredRows, vec![weight, Part::Bias]);
                 }
-                let h = dropout(before_relu.relu(), p);
+                let h = dropout(before_relu.relu(), noise.dropout);
                 auto2.forward(&h, Some(*logit_rows), tape)
             }
         }
@@ -437,26 +472,26 @@ impl Halo {
 
     /// Logits of the scored rows of a batch, with the first code-module layer fed by code bags.
     pub fn forward_batch(&self, batch: &crate::data::Batch) -> Tensor {
-        self.forward_batch_with_dropout(batch, 0.0)
+        self.forward_batch_with_noise(batch, Noise::NONE)
     }
 
-    /// `forward_batch` in training, with dropout `p` (see `VisitTransformer::forward_with_dropout` and
+    /// `forward_batch` in training, with `noise` (see `VisitTransformer::forward_with_dropout` and
     /// `CodeHead::forward_bags`).
-    pub fn forward_batch_with_dropout(&self, batch: &crate::data::Batch, p: f64) -> Tensor {
-        self.forward_batch_taped(batch, p, None)
+    pub fn forward_batch_with_noise(&self, batch: &crate::data::Batch, noise: Noise) -> Tensor {
+        self.forward_batch_taped(batch, noise, None)
     }
 
-    /// `forward_batch_with_dropout`, keeping every layer's input and output on `tape` when there is one
+    /// `forward_batch_with_noise`, keeping every layer's input and output on `tape` when there is one
     /// (per-record gradient norms, `crate::dp`).
-    pub fn forward_batch_taped(&self, batch: &crate::data::Batch, p: f64, tape: Option<&Tape>) -> Tensor {
+    pub fn forward_batch_taped(&self, batch: &crate::data::Batch, noise: Noise, tape: Option<&Tape>) -> Tensor {
         let (b, t, _) = batch.visits.size3().unwrap();
-        let history = self.transformer.forward_taped(&batch.visits, p, tape);
+        let history = self.transformer.forward_taped(&batch.visits, noise.dropout, tape);
         let e = history.size()[2];
         let h = history
             .narrow(1, 0, t - 1)
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
         self.head
-            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, p, tape)
+            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, noise, tape)
     }
 }

@@ -2,17 +2,17 @@
 //! test_model.py define them.
 
 use crate::data::{make_batch, Batch};
-use crate::model::Halo;
+use crate::model::{Halo, Noise};
 use halo_core::corpus::Sequences;
 use halo_core::encoding::{EncodedPatient, Encoding};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Elementwise binary cross-entropy of the scored rows (label visit and real visits), with their logits and
 /// targets: three [N, V] tensors, rows in the order of `batch.rows`.
-/// `dropout` > 0 only in training.
-pub fn scored_bce(model: &Halo, batch: &Batch, dropout: f64) -> (Tensor, Tensor, Tensor) {
+/// `noise` only in training.
+pub fn scored_bce(model: &Halo, batch: &Batch, noise: Noise) -> (Tensor, Tensor, Tensor) {
     let (b, t, v) = batch.visits.size3().unwrap();
-    let logits = model.forward_batch_with_dropout(batch, dropout);
+    let logits = model.forward_batch_with_noise(batch, noise);
     let targets = batch
         .visits
         .narrow(1, 1, t - 1)
@@ -22,9 +22,9 @@ pub fn scored_bce(model: &Halo, batch: &Batch, dropout: f64) -> (Tensor, Tensor,
     (bce, logits, targets)
 }
 
-/// Mean BCE over the scored entries (scored rows x every code): the training loss, with dropout `dropout`.
-pub fn loss(model: &Halo, batch: &Batch, dropout: f64) -> Tensor {
-    let (bce, _, _) = scored_bce(model, batch, dropout);
+/// Mean BCE over the scored entries (scored rows x every code): the training loss, with `noise`.
+pub fn loss(model: &Halo, batch: &Batch, noise: Noise) -> Tensor {
+    let (bce, _, _) = scored_bce(model, batch, noise);
     bce.mean(Kind::Float)
 }
 
@@ -129,7 +129,7 @@ impl Sums {
         let v = encoding.vocab_size() as f64;
         let batch = make_batch(chunk, encoding, device);
         let per_row = batch.visits.size()[1] - 1;
-        let (bce, logits, targets) = scored_bce(model, &batch, 0.0);
+        let (bce, logits, targets) = scored_bce(model, &batch, Noise::NONE);
         let rows = &batch.rows;
         let record_of_row = rows.divide_scalar_mode(per_row, "floor");
         let per_record = Tensor::zeros([chunk.len() as i64], (Kind::Double, device)).index_add(

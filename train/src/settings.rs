@@ -2,7 +2,8 @@
 //! ([`TrainArgs`]) and the options that shape its result ([`TrainSettings`], the serde type `--resume`
 //! compares).
 
-use crate::train::{DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY};
+use crate::model::Noise;
+use crate::train::{DEFAULT_DROPOUT, DEFAULT_PREFIX_DROPOUT, DEFAULT_WEIGHT_DECAY};
 use halo_core::config::Preset;
 use halo_core::encoding::EncodingOptions;
 use halo_core::{Format, ReadOptions};
@@ -59,6 +60,12 @@ pub struct TrainSettings {
     pub seen_codes: bool,
     /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
     pub dropout: f64,
+    /// Probability that a code of a training visit is hidden from the code module's input (the visit so far,
+    /// which each code is conditioned on), not from its targets: the module learns to go on from a visit with
+    /// codes missing, as a sampled one has ([`crate::model::Noise::prefix_dropout`]). Absent (0) in the
+    /// `train_state.json` of runs before it.
+    #[serde(default)]
+    pub prefix_dropout: f64,
     /// Decoupled (AdamW) weight decay of the weight matrices.
     pub weight_decay: f64,
     /// Start the output biases from the reference's uniform init instead of each code's training log-odds.
@@ -81,6 +88,16 @@ pub struct DpSettings {
     pub max_grad_norm: f64,
 }
 
+impl TrainSettings {
+    /// The noise of a training step.
+    pub fn noise(&self) -> Noise {
+        Noise {
+            dropout: self.dropout,
+            prefix_dropout: self.prefix_dropout,
+        }
+    }
+}
+
 /// Default clipping bound of a record's gradient (`--dp-max-grad-norm`).
 pub const DEFAULT_MAX_GRAD_NORM: f64 = 1.0;
 
@@ -98,6 +115,7 @@ impl Default for TrainSettings {
             coarse: false,
             seen_codes: true,
             dropout: DEFAULT_DROPOUT,
+            prefix_dropout: DEFAULT_PREFIX_DROPOUT,
             weight_decay: DEFAULT_WEIGHT_DECAY,
             reference_init: false,
             encoding: EncodingOptions::default(),

@@ -29,6 +29,8 @@ use tch::{nn, Kind};
 /// The embedding of the codes seen so far ([`halo_core::config::ModelConfig::seen_codes`]) lets a model tell
 /// records apart more easily: with it, 0.3 gave an attack of 0.558 and 0.35 0.554, 0.4 gives 0.545.
 pub const DEFAULT_DROPOUT: f64 = 0.4;
+/// Default [`TrainSettings::prefix_dropout`]: none (see docs/records.md, "Dense visits").
+pub const DEFAULT_PREFIX_DROPOUT: f64 = 0.0;
 /// Default weight decay (see [`TrainSettings::weight_decay`]).
 pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
 
@@ -421,7 +423,7 @@ impl Run<'_> {
             let refs: Vec<_> = sequences.iter().collect();
             let batch = data::make_batch(&refs, &self.setup.encoding, args.device);
             self.adam.zero_grad();
-            let loss = score::loss(self.model, &batch, args.settings.dropout);
+            let loss = score::loss(self.model, &batch, args.settings.noise());
             loss.backward();
             self.adam.step();
             let l = loss.double_value(&[]);
@@ -489,7 +491,7 @@ impl Run<'_> {
                 let batch = data::make_batch(&refs, &self.setup.encoding, args.device);
                 let records = Records::new(&record_of, args.device);
                 let clipped =
-                    dp::clipped_backward(self.model, &batch, &records, args.settings.dropout, plan.max_grad_norm);
+                    dp::clipped_backward(self.model, &batch, &records, args.settings.noise(), plan.max_grad_norm);
                 let l = clipped.losses.sum(Kind::Double).double_value(&[]);
                 if !l.is_finite() {
                     bail!(

@@ -6,7 +6,7 @@ use halo_core::config::{ModelConfig, Preset};
 use halo_core::encoding::{EncodedPatient, Encoding};
 use halo_train::data::make_batch;
 use halo_train::dp::{clipped_backward, Records};
-use halo_train::model::Halo;
+use halo_train::model::{Halo, Noise};
 use halo_train::score;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -81,7 +81,7 @@ fn clipped_sum_check(seen_codes: bool, coarse: bool) {
     for windows in &records {
         let refs: Vec<&EncodedPatient> = windows.iter().collect();
         let batch = make_batch(&refs, &enc, Device::Cpu);
-        let (bce, _, _) = score::scored_bce(&model, &batch, 0.0);
+        let (bce, _, _) = score::scored_bce(&model, &batch, Noise::NONE);
         bce.sum(Kind::Float).backward();
         singles.push(take_gradient(&vs));
     }
@@ -103,7 +103,7 @@ fn clipped_sum_check(seen_codes: bool, coarse: bool) {
     let sequences: Vec<&EncodedPatient> = order.iter().map(|(r, w)| &records[*r][*w]).collect();
     let batch = make_batch(&sequences, &enc, Device::Cpu);
     let grouping = Records::new(&order.map(|(r, _)| r), Device::Cpu);
-    let clipped = clipped_backward(&model, &batch, &grouping, 0.0, max_norm);
+    let clipped = clipped_backward(&model, &batch, &grouping, Noise::NONE, max_norm);
     let batched = take_gradient(&vs);
     let norms = Vec::<f64>::try_from(clipped.norms.to_kind(Kind::Double)).unwrap();
     for (ours, naive) in norms.iter().zip(&naive_norms) {

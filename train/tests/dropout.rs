@@ -4,7 +4,7 @@
 use halo_core::config::{ModelConfig, Preset};
 use halo_core::encoding::{EncodedPatient, Encoding};
 use halo_train::data::make_batch;
-use halo_train::model::Halo;
+use halo_train::model::{Halo, Noise};
 use tch::{nn, Device};
 
 #[test]
@@ -23,13 +23,38 @@ fn dropout_acts_in_training_only_and_follows_the_seed() {
     let batch = make_batch(&[&a], &enc, Device::Cpu);
     let plain = tch::no_grad(|| model.forward_batch(&batch));
     // Dropout 0 is the plain forward pass, bit for bit.
-    let zero = tch::no_grad(|| model.forward_batch_with_dropout(&batch, 0.0));
+    let zero = tch::no_grad(|| model.forward_batch_with_noise(&batch, Noise::NONE));
     assert!(plain.equal(&zero));
-    let dropped = |seed: i64| {
-        tch::manual_seed(seed);
-        tch::no_grad(|| model.forward_batch_with_dropout(&batch, 0.5))
-    };
-    assert!(!dropped(1).equal(&plain), "dropout 0.5 changed nothing");
-    assert!(dropped(1).equal(&dropped(1)), "the same seed gives other masks");
-    assert!(!dropped(1).equal(&dropped(2)));
+    for noise in [
+        Noise {
+            dropout: 0.5,
+            ..Noise::NONE
+        },
+        Noise {
+            prefix_dropout: 0.5,
+            ..Noise::NONE
+        },
+    ] {
+        let noisy = |seed: i64| {
+            tch::manual_seed(seed);
+            tch::no_grad(|| model.forward_batch_with_noise(&batch, noise))
+        };
+        assert!(!noisy(1).equal(&plain), "{noise:?} changed nothing");
+        assert!(noisy(1).equal(&noisy(1)), "the same seed gives other masks ({noise:?})");
+        assert!(!noisy(1).equal(&noisy(2)));
+    }
+    // Hidden codes act only through the code module's input, the visit so far: the logit of the first code
+    // (no code before it) is the plain one in every row, the last code's is not.
+    tch::manual_seed(4);
+    let hidden = tch::no_grad(|| {
+        model.forward_batch_with_noise(
+            &batch,
+            Noise {
+                prefix_dropout: 0.9,
+                ..Noise::NONE
+            },
+        )
+    });
+    assert!(hidden.select(1, 0).equal(&plain.select(1, 0)));
+    assert!(!hidden.select(1, 1).equal(&plain.select(1, 1)));
 }

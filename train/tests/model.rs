@@ -3,7 +3,7 @@
 use halo_core::config::{ModelConfig, Preset};
 use halo_core::encoding::{EncodedPatient, Encoding};
 use halo_train::data::make_batch;
-use halo_train::model::Halo;
+use halo_train::model::{Halo, Noise};
 use halo_train::score;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -133,7 +133,7 @@ fn loss_matches_a_hand_computed_case() {
         continues: false,
     };
     let batch = make_batch(&[&patient], &enc, Device::Cpu);
-    let loss = score::loss(&model, &batch, 0.0).double_value(&[]);
+    let loss = score::loss(&model, &batch, Noise::NONE).double_value(&[]);
     let ln2 = 2f64.ln();
     let total = 14.0 * ln2 + (4.0f64 / 3.0).ln();
     assert!(

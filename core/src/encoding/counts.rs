@@ -79,6 +79,8 @@ pub(super) struct TrainCounts {
     pub(super) always_calendar: bool,
     pub(super) visit_types: BTreeSet<String>,
     pub(super) lengths: Vec<usize>,
+    /// Whether every lab value's code is among its visit's codes (as the OMOP and MEDS readers list them).
+    pub(super) lab_codes_listed: bool,
 }
 
 impl Default for TrainCounts {
@@ -96,6 +98,7 @@ impl Default for TrainCounts {
             always_calendar: true,
             visit_types: BTreeSet::new(),
             lengths: Vec::new(),
+            lab_codes_listed: true,
         }
     }
 }
@@ -201,6 +204,10 @@ impl FitCounts {
                 let r = range.entry(lab.code.as_str()).or_insert((lab.value, lab.value));
                 *r = (r.0.min(lab.value), r.1.max(lab.value));
             }
+            t.lab_codes_listed &= p
+                .visits
+                .iter()
+                .all(|v| v.labs.iter().all(|l| v.codes.contains(&l.code)));
             for (code, (lowest, highest)) in range {
                 let sample = t.labs.get_mut(code).expect("collected above");
                 sample.patient_lowest.push(lowest);

@@ -161,6 +161,7 @@ impl FitCounts {
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
         let record_visit_limit = record_visit_limit(std::mem::take(&mut t.lengths), &options);
+        let lab_codes_listed = t.lab_codes_listed && options.labs && options.dp.is_none();
         if options.dp.is_some() {
             // How many codes, labs or values were left out counts distinct values of the data, which one
             // patient can change by up to its number of codes: not released under DP.
@@ -183,6 +184,7 @@ impl FitCounts {
             lab_edges,
             labels_given,
             left_out,
+            lab_codes_listed,
             record_visit_limit,
         })
     }

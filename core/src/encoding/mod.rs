@@ -74,6 +74,11 @@ pub struct Encoding {
     /// What the small-cell rule left out (counts only).
     #[serde(default)]
     pub left_out: LeftOut,
+    /// Whether a sampled lab value's code is listed among its visit's codes, as every training visit lists it
+    /// (the OMOP and MEDS readers always do; JSONL records may not). Not fitted under differential privacy
+    /// (false), being one fact about every record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lab_codes_listed: bool,
     /// With windows: the most visits a sampled record may hold (a multiple of the stride, reached by at
     /// least `min_patients` training records, so that it describes no single patient). 0 without windows.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -148,6 +153,7 @@ impl Encoding {
             lab_edges: BTreeMap::new(),
             labels_given: true,
             left_out: LeftOut::default(),
+            lab_codes_listed: false,
             record_visit_limit: 0,
         }
     }

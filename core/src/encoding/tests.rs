@@ -646,3 +646,39 @@ fn under_dp_edges_are_public_and_shares_are_noisy_counts() {
     assert!(shares[bucket] > 0.9 && shares[bucket] != 799.0 / 800.0, "{shares:?}");
     assert_eq!(enc.gap_bucket_shares(&all), shares);
 }
+
+/// The encoding says the training visits list their lab values' codes only when every one does, and never
+/// under differential privacy.
+#[test]
+fn lab_codes_are_listed_only_when_every_training_lab_value_names_a_listed_code() {
+    let with_lab = |id: usize, listed: bool| {
+        let mut p = patient(id, if listed { &["LAB1", "I10"] } else { &["I10"] });
+        p.visits[0].labs = vec![crate::record::LabValue {
+            code: "LAB1".into(),
+            value: id as f64,
+        }];
+        p
+    };
+    let labs = EncodingOptions {
+        labs: true,
+        ..options()
+    };
+    let fit = |all: &[Patient], options: &EncodingOptions| {
+        let train: Vec<&Patient> = all.iter().collect();
+        Encoding::fit(all, &train, None, options.clone()).unwrap()
+    };
+    let listed: Vec<Patient> = (0..4).map(|i| with_lab(i, true)).collect();
+    assert!(fit(&listed, &labs).lab_codes_listed);
+    assert!(
+        !fit(&listed, &options()).lab_codes_listed,
+        "without labs in the encoding"
+    );
+    let mut one_not = listed.clone();
+    one_not[2] = with_lab(2, false);
+    assert!(!fit(&one_not, &labs).lab_codes_listed);
+    let dp = EncodingOptions {
+        dp: Some(dp_statistics(10.0, 1)),
+        ..labs
+    };
+    assert!(!fit(&listed, &dp).lab_codes_listed, "under differential privacy");
+}

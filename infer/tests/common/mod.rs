@@ -276,6 +276,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
         lab_edges,
         labels_given: false,
         left_out: Default::default(),
+        lab_codes_listed: false,
         record_visit_limit: 0,
     }
 }

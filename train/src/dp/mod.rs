@@ -15,7 +15,7 @@ pub mod prior;
 pub mod sampling;
 
 use crate::data::Batch;
-use crate::model::Halo;
+use crate::model::{Halo, Noise};
 use std::cell::RefCell;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -136,9 +136,9 @@ pub struct Clipped {
 /// gradient norms of 100 to 300, so the default bound C = 1 clips every record: each contributes its
 /// gradient's direction, which measured best (see docs/dp-sgd.md); Adam makes the update independent of C
 /// once every record is clipped.
-pub fn record_losses(model: &Halo, batch: &Batch, records: &Records, dropout: f64, tape: Option<&Tape>) -> Tensor {
+pub fn record_losses(model: &Halo, batch: &Batch, records: &Records, noise: Noise, tape: Option<&Tape>) -> Tensor {
     let (b, t, v) = batch.visits.size3().expect("[B, T, V]");
-    let logits = model.forward_batch_taped(batch, dropout, tape);
+    let logits = model.forward_batch_taped(batch, noise, tape);
     let targets = batch
         .visits
         .narrow(1, 1, t - 1)
@@ -154,9 +154,9 @@ pub fn record_losses(model: &Halo, batch: &Batch, records: &Records, dropout: f6
 /// Runs the batch forward and accumulates into the parameters' gradients the sum of the records'
 /// gradients, each clipped to norm `max_norm` (the caller zeroes the gradients first). Two backward passes
 /// through one forward pass, whatever the batch size.
-pub fn clipped_backward(model: &Halo, batch: &Batch, records: &Records, dropout: f64, max_norm: f64) -> Clipped {
+pub fn clipped_backward(model: &Halo, batch: &Batch, records: &Records, noise: Noise, max_norm: f64) -> Clipped {
     let tape = Tape::default();
-    let losses = record_losses(model, batch, records, dropout, Some(&tape));
+    let losses = record_losses(model, batch, records, noise, Some(&tape));
     let sites = tape.sites.into_inner();
     let outputs: Vec<&Tensor> = sites.iter().map(|s| &s.output).collect();
     // Records are separable, so the gradient of the summed loss w.r.t. a layer output holds, in each
