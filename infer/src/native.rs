@@ -246,9 +246,9 @@ pub(crate) struct RowState {
     /// The block's sums and `folded` before a run's logits folded ahead ([`Cursor::run_logits`]): a code
     /// set inside the run changes the units after it, which are folded again from here.
     before_run: Option<([f32; BLOCK], usize)>,
-    /// A later block's sums from scratch, for an exclusive category's values past the current block
-    /// ([`RowState::aside_logit`]); valid until a code is set.
-    aside: Option<(usize, [f32; BLOCK])>,
+    /// A later block's sums from scratch of its first lanes (block, lanes, sums), for an exclusive category's
+    /// values past the current block ([`RowState::aside_logit`]); valid until a code is set.
+    aside: Option<(usize, usize, [f32; BLOCK])>,
     /// Multiply-adds spent (columns and units).
     pub macs: u64,
 }
@@ -283,23 +283,26 @@ impl RowState {
         }
     }
 
-    /// The logit of code `j`, past the current block, given the codes set so far: the sums of its whole block
-    /// from scratch, in unit order, kept for the category's other values. Each code's units past E - 1 + j
-    /// are masked to zero in the panel, so its sum is the one [`Self::logit_from_scratch`] gives.
+    /// The logit of code `j`, past the current block, given the codes set so far: the sums of its block's
+    /// first lanes (codes) up to its own, sixteen at a time, from scratch in unit order, kept for the category's
+    /// other values. A code's units past E - 1 + j are masked to zero in the panel, so its sum is the one
+    /// [`Self::logit_from_scratch`] gives, however many units the lanes were folded over.
     fn aside_logit(&mut self, head: &NativeHead, j: usize) -> f32 {
-        let b = j / BLOCK;
+        let (b, lane) = (j / BLOCK, j % BLOCK);
         let sums = match self.aside {
-            Some((block, sums)) if block == b => sums,
+            Some((block, lanes, sums)) if block == b && lane < lanes => sums,
             _ => {
-                let panel = head.panel(b);
+                let lanes = (lane + 1).next_multiple_of(16).min(BLOCK);
+                let units = head.layout.n_embd + b * BLOCK + lanes - 1;
+                let panel = &head.panel(b)[..units.min(head.panel(b).len())];
                 let mut sums = [0f32; BLOCK];
-                fold_units(&mut sums, &self.pre[..panel.len()], panel);
-                self.macs += (panel.len() * BLOCK) as u64;
-                self.aside = Some((b, sums));
+                fold_lanes(&mut sums, lanes, &self.pre[..panel.len()], panel);
+                self.macs += (panel.len() * lanes) as u64;
+                self.aside = Some((b, lanes, sums));
                 sums
             }
         };
-        sums[j % BLOCK] + head.bias2(j)
+        sums[lane] + head.bias2(j)
     }
 
     /// The logit of code `j` from scratch, every unit up to E - 1 + j in order (the reference the walk's
@@ -321,6 +324,16 @@ widest!(fold_units(sums: &mut [f32; BLOCK], pre: &[f32], panel: &[[f32; BLOCK]])
     for (a, w) in pre.iter().zip(panel) {
         let a = a.max(0.0);
         for (s, w) in sums.iter_mut().zip(w) {
+            *s = a.mul_add(*w, *s);
+        }
+    }
+});
+
+widest!(fold_lanes(sums: &mut [f32; BLOCK], lanes: usize, pre: &[f32], panel: &[[f32; BLOCK]]) {
+    // `fold_units` over the first `lanes` codes only (a multiple of 16).
+    for (a, w) in pre.iter().zip(panel) {
+        let a = a.max(0.0);
+        for (s, w) in sums[..lanes].iter_mut().zip(&w[..lanes]) {
             *s = a.mul_add(*w, *s);
         }
     }
