@@ -315,7 +315,7 @@ impl Model {
     }
 
     /// The most rows the sampler runs together: a batch of a small model on the CPU is sampled in tiles of
-    /// [`runtime::TILE_ROWS`], whose caches and code-module rows stay in the core's caches; others whole.
+    /// [`runtime::TILE_ROWS`] rows, one after the other (its memory is a tile's); others whole.
     pub fn tile_rows(&self) -> usize {
         let small = self.manifest.model.n_embd <= runtime::ONE_THREAD_MAX_N_EMBD;
         match self.placement == Placement::Cpu && small {
