@@ -62,52 +62,60 @@ impl Encoding {
 type TrainPass<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&Patient)) -> Result<()>;
 
 impl FitCounts {
+    /// Under differential privacy: every count the vocabulary is decided on becomes its noisy count (0 below
+    /// the threshold); returns the birth decades' noisy counts.
+    fn take_noisy_counts(&mut self, options: &EncodingOptions, k: usize) -> Result<BTreeMap<i32, usize>> {
+        let noisy = noisy_vocabulary(&self.dp_keys, options, k)?;
+        let count = |key: DpKey| noisy.get(&key).copied().unwrap_or(0);
+        for (code, n) in self.codes.iter_mut() {
+            let c = count(DpKey::Code(code.clone()));
+            *n = (c, c);
+        }
+        for (ty, n) in self.visit_types.iter_mut() {
+            *n = count(DpKey::VisitType(ty.clone()));
+        }
+        // Whether some visit has no (kept) type, and which types training visits have, are facts one
+        // patient can change: a visit may always be of "another" type, and every kept type counts as seen.
+        self.untyped_visit = true;
+        self.train.visit_types = self.visit_types.keys().cloned().collect();
+        for (category, values) in self.demographics.iter_mut() {
+            for (value, n) in values.iter_mut() {
+                *n = count(DpKey::Demographic(*category, value.clone()));
+            }
+        }
+        Ok(noisy
+            .iter()
+            .filter_map(|(key, &n)| match key {
+                DpKey::BirthDecade(first) if n > 0 => Some((*first, n)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The encoding; `train_pass` calls its argument on every training patient again (in the order
     /// observed), needed only for the visit sizes.
-    fn finish(self, spec: Option<&LabelSpec>, options: EncodingOptions, train_pass: TrainPass<'_>) -> Result<Encoding> {
+    fn finish(
+        mut self,
+        spec: Option<&LabelSpec>,
+        options: EncodingOptions,
+        train_pass: TrainPass<'_>,
+    ) -> Result<Encoding> {
         let k = options.min_patients.max(1);
         let mut left_out = LeftOut::default();
+        let noisy_decades = match options.dp {
+            Some(_) => Some(self.take_noisy_counts(&options, k)?),
+            None => None,
+        };
         let FitCounts {
-            mut codes,
-            mut visit_types,
-            mut untyped_visit,
+            codes,
+            visit_types,
+            untyped_visit,
             labels,
-            mut demographics,
+            demographics,
             birth_years,
             train: mut t,
-            dp_keys,
+            dp_keys: _,
         } = self;
-        let mut noisy_decades = None;
-        if options.dp.is_some() {
-            // Every count the vocabulary is decided on becomes its noisy count (0 below the threshold).
-            let noisy = noisy_vocabulary(&dp_keys, &options, k)?;
-            let count = |key: DpKey| noisy.get(&key).copied().unwrap_or(0);
-            for (code, n) in codes.iter_mut() {
-                let c = count(DpKey::Code(code.clone()));
-                *n = (c, c);
-            }
-            for (ty, n) in visit_types.iter_mut() {
-                *n = count(DpKey::VisitType(ty.clone()));
-            }
-            // Whether some visit has no (kept) type, and which types training visits have, are facts one
-            // patient can change: a visit may always be of "another" type, and every kept type counts as seen.
-            untyped_visit = true;
-            t.visit_types = visit_types.keys().cloned().collect();
-            for (category, values) in demographics.iter_mut() {
-                for (value, n) in values.iter_mut() {
-                    *n = count(DpKey::Demographic(*category, value.clone()));
-                }
-            }
-            noisy_decades = Some(
-                noisy
-                    .iter()
-                    .filter_map(|(key, &n)| match key {
-                        DpKey::BirthDecade(first) if n > 0 => Some((*first, n)),
-                        _ => None,
-                    })
-                    .collect::<BTreeMap<i32, usize>>(),
-            );
-        }
         let edges = TimeEdges::fit(&mut t, spec, &options, k);
         let (lab_edges, rare_labs) = match options.dp {
             // Lab edges from the data are quantiles of patients' values: under DP only the spec's (public) are
