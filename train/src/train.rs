@@ -144,27 +144,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut state = TrainState::new(args, lr, &setup.settings);
     state.privacy = setup.private.as_ref().map(|p| p.plan.clone());
     if resuming {
-        let saved = load_last(&args.out, &mut vs, &mut adam)?;
-        if saved.privacy.is_some() && saved.epochs_planned != args.epochs {
-            bail!(
-                "--resume: epochs: was {}, now {}: a run with differential privacy set its noise for its planned \
-                 steps; resume it with --epochs {}",
-                saved.epochs_planned,
-                args.epochs,
-                saved.epochs_planned
-            );
-        }
-        state = TrainState {
-            epochs_planned: args.epochs,
-            settings: state.settings,
-            privacy: state.privacy,
-            ..saved
-        };
-        crate::resume::trim_log(&args.out.join(ck::LOG), state.epochs_done)?;
-        eprintln!(
-            "halo train: resuming after epoch {} (best validation loss {:.5} at epoch {})",
-            state.epochs_done, state.best_val_loss, state.best_epoch
-        );
+        state = resumed_state(args, &mut vs, &mut adam, state)?;
     } else {
         match (&setup.private, args.settings.reference_init) {
             (_, true) => {}
@@ -210,6 +190,39 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     for epoch in state.epochs_done + 1..=args.epochs {
         run.epoch(epoch, &mut state)?;
     }
+    say_done(args, &setup, &state);
+    Ok(())
+}
+
+/// The state of the run being resumed in `args.out` (its weights and Adam's moments loaded into `vs` and
+/// `adam`), with this invocation's plan, settings and privacy plan from `state`; the log cut to its epochs.
+fn resumed_state(args: &TrainArgs, vs: &mut nn::VarStore, adam: &mut Adam, state: TrainState) -> Result<TrainState> {
+    let saved = load_last(&args.out, vs, adam)?;
+    if saved.privacy.is_some() && saved.epochs_planned != args.epochs {
+        bail!(
+            "--resume: epochs: was {}, now {}: a run with differential privacy set its noise for its planned \
+             steps; resume it with --epochs {}",
+            saved.epochs_planned,
+            args.epochs,
+            saved.epochs_planned
+        );
+    }
+    let state = TrainState {
+        epochs_planned: args.epochs,
+        settings: state.settings,
+        privacy: state.privacy,
+        ..saved
+    };
+    crate::resume::trim_log(&args.out.join(ck::LOG), state.epochs_done)?;
+    eprintln!(
+        "halo train: resuming after epoch {} (best validation loss {:.5} at epoch {})",
+        state.epochs_done, state.best_val_loss, state.best_epoch
+    );
+    Ok(state)
+}
+
+/// The run's last line: its best validation loss, or with differential privacy the guarantee it spent.
+fn say_done(args: &TrainArgs, setup: &Setup, state: &TrainState) {
     match &setup.private {
         None => eprintln!(
             "halo train: done; best validation loss {:.5} at epoch {}; checkpoint {}",
@@ -227,7 +240,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             args.out.display()
         ),
     }
-    Ok(())
 }
 
 /// The plan of a run with differential privacy on `corpus`, printed: the records (the privacy unit), what the
