@@ -1,7 +1,7 @@
 //! Fitting an encoding on records: the vocabulary under the small-cell rule, bucket edges from the training
 //! split, the exclusive groups (time codes, partitioning labels).
 
-use super::counts::{DpKey, FitCounts, TrainCounts};
+use super::counts::{DpKey, FitCounts, LabelCounts, TrainCounts};
 use super::time_edges::TimeEdges;
 use super::*;
 use crate::privacy::statistics::NoiseStream;
@@ -142,13 +142,7 @@ impl FitCounts {
 
         // Labels: given in the records, or from the spec; then the demographic categories.
         let labels_given = labels.given;
-        let (label_names, label_groups) = match labels_given {
-            true => labels.ordered_names(options.dp.is_none())?,
-            false => (
-                spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default(),
-                Vec::new(),
-            ),
-        };
+        let (label_names, label_groups) = label_names(labels, spec, &options)?;
         tokens.extend(label_names.into_iter().map(|name| Token::Label { name }));
         let demographic_categories = match options.demographics {
             true => demographic_tokens(
@@ -196,6 +190,21 @@ impl FitCounts {
             record_visit_limit,
         })
     }
+}
+
+/// The label names in vocabulary order and the exclusive label groups: the records' own labels, or the spec's.
+fn label_names(
+    labels: LabelCounts,
+    spec: Option<&LabelSpec>,
+    options: &EncodingOptions,
+) -> Result<(Vec<String>, Vec<LabelCategory>)> {
+    Ok(match labels.given {
+        true => labels.ordered_names(options.dp.is_none())?,
+        false => (
+            spec.map(|s| s.labels.keys().cloned().collect()).unwrap_or_default(),
+            Vec::new(),
+        ),
+    })
 }
 
 /// The groups that open the vocabulary, in the order a visit draws them: the calendar first, so that everything
