@@ -213,8 +213,8 @@ pub fn as_read_back(index: u64, p: &Patient) -> Patient {
 pub(super) enum BirthAdjustment {
     /// No birth year: the first visit's year.
     Missing,
-    /// Born after the first visit (a first visit without an age bucket is dated 2000-01-01): born on the
-    /// first visit's date instead.
+    /// Born after the first visit (a first visit without an age bucket is dated inside its calendar bucket, or
+    /// 2000-01-01 without the calendar group): born on the first visit's date instead.
     AfterFirstVisit,
 }
 

@@ -34,7 +34,8 @@
 //! value and take the concept id of [`DEMOGRAPHIC_CONCEPTS`] (or the value itself when it is a concept id,
 //! as the reader keeps ids without a source value; else 0). A record without a birth year gets its first
 //! visit's year (`year_of_birth` is NOT NULL), counted in [`OmopWriteReport::persons_without_birth_year`];
-//! one born after its first visit (the sampler dates a first visit without an age bucket 2000-01-01) is
+//! one born after its first visit (the sampler dates a first visit without an age bucket inside its calendar
+//! bucket, or 2000-01-01 without the calendar group) is
 //! written as born on that visit's date, counted in [`OmopWriteReport::births_after_first_visit`].
 //! Type concepts are 32817 (EHR). A source value longer than the DDL's `varchar(50)` is cut to 50 characters
 //! ([`tables::SOURCE_VALUE_WIDTH`]) and counted in [`OmopWriteReport::truncated_source_values`]; the model
@@ -100,7 +101,8 @@ pub struct OmopWriteReport {
     /// Persons whose `year_of_birth` is their first visit's year (the model has no birth year).
     pub persons_without_birth_year: u64,
     /// Persons whose sampled birth lies after their first visit (a first visit without an age bucket is
-    /// dated 2000-01-01), written as born on the first visit's date.
+    /// dated inside its calendar bucket, or 2000-01-01 without the calendar group), written as born on the first
+    /// visit's date.
     pub births_after_first_visit: u64,
     /// Persons written with a `death` row (records holding the death code).
     pub deaths: u64,

@@ -442,7 +442,8 @@ fn omop_notes(r: &halo_core::omop_write::OmopWriteReport) {
     if r.births_after_first_visit > 0 {
         eprintln!(
             "halo-sample: note: {} of {} persons were sampled with a birth after their first visit (a first visit \
-             without an age bucket is dated 2000-01-01); person.csv has them born on that visit's date",
+             without an age bucket is dated inside its calendar bucket, or on 2000-01-01 by a model without the \
+             calendar group); person.csv has them born on that visit's date",
             r.births_after_first_visit, r.persons
         );
     }
