@@ -165,7 +165,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         (None, Some(corpus)) => train::TrainInput::Corpus(corpus),
         (None, None) => bail!("give --data (records) or --corpus (a prepared corpus)"),
     };
-    let mut encoding = cmd.encoding.options(cmd.seed);
+    let mut encoding = cmd.encoding.options(cmd.seed)?;
     if let (train::TrainInput::Data(_), Some(epsilon)) = (&input, cmd.dp_epsilon) {
         // From records, the corpus's statistics (vocabulary, shares) are fitted under the same budget: they
         // spend --dp-statistics-share of it, DP-SGD the rest (a corpus is prepared with its own).

@@ -5,7 +5,7 @@ use crate::PrepareArgs;
 use anyhow::Result;
 use clap::Args;
 use halo_core::config::Preset;
-use halo_core::encoding::{CodeOrder, EncodingOptions};
+use halo_core::encoding::{CodeOrder, EncodingOptions, PublicCodes};
 use halo_core::privacy::statistics::DpStatistics;
 use halo_core::{Format, ReadOptions};
 use std::path::PathBuf;
@@ -102,6 +102,13 @@ pub struct EncodingArgs {
     /// but codes per visit -3.6% -> -8.2%; off by default.
     #[arg(long, conflicts_with = "no_gaps")]
     pub windows: bool,
+    /// A public list of medical codes (one per line as the vocabulary spells them, e.g. condition/201826 or
+    /// DIAGNOSIS//ICD//10//E11.9; `#` comments): the vocabulary's codes come from it, not from the data's
+    /// counts. Under --dp-epsilon every listed code enters and no budget is spent choosing codes (on few
+    /// patients the noisy counts keep only the commonest); without it, the listed codes that pass
+    /// --min-patients. docs/dp-sgd.md
+    #[arg(long, value_name = "FILE")]
+    pub public_codes: Option<PathBuf>,
     /// Under differential privacy (`--dp-epsilon`): the share of the run's epsilon that the data's statistics
     /// (the vocabulary's noisy counts, the calibration's gap and visit-type shares) spend; DP-SGD gets the rest.
     #[arg(long, value_name = "SHARE", default_value_t = halo_core::privacy::statistics::DEFAULT_EPSILON_SHARE, value_parser = parse_share)]
@@ -127,8 +134,12 @@ fn parse_share(s: &str) -> Result<f64, String> {
 impl EncodingArgs {
     /// The encoding options asked for (the context's visits and the window stride are set when the
     /// model's context is known, `halo_train::prepare::encoding_options`).
-    pub fn options(&self, seed: u64) -> EncodingOptions {
-        EncodingOptions {
+    pub fn options(&self, seed: u64) -> Result<EncodingOptions> {
+        let public_codes = match &self.public_codes {
+            Some(path) => Some(PublicCodes::read(path)?),
+            None => None,
+        };
+        Ok(EncodingOptions {
             gaps: !self.no_gaps,
             labs: !self.no_labs,
             demographics: !self.no_demographics,
@@ -142,7 +153,8 @@ impl EncodingArgs {
             visit_size_buckets: self.visit_size_buckets,
             calendar: !self.no_calendar,
             dp: None,
-        }
+            public_codes,
+        })
     }
 
     /// The data's statistics under differential privacy for a run of `epsilon` at `delta` (`halo prepare
@@ -203,7 +215,7 @@ pub fn run(cmd: PrepareCmd) -> Result<()> {
         n_ctx >= 3,
         "--n-ctx must be at least 3 (one visit besides the start and label rows)"
     );
-    let mut options = cmd.encoding.options(cmd.seed);
+    let mut options = cmd.encoding.options(cmd.seed)?;
     options.dp = cmd
         .dp_epsilon
         .map(|epsilon| cmd.encoding.dp_statistics(epsilon, cmd.dp_delta, cmd.seed));

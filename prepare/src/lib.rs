@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use halo_core::corpus::{CorpusInfo, CorpusWriter, CORPUS_FORMAT_VERSION, INFO};
-use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec, TrainingShares};
+use halo_core::encoding::{Encoding, EncodingOptions, LabelSpec, Token, TrainingShares};
 use halo_core::fsutil::{self, temp_sibling, write_json_atomic, Target};
 use halo_core::manifest::{checkpoint as ck, TrainingSummary};
 use halo_core::privacy::PrivacyLedger;
@@ -194,7 +194,10 @@ fn prepare_into(args: &PrepareArgs, dir: &Path) -> Result<StageTimes> {
     write_json_atomic(&dir.join(INFO), &info)?;
     if let Some(dp) = &encoding.options.dp {
         // What the corpus released of the records, for DP-SGD to compose on top of.
-        let ledger = PrivacyLedger::new(dp.mechanisms(encoding.options.gaps)?, dp.delta);
+        let ledger = PrivacyLedger::new(
+            dp.mechanisms(encoding.options.gaps, encoding.options.public_codes.is_some())?,
+            dp.delta,
+        );
         ledger.write_in(dir)?;
         if !args.quiet {
             for line in halo_core::privacy::describe(Some(&ledger)) {
@@ -337,6 +340,22 @@ fn report_encoding(split: &SplitAssignment, encoding: &Encoding, info: &CorpusIn
          {} visit types seen in fewer patients",
         encoding.options.min_patients, left.codes, left.labs, left.demographic_values, left.visit_types
     );
+    if let Some(public) = &encoding.options.public_codes {
+        let kept = encoding.tokens[..encoding.code_vocab_size]
+            .iter()
+            .filter(|t| matches!(t, Token::Code { .. }))
+            .count();
+        eprintln!(
+            "halo prepare: codes from the public list ({} codes, sha256 {}): {kept} in the vocabulary{}",
+            public.count,
+            &public.sha256[..12],
+            match encoding.options.dp {
+                Some(_) =>
+                    " (every listed code, seen or not: under differential privacy no count chooses them)".to_string(),
+                None => format!("; {} codes of the data are not on it", left.not_listed),
+            }
+        );
+    }
     if !encoding.label_groups.is_empty() {
         let names: Vec<&str> = encoding.label_groups.iter().map(|g| g.name.as_str()).collect();
         eprintln!(

@@ -49,6 +49,10 @@ fn bounded_keys(p: &Patient, options: &EncodingOptions, dp: &crate::privacy::sta
     let types: BTreeSet<&str> = p.visits.iter().filter_map(|v| v.visit_type.as_deref()).collect();
     keys.extend(types.into_iter().map(|t| DpKey::VisitType(t.to_string())));
     keys.truncate(dp.max_codes_per_patient);
+    if options.public_codes.is_some() {
+        // The codes come from the public list: none is counted.
+        return keys;
+    }
     let codes: BTreeSet<&str> = p.visits.iter().flat_map(|v| &v.codes).map(String::as_str).collect();
     let mut ranked: Vec<(u64, &str)> = codes.into_iter().map(|c| (dp.key_rank(&p.id, c), c)).collect();
     let room = dp.max_codes_per_patient - keys.len();

@@ -67,9 +67,17 @@ impl FitCounts {
     fn take_noisy_counts(&mut self, options: &EncodingOptions, k: usize) -> Result<BTreeMap<i32, usize>> {
         let noisy = noisy_vocabulary(&self.dp_keys, options, k)?;
         let count = |key: DpKey| noisy.get(&key).copied().unwrap_or(0);
-        for (code, n) in self.codes.iter_mut() {
-            let c = count(DpKey::Code(code.clone()));
-            *n = (c, c);
+        match &options.public_codes {
+            // Every listed code enters, seen or not, with the same count: nothing about the data decides.
+            Some(public) => {
+                self.codes = public.codes.iter().map(|c| (c.clone(), (k, k))).collect();
+            }
+            None => {
+                for (code, n) in self.codes.iter_mut() {
+                    let c = count(DpKey::Code(code.clone()));
+                    *n = (c, c);
+                }
+            }
         }
         for (ty, n) in self.visit_types.iter_mut() {
             *n = count(DpKey::VisitType(ty.clone()));
@@ -106,6 +114,11 @@ impl FitCounts {
             Some(_) => Some(self.take_noisy_counts(&options, k)?),
             None => None,
         };
+        if let (Some(public), None) = (&options.public_codes, &options.dp) {
+            let before = self.codes.len();
+            self.codes.retain(|code, _| public.codes.contains(code));
+            left_out.not_listed = before - self.codes.len();
+        }
         let FitCounts {
             codes,
             visit_types,

@@ -94,6 +94,9 @@ pub struct LeftOut {
     /// Visit types held by fewer than `min_patients` patients (their visits take `VISIT_TYPE/<other>`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub visit_types: usize,
+    /// Codes of the data that the public code list ([`EncodingOptions::public_codes`]) does not hold.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_listed: usize,
 }
 
 /// A patient as HALO sees it: label codes, then visits of code indices (each sorted, distinct).

@@ -124,6 +124,72 @@ pub struct EncodingOptions {
     /// public bucket edges. Absent: exact counts under the small-cell rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<crate::privacy::statistics::DpStatistics>,
+    /// Medical codes given as public input (`--public-codes`): the vocabulary's codes come from this list
+    /// instead of the data's counts. Under differential privacy every listed code enters, seen or not, so
+    /// that no budget is spent choosing codes; without it, the listed codes that pass the small-cell rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_codes: Option<PublicCodes>,
+}
+
+/// A public list of medical codes, one per line as the vocabulary spells them (`condition/201826`,
+/// `DIAGNOSIS//ICD//10//E11.9`); blank lines and lines starting with `#` are skipped. `encoding.json` records
+/// its digest and size, not its codes (the vocabulary holds the ones kept) nor where it was read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicCodes {
+    /// sha256 of the distinct codes, sorted, one per line.
+    pub sha256: String,
+    pub count: usize,
+    #[serde(skip)]
+    pub codes: BTreeSet<String>,
+}
+
+/// Two lists are the same list when their digests are (a list read back from `encoding.json` has no codes).
+impl PartialEq for PublicCodes {
+    fn eq(&self, other: &PublicCodes) -> bool {
+        self.sha256 == other.sha256 && self.count == other.count
+    }
+}
+
+impl PublicCodes {
+    /// The list in `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<PublicCodes> {
+        let mut codes = BTreeSet::new();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.trim();
+            if code.is_empty() || code.starts_with('#') {
+                continue;
+            }
+            if code.chars().any(char::is_whitespace) {
+                return Err(Error::Line {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("`{code}`: expected one code per line, without spaces"),
+                });
+            }
+            codes.insert(code.to_string());
+        }
+        if codes.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: no codes (expected one code per line, as the vocabulary spells them, e.g. condition/201826)",
+                path.display()
+            )));
+        }
+        let joined: String = codes.iter().map(|c| format!("{c}\n")).collect();
+        Ok(PublicCodes {
+            sha256: crate::manifest::sha256_hex(joined.as_bytes()),
+            count: codes.len(),
+            codes,
+        })
+    }
+
+    /// The list in the file at `path`.
+    pub fn read(path: &std::path::Path) -> Result<PublicCodes> {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        PublicCodes::parse(&text, path)
+    }
 }
 
 /// Fields that older encodings lack are left out while zero, so that files written without them keep their
@@ -166,6 +232,7 @@ impl Default for EncodingOptions {
             visit_size_buckets: DEFAULT_VISIT_SIZE_BUCKETS,
             calendar: false,
             dp: None,
+            public_codes: None,
         }
     }
 }

@@ -141,14 +141,19 @@ impl DpStatistics {
 
     /// The mechanisms the statistics run (the gap shares only with gap codes), with their ε alone at the
     /// run's δ: what `halo prepare` writes as the corpus's ledger.
-    pub fn mechanisms(&self, gaps: bool) -> Result<Vec<Mechanism>> {
+    /// With `public_codes` the codes come from a public list and the vocabulary's counts are of visit types
+    /// and demographic values only.
+    pub fn mechanisms(&self, gaps: bool, public_codes: bool) -> Result<Vec<Mechanism>> {
         let noise = self.noise()?;
         let delta = self.delta;
+        let what = match public_codes {
+            true => "which visit types and demographic values enter the vocabulary (its codes come from a public list)",
+            false => "which codes, labs, visit types and demographic values enter the vocabulary",
+        };
         let vocabulary = Mechanism::gaussian(
             "vocabulary",
             &format!(
-                "which codes, labs, visit types and demographic values enter the vocabulary: the noisy count of \
-                 the patients holding each, every patient counted for at most {} of them",
+                "{what}: the noisy count of the patients holding each, every patient counted for at most {} of them",
                 self.max_codes_per_patient
             ),
             noise.vocabulary_sigma,
@@ -327,7 +332,7 @@ mod tests {
     #[test]
     fn the_statistics_spend_their_share_and_the_threshold_covers_single_patients() {
         let stats = DpStatistics::for_run(8.0, 1e-5, 7);
-        let mechanisms = stats.mechanisms(true).unwrap();
+        let mechanisms = stats.mechanisms(true, false).unwrap();
         assert_eq!(mechanisms.len(), 4);
         let ledger = super::super::PrivacyLedger::new(mechanisms, 1e-5);
         // All four compose to the share (bisection to 1e-6 of σ).

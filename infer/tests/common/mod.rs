@@ -260,6 +260,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
             visit_size_buckets: 0,
             calendar: false,
             dp: None,
+            public_codes: None,
         },
         tokens,
         code_vocab_size,

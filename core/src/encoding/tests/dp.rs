@@ -101,3 +101,79 @@ fn under_dp_edges_are_public_and_shares_are_noisy_counts() {
     assert!(shares[bucket] > 0.9 && shares[bucket] != 799.0 / 800.0, "{shares:?}");
     assert_eq!(enc.gap_bucket_shares(&all), shares);
 }
+
+fn listed(codes: &[&str]) -> PublicCodes {
+    let text: String = codes.iter().map(|c| format!("{c}\n")).collect();
+    PublicCodes::parse(&format!("# a test list\n\n{text}"), Path::new("list.txt")).unwrap()
+}
+
+fn codes_of(enc: &Encoding) -> Vec<&str> {
+    let mut codes: Vec<&str> = enc
+        .tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Code { code } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[test]
+fn under_dp_a_public_list_is_the_vocabulary_whatever_the_data_hold() {
+    // At ε 0.05 noisy counts let no code in (see above); the list's codes enter all the same, seen or not,
+    // and a code off the list stays out however common.
+    let mut all: Vec<Patient> = (0..300)
+        .map(|i| patient(i, if i < 120 { &["COMMON", "FREQUENT"] } else { &["COMMON"] }))
+        .collect();
+    let options = EncodingOptions {
+        min_patients: 1,
+        dp: Some(dp_statistics(0.05, 1)),
+        public_codes: Some(listed(&["FREQUENT", "NEVER_SEEN", "PLANTED"])),
+        ..options()
+    };
+    let train: Vec<&Patient> = all.iter().collect();
+    let enc = Encoding::fit(&all, &train, None, options.clone()).unwrap();
+    assert_eq!(codes_of(&enc), ["FREQUENT", "NEVER_SEEN", "PLANTED"]);
+    // One more patient with a listed code nobody held: the same vocabulary (no count decided it).
+    all[7].visits[0].codes.push("PLANTED".into());
+    let train: Vec<&Patient> = all.iter().collect();
+    assert_eq!(Encoding::fit(&all, &train, None, options).unwrap().tokens, enc.tokens);
+}
+
+#[test]
+fn without_dp_a_public_list_keeps_its_codes_that_pass_the_small_cell_rule() {
+    let mut all: Vec<Patient> = (0..30)
+        .map(|i| patient(i, if i < 12 { &["COMMON", "FREQUENT"] } else { &["COMMON"] }))
+        .collect();
+    all[7].visits[0].codes.push("RARE".into());
+    let train: Vec<&Patient> = all.iter().collect();
+    let options = EncodingOptions {
+        public_codes: Some(listed(&["FREQUENT", "NEVER_SEEN", "RARE"])),
+        ..options()
+    };
+    let enc = Encoding::fit(&all, &train, None, options).unwrap();
+    assert_eq!(codes_of(&enc), ["FREQUENT"]);
+    // COMMON is not listed; RARE is but one patient holds it.
+    assert_eq!(enc.left_out.not_listed, 1);
+    assert_eq!(enc.left_out.codes, 1);
+    // The list's digest and size are recorded, not its codes.
+    let json = serde_json::to_string(&enc.options).unwrap();
+    assert!(json.contains("public_codes") && !json.contains("NEVER_SEEN"), "{json}");
+}
+
+#[test]
+fn a_public_list_with_a_bad_line_names_the_file_and_line() {
+    let err = PublicCodes::parse("condition/1\ncondition 2\n", Path::new("codes.txt")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "codes.txt:2: `condition 2`: expected one code per line, without spaces"
+    );
+    let err = PublicCodes::parse("# only a comment\n", Path::new("codes.txt")).unwrap_err();
+    assert!(err.to_string().starts_with("codes.txt: no codes"), "{err}");
+    // Order and repeats do not change the list.
+    let a = PublicCodes::parse("b\na\n", Path::new("x")).unwrap();
+    let b = PublicCodes::parse("a\nb\nb\n", Path::new("x")).unwrap();
+    assert_eq!((a.count, &a.sha256), (2, &b.sha256));
+}
