@@ -3,7 +3,8 @@
 # same epochs and seed, each exported, sampled (as many records as the training split, seed 1) and evaluated;
 # then one table of the figures issue 29 asks for (scripts/dp-table.py). Heavy: run it alone.
 #   scripts/dp-table.sh OUT [EPOCHS [EPSILONS...]]      e.g. scripts/dp-table.sh runs/dp-table 20 8 3 1
-# FROM_DATA=1 prepares each run's corpus from the records (DP runs: under their epsilon) instead of sharing CORPUS.
+# FROM_DATA=1 prepares each run's corpus from the records (DP runs: under their epsilon) instead of sharing CORPUS;
+# PUBLIC_CODES=FILE (with FROM_DATA=1) gives the DP runs that public code list (--public-codes) as their codes.
 # DP_LR sets the DP runs' --lr (default 1e-2: at epsilon 8, 10 epochs, validation loss 0.0549 at 1e-3, 0.0483 at 3e-3, lower at 1e-2); the run without
 # DP keeps the preset's.
 set -euo pipefail
@@ -38,6 +39,8 @@ one() {
 }
 one no-dp
 for eps in "${epsilons[@]}"; do
-  one "eps$eps" --dp-epsilon "$eps" --lr "${DP_LR:-1e-2}"
+  public=()
+  [ -n "${PUBLIC_CODES:-}" ] && public=(--public-codes "$PUBLIC_CODES")
+  one "eps$eps" --dp-epsilon "$eps" --lr "${DP_LR:-1e-2}" "${public[@]}"
 done
 python3 scripts/dp-table.py "$out"/no-dp $(for eps in "${epsilons[@]}"; do echo "$out/eps$eps"; done)

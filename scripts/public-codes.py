@@ -23,6 +23,9 @@ def main() -> int:
     ap.add_argument("concept", type=pathlib.Path, help="CONCEPT.csv (comma or tab separated, with a header)")
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated OMOP domain_ids")
+    ap.add_argument("--source-values", action="store_true",
+                    help="also list each concept's code as a source value in every event table "
+                         "(<table>/src:<concept_code>), the spelling of rows whose concept_id is 0")
     a = ap.parse_args()
     wanted = {d.strip() for d in a.domains.split(",") if d.strip()}
     unknown = wanted - DOMAINS.keys()
@@ -48,6 +51,9 @@ def main() -> int:
                 return 2
             if cid != "0":
                 codes.add(f"{DOMAINS[domain]}/{cid}")
+                code = row.get("concept_code", "").strip()
+                if a.source_values and code and not any(ch.isspace() for ch in code):
+                    codes.update(f"{table}/src:{code}" for table in DOMAINS.values())
     tmp = a.out.with_name(a.out.name + ".tmp")
     tmp.write_text(f"# {len(codes)} concepts of {', '.join(sorted(wanted))} from an OMOP CONCEPT table\n"
                    + "".join(f"{c}\n" for c in sorted(codes)))

@@ -93,3 +93,56 @@ fn a_dp_corpus_records_its_ledger_and_the_same_seed_gives_the_same_corpus() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--visit-size-buckets"), "{}", stderr(&o));
 }
+
+/// `--public-codes` under DP: the vocabulary's codes are the list's, seen or not, whatever the noisy counts
+/// would keep; the ledger says so; the list's path is written nowhere; a bad line is named.
+#[test]
+fn under_dp_a_public_code_list_is_the_vocabulary_and_its_path_stays_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("planted-list-path-4f9c.txt");
+    std::fs::write(&list, "# public\nMEAS/72514-3\nMEAS/8302-2\nNEVER/seen\n").unwrap();
+    let out = dir.path().join("corpus");
+    // At epsilon 1 the noisy counts of 60 patients would keep no code.
+    let o = prepare(&out, &["--dp-epsilon", "1", "--public-codes", list.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let encoding: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("encoding.json")).unwrap()).unwrap();
+    let mut codes: Vec<&str> = encoding["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "code")
+        .map(|t| t["code"].as_str().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["MEAS/72514-3", "MEAS/8302-2", "NEVER/seen"]);
+    assert_eq!(encoding["options"]["public_codes"]["count"], 3);
+    let ledger = PrivacyLedger::read_in(&out).unwrap().expect("privacy.json");
+    assert!(
+        ledger.mechanisms[0].covers.contains("codes come from a public list"),
+        "{ledger:?}"
+    );
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("planted-list-path-4f9c"),
+                "{} names the list's path",
+                path.display()
+            );
+        }
+    }
+    std::fs::write(&list, "MEAS/72514-3\nMEAS 8302-2\n").unwrap();
+    let o = prepare(
+        &dir.path().join("refused"),
+        &["--dp-epsilon", "1", "--public-codes", list.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("planted-list-path-4f9c.txt:2: `MEAS 8302-2`: expected one code per line"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -156,7 +156,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 train,
                 &private.records,
                 &setup.encoding,
-                dp::plan::PRIOR_NOISE_MULTIPLIER,
+                private.plan.prior_noise_multiplier.expect("a noisy prior is planned"),
                 dp::sampling::step_seed(args.settings.seed, 0),
             )),
         }
@@ -208,6 +208,12 @@ fn resumed_state(args: &TrainArgs, vs: &mut nn::VarStore, adam: &mut Adam, state
             saved.epochs_planned,
             args.epochs,
             saved.epochs_planned
+        );
+    }
+    if saved.privacy.is_some() && saved.privacy != state.privacy {
+        bail!(
+            "--resume: the run's privacy plan (its noise and what it spends) was made by another version of halo \
+             train and differs from this one's: finish it with that version, or start a new run"
         );
     }
     let state = TrainState {

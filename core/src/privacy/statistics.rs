@@ -147,7 +147,9 @@ impl DpStatistics {
         let noise = self.noise()?;
         let delta = self.delta;
         let what = match public_codes {
-            true => "which visit types and demographic values enter the vocabulary (its codes come from a public list)",
+            true => {
+                "which visit types and demographic values enter the vocabulary, whose codes come from a public list"
+            }
             false => "which codes, labs, visit types and demographic values enter the vocabulary",
         };
         let vocabulary = Mechanism::gaussian(
@@ -290,12 +292,12 @@ impl GaussianNoise {
 
 /// The noise multiplier of one Gaussian mechanism that is (epsilon, delta)-DP by the RDP conversion, to a
 /// relative 1e-6 (bisection; the result meets the target).
-fn gaussian_noise_for(epsilon: f64, delta: f64) -> Result<f64> {
+pub fn gaussian_noise_for(epsilon: f64, delta: f64) -> Result<f64> {
     let at = |sigma: f64| Rdp::gaussian(sigma, 1).epsilon(delta).0;
     let (mut lo, mut hi) = (1e-3_f64, 1e4_f64);
     if at(hi) > epsilon {
         return Err(Error::Invalid(format!(
-            "epsilon {epsilon} for the data's statistics is too small to reach (noise multiplier above {hi})"
+            "epsilon {epsilon} is too small to reach with one Gaussian mechanism (noise multiplier above {hi})"
         )));
     }
     while hi / lo > 1.0 + 1e-6 {
