@@ -100,6 +100,19 @@ impl FitCounts {
             .collect())
     }
 
+    /// Without differential privacy, a public code list keeps only its own codes (under DP it replaced the
+    /// counts already, `take_noisy_counts`); returns how many of the data's codes it left out.
+    fn drop_unlisted(&mut self, options: &EncodingOptions) -> usize {
+        match (&options.public_codes, &options.dp) {
+            (Some(public), None) => {
+                let before = self.codes.len();
+                self.codes.retain(|code, _| public.codes.contains(code));
+                before - self.codes.len()
+            }
+            _ => 0,
+        }
+    }
+
     /// The encoding; `train_pass` calls its argument on every training patient again (in the order
     /// observed), needed only for the visit sizes.
     fn finish(
@@ -114,11 +127,7 @@ impl FitCounts {
             Some(_) => Some(self.take_noisy_counts(&options, k)?),
             None => None,
         };
-        if let (Some(public), None) = (&options.public_codes, &options.dp) {
-            let before = self.codes.len();
-            self.codes.retain(|code, _| public.codes.contains(code));
-            left_out.not_listed = before - self.codes.len();
-        }
+        left_out.not_listed = self.drop_unlisted(&options);
         let FitCounts {
             codes,
             visit_types,
