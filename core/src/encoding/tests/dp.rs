@@ -18,12 +18,26 @@ fn has_code(enc: &Encoding, code: &str) -> bool {
         .any(|t| matches!(t, Token::Code { code: c } if c == code))
 }
 
+/// `patients` patients, each with COMMON; the first `frequent` of them also with FREQUENT.
+fn common_and_frequent(patients: usize, frequent: usize) -> Vec<Patient> {
+    (0..patients)
+        .map(|i| {
+            patient(
+                i,
+                if i < frequent {
+                    &["COMMON", "FREQUENT"]
+                } else {
+                    &["COMMON"]
+                },
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn under_dp_a_planted_rare_code_stays_out_though_the_small_cell_rule_would_keep_it() {
     // 300 patients share COMMON; 120 of them also FREQUENT; one alone holds PLANTED.
-    let mut all: Vec<Patient> = (0..300)
-        .map(|i| patient(i, if i < 120 { &["COMMON", "FREQUENT"] } else { &["COMMON"] }))
-        .collect();
+    let mut all = common_and_frequent(300, 120);
     all[7].visits[0].codes.push("PLANTED".into());
     let train: Vec<&Patient> = all.iter().collect();
     let exact = EncodingOptions {
@@ -124,9 +138,7 @@ fn codes_of(enc: &Encoding) -> Vec<&str> {
 fn under_dp_a_public_list_is_the_vocabulary_whatever_the_data_hold() {
     // At ε 0.05 noisy counts let no code in (see above); the list's codes enter all the same, seen or not,
     // and a code off the list stays out however common.
-    let mut all: Vec<Patient> = (0..300)
-        .map(|i| patient(i, if i < 120 { &["COMMON", "FREQUENT"] } else { &["COMMON"] }))
-        .collect();
+    let mut all = common_and_frequent(300, 120);
     let options = EncodingOptions {
         min_patients: 1,
         dp: Some(dp_statistics(0.05, 1)),
@@ -144,9 +156,7 @@ fn under_dp_a_public_list_is_the_vocabulary_whatever_the_data_hold() {
 
 #[test]
 fn without_dp_a_public_list_keeps_its_codes_that_pass_the_small_cell_rule() {
-    let mut all: Vec<Patient> = (0..30)
-        .map(|i| patient(i, if i < 12 { &["COMMON", "FREQUENT"] } else { &["COMMON"] }))
-        .collect();
+    let mut all = common_and_frequent(30, 12);
     all[7].visits[0].codes.push("RARE".into());
     let train: Vec<&Patient> = all.iter().collect();
     let options = EncodingOptions {
