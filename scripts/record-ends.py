@@ -9,7 +9,7 @@ checkpoint's training split (split.json), and the synthetic JSONL records. Print
   - with --code, per sex and birth decade: persons, the share holding the code, its visits per holder and
     its share of visits, so that a prevalence miss can be told apart from a per-visit rate miss.
 Codes are spelled as the OMOP reader spells them (`procedure/<concept_id>`, `<domain>/src:<source value>`).
-Rows of fewer than 10 persons are printed as counts only.
+A real bucket or row of fewer than 10 persons is shown as a count only.
 """
 import argparse
 import collections
@@ -75,8 +75,9 @@ def main():
     print("last visit (5-year bucket): share of records, real / synthetic")
     shares = {k: collections.Counter(int(r[2][:4]) // 5 * 5 for r in v) for k, v in sides.items()}
     for bucket in sorted(set(shares["real"]) | set(shares["synthetic"])):
-        print(f"  {bucket}-{bucket + 4}: " + " / ".join(
-            f"{shares[k][bucket] / len(sides[k]):.3f}" for k in ("real", "synthetic")))
+        real = shares["real"][bucket]
+        real = f"{real / len(sides['real']):.3f}" if real == 0 or real >= MIN_PERSONS else f"<{MIN_PERSONS} records"
+        print(f"  {bucket}-{bucket + 4}: {real} / {shares['synthetic'][bucket] / len(sides['synthetic']):.3f}")
     if not a.code:
         return
     print(f"{a.code} by sex and birth decade: persons, share holding it, visits per holder, share of visits")
