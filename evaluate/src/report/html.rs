@@ -209,7 +209,17 @@ fn inputs_section(o: &mut String, r: &Report) {
 
 fn fidelity_section(o: &mut String, r: &Report) {
     let f = &r.fidelity;
-    o.push_str("<h2>Fidelity</h2><h3>Code probabilities</h3>");
+    o.push_str("<h2>Fidelity</h2>");
+    probabilities_section(o, f);
+    shape_section(o, f);
+    characterisation_section(o, f);
+    labels_section(o, f);
+    continuous_section(o, f);
+}
+
+/// The code and pair probabilities' R², with their scatter plots.
+fn probabilities_section(o: &mut String, f: &Fidelity) {
+    o.push_str("<h3>Code probabilities</h3>");
     explain(o, "R² = sklearn r2_score(y_true = real, y_pred = synthetic) over every code (or pair) seen in either data set, missing = 0. Visit level: share of visits holding the code or pair (consecutive pairs: share of visit-to-next-visit transitions); record level: share of records. Good: close to the ceiling, the R² of the real test split against the real training split (1 is perfect; it can be negative).");
     let rows: Vec<Vec<String>> = f
         .probabilities
@@ -254,7 +264,10 @@ fn fidelity_section(o: &mut String, r: &Report) {
     }
     o.push_str("</div>");
     explain(o, "Each point is a code or pair (the most probable ones and a random sample of the rest); on the dashed diagonal the synthetic probability equals the real one. Hover a point for its name.");
+}
 
+/// Records, visits and codes per split, with the shape histograms.
+fn shape_section(o: &mut String, f: &Fidelity) {
     o.push_str("<h3>Record shape</h3>");
     let s = &f.shape;
     let row = |name: &str, g: &dyn Fn(&DatasetShape) -> String| {
@@ -280,8 +293,10 @@ fn fidelity_section(o: &mut String, r: &Report) {
         o.push_str(&plot::histogram(h));
     }
     o.push_str("</div>");
-    characterisation_section(o, f);
+}
 
+/// Each label's share of records, and whether synthetic labels agree with their codes.
+fn labels_section(o: &mut String, f: &Fidelity) {
     o.push_str("<h3>Labels</h3>");
     if f.labels.is_empty() {
         o.push_str("<p>No labels.</p>");
@@ -317,7 +332,10 @@ fn fidelity_section(o: &mut String, r: &Report) {
              is what the label spec gives for their own codes (good: 100%).",
         );
     }
+}
 
+/// Gaps between visits and lab values.
+fn continuous_section(o: &mut String, f: &Fidelity) {
     o.push_str("<h3>Continuous variables</h3>");
     let c = &f.continuous;
     table(
