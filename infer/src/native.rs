@@ -164,11 +164,39 @@ macro_rules! widest {
             portable($($arg),*)
         }
     };
+    // A kernel that keeps four rows' sums of `$lanes` values each in vector registers: each CPU gets the
+    // width its registers hold (AVX-512's 32 registers take four rows of 64; AVX2's 16 registers of 8 lanes
+    // would spill them to the stack on every multiply-add, so four rows of 16 at a time). Each sum is the
+    // same sequence of fused multiply-adds at any width.
+    // `$at` is the kernel at a given width, for the tests that compare the widths.
+    ($vis:vis $name:ident, $at:ident<const $lanes:ident>($($arg:ident: $ty:ty),*) $body:block) => {
+        #[inline(always)]
+        fn $at<const $lanes: usize>($($arg: $ty),*) $body
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) { $at::<64>($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) { $at::<16>($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $at::<8>($($arg),*)
+        }
+    };
 }
 
-widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f32]) {
-    // Four rows and one panel of units at a time: the sums stay in registers, each weight is read once
-    // for four rows. Every unit adds its history inputs in input order, whichever rows it is computed with.
+widest!(add_history, add_history_at<const LANES>(rows: &mut [&mut RowState], head: &NativeHead, history: &[f32]) {
+    // Four rows and one panel of units at a time, `LANES` units of it per pass: the sums stay in registers,
+    // each weight is read once for four rows. Every unit adds its history inputs in input order, whichever
+    // rows it is computed with.
     let e = head.layout.n_embd;
     let hidden = head.layout.hidden();
     let tiled = rows.len() / 4 * 4;
@@ -177,26 +205,30 @@ widest!(add_history(rows: &mut [&mut RowState], head: &NativeHead, history: &[f3
         let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
         let (x0, x1, x2, x3) = (&x[..e], &x[e..2 * e], &x[2 * e..3 * e], &x[3 * e..]);
         for k in 0..head.layout.history_panels() {
-            let units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
-            let n = units.len();
-            let (mut s0, mut s1, mut s2, mut s3) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
-            s0[..n].copy_from_slice(&r0.pre[units.clone()]);
-            s1[..n].copy_from_slice(&r1.pre[units.clone()]);
-            s2[..n].copy_from_slice(&r2.pre[units.clone()]);
-            s3[..n].copy_from_slice(&r3.pre[units.clone()]);
-            for (i, w) in head.history_panel(k).iter().enumerate() {
-                let (a0, a1, a2, a3) = (x0[i], x1[i], x2[i], x3[i]);
-                for k in 0..BLOCK {
-                    s0[k] = a0.mul_add(w[k], s0[k]);
-                    s1[k] = a1.mul_add(w[k], s1[k]);
-                    s2[k] = a2.mul_add(w[k], s2[k]);
-                    s3[k] = a3.mul_add(w[k], s3[k]);
+            let panel_units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
+            for first in (0..panel_units.len()).step_by(LANES) {
+                let units = panel_units.start + first..(panel_units.start + first + LANES).min(panel_units.end);
+                let n = units.len();
+                let (mut s0, mut s1, mut s2, mut s3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                s0[..n].copy_from_slice(&r0.pre[units.clone()]);
+                s1[..n].copy_from_slice(&r1.pre[units.clone()]);
+                s2[..n].copy_from_slice(&r2.pre[units.clone()]);
+                s3[..n].copy_from_slice(&r3.pre[units.clone()]);
+                for (i, w) in head.history_panel(k).iter().enumerate() {
+                    let w: &[f32; LANES] = w[first..first + LANES].try_into().expect("lanes inside the panel");
+                    let (a0, a1, a2, a3) = (x0[i], x1[i], x2[i], x3[i]);
+                    for k in 0..LANES {
+                        s0[k] = a0.mul_add(w[k], s0[k]);
+                        s1[k] = a1.mul_add(w[k], s1[k]);
+                        s2[k] = a2.mul_add(w[k], s2[k]);
+                        s3[k] = a3.mul_add(w[k], s3[k]);
+                    }
                 }
+                r0.pre[units.clone()].copy_from_slice(&s0[..n]);
+                r1.pre[units.clone()].copy_from_slice(&s1[..n]);
+                r2.pre[units.clone()].copy_from_slice(&s2[..n]);
+                r3.pre[units].copy_from_slice(&s3[..n]);
             }
-            r0.pre[units.clone()].copy_from_slice(&s0[..n]);
-            r1.pre[units.clone()].copy_from_slice(&s1[..n]);
-            r2.pre[units.clone()].copy_from_slice(&s2[..n]);
-            r3.pre[units].copy_from_slice(&s3[..n]);
         }
     }
     for (row, x) in tiles.into_remainder().iter_mut().zip(history[tiled * e..].chunks_exact(e)) {
@@ -355,24 +387,36 @@ pub(crate) fn start_block(head: &NativeHead, rows: &mut [&mut RowState], b: usiz
     }
 }
 
-widest!(start_block_sums(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut RowState]) {
-    let mut tiles = rows.chunks_exact_mut(4);
-    for tile in &mut tiles {
+widest!(start_block_sums, start_block_sums_at<const LANES>(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut RowState]) {
+    // Four rows at a time, `LANES` codes of the block per pass over the panel. The four rows' ReLUs are
+    // taken once and interleaved (unit h of rows 0-3 at 4h..4h + 4), so a pass reads them as it reads the
+    // weights. (Every tile through one part of the panel before the next measured slower.)
+    let tiled = rows.len() / 4 * 4;
+    let mut relu = vec![0f32; if tiled > 0 { 4 * units } else { 0 }];
+    for tile in rows.chunks_exact_mut(4) {
         let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
         let (p0, p1, p2, p3) = (&r0.pre[..units], &r1.pre[..units], &r2.pre[..units], &r3.pre[..units]);
-        let (mut s0, mut s1, mut s2, mut s3) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
-        for (h, w) in panel[..units].iter().enumerate() {
-            let (a0, a1, a2, a3) = (p0[h].max(0.0), p1[h].max(0.0), p2[h].max(0.0), p3[h].max(0.0));
-            for k in 0..BLOCK {
-                s0[k] = a0.mul_add(w[k], s0[k]);
-                s1[k] = a1.mul_add(w[k], s1[k]);
-                s2[k] = a2.mul_add(w[k], s2[k]);
-                s3[k] = a3.mul_add(w[k], s3[k]);
-            }
+        for (h, a) in relu.chunks_exact_mut(4).enumerate() {
+            a.copy_from_slice(&[p0[h].max(0.0), p1[h].max(0.0), p2[h].max(0.0), p3[h].max(0.0)]);
         }
-        (r0.sums, r1.sums, r2.sums, r3.sums) = (s0, s1, s2, s3);
+        for first in (0..BLOCK).step_by(LANES) {
+            let (mut s0, mut s1, mut s2, mut s3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            for (a, w) in relu.chunks_exact(4).zip(&panel[..units]) {
+                let w: &[f32; LANES] = w[first..first + LANES].try_into().expect("lanes inside the block");
+                for k in 0..LANES {
+                    s0[k] = a[0].mul_add(w[k], s0[k]);
+                    s1[k] = a[1].mul_add(w[k], s1[k]);
+                    s2[k] = a[2].mul_add(w[k], s2[k]);
+                    s3[k] = a[3].mul_add(w[k], s3[k]);
+                }
+            }
+            r0.sums[first..first + LANES].copy_from_slice(&s0);
+            r1.sums[first..first + LANES].copy_from_slice(&s1);
+            r2.sums[first..first + LANES].copy_from_slice(&s2);
+            r3.sums[first..first + LANES].copy_from_slice(&s3);
+        }
     }
-    for row in tiles.into_remainder() {
+    for row in rows[tiled..].iter_mut() {
         // A row alone reads each unit's weights for itself: skipping the zero ReLUs saves reading theirs.
         let mut s = [0f32; BLOCK];
         for (h, w) in panel[..units].iter().enumerate() {

@@ -182,3 +182,47 @@ fn rows_in_a_tile_equal_rows_alone() {
             .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
+
+/// The kernels that keep four rows' sums in registers take the width the CPU's registers hold (64 lanes on
+/// AVX-512, 16 on AVX2, 8 otherwise): every width gives the same bits, so records do not depend on the CPU.
+/// Six rows (a tile and two alone), a last history panel of 30 units (not a multiple of any width).
+#[test]
+fn every_register_width_gives_the_same_bits() {
+    let head = random_head(7);
+    let e = head.layout.n_embd;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+    let history: Vec<f32> = (0..6 * e).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    type Kernels = (
+        fn(&mut [&mut RowState], &NativeHead, &[f32]),
+        fn(&[[f32; BLOCK]], usize, &mut [&mut RowState]),
+    );
+    let widths: [(usize, Kernels); 3] = [
+        (8, (add_history_at::<8>, start_block_sums_at::<8>)),
+        (16, (add_history_at::<16>, start_block_sums_at::<16>)),
+        (64, (add_history_at::<64>, start_block_sums_at::<64>)),
+    ];
+    let mut results = Vec::new();
+    for (width, (add_history, start_block_sums)) in widths {
+        let mut rows: Vec<RowState> = (0..6).map(|_| RowState::new(&head)).collect();
+        for row in &mut rows {
+            row.pre.copy_from_slice(head.bias1());
+        }
+        add_history(&mut rows.iter_mut().collect::<Vec<_>>(), &head, &history);
+        let pre: Vec<u32> = rows.iter().flat_map(|r| r.pre.iter().map(|x| x.to_bits())).collect();
+        let mut sums = Vec::new();
+        for b in 0..head.layout.blocks() {
+            let units = e + head.layout.block_codes(b).start;
+            start_block_sums(head.panel(b), units, &mut rows.iter_mut().collect::<Vec<_>>());
+            sums.extend(rows.iter().flat_map(|r| r.sums.iter().map(|x| x.to_bits())));
+        }
+        assert!(sums.iter().any(|&x| x != 0), "width {width}: sums computed");
+        results.push((width, pre, sums));
+    }
+    for (width, pre, sums) in &results[1..] {
+        assert!(
+            *pre == results[0].1,
+            "history sums at width {width} differ from width 8"
+        );
+        assert!(*sums == results[0].2, "block sums at width {width} differ from width 8");
+    }
+}
