@@ -388,32 +388,42 @@ pub(crate) fn start_block(head: &NativeHead, rows: &mut [&mut RowState], b: usiz
 }
 
 widest!(start_block_sums, start_block_sums_at<const LANES>(panel: &[[f32; BLOCK]], units: usize, rows: &mut [&mut RowState]) {
-    // Four rows at a time, `LANES` codes of the block per pass over the panel. The four rows' ReLUs are
-    // taken once and interleaved (unit h of rows 0-3 at 4h..4h + 4), so a pass reads them as it reads the
-    // weights. (Every tile through one part of the panel before the next measured slower.)
+    // Tiles of four rows, whose sums stay in registers, `LANES` codes of the block at a time; the units in
+    // parts of `UNITS` (a part of the panel, 16 KiB, stays in the L1 cache while every tile goes through
+    // it; the sums go on from where the part before left them, so each is the same sequence of fused
+    // multiply-adds). A tile's ReLUs for a part are taken once, interleaved (unit h of rows 0-3 at 4h..).
+    const UNITS: usize = 64;
     let tiled = rows.len() / 4 * 4;
-    let mut relu = vec![0f32; if tiled > 0 { 4 * units } else { 0 }];
-    for tile in rows.chunks_exact_mut(4) {
-        let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
-        let (p0, p1, p2, p3) = (&r0.pre[..units], &r1.pre[..units], &r2.pre[..units], &r3.pre[..units]);
-        for (h, a) in relu.chunks_exact_mut(4).enumerate() {
-            a.copy_from_slice(&[p0[h].max(0.0), p1[h].max(0.0), p2[h].max(0.0), p3[h].max(0.0)]);
-        }
-        for first in (0..BLOCK).step_by(LANES) {
-            let (mut s0, mut s1, mut s2, mut s3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-            for (a, w) in relu.chunks_exact(4).zip(&panel[..units]) {
-                let w: &[f32; LANES] = w[first..first + LANES].try_into().expect("lanes inside the block");
-                for k in 0..LANES {
-                    s0[k] = a[0].mul_add(w[k], s0[k]);
-                    s1[k] = a[1].mul_add(w[k], s1[k]);
-                    s2[k] = a[2].mul_add(w[k], s2[k]);
-                    s3[k] = a[3].mul_add(w[k], s3[k]);
-                }
+    for start in (0..units).step_by(UNITS) {
+        let part = start..(start + UNITS).min(units);
+        for tile in rows[..tiled].chunks_exact_mut(4) {
+            let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
+            let mut relu = [0f32; 4 * UNITS];
+            for (h, a) in part.clone().zip(relu.chunks_exact_mut(4)) {
+                a.copy_from_slice(&[r0.pre[h].max(0.0), r1.pre[h].max(0.0), r2.pre[h].max(0.0), r3.pre[h].max(0.0)]);
             }
-            r0.sums[first..first + LANES].copy_from_slice(&s0);
-            r1.sums[first..first + LANES].copy_from_slice(&s1);
-            r2.sums[first..first + LANES].copy_from_slice(&s2);
-            r3.sums[first..first + LANES].copy_from_slice(&s3);
+            for first in (0..BLOCK).step_by(LANES) {
+                let (mut s0, mut s1, mut s2, mut s3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                if start > 0 {
+                    s0.copy_from_slice(&r0.sums[first..first + LANES]);
+                    s1.copy_from_slice(&r1.sums[first..first + LANES]);
+                    s2.copy_from_slice(&r2.sums[first..first + LANES]);
+                    s3.copy_from_slice(&r3.sums[first..first + LANES]);
+                }
+                for (a, w) in relu.chunks_exact(4).zip(&panel[part.clone()]) {
+                    let w: &[f32; LANES] = w[first..first + LANES].try_into().expect("lanes inside the block");
+                    for k in 0..LANES {
+                        s0[k] = a[0].mul_add(w[k], s0[k]);
+                        s1[k] = a[1].mul_add(w[k], s1[k]);
+                        s2[k] = a[2].mul_add(w[k], s2[k]);
+                        s3[k] = a[3].mul_add(w[k], s3[k]);
+                    }
+                }
+                r0.sums[first..first + LANES].copy_from_slice(&s0);
+                r1.sums[first..first + LANES].copy_from_slice(&s1);
+                r2.sums[first..first + LANES].copy_from_slice(&s2);
+                r3.sums[first..first + LANES].copy_from_slice(&s3);
+            }
         }
     }
     for row in rows[tiled..].iter_mut() {
