@@ -194,18 +194,17 @@ macro_rules! widest {
 }
 
 widest!(add_history, add_history_at<const LANES>(rows: &mut [&mut RowState], head: &NativeHead, history: &[f32]) {
-    // Four rows and one panel of units at a time, `LANES` units of it per pass: the sums stay in registers,
-    // each weight is read once for four rows. Every unit adds its history inputs in input order, whichever
-    // rows it is computed with.
+    // One panel of units at a time, every tile of four rows through it while it is in the cache, `LANES`
+    // units of it per pass: the sums stay in registers, each weight is read once for four rows. Every unit
+    // adds its history inputs in input order, whichever rows it is computed with.
     let e = head.layout.n_embd;
     let hidden = head.layout.hidden();
     let tiled = rows.len() / 4 * 4;
-    let mut tiles = rows.chunks_exact_mut(4);
-    for (tile, x) in (&mut tiles).zip(history.chunks_exact(4 * e)) {
-        let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
-        let (x0, x1, x2, x3) = (&x[..e], &x[e..2 * e], &x[2 * e..3 * e], &x[3 * e..]);
-        for k in 0..head.layout.history_panels() {
-            let panel_units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
+    for k in 0..head.layout.history_panels() {
+        let panel_units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
+        for (tile, x) in rows[..tiled].chunks_exact_mut(4).zip(history.chunks_exact(4 * e)) {
+            let [r0, r1, r2, r3] = tile else { unreachable!("tiles of four") };
+            let (x0, x1, x2, x3) = (&x[..e], &x[e..2 * e], &x[2 * e..3 * e], &x[3 * e..]);
             for first in (0..panel_units.len()).step_by(LANES) {
                 let units = panel_units.start + first..(panel_units.start + first + LANES).min(panel_units.end);
                 let n = units.len();
@@ -231,7 +230,7 @@ widest!(add_history, add_history_at<const LANES>(rows: &mut [&mut RowState], hea
             }
         }
     }
-    for (row, x) in tiles.into_remainder().iter_mut().zip(history[tiled * e..].chunks_exact(e)) {
+    for (row, x) in rows[tiled..].iter_mut().zip(history[tiled * e..].chunks_exact(e)) {
         for k in 0..head.layout.history_panels() {
             let units = k * BLOCK..((k + 1) * BLOCK).min(hidden);
             let mut s = [0f32; BLOCK];
