@@ -68,6 +68,12 @@ pub struct TrainCmd {
     /// utility AUROC of three samples is 0.84-0.95 instead of 0.74-0.86.
     #[arg(long)]
     no_seen_codes: bool,
+    /// Give every visit's code logits a learnt bias per value of the record's labels (sex, race, ethnicity,
+    /// birth decade, phenotype labels), the sex's started at each code's log-odds among the records of that
+    /// sex: a direct path from the sex to each code, so that codes only one sex holds stay with it (model
+    /// directory format 9). Not with --dp-epsilon
+    #[arg(long, conflicts_with = "dp_epsilon")]
+    label_bias: bool,
     /// Dropout in training, a guard against memorizing single records: on the visit embeddings, the
     /// transformer's attention and MLP branches and the code module's hidden layer
     #[arg(long, default_value_t = halo_train::train::DEFAULT_DROPOUT, value_parser = probability)]
@@ -194,6 +200,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             n_ctx: cmd.n_ctx,
             coarse: cmd.coarse,
             seen_codes: !cmd.no_seen_codes,
+            label_bias: cmd.label_bias,
             dropout: cmd.dropout,
             prefix_dropout: cmd.prefix_dropout,
             weight_decay: cmd.weight_decay,

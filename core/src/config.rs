@@ -28,6 +28,12 @@ pub struct ModelConfig {
     /// visit it was made) stays in view at every later visit. Absent in the reference's checkpoints.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub seen_codes: bool,
+    /// Every visit's logits also get a learnt bias per value of the record's label visit
+    /// (`ehr_head.label_bias.weight` [V, L]: logit j of a visit += the sum of column d over the record's label
+    /// codes d): a direct path from the record's sex (and its other labels) to each code. Through the
+    /// transformer alone the demo's model gave a fifth of its prenatal codes to men (docs/records.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub label_bias: bool,
 }
 
 /// Size presets.
@@ -98,6 +104,7 @@ impl ModelConfig {
             special_vocab_size: 3,
             coarse: false,
             seen_codes: false,
+            label_bias: false,
         }
     }
 
@@ -199,6 +206,9 @@ impl ModelConfig {
                 out.push((format!("ehr_head.{name}.weight"), vec![d, d]));
                 out.push((format!("ehr_head.{name}.bias"), vec![d]));
             }
+        }
+        if self.label_bias {
+            out.push(("ehr_head.label_bias.weight".to_string(), vec![v, self.label_vocab_size]));
         }
         out
     }

@@ -97,6 +97,9 @@ pub struct ManifestFiles {
     /// [`graph::VISIT_EMBEDDINGS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit_embeddings: Option<DataFile>,
+    /// The label bias (format version 9, models with `ModelConfig::label_bias`): see [`graph::LABEL_BIAS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_bias: Option<DataFile>,
 }
 
 /// Layout of [`graph::CODE_MODULE`]: the masked code-level module of a model with E = n_embd and V =
@@ -243,6 +246,9 @@ impl ManifestFiles {
         }
         if let Some(m) = &self.visit_embeddings {
             out.push(("files.visit_embeddings.name".into(), m.name.as_str(), m.sha256.as_str()));
+        }
+        if let Some(m) = &self.label_bias {
+            out.push(("files.label_bias.name".into(), m.name.as_str(), m.sha256.as_str()));
         }
         out
     }
@@ -412,9 +418,20 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// date the visit without it), the calibration's demographic weights, and the step graph's cache one tensor per
 /// layer and role ([`graph::SPLIT_CACHE_FORMAT`]); 8 gives the step graph the visit's embedding, which the
 /// sampler sums from `files.visit_embeddings` ([`graph::EMBEDDED_STEP_FORMAT`]; in another order than the
-/// graph's multiplication, so a few draws differ from version 7's). Version 1 to 7 directories are still read
-/// and sample as before (version 1 through the dense `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 8;
+/// graph's multiplication, so a few draws differ from version 7's); 9 adds `files.label_bias`
+/// ([`graph::LABEL_BIAS_FORMAT`], written only for a model with a label bias, which an older sampler would
+/// leave out). Version 1 to 8 directories are still read and sample as before (version 1 through the dense
+/// `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 9;
+/// The version `halo export` writes for a model: the newest whose additions the model uses (9 only with a
+/// label bias, so that every other directory still samples on a version 8 sampler).
+pub fn written_format(model: &crate::config::ModelConfig) -> u32 {
+    if model.label_bias {
+        graph::LABEL_BIAS_FORMAT
+    } else {
+        graph::EMBEDDED_STEP_FORMAT
+    }
+}
 /// Oldest version read.
 pub const MANIFEST_OLDEST_VERSION: u32 = 1;
 
@@ -461,6 +478,28 @@ impl Manifest {
                 &path,
                 "model.seen_codes",
                 "needs format_version 3 or later".to_string(),
+            ));
+        }
+        if m.model.label_bias != m.files.label_bias.is_some() {
+            return Err(Error::field(
+                &path,
+                "files.label_bias",
+                format!(
+                    "{} for a model {} model.label_bias",
+                    if m.files.label_bias.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    },
+                    if m.model.label_bias { "with" } else { "without" }
+                ),
+            ));
+        }
+        if m.format_version < graph::LABEL_BIAS_FORMAT && m.files.label_bias.is_some() {
+            return Err(Error::field(
+                &path,
+                "files.label_bias",
+                format!("needs format_version {} or later", graph::LABEL_BIAS_FORMAT),
             ));
         }
         if m.format_version < 5 && m.files.code_module.is_some() {

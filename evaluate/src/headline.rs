@@ -25,6 +25,9 @@ pub const DEMOGRAPHIC_SHARE_TOLERANCE: f64 = 0.05;
 pub const VISIT_TYPE_SHARE_TOLERANCE: f64 = 0.03;
 /// Largest shortfall of a domain's prevalence R² below its ceiling (the test split's R² against training).
 pub const DOMAIN_R2_BELOW_CEILING: f64 = 0.05;
+/// Largest excess, in shares of persons, of the synthetic persons holding a code no training person of their
+/// sex holds over the test split's (real persons outside training hold a few by chance).
+pub const SEX_EXCLUSIVE_EXCESS_MAX: f64 = 0.02;
 /// Smallest share of synthetic records whose label from codes agrees with its codes.
 pub const LABEL_AGREEMENT_MIN: f64 = 0.99;
 /// Largest drop of a label's utility AUROC (train on synthetic) below the real one (train on real).
@@ -178,6 +181,18 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             format!("{:.3}", d.largest_difference),
             format!("<= {DEMOGRAPHIC_SHARE_TOLERANCE}"),
             d.largest_difference <= DEMOGRAPHIC_SHARE_TOLERANCE,
+        ));
+    }
+    if let Some(x) = &f.sex_exclusive_codes {
+        out.push(line(
+            format!("persons with a code their sex never holds in train ({} codes)", x.codes),
+            format!("{:.1}%", 100.0 * x.synthetic),
+            format!(
+                "test split's {:.1}% + {:.0} points",
+                100.0 * x.test,
+                100.0 * SEX_EXCLUSIVE_EXCESS_MAX
+            ),
+            x.synthetic <= x.test + SEX_EXCLUSIVE_EXCESS_MAX,
         ));
     }
     // The domain furthest below its bound stands for all (report.html lists each).

@@ -351,6 +351,8 @@ pub fn evaluate(
     hidden.visit_types = visit_types.hidden;
     let demographics = fidelity::characterisation::demographics(real, &train_p, &test_p, &syn_p, options.min_patients);
     hidden.demographic_values = demographics.iter().map(|d| d.hidden).sum();
+    let sex_exclusive_codes =
+        fidelity::characterisation::sex_exclusive_codes(&train_p, &test_p, &syn_p, options.min_patients);
     let histograms = fidelity::shape_histograms([&train, &test, &syn]);
     let mut labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
     if let Some(implied) = options.synthetic_labels_from_codes {
@@ -406,6 +408,7 @@ pub fn evaluate(
             visit_types,
             demographics,
             domain_prevalence,
+            sex_exclusive_codes,
         },
         privacy,
         utility: Vec::new(),

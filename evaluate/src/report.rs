@@ -4,7 +4,7 @@
 use crate::error::EvalError;
 use crate::fidelity::{
     Continuous, DatasetShape, DemographicShares, DomainPrevalence, Histogram, LabelPrevalence, ProbabilityComparison,
-    RecordSpans, SideBySide, VisitTypes,
+    RecordSpans, SexExclusiveCodes, SideBySide, VisitTypes,
 };
 use crate::privacy::Privacy;
 use crate::small_cells::Hidden;
@@ -89,6 +89,10 @@ pub struct Fidelity {
     /// Per domain (code prefix), R² of the share of persons per concept.
     #[serde(default)]
     pub domain_prevalence: Vec<DomainPrevalence>,
+    /// Persons holding a code that no training person of their sex holds; absent in reports written before
+    /// and where the data has no sex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex_exclusive_codes: Option<SexExclusiveCodes>,
 }
 
 /// The whole report.

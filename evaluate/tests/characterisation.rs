@@ -260,3 +260,43 @@ fn demographic_shares_by_hand_and_rare_values_unnamed() {
         assert!(text.contains("white") && text.contains("1950-1959"));
     }
 }
+
+/// Persons holding a code their sex never holds in training, worked by hand with sexes on the example's
+/// persons (t1, t2 women; t3, t4, e1 men; synthetic s1, s4 men, s2, s3 women).
+#[test]
+fn codes_one_sex_never_holds_by_hand() {
+    let (mut real, split, mut synthetic) = data();
+    let sexes = [("t1", "F"), ("t2", "F"), ("t3", "M"), ("t4", "M"), ("e1", "M")];
+    let synthetic_sexes = [("s1", "M"), ("s2", "F"), ("s3", "F"), ("s4", "M")];
+    for p in real.iter_mut().chain(synthetic.iter_mut()) {
+        let sex = sexes
+            .iter()
+            .chain(&synthetic_sexes)
+            .find(|(id, _)| *id == p.id)
+            .unwrap()
+            .1;
+        p.demographics.sex = Some(sex.to_string());
+    }
+    let options = EvalOptions {
+        min_patients: 1,
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options).unwrap();
+    // Women (t1, t2) hold condition/1, drug/1, procedure/1, drug/2; men (t3, t4) condition/2, drug/2, Z.
+    // Foreign to women: condition/2, Z; to men: condition/1, drug/1, procedure/1. Five codes.
+    // Test: e1 (a man with condition/1) crosses: 1 of 1. Synthetic: s1 (man, condition/1) and s3 (woman,
+    // condition/2) cross, s2 (woman, condition/1 and drug/1) and s4 (man, Z) do not: 2 of 4.
+    let x = r.fidelity.sex_exclusive_codes.as_ref().expect("the persons have a sex");
+    assert_eq!((x.codes, x.test, x.synthetic), (5, 1.0, 0.5));
+    // A code counts when k persons of the other sex hold it: at k = 2 only condition/1 (t1 and t2; Z is one
+    // man's), foreign to men. Synthetic: s1 alone crosses.
+    let options = EvalOptions {
+        min_patients: 2,
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&real, &split, &synthetic, &options).unwrap();
+    let x = r.fidelity.sex_exclusive_codes.as_ref().unwrap();
+    assert_eq!((x.codes, x.test, x.synthetic), (1, 1.0, 0.25));
+    // Without sexes there is no figure.
+    assert!(report(1).fidelity.sex_exclusive_codes.is_none());
+}

@@ -33,7 +33,7 @@ pub use random::write_random_checkpoint;
 
 use halo_core::fsutil;
 use halo_core::manifest::{
-    graph, sha256_hex, DataFile, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST, MANIFEST_FORMAT_VERSION,
+    graph, sha256_hex, written_format, DataFile, Manifest, ManifestFiles, OnnxFile, TrainingSummary, MANIFEST,
 };
 use std::path::Path;
 
@@ -157,8 +157,12 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         graph::VISIT_EMBEDDINGS,
         &visit_embeddings::bytes(ck, opts.precision),
     )?);
+    let label_bias = c
+        .label_bias
+        .then(|| write_data_file(dir, graph::LABEL_BIAS, &label_bias_bytes(ck)))
+        .transpose()?;
     let manifest = Manifest {
-        format_version: MANIFEST_FORMAT_VERSION,
+        format_version: written_format(c),
         model: ck.config.clone(),
         encoding: ck.encoding.clone(),
         files: ManifestFiles {
@@ -168,6 +172,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
             code_head_incremental: None,
             code_module,
             visit_embeddings,
+            label_bias,
         },
         ir_version: IR_VERSION,
         opset: OPSET,
@@ -183,6 +188,16 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
     };
     write_manifest(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// [`graph::LABEL_BIAS`]: `ehr_head.label_bias.weight` [V, L] transposed, each label's V biases in a row.
+fn label_bias_bytes(ck: &Checkpoint) -> Vec<u8> {
+    let t = ck.tensor("ehr_head.label_bias.weight");
+    let (v, l) = (t.shape[0], t.shape[1]);
+    (0..l)
+        .flat_map(|d| (0..v).map(move |j| t.data[j * l + d]))
+        .flat_map(f32::to_le_bytes)
+        .collect()
 }
 
 /// Writes one of the sampler's arrays into `dir` and returns its manifest entry.

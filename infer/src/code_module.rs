@@ -73,8 +73,8 @@ pub(crate) fn sample_visit_dense(
             visit: &mut visits[r * v..(r + 1) * v],
             coarse,
         };
-        let (forced, rng) = row.walk_inputs(plan);
-        if walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) != Progress::Done {
+        let inputs = row.walk_inputs(plan);
+        if walk(&mut pos[r], plan, inputs, &mut cursor, &mut drawn[r]) != Progress::Done {
             pending.push(r);
         }
     }
@@ -101,8 +101,8 @@ pub(crate) fn sample_visit_dense(
                 visit: &mut visits[r * v..(r + 1) * v],
                 coarse,
             };
-            let (forced, rng) = row.walk_inputs(plan);
-            if walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) != Progress::Done {
+            let inputs = row.walk_inputs(plan);
+            if walk(&mut pos[r], plan, inputs, &mut cursor, &mut drawn[r]) != Progress::Done {
                 next.push(r);
             }
         }
@@ -190,8 +190,8 @@ impl Walkers<'_> {
             n_embd: e,
             macs: 0,
         };
-        let (forced, rng) = row.walk_inputs(plan);
-        let progress = walk(&mut self.pos[r], plan, forced, &mut cursor, &mut self.drawn[r], rng);
+        let inputs = row.walk_inputs(plan);
+        let progress = walk(&mut self.pos[r], plan, inputs, &mut cursor, &mut self.drawn[r]);
         stats.code_module_macs += cursor.macs;
         match progress {
             Progress::Done => None,
@@ -396,8 +396,8 @@ fn native_rows(
             reads: None,
             set_count: 0,
         };
-        let (forced, rng) = row.walk_inputs(plan);
-        match walk(&mut pos[r], plan, forced, &mut cursor, &mut drawn[r], rng) {
+        let inputs = row.walk_inputs(plan);
+        match walk(&mut pos[r], plan, inputs, &mut cursor, &mut drawn[r]) {
             Progress::Done => None,
             Progress::Need(codes) => Some(codes.start),
         }
@@ -458,8 +458,8 @@ fn sample_visit_native_compared(
                 reads: Some(&mut reads),
                 set_count: drawn[r].len(),
             };
-            let (forced, rng) = row.walk_inputs(plan);
-            match walk(&mut pos, plan, forced, &mut cursor, &mut drawn[r], rng) {
+            let inputs = row.walk_inputs(plan);
+            match walk(&mut pos, plan, inputs, &mut cursor, &mut drawn[r]) {
                 Progress::Done => break,
                 Progress::Need(codes) => {
                     let b = codes.start / halo_core::manifest::NativeCodeModule::BLOCK;

@@ -157,6 +157,8 @@ pub struct Model {
     /// The step graph's input embeddings (format version 8), which the sampler sums, and the last sums.
     embeddings: Option<VisitEmbeddings>,
     embedded: Vec<f32>,
+    /// The label bias (format 9, [`graph::LABEL_BIAS`]): each label code's V biases, by label-local index.
+    label_bias: Option<Vec<f32>>,
     /// A format 7 step's multi-hot inputs (visit, seen codes).
     multi_hot: [Vec<f32>; 2],
     /// Where the sessions run.
@@ -283,6 +285,20 @@ impl Model {
             }
             None => None,
         };
+        let label_bias = manifest
+            .files
+            .label_bias
+            .as_ref()
+            .map(|file| {
+                read_values(
+                    dir,
+                    file,
+                    "files.label_bias",
+                    c.label_vocab_size * v,
+                    "the label bias's",
+                )
+            })
+            .transpose()?;
         let loaded = [Some(&step), dense.as_ref()]
             .into_iter()
             .flatten()
@@ -304,6 +320,7 @@ impl Model {
             native,
             embeddings,
             embedded: Vec::new(),
+            label_bias,
             multi_hot: Default::default(),
             placement,
             note,
@@ -312,6 +329,19 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.manifest.model
+    }
+
+    /// With a label bias, what a record's visits add to their logits: the sum of the rows of its label codes
+    /// (`labels`: vocabulary indices, ascending), one per vocabulary entry.
+    pub fn record_label_bias(&self, labels: &[u32]) -> Option<Vec<f32>> {
+        let table = self.label_bias.as_ref()?;
+        let (c, v) = (self.config().code_vocab_size, self.config().total_vocab_size);
+        let mut bias = vec![0f32; v];
+        for &label in labels {
+            let row = &table[(label as usize - c) * v..][..v];
+            crate::native::add_to(&mut bias, row);
+        }
+        Some(bias)
     }
 
     /// The most rows the sampler runs together: a batch of a small model on the CPU is sampled in tiles of

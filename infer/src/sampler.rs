@@ -19,7 +19,7 @@ use crate::conditions::{Conditions, Forced};
 use crate::decode::Calendar;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model, Seen, SeenCodes};
-use crate::walk::VisitPlan;
+use crate::walk::{VisitPlan, WalkInputs};
 use halo_core::encoding::{Encoding, VisitGroup};
 use halo_core::manifest::{Manifest, SamplingCalibration};
 use rand::SeedableRng;
@@ -93,6 +93,8 @@ pub(crate) struct Row {
     dates: Option<ChaCha20Rng>,
     calendar: Option<(Calendar, ChaCha20Rng)>,
     labels: Vec<u32>,
+    /// What the record's labels add to the logits of its visits (models with a label bias).
+    label_bias: Option<Vec<f32>>,
     visits: Vec<Vec<u32>>,
 }
 
@@ -118,18 +120,23 @@ impl Row {
             dates,
             calendar: None,
             labels: Vec::new(),
+            label_bias: None,
             visits: Vec::new(),
         }
     }
 
     /// What the walk of `plan` reads from the row: the forced values (the conditions on the label visit, the
-    /// calendar code on the other visits) and the random stream.
-    pub fn walk_inputs(&mut self, plan: &VisitPlan) -> (Option<&Forced>, &mut ChaCha20Rng) {
-        let forced = match plan.forced {
-            true => self.forced.as_ref(),
-            false => self.visit_forced.as_ref(),
+    /// calendar code on the other visits), the label bias (not on the label visit) and the random stream.
+    pub fn walk_inputs(&mut self, plan: &VisitPlan) -> WalkInputs<'_> {
+        let (forced, bias) = match plan.forced {
+            true => (self.forced.as_ref(), None),
+            false => (self.visit_forced.as_ref(), self.label_bias.as_deref()),
         };
-        (forced, &mut self.rng)
+        WalkInputs {
+            forced,
+            bias,
+            rng: &mut self.rng,
+        }
     }
 
     /// Dates the visit just sampled (the first: draws the birth too) and forces the next visit's calendar
@@ -353,6 +360,7 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
     let mut batch = Batch::start(model, rows, stats)?;
     let labels = batch_visit(&mut batch, model, &plans.labels, stats)?;
     for (row, labels) in batch.rows.iter_mut().zip(labels) {
+        row.label_bias = model.record_label_bias(&labels);
         row.labels = labels;
     }
     batch.step(model, StepVisit::Labels, stats)?;

@@ -259,16 +259,27 @@ fn is_set(u: f64, x: f32) -> bool {
     u < sigmoid(x)
 }
 
+/// What a row's walk reads besides the logits: its forced values (by label-local index on the label visit,
+/// by candidate position on another visit), the label bias added to each logit (by vocabulary index), and its
+/// random stream.
+pub(crate) struct WalkInputs<'a> {
+    pub forced: Option<&'a Forced>,
+    pub bias: Option<&'a [f32]>,
+    pub rng: &'a mut ChaCha20Rng,
+}
+
 /// Advances one row's walk from `*pos` (a candidate position of `plan`) as far as the known logits allow,
 /// pushing every code it sets onto `drawn`.
 pub(crate) fn walk(
     pos: &mut usize,
     plan: &VisitPlan,
-    forced: Option<&Forced>,
+    inputs: WalkInputs,
     cursor: &mut impl Cursor,
     drawn: &mut Vec<u32>,
-    rng: &mut ChaCha20Rng,
 ) -> Progress {
+    let WalkInputs { forced, bias, rng } = inputs;
+    // The label bias comes after the cursor's sum (a model without one: the cursor's logit as it is).
+    let biased = |j: usize, logit: f32| bias.map_or(logit, |b| logit + b[j]);
     // The label visit's conditions by label-local index; another visit's calendar code by candidate position
     // (a shorter list: positions past it are free).
     let fixed_at = |k: usize| forced.and_then(|f| f.get(k).copied().flatten());
@@ -288,7 +299,7 @@ pub(crate) fn walk(
                 *pos = p + known;
                 for (i, logit) in logits[..known].iter().enumerate() {
                     let u: f64 = rng.random();
-                    if is_set(u, logit + plan.code_logit_offset) {
+                    if is_set(u, biased(j + i, *logit) + plan.code_logit_offset) {
                         cursor.set(j + i);
                         drawn.push((j + i) as u32);
                         *pos = p + i + 1;
@@ -309,7 +320,7 @@ pub(crate) fn walk(
                     let Some(logit) = cursor.logit_given_unset(plan.cands[k], plan.cands[start]) else {
                         return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
                     };
-                    let p = sigmoid(logit);
+                    let p = sigmoid(biased(plan.cands[k], logit));
                     let factor = plan.category_factor.get(k).copied().unwrap_or(1.0);
                     match plan.category_draw {
                         CategoryDraw::Conditionals => weights.push((k, factor * p)),
@@ -345,7 +356,7 @@ pub(crate) fn walk(
                     return Progress::Need(j..j + 1);
                 };
                 let u: f64 = rng.random();
-                if is_set(u, logit + plan.offset(p)) {
+                if is_set(u, biased(j, logit) + plan.offset(p)) {
                     cursor.set(j);
                     drawn.push(j as u32);
                     *pos = plan.after_set(p);

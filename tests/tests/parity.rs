@@ -27,6 +27,10 @@ struct Figures {
     probs: f32,
     /// Logits of the incremental code module (start graph, columns, block graphs) against libtorch.
     incremental_logits: f32,
+    /// Logits of a model with a label bias, libtorch's whole model against the code head plus the bias, and
+    /// the rows compared.
+    label_bias_logits: f32,
+    label_bias_rows: usize,
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -146,6 +150,32 @@ fn check(ckpt: &Path) -> Figures {
             fig.logits = fig.logits.max(max_diff(&logits, &reference));
             fig.probs = fig.probs.max(max_diff(&sigmoid(&logits), &sigmoid(&reference)));
 
+            // A label bias (format 9): libtorch's whole model on the sequence (row s predicts visit s + 1, each
+            // visit's row with its record's label bias) against ONNX Runtime's code head plus the bias the
+            // sampler adds to a record's visits from the labels of its visit 1.
+            if c.label_bias && t >= 3 {
+                let whole_t = to_vec(&torch.model.forward(&x));
+                let c0 = c.code_vocab_size;
+                for r in 0..b {
+                    let label_visit = &visits[(r * t + 1) * v..(r * t + 2) * v];
+                    let labels: Vec<u32> = (c0..c0 + c.label_vocab_size)
+                        .filter(|&j| label_visit[j] != 0.0)
+                        .map(|j| j as u32)
+                        .collect();
+                    let bias = onnx.record_label_bias(&labels).expect("the model has a label bias");
+                    for s in 1..t - 1 {
+                        let mut got = Vec::new();
+                        let at = (r * t + s) * e;
+                        let following = &visits[(r * t + s + 1) * v..(r * t + s + 2) * v];
+                        onnx.head(&history_full[at..at + e], following, 1, &mut got).unwrap();
+                        got.iter_mut().zip(&bias).for_each(|(x, b)| *x += b);
+                        let want = &whole_t[(r * (t - 1) + s) * v..(r * (t - 1) + s + 1) * v];
+                        fig.label_bias_logits = fig.label_bias_logits.max(max_diff(&got, want));
+                        fig.label_bias_rows += 1;
+                    }
+                }
+            }
+
             // The native code module (format 5) on the same inputs, each row from scratch (the walk's
             // logits equal these bit for bit: infer's native tests).
             let (head, _) = onnx.native().expect("format 5 has the native code module");
@@ -170,6 +200,11 @@ fn check(ckpt: &Path) -> Figures {
         "incremental logits differ by {}",
         fig.incremental_logits
     );
+    assert!(
+        fig.label_bias_logits < 1e-4,
+        "logits with the label bias differ by {}",
+        fig.label_bias_logits
+    );
     fig
 }
 
@@ -184,17 +219,38 @@ fn random_weights_with_seen_codes_agree() {
     random_weights_check(true);
 }
 
+/// The label bias (format 9): libtorch's logits of a record's visits against ONNX Runtime's code head plus
+/// the bias the sampler adds from the record's labels.
+#[test]
+fn random_weights_with_label_bias_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = random_checkpoint(tmp.path(), true, true);
+    let manifest_dir = tmp.path().join("exported");
+    halo_export::export(&ckpt, &manifest_dir, &Default::default()).unwrap();
+    let manifest = halo_core::manifest::Manifest::read(&manifest_dir).unwrap();
+    assert_eq!(manifest.format_version, graph::LABEL_BIAS_FORMAT);
+    assert!(manifest.files.label_bias.is_some());
+    let fig = check(&ckpt);
+    assert!(fig.label_bias_rows > 0, "the label bias was compared");
+}
+
 fn random_weights_check(seen_codes: bool) {
     let tmp = tempfile::tempdir().unwrap();
+    check(&random_checkpoint(tmp.path(), seen_codes, false));
+}
+
+/// A checkpoint of random weights in `dir` (90 codes, 2 labels, n_embd 32, 2 layers, context 12).
+fn random_checkpoint(dir: &Path, seen_codes: bool, label_bias: bool) -> std::path::PathBuf {
     let codes: Vec<String> = (0..90).map(|i| format!("C{i}")).collect();
     let enc = Encoding::plain(codes, vec!["L0".into(), "L1".into()], 10);
     let mut config = ModelConfig::new(halo_core::config::Preset::Small, 90, 2);
     (config.n_embd, config.n_layer, config.n_head, config.n_ctx) = (32, 2, 4, 12);
     config.n_positions = 16;
     config.seen_codes = seen_codes;
-    let ckpt = tmp.path().join("ckpt");
+    config.label_bias = label_bias;
+    let ckpt = dir.join("ckpt");
     halo_export::write_random_checkpoint(&ckpt, &config, &enc, 5, None).unwrap();
-    check(&ckpt);
+    ckpt
 }
 
 #[test]

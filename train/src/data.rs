@@ -1,7 +1,8 @@
 //! From records on disk to encoded splits and to batches of multi-hot tensors.
 
 use anyhow::{Context, Result};
-use halo_core::encoding::{EncodedPatient, Encoding, LabelSpec};
+use halo_core::encoding::{EncodedPatient, Encoding, LabelSpec, Token};
+use halo_core::record::DemographicCategory;
 use halo_core::record::{Dataset, Patient, Split};
 use halo_core::split::SplitAssignment;
 use halo_core::{Format, ReadOptions};
@@ -151,4 +152,68 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
         bag_codes: Tensor::from_slice(&bag_codes).to_device(device),
         bag_offsets: Tensor::from_slice(&bag_offsets).to_device(device),
     }
+}
+
+/// Visits of pseudo-count by which [`label_bias_init`] shrinks a sex's rate of a code towards its rate over
+/// all records (a code no man holds starts about log(visits of men / 100) below its marginal log-odds, not
+/// at minus infinity).
+const LABEL_BIAS_SHRINKAGE_VISITS: f64 = 100.0;
+
+/// The label bias's start (`ModelConfig::label_bias`, [V, L]): for each value of the first demographic
+/// category (the sex), each code's log-odds over the visits of the records holding it, shrunk towards its
+/// rate over all visits, minus its log-odds over all visits (the output bias starts at those, `prior_logits`);
+/// zero elsewhere. So a code that one sex never holds starts rare for the other, instead of waiting for the
+/// transformer to learn it in a few hundred steps.
+pub fn label_bias_init<P: std::borrow::Borrow<EncodedPatient>>(
+    patients: impl IntoIterator<Item = P>,
+    encoding: &Encoding,
+) -> Tensor {
+    let (v, l, c) = (
+        encoding.vocab_size(),
+        encoding.label_vocab_size,
+        encoding.code_vocab_size,
+    );
+    let mut out = vec![0f32; v * l];
+    let sex = encoding.demographic_categories.first().filter(|cat| {
+        encoding.tokens.get(c + cat.first).is_some_and(|t| {
+            matches!(
+                t,
+                Token::Demographic {
+                    category: DemographicCategory::Sex,
+                    ..
+                }
+            )
+        })
+    });
+    if let Some(sex) = sex {
+        let values = c + sex.first..c + sex.first + sex.len;
+        let (mut all, mut all_visits) = (vec![0f64; v], 0f64);
+        let mut per_value = vec![(vec![0f64; v], 0f64); sex.len];
+        for p in patients {
+            let p = p.borrow();
+            let Some(value) = p.labels.iter().map(|x| *x as usize).find(|x| values.contains(x)) else {
+                continue;
+            };
+            let (counts, visits) = &mut per_value[value - values.start];
+            for &code in p.visits.iter().flatten() {
+                all[code as usize] += 1.0;
+                counts[code as usize] += 1.0;
+            }
+            all_visits += p.visits.len() as f64;
+            *visits += p.visits.len() as f64;
+        }
+        let log_odds = |p: f64| {
+            let p = p.clamp(1e-9, 1.0 - 1e-9);
+            (p / (1.0 - p)).ln()
+        };
+        for (s, (counts, visits)) in per_value.iter().enumerate() {
+            for j in 0..c {
+                let marginal = all[j] / all_visits.max(1.0);
+                let rate =
+                    (counts[j] + LABEL_BIAS_SHRINKAGE_VISITS * marginal) / (visits + LABEL_BIAS_SHRINKAGE_VISITS);
+                out[j * l + sex.first + s] = (log_odds(rate) - log_odds(marginal)) as f32;
+            }
+        }
+    }
+    Tensor::from_slice(&out).view([v as i64, l as i64])
 }

@@ -433,6 +433,8 @@ pub struct Halo {
     pub config: ModelConfig,
     pub transformer: VisitTransformer,
     pub head: CodeHead,
+    /// `ehr_head.label_bias.weight` [V, L] of a model with `ModelConfig::label_bias`.
+    pub label_bias: Option<Tensor>,
 }
 
 impl Halo {
@@ -441,16 +443,41 @@ impl Halo {
         Halo {
             transformer: VisitTransformer::load(root / "transformer", config),
             head: CodeHead::load(root / "ehr_head", config),
+            label_bias: config.label_bias.then(|| {
+                (root / "ehr_head" / "label_bias").var(
+                    "weight",
+                    &[config.total_vocab_size as i64, config.label_vocab_size as i64],
+                    Init::Const(0.0),
+                )
+            }),
             config: config.clone(),
         }
     }
 
     /// visits [B, T, V] -> logits [B, T-1, V]: row t predicts visit t+1 from history up to t.
     pub fn forward(&self, visits: &Tensor) -> Tensor {
-        let t = visits.size()[1];
+        let (b, t, v) = visits.size3().unwrap();
         let history = self.transformer.forward(visits);
-        self.head
-            .forward(&history.narrow(1, 0, t - 1), &visits.narrow(1, 1, t - 1))
+        let logits = self
+            .head
+            .forward(&history.narrow(1, 0, t - 1), &visits.narrow(1, 1, t - 1));
+        match self.row_label_bias(visits) {
+            Some(bias) => logits + bias.view([b, t - 1, v]),
+            None => logits,
+        }
+    }
+
+    /// With a label bias: per row of the shifted targets [B * (T-1), V], the bias of its record's label
+    /// codes (read from the label visit, `visits[:, 1]`); zero on the row that predicts the label visit.
+    fn row_label_bias(&self, visits: &Tensor) -> Option<Tensor> {
+        let weight = self.label_bias.as_ref()?;
+        let (b, t, _) = visits.size3().unwrap();
+        let (c, l) = (self.config.code_vocab_size as i64, self.config.label_vocab_size as i64);
+        let per_record = visits.select(1, 1).narrow(1, c, l).matmul(&weight.tr());
+        let visit_rows = Tensor::ones([t - 1], (Kind::Float, visits.device()));
+        let _ = visit_rows.narrow(0, 0, 1).fill_(0.0);
+        let per_row = per_record.unsqueeze(1) * visit_rows.view([1, t - 1, 1]);
+        Some(per_row.reshape([b * (t - 1), -1]))
     }
 
     /// Sets the output bias of every code's logit (the `[V]` slice the code module emits) to `logits`.
@@ -491,7 +518,12 @@ impl Halo {
             .narrow(1, 0, t - 1)
             .reshape([b * (t - 1), e])
             .index_select(0, &batch.rows);
-        self.head
-            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, noise, tape)
+        let logits = self
+            .head
+            .forward_bags(&h, &batch.bag_codes, &batch.bag_offsets, noise, tape);
+        match self.row_label_bias(&batch.visits) {
+            Some(bias) => logits + bias.index_select(0, &batch.rows),
+            None => logits,
+        }
     }
 }

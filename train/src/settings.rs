@@ -58,6 +58,10 @@ pub struct TrainSettings {
     pub coarse: bool,
     /// Embed the codes seen so far in each record ([`halo_core::config::ModelConfig::seen_codes`]).
     pub seen_codes: bool,
+    /// A learnt bias per label value on every visit's logits ([`halo_core::config::ModelConfig::label_bias`]);
+    /// absent (false) in the `train_state.json` of runs before it. Not with differential privacy.
+    #[serde(default)]
+    pub label_bias: bool,
     /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
     pub dropout: f64,
     /// Probability that a code of a training visit is hidden from the code module's input (the visit so far,
@@ -114,6 +118,7 @@ impl Default for TrainSettings {
             n_ctx: None,
             coarse: false,
             seen_codes: true,
+            label_bias: false,
             dropout: DEFAULT_DROPOUT,
             prefix_dropout: DEFAULT_PREFIX_DROPOUT,
             weight_decay: DEFAULT_WEIGHT_DECAY,

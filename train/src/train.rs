@@ -151,7 +151,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     } else {
         match (&setup.private, args.settings.reference_init) {
             (_, true) => {}
-            (None, false) => model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding)),
+            (None, false) => {
+                model.set_output_bias(&data::prior_logits(train.iter(), &setup.encoding));
+                if let Some(weight) = &model.label_bias {
+                    let _guard = tch::no_grad_guard();
+                    let init = data::label_bias_init(train.iter(), &setup.encoding);
+                    weight.shallow_clone().copy_(&init.to_device(weight.device()));
+                }
+            }
             (Some(private), false) => model.set_output_bias(&dp::prior::noisy_prior_logits(
                 train,
                 &private.records,
@@ -386,6 +393,10 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
     config.n_positions = config.n_positions.max(n_ctx);
     config.coarse = args.settings.coarse;
     config.seen_codes = args.settings.seen_codes;
+    if args.settings.label_bias && args.settings.dp.is_some() {
+        bail!("the label bias is not available with differential privacy (its gradients are not clipped per record)");
+    }
+    config.label_bias = args.settings.label_bias;
     config
         .validate(Path::new("command line"))
         .context("invalid model size")?;

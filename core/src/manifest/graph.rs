@@ -59,6 +59,13 @@ pub const CODE_HEAD_COLUMNS: &str = "code_head_columns.f32";
 /// The code-level module as arrays for the sampler's own kernel (format version 5; replaces the
 /// incremental files): see [`super::NativeCodeModule`] for the layout.
 pub const CODE_MODULE: &str = "code_module.f32";
+/// The label bias of a model with `ModelConfig::label_bias` (format version 9): for each label code d in
+/// label-local order, its bias to every vocabulary entry's logit, V little-endian f32 (as trained). The
+/// sampler adds the rows of a record's labels to the logits of its visits.
+pub const LABEL_BIAS: &str = "label_bias.f32";
+/// The first format version with [`LABEL_BIAS`] (written only for models with a label bias; others are
+/// written as version 8).
+pub const LABEL_BIAS_FORMAT: u32 = 9;
 /// The step graph's input embeddings (format version 8, [`EMBEDDED_STEP_FORMAT`]) as little-endian f32:
 /// V rows of E values, row c being code c's column of `transformer.vis_embed_mat.weight`, then, for a
 /// model with `ModelConfig::seen_codes`, V rows of `transformer.seen_embed_mat.weight` (fp16-rounded in

@@ -338,3 +338,71 @@ pub fn domain_prevalence(counts: &[CodeCounts; 3], interner: &Interner, cells: &
         })
         .collect()
 }
+
+/// Codes that the training split's persons of one sex never hold while at least `min_patients` of another
+/// sex do (prenatal care, prostate screening), and how many persons hold one their sex does not: synthetic
+/// records against the test split (real persons outside training, the bar; the training split holds none
+/// by construction).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SexExclusiveCodes {
+    /// Such codes, over both directions.
+    pub codes: usize,
+    /// Shares of persons holding a code that no training person of their sex holds.
+    pub test: f64,
+    pub synthetic: f64,
+}
+
+/// [`SexExclusiveCodes`]; `None` when the training split's persons carry no sex or one only.
+pub fn sex_exclusive_codes(
+    train: &[&Patient],
+    test: &[&Patient],
+    synthetic: &[&Patient],
+    min_patients: usize,
+) -> Option<SexExclusiveCodes> {
+    let codes_of =
+        |p: &Patient| -> BTreeSet<String> { p.visits.iter().flat_map(|v| v.codes.iter().cloned()).collect() };
+    // Per sex, how many training persons hold each code.
+    let mut holders: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for p in train {
+        let Some(sex) = p.demographics.sex.as_deref() else {
+            continue;
+        };
+        let counts = holders.entry(sex).or_default();
+        for code in codes_of(p) {
+            *counts.entry(code).or_default() += 1;
+        }
+    }
+    if holders.len() < 2 {
+        return None;
+    }
+    // Per sex, the codes it never holds that another sex holds in min_patients persons.
+    let foreign: BTreeMap<&str, BTreeSet<&String>> = holders
+        .iter()
+        .map(|(&sex, own)| {
+            let others = holders
+                .iter()
+                .filter(|(other, _)| **other != sex)
+                .flat_map(|(_, counts)| counts.iter().filter(|(_, n)| **n >= min_patients).map(|(c, _)| c))
+                .filter(|c| !own.contains_key(*c))
+                .collect();
+            (sex, others)
+        })
+        .collect();
+    let share = |persons: &[&Patient]| {
+        let crossing = persons
+            .iter()
+            .filter(|p| {
+                let Some(foreign) = p.demographics.sex.as_deref().and_then(|s| foreign.get(s)) else {
+                    return false;
+                };
+                p.visits.iter().flat_map(|v| &v.codes).any(|c| foreign.contains(c))
+            })
+            .count();
+        crossing as f64 / persons.len().max(1) as f64
+    };
+    Some(SexExclusiveCodes {
+        codes: foreign.values().map(BTreeSet::len).sum(),
+        test: share(test),
+        synthetic: share(synthetic),
+    })
+}

@@ -384,5 +384,7 @@ pub fn code_probabilities(
 
 pub mod characterisation;
 mod shape;
-pub use characterisation::{DemographicShares, DomainPrevalence, RecordSpans, ValueShare, VisitTypes};
+pub use characterisation::{
+    DemographicShares, DomainPrevalence, RecordSpans, SexExclusiveCodes, ValueShare, VisitTypes,
+};
 pub use shape::*;

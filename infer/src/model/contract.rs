@@ -91,6 +91,9 @@ pub(super) fn loaded_files(manifest: &Manifest, dense: bool, incremental: bool) 
     if let Some(m) = &files.visit_embeddings {
         loaded.push(&m.name);
     }
+    if let Some(m) = &files.label_bias {
+        loaded.push(&m.name);
+    }
     if let Some(inc) = files.code_head_incremental.as_ref().filter(|_| incremental) {
         graphs.push(&inc.start);
         graphs.extend(&inc.blocks);

@@ -1,6 +1,15 @@
 use super::*;
 use rand::SeedableRng;
 
+/// A walk's inputs with nothing forced and no label bias.
+fn inputs(rng: &mut ChaCha20Rng) -> WalkInputs<'_> {
+    WalkInputs {
+        forced: None,
+        bias: None,
+        rng,
+    }
+}
+
 /// The fixture model's encoding.
 fn fixture_encoding() -> Encoding {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
@@ -81,7 +90,7 @@ fn shares_of(draw: CategoryDraw, logits: &[f32; 3], factor: &[f64], last_takes_r
     for _ in 0..n {
         let (mut pos, mut drawn) = (0, Vec::new());
         assert_eq!(
-            walk(&mut pos, &plan, None, &mut cursor, &mut drawn, &mut rng),
+            walk(&mut pos, &plan, inputs(&mut rng), &mut cursor, &mut drawn),
             Progress::Done
         );
         assert_eq!(drawn.len(), 1, "exactly one value of the category");
@@ -262,10 +271,54 @@ fn a_run_draws_as_one_code_at_a_time() {
             assert_eq!(cursor(&mut pos, &mut drawn, &mut rng), Progress::Done);
             (drawn, rng.random::<u64>())
         };
-        let one_by_one = walked(&mut |pos, drawn, rng| walk(pos, &plan, None, &mut Fixed(logits.clone()), drawn, rng));
-        let in_runs = walked(&mut |pos, drawn, rng| walk(pos, &plan, None, &mut FixedRuns(logits.clone()), drawn, rng));
+        let one_by_one =
+            walked(&mut |pos, drawn, rng| walk(pos, &plan, inputs(rng), &mut Fixed(logits.clone()), drawn));
+        let in_runs =
+            walked(&mut |pos, drawn, rng| walk(pos, &plan, inputs(rng), &mut FixedRuns(logits.clone()), drawn));
         assert_eq!(one_by_one, in_runs, "stream {stream}");
         set += one_by_one.0.len();
     }
     assert!(set > 400, "{set} codes set");
+}
+
+/// A record's label bias goes onto every logit its walk reads, by vocabulary index: in a run of codes drawn
+/// on their own (0..4), in a category (4, 5) and on the end code (6). All logits 0; a bias of +40 sets a code
+/// (sigmoid 1 - 4e-18), -40 never does; without the bias the same walks draw otherwise.
+#[test]
+fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
+    let mut plan = VisitPlan {
+        cands: (0..7).collect(),
+        category: vec![None, None, None, None, Some((4, 6)), Some((4, 6)), None],
+        forced: false,
+        category_draw: CategoryDraw::Walk,
+        code_logit_offset: 0.0,
+        category_factor: Vec::new(),
+        last_takes_rest: Vec::new(),
+        run_end: Vec::new(),
+    };
+    plan.run_end = plan.runs();
+    assert_eq!(plan.run_end[0], 4, "codes 0..4 are a run");
+    let bias = [40.0f32, -40.0, 40.0, -40.0, -40.0, 40.0, -40.0];
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut unbiased_differ = false;
+    for walk_number in 0..200 {
+        let by_runs = walk_number % 2 == 0;
+        let walk_once = |bias: Option<&[f32]>, rng: &mut ChaCha20Rng| {
+            let (mut pos, mut drawn) = (0, Vec::new());
+            let inputs = WalkInputs {
+                forced: None,
+                bias,
+                rng,
+            };
+            let progress = match by_runs {
+                true => walk(&mut pos, &plan, inputs, &mut FixedRuns(vec![0.0; 7]), &mut drawn),
+                false => walk(&mut pos, &plan, inputs, &mut Fixed(vec![0.0; 7]), &mut drawn),
+            };
+            assert_eq!(progress, Progress::Done);
+            drawn
+        };
+        assert_eq!(walk_once(Some(&bias), &mut rng), vec![0, 2, 5], "walk {walk_number}");
+        unbiased_differ |= walk_once(None, &mut rng) != vec![0, 2, 5];
+    }
+    assert!(unbiased_differ, "without the bias, logits of 0 draw other visits");
 }

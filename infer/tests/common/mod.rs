@@ -296,6 +296,7 @@ pub fn config(spec: &Spec, enc: &Encoding) -> ModelConfig {
         special_vocab_size: 3,
         coarse: false,
         seen_codes: spec.seen_codes,
+        label_bias: false,
     }
 }
 
