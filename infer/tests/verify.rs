@@ -270,3 +270,29 @@ fn an_altered_code_module_byte_is_refused() {
         "{err}"
     );
 }
+
+/// The label bias's file and the model's flag come together: a manifest that names `files.label_bias` for a
+/// model without `model.label_bias`, or claims the flag without the file, is refused naming the field.
+#[test]
+fn a_label_bias_file_without_the_flag_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["model"]["label_bias"] = serde_json::Value::Bool(true);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("files.label_bias") && err.contains("absent for a model with model.label_bias"),
+        "{err}"
+    );
+    manifest["model"]["label_bias"] = serde_json::Value::Bool(false);
+    manifest["files"]["label_bias"] = serde_json::json!({"name": "label_bias.f32", "sha256": "00"});
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let err = load(&dir).err().expect("refused").to_string();
+    assert!(
+        err.contains("files.label_bias") && err.contains("present for a model without"),
+        "{err}"
+    );
+}

@@ -154,6 +154,13 @@ pub fn make_batch(patients: &[&EncodedPatient], encoding: &Encoding, device: Dev
     }
 }
 
+/// Whether the label bias of vocabulary entry `j` starts from the data and learns: the codes drawn on their
+/// own, not a visit group's (gap, age, visit type, size, calendar: a sex's share of short gaps, high while
+/// pregnant, would shorten every gap of its records) nor the special codes.
+pub fn label_bias_learns(encoding: &Encoding, j: usize) -> bool {
+    j < encoding.code_vocab_size && !encoding.visit_groups.iter().any(|g| g.range().contains(&j))
+}
+
 /// Visits of pseudo-count by which [`label_bias_init`] shrinks a sex's rate of a code towards its rate over
 /// all records (a code no man holds starts about log(visits of men / 100) below its marginal log-odds, not
 /// at minus infinity).
@@ -207,7 +214,7 @@ pub fn label_bias_init<P: std::borrow::Borrow<EncodedPatient>>(
             (p / (1.0 - p)).ln()
         };
         for (s, (counts, visits)) in per_value.iter().enumerate() {
-            for j in 0..c {
+            for j in (0..c).filter(|&j| label_bias_learns(encoding, j)) {
                 let marginal = all[j] / all_visits.max(1.0);
                 let rate =
                     (counts[j] + LABEL_BIAS_SHRINKAGE_VISITS * marginal) / (visits + LABEL_BIAS_SHRINKAGE_VISITS);

@@ -435,6 +435,9 @@ pub struct Halo {
     pub head: CodeHead,
     /// `ehr_head.label_bias.weight` [V, L] of a model with `ModelConfig::label_bias`.
     pub label_bias: Option<Tensor>,
+    /// In training, which rows of the label bias learn ([V, 1], 1 or 0; `Halo::restrict_label_bias`): the
+    /// others stay at their start.
+    label_bias_rows: Option<Tensor>,
 }
 
 impl Halo {
@@ -450,6 +453,7 @@ impl Halo {
                     Init::Const(0.0),
                 )
             }),
+            label_bias_rows: None,
             config: config.clone(),
         }
     }
@@ -467,12 +471,24 @@ impl Halo {
         }
     }
 
+    /// Lets only the rows of the label bias where `rows` [V] is true learn (their gradient through the others
+    /// is zero, so those keep their start).
+    pub fn restrict_label_bias(&mut self, rows: &[bool]) {
+        let mask: Vec<f32> = rows.iter().map(|&r| f32::from(u8::from(r))).collect();
+        let device = self.label_bias.as_ref().map_or(tch::Device::Cpu, |w| w.device());
+        self.label_bias_rows = Some(Tensor::from_slice(&mask).view([-1, 1]).to_device(device));
+    }
+
     /// With a label bias: per row of the shifted targets [B * (T-1), V], the bias of its record's label
     /// codes (read from the label visit, `visits[:, 1]`); zero on the row that predicts the label visit.
     fn row_label_bias(&self, visits: &Tensor) -> Option<Tensor> {
         let weight = self.label_bias.as_ref()?;
         let (b, t, _) = visits.size3().unwrap();
         let (c, l) = (self.config.code_vocab_size as i64, self.config.label_vocab_size as i64);
+        let weight = match &self.label_bias_rows {
+            Some(rows) => weight * rows,
+            None => weight.shallow_clone(),
+        };
         let per_record = visits.select(1, 1).narrow(1, c, l).matmul(&weight.tr());
         let visit_rows = Tensor::ones([t - 1], (Kind::Float, visits.device()));
         let _ = visit_rows.narrow(0, 0, 1).fill_(0.0);

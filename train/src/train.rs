@@ -138,7 +138,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let train = &setup.corpus.train;
     tch::manual_seed(args.settings.seed as i64);
     let mut vs = nn::VarStore::new(args.device);
-    let model = Halo::load(&vs.root(), &setup.config);
+    let mut model = Halo::load(&vs.root(), &setup.config);
+    if setup.config.label_bias {
+        let rows: Vec<bool> = (0..setup.encoding.vocab_size())
+            .map(|j| data::label_bias_learns(&setup.encoding, j))
+            .collect();
+        model.restrict_label_bias(&rows);
+    }
     let lr = args
         .settings
         .lr
