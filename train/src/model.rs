@@ -471,8 +471,8 @@ impl Halo {
         }
     }
 
-    /// Lets only the rows of the label bias where `rows` [V] is true learn (their gradient through the others
-    /// is zero, so those keep their start).
+    /// Lets only the rows of the label bias where `rows` (one per vocabulary entry) is true learn (their
+    /// gradient through the others is zero, so those keep their start).
     pub fn restrict_label_bias(&mut self, rows: &[bool]) {
         let mask: Vec<f32> = rows.iter().map(|&r| f32::from(u8::from(r))).collect();
         let device = self.label_bias.as_ref().map_or(tch::Device::Cpu, |w| w.device());
