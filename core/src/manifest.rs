@@ -466,49 +466,18 @@ impl Manifest {
                 ),
             ));
         }
-        if m.format_version < 2 && m.files.code_head_incremental.is_some() {
-            return Err(Error::field(
-                &path,
-                "files.code_head_incremental",
-                "needs format_version 2 or later".to_string(),
-            ));
-        }
-        if m.format_version < 3 && m.model.seen_codes {
-            return Err(Error::field(
-                &path,
-                "model.seen_codes",
-                "needs format_version 3 or later".to_string(),
-            ));
-        }
         if m.model.label_bias != m.files.label_bias.is_some() {
+            let (file, flag) = match m.model.label_bias {
+                true => ("absent", "with"),
+                false => ("present", "without"),
+            };
             return Err(Error::field(
                 &path,
                 "files.label_bias",
-                format!(
-                    "{} for a model {} model.label_bias",
-                    if m.files.label_bias.is_some() {
-                        "present"
-                    } else {
-                        "absent"
-                    },
-                    if m.model.label_bias { "with" } else { "without" }
-                ),
+                format!("{file} for a model {flag} model.label_bias"),
             ));
         }
-        if m.format_version < graph::LABEL_BIAS_FORMAT && m.files.label_bias.is_some() {
-            return Err(Error::field(
-                &path,
-                "files.label_bias",
-                format!("needs format_version {} or later", graph::LABEL_BIAS_FORMAT),
-            ));
-        }
-        if m.format_version < 5 && m.files.code_module.is_some() {
-            return Err(Error::field(
-                &path,
-                "files.code_module",
-                "needs format_version 5 or later".to_string(),
-            ));
-        }
+        check_parts_against_format(&m, &path)?;
         if let Some(inc) = &m.files.code_head_incremental {
             let v = m.model.total_vocab_size;
             let want = v.div_ceil(inc.block_len.max(1));
@@ -552,6 +521,35 @@ impl Manifest {
         }
         Ok(m)
     }
+}
+
+/// Refuses a manifest holding a part that a later format than the one it claims added (a sampler of the
+/// claimed version would not read it).
+fn check_parts_against_format(m: &Manifest, path: &Path) -> Result<()> {
+    let parts = [
+        (
+            "files.code_head_incremental",
+            m.files.code_head_incremental.is_some(),
+            2,
+        ),
+        ("model.seen_codes", m.model.seen_codes, 3),
+        ("files.code_module", m.files.code_module.is_some(), 5),
+        (
+            "files.label_bias",
+            m.files.label_bias.is_some(),
+            graph::LABEL_BIAS_FORMAT,
+        ),
+    ];
+    for (field, present, first) in parts {
+        if present && m.format_version < first {
+            return Err(Error::field(
+                path,
+                field,
+                format!("needs format_version {first} or later"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Hex sha256 of bytes.

@@ -161,6 +161,13 @@ pub fn label_bias_learns(encoding: &Encoding, j: usize) -> bool {
     j < encoding.code_vocab_size && !encoding.visit_groups.iter().any(|g| g.range().contains(&j))
 }
 
+/// [`label_bias_learns`] for every vocabulary entry.
+pub fn label_bias_rows(encoding: &Encoding) -> Vec<bool> {
+    (0..encoding.vocab_size())
+        .map(|j| label_bias_learns(encoding, j))
+        .collect()
+}
+
 /// Visits of pseudo-count by which [`label_bias_init`] shrinks a sex's rate of a code towards its rate over
 /// all records (a code no man holds starts about log(visits of men / 100) below its marginal log-odds, not
 /// at minus infinity).

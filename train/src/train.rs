@@ -140,10 +140,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut vs = nn::VarStore::new(args.device);
     let mut model = Halo::load(&vs.root(), &setup.config);
     if setup.config.label_bias {
-        let rows: Vec<bool> = (0..setup.encoding.vocab_size())
-            .map(|j| data::label_bias_learns(&setup.encoding, j))
-            .collect();
-        model.restrict_label_bias(&rows);
+        model.restrict_label_bias(&data::label_bias_rows(&setup.encoding));
     }
     let lr = args
         .settings
