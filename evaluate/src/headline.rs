@@ -4,7 +4,7 @@
 //! training split's shape), so that they hold for any data set, not only the demo's.
 
 use crate::fidelity::{Histogram, Level, MeanStd};
-use crate::report::Report;
+use crate::report::{Fidelity, Report};
 
 /// Largest shortfall of a visit-level R² below its ceiling (the R² of the test split against the training split).
 pub const R2_BELOW_CEILING: f64 = 0.05;
@@ -76,7 +76,16 @@ fn relative(value: Option<MeanStd>, reference: Option<MeanStd>) -> Option<(f64, 
 /// The headline figures of a report that it has data for, in reading order.
 pub fn headlines(r: &Report) -> Vec<Headline> {
     let mut out = Vec::new();
-    let f = &r.fidelity;
+    visit_level(&r.fidelity, &mut out);
+    shape(&r.fidelity, &mut out);
+    characterisation(&r.fidelity, &mut out);
+    labels_and_utility(r, &mut out);
+    privacy(r, &mut out);
+    out
+}
+
+/// Visit-level R² of unigrams and pairs against their ceilings.
+fn visit_level(f: &Fidelity, out: &mut Vec<Headline>) {
     for p in f.probabilities.iter().filter(|p| p.level == Level::Visit) {
         if let (Some(v), Some(ceiling)) = (p.r2_synthetic_vs_train, p.r2_test_vs_train) {
             let bound = ceiling.min(1.0) - R2_BELOW_CEILING;
@@ -88,6 +97,10 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             ));
         }
     }
+}
+
+/// Visits per record, codes per visit, same-day visits and the gap histogram against the training split.
+fn shape(f: &Fidelity, out: &mut Vec<Headline>) {
     let s = &f.shape;
     for (figure, value, reference, tolerance) in [
         (
@@ -135,6 +148,11 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             ));
         }
     }
+}
+
+/// What an OHDSI characterisation compares: record spans, visit types, demographics, codes one sex never
+/// holds, per-domain prevalence.
+fn characterisation(f: &Fidelity, out: &mut Vec<Headline>) {
     if let Some(spans) = &f.record_spans {
         if let (Some(train), Some(syn)) = (&spans.days.train, &spans.days.synthetic) {
             for (figure, reference, value, change) in [
@@ -211,6 +229,11 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             margin >= 0.0,
         ));
     }
+}
+
+/// Labels' agreement with codes, and the utility classifiers' largest AUROC drop.
+fn labels_and_utility(r: &Report, out: &mut Vec<Headline>) {
+    let f = &r.fidelity;
     let agreements = f.labels.iter().filter_map(|l| Some((l.synthetic_agreement?, &l.label)));
     if let Some((worst, label)) = agreements.min_by(|a, b| a.0.total_cmp(&b.0)) {
         out.push(line(
@@ -237,6 +260,10 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             drop <= UTILITY_AUROC_DROP_MAX,
         ));
     }
+}
+
+/// Membership attacks and exact copies.
+fn privacy(r: &Report, out: &mut Vec<Headline>) {
     let m = &r.privacy.membership;
     for (figure, attack, max) in [
         ("model likelihood attack accuracy", &m.model_attack, MODEL_ATTACK_MAX),
@@ -265,7 +292,6 @@ pub fn headlines(r: &Report) -> Vec<Headline> {
             c.synthetic_rate <= c.test_rate,
         ));
     }
-    out
 }
 
 /// The summary as plain text, one figure a line, `!` marking a figure outside its expected range.

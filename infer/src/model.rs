@@ -141,6 +141,33 @@ impl Incremental {
     }
 }
 
+/// Bytes of the ONNX graphs a model loaded (what the loading's memory is compared with).
+fn graph_bytes(step: &Graph, dense: Option<&Graph>, incremental: Option<&Incremental>) -> u64 {
+    [Some(step), dense]
+        .into_iter()
+        .flatten()
+        .chain(
+            incremental
+                .iter()
+                .flat_map(|i| std::iter::once(&i.start).chain(&i.blocks)),
+        )
+        .map(|g| std::fs::metadata(&g.path).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// The native code module of `code_module.f32` and the threads it samples rows on.
+fn read_native(
+    dir: &Path,
+    file: &halo_core::manifest::DataFile,
+    c: &ModelConfig,
+    options: &SessionOptions,
+) -> Result<(crate::native::NativeHead, usize)> {
+    let layout = halo_core::manifest::NativeCodeModule::of(c);
+    let values = read_values(dir, file, "files.code_module", layout.values(), "the code module's")?;
+    let threads = options.threads.unwrap_or_else(runtime::default_threads);
+    Ok((crate::native::NativeHead::from_values(layout, values)?, threads))
+}
+
 /// A model directory loaded for sampling.
 pub struct Model {
     pub dir: PathBuf,
@@ -276,15 +303,10 @@ impl Model {
             .filter(|_| use_incremental)
             .map(|files| Incremental::load(rt, dir, &files, &head_options, (e, v, hidden)))
             .transpose()?;
-        let native = match native_file.filter(|_| use_incremental) {
-            Some(file) => {
-                let layout = halo_core::manifest::NativeCodeModule::of(&c);
-                let values = read_values(dir, &file, "files.code_module", layout.values(), "the code module's")?;
-                let threads = options.threads.unwrap_or_else(runtime::default_threads);
-                Some((crate::native::NativeHead::from_values(layout, values)?, threads))
-            }
-            None => None,
-        };
+        let native = native_file
+            .filter(|_| use_incremental)
+            .map(|file| read_native(dir, &file, &c, options))
+            .transpose()?;
         let label_bias = manifest
             .files
             .label_bias
@@ -299,17 +321,7 @@ impl Model {
                 )
             })
             .transpose()?;
-        let loaded = [Some(&step), dense.as_ref()]
-            .into_iter()
-            .flatten()
-            .chain(
-                incremental
-                    .iter()
-                    .flat_map(|i| std::iter::once(&i.start).chain(&i.blocks)),
-            )
-            .map(|g| std::fs::metadata(&g.path).map_or(0, |m| m.len()))
-            .sum::<u64>();
-        loading.finish(loaded);
+        loading.finish(graph_bytes(&step, dense.as_ref(), incremental.as_ref()));
         Ok(Model {
             dir: dir.to_path_buf(),
             manifest,

@@ -31,14 +31,7 @@ fn main() -> Result<()> {
             let refs: Vec<_> = chunk.iter().collect();
             let batch = data::make_batch(&refs, &ck.encoding, Device::Cpu);
             let (_, logits, targets) = score::scored_bce(&ck.model, &batch, Noise::NONE);
-            // Scored rows per patient: the label visit, then its visits; keep the visits.
-            let mut keep = Vec::new();
-            let mut row = 0i64;
-            for p in chunk {
-                keep.extend((row + 1)..=(row + p.visits.len() as i64));
-                row += p.visits.len() as i64 + 1;
-            }
-            let keep = tch::Tensor::from_slice(&keep);
+            let keep = score::visit_rows(chunk);
             let probs = logits.sigmoid().index_select(0, &keep);
             let targets = targets.index_select(0, &keep);
             visits += keep.size()[0] as f64;

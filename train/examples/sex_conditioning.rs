@@ -76,14 +76,7 @@ fn main() -> Result<()> {
                 let refs: Vec<_> = chunk.iter().collect();
                 let batch = data::make_batch(&refs, &ck.encoding, Device::Cpu);
                 let (_, logits, _) = score::scored_bce(&ck.model, &batch, Noise::NONE);
-                // Scored rows per record: the label visit, then its visits; keep the visits.
-                let mut keep = Vec::new();
-                let mut row = 0i64;
-                for p in chunk {
-                    keep.extend((row + 1)..=(row + p.visits.len() as i64));
-                    row += p.visits.len() as i64 + 1;
-                }
-                let keep = Tensor::from_slice(&keep);
+                let keep = score::visit_rows(chunk);
                 let probs = logits.index_select(0, &keep).index_select(1, &foreign).sigmoid();
                 visits += keep.size()[0] as f64;
                 expected += probs.sum(Kind::Double).double_value(&[]);

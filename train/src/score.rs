@@ -7,6 +7,18 @@ use halo_core::corpus::Sequences;
 use halo_core::encoding::{EncodedPatient, Encoding};
 use tch::{Device, Kind, Reduction, Tensor};
 
+/// Indices, among the scored rows of a batch of `patients` ([`scored_bce`]'s order: per record its label
+/// visit, then its visits), of the rows that predict a real visit.
+pub fn visit_rows(patients: &[EncodedPatient]) -> Tensor {
+    let mut keep = Vec::new();
+    let mut row = 0i64;
+    for p in patients {
+        keep.extend((row + 1)..=(row + p.visits.len() as i64));
+        row += p.visits.len() as i64 + 1;
+    }
+    Tensor::from_slice(&keep)
+}
+
 /// Elementwise binary cross-entropy of the scored rows (label visit and real visits), with their logits and
 /// targets: three [N, V] tensors, rows in the order of `batch.rows`.
 /// `noise` only in training.
