@@ -420,13 +420,21 @@ pub const SIGNATURE: &str = "manifest.json.minisig";
 /// sampler sums from `files.visit_embeddings` ([`graph::EMBEDDED_STEP_FORMAT`]; in another order than the
 /// graph's multiplication, so a few draws differ from version 7's); 9 adds `files.label_bias`
 /// ([`graph::LABEL_BIAS_FORMAT`], written only for a model with a label bias, which an older sampler would
-/// leave out). Version 1 to 8 directories are still read and sample as before (version 1 through the dense
-/// `code_head`).
-pub const MANIFEST_FORMAT_VERSION: u32 = 9;
-/// The version `halo export` writes for a model: the newest whose additions the model uses (9 only with a
-/// label bias, so that every other directory still samples on a version 8 sampler).
-pub fn written_format(model: &crate::config::ModelConfig) -> u32 {
-    if model.label_bias {
+/// leave out); 10 draws a record's first calendar and age buckets among those its birth decade can meet
+/// ([`FIRST_VISIT_DATES_FORMAT`], written for an encoding with the three, whose records an older sampler
+/// would draw otherwise). Version 1 to 9 directories are still read and sample as before (version 1 through
+/// the dense `code_head`).
+pub const MANIFEST_FORMAT_VERSION: u32 = 10;
+/// The first version whose sampler draws a record's first visit's calendar bucket, and then its age bucket,
+/// among those that a date of the record's birth decade can meet (`halo_infer`'s `FirstVisitDates`).
+pub const FIRST_VISIT_DATES_FORMAT: u32 = 10;
+/// The version `halo export` writes for a model: the newest whose additions the model uses (10 where the
+/// encoding has the calendar and age groups and birth decades, 9 with a label bias, else 8, so that other
+/// directories still sample on an older sampler).
+pub fn written_format(model: &crate::config::ModelConfig, encoding: &crate::encoding::Encoding) -> u32 {
+    if encoding.has_first_visit_dates() {
+        FIRST_VISIT_DATES_FORMAT
+    } else if model.label_bias {
         graph::LABEL_BIAS_FORMAT
     } else {
         graph::EMBEDDED_STEP_FORMAT

@@ -162,7 +162,7 @@ fn write_model_dir(ck: &Checkpoint, dir: &Path, opts: &ExportOptions) -> Result<
         .then(|| write_data_file(dir, graph::LABEL_BIAS, &label_bias_bytes(ck)))
         .transpose()?;
     let manifest = Manifest {
-        format_version: written_format(c),
+        format_version: written_format(c, &ck.encoding),
         model: ck.config.clone(),
         encoding: ck.encoding.clone(),
         files: ManifestFiles {

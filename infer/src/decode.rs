@@ -23,7 +23,7 @@
 use crate::sampler::RawRecord;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use halo_core::buckets::draw_within;
-use halo_core::encoding::{Encoding, Token, CALENDAR_BUCKET_YEARS};
+use halo_core::encoding::{Encoding, Token, VisitGroup, CALENDAR_BUCKET_YEARS};
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
@@ -201,6 +201,75 @@ impl Calendar {
     }
 }
 
+/// Which calendar and age buckets a record's first visit may hold, given the birth years its label visit
+/// holds: those under which the visit can be dated as [`Calendar::visit`] dates it (birth year inside the
+/// decade, age inside its bucket, the visit's year inside its calendar bucket). The model draws the three
+/// one after another and learns their bond from the data's first visits only; unconstrained, the demo
+/// model drew a first visit that no date could meet for 70% of its records (a person born in the 1990s
+/// first seen in 2005-2009 aged under 5), which the decoder then dated years away from its bucket, and
+/// every later visit's calendar code with it. Drawn with these limits, a value that no date meets is left
+/// out of its group's walk, as a value fixed unset is.
+#[derive(Debug, Clone)]
+pub(crate) struct FirstVisitDates {
+    /// The first birth year and one past the last.
+    birth_years: (f64, f64),
+    calendar: std::ops::Range<usize>,
+    age: std::ops::Range<usize>,
+    /// Per calendar bucket, the years it holds; per age bucket, the ages it is drawn in.
+    calendar_years: Vec<(f64, f64)>,
+    age_years: Vec<(f64, f64)>,
+}
+
+impl FirstVisitDates {
+    /// The limits of a record whose label visit holds `labels`; `None` where the encoding lacks the calendar
+    /// or the age group, the labels hold no birth years, or no calendar bucket can be met.
+    pub fn of(enc: &Encoding, labels: &[u32]) -> Option<FirstVisitDates> {
+        let years = labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
+            Token::Demographic { category, value } if category.is_birth_year() => BirthDecade::years_of(value),
+            _ => None,
+        })?;
+        let group = |name: &str| enc.visit_groups.iter().find(|g| g.name == name).map(|g| g.range());
+        let (calendar, age) = (group(VisitGroup::CALENDAR)?, group(VisitGroup::AGE)?);
+        let age_years: Vec<(f64, f64)> = (0..age.len())
+            .map(|k| edge_range(&enc.age_edges_years, k))
+            .collect::<Option<_>>()?;
+        let dates = FirstVisitDates {
+            birth_years: (f64::from(*years.start()), f64::from(*years.end()) + 1.0),
+            calendar_years: (0..calendar.len()).map(|k| enc.calendar_bucket_years(k)).collect(),
+            calendar,
+            age,
+            age_years,
+        };
+        dates.calendar.clone().any(|j| dates.allows(j, &[])).then_some(dates)
+    }
+
+    /// Whether vocabulary index `j` may be set on the first visit, whose codes set so far are `set`: a
+    /// calendar bucket that some age meets, an age bucket that meets the calendar bucket set (any, before
+    /// one is). Other codes always.
+    pub fn allows(&self, j: usize, set: &[u32]) -> bool {
+        let meets = |(age_lo, age_hi): (f64, f64), (year_lo, year_hi): (f64, f64)| {
+            let (lo, hi) = (self.birth_years.0 + age_lo, self.birth_years.1 + age_hi);
+            lo.max(year_lo) < hi.min(year_hi)
+        };
+        if self.calendar.contains(&j) {
+            let ages = (self.age_years[0].0, self.age_years[self.age_years.len() - 1].1);
+            meets(ages, self.calendar_years[j - self.calendar.start])
+        } else if self.age.contains(&j) {
+            set.iter()
+                .map(|&k| k as usize)
+                .find(|k| self.calendar.contains(k))
+                .is_none_or(|k| {
+                    meets(
+                        self.age_years[j - self.age.start],
+                        self.calendar_years[k - self.calendar.start],
+                    )
+                })
+        } else {
+            true
+        }
+    }
+}
+
 /// The time of every visit of a record sampled with the calendar group (dated from its own date stream, as
 /// decoding dates it, visits without codes included); `None` for a record without a date stream or a model
 /// without gap codes.
@@ -355,6 +424,49 @@ mod tests {
                 (halo_core::time::calendar_year(time), cal.birth_year().unwrap(), age)
             })
             .collect()
+    }
+
+    /// The vocabulary index of birth decade `value`.
+    fn decade(enc: &Encoding, value: &str) -> u32 {
+        index_of(
+            enc,
+            |t| matches!(t, Token::Demographic { category: DemographicCategory::BirthYear, value: v } if v == value),
+        )
+    }
+
+    #[test]
+    fn first_visit_dates_allow_only_the_buckets_a_date_meets() {
+        let enc = fixture();
+        assert!(enc.has_first_visit_dates());
+        let calendar = |k: usize| index_of(&enc, |t| matches!(t, Token::Calendar { bucket } if *bucket == k));
+        let age = |k: usize| index_of(&enc, |t| matches!(t, Token::Age { bucket } if *bucket == k));
+        let calendars = enc.visit_groups.iter().find(|g| g.name == "calendar").unwrap().len;
+        let ages = enc.visit_groups.iter().find(|g| g.name == "age").unwrap().len;
+        // The fixture's calendar buckets: before 1990, 1990-1994, ..., 2010 on (closed at 2020).
+        assert_eq!(enc.calendar_bucket_years(calendars - 1), (2010.0, 2020.0));
+
+        // Born 1950-1959, first seen in any bucket; in 1990-1994 aged 30 to 45 only (age buckets 6, 7, 8).
+        let fifties = FirstVisitDates::of(&enc, &[decade(&enc, "1950-1959")]).expect("limits");
+        assert!((0..calendars).all(|k| fifties.allows(calendar(k) as usize, &[])));
+        let in_1992 = [calendar(enc.calendar_bucket(1992.0))];
+        let allowed: Vec<usize> = (0..ages)
+            .filter(|&k| fifties.allows(age(k) as usize, &in_1992))
+            .collect();
+        assert_eq!(allowed, vec![6, 7, 8]);
+        // Before a calendar bucket is set, every age; other codes always.
+        assert!((0..ages).all(|k| fifties.allows(age(k) as usize, &[])));
+        let gap = index_of(&enc, |t| matches!(t, Token::Gap { .. })) as usize;
+        assert!(fifties.allows(gap, &in_1992));
+
+        // Born 2010-2019: only the last bucket (the one before ends where the decade starts).
+        let tens = FirstVisitDates::of(&enc, &[decade(&enc, "2010-2019")]).expect("limits");
+        let allowed: Vec<usize> = (0..calendars)
+            .filter(|&k| tens.allows(calendar(k) as usize, &[]))
+            .collect();
+        assert_eq!(allowed, vec![calendars - 1]);
+
+        // No birth decade among the labels: no limits.
+        assert!(FirstVisitDates::of(&enc, &[]).is_none());
     }
 
     #[test]

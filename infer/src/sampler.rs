@@ -16,12 +16,12 @@
 
 use crate::code_module;
 use crate::conditions::{Conditions, Forced};
-use crate::decode::Calendar;
+use crate::decode::{Calendar, FirstVisitDates};
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model, Seen, SeenCodes};
 use crate::walk::{VisitPlan, WalkInputs};
 use halo_core::encoding::{Encoding, VisitGroup};
-use halo_core::manifest::{Manifest, SamplingCalibration};
+use halo_core::manifest::{Manifest, SamplingCalibration, FIRST_VISIT_DATES_FORMAT};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -95,6 +95,8 @@ pub(crate) struct Row {
     labels: Vec<u32>,
     /// What the record's labels add to the logits of its visits (models with a label bias).
     label_bias: Option<Vec<f32>>,
+    /// The calendar and age buckets its first visit may hold (format 10 on).
+    first_dates: Option<FirstVisitDates>,
     visits: Vec<Vec<u32>>,
 }
 
@@ -121,6 +123,7 @@ impl Row {
             calendar: None,
             labels: Vec::new(),
             label_bias: None,
+            first_dates: None,
             visits: Vec::new(),
         }
     }
@@ -132,9 +135,11 @@ impl Row {
             true => (self.forced.as_ref(), None),
             false => (self.visit_forced.as_ref(), self.label_bias.as_deref()),
         };
+        let first_visit = !plan.forced && self.visits.is_empty();
         WalkInputs {
             forced,
             bias,
+            dates: self.first_dates.as_ref().filter(|_| first_visit),
             rng: &mut self.rng,
         }
     }
@@ -361,6 +366,9 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
     let labels = batch_visit(&mut batch, model, &plans.labels, stats)?;
     for (row, labels) in batch.rows.iter_mut().zip(labels) {
         row.label_bias = model.record_label_bias(&labels);
+        if model.manifest.format_version >= FIRST_VISIT_DATES_FORMAT {
+            row.first_dates = FirstVisitDates::of(&model.manifest.encoding, &labels);
+        }
         row.labels = labels;
     }
     batch.step(model, StepVisit::Labels, stats)?;

@@ -7,6 +7,7 @@
 //! once the logit is known, so a record's draws do not depend on how its logits were computed.
 
 use crate::conditions::Forced;
+use crate::decode::FirstVisitDates;
 use halo_core::encoding::{Encoding, VisitGroup};
 use halo_core::manifest::SamplingCalibration;
 use rand::Rng;
@@ -265,6 +266,9 @@ fn is_set(u: f64, x: f32) -> bool {
 pub(crate) struct WalkInputs<'a> {
     pub forced: Option<&'a Forced>,
     pub bias: Option<&'a [f32]>,
+    /// On a record's first visit (manifest format 10 on): the calendar and age buckets its birth years
+    /// allow; a bucket no date meets is left out of its group's draw.
+    pub dates: Option<&'a FirstVisitDates>,
     pub rng: &'a mut ChaCha20Rng,
 }
 
@@ -277,7 +281,12 @@ pub(crate) fn walk(
     cursor: &mut impl Cursor,
     drawn: &mut Vec<u32>,
 ) -> Progress {
-    let WalkInputs { forced, bias, rng } = inputs;
+    let WalkInputs {
+        forced,
+        bias,
+        dates,
+        rng,
+    } = inputs;
     // The label bias comes after the cursor's sum (a model without one: the cursor's logit as it is).
     let biased = |j: usize, logit: f32| bias.map_or(logit, |b| logit + b[j]);
     // The label visit's conditions by label-local index; another visit's calendar code by candidate position
@@ -316,7 +325,9 @@ pub(crate) fn walk(
                 let mut weights = Vec::with_capacity(end - start);
                 // Probability that a walk through the category has not set a value yet.
                 let mut not_yet = 1.0f64;
-                for k in (start..end).filter(|k| fixed_at(*k) != Some(false)) {
+                let allowed =
+                    |k: usize| fixed_at(k) != Some(false) && dates.is_none_or(|d| d.allows(plan.cands[k], drawn));
+                for k in (start..end).filter(|&k| allowed(k)) {
                     let Some(logit) = cursor.logit_given_unset(plan.cands[k], plan.cands[start]) else {
                         return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
                     };

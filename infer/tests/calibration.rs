@@ -31,8 +31,10 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
     let target = model.manifest.training.mean_codes_per_visit;
     let error = |mean: f64| (mean / target - 1.0).abs();
     assert_eq!(steps[0].0, 0.0, "the first step measures the model as it is: {steps:?}");
+    // Its sampled visits hold about 3% more codes than its training visits (9% before format 10 drew the
+    // first visit's calendar and age buckets so that they meet); the calibration takes that to under 1%.
     assert!(
-        error(fitted.uncalibrated_codes_per_visit) > 0.05,
+        error(fitted.uncalibrated_codes_per_visit) > 0.02,
         "nothing to calibrate: {fitted:?}"
     );
     assert!(

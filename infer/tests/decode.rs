@@ -287,3 +287,64 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
     }
     assert!(checked > 1000 && buckets.len() > 2, "{checked} visits over {buckets:?}");
 }
+
+/// Format 10 on (`FIRST_VISIT_DATES_FORMAT`): a record's first visit draws only a calendar bucket and an age
+/// bucket that its birth decade can meet, so every first visit is dated inside the calendar bucket it drew, at
+/// an age inside its age bucket. (An older directory's first visits drew them apart: on the demo model 70% of
+/// them no date could meet.)
+#[test]
+fn every_first_visit_is_dated_inside_the_buckets_it_drew() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
+    let mut model = halo_infer::Model::load_on_cpu(&dir).unwrap();
+    assert!(model.manifest.format_version >= halo_core::manifest::FIRST_VISIT_DATES_FORMAT);
+    let enc = model.manifest.encoding.clone();
+    let plan = halo_infer::Plan {
+        seed: 7,
+        records: 0..400,
+        batch_size: 32,
+        conditions: None,
+    };
+    let mut sampled = Vec::new();
+    halo_infer::generate(&mut model, &plan, |batch| {
+        sampled.extend(batch);
+        Ok(())
+    })
+    .unwrap();
+    let mut calendar_buckets = std::collections::BTreeSet::new();
+    for s in &sampled {
+        let first = &s.raw.visits[0];
+        let bucket_of = |pick: fn(&Token) -> Option<usize>| first.iter().find_map(|&c| pick(&enc.tokens[c as usize]));
+        let calendar = bucket_of(|t| match t {
+            Token::Calendar { bucket } => Some(*bucket),
+            _ => None,
+        })
+        .expect("a calendar bucket");
+        let age = bucket_of(|t| match t {
+            Token::Age { bucket } => Some(*bucket),
+            _ => None,
+        })
+        .expect("an age bucket");
+        let times = halo_infer::decode::dated_visit_times(&enc, &s.raw).expect("a dated record");
+        let year = halo_core::time::calendar_year(times[0]);
+        let (lo, hi) = enc.calendar_bucket_years(calendar);
+        assert!(
+            lo <= year && year < hi,
+            "record {}: {year} outside {lo}..{hi}",
+            s.raw.index
+        );
+        let birth = chrono::NaiveDate::parse_from_str(
+            s.patient.demographics.birth_date.as_deref().expect("a birth date"),
+            "%Y-%m-%d",
+        )
+        .unwrap();
+        let age_years = (times[0].date() - birth).num_days() as f64 / 365.25;
+        let (age_lo, age_hi) = (enc.age_edges_years[age], enc.age_edges_years[age + 1]);
+        assert!(
+            age_lo - 0.01 <= age_years && age_years <= age_hi + 0.01,
+            "record {}: aged {age_years}, outside {age_lo}..{age_hi}",
+            s.raw.index
+        );
+        calendar_buckets.insert(calendar);
+    }
+    assert!(calendar_buckets.len() > 2, "{calendar_buckets:?}");
+}

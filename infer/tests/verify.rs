@@ -217,8 +217,11 @@ fn load_error_claiming_format(claimed: u32) -> String {
     );
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let model = Manifest::read(&dir).unwrap().model;
-    let written = format!("\"format_version\": {}", halo_core::manifest::written_format(&model));
+    let manifest = Manifest::read(&dir).unwrap();
+    let written = format!(
+        "\"format_version\": {}",
+        halo_core::manifest::written_format(&manifest.model, &manifest.encoding)
+    );
     let claimed = text.replacen(&written, &format!("\"format_version\": {claimed}"), 1);
     assert_ne!(text, claimed);
     std::fs::write(&path, claimed).unwrap();

@@ -356,6 +356,19 @@ impl Encoding {
         bucket_of(&self.calendar_edges_years, year)
     }
 
+    /// Whether a first visit's date follows from three draws of the model: the birth decade (a demographic
+    /// category), the calendar bucket and the age bucket (visit groups), which a sampler of manifest format
+    /// 10 on (`manifest::FIRST_VISIT_DATES_FORMAT`) draws so that they meet.
+    pub fn has_first_visit_dates(&self) -> bool {
+        let group = |name: &str| self.visit_groups.iter().any(|g| g.name == name && g.len > 0);
+        group(VisitGroup::CALENDAR)
+            && group(VisitGroup::AGE)
+            && self
+                .tokens
+                .iter()
+                .any(|t| matches!(t, Token::Demographic { category, .. } if category.is_birth_year()))
+    }
+
     /// The years `lo..hi` that calendar bucket `bucket` holds (as [`Encoding::calendar_bucket`] assigns them): the
     /// first bucket open below, the last (open above) closed [`CALENDAR_BUCKET_YEARS`] after the last edge, as
     /// fewer than `min_patients` patients' records reach that far (the edges stop at the last multiple of it

@@ -6,6 +6,7 @@ fn inputs(rng: &mut ChaCha20Rng) -> WalkInputs<'_> {
     WalkInputs {
         forced: None,
         bias: None,
+        dates: None,
         rng,
     }
 }
@@ -308,6 +309,7 @@ fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
             let inputs = WalkInputs {
                 forced: None,
                 bias,
+                dates: None,
                 rng,
             };
             let progress = match by_runs {

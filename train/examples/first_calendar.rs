@@ -1,0 +1,105 @@
+//! Where a record starts in time, teacher-forced: per birth decade, the data's share of first visits in each
+//! calendar bucket against the model's, from the walk's weights of the calendar group (each bucket's sigmoid
+//! times one minus those before it, renormalised) given the true label visit, over the training split's
+//! encoded records (first kept visits, as the model learnt them).
+//!
+//!     cargo run --release -p halo-train --example first_calendar -- CHECKPOINT DATA
+
+use anyhow::{Context, Result};
+use halo_core::encoding::Token;
+use halo_core::record::Split;
+use halo_core::ReadOptions;
+use halo_train::{checkpoint, data};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tch::{Device, Kind};
+
+fn main() -> Result<()> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [ck_dir, data_path] = args.as_slice() else {
+        anyhow::bail!("usage: first_calendar CHECKPOINT DATA");
+    };
+    let ck = checkpoint::load(ck_dir, Device::Cpu)?;
+    let dataset = data::read(data_path, None, &ReadOptions::default()).context("reading the data")?;
+    let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
+    let enc = &ck.encoding;
+    let group = enc
+        .visit_groups
+        .iter()
+        .find(|g| g.name == "calendar")
+        .context("no calendar group")?;
+    let decade_of = |labels: &[u32]| {
+        labels.iter().find_map(|&l| match &enc.tokens[l as usize] {
+            Token::Demographic { category, value } if category.is_birth_year() => Some(value.clone()),
+            _ => None,
+        })
+    };
+    let vars = ck.vs.variables();
+    let get = |name: &str| -> Result<Vec<Vec<f32>>> {
+        let t = vars.get(name).with_context(|| format!("no variable {name}"))?;
+        Ok(Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float))?)
+    };
+    let (w1, b1, w2, b2) = (
+        get("ehr_head.auto1.weight")?,
+        Vec::<f32>::try_from(&vars["ehr_head.auto1.bias"])?,
+        get("ehr_head.auto2.weight")?,
+        Vec::<f32>::try_from(&vars["ehr_head.auto2.bias"])?,
+    );
+    let e = ck.config.n_embd;
+    let d = w1.len();
+    // Per decade: records, the data's bucket counts, the model's expected counts.
+    let mut tally: BTreeMap<String, (usize, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let _guard = tch::no_grad_guard();
+    let s = splits.get(&Split::Train).context("no train split")?;
+    for chunk in s.patients.chunks(64) {
+        let refs: Vec<_> = chunk.iter().collect();
+        let batch = data::make_batch(&refs, enc, Device::Cpu);
+        let history = ck.model.transformer.forward(&batch.visits);
+        for (i, p) in chunk.iter().enumerate() {
+            let Some(decade) = decade_of(&p.labels) else { continue };
+            let Some(first) = p.visits.first() else { continue };
+            let h = Vec::<f32>::try_from(history.get(i as i64).get(1))?;
+            // Nothing drawn yet: the first-layer pre-activations are the history's alone.
+            let pre: Vec<f32> = (0..d)
+                .map(|o| b1[o] + (0..e).map(|k| w1[o][k] * h[k]).sum::<f32>())
+                .collect();
+            let mut weights = Vec::with_capacity(group.len);
+            let mut rest = 1.0f64;
+            for j in group.first..group.first + group.len {
+                let row = e - 1 + j;
+                let logit: f32 = b2[row] + (0..=row).map(|k| w2[row][k] * pre[k].max(0.0)).sum::<f32>();
+                let p_j = 1.0 / (1.0 + (-f64::from(logit)).exp());
+                weights.push(rest * p_j);
+                rest *= 1.0 - p_j;
+            }
+            let total: f64 = weights.iter().sum();
+            let entry = tally
+                .entry(decade)
+                .or_insert_with(|| (0, vec![0.0; group.len], vec![0.0; group.len]));
+            entry.0 += 1;
+            if let Some(k) = first.iter().find_map(|&c| match enc.tokens[c as usize] {
+                Token::Calendar { bucket } => Some(bucket),
+                _ => None,
+            }) {
+                entry.1[k] += 1.0;
+            }
+            for (k, w) in weights.iter().enumerate() {
+                entry.2[k] += w / total;
+            }
+        }
+    }
+    for (decade, (n, data, model)) in &tally {
+        let cells: Vec<String> = (0..group.len)
+            .filter(|&k| data[k] + model[k] >= 0.02 * *n as f64)
+            .map(|k| {
+                let (lo, _) = enc.calendar_bucket_years(k);
+                format!("{lo}:{:.2}/{:.2}", data[k] / *n as f64, model[k] / *n as f64)
+            })
+            .collect();
+        println!(
+            "{decade} ({n} records) first visit's calendar bucket, data/model: {}",
+            cells.join(" ")
+        );
+    }
+    Ok(())
+}
