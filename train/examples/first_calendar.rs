@@ -63,13 +63,29 @@ fn main() -> Result<()> {
             let pre: Vec<f32> = (0..d)
                 .map(|o| b1[o] + (0..e).map(|k| w1[o][k] * h[k]).sum::<f32>())
                 .collect();
-            let mut weights = Vec::with_capacity(group.len);
+            // Buckets the decade can meet at some age (as the sampler's format 10 draws them).
+            let years = halo_core::record::BirthDecade::years_of(&decade).context("decade years")?;
+            let ages = (enc.age_edges_years[0], *enc.age_edges_years.last().unwrap_or(&0.0));
+            let meets = |k: usize| {
+                let (lo, hi) = enc.calendar_bucket_years(k);
+                (f64::from(*years.start()) + ages.0).max(lo) < (f64::from(*years.end()) + 1.0 + ages.1).min(hi)
+            };
+            let allowed: Vec<usize> = (0..group.len).filter(|&k| meets(k)).collect();
+            let mut weights = vec![0.0; group.len];
             let mut rest = 1.0f64;
-            for j in group.first..group.first + group.len {
-                let row = e - 1 + j;
-                let logit: f32 = b2[row] + (0..=row).map(|k| w2[row][k] * pre[k].max(0.0)).sum::<f32>();
+            for (i, &k) in allowed.iter().enumerate() {
+                let row = e - 1 + group.first + k;
+                let logit: f32 = b2[row] + (0..=row).map(|r| w2[row][r] * pre[r].max(0.0)).sum::<f32>();
                 let p_j = 1.0 / (1.0 + (-f64::from(logit)).exp());
-                weights.push(rest * p_j);
+                // LAST_TAKES_REST=1: the last allowed bucket takes what the walk leaves.
+                let last_rest = i + 1 == allowed.len() && std::env::var_os("LAST_TAKES_REST").is_some();
+                weights[k] = if std::env::var_os("CONDITIONALS").is_some() {
+                    p_j
+                } else if last_rest {
+                    rest
+                } else {
+                    rest * p_j
+                };
                 rest *= 1.0 - p_j;
             }
             let total: f64 = weights.iter().sum();
@@ -88,6 +104,7 @@ fn main() -> Result<()> {
             }
         }
     }
+    let mut weighted = (0.0, 0.0);
     for (decade, (n, data, model)) in &tally {
         let cells: Vec<String> = (0..group.len)
             .filter(|&k| data[k] + model[k] >= 0.02 * *n as f64)
@@ -96,10 +113,14 @@ fn main() -> Result<()> {
                 format!("{lo}:{:.2}/{:.2}", data[k] / *n as f64, model[k] / *n as f64)
             })
             .collect();
+        let tvd: f64 = (0..group.len).map(|k| (data[k] - model[k]).abs()).sum::<f64>() / 2.0 / *n as f64;
         println!(
-            "{decade} ({n} records) first visit's calendar bucket, data/model: {}",
+            "{decade} ({n} records, total variation {tvd:.3}) first visit's calendar bucket, data/model: {}",
             cells.join(" ")
         );
+        weighted.0 += tvd * *n as f64;
+        weighted.1 += *n as f64;
     }
+    println!("total variation, mean over records: {:.3}", weighted.0 / weighted.1);
     Ok(())
 }
