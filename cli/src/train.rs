@@ -68,13 +68,17 @@ pub struct TrainCmd {
     /// utility AUROC of three samples is 0.84-0.95 instead of 0.74-0.86.
     #[arg(long)]
     no_seen_codes: bool,
-    /// Give every visit's code logits a learnt bias per value of the record's labels (sex, race, ethnicity,
-    /// birth decade, phenotype labels), the sex's started at each code's log-odds among the records of that
-    /// sex: a direct path from the sex to each code, so that codes only one sex holds stay with it (model
-    /// directory format 9; the visit groups' codes keep no bias). On the demo, men holding a code no man
-    /// holds: 46-53% -> 2-5%; procedure prevalence R² 0.79-0.85 -> 0.66-0.73 (docs/records.md). Not with
-    /// --dp-epsilon
-    #[arg(long, conflicts_with = "dp_epsilon")]
+    /// Leave out the label bias: a learnt bias per value of the record's labels (sex, race, ethnicity, birth
+    /// decade, phenotype labels) on every visit's code logits, the sex's started at each code's log-odds among
+    /// the records of that sex, so that codes only one sex holds stay with it (the visit groups' codes keep
+    /// none). On by default, and off with --dp-epsilon (its gradients are not clipped per record). On the
+    /// demo, persons holding a code no training person of their sex holds: 28-32% without it, 0.6-1.9% with it
+    /// (docs/records.md, "The label bias").
+    #[arg(long)]
+    no_label_bias: bool,
+    /// The label bias, which is now the default (kept for the scripts of earlier versions, where it was off
+    /// unless asked for).
+    #[arg(long, hide = true, conflicts_with_all = ["no_label_bias", "dp_epsilon"])]
     label_bias: bool,
     /// Dropout in training, a guard against memorizing single records: on the visit embeddings, the
     /// transformer's attention and MLP branches and the code module's hidden layer
@@ -202,7 +206,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             n_ctx: cmd.n_ctx,
             coarse: cmd.coarse,
             seen_codes: !cmd.no_seen_codes,
-            label_bias: cmd.label_bias,
+            label_bias: !cmd.no_label_bias,
             dropout: cmd.dropout,
             prefix_dropout: cmd.prefix_dropout,
             weight_decay: cmd.weight_decay,

@@ -31,14 +31,15 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
     let target = model.manifest.training.mean_codes_per_visit;
     let error = |mean: f64| (mean / target - 1.0).abs();
     assert_eq!(steps[0].0, 0.0, "the first step measures the model as it is: {steps:?}");
-    // Its sampled visits hold about 3% more codes than its training visits (9% before format 10 drew the
-    // first visit's calendar and age buckets so that they meet); the calibration takes that to under 1%.
+    // Its sampled visits hold about 1.6% more codes than its training visits (9% before format 10 drew the
+    // first visit's calendar and age buckets so that they meet, and the label bias was on); the calibration
+    // takes that to the search's tolerance.
     assert!(
-        error(fitted.uncalibrated_codes_per_visit) > 0.02,
+        error(fitted.uncalibrated_codes_per_visit) > 0.01,
         "nothing to calibrate: {fitted:?}"
     );
     assert!(
-        error(fitted.calibrated_codes_per_visit) < 0.01,
+        error(fitted.calibrated_codes_per_visit) < 0.005,
         "{fitted:?} after {steps:?}"
     );
     // The fixture's visits come out too large, so the offset is negative; the same as the stored one up to

@@ -188,6 +188,10 @@ fn a_private_run_resumes_exactly_and_refuses_other_privacy_settings() {
     assert!(plan["epsilon"].as_f64().unwrap() <= 8.0, "{plan}");
     assert!(plan["noise_multiplier"].as_f64().unwrap() > 0.0, "{plan}");
     assert_eq!(state["settings"]["dp"]["epsilon"], 8.0);
+    // The label bias, on by default, is left out under DP (its gradients are not clipped per record).
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
+    assert!(!config["label_bias"].as_bool().unwrap_or(false), "{config}");
     // The shipped weights are the last epoch's, whatever the validation loss did.
     assert_eq!(state["best_epoch"], 3);
     let last: std::collections::HashMap<String, tch::Tensor> =

@@ -59,7 +59,8 @@ pub struct TrainSettings {
     /// Embed the codes seen so far in each record ([`halo_core::config::ModelConfig::seen_codes`]).
     pub seen_codes: bool,
     /// A learnt bias per label value on every visit's logits ([`halo_core::config::ModelConfig::label_bias`]);
-    /// absent (false) in the `train_state.json` of runs before it. Not with differential privacy.
+    /// on by default, absent (false) in the `train_state.json` of runs before it. Left out under differential
+    /// privacy.
     #[serde(default)]
     pub label_bias: bool,
     /// Dropout in training (embeddings, the transformer's branches, the code module's hidden layer).
@@ -118,7 +119,7 @@ impl Default for TrainSettings {
             n_ctx: None,
             coarse: false,
             seen_codes: true,
-            label_bias: false,
+            label_bias: true,
             dropout: DEFAULT_DROPOUT,
             prefix_dropout: DEFAULT_PREFIX_DROPOUT,
             weight_decay: DEFAULT_WEIGHT_DECAY,

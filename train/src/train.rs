@@ -396,10 +396,8 @@ fn new_setup(args: &TrainArgs, out: &Path) -> Result<Setup> {
     config.n_positions = config.n_positions.max(n_ctx);
     config.coarse = args.settings.coarse;
     config.seen_codes = args.settings.seen_codes;
-    if args.settings.label_bias && args.settings.dp.is_some() {
-        bail!("the label bias is not available with differential privacy (its gradients are not clipped per record)");
-    }
-    config.label_bias = args.settings.label_bias;
+    // No label bias under differential privacy: its gradients are not clipped per record.
+    config.label_bias = args.settings.label_bias && args.settings.dp.is_none();
     config
         .validate(Path::new("command line"))
         .context("invalid model size")?;
