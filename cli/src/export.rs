@@ -178,14 +178,15 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
         Event::Measured { round, measured } => {
             last_report = std::time::Instant::now();
             eprintln!(
-                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}{}{}",
+                "halo export: calibration round {round}: code offset {:+.3}: {:.3} codes per visit over {} records{}{}{}{}{}",
                 measured.code_logit_offset,
                 measured.codes_per_visit,
                 measured.records,
                 tvd("gap", measured.tvd[0]),
                 tvd("visit-size", measured.tvd[1]),
                 tvd("visit-type", measured.tvd[2]),
-                tvd("demographics", measured.demographic_tvd)
+                tvd("demographics", measured.demographic_tvd),
+                tvd("first visits' calendar", measured.first_calendar_tvd)
             );
         }
     })
@@ -196,7 +197,7 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
     };
     eprintln!(
         "halo export: calibration ({} records a round at most, {:.1} s): {:.3} codes per sampled visit against \
-         {:.3} in training ({:.3} without){}{}{}{}",
+         {:.3} in training ({:.3} without){}{}{}{}{}",
         records,
         started.elapsed().as_secs_f64(),
         calibration.calibrated_codes_per_visit,
@@ -217,6 +218,11 @@ fn calibrate(model: &mut halo_infer::Model, records: usize) -> Result<halo_core:
             "demographics",
             calibration.uncalibrated_demographic_tvd,
             calibration.calibrated_demographic_tvd
+        ),
+        both(
+            "first visits' calendar (mean over birth decades)",
+            calibration.uncalibrated_first_calendar_tvd,
+            calibration.calibrated_first_calendar_tvd
         )
     );
     let size_error = (calibration.calibrated_codes_per_visit / calibration.target_codes_per_visit - 1.0).abs();

@@ -19,7 +19,7 @@ use crate::model::Model;
 use crate::{generate_with, Plan};
 use halo_core::buckets::total_variation;
 use halo_core::encoding::{Token, VisitGroup};
-use halo_core::manifest::SamplingCalibration;
+use halo_core::manifest::{SamplingCalibration, FIRST_VISIT_DATES_FORMAT};
 use std::ops::Range;
 
 /// The offset's and the bucket log-weights' range; a model needing more is not fixed by a calibration.
@@ -93,13 +93,21 @@ pub struct Round {
     pub demographic_tvd: Option<f64>,
     /// Per demographic category: the sampled share of each value.
     demographic_shares: Vec<Vec<f64>>,
+    /// Per birth decade: the log-weights of the first visit's calendar buckets (empty: none fitted).
+    pub first_calendar_log_weights: Vec<Vec<f32>>,
+    /// Mean over the birth decades of the first visits' calendar total variation (`None` without targets).
+    pub first_calendar_tvd: Option<f64>,
+    /// Per birth decade: the sampled share of each calendar bucket among its records' first visits.
+    first_calendar_shares: Vec<Vec<f64>>,
 }
 
 /// The exclusive visit groups whose histograms the calibration fits, in the order of [`Round`]'s arrays.
 pub const GROUPS: [&str; 3] = [VisitGroup::GAP, VisitGroup::SIZE, VisitGroup::VISIT_TYPE];
 
 impl Round {
-    /// Distance from the targets: the largest of the relative visit-size error and the histograms' TVDs.
+    /// Distance from the targets: the largest of the relative visit-size error and the histograms' TVDs. The
+    /// first visits' calendar per birth decade is left out: a few hundred records a decade measure it only to
+    /// about 0.05, which would decide every round; its weights move each round all the same.
     pub fn distance(&self, target: f64) -> f64 {
         self.tvd
             .iter()
@@ -131,6 +139,69 @@ fn fitted_weights(weights: &[f32], target: &[f64], sampled: &[f64]) -> Vec<f32> 
     weights
 }
 
+/// [`fitted_weights`] for a histogram of which only some buckets have a training share (`None`: a bucket of
+/// fewer than `min_patients` records, whose weight stays).
+fn fitted_partial_weights(weights: &[f32], target: &[Option<f64>], sampled: &[f64]) -> Vec<f32> {
+    let mut weights = weights.to_vec();
+    weights.resize(target.len(), 0.0);
+    for ((w, t), s) in weights.iter_mut().zip(target).zip(sampled) {
+        if let Some(t) = t {
+            *w = round_param((*w + ((t + 1e-4) / (s + 1e-4)).ln() as f32).clamp(-LIMIT, LIMIT));
+        }
+    }
+    weights
+}
+
+/// Total variation between a histogram with training shares for some buckets only and a sampled one: the
+/// buckets with a share, and the rest pooled as one.
+fn partial_total_variation(target: &[Option<f64>], sampled: &[f64]) -> f64 {
+    let (mut sum, mut target_rest, mut sampled_rest) = (0.0, 1.0, 1.0);
+    for (t, s) in target.iter().zip(sampled) {
+        if let Some(t) = t {
+            sum += (t - s).abs();
+            target_rest -= t;
+            sampled_rest -= s;
+        }
+    }
+    0.5 * (sum + (target_rest - sampled_rest).abs())
+}
+
+/// The first visits' calendar buckets per birth decade that the calibration fits (format 10 on).
+#[derive(Debug, Clone)]
+struct FirstCalendarTarget {
+    /// Vocabulary indices of the birth decades and of the calendar buckets.
+    decades: Range<usize>,
+    calendar: Range<usize>,
+    /// Per decade, the training share of each bucket (`TrainingSummary::first_calendar_shares`).
+    shares: Vec<Vec<Option<f64>>>,
+}
+
+impl FirstCalendarTarget {
+    fn of(model: &Model) -> Option<FirstCalendarTarget> {
+        let enc = &model.manifest.encoding;
+        let shares = &model.manifest.training.first_calendar_shares;
+        let decades = enc
+            .demographic_categories
+            .iter()
+            .find(|c| c.name == halo_core::encoding::DemographicCategory::BirthYear.as_str())?;
+        let calendar = enc
+            .visit_groups
+            .iter()
+            .find(|g| g.name == VisitGroup::CALENDAR)?
+            .range();
+        let fits = model.manifest.format_version >= FIRST_VISIT_DATES_FORMAT
+            && shares.len() == decades.len
+            && shares.iter().all(|row| row.len() == calendar.len())
+            && shares.iter().flatten().any(Option::is_some);
+        let first = enc.code_vocab_size + decades.first;
+        fits.then(|| FirstCalendarTarget {
+            decades: first..first + decades.len,
+            calendar,
+            shares: shares.clone(),
+        })
+    }
+}
+
 /// Samples records `0..records` (fewer once [`CODE_BUDGET`] codes are drawn) at the calibration seed under
 /// `setting`'s offset and weights and measures them. Visits are counted as decoding keeps them (a visit with
 /// only group codes or the end code is left out), every code but the end code, as the training summary counts
@@ -139,11 +210,15 @@ fn measure(
     model: &mut Model,
     round: usize,
     setting: &Round,
-    groups: &[Option<GroupTarget>; 3],
-    demographics: &[DemographicTarget],
+    targets: &Targets,
     records: usize,
     events: &mut dyn FnMut(Event),
 ) -> Result<Round> {
+    let Targets {
+        groups,
+        demographics,
+        first_calendar,
+    } = targets;
     let enc = &model.manifest.encoding;
     let end = enc.end_index() as u32;
     let kept: Vec<bool> = enc
@@ -158,6 +233,10 @@ fn measure(
         .map(|g| vec![0; g.as_ref().map_or(0, |g| g.range.len())])
         .collect();
     let mut demographic_counts: Vec<Vec<usize>> = demographics.iter().map(|d| vec![0; d.range.len()]).collect();
+    let mut first_calendar_counts: Vec<Vec<usize>> = first_calendar
+        .iter()
+        .flat_map(|f| (0..f.decades.len()).map(|_| vec![0; f.calendar.len()]))
+        .collect();
     // One batch at a time, so that the round can stop at the budget: each record has its own random stream,
     // so the records are the same as in one run over the whole range.
     let batch_size = records.clamp(1, 256);
@@ -173,6 +252,17 @@ fn measure(
                 for (d, counts) in demographics.iter().zip(&mut demographic_counts) {
                     if let Some(&j) = s.raw.labels.iter().find(|&&j| d.range.contains(&(j as usize))) {
                         counts[j as usize - d.range.start] += 1;
+                    }
+                }
+                if let Some(f) = first_calendar {
+                    let decade = s.raw.labels.iter().find(|&&j| f.decades.contains(&(j as usize)));
+                    let bucket = s
+                        .raw
+                        .visits
+                        .first()
+                        .and_then(|v| v.iter().find(|&&c| f.calendar.contains(&(c as usize))));
+                    if let (Some(&d), Some(&b)) = (decade, bucket) {
+                        first_calendar_counts[d as usize - f.decades.start][b as usize - f.calendar.start] += 1;
                     }
                 }
                 let mut first = true;
@@ -216,6 +306,19 @@ fn measure(
         .zip(&demographic_shares)
         .map(|(d, sampled)| round_figure(total_variation(&d.shares, sampled)))
         .reduce(f64::max);
+    let first_calendar_shares: Vec<Vec<f64>> = first_calendar_counts.iter().map(|c| shares_of(c)).collect();
+    // Mean over the decades with a target, weighted by their sampled records.
+    let first_calendar_tvd = first_calendar.as_ref().and_then(|f| {
+        let (mut sum, mut weight) = (0.0, 0usize);
+        for ((target, sampled), counts) in f.shares.iter().zip(&first_calendar_shares).zip(&first_calendar_counts) {
+            let n: usize = counts.iter().sum();
+            if n > 0 && target.iter().any(Option::is_some) {
+                sum += n as f64 * partial_total_variation(target, sampled);
+                weight += n;
+            }
+        }
+        (weight > 0).then(|| round_figure(sum / weight as f64))
+    });
     Ok(Round {
         code_logit_offset: setting.code_logit_offset,
         log_weights: setting.log_weights.clone(),
@@ -226,6 +329,9 @@ fn measure(
         demographic_log_weights: setting.demographic_log_weights.clone(),
         demographic_tvd,
         demographic_shares,
+        first_calendar_log_weights: setting.first_calendar_log_weights.clone(),
+        first_calendar_tvd,
+        first_calendar_shares,
     })
 }
 
@@ -238,6 +344,7 @@ impl Round {
             size_log_weights: self.log_weights[1].clone(),
             visit_type_log_weights: self.log_weights[2].clone(),
             demographic_log_weights: self.demographic_log_weights.clone(),
+            first_calendar_log_weights: self.first_calendar_log_weights.clone(),
             target_codes_per_visit,
             records,
             ..Default::default()
@@ -246,13 +353,12 @@ impl Round {
 
     /// The next round's settings: code offset `offset`, and each group's and demographic category's weights
     /// fitted to the shares this round measured (`start`: the settings nothing was fitted to).
-    fn next(
-        &self,
-        offset: f32,
-        start: &Round,
-        groups: &[Option<GroupTarget>; 3],
-        demographics: &[DemographicTarget],
-    ) -> Round {
+    fn next(&self, offset: f32, start: &Round, targets: &Targets) -> Round {
+        let Targets {
+            groups,
+            demographics,
+            first_calendar,
+        } = targets;
         let mut next = Round {
             code_logit_offset: offset,
             ..start.clone()
@@ -270,6 +376,17 @@ impl Round {
                 fitted_weights(current, &d.shares, &self.demographic_shares[k])
             })
             .collect();
+        if let Some(f) = first_calendar {
+            next.first_calendar_log_weights = f
+                .shares
+                .iter()
+                .enumerate()
+                .map(|(d, target)| {
+                    let current = self.first_calendar_log_weights.get(d).map_or(&[][..], Vec::as_slice);
+                    fitted_partial_weights(current, target, &self.first_calendar_shares[d])
+                })
+                .collect();
+        }
         next
     }
 }
@@ -278,6 +395,14 @@ impl Round {
 fn shares_of(counts: &[usize]) -> Vec<f64> {
     let total: usize = counts.iter().sum();
     counts.iter().map(|&n| n as f64 / total.max(1) as f64).collect()
+}
+
+/// What the calibration fits: the visit groups' histograms ([`GROUPS`]), the demographic categories' shares
+/// and the first visits' calendar buckets per birth decade.
+struct Targets {
+    groups: [Option<GroupTarget>; 3],
+    demographics: Vec<DemographicTarget>,
+    first_calendar: Option<FirstCalendarTarget>,
 }
 
 /// A demographic category of the label visit whose shares the calibration fits.
@@ -324,12 +449,15 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
         )));
     }
     let training = model.manifest.training.clone();
-    let groups = [
-        GroupTarget::of(model, GROUPS[0], &training.gap_bucket_shares, false),
-        GroupTarget::of(model, GROUPS[1], &training.visit_size_shares, true),
-        GroupTarget::of(model, GROUPS[2], &training.visit_type_shares, true),
-    ];
-    let demographics = DemographicTarget::all(model);
+    let targets = Targets {
+        groups: [
+            GroupTarget::of(model, GROUPS[0], &training.gap_bucket_shares, false),
+            GroupTarget::of(model, GROUPS[1], &training.visit_size_shares, true),
+            GroupTarget::of(model, GROUPS[2], &training.visit_type_shares, true),
+        ],
+        demographics: DemographicTarget::all(model),
+        first_calendar: FirstCalendarTarget::of(model),
+    };
     let start = Round {
         code_logit_offset: 0.0,
         log_weights: Default::default(),
@@ -340,8 +468,11 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
         demographic_log_weights: Vec::new(),
         demographic_tvd: None,
         demographic_shares: Vec::new(),
+        first_calendar_log_weights: Vec::new(),
+        first_calendar_tvd: None,
+        first_calendar_shares: Vec::new(),
     };
-    let mut round = measure(model, 0, &start, &groups, &demographics, records, events)?;
+    let mut round = measure(model, 0, &start, &targets, records, events)?;
     events(Event::Measured {
         round: 0,
         measured: &round,
@@ -369,9 +500,9 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
             // Pinned at the limit and still short (or over): more rounds cannot help.
             break;
         }
-        let next = round.next(offset, &start, &groups, &demographics);
+        let next = round.next(offset, &start, &targets);
         previous = Some((round.code_logit_offset, error));
-        round = measure(model, r, &next, &groups, &demographics, records, events)?;
+        round = measure(model, r, &next, &targets, records, events)?;
         events(Event::Measured {
             round: r,
             measured: &round,
@@ -383,6 +514,8 @@ pub fn calibrate(model: &mut Model, records: usize, events: &mut dyn FnMut(Event
     let calibration = SamplingCalibration {
         uncalibrated_demographic_tvd: uncalibrated.demographic_tvd,
         calibrated_demographic_tvd: best.demographic_tvd,
+        uncalibrated_first_calendar_tvd: uncalibrated.first_calendar_tvd,
+        calibrated_first_calendar_tvd: best.first_calendar_tvd,
         uncalibrated_gap_tvd: uncalibrated.tvd[0],
         calibrated_gap_tvd: best.tvd[0],
         uncalibrated_size_tvd: uncalibrated.tvd[1],

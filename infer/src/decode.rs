@@ -24,6 +24,7 @@ use crate::sampler::RawRecord;
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use halo_core::buckets::draw_within;
 use halo_core::encoding::{Encoding, Token, VisitGroup, CALENDAR_BUCKET_YEARS};
+use halo_core::manifest::SamplingCalibration;
 use halo_core::record::{BirthDecade, Demographics, LabValue, Patient, Visit};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
@@ -218,14 +219,20 @@ pub(crate) struct FirstVisitDates {
     /// Per calendar bucket, the years it holds; per age bucket, the ages it is drawn in.
     calendar_years: Vec<(f64, f64)>,
     age_years: Vec<(f64, f64)>,
+    /// Per calendar bucket, the factor of its weight for this birth decade (the sampling calibration's
+    /// `first_calendar_log_weights`); empty: all 1.
+    calendar_factors: Vec<f64>,
 }
 
 impl FirstVisitDates {
-    /// The limits of a record whose label visit holds `labels`; `None` where the encoding lacks the calendar
-    /// or the age group, the labels hold no birth years, or no calendar bucket can be met.
-    pub fn of(enc: &Encoding, labels: &[u32]) -> Option<FirstVisitDates> {
-        let years = labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
-            Token::Demographic { category, value } if category.is_birth_year() => BirthDecade::years_of(value),
+    /// The limits of a record whose label visit holds `labels`, with the calibration's weights of the first
+    /// visit's calendar buckets for its birth decade where `calibration` has them; `None` where the encoding
+    /// lacks the calendar or the age group, the labels hold no birth years, or no calendar bucket can be met.
+    pub fn of(enc: &Encoding, labels: &[u32], calibration: Option<&SamplingCalibration>) -> Option<FirstVisitDates> {
+        let (decade, years) = labels.iter().find_map(|&i| match &enc.tokens[i as usize] {
+            Token::Demographic { category, value } if category.is_birth_year() => {
+                Some((i as usize, BirthDecade::years_of(value)?))
+            }
             _ => None,
         })?;
         let group = |name: &str| enc.visit_groups.iter().find(|g| g.name == name).map(|g| g.range());
@@ -233,14 +240,37 @@ impl FirstVisitDates {
         let age_years: Vec<(f64, f64)> = (0..age.len())
             .map(|k| edge_range(&enc.age_edges_years, k))
             .collect::<Option<_>>()?;
+        let calendar_factors = calibration
+            .and_then(|c| {
+                let first = enc
+                    .demographic_categories
+                    .iter()
+                    .find(|c| c.name == halo_core::encoding::DemographicCategory::BirthYear.as_str())?
+                    .first;
+                c.first_calendar_log_weights
+                    .get(decade.checked_sub(enc.code_vocab_size + first)?)
+            })
+            .filter(|w| w.len() == calendar.len())
+            .map(|w| w.iter().map(|&x| f64::from(x).exp()).collect())
+            .unwrap_or_default();
         let dates = FirstVisitDates {
             birth_years: (f64::from(*years.start()), f64::from(*years.end()) + 1.0),
             calendar_years: (0..calendar.len()).map(|k| enc.calendar_bucket_years(k)).collect(),
             calendar,
             age,
             age_years,
+            calendar_factors,
         };
         dates.calendar.clone().any(|j| dates.allows(j, &[])).then_some(dates)
+    }
+
+    /// The factor of vocabulary index `j`'s weight in its group's draw on the first visit: the calibration's
+    /// for a calendar bucket, else 1.
+    pub fn factor(&self, j: usize) -> f64 {
+        j.checked_sub(self.calendar.start)
+            .and_then(|k| self.calendar_factors.get(k))
+            .copied()
+            .unwrap_or(1.0)
     }
 
     /// Whether vocabulary index `j` may be set on the first visit, whose codes set so far are `set`: a
@@ -446,7 +476,7 @@ mod tests {
         assert_eq!(enc.calendar_bucket_years(calendars - 1), (2010.0, 2020.0));
 
         // Born 1950-1959, first seen in any bucket; in 1990-1994 aged 30 to 45 only (age buckets 6, 7, 8).
-        let fifties = FirstVisitDates::of(&enc, &[decade(&enc, "1950-1959")]).expect("limits");
+        let fifties = FirstVisitDates::of(&enc, &[decade(&enc, "1950-1959")], None).expect("limits");
         assert!((0..calendars).all(|k| fifties.allows(calendar(k) as usize, &[])));
         let in_1992 = [calendar(enc.calendar_bucket(1992.0))];
         let allowed: Vec<usize> = (0..ages)
@@ -459,14 +489,14 @@ mod tests {
         assert!(fifties.allows(gap, &in_1992));
 
         // Born 2010-2019: only the last bucket (the one before ends where the decade starts).
-        let tens = FirstVisitDates::of(&enc, &[decade(&enc, "2010-2019")]).expect("limits");
+        let tens = FirstVisitDates::of(&enc, &[decade(&enc, "2010-2019")], None).expect("limits");
         let allowed: Vec<usize> = (0..calendars)
             .filter(|&k| tens.allows(calendar(k) as usize, &[]))
             .collect();
         assert_eq!(allowed, vec![calendars - 1]);
 
         // No birth decade among the labels: no limits.
-        assert!(FirstVisitDates::of(&enc, &[]).is_none());
+        assert!(FirstVisitDates::of(&enc, &[], None).is_none());
     }
 
     #[test]

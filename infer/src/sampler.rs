@@ -314,6 +314,8 @@ struct VisitPlans {
     later: VisitPlan,
     /// The calendar group's candidate positions in `later`, where the encoding has the group.
     calendar: Option<std::ops::Range<usize>>,
+    /// The calibration, for the weights of the first visit's calendar buckets per birth decade.
+    calibration: Option<SamplingCalibration>,
 }
 
 impl VisitPlans {
@@ -334,6 +336,7 @@ impl VisitPlans {
             first: VisitPlan::codes(enc, 0, manifest.format_version, calibration),
             later,
             calendar,
+            calibration: calibration.cloned(),
         }
     }
 
@@ -367,7 +370,7 @@ fn sample_rows(model: &mut Model, plans: &VisitPlans, rows: Vec<Row>, stats: &mu
     for (row, labels) in batch.rows.iter_mut().zip(labels) {
         row.label_bias = model.record_label_bias(&labels);
         if model.manifest.format_version >= FIRST_VISIT_DATES_FORMAT {
-            row.first_dates = FirstVisitDates::of(&model.manifest.encoding, &labels);
+            row.first_dates = FirstVisitDates::of(&model.manifest.encoding, &labels, plans.calibration.as_ref());
         }
         row.labels = labels;
     }

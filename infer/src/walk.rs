@@ -332,7 +332,8 @@ pub(crate) fn walk(
                         return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
                     };
                     let p = sigmoid(biased(plan.cands[k], logit));
-                    let factor = plan.category_factor.get(k).copied().unwrap_or(1.0);
+                    let factor = plan.category_factor.get(k).copied().unwrap_or(1.0)
+                        * dates.map_or(1.0, |d| d.factor(plan.cands[k]));
                     match plan.category_draw {
                         CategoryDraw::Conditionals => weights.push((k, factor * p)),
                         CategoryDraw::Walk if plan.last_takes_rest.get(k) == Some(&true) => {

@@ -78,6 +78,22 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
         after < 0.03 && after <= before,
         "demographic total variation {before} -> {after}"
     );
+    // Its first visits have calendar buckets and birth decades (format 10): where each decade's records start
+    // in time is fitted to the training records' first visits.
+    let decades = model.manifest.training.first_calendar_shares.len();
+    assert!(
+        decades > 0,
+        "the fixture's training summary has the first visits' calendar"
+    );
+    assert_eq!(fitted.first_calendar_log_weights.len(), decades, "{fitted:?}");
+    let (before, after) = (
+        fitted.uncalibrated_first_calendar_tvd.unwrap(),
+        fitted.calibrated_first_calendar_tvd.unwrap(),
+    );
+    assert!(
+        after < 0.6 * before,
+        "first visits' calendar total variation {before} -> {after}"
+    );
     // Fitting passes each trial calibration to the sampler: the loaded manifest stays as it was.
     assert_eq!(model.manifest.calibration, None);
 }

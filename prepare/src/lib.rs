@@ -304,6 +304,7 @@ pub fn encode_into(
         visit_size_shares: shares.visit_sizes,
         visit_type_shares: shares.visit_types,
         demographic_shares: shares.demographics,
+        first_calendar_shares: shares.first_calendar,
         ..Default::default()
     };
     let info = CorpusInfo {

@@ -8,6 +8,7 @@
 
 use super::*;
 use crate::privacy::statistics::spread;
+use std::ops::Range;
 
 /// Counts of buckets over patients, with how many patients hold each.
 struct BucketCounts {
@@ -52,6 +53,20 @@ impl BucketCounts {
         noisy.iter().map(|c| c / total).collect()
     }
 
+    /// Each bucket's share of all the counts, `None` for a bucket of fewer than `min_patients` patients (its
+    /// share is not published; the others are still shares of the whole); all `None` when the counts' patients
+    /// are fewer than `min_patients`.
+    fn published_shares(&self, patients: usize, min_patients: usize) -> Vec<Option<f64>> {
+        let total: usize = self.counts.iter().sum();
+        self.counts
+            .iter()
+            .zip(&self.patients_with)
+            .map(|(&c, &n)| {
+                (patients >= min_patients && n >= min_patients && total > 0).then(|| c as f64 / total as f64)
+            })
+            .collect()
+    }
+
     /// Each bucket's share, buckets of fewer than `min_patients` patients counted as empty; empty when
     /// nothing is left.
     fn shares(mut self, min_patients: usize) -> Vec<f64> {
@@ -80,6 +95,10 @@ pub struct Shares {
     /// Per demographic category ([`Encoding::demographic_categories`], in order): of each of its values among
     /// the patients that have one.
     pub demographics: Vec<Vec<f64>>,
+    /// Per birth decade (the `birth_year` category's values, in order): of each calendar bucket among the
+    /// first encoded visits of that decade's patients, `None` where fewer than `min_patients` patients hold
+    /// it. Empty without the calendar and age groups or birth decades, and under differential privacy.
+    pub first_calendar: Vec<Vec<Option<f64>>>,
 }
 
 /// The shares of [`TrainingShares::count`], counted one training patient at a time (what a streamed pass over
@@ -93,7 +112,12 @@ pub struct TrainingShares<'e> {
     types: Option<(usize, BucketCounts)>,
     /// Per demographic category: its first vocabulary index and the counts of its values.
     demographics: Vec<(usize, BucketCounts)>,
+    first_calendar: Option<FirstCalendarCounts>,
 }
+
+/// The birth decades' vocabulary indices, and per decade the counts of its patients' first visits' calendar
+/// buckets and its patients.
+type FirstCalendarCounts = (Range<usize>, Vec<(BucketCounts, usize)>);
 
 impl<'e> TrainingShares<'e> {
     pub fn new(encoding: &'e Encoding) -> TrainingShares<'e> {
@@ -111,7 +135,23 @@ impl<'e> TrainingShares<'e> {
                 .iter()
                 .map(|c| (encoding.code_vocab_size + c.first, BucketCounts::new(c.len)))
                 .collect(),
+            first_calendar: Self::first_calendar_counts(encoding),
         }
+    }
+
+    /// Empty counts of the first visits' calendar buckets per birth decade, where the encoding draws them
+    /// (`Encoding::has_first_visit_dates`) and not under differential privacy.
+    fn first_calendar_counts(encoding: &Encoding) -> Option<FirstCalendarCounts> {
+        let decades = encoding
+            .demographic_categories
+            .iter()
+            .find(|c| c.name == DemographicCategory::BirthYear.as_str())?;
+        let calendar = encoding.visit_groups.iter().find(|g| g.name == VisitGroup::CALENDAR)?;
+        let first = encoding.code_vocab_size + decades.first;
+        (encoding.has_first_visit_dates() && encoding.options.dp.is_none()).then(|| {
+            let counts = (0..decades.len).map(|_| (BucketCounts::new(calendar.len), 0)).collect();
+            (first..first + decades.len, counts)
+        })
     }
 
     /// Adds one training patient.
@@ -151,6 +191,20 @@ impl<'e> TrainingShares<'e> {
         if let Some((first, types)) = &mut self.types {
             let type_of = enc.visit_type_encoder(&self.index);
             types.add_patient(encoded.iter().filter_map(|v| type_of(v).map(|j| j as usize - *first)));
+        }
+        if let Some((decades, counts)) = &mut self.first_calendar {
+            let decade = enc
+                .demographic_labels(p, &self.index)
+                .into_iter()
+                .map(|j| j as usize)
+                .find(|j| decades.contains(j));
+            let first = enc.options.first_encoded_visit(p.visits.len());
+            let year = visit_years(p).get(first).copied().flatten();
+            if let (Some(decade), Some(year)) = (decade, year) {
+                let (buckets, patients) = &mut counts[decade - decades.start];
+                buckets.add_patient([enc.calendar_bucket(year)]);
+                *patients += 1;
+            }
         }
         if !self.demographics.is_empty() {
             let values = enc.demographic_labels(p, &self.index);
@@ -197,6 +251,10 @@ impl<'e> TrainingShares<'e> {
             visit_sizes: shares(self.sizes),
             visit_types: shares(self.types.map(|(_, c)| c)),
             demographics: self.demographics.into_iter().map(|(_, c)| c.shares(k)).collect(),
+            first_calendar: self
+                .first_calendar
+                .map(|(_, counts)| counts.iter().map(|(c, n)| c.published_shares(*n, k)).collect())
+                .unwrap_or_default(),
         }
     }
 
