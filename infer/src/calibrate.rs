@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::{generate_with, Plan};
+use crate::{generate_with, Plan, RawRecord};
 use halo_core::buckets::total_variation;
 use halo_core::encoding::{Token, VisitGroup};
 use halo_core::manifest::{SamplingCalibration, FIRST_VISIT_DATES_FORMAT};
@@ -200,6 +200,32 @@ impl FirstCalendarTarget {
             shares: shares.clone(),
         })
     }
+
+    /// Counts a sampled record's first visit in `counts` (per decade, per calendar bucket).
+    fn count(&self, raw: &RawRecord, counts: &mut [Vec<usize>]) {
+        let decade = raw.labels.iter().find(|&&j| self.decades.contains(&(j as usize)));
+        let bucket = raw
+            .visits
+            .first()
+            .and_then(|v| v.iter().find(|&&c| self.calendar.contains(&(c as usize))));
+        if let (Some(&d), Some(&b)) = (decade, bucket) {
+            counts[d as usize - self.decades.start][b as usize - self.calendar.start] += 1;
+        }
+    }
+
+    /// The mean over the decades with a target of [`partial_total_variation`] from `counts` (per decade, per
+    /// bucket), weighted by their sampled records; `None` when no such decade was sampled.
+    fn mean_tvd(&self, counts: &[Vec<usize>]) -> Option<f64> {
+        let (mut sum, mut weight) = (0.0, 0usize);
+        for (target, counts) in self.shares.iter().zip(counts) {
+            let n: usize = counts.iter().sum();
+            if n > 0 && target.iter().any(Option::is_some) {
+                sum += n as f64 * partial_total_variation(target, &shares_of(counts));
+                weight += n;
+            }
+        }
+        (weight > 0).then(|| round_figure(sum / weight as f64))
+    }
 }
 
 /// Samples records `0..records` (fewer once [`CODE_BUDGET`] codes are drawn) at the calibration seed under
@@ -255,15 +281,7 @@ fn measure(
                     }
                 }
                 if let Some(f) = first_calendar {
-                    let decade = s.raw.labels.iter().find(|&&j| f.decades.contains(&(j as usize)));
-                    let bucket = s
-                        .raw
-                        .visits
-                        .first()
-                        .and_then(|v| v.iter().find(|&&c| f.calendar.contains(&(c as usize))));
-                    if let (Some(&d), Some(&b)) = (decade, bucket) {
-                        first_calendar_counts[d as usize - f.decades.start][b as usize - f.calendar.start] += 1;
-                    }
+                    f.count(&s.raw, &mut first_calendar_counts);
                 }
                 let mut first = true;
                 for visit in s.raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
@@ -307,18 +325,7 @@ fn measure(
         .map(|(d, sampled)| round_figure(total_variation(&d.shares, sampled)))
         .reduce(f64::max);
     let first_calendar_shares: Vec<Vec<f64>> = first_calendar_counts.iter().map(|c| shares_of(c)).collect();
-    // Mean over the decades with a target, weighted by their sampled records.
-    let first_calendar_tvd = first_calendar.as_ref().and_then(|f| {
-        let (mut sum, mut weight) = (0.0, 0usize);
-        for ((target, sampled), counts) in f.shares.iter().zip(&first_calendar_shares).zip(&first_calendar_counts) {
-            let n: usize = counts.iter().sum();
-            if n > 0 && target.iter().any(Option::is_some) {
-                sum += n as f64 * partial_total_variation(target, sampled);
-                weight += n;
-            }
-        }
-        (weight > 0).then(|| round_figure(sum / weight as f64))
-    });
+    let first_calendar_tvd = first_calendar.as_ref().and_then(|f| f.mean_tvd(&first_calendar_counts));
     Ok(Round {
         code_logit_offset: setting.code_logit_offset,
         log_weights: setting.log_weights.clone(),

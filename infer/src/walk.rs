@@ -322,29 +322,18 @@ pub(crate) fn walk(
         // the weights of the plan's `CategoryDraw`, renormalised.
         if let Some((start, end)) = plan.category[p] {
             if p == start && !(start..end).any(|k| fixed_at(k) == Some(true)) {
-                let mut weights = Vec::with_capacity(end - start);
-                // Probability that a walk through the category has not set a value yet.
-                let mut not_yet = 1.0f64;
                 let allowed =
                     |k: usize| fixed_at(k) != Some(false) && dates.is_none_or(|d| d.allows(plan.cands[k], drawn));
-                for k in (start..end).filter(|&k| allowed(k)) {
-                    let Some(logit) = cursor.logit_given_unset(plan.cands[k], plan.cands[start]) else {
-                        return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
-                    };
-                    let p = sigmoid(biased(plan.cands[k], logit));
-                    let factor = plan.category_factor.get(k).copied().unwrap_or(1.0)
-                        * dates.map_or(1.0, |d| d.factor(plan.cands[k]));
-                    match plan.category_draw {
-                        CategoryDraw::Conditionals => weights.push((k, factor * p)),
-                        CategoryDraw::Walk if plan.last_takes_rest.get(k) == Some(&true) => {
-                            weights.push((k, factor * not_yet));
-                        }
-                        CategoryDraw::Walk => {
-                            weights.push((k, factor * not_yet * p));
-                            not_yet *= 1.0 - p;
-                        }
-                    }
-                }
+                let factor = |k: usize| {
+                    plan.category_factor.get(k).copied().unwrap_or(1.0) * dates.map_or(1.0, |d| d.factor(plan.cands[k]))
+                };
+                let probability = |k: usize| {
+                    let logit = cursor.logit_given_unset(plan.cands[k], plan.cands[start])?;
+                    Some(sigmoid(biased(plan.cands[k], logit)))
+                };
+                let Some(weights) = category_weights(plan, start..end, allowed, probability, factor) else {
+                    return Progress::Need(plan.cands[start]..plan.cands[end - 1] + 1);
+                };
                 if let Some(chosen) = categorical(&weights, rng) {
                     let j = plan.cands[chosen];
                     cursor.set(j);
@@ -378,6 +367,33 @@ pub(crate) fn walk(
         }
         *pos = p + 1;
     }
+}
+
+/// The weights (candidate position, weight) of the values at `positions` of an exclusive category that
+/// `allowed` lets through, under the plan's [`CategoryDraw`], from each value's `probability` (its sigmoid
+/// given none of the category set) times its `factor`; `None` when a probability is not known yet.
+fn category_weights(
+    plan: &VisitPlan,
+    positions: Range<usize>,
+    allowed: impl Fn(usize) -> bool,
+    mut probability: impl FnMut(usize) -> Option<f64>,
+    factor: impl Fn(usize) -> f64,
+) -> Option<Vec<(usize, f64)>> {
+    let mut weights = Vec::with_capacity(positions.len());
+    // Probability that a walk through the category has not set a value yet.
+    let mut not_yet = 1.0f64;
+    for k in positions.filter(|&k| allowed(k)) {
+        let p = probability(k)?;
+        match plan.category_draw {
+            CategoryDraw::Conditionals => weights.push((k, factor(k) * p)),
+            CategoryDraw::Walk if plan.last_takes_rest.get(k) == Some(&true) => weights.push((k, factor(k) * not_yet)),
+            CategoryDraw::Walk => {
+                weights.push((k, factor(k) * not_yet * p));
+                not_yet *= 1.0 - p;
+            }
+        }
+    }
+    Some(weights)
 }
 
 /// Draws one of `weights` (index, weight) with probability proportional to its weight; `None` when empty.

@@ -7,6 +7,8 @@
 //!
 //!     cargo run --release -p halo-train --example chain -- CHECKPOINT DATA [OFFSET]
 
+mod common;
+
 use anyhow::{Context, Result};
 use halo_core::record::Split;
 use halo_core::ReadOptions;
@@ -14,7 +16,7 @@ use halo_train::{checkpoint, data};
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use std::path::PathBuf;
-use tch::{Device, Kind};
+use tch::Device;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,24 +28,8 @@ fn main() -> Result<()> {
     let ck = checkpoint::load(&ck_dir, Device::Cpu)?;
     let dataset = data::read(&data_path, None, &ReadOptions::default()).context("reading the data")?;
     let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
-    let vars = ck.vs.variables();
-    let get = |name: &str| -> Result<Vec<Vec<f32>>> {
-        let t = vars.get(name).with_context(|| format!("no variable {name}"))?;
-        Ok(Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float))?)
-    };
-    let (w1, b1, w2, b2) = (
-        get("ehr_head.auto1.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto1.bias"])?,
-        get("ehr_head.auto2.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto2.bias"])?,
-    );
-    let e = ck.config.n_embd;
-    let d = w1.len();
+    let module = common::CodeModuleRows::of(&ck)?;
     let c = ck.encoding.code_vocab_size;
-    // Masks (in <= out) applied once.
-    let w1: Vec<Vec<f32>> = (0..d)
-        .map(|o| (0..d).map(|i| if i <= o { w1[o][i] } else { 0.0 }).collect())
-        .collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let _guard = tch::no_grad_guard();
     let s = splits.get(&Split::Train).context("no train split")?;
@@ -58,19 +44,14 @@ fn main() -> Result<()> {
                 let h = Vec::<f32>::try_from(history.get(i as i64).get(t as i64))?;
                 let real = p.visits[t - 1].iter().filter(|&&x| (x as usize) < c).count();
                 // Pre-activations of the first layer: history part, then add a column per drawn code.
-                let mut pre: Vec<f32> = (0..d)
-                    .map(|o| b1[o] + (0..e).map(|k| w1[o][k] * h[k]).sum::<f32>())
-                    .collect();
+                let mut pre = module.start(&h);
                 let mut drawn = 0usize;
                 for j in 0..c {
-                    let row = e - 1 + j;
-                    let logit: f32 = b2[row] + (0..=row).map(|k| w2[row][k] * pre[k].max(0.0)).sum::<f32>() + offset;
+                    let logit = module.logit(&pre, j) + offset;
                     let p_j = 1.0 / (1.0 + (-logit).exp());
                     if rng.random::<f32>() < p_j {
                         drawn += 1;
-                        for (o, pre_o) in pre.iter_mut().enumerate() {
-                            *pre_o += w1[o][e + j];
-                        }
+                        module.set(&mut pre, j);
                     }
                 }
                 visits += 1.0;

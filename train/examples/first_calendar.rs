@@ -5,6 +5,8 @@
 //!
 //!     cargo run --release -p halo-train --example first_calendar -- CHECKPOINT DATA
 
+mod common;
+
 use anyhow::{Context, Result};
 use halo_core::encoding::Token;
 use halo_core::record::Split;
@@ -12,7 +14,7 @@ use halo_core::ReadOptions;
 use halo_train::{checkpoint, data};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tch::{Device, Kind};
+use tch::Device;
 
 fn main() -> Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -34,19 +36,7 @@ fn main() -> Result<()> {
             _ => None,
         })
     };
-    let vars = ck.vs.variables();
-    let get = |name: &str| -> Result<Vec<Vec<f32>>> {
-        let t = vars.get(name).with_context(|| format!("no variable {name}"))?;
-        Ok(Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float))?)
-    };
-    let (w1, b1, w2, b2) = (
-        get("ehr_head.auto1.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto1.bias"])?,
-        get("ehr_head.auto2.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto2.bias"])?,
-    );
-    let e = ck.config.n_embd;
-    let d = w1.len();
+    let module = common::CodeModuleRows::of(&ck)?;
     // Per decade: records, the data's bucket counts, the model's expected counts.
     let mut tally: BTreeMap<String, (usize, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let _guard = tch::no_grad_guard();
@@ -60,9 +50,7 @@ fn main() -> Result<()> {
             let Some(first) = p.visits.first() else { continue };
             let h = Vec::<f32>::try_from(history.get(i as i64).get(1))?;
             // Nothing drawn yet: the first-layer pre-activations are the history's alone.
-            let pre: Vec<f32> = (0..d)
-                .map(|o| b1[o] + (0..e).map(|k| w1[o][k] * h[k]).sum::<f32>())
-                .collect();
+            let pre = module.start(&h);
             // Buckets the decade can meet at some age (as the sampler's format 10 draws them).
             let years = halo_core::record::BirthDecade::years_of(&decade).context("decade years")?;
             let ages = (enc.age_edges_years[0], *enc.age_edges_years.last().unwrap_or(&0.0));
@@ -74,9 +62,7 @@ fn main() -> Result<()> {
             let mut weights = vec![0.0; group.len];
             let mut rest = 1.0f64;
             for (i, &k) in allowed.iter().enumerate() {
-                let row = e - 1 + group.first + k;
-                let logit: f32 = b2[row] + (0..=row).map(|r| w2[row][r] * pre[r].max(0.0)).sum::<f32>();
-                let p_j = 1.0 / (1.0 + (-f64::from(logit)).exp());
+                let p_j = 1.0 / (1.0 + (-f64::from(module.logit(&pre, group.first + k))).exp());
                 // LAST_TAKES_REST=1: the last allowed bucket takes what the walk leaves.
                 let last_rest = i + 1 == allowed.len() && std::env::var_os("LAST_TAKES_REST").is_some();
                 weights[k] = if std::env::var_os("CONDITIONALS").is_some() {

@@ -10,6 +10,8 @@
 //! With `SYNTHETIC=1`, DATA is sampled records (JSONL), all read as one split: the model's hazard on the
 //! histories it drew itself.
 
+mod common;
+
 use anyhow::{Context, Result};
 use halo_core::encoding::{Token, VisitGroup};
 use halo_core::record::Split;
@@ -18,7 +20,7 @@ use halo_train::{checkpoint, data};
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use std::path::PathBuf;
-use tch::{Device, Kind};
+use tch::Device;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,22 +52,7 @@ fn main() -> Result<()> {
         )
     };
     let female = label("sex", "F").context("no sex F")? as u32;
-    let vars = ck.vs.variables();
-    let get = |name: &str| -> Result<Vec<Vec<f32>>> {
-        let t = vars.get(name).with_context(|| format!("no variable {name}"))?;
-        Ok(Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float))?)
-    };
-    let (w1, b1, w2, b2) = (
-        get("ehr_head.auto1.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto1.bias"])?,
-        get("ehr_head.auto2.weight")?,
-        Vec::<f32>::try_from(&vars["ehr_head.auto2.bias"])?,
-    );
-    let e = ck.config.n_embd;
-    let d = w1.len();
-    let w1: Vec<Vec<f32>> = (0..d)
-        .map(|o| (0..d).map(|i| if i <= o { w1[o][i] } else { 0.0 }).collect())
-        .collect();
+    let module = common::CodeModuleRows::of(&ck)?;
     // Per code, the first code of the exclusive visit group it belongs to, and whether that is the calendar
     // (kept as the data's: the sampler sets it from the dates).
     let mut group_of = vec![None; c];
@@ -95,33 +82,24 @@ fn main() -> Result<()> {
                         let visit = &p.visits[t - 1];
                         let holds = visit.contains(&(target as u32));
                         let h = Vec::<f32>::try_from(history.get(i as i64).get(t as i64))?;
-                        let base: Vec<f32> = (0..d)
-                            .map(|o| b1[o] + (0..e).map(|k| w1[o][k] * h[k]).sum::<f32>())
-                            .collect();
+                        let base = module.start(&h);
                         let mut hits = 0usize;
                         for _ in 0..draws {
                             let mut pre = base.clone();
                             let mut group_done = usize::MAX;
                             let mut drew = false;
-                            for j in 0..=target {
-                                let on = match group_of[j] {
+                            for (j, group) in group_of.iter().enumerate().take(target + 1) {
+                                let on = match *group {
                                     Some((_, true)) => visit.contains(&(j as u32)),
                                     Some((first, false)) if group_done == first => false,
-                                    _ => {
-                                        let row = e - 1 + j;
-                                        let logit: f32 =
-                                            b2[row] + (0..=row).map(|k| w2[row][k] * pre[k].max(0.0)).sum::<f32>();
-                                        rng.random::<f32>() < 1.0 / (1.0 + (-logit).exp())
-                                    }
+                                    _ => rng.random::<f32>() < 1.0 / (1.0 + (-module.logit(&pre, j)).exp()),
                                 };
                                 if on {
                                     drew |= j == target;
-                                    if let Some((first, _)) = group_of[j] {
+                                    if let Some((first, _)) = *group {
                                         group_done = first;
                                     }
-                                    for (o, pre_o) in pre.iter_mut().enumerate() {
-                                        *pre_o += w1[o][e + j];
-                                    }
+                                    module.set(&mut pre, j);
                                 }
                             }
                             hits += usize::from(drew);
