@@ -283,20 +283,9 @@ fn measure(
                 if let Some(f) = first_calendar {
                     f.count(&s.raw, &mut first_calendar_counts);
                 }
-                let mut first = true;
-                for visit in s.raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
-                    visits += 1;
-                    codes += visit.iter().filter(|&&c| c != end).count();
-                    for (group, counts) in groups.iter().zip(&mut counts) {
-                        let Some(g) = group.as_ref().filter(|g| g.first_visit || !first) else {
-                            continue;
-                        };
-                        if let Some(&c) = visit.iter().find(|&&c| g.range.contains(&(c as usize))) {
-                            counts[c as usize - g.range.start] += 1;
-                        }
-                    }
-                    first = false;
-                }
+                let (v, c) = count_visits(&s.raw, &kept, end, groups, &mut counts);
+                visits += v;
+                codes += c;
                 drawn += s.raw.visits.iter().map(Vec::len).sum::<usize>();
             }
             sampled += batch.len();
@@ -340,6 +329,32 @@ fn measure(
         first_calendar_tvd,
         first_calendar_shares,
     })
+}
+
+/// Counts a sampled record's visits as decoding keeps them (a visit holding a code or lab value of `kept`)
+/// and each group's bucket on them in `counts`; returns the visits and their codes (every code but `end`).
+fn count_visits(
+    raw: &RawRecord,
+    kept: &[bool],
+    end: u32,
+    groups: &[Option<GroupTarget>; 3],
+    counts: &mut [Vec<usize>],
+) -> (usize, usize) {
+    let (mut visits, mut codes) = (0, 0);
+    for visit in raw.visits.iter().filter(|v| v.iter().any(|&c| kept[c as usize])) {
+        let first = visits == 0;
+        visits += 1;
+        codes += visit.iter().filter(|&&c| c != end).count();
+        for (group, counts) in groups.iter().zip(counts.iter_mut()) {
+            let Some(g) = group.as_ref().filter(|g| g.first_visit || !first) else {
+                continue;
+            };
+            if let Some(&c) = visit.iter().find(|&&c| g.range.contains(&(c as usize))) {
+                counts[c as usize - g.range.start] += 1;
+            }
+        }
+    }
+    (visits, codes)
 }
 
 impl Round {
