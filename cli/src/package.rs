@@ -3,8 +3,11 @@
 //! expect), `bundle.json`, licence notices, and `SHA256SUMS` over every file. The layout and file names are
 //! `halo_infer::site`'s, the contract `halo-sample verify` checks.
 
+mod archive;
+
 use crate::elf;
 use anyhow::{bail, Context, Result};
+use archive::{write_archive, Entry};
 use clap::Args;
 use halo_core::fsutil::{self, Target};
 use halo_core::manifest::{Manifest, MANIFEST, SIGNATURE};
@@ -12,7 +15,6 @@ use halo_infer::output::{Output, OutputFormat};
 use halo_infer::runtime::{self, Device, SessionOptions};
 use halo_infer::site::{self, BundleInfo, ExpectedFigures};
 use halo_infer::{generate, Model, Plan, Sampled};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,88 +53,6 @@ pub struct PackageCmd {
     ort_lib: Option<PathBuf>,
 }
 
-/// One file of the bundle: its path inside the bundle and where its bytes come from.
-struct Entry {
-    path: String,
-    content: Content,
-    executable: bool,
-}
-
-enum Content {
-    File(PathBuf),
-    /// A model file: opened without following a symbolic link (one that replaced the file after the check
-    /// is refused, not followed).
-    ModelFile(PathBuf),
-    Bytes(Vec<u8>),
-}
-
-/// Opens a file to ship; a model file only when it is not a symbolic link.
-fn open_content(path: &Path, no_follow: bool) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    if no_follow {
-        options.custom_flags(libc::O_NOFOLLOW);
-    }
-    let file = options.open(path).with_context(|| {
-        format!(
-            "reading {}{}",
-            path.display(),
-            if no_follow {
-                " (a model file, never a symbolic link)"
-            } else {
-                ""
-            }
-        )
-    })?;
-    if no_follow && !file.metadata()?.is_file() {
-        bail!(
-            "{}: not a plain file; a model directory holds plain files only",
-            path.display()
-        );
-    }
-    Ok(file)
-}
-
-impl Entry {
-    fn file(path: impl Into<String>, source: PathBuf, executable: bool) -> Entry {
-        Entry {
-            path: path.into(),
-            content: Content::File(source),
-            executable,
-        }
-    }
-
-    fn model_file(path: impl Into<String>, source: PathBuf) -> Entry {
-        Entry {
-            path: path.into(),
-            content: Content::ModelFile(source),
-            executable: false,
-        }
-    }
-
-    fn bytes(path: impl Into<String>, bytes: Vec<u8>) -> Entry {
-        Entry {
-            path: path.into(),
-            content: Content::Bytes(bytes),
-            executable: false,
-        }
-    }
-
-    fn sha256(&self) -> Result<String> {
-        use sha2::Digest;
-        let (path, no_follow) = match &self.content {
-            Content::Bytes(b) => return Ok(halo_core::manifest::sha256_hex(b)),
-            Content::File(p) => (p, false),
-            Content::ModelFile(p) => (p, true),
-        };
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut open_content(path, no_follow)?, &mut hasher)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-    }
-}
-
 pub fn run(cmd: PackageCmd) -> Result<()> {
     let folder = bundle_folder_name(&cmd.out)?;
     fsutil::check_fresh(&cmd.out, Target::Absent, "halo package never overwrites a bundle")?;
@@ -164,48 +84,8 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     let expected = measure(&mut model, &manifest)?;
     drop(model);
 
-    let mut entries = vec![Entry::file(format!("{}/halo-sample", site::BIN), sampler.clone(), true)];
-    for (name, source) in &ort.libraries {
-        entries.push(Entry::file(format!("{}/{name}", site::BIN), source.clone(), true));
-    }
-    // Named, never listed: what else appears in the folder meanwhile is not shipped.
-    for name in halo_infer::model::model_file_names(&manifest) {
-        let file = cmd.model.join(&name);
-        if name != SIGNATURE || signed {
-            entries.push(Entry::model_file(format!("{}/{name}", site::MODEL), file));
-        }
-    }
-    entries.push(Entry::bytes(
-        format!("{}/halo-LICENSE", site::LICENSES),
-        TOOLKIT_LICENSE.as_bytes().to_vec(),
-    ));
-    entries.push(Entry::file(
-        format!("{}/onnxruntime-LICENSE", site::LICENSES),
-        ort.license.clone(),
-        false,
-    ));
-    entries.push(Entry::file(
-        format!("{}/onnxruntime-ThirdPartyNotices.txt", site::LICENSES),
-        ort.notices.clone(),
-        false,
-    ));
-
-    // What the binaries need from the site's system.
-    let mut glibc: Vec<u32> = Vec::new();
-    let mut system_libraries: Vec<String> = Vec::new();
-    let shipped: Vec<&str> = ort.libraries.iter().map(|(n, _)| n.as_str()).collect();
-    for path in std::iter::once(&sampler).chain(ort.libraries.iter().map(|(_, p)| p)) {
-        let needs = elf::needs(path)?;
-        if let Some(v) = needs.glibc.last() {
-            glibc = glibc.max(v.clone());
-        }
-        for lib in needs.libraries {
-            if !shipped.contains(&lib.as_str()) && !system_libraries.contains(&lib) {
-                system_libraries.push(lib);
-            }
-        }
-    }
-    system_libraries.sort();
+    let mut entries = file_entries(&sampler, &ort, &manifest, &cmd.model, signed);
+    let (glibc, system_libraries) = system_needs(&sampler, &ort)?;
 
     let created = halo_core::fsutil::stamp_time()?;
     let info = BundleInfo {
@@ -247,6 +127,62 @@ pub fn run(cmd: PackageCmd) -> Result<()> {
     );
     eprintln!("halo package: a site unpacks it and runs first: {folder}/bin/halo-sample verify --model {folder}/model");
     Ok(())
+}
+
+/// The bundle's files but its generated ones: the sampler and the ONNX Runtime libraries, the model
+/// directory's files (named by its manifest, the signature only when `signed`) and the licences.
+fn file_entries(sampler: &Path, ort: &OrtFiles, manifest: &Manifest, model_dir: &Path, signed: bool) -> Vec<Entry> {
+    let mut entries = vec![Entry::file(
+        format!("{}/halo-sample", site::BIN),
+        sampler.to_path_buf(),
+        true,
+    )];
+    for (name, source) in &ort.libraries {
+        entries.push(Entry::file(format!("{}/{name}", site::BIN), source.clone(), true));
+    }
+    // Named, never listed: what else appears in the folder meanwhile is not shipped.
+    for name in halo_infer::model::model_file_names(manifest) {
+        let file = model_dir.join(&name);
+        if name != SIGNATURE || signed {
+            entries.push(Entry::model_file(format!("{}/{name}", site::MODEL), file));
+        }
+    }
+    entries.push(Entry::bytes(
+        format!("{}/halo-LICENSE", site::LICENSES),
+        TOOLKIT_LICENSE.as_bytes().to_vec(),
+    ));
+    entries.push(Entry::file(
+        format!("{}/onnxruntime-LICENSE", site::LICENSES),
+        ort.license.clone(),
+        false,
+    ));
+    entries.push(Entry::file(
+        format!("{}/onnxruntime-ThirdPartyNotices.txt", site::LICENSES),
+        ort.notices.clone(),
+        false,
+    ));
+    entries
+}
+
+/// What the binaries need from the site's system: the newest glibc symbol version, and the libraries they
+/// link that the bundle does not ship.
+fn system_needs(sampler: &Path, ort: &OrtFiles) -> Result<(Vec<u32>, Vec<String>)> {
+    let mut glibc: Vec<u32> = Vec::new();
+    let mut system_libraries: Vec<String> = Vec::new();
+    let shipped: Vec<&str> = ort.libraries.iter().map(|(n, _)| n.as_str()).collect();
+    for path in std::iter::once(sampler).chain(ort.libraries.iter().map(|(_, p)| p.as_path())) {
+        let needs = elf::needs(path)?;
+        if let Some(v) = needs.glibc.last() {
+            glibc = glibc.max(v.clone());
+        }
+        for lib in needs.libraries {
+            if !shipped.contains(&lib.as_str()) && !system_libraries.contains(&lib) {
+                system_libraries.push(lib);
+            }
+        }
+    }
+    system_libraries.sort();
+    Ok((glibc, system_libraries))
 }
 
 /// A model directory as `halo package` found it: intact, signed as claimed.
@@ -535,67 +471,4 @@ fn cpu_name() -> String {
             })
         })
         .unwrap_or_else(|| "unknown CPU".to_string())
-}
-
-/// Writes the entries as `folder/<path>` into a gzip-compressed tar at `out`, through a temporary sibling
-/// renamed at the end (never over a file that appeared meanwhile). Owner 0, the given modification time,
-/// sorted order: the same inputs give the same archive.
-fn write_archive(out: &Path, folder: &str, entries: &[Entry], mtime: u64) -> Result<()> {
-    halo_core::fsutil::sweep_stale_temps(out);
-    let tmp = halo_core::fsutil::temp_sibling(out);
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
-        let mut tar = tar::Builder::new(gz);
-        let header = |size: u64, mode: u32, kind: tar::EntryType| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_size(size);
-            h.set_mode(mode);
-            h.set_mtime(mtime);
-            h.set_uid(0);
-            h.set_gid(0);
-            h
-        };
-        let mut folders: Vec<String> = vec![folder.to_string()];
-        for e in entries {
-            let mut parts: Vec<&str> = e.path.split('/').collect();
-            parts.pop();
-            for i in 1..=parts.len() {
-                let dir = format!("{folder}/{}", parts[..i].join("/"));
-                if !folders.contains(&dir) {
-                    folders.push(dir);
-                }
-            }
-        }
-        for dir in &folders {
-            let mut h = header(0, 0o755, tar::EntryType::Directory);
-            tar.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
-        }
-        for e in entries {
-            let mode = if e.executable { 0o755 } else { 0o644 };
-            let path = format!("{folder}/{}", e.path);
-            match &e.content {
-                Content::Bytes(b) => {
-                    let mut h = header(b.len() as u64, mode, tar::EntryType::Regular);
-                    tar.append_data(&mut h, &path, b.as_slice())?;
-                }
-                Content::File(p) | Content::ModelFile(p) => {
-                    let f = open_content(p, matches!(e.content, Content::ModelFile(_)))?;
-                    let mut h = header(f.metadata()?.len(), mode, tar::EntryType::Regular);
-                    tar.append_data(&mut h, &path, f)?;
-                }
-            }
-        }
-        let gz = tar.into_inner()?;
-        let mut writer = gz.finish()?;
-        writer.flush()?;
-        writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        fsutil::publish(&tmp, out, Target::Absent)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

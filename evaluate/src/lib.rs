@@ -256,7 +256,6 @@ pub fn evaluate(
             records: synthetic.len(),
         });
     }
-    let mut notes = Vec::new();
 
     // Intern every real code first: ids below `n_known` are codes of the real data.
     let mut interner = Interner::default();
@@ -280,20 +279,7 @@ pub fn evaluate(
             examples,
         });
     }
-    if inputs.unknown_code_occurrences > 0 {
-        notes.push(format!(
-            "{} of {} synthetic code occurrences ({:.4}%) are codes absent from the real data",
-            inputs.unknown_code_occurrences,
-            inputs.synthetic_code_occurrences,
-            100.0 * inputs.unknown_code_fraction
-        ));
-    }
-    if inputs.synthetic_without_visits > 0 {
-        notes.push(format!(
-            "{} synthetic records without visits were left out",
-            inputs.synthetic_without_visits
-        ));
-    }
+    let notes = input_notes(&inputs);
 
     let cells = small_cells::SmallCells::count(
         real,
@@ -303,49 +289,8 @@ pub fn evaluate(
     let mut hidden = cells.summary();
 
     // Fidelity.
-    let (threads, bound) = (options.threads, interner.len() as u32);
-    let counts = [
-        fidelity::count_codes(&train, bound, threads),
-        fidelity::count_codes(&test, bound, threads),
-        fidelity::count_codes(&syn, bound, threads),
-    ];
-    // A pair is named when both its codes are and the real splits counted hold it in enough records (the
-    // validation split is not counted: fewer named, never more).
-    let named = |s: fidelity::Statistic, key: u64| match s {
-        fidelity::Statistic::Unigram => cells.code_named(interner.name(key as u32)),
-        _ => {
-            let (a, b) = counts[0].pair_of(key);
-            let records = |c: &fidelity::CodeCounts| c.table(s).get(key).map_or(0, |n| n.records as usize);
-            cells.code_named(interner.name(a))
-                && cells.code_named(interner.name(b))
-                && cells.enough(records(&counts[0]) + records(&counts[1]))
-        }
-    };
-    let placeholder = cells.placeholder();
-    let names = fidelity::KeyNames {
-        named: &named,
-        placeholder: &placeholder,
-    };
-    let probabilities = fidelity::code_probabilities(
-        &counts[0],
-        &counts[1],
-        &counts[2],
-        &interner,
-        &names,
-        options.plot_points,
-    );
-    hidden.plot_points = probabilities
-        .iter()
-        .flat_map(|p| &p.points)
-        .filter(|p| p.key == placeholder)
-        .count();
-    let shape = SideBySide {
-        train: fidelity::shape(&train, &counts[0]),
-        test: fidelity::shape(&test, &counts[1]),
-        synthetic: fidelity::shape(&syn, &counts[2]),
-    };
-    let domain_prevalence = fidelity::characterisation::domain_prevalence(&counts, &interner, &cells);
-    drop(counts);
+    let (probabilities, shape, domain_prevalence) =
+        code_figures([&train, &test, &syn], &interner, &cells, options, &mut hidden);
     let record_spans = fidelity::characterisation::record_spans(&train_p, &test_p, &syn_p, options.min_patients);
     let visit_types = fidelity::characterisation::visit_types(real, &train_p, &test_p, &syn_p, options.min_patients);
     hidden.visit_types = visit_types.hidden;
@@ -354,37 +299,8 @@ pub fn evaluate(
     let sex_exclusive_codes =
         fidelity::characterisation::sex_exclusive_codes(&train_p, &test_p, &syn_p, options.min_patients);
     let histograms = fidelity::shape_histograms([&train, &test, &syn]);
-    let mut labels = label_prevalence(real, &parts, synthetic, &syn_idx, &options.labels);
-    if let Some(implied) = options.synthetic_labels_from_codes {
-        if implied.len() != synthetic.len() {
-            return Err(EvalError::Length {
-                what: "synthetic_labels_from_codes",
-                expected: synthetic.len(),
-                got: implied.len(),
-                hint: "one label set per synthetic record",
-            });
-        }
-        // Each record's sampled labels once, then every label against them.
-        let mut agreeing = vec![0usize; labels.len()];
-        for &i in &syn_idx {
-            let sampled = options.labels.labels(&synthetic[i], true, i);
-            for (count, l) in agreeing.iter_mut().zip(&labels) {
-                *count += usize::from(sampled.contains(&l.label) == implied[i].contains(&l.label));
-            }
-        }
-        for (l, count) in labels.iter_mut().zip(agreeing) {
-            l.kind = fidelity::LabelKind::FromCodes;
-            l.synthetic_agreement = Some(count as f64 / syn_idx.len().max(1) as f64);
-        }
-    }
-    let before = labels.len();
-    labels.retain(|l| cells.label_named(&l.label));
-    hidden.labels = before - labels.len();
-    let mut continuous = fidelity::continuous(&train_p, &test_p, &syn_p);
-    // After the R²s, which cover every lab.
-    let before = continuous.labs.len();
-    continuous.labs.retain(|l| cells.lab_named(&l.code));
-    hidden.labs = before - continuous.labs.len();
+    let labels = named_labels(real, &parts, synthetic, &syn_idx, options, &cells, &mut hidden)?;
+    let continuous = named_continuous(&train_p, &test_p, &syn_p, &cells, &mut hidden);
 
     // Privacy.
     let label_of = |side: Side, i: usize| match side {
@@ -416,6 +332,156 @@ pub fn evaluate(
         notes,
         model_privacy: Vec::new(),
     })
+}
+
+/// What the code counts of the three sides (train, test, synthetic) give: the code probabilities compared
+/// ([`named_code_probabilities`]), each side's shape and the per-domain prevalence. The counts are dropped
+/// before the rest of the report is computed.
+fn code_figures(
+    corpora: [&Corpus; 3],
+    interner: &Interner,
+    cells: &small_cells::SmallCells,
+    options: &EvalOptions,
+    hidden: &mut small_cells::Hidden,
+) -> (
+    Vec<fidelity::ProbabilityComparison>,
+    SideBySide<fidelity::DatasetShape>,
+    Vec<fidelity::characterisation::DomainPrevalence>,
+) {
+    let bound = interner.len() as u32;
+    let counts = corpora.map(|c| fidelity::count_codes(c, bound, options.threads));
+    let probabilities = named_code_probabilities(&counts, interner, cells, options.plot_points, hidden);
+    let shape = SideBySide {
+        train: fidelity::shape(corpora[0], &counts[0]),
+        test: fidelity::shape(corpora[1], &counts[1]),
+        synthetic: fidelity::shape(corpora[2], &counts[2]),
+    };
+    let domain_prevalence = fidelity::characterisation::domain_prevalence(&counts, interner, cells);
+    (probabilities, shape, domain_prevalence)
+}
+
+/// The label prevalences, checked against the labels the synthetic codes imply where the options give them,
+/// the labels held by too few real patients left out (counted in `hidden`).
+fn named_labels(
+    real: &[Patient],
+    parts: &RealSplit,
+    synthetic: &[Patient],
+    syn_idx: &[usize],
+    options: &EvalOptions,
+    cells: &small_cells::SmallCells,
+    hidden: &mut small_cells::Hidden,
+) -> Result<Vec<LabelPrevalence>, EvalError> {
+    let mut labels = label_prevalence(real, parts, synthetic, syn_idx, &options.labels);
+    if let Some(implied) = options.synthetic_labels_from_codes {
+        agree_with_codes(&mut labels, implied, synthetic, syn_idx, &options.labels)?;
+    }
+    let before = labels.len();
+    labels.retain(|l| cells.label_named(&l.label));
+    hidden.labels = before - labels.len();
+    Ok(labels)
+}
+
+/// The continuous figures of the three sides, the labs held by too few real patients left out of the listing
+/// (counted in `hidden`) after the R²s, which cover every lab.
+fn named_continuous(
+    train: &[&Patient],
+    test: &[&Patient],
+    synthetic: &[&Patient],
+    cells: &small_cells::SmallCells,
+    hidden: &mut small_cells::Hidden,
+) -> fidelity::Continuous {
+    let mut continuous = fidelity::continuous(train, test, synthetic);
+    let before = continuous.labs.len();
+    continuous.labs.retain(|l| cells.lab_named(&l.code));
+    hidden.labs = before - continuous.labs.len();
+    continuous
+}
+
+/// The report's notes on its inputs: synthetic codes the real data lacks, records without visits left out.
+fn input_notes(inputs: &report::Inputs) -> Vec<String> {
+    let mut notes = Vec::new();
+    if inputs.unknown_code_occurrences > 0 {
+        notes.push(format!(
+            "{} of {} synthetic code occurrences ({:.4}%) are codes absent from the real data",
+            inputs.unknown_code_occurrences,
+            inputs.synthetic_code_occurrences,
+            100.0 * inputs.unknown_code_fraction
+        ));
+    }
+    if inputs.synthetic_without_visits > 0 {
+        notes.push(format!(
+            "{} synthetic records without visits were left out",
+            inputs.synthetic_without_visits
+        ));
+    }
+    notes
+}
+
+/// The code probabilities of `counts` (train, test, synthetic) compared, a code or pair named only where the
+/// small-cell rule allows; counts the plot points left unnamed in `hidden`.
+fn named_code_probabilities(
+    counts: &[fidelity::CodeCounts; 3],
+    interner: &Interner,
+    cells: &small_cells::SmallCells,
+    plot_points: usize,
+    hidden: &mut small_cells::Hidden,
+) -> Vec<fidelity::ProbabilityComparison> {
+    // A pair is named when both its codes are and the real splits counted hold it in enough records (the
+    // validation split is not counted: fewer named, never more).
+    let named = |s: fidelity::Statistic, key: u64| match s {
+        fidelity::Statistic::Unigram => cells.code_named(interner.name(key as u32)),
+        _ => {
+            let (a, b) = counts[0].pair_of(key);
+            let records = |c: &fidelity::CodeCounts| c.table(s).get(key).map_or(0, |n| n.records as usize);
+            cells.code_named(interner.name(a))
+                && cells.code_named(interner.name(b))
+                && cells.enough(records(&counts[0]) + records(&counts[1]))
+        }
+    };
+    let placeholder = cells.placeholder();
+    let names = fidelity::KeyNames {
+        named: &named,
+        placeholder: &placeholder,
+    };
+    let probabilities = fidelity::code_probabilities(&counts[0], &counts[1], &counts[2], interner, &names, plot_points);
+    hidden.plot_points = probabilities
+        .iter()
+        .flat_map(|p| &p.points)
+        .filter(|p| p.key == placeholder)
+        .count();
+    probabilities
+}
+
+/// Marks `labels` as derived from codes, with each label's share of synthetic records (`syn_idx`) whose
+/// sampled label agrees with the one `implied` by their codes.
+fn agree_with_codes(
+    labels: &mut [LabelPrevalence],
+    implied: &[BTreeSet<String>],
+    synthetic: &[Patient],
+    syn_idx: &[usize],
+    source: &LabelSource,
+) -> Result<(), EvalError> {
+    if implied.len() != synthetic.len() {
+        return Err(EvalError::Length {
+            what: "synthetic_labels_from_codes",
+            expected: synthetic.len(),
+            got: implied.len(),
+            hint: "one label set per synthetic record",
+        });
+    }
+    // Each record's sampled labels once, then every label against them.
+    let mut agreeing = vec![0usize; labels.len()];
+    for &i in syn_idx {
+        let sampled = source.labels(&synthetic[i], true, i);
+        for (count, l) in agreeing.iter_mut().zip(labels.iter()) {
+            *count += usize::from(sampled.contains(&l.label) == implied[i].contains(&l.label));
+        }
+    }
+    for (l, count) in labels.iter_mut().zip(agreeing) {
+        l.kind = fidelity::LabelKind::FromCodes;
+        l.synthetic_agreement = Some(count as f64 / syn_idx.len().max(1) as f64);
+    }
+    Ok(())
 }
 
 fn inputs(

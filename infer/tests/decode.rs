@@ -218,22 +218,14 @@ fn a_gap_is_drawn_from_the_training_gaps_inside_its_bucket() {
     );
 }
 
-/// A model with the calendar group: each later visit's calendar code is the bucket of the year the visit
-/// before is dated in, the first visit draws one of its own (format 7; dating it inside that bucket is pinned by
-/// `decode`'s unit tests), and the dates decoding gives are those the sampler set the codes from.
-#[test]
-fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
+/// The fixture model and its records `0..count` at `seed`, sampled `batch_size` at a time.
+fn fixture_records(seed: u64, count: u64, batch_size: usize) -> (halo_infer::Model, Vec<halo_infer::Sampled>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
     let mut model = halo_infer::Model::load_on_cpu(&dir).unwrap();
-    let enc = model.manifest.encoding.clone();
-    assert!(
-        enc.visit_groups.iter().any(|g| g.name == "calendar"),
-        "the fixture has the calendar group"
-    );
     let plan = halo_infer::Plan {
-        seed: 5,
-        records: 0..300,
-        batch_size: 16,
+        seed,
+        records: 0..count,
+        batch_size,
         conditions: None,
     };
     let mut sampled = Vec::new();
@@ -242,6 +234,20 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
         Ok(())
     })
     .unwrap();
+    (model, sampled)
+}
+
+/// A model with the calendar group: each later visit's calendar code is the bucket of the year the visit
+/// before is dated in, the first visit draws one of its own (format 7; dating it inside that bucket is pinned by
+/// `decode`'s unit tests), and the dates decoding gives are those the sampler set the codes from.
+#[test]
+fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
+    let (model, sampled) = fixture_records(5, 300, 16);
+    let enc = model.manifest.encoding;
+    assert!(
+        enc.visit_groups.iter().any(|g| g.name == "calendar"),
+        "the fixture has the calendar group"
+    );
     let (mut checked, mut buckets) = (0, std::collections::BTreeSet::new());
     for s in &sampled {
         let times = halo_infer::decode::dated_visit_times(&enc, &s.raw).expect("a dated record");
@@ -294,22 +300,9 @@ fn sampled_calendar_codes_are_the_years_of_the_visits_before() {
 /// them no date could meet.)
 #[test]
 fn every_first_visit_is_dated_inside_the_buckets_it_drew() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny-model");
-    let mut model = halo_infer::Model::load_on_cpu(&dir).unwrap();
+    let (model, sampled) = fixture_records(7, 400, 32);
     assert!(model.manifest.format_version >= halo_core::manifest::FIRST_VISIT_DATES_FORMAT);
-    let enc = model.manifest.encoding.clone();
-    let plan = halo_infer::Plan {
-        seed: 7,
-        records: 0..400,
-        batch_size: 32,
-        conditions: None,
-    };
-    let mut sampled = Vec::new();
-    halo_infer::generate(&mut model, &plan, |batch| {
-        sampled.extend(batch);
-        Ok(())
-    })
-    .unwrap();
+    let enc = model.manifest.encoding;
     let mut calendar_buckets = std::collections::BTreeSet::new();
     for s in &sampled {
         let first = &s.raw.visits[0];

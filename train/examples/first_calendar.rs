@@ -10,20 +10,12 @@ mod common;
 use anyhow::{Context, Result};
 use halo_core::encoding::Token;
 use halo_core::record::Split;
-use halo_core::ReadOptions;
-use halo_train::{checkpoint, data};
+use halo_train::data;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use tch::Device;
 
 fn main() -> Result<()> {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let [ck_dir, data_path] = args.as_slice() else {
-        anyhow::bail!("usage: first_calendar CHECKPOINT DATA");
-    };
-    let ck = checkpoint::load(ck_dir, Device::Cpu)?;
-    let dataset = data::read(data_path, None, &ReadOptions::default()).context("reading the data")?;
-    let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
+    let (ck, splits) = common::checkpoint_and_splits("first_calendar")?;
     let enc = &ck.encoding;
     let group = enc
         .visit_groups

@@ -6,21 +6,15 @@
 //!
 //!     cargo run --release -p halo-train --example gap_draw -- CHECKPOINT DATA
 
+mod common;
+
 use anyhow::{Context, Result};
 use halo_core::record::Split;
-use halo_core::ReadOptions;
-use halo_train::{checkpoint, data};
-use std::path::PathBuf;
+use halo_train::data;
 use tch::{Device, Kind, Tensor};
 
 fn main() -> Result<()> {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let [ck_dir, data_path] = args.as_slice() else {
-        anyhow::bail!("usage: gap_draw CHECKPOINT DATA");
-    };
-    let ck = checkpoint::load(ck_dir, Device::Cpu)?;
-    let dataset = data::read(data_path, None, &ReadOptions::default()).context("reading the data")?;
-    let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
+    let (ck, splits) = common::checkpoint_and_splits("gap_draw")?;
     let group = ck
         .encoding
         .visit_groups

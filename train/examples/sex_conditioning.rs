@@ -7,22 +7,16 @@
 //!
 //!     cargo run --release -p halo-train --example sex_conditioning -- CHECKPOINT DATA
 
+mod common;
+
 use anyhow::{Context, Result};
 use halo_core::record::Split;
-use halo_core::ReadOptions;
 use halo_train::model::Noise;
-use halo_train::{checkpoint, data, score};
-use std::path::PathBuf;
+use halo_train::{data, score};
 use tch::{Device, Kind, Tensor};
 
 fn main() -> Result<()> {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let [ck_dir, data_path] = args.as_slice() else {
-        anyhow::bail!("usage: sex_conditioning CHECKPOINT DATA");
-    };
-    let ck = checkpoint::load(ck_dir, Device::Cpu)?;
-    let dataset = data::read(data_path, None, &ReadOptions::default()).context("reading the data")?;
-    let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
+    let (ck, splits) = common::checkpoint_and_splits("sex_conditioning")?;
     let c = ck.encoding.code_vocab_size;
     let sex = ck
         .encoding

@@ -1,12 +1,31 @@
-//! The code module of a checkpoint as plain rows, for the examples that redraw a visit code by code given its
-//! true history (`chain`, `onset`, `first_calendar`): the masked two-layer module of `ehr_head` (auto1, auto2),
-//! one unit per history dimension and per code before it.
+//! What the diagnostic examples share: loading a checkpoint with the data's encoded splits from the command
+//! line, and the code module of a checkpoint as plain rows, for the examples that redraw a visit code by code
+//! given its true history (`chain`, `onset`, `first_calendar`): the masked two-layer module of `ehr_head`
+//! (auto1, auto2), one unit per history dimension and per code before it.
 // Each example uses the part it needs.
 #![allow(dead_code)]
 
 use anyhow::{Context, Result};
-use halo_train::checkpoint::Checkpoint;
-use tch::Kind;
+use halo_core::record::Split;
+use halo_core::ReadOptions;
+use halo_train::checkpoint::{self, Checkpoint};
+use halo_train::data::{self, EncodedSplit};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tch::{Device, Kind};
+
+/// The checkpoint and the data's records encoded per split, from the command line `example CHECKPOINT DATA`
+/// of the example `name`.
+pub fn checkpoint_and_splits(name: &str) -> Result<(Checkpoint, HashMap<Split, EncodedSplit>)> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [ck_dir, data_path] = args.as_slice() else {
+        anyhow::bail!("usage: {name} CHECKPOINT DATA");
+    };
+    let ck = checkpoint::load(ck_dir, Device::Cpu)?;
+    let dataset = data::read(data_path, None, &ReadOptions::default()).context("reading the data")?;
+    let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
+    Ok((ck, splits))
+}
 
 pub struct CodeModuleRows {
     /// First layer, masked (input unit <= output unit), and its bias.
