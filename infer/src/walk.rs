@@ -8,7 +8,7 @@
 
 use crate::conditions::Forced;
 use crate::decode::FirstVisitDates;
-use halo_core::encoding::{Encoding, VisitGroup};
+use halo_core::encoding::{Encoding, Token, VisitGroup};
 use halo_core::manifest::SamplingCalibration;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
@@ -67,7 +67,14 @@ pub(crate) struct VisitPlan {
     /// code offset and hold consecutive vocabulary indices (so a cursor can give their logits at once); the
     /// position itself where none starts there; empty: no runs.
     pub run_end: Vec<usize>,
+    /// Per vocabulary index: the lab whose bucket it is ([`NO_LAB`] for other codes), where a visit holds at
+    /// most one bucket of a lab ([`Encoding::lab_buckets_exclusive`]): the walk goes past a bucket whose lab
+    /// the visit already holds, drawing nothing for it. Empty: labs are drawn as any code.
+    pub lab_of: Vec<u32>,
 }
+
+/// [`VisitPlan::lab_of`] of a code that is no lab's bucket.
+pub(crate) const NO_LAB: u32 = u32::MAX;
 
 impl VisitPlan {
     /// The label visit: its exclusive categories (demographics, label groups) drawn by their conditionals, the
@@ -104,6 +111,7 @@ impl VisitPlan {
             category_factor,
             last_takes_rest: Vec::new(),
             run_end: Vec::new(),
+            lab_of: Vec::new(),
         }
     }
 
@@ -159,8 +167,12 @@ impl VisitPlan {
             category_factor,
             last_takes_rest,
             run_end: Vec::new(),
+            lab_of: Vec::new(),
         };
         plan.run_end = plan.runs();
+        if enc.lab_buckets_exclusive {
+            plan.lab_of = labs_of(enc);
+        }
         plan
     }
 
@@ -197,6 +209,30 @@ impl VisitPlan {
             None => pos + 1,
         }
     }
+
+    /// Whether vocabulary index `j` is a bucket of a lab that the visit's codes so far (`drawn`) hold a
+    /// bucket of, where a visit holds at most one.
+    fn lab_held(&self, j: usize, drawn: &[u32]) -> bool {
+        match self.lab_of.get(j) {
+            Some(&lab) if lab != NO_LAB => drawn.iter().any(|&d| self.lab_of.get(d as usize) == Some(&lab)),
+            _ => false,
+        }
+    }
+}
+
+/// [`VisitPlan::lab_of`]: each lab's buckets numbered by their lab, by vocabulary index.
+fn labs_of(enc: &Encoding) -> Vec<u32> {
+    let mut labs: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    enc.tokens
+        .iter()
+        .map(|t| match t {
+            Token::Lab { code, .. } => {
+                let next = labs.len() as u32;
+                *labs.entry(code.as_str()).or_insert(next)
+            }
+            _ => NO_LAB,
+        })
+        .collect()
 }
 
 /// A row's view of the code module while it walks a visit.
@@ -307,6 +343,9 @@ pub(crate) fn walk(
             if known > 0 {
                 *pos = p + known;
                 for (i, logit) in logits[..known].iter().enumerate() {
+                    if plan.lab_held(j + i, drawn) {
+                        continue;
+                    }
                     let u: f64 = rng.random();
                     if is_set(u, biased(j + i, *logit) + plan.code_logit_offset) {
                         cursor.set(j + i);
@@ -352,6 +391,7 @@ pub(crate) fn walk(
                 continue;
             }
             Some(false) => {}
+            None if plan.lab_held(j, drawn) => {}
             None => {
                 let Some(logit) = cursor.logit(j) else {
                     return Progress::Need(j..j + 1);

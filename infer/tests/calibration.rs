@@ -1,4 +1,4 @@
-//! The sampling calibration `halo export` fits: on the fixture model (whose sampled visits hold more codes
+//! The sampling calibration `halo export` fits: on the fixture model (whose sampled visits hold fewer codes
 //! than its training visits, and whose gaps come out longer), the fitted offset brings the mean visit size to
 //! the training one, and the gap weights the gap histogram near the training one.
 
@@ -31,20 +31,20 @@ fn calibration_brings_sampled_visits_to_the_training_size() {
     let target = model.manifest.training.mean_codes_per_visit;
     let error = |mean: f64| (mean / target - 1.0).abs();
     assert_eq!(steps[0].0, 0.0, "the first step measures the model as it is: {steps:?}");
-    // Its sampled visits hold about 1.6% more codes than its training visits (9% before format 10 drew the
-    // first visit's calendar and age buckets so that they meet, and the label bias was on); the calibration
-    // takes that to the search's tolerance.
+    // Its sampled visits hold about 7% fewer codes than its training visits (1.6% more before a lab value stood
+    // for its code and a visit drew one bucket of a lab; 9% more before format 10 drew the first visit's
+    // calendar and age buckets so that they meet); the calibration takes that to the search's tolerance.
     assert!(
-        error(fitted.uncalibrated_codes_per_visit) > 0.01,
+        error(fitted.uncalibrated_codes_per_visit) > 0.03,
         "nothing to calibrate: {fitted:?}"
     );
     assert!(
         error(fitted.calibrated_codes_per_visit) < 0.005,
         "{fitted:?} after {steps:?}"
     );
-    // The fixture's visits come out too large, so the offset is negative; the same as the stored one up to
+    // The fixture's visits come out too small, so the offset is positive; the same as the stored one up to
     // the sample (2,000 records here, 4,000 at export).
-    assert!(fitted.code_logit_offset < 0.0, "{fitted:?}");
+    assert!(fitted.code_logit_offset > 0.0, "{fitted:?}");
     assert!(
         (fitted.code_logit_offset - stored.code_logit_offset).abs() < 0.05,
         "{fitted:?} vs {stored:?}"

@@ -79,6 +79,12 @@ pub struct EncodingArgs {
     /// Quantile buckets per lab value.
     #[arg(long, default_value_t = 5)]
     pub lab_buckets: usize,
+    /// Keep a lab code's own token in a visit beside the buckets of its values, as encodings did before
+    /// (two draws the sampler can part: the demo's model drew 0.6 lab codes a visit without a value). By
+    /// default, where every visit lists the code of each of its values (the OMOP and MEDS readers), a value
+    /// stands for its code.
+    #[arg(long)]
+    pub lab_code_tokens: bool,
     /// Buckets of the visit's size (its number of codes), drawn first in each visit so that the code module
     /// knows how many codes it is producing; 0 (the default) leaves the size group out. On dense test visits it
     /// did not reduce the drift that `halo export`'s calibration closes (docs/records.md, "Dense visits").
@@ -154,6 +160,7 @@ impl EncodingArgs {
             calendar: !self.no_calendar,
             dp: None,
             public_codes,
+            imply_lab_codes: !self.lab_code_tokens,
         })
     }
 

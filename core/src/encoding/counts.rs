@@ -85,6 +85,9 @@ pub(super) struct TrainCounts {
     pub(super) lengths: Vec<usize>,
     /// Whether every lab value's code is among its visit's codes (as the OMOP and MEDS readers list them).
     pub(super) lab_codes_listed: bool,
+    /// Visits' labs with a value, and of those the ones with two or more different values in the visit.
+    pub(super) labs_valued: usize,
+    pub(super) labs_valued_twice: usize,
 }
 
 impl Default for TrainCounts {
@@ -103,6 +106,8 @@ impl Default for TrainCounts {
             visit_types: BTreeSet::new(),
             lengths: Vec::new(),
             lab_codes_listed: true,
+            labs_valued: 0,
+            labs_valued_twice: 0,
         }
     }
 }
@@ -212,6 +217,15 @@ impl FitCounts {
                 .visits
                 .iter()
                 .all(|v| v.labs.iter().all(|l| v.codes.contains(&l.code)));
+            for visit in &p.visits {
+                let mut values: BTreeMap<&str, (f64, bool)> = BTreeMap::new();
+                for lab in &visit.labs {
+                    let v = values.entry(lab.code.as_str()).or_insert((lab.value, false));
+                    v.1 |= v.0 != lab.value;
+                }
+                t.labs_valued += values.len();
+                t.labs_valued_twice += values.values().filter(|(_, twice)| *twice).count();
+            }
             for (code, (lowest, highest)) in range {
                 let sample = t.labs.get_mut(code).expect("collected above");
                 sample.patient_lowest.push(lowest);

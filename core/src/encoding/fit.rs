@@ -148,9 +148,17 @@ impl FitCounts {
         left_out.labs = rare_labs;
         let (medical, rare_codes) = medical_tokens(&codes, &lab_edges, &options, k);
         left_out.codes = rare_codes;
+        let lab_codes_listed = t.lab_codes_listed && options.labs && options.dp.is_none();
+        let lab_codes_implied = lab_codes_listed && options.imply_lab_codes;
+        let lab_buckets_exclusive =
+            lab_codes_implied && (t.labs_valued_twice as f64) < LAB_VALUED_TWICE_SHARE * t.labs_valued as f64;
+        let labs = options.labs.then_some(LabEncoding {
+            edges: &lab_edges,
+            codes_implied: lab_codes_implied,
+        });
         let visit_size_edges = match options.visit_size_buckets {
             0 => Vec::new(),
-            buckets => fit_visit_size_edges(train_pass, &medical, &lab_edges, &options, buckets, k)?,
+            buckets => fit_visit_size_edges(train_pass, &medical, labs, &options, buckets, k)?,
         };
         let (type_codes, rare_types) = visit_type_tokens(&visit_types, untyped_visit, &t.visit_types, k);
         left_out.visit_types = rare_types;
@@ -179,13 +187,12 @@ impl FitCounts {
             false => Vec::new(),
         };
         let derived_labels = match spec {
-            Some(spec) if !labels_given => derived_labels(&tokens, code_vocab_size, spec),
+            Some(spec) if !labels_given => derived_labels(&tokens, code_vocab_size, spec, lab_codes_implied),
             _ => Vec::new(),
         };
         let label_vocab_size = tokens.len() - code_vocab_size;
         tokens.extend([Token::Start, Token::End, Token::Pad]);
         let record_visit_limit = record_visit_limit(std::mem::take(&mut t.lengths), &options);
-        let lab_codes_listed = t.lab_codes_listed && options.labs && options.dp.is_none();
         if options.dp.is_some() {
             // How many codes, labs or values were left out counts distinct values of the data, which one
             // patient can change by up to its number of codes: not released under DP.
@@ -209,6 +216,8 @@ impl FitCounts {
             labels_given,
             left_out,
             lab_codes_listed,
+            lab_codes_implied,
+            lab_buckets_exclusive,
             record_visit_limit,
         })
     }
@@ -395,8 +404,14 @@ fn medical_tokens(
     (medical, rare)
 }
 
-/// Labels from the spec are a function of codes: per label, the vocabulary codes that set it.
-fn derived_labels(tokens: &[Token], code_vocab_size: usize, spec: &LabelSpec) -> Vec<DerivedLabel> {
+/// Labels from the spec are a function of codes: per label, the vocabulary codes that set it (with
+/// `lab_codes_implied`, the buckets of a lab code that sets it too, each standing for its code).
+fn derived_labels(
+    tokens: &[Token],
+    code_vocab_size: usize,
+    spec: &LabelSpec,
+    lab_codes_implied: bool,
+) -> Vec<DerivedLabel> {
     (code_vocab_size..tokens.len())
         .filter_map(|i| match &tokens[i] {
             Token::Label { name } => Some((i - code_vocab_size, name)),
@@ -405,7 +420,11 @@ fn derived_labels(tokens: &[Token], code_vocab_size: usize, spec: &LabelSpec) ->
         .map(|(label, name)| DerivedLabel {
             label,
             codes: (0..code_vocab_size)
-                .filter(|&j| matches!(&tokens[j], Token::Code { code } if spec.code_sets(name, code)))
+                .filter(|&j| match &tokens[j] {
+                    Token::Code { code } => spec.code_sets(name, code),
+                    Token::Lab { code, .. } => lab_codes_implied && spec.code_sets(name, code),
+                    _ => false,
+                })
                 .map(|j| j as u32)
                 .collect(),
         })
@@ -452,7 +471,7 @@ fn visit_type_tokens(
 fn fit_visit_size_edges(
     train_pass: TrainPass<'_>,
     medical: &[Token],
-    lab_edges: &BTreeMap<String, Vec<f64>>,
+    labs: Option<LabEncoding<'_>>,
     options: &EncodingOptions,
     buckets: usize,
     k: usize,
@@ -468,13 +487,7 @@ fn fit_visit_size_edges(
         let mut range: Option<(f64, f64)> = None;
         for visit in &p.visits[options.first_encoded_visit(p.visits.len())..] {
             let mut codes = BTreeSet::new();
-            visit_codes(
-                visit,
-                &index,
-                options.labs.then_some(lab_edges),
-                &mut codes,
-                &mut unknown,
-            );
+            visit_codes(visit, &index, labs, &mut codes, &mut unknown);
             let n = codes.len() as f64;
             sizes.values.push(n);
             range = Some(range.map_or((n, n), |(lo, hi)| (lo.min(n), hi.max(n))));

@@ -79,6 +79,20 @@ pub struct Encoding {
     /// (false), being one fact about every record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lab_codes_listed: bool,
+    /// Whether a lab code is encoded by its values ([`EncodingOptions::imply_lab_codes`], where the lab codes
+    /// are listed): a visit's code token of a lab is set only where the visit lists the code with no value of
+    /// it, so that a code and its value are one draw, not two that the sampler can part (the demo's model
+    /// drew 0.6 lab codes a visit without a value, and 0.7 values whose code it did not draw, where the data
+    /// has none). The sampler lists a value's code as it does under `lab_codes_listed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lab_codes_implied: bool,
+    /// Whether a visit holds at most one bucket of a lab: the sampler goes past a lab's other buckets once it
+    /// draws one. Fitted with `lab_codes_implied` where fewer than [`LAB_VALUED_TWICE_SHARE`] of the training
+    /// visits' measured labs have two different values in the visit (the demo's data: 0.2%; its model drew
+    /// two buckets of one lab for 10% of the labs a visit held: the code module learns poorly that a code
+    /// drawn rules another out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lab_buckets_exclusive: bool,
     /// With windows: the most visits a sampled record may hold (a multiple of the stride, reached by at
     /// least `min_patients` training records, so that it describes no single patient). 0 without windows.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -157,6 +171,8 @@ impl Encoding {
             labels_given: true,
             left_out: LeftOut::default(),
             lab_codes_listed: false,
+            lab_codes_implied: false,
+            lab_buckets_exclusive: false,
             record_visit_limit: 0,
         }
     }
@@ -437,13 +453,15 @@ impl Encoding {
         codes: &mut BTreeSet<u32>,
         unknown: &mut usize,
     ) {
-        visit_codes(
-            visit,
-            index,
-            self.options.labs.then_some(&self.lab_edges),
-            codes,
-            unknown,
-        );
+        visit_codes(visit, index, self.lab_encoding(), codes, unknown);
+    }
+
+    /// How this encoding encodes a visit's lab values; none without labs.
+    pub(crate) fn lab_encoding(&self) -> Option<LabEncoding<'_>> {
+        self.options.labs.then_some(LabEncoding {
+            edges: &self.lab_edges,
+            codes_implied: self.lab_codes_implied,
+        })
     }
 
     /// Checks the structure after reading it from disk.
@@ -478,32 +496,47 @@ pub fn window_starts(len: usize, max_visits: usize, stride: usize) -> impl Itera
     (0..=last).map(move |k| k * stride)
 }
 
-/// The vocabulary indices of a visit's own codes (medical codes, and with `lab_edges` each lab value's
-/// bucket), unknown codes counted in `unknown`. The one definition of a visit's codes, used to encode it and
-/// to measure the visit sizes that the size buckets are fitted on.
+/// How a visit's lab values are encoded: their buckets' edges, and whether a value stands for its code too
+/// ([`Encoding::lab_codes_implied`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LabEncoding<'a> {
+    pub(crate) edges: &'a BTreeMap<String, Vec<f64>>,
+    pub(crate) codes_implied: bool,
+}
+
+/// The vocabulary indices of a visit's own codes (medical codes, and with `labs` each lab value's bucket),
+/// unknown codes counted in `unknown`. The one definition of a visit's codes, used to encode it and to measure
+/// the visit sizes that the size buckets are fitted on.
 fn visit_codes(
     visit: &Visit,
     index: &HashMap<String, u32>,
-    lab_edges: Option<&BTreeMap<String, Vec<f64>>>,
+    labs: Option<LabEncoding<'_>>,
     codes: &mut BTreeSet<u32>,
     unknown: &mut usize,
 ) {
-    for c in &visit.codes {
+    let mut valued: BTreeSet<&str> = BTreeSet::new();
+    if let Some(labs) = labs {
+        for lab in &visit.labs {
+            if let Some(edges) = labs.edges.get(&lab.code) {
+                let bucket = bucket_of(edges, lab.value);
+                if let Some(&i) = index.get(&token_key(&Token::Lab {
+                    code: lab.code.clone(),
+                    bucket,
+                })) {
+                    codes.insert(i);
+                    if labs.codes_implied {
+                        valued.insert(lab.code.as_str());
+                    }
+                }
+            }
+        }
+    }
+    for c in visit.codes.iter().filter(|c| !valued.contains(c.as_str())) {
         match index.get(c.as_str()) {
             Some(i) => {
                 codes.insert(*i);
             }
             None => *unknown += 1,
-        }
-    }
-    let Some(lab_edges) = lab_edges else { return };
-    for lab in &visit.labs {
-        if let Some(edges) = lab_edges.get(&lab.code) {
-            let bucket = bucket_of(edges, lab.value);
-            codes.extend(index.get(&token_key(&Token::Lab {
-                code: lab.code.clone(),
-                bucket,
-            })));
         }
     }
 }

@@ -181,10 +181,9 @@ impl<'e> TrainingShares<'e> {
         let encoded = &p.visits[enc.options.first_encoded_visit(p.visits.len())..];
         let encoded: Vec<&Visit> = spread(encoded.len(), cap).map(|i| &encoded[i]).collect();
         if let Some(sizes) = &mut self.sizes {
-            let labs = enc.options.labs.then_some(&enc.lab_edges);
             sizes.add_patient(encoded.iter().map(|visit| {
                 let mut codes = BTreeSet::new();
-                visit_codes(visit, &self.index, labs, &mut codes, &mut 0);
+                visit_codes(visit, &self.index, enc.lab_encoding(), &mut codes, &mut 0);
                 bucket_of(&enc.visit_size_edges, codes.len() as f64)
             }));
         }

@@ -124,6 +124,12 @@ pub struct EncodingOptions {
     /// public bucket edges. Absent: exact counts under the small-cell rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<crate::privacy::statistics::DpStatistics>,
+    /// A lab drawn as one: a value stands for its code where every training visit lists the code of each of
+    /// its values ([`Encoding::lab_codes_implied`]), and a visit draws at most one of a lab's buckets where the
+    /// training visits hardly ever hold two ([`Encoding::lab_buckets_exclusive`]). False in encodings before
+    /// it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub imply_lab_codes: bool,
     /// Medical codes given as public input (`--public-codes`): the vocabulary's codes come from this list
     /// instead of the data's counts. Under differential privacy every listed code enters, seen or not, so
     /// that no budget is spent choosing codes; without it, the listed codes that pass the small-cell rule.
@@ -212,6 +218,9 @@ pub const DEFAULT_VISIT_SIZE_BUCKETS: usize = 0;
 
 /// Default minimum number of patients behind anything the vocabulary or a bucket edge carries.
 pub const DEFAULT_MIN_PATIENTS: usize = 10;
+/// The share of the training visits' measured labs holding two different values in the visit below which a
+/// visit draws at most one bucket of a lab ([`Encoding::lab_buckets_exclusive`]).
+pub const LAB_VALUED_TWICE_SHARE: f64 = 0.01;
 
 fn min_patients_of_old_encodings() -> usize {
     1
@@ -233,6 +242,7 @@ impl Default for EncodingOptions {
             calendar: false,
             dp: None,
             public_codes: None,
+            imply_lab_codes: false,
         }
     }
 }

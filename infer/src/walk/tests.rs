@@ -83,6 +83,7 @@ fn shares_of(draw: CategoryDraw, logits: &[f32; 3], factor: &[f64], last_takes_r
         category_factor: factor.to_vec(),
         last_takes_rest,
         run_end: Vec::new(),
+        lab_of: Vec::new(),
     };
     let mut cursor = Fixed(vec![logits[0], logits[1], logits[2], -100.0]);
     let mut rng = ChaCha20Rng::seed_from_u64(7);
@@ -216,6 +217,7 @@ fn the_calibration_offset_moves_codes_drawn_on_their_own_only() {
         category_factor: Vec::new(),
         last_takes_rest: Vec::new(),
         run_end: Vec::new(),
+        lab_of: Vec::new(),
     };
     // Category values and the end code (last candidate) get nothing; the codes drawn on their own do.
     assert_eq!((plan.offset(0), plan.offset(1), plan.offset(4)), (0.0, 0.0, 0.0));
@@ -296,6 +298,7 @@ fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
         category_factor: Vec::new(),
         last_takes_rest: Vec::new(),
         run_end: Vec::new(),
+        lab_of: Vec::new(),
     };
     plan.run_end = plan.runs();
     assert_eq!(plan.run_end[0], 4, "codes 0..4 are a run");
@@ -323,4 +326,64 @@ fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
         unbiased_differ |= walk_once(None, &mut rng) != vec![0, 2, 5];
     }
     assert!(unbiased_differ, "without the bias, logits of 0 draw other visits");
+}
+
+/// Where a visit holds at most one bucket of a lab, the walk goes past the lab's other buckets once it draws
+/// one, read one by one or in runs: codes 1, 3 and 5 are the buckets of one lab, 0, 2 and 4 other codes.
+/// Every logit 0 (each code drawn with probability 1/2): without the lab's numbering, walks draw two or three
+/// of its buckets; with it, never more than one (6 is the end code), and each bucket still comes first as often as the walk
+/// reaches it.
+#[test]
+fn a_walk_draws_at_most_one_bucket_of_a_lab_that_visits_hold_once() {
+    let mut plan = VisitPlan {
+        cands: (0..7).collect(),
+        category: vec![None; 7],
+        forced: false,
+        category_draw: CategoryDraw::Walk,
+        code_logit_offset: 0.0,
+        category_factor: Vec::new(),
+        last_takes_rest: Vec::new(),
+        run_end: Vec::new(),
+        lab_of: Vec::new(),
+    };
+    plan.run_end = plan.runs();
+    let buckets_drawn = |plan: &VisitPlan, by_runs: bool| {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut counts = [0usize; 4];
+        let mut first = [0usize; 3];
+        for _ in 0..4_000 {
+            let (mut pos, mut drawn) = (0, Vec::new());
+            let progress = match by_runs {
+                true => walk(
+                    &mut pos,
+                    plan,
+                    inputs(&mut rng),
+                    &mut FixedRuns(vec![0.0; 7]),
+                    &mut drawn,
+                ),
+                false => walk(&mut pos, plan, inputs(&mut rng), &mut Fixed(vec![0.0; 7]), &mut drawn),
+            };
+            assert_eq!(progress, Progress::Done);
+            let lab: Vec<u32> = drawn.iter().copied().filter(|j| j % 2 == 1).collect();
+            counts[lab.len()] += 1;
+            if let Some(&b) = lab.first() {
+                first[b as usize / 2] += 1;
+            }
+        }
+        (counts, first)
+    };
+    for by_runs in [false, true] {
+        let (counts, _) = buckets_drawn(&plan, by_runs);
+        assert!(counts[2] + counts[3] > 1_000, "without the lab's end: {counts:?}");
+    }
+    plan.lab_of = vec![NO_LAB, 0, NO_LAB, 0, NO_LAB, 0, NO_LAB];
+    for by_runs in [false, true] {
+        let (counts, first) = buckets_drawn(&plan, by_runs);
+        assert_eq!(counts[2] + counts[3], 0, "with it: {counts:?}");
+        // The first bucket comes first half the time, the second a quarter, the third an eighth.
+        for (b, expected) in [0.5, 0.25, 0.125].iter().enumerate() {
+            let share = first[b] as f64 / 4_000.0;
+            assert!((share - expected).abs() < 0.03, "bucket {b}: {share} ({first:?})");
+        }
+    }
 }

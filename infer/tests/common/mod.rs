@@ -261,6 +261,7 @@ pub fn encoding(spec: &Spec) -> Encoding {
             calendar: false,
             dp: None,
             public_codes: None,
+            imply_lab_codes: false,
         },
         tokens,
         code_vocab_size,
@@ -278,6 +279,8 @@ pub fn encoding(spec: &Spec) -> Encoding {
         labels_given: false,
         left_out: Default::default(),
         lab_codes_listed: false,
+        lab_codes_implied: false,
+        lab_buckets_exclusive: false,
         record_visit_limit: 0,
     }
 }
