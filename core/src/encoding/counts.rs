@@ -90,6 +90,19 @@ pub(super) struct TrainCounts {
     pub(super) labs_valued_twice: usize,
 }
 
+impl TrainCounts {
+    /// What the encoding says of its lab values: whether the training visits list each value's code
+    /// ([`Encoding::lab_codes_listed`]), whether a value then stands for its code
+    /// ([`Encoding::lab_codes_implied`]), and whether a visit holds at most one bucket of a lab
+    /// ([`Encoding::lab_buckets_exclusive`]). None under differential privacy, being facts of every record.
+    pub(super) fn lab_facts(&self, options: &EncodingOptions) -> (bool, bool, bool) {
+        let listed = self.lab_codes_listed && options.labs && options.dp.is_none();
+        let implied = listed && options.imply_lab_codes;
+        let once = (self.labs_valued_twice as f64) < LAB_VALUED_TWICE_SHARE * self.labs_valued as f64;
+        (listed, implied, implied && once)
+    }
+}
+
 impl Default for TrainCounts {
     fn default() -> TrainCounts {
         TrainCounts {

@@ -148,10 +148,7 @@ impl FitCounts {
         left_out.labs = rare_labs;
         let (medical, rare_codes) = medical_tokens(&codes, &lab_edges, &options, k);
         left_out.codes = rare_codes;
-        let lab_codes_listed = t.lab_codes_listed && options.labs && options.dp.is_none();
-        let lab_codes_implied = lab_codes_listed && options.imply_lab_codes;
-        let lab_buckets_exclusive =
-            lab_codes_implied && (t.labs_valued_twice as f64) < LAB_VALUED_TWICE_SHARE * t.labs_valued as f64;
+        let (lab_codes_listed, lab_codes_implied, lab_buckets_exclusive) = t.lab_facts(&options);
         let labs = options.labs.then_some(LabEncoding {
             edges: &lab_edges,
             codes_implied: lab_codes_implied,
@@ -405,13 +402,8 @@ fn medical_tokens(
 }
 
 /// Labels from the spec are a function of codes: per label, the vocabulary codes that set it (with
-/// `lab_codes_implied`, the buckets of a lab code that sets it too, each standing for its code).
-fn derived_labels(
-    tokens: &[Token],
-    code_vocab_size: usize,
-    spec: &LabelSpec,
-    lab_codes_implied: bool,
-) -> Vec<DerivedLabel> {
+/// `implied` lab codes, the buckets of a lab code that sets it too, each standing for its code).
+fn derived_labels(tokens: &[Token], code_vocab_size: usize, spec: &LabelSpec, implied: bool) -> Vec<DerivedLabel> {
     (code_vocab_size..tokens.len())
         .filter_map(|i| match &tokens[i] {
             Token::Label { name } => Some((i - code_vocab_size, name)),
@@ -422,7 +414,7 @@ fn derived_labels(
             codes: (0..code_vocab_size)
                 .filter(|&j| match &tokens[j] {
                     Token::Code { code } => spec.code_sets(name, code),
-                    Token::Lab { code, .. } => lab_codes_implied && spec.code_sets(name, code),
+                    Token::Lab { code, .. } => implied && spec.code_sets(name, code),
                     _ => false,
                 })
                 .map(|j| j as u32)
