@@ -149,10 +149,7 @@ impl FitCounts {
         let (medical, rare_codes) = medical_tokens(&codes, &lab_edges, &options, k);
         left_out.codes = rare_codes;
         let (lab_codes_listed, lab_codes_implied, lab_buckets_exclusive) = t.lab_facts(&options);
-        let labs = options.labs.then_some(LabEncoding {
-            edges: &lab_edges,
-            codes_implied: lab_codes_implied,
-        });
+        let labs = LabEncoding::of(&options, &lab_edges, lab_codes_implied);
         let visit_size_edges = match options.visit_size_buckets {
             0 => Vec::new(),
             buckets => fit_visit_size_edges(train_pass, &medical, labs, &options, buckets, k)?,

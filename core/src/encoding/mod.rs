@@ -458,10 +458,7 @@ impl Encoding {
 
     /// How this encoding encodes a visit's lab values; none without labs.
     pub(crate) fn lab_encoding(&self) -> Option<LabEncoding<'_>> {
-        self.options.labs.then_some(LabEncoding {
-            edges: &self.lab_edges,
-            codes_implied: self.lab_codes_implied,
-        })
+        LabEncoding::of(&self.options, &self.lab_edges, self.lab_codes_implied)
     }
 
     /// Checks the structure after reading it from disk.
@@ -502,6 +499,17 @@ pub fn window_starts(len: usize, max_visits: usize, stride: usize) -> impl Itera
 pub(crate) struct LabEncoding<'a> {
     pub(crate) edges: &'a BTreeMap<String, Vec<f64>>,
     pub(crate) codes_implied: bool,
+}
+
+impl<'a> LabEncoding<'a> {
+    /// How lab values with these bucket edges are encoded under `options`; none without labs.
+    pub(crate) fn of(
+        options: &EncodingOptions,
+        edges: &'a BTreeMap<String, Vec<f64>>,
+        codes_implied: bool,
+    ) -> Option<LabEncoding<'a>> {
+        options.labs.then_some(LabEncoding { edges, codes_implied })
+    }
 }
 
 /// The vocabulary indices of a visit's own codes (medical codes, and with `labs` each lab value's bucket),
