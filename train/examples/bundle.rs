@@ -11,7 +11,6 @@
 mod common;
 
 use anyhow::{Context, Result};
-use halo_core::encoding::Token;
 use halo_core::record::Split;
 use halo_core::ReadOptions;
 use halo_train::{checkpoint, data};
@@ -32,11 +31,10 @@ fn main() -> Result<()> {
     let (splits, _) = data::encode_splits(&dataset.patients, &ck.split, &ck.encoding, ck.spec.as_ref());
     let enc = &ck.encoding;
     let c = enc.code_vocab_size;
-    let anchor = enc
-        .tokens
-        .iter()
-        .position(|t| matches!(t, Token::Code { code: k } if *k == code))
-        .with_context(|| format!("{code} is not in the vocabulary"))? as u32;
+    let anchor = *enc
+        .index()
+        .get(code.as_str())
+        .with_context(|| format!("{code} is not in the vocabulary"))?;
     let train = splits.get(&Split::Train).context("no train split")?;
     let mut beside = vec![0usize; c];
     let mut holding = 0usize;

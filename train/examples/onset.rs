@@ -41,11 +41,10 @@ fn main() -> Result<()> {
     let (splits, _) = data::encode_splits(&dataset.patients, &split, &ck.encoding, ck.spec.as_ref());
     let enc = &ck.encoding;
     let c = enc.code_vocab_size;
-    let target = enc
-        .tokens
-        .iter()
-        .position(|t| matches!(t, Token::Code { code: k } if *k == code))
-        .with_context(|| format!("{code} is not in the vocabulary"))?;
+    let target = *enc
+        .index()
+        .get(code.as_str())
+        .with_context(|| format!("{code} is not in the vocabulary"))? as usize;
     let label = |cat: &str, value: &str| {
         enc.tokens.iter().position(
             |t| matches!(t, Token::Demographic { category, value: v } if category.as_str() == cat && v == value),

@@ -284,14 +284,12 @@ fn a_run_draws_as_one_code_at_a_time() {
     assert!(set > 400, "{set} codes set");
 }
 
-/// A record's label bias goes onto every logit its walk reads, by vocabulary index: in a run of codes drawn
-/// on their own (0..4), in a category (4, 5) and on the end code (6). All logits 0; a bias of +40 sets a code
-/// (sigmoid 1 - 4e-18), -40 never does; without the bias the same walks draw otherwise.
-#[test]
-fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
+/// A later visit's plan over candidates `0..n` with these categories (drawn as a walk), nothing else set:
+/// no offset, factors or forced values; its runs found.
+fn walk_plan(category: Vec<Option<(usize, usize)>>) -> VisitPlan {
     let mut plan = VisitPlan {
-        cands: (0..7).collect(),
-        category: vec![None, None, None, None, Some((4, 6)), Some((4, 6)), None],
+        cands: (0..category.len()).collect(),
+        category,
         forced: false,
         category_draw: CategoryDraw::Walk,
         code_logit_offset: 0.0,
@@ -301,6 +299,15 @@ fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
         lab_of: Vec::new(),
     };
     plan.run_end = plan.runs();
+    plan
+}
+
+/// A record's label bias goes onto every logit its walk reads, by vocabulary index: in a run of codes drawn
+/// on their own (0..4), in a category (4, 5) and on the end code (6). All logits 0; a bias of +40 sets a code
+/// (sigmoid 1 - 4e-18), -40 never does; without the bias the same walks draw otherwise.
+#[test]
+fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
+    let plan = walk_plan(vec![None, None, None, None, Some((4, 6)), Some((4, 6)), None]);
     assert_eq!(plan.run_end[0], 4, "codes 0..4 are a run");
     let bias = [40.0f32, -40.0, 40.0, -40.0, -40.0, 40.0, -40.0];
     let mut rng = ChaCha20Rng::seed_from_u64(3);
@@ -335,18 +342,7 @@ fn the_label_bias_is_added_to_every_logit_the_walk_reads() {
 /// reaches it.
 #[test]
 fn a_walk_draws_at_most_one_bucket_of_a_lab_that_visits_hold_once() {
-    let mut plan = VisitPlan {
-        cands: (0..7).collect(),
-        category: vec![None; 7],
-        forced: false,
-        category_draw: CategoryDraw::Walk,
-        code_logit_offset: 0.0,
-        category_factor: Vec::new(),
-        last_takes_rest: Vec::new(),
-        run_end: Vec::new(),
-        lab_of: Vec::new(),
-    };
-    plan.run_end = plan.runs();
+    let mut plan = walk_plan(vec![None; 7]);
     let buckets_drawn = |plan: &VisitPlan, by_runs: bool| {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let mut counts = [0usize; 4];
